@@ -1,0 +1,189 @@
+/*
+ * backend.h — the one interface between the engine and compute.
+ *
+ * The engine (engine/forward.c) drives a transformer forward pass as a
+ * sequence of the operations below; a backend (kernels/cpu, kernels/cuda)
+ * implements them on its device.  Activation pointers (float *) are device
+ * memory obtained from ops->alloc; on the CPU that is ordinary host memory.
+ * Operations may run asynchronously (the CUDA backend queues them on a
+ * stream); results become visible to the host only through read_floats(),
+ * argmax() or end_step(), which also report any deferred device error.
+ *
+ * Layouts: activations are row-major [n_rows][width] float32.  A weight
+ * matrix W has `rows` output features and `cols` input features and is
+ * stored as `rows` rows of `cols` elements in its file type; matmul computes
+ * out[r][o] = sum_i x[r][i] * W[o][i].
+ */
+#ifndef PGI_BACKEND_H
+#define PGI_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/pgi_error.h"
+#include "tensor_types.h"
+
+typedef struct pgi_backend pgi_backend;
+typedef struct pgi_kv_cache pgi_kv_cache;
+
+/* A tensor from the model file, as the backend sees it. Vectors (norm
+ * weights, biases) have rows == 1. */
+typedef struct pgi_weight {
+    const char *name;     /* for error messages */
+    uint32_t type;        /* pgi_tensor_type */
+    int64_t rows;
+    int64_t cols;
+    size_t n_bytes;
+    const void *host;     /* usually inside the mmapped file */
+    void *device;         /* set by upload_weight; == host on the CPU */
+} pgi_weight;
+
+/* Geometry of the paged KV cache: n_blocks blocks of block_size token
+ * slots, each slot holding K and V for every layer.  Slot s lives in block
+ * s / block_size.  Blocks are shared by all sequences of a batch; which
+ * blocks a sequence owns is its block table. */
+typedef struct pgi_kv_geometry {
+    int n_layers;
+    int n_kv_heads;
+    int head_dim;
+    int block_size;
+    int n_blocks;
+} pgi_kv_geometry;
+
+/*
+ * One forward step: n_tokens tokens drawn from n_seqs sequences (prompt
+ * chunks being prefilled and single tokens being decoded, in any mix).
+ * All arrays are host memory; begin_step copies what the device needs.
+ *
+ * Token t belongs to sequence seq_index[t], sits at position positions[t]
+ * and its K/V are written to cache slot kv_slots[t].  It attends to the
+ * sequence's KV entries at positions 0..positions[t] (causal), found through
+ * block_tables[seq * max_blocks + position / block_size].  Tokens of one
+ * sequence appear in increasing position order.
+ */
+typedef struct pgi_step {
+    int n_tokens;
+    const int32_t *tokens;        /* [n_tokens] */
+    const int32_t *positions;     /* [n_tokens] */
+    const int32_t *seq_index;     /* [n_tokens] */
+    const int32_t *kv_slots;      /* [n_tokens] */
+    int n_seqs;
+    int max_blocks;               /* columns of block_tables */
+    const int32_t *block_tables;  /* [n_seqs][max_blocks], -1 = none */
+    const int32_t *seq_lengths;   /* [n_seqs] KV entries after this step */
+    int n_outputs;                /* tokens whose logits are wanted */
+    const int32_t *output_rows;   /* [n_outputs] indices into tokens */
+} pgi_step;
+
+typedef enum pgi_rope_mode {
+    PGI_ROPE_INTERLEAVED = 0,     /* rotate pairs (2i, 2i+1): llama */
+    PGI_ROPE_NEOX = 1             /* rotate pairs (i, i + n_dims/2): qwen2 */
+} pgi_rope_mode;
+
+typedef struct pgi_rope {
+    pgi_rope_mode mode;
+    int n_dims;                   /* rotated dims per head (<= head_dim) */
+    const pgi_weight *inv_freq;   /* F32 [n_dims/2], scaling already applied */
+} pgi_rope;
+
+typedef struct pgi_attention_shape {
+    int n_heads;
+    int n_kv_heads;               /* divides n_heads (grouped-query) */
+    int head_dim;
+    float scale;                  /* usually 1/sqrt(head_dim) */
+} pgi_attention_shape;
+
+typedef struct pgi_backend_ops {
+    void (*destroy)(pgi_backend *b);
+
+    /* Weights: copy to the device once (CPU: device = host). */
+    pgi_status (*upload_weight)(pgi_backend *b, pgi_weight *w, pgi_error *err);
+    void (*release_weight)(pgi_backend *b, pgi_weight *w);
+
+    /* Activation scratch; NULL on failure. */
+    float *(*alloc)(pgi_backend *b, size_t n_floats);
+    void (*free)(pgi_backend *b, float *p);
+
+    pgi_status (*kv_create)(pgi_backend *b, const pgi_kv_geometry *g,
+                            pgi_kv_cache **out, pgi_error *err);
+    void (*kv_destroy)(pgi_backend *b, pgi_kv_cache *kv);
+    /* Copy every layer's K/V of block src to block dst (copy-on-write when
+     * sequences that shared a prefix diverge). */
+    pgi_status (*kv_copy_block)(pgi_backend *b, pgi_kv_cache *kv, int src, int dst,
+                                pgi_error *err);
+
+    /* Steps.  Operations between begin_step and end_step refer to that
+     * step's tokens, positions and tables. */
+    pgi_status (*begin_step)(pgi_backend *b, const pgi_step *step, pgi_error *err);
+    pgi_status (*end_step)(pgi_backend *b, pgi_error *err);
+
+    /* out[t] = row tokens[t] of table (dequantized). */
+    void (*embed)(pgi_backend *b, float *out, const pgi_weight *table);
+    /* out[r] = x[r] / rms(x[r]) * weight, over n_rows rows of dim. */
+    void (*rmsnorm)(pgi_backend *b, float *out, const float *x, const pgi_weight *weight,
+                    int n_rows, float eps);
+    /* out[n_rows][w->rows] = x[n_rows][w->cols] . W^T */
+    void (*matmul)(pgi_backend *b, float *out, const pgi_weight *w, const float *x,
+                   int n_rows);
+    /* x[r] += bias, over n_rows rows of bias->cols. */
+    void (*add_bias)(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows);
+    /* Rotate q [n_tokens][n_heads*head_dim] and k [n_tokens][n_kv_heads*head_dim]
+     * in place at the step's positions. */
+    void (*rope)(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
+                 const pgi_attention_shape *shape);
+    /* Store k, v ([n_tokens][n_kv_heads*head_dim]) at the step's kv_slots in
+     * layer `layer`, then out[t] = softmax(q[t] . K^T * scale) . V over the
+     * token's causal window. */
+    void (*attention)(pgi_backend *b, float *out, const float *q, const float *k,
+                      const float *v, pgi_kv_cache *kv, int layer,
+                      const pgi_attention_shape *shape);
+    /* out[i] = silu(gate[i]) * up[i] */
+    void (*silu_mul)(pgi_backend *b, float *out, const float *gate, const float *up,
+                     int64_t n);
+    /* x[i] += y[i] */
+    void (*add)(pgi_backend *b, float *x, const float *y, int64_t n);
+    /* out[j] = x[output_rows[j]] for the step's outputs, rows of width floats. */
+    void (*gather_outputs)(pgi_backend *b, float *out, const float *x, int width);
+
+    /* Copy n floats from device to host, waiting for queued work. */
+    pgi_status (*read_floats)(pgi_backend *b, float *host, const float *device, size_t n,
+                              pgi_error *err);
+    /* out[r] = argmax of row r of x [n_rows][width] (ties: lowest index);
+     * waits for queued work. */
+    pgi_status (*argmax)(pgi_backend *b, int32_t *host_out, const float *x, int n_rows,
+                         int width, pgi_error *err);
+} pgi_backend_ops;
+
+/* Every backend's struct begins with this. */
+struct pgi_backend {
+    const pgi_backend_ops *ops;
+    const char *kind;             /* "cpu" or "cuda" */
+    char device_name[128];        /* "AMD EPYC (2 threads, AVX2)", "NVIDIA H100 ..." */
+    size_t device_memory_total;   /* bytes; 0 when not meaningful */
+    size_t device_memory_free;
+};
+
+/* The CPU backend (kernels/cpu). n_threads <= 0 means one per core. */
+pgi_backend *pgi_cpu_backend_create(int n_threads, pgi_error *err);
+
+/*
+ * The CUDA backend lives in pg_infer_cuda.so, loaded with dlopen; these are
+ * the names of the symbols it exports and their types.
+ */
+#define PGI_CUDA_PROBE_SYMBOL  "pgi_cuda_probe"
+#define PGI_CUDA_CREATE_SYMBOL "pgi_cuda_backend_create"
+
+typedef struct pgi_cuda_probe_result {
+    int device_count;            /* 0 when none usable */
+    int runtime_error;           /* cudaError_t from cudaGetDeviceCount; 0 = success */
+    char error_text[256];        /* cudaGetErrorString of it, or "" */
+    char device_name[128];       /* name of device 0, when present */
+    size_t device_memory_total;  /* bytes, device 0 */
+    int driver_version;          /* cudaDriverGetVersion, 0 when no driver */
+    int runtime_version;
+} pgi_cuda_probe_result;
+
+typedef void (*pgi_cuda_probe_fn)(pgi_cuda_probe_result *out);
+typedef pgi_backend *(*pgi_cuda_create_fn)(int device_index, pgi_error *err);
+
+#endif

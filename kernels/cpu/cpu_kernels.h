@@ -1,0 +1,52 @@
+/*
+ * cpu_kernels.h — the CPU backend's building blocks, shared between the
+ * matrix kernels (matmul*.c, quants*.c, threadpool.c) and the backend's
+ * operation table (cpu_backend.c).
+ */
+#ifndef PGI_CPU_KERNELS_H
+#define PGI_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../backend.h"
+
+/* ---- SIMD level, detected once at run time ---- */
+typedef enum pgi_simd_level {
+    PGI_SIMD_SCALAR = 0,
+    PGI_SIMD_AVX2 = 1,      /* AVX2 + FMA + F16C */
+    PGI_SIMD_AVX512 = 2     /* AVX-512 F/BW/VL (+ VNNI when present) */
+} pgi_simd_level;
+
+pgi_simd_level pgi_cpu_simd_level(void);
+const char *pgi_cpu_simd_name(pgi_simd_level level);
+/* Force a lower level (tests compare every level against the scalar one). */
+void pgi_cpu_set_simd_level(pgi_simd_level level);
+
+/* ---- a fixed pool of worker threads ----
+ * run() calls fn(arg, i, n) once for every thread index i in [0, n), the
+ * calling thread taking index 0, and returns when all have finished.  Idle
+ * workers spin briefly and then sleep, so an idle pool costs no CPU. */
+typedef struct pgi_threadpool pgi_threadpool;
+typedef void (*pgi_parallel_fn)(void *arg, int thread_index, int n_threads);
+
+pgi_threadpool *pgi_threadpool_create(int n_threads, pgi_error *err);
+void pgi_threadpool_destroy(pgi_threadpool *pool);
+int  pgi_threadpool_size(const pgi_threadpool *pool);
+void pgi_threadpool_run(pgi_threadpool *pool, pgi_parallel_fn fn, void *arg);
+
+/* ---- matrix products ----
+ * out[r][o] = sum_i x[r][i] * W[o][i] for r < n_rows, o < w->rows, reading W
+ * in its own type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).  x is quantized
+ * to the matching activation format (Q8_0 / Q8_K) where the type's dot
+ * product works on integers.  Work is split across the pool. */
+void pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w,
+                    const float *x, int n_rows);
+
+/* Scalar version of the same product, the reference for tests. */
+void pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_rows);
+
+/* Dequantize row `row` of w into dst (w->cols floats), fastest path. */
+void pgi_cpu_dequantize_row(const pgi_weight *w, int64_t row, float *dst);
+
+#endif
