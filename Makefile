@@ -17,7 +17,10 @@ EXTENSION   = pg_infer
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_infer.control)
 MODULE_big  = pg_infer
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard ext/*.c bgworker/*.c)))
-DATA        = $(sort $(wildcard ext/pg_infer--*.sql))
+# The install script is assembled from the core script and the parts in
+# ext/sql/ (one file per subsystem, applied in name order).
+SQL_PARTS   = ext/pg_infer--$(EXTVERSION).sql $(sort $(wildcard ext/sql/*.sql))
+DATA_built  = pg_infer--$(EXTVERSION).sql
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 
@@ -27,6 +30,9 @@ BUILDDIR   ?= build
 SHARED_MODELS ?= $(abspath $(CURDIR)/../shared/models)
 export PGI_SHARED_MODELS := $(SHARED_MODELS)
 export PGI_DEMO_MODEL := $(abspath $(CURDIR)/models/stories260K.gguf)
+
+pg_infer--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
 
 # ---------------------------------------------------------------- engine
 ENGINE_SRCS  = $(sort $(wildcard engine/*.c kernels/*.c kernels/cpu/*.c))
@@ -131,3 +137,106 @@ clean-engine:
 	rm -rf $(BUILDDIR)
 
 .PHONY: install-cuda clean-engine
+
+# ================================================================ tests, demo
+# (foundation, issue 2)  Everything below only adds targets.
+#
+#   make test          build, then engine unit tests + pg_regress + pgTAP on
+#                      throwaway servers (test/run_tests.sh); ends with
+#                      "N passed, N failed"
+#   make installcheck  pg_regress against a running server that preloads
+#                      pg_infer (PGHOST/PGPORT/PGUSER as for psql)
+#   make prove         pgTAP against a running server, in database
+#                      $(PROVE_DATABASE) that has pgtap and pg_infer
+#   make demo          fresh Debian 12 to a running demo cluster (scripts/demo.sh)
+#   make demo-stop     stop the demo cluster
+
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --dbname=pg_infer_regression
+PROVE_DATABASE ?= pg_infer_test
+
+# PGXS only gives installcheck a recipe when REGRESS is set before it is
+# included; this section comes after, so it supplies the recipe itself.
+installcheck:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+test:
+	MAKE="$(MAKE)" BUILDDIR="$(BUILDDIR)" PG_CONFIG="$(PG_CONFIG)" USE_CUDA="$(USE_CUDA)" \
+	  bash test/run_tests.sh
+
+prove:
+	pg_prove --ext .sql -v -d $(PROVE_DATABASE) test/pgtap
+
+demo:
+	MAKE="$(MAKE)" BUILDDIR="$(BUILDDIR)" bash scripts/demo.sh start
+
+demo-stop:
+	bash scripts/demo.sh stop
+
+.PHONY: test prove demo demo-stop
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer over the GGUF reader (needs clang with libFuzzer).  The reader's
+# sources are compiled straight into the target with the sanitizers, not
+# through the engine library.
+#   make fuzz                      build $(BUILDDIR)/fuzz/fuzz_gguf
+#   make fuzz-run FUZZ_SECONDS=600 seed a corpus from ../shared/models and run
+FUZZ_CC      ?= clang
+FUZZ_DIR      = $(BUILDDIR)/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS   ?=
+FUZZ_READER_SRCS = engine/gguf.c engine/pgi_memory.c engine/pgi_error.c kernels/tensor_types.c
+FUZZ_CFLAGS  = -std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+               -Iengine -Ikernels
+
+$(FUZZ_DIR)/fuzz_gguf: test/fuzz/fuzz_gguf.c $(FUZZ_READER_SRCS) engine/gguf.h \
+                       engine/pgi_memory.h engine/pgi_error.h kernels/tensor_types.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ test/fuzz/fuzz_gguf.c $(FUZZ_READER_SRCS)
+
+$(FUZZ_DIR)/make_fuzz_seeds: test/fuzz/make_fuzz_seeds.c engine/gguf_writer.c $(FUZZ_READER_SRCS) \
+                             engine/gguf_writer.h engine/gguf.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -o $@ test/fuzz/make_fuzz_seeds.c engine/gguf_writer.c \
+	  $(FUZZ_READER_SRCS) $(ENGINE_LIBS)
+
+fuzz: $(FUZZ_DIR)/fuzz_gguf $(FUZZ_DIR)/make_fuzz_seeds
+
+# New inputs go to $(FUZZ_DIR)/corpus; crashes to $(FUZZ_DIR)/artifacts/.
+fuzz-run: fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds $(FUZZ_DIR)/artifacts
+	$(FUZZ_DIR)/make_fuzz_seeds $(FUZZ_DIR)/seeds
+	cp $(SHARED_MODELS)/*.gguf $(SHARED_MODELS)/vocab/*.gguf $(FUZZ_DIR)/seeds/
+	$(FUZZ_DIR)/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(abspath $(FUZZ_DIR))/artifacts/ $(FUZZ_FLAGS) \
+	  $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+
+.PHONY: fuzz fuzz-run
+
+# ---------------------------------------------------------------- bench (engine)
+# (engine, issue 3)  make bench: prefill and decode tok/s of the CLI on
+# synthetic models of a 134M-parameter llama shape (dim 768, ffn 2048, 12
+# layers, 12 heads, Llama-2 vocabulary) in F16, Q8_0 and Q4_K_M, written to
+# $(BENCH_DIR) once (kept between runs).  One JSON line per model.
+BENCH_DIR      ?= $(BUILDDIR)/bench-models
+BENCH_VOCAB    ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
+BENCH_SHAPE    ?= --dim 768 --ffn 2048 --layers 12 --heads 12 --kv-heads 12 --context 2048
+BENCH_TYPES    ?= f16 q8_0 q4_k_m
+BENCH_THREADS  ?= 2
+BENCH_PROMPT   ?= 512
+BENCH_GEN      ?= 128
+BENCH_MODELS    = $(patsubst %,$(BENCH_DIR)/synthetic-134m-%.gguf,$(BENCH_TYPES))
+
+$(BENCH_DIR)/synthetic-134m-%.gguf: | $(BUILDDIR)/make_synthetic_model
+	@mkdir -p $(dir $@)
+	$(BUILDDIR)/make_synthetic_model --type $* $(BENCH_SHAPE) --vocab-from $(BENCH_VOCAB) -o $@
+
+bench: bench-engine
+bench-engine: $(BUILDDIR)/pg_infer_cli $(BENCH_MODELS)
+	@for m in $(BENCH_MODELS); do \
+	  $(BUILDDIR)/pg_infer_cli bench --model $$m --threads $(BENCH_THREADS) \
+	    --prompt-tokens $(BENCH_PROMPT) --gen-tokens $(BENCH_GEN) || exit 1; \
+	done
+
+.PHONY: bench bench-engine

@@ -1,0 +1,929 @@
+#include "engine.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "forward.h"
+#include "kv_cache.h"
+#include "pgi_memory.h"
+
+typedef enum sequence_state {
+    SEQ_WAITING = 0,
+    SEQ_PREFILL,
+    SEQ_DECODE,
+    SEQ_FINISHED
+} sequence_state;
+
+typedef struct sequence {
+    int64_t id;
+    sequence_state state;
+    int32_t *prompt;
+    int n_prompt;
+    int n_prefilled;            /* prompt tokens whose K/V are stored */
+    int32_t next_token;         /* sampled, to be fed in the next decode step */
+    int n_generated;
+    pgi_sampling_params params;
+    char *stop_copies[PGI_MAX_STOP_STRINGS];
+    pgi_sampler sampler;
+    pgi_detokenizer detokenizer;
+    bool detokenizer_ready;
+    pgi_stop_matcher stop;
+    pgi_kv_sequence kv;
+    int reserved_blocks;
+    /* text produced this step */
+    char *text;
+    size_t text_length;
+    size_t text_capacity;
+    pgi_finish_reason finish_reason;
+    /* timestamps (ms, monotonic) */
+    double added_at, admitted_at, first_token_at, last_token_at, finished_at;
+    double device_ms;
+    int step_tokens;            /* tokens of this sequence in the current step */
+} sequence;
+
+struct pgi_engine {
+    pgi_engine_options options;
+    gguf_file *file;
+    pgi_tokenizer *tokenizer;
+    pgi_model *model;
+    pgi_backend *backend;
+    pgi_device_report device;
+    pgi_forward *forward;
+    pgi_kv_cache *kv;
+    pgi_kv_blocks blocks;
+    bool blocks_ready;
+    int context_length;
+    int block_size;
+    int max_batch_tokens;
+    int prefill_chunk;
+    int max_sequences;
+    int max_blocks_per_sequence;
+    int reserved_blocks;
+    int64_t next_id;
+
+    sequence **seqs;            /* in the order they were added */
+    int n_seqs;
+    int seqs_capacity;
+
+    /* host arrays of one step */
+    int32_t *tokens, *positions, *seq_index, *kv_slots, *output_rows;
+    int32_t *seq_lengths, *block_tables;
+    sequence **step_seqs;       /* [max_sequences] */
+    sequence **output_seqs;     /* [max_sequences] sequence of each output row */
+    int32_t *argmax_ids;        /* [max_sequences] */
+    float *host_logits;         /* [vocab] */
+
+    uint64_t steps, tokens_processed, tokens_generated;
+};
+
+static double
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
+}
+
+void
+pgi_engine_options_default(pgi_engine_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->device = "auto";
+}
+
+const char *
+pgi_finish_reason_name(pgi_finish_reason reason)
+{
+    switch (reason)
+    {
+        case PGI_FINISH_NONE: return "none";
+        case PGI_FINISH_EOS: return "stop";
+        case PGI_FINISH_STOP: return "stop";
+        case PGI_FINISH_LENGTH: return "length";
+        case PGI_FINISH_CONTEXT: return "length";
+        case PGI_FINISH_ERROR: return "error";
+    }
+    return "unknown";
+}
+
+/* ------------------------------------------------------------ sequences */
+
+static void
+sequence_free(pgi_engine *e, sequence *s)
+{
+    if (s == NULL)
+        return;
+    if (s->kv.block_table != NULL)
+        pgi_kv_sequence_free(&s->kv, &e->blocks);
+    if (s->state == SEQ_PREFILL || s->state == SEQ_DECODE)
+        e->reserved_blocks -= s->reserved_blocks;
+    pgi_sampler_free(&s->sampler);
+    if (s->detokenizer_ready)
+        pgi_detokenizer_free(&s->detokenizer);
+    pgi_stop_matcher_free(&s->stop);
+    for (int i = 0; i < PGI_MAX_STOP_STRINGS; i++)
+        pgi_free(s->stop_copies[i]);
+    pgi_free(s->prompt);
+    pgi_free(s->text);
+    pgi_free(s);
+}
+
+static void
+remove_at(pgi_engine *e, int index)
+{
+    sequence_free(e, e->seqs[index]);
+    memmove(&e->seqs[index], &e->seqs[index + 1], sizeof(sequence *) * (size_t) (e->n_seqs - index - 1));
+    e->n_seqs--;
+}
+
+static int
+find_sequence(const pgi_engine *e, int64_t id)
+{
+    for (int i = 0; i < e->n_seqs; i++)
+        if (e->seqs[i]->id == id)
+            return i;
+    return -1;
+}
+
+static bool
+append_text(sequence *s, const char *text, size_t length)
+{
+    if (length == 0)
+        return true;
+    if (s->text_length + length + 1 > s->text_capacity)
+    {
+        size_t capacity = s->text_capacity ? s->text_capacity : 64;
+        char *p;
+
+        while (capacity < s->text_length + length + 1)
+            capacity *= 2;
+        p = pgi_realloc(s->text, s->text_capacity, capacity);
+        if (p == NULL)
+            return false;
+        s->text = p;
+        s->text_capacity = capacity;
+    }
+    memcpy(s->text + s->text_length, text, length);
+    s->text_length += length;
+    s->text[s->text_length] = '\0';
+    return true;
+}
+
+static void
+fill_timings(const sequence *s, pgi_sequence_timings *t)
+{
+    double end = s->finished_at > 0 ? s->finished_at : now_ms();
+
+    memset(t, 0, sizeof(*t));
+    t->prompt_tokens = s->n_prompt;
+    t->generated_tokens = s->n_generated;
+    t->cached_tokens = 0;
+    t->device_ms = s->device_ms;
+    t->total_ms = end - s->added_at;
+    if (s->admitted_at > 0)
+        t->queue_ms = s->admitted_at - s->added_at;
+    else
+        t->queue_ms = end - s->added_at;
+    if (s->first_token_at > 0)
+    {
+        t->prefill_ms = s->first_token_at - s->admitted_at;
+        t->time_to_first_token_ms = s->first_token_at - s->added_at;
+        t->decode_ms = s->last_token_at - s->first_token_at;
+    }
+}
+
+/* ------------------------------------------------------------ open / close */
+
+void
+pgi_engine_close(pgi_engine *e)
+{
+    if (e == NULL)
+        return;
+    while (e->n_seqs > 0)
+        remove_at(e, e->n_seqs - 1);
+    pgi_free(e->seqs);
+    if (e->forward != NULL)
+        pgi_forward_free(e->forward);
+    if (e->kv != NULL)
+        e->backend->ops->kv_destroy(e->backend, e->kv);
+    if (e->blocks_ready)
+        pgi_kv_blocks_destroy(&e->blocks);
+    pgi_model_free(e->model);
+    if (e->backend != NULL)
+        pgi_backend_close(e->backend);
+    pgi_tokenizer_free(e->tokenizer);
+    if (e->file != NULL)
+        gguf_close(e->file);
+    pgi_free(e->tokens);
+    pgi_free(e->positions);
+    pgi_free(e->seq_index);
+    pgi_free(e->kv_slots);
+    pgi_free(e->output_rows);
+    pgi_free(e->seq_lengths);
+    pgi_free(e->block_tables);
+    pgi_free(e->step_seqs);
+    pgi_free(e->output_seqs);
+    pgi_free(e->argmax_ids);
+    pgi_free(e->host_logits);
+    pgi_free(e);
+}
+
+pgi_status
+pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *err)
+{
+    pgi_engine *e;
+    pgi_status st;
+    const pgi_model_config *c;
+    size_t per_token, budget;
+    int n_blocks, vocab, T, S, tokenizer_vocab;
+    pgi_kv_geometry geometry;
+
+    *out = NULL;
+    if (options == NULL || options->model_path == NULL || options->model_path[0] == '\0')
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no model path given");
+    if (options->context_length < 0 || options->kv_block_size < 0 ||
+        options->max_batch_tokens < 0 || options->prefill_chunk < 0 ||
+        options->max_sequences < 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                        "context length, block size, batch, chunk and sequence limits must not be negative");
+    e = pgi_calloc(1, sizeof(*e));
+    if (e == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    e->options = *options;
+    e->options.model_path = NULL;   /* not kept: the caller owns the strings */
+    e->options.device = NULL;
+    e->options.cuda_library_path = NULL;
+    e->next_id = 1;
+
+    if ((st = gguf_open(options->model_path, &e->file, err)) != PGI_OK)
+        goto fail;
+    if ((st = pgi_model_load(e->file, options->context_length, &e->model, err)) != PGI_OK)
+        goto fail;
+    if ((st = pgi_tokenizer_load(e->file, &e->tokenizer, err)) != PGI_OK)
+        goto fail;
+    c = &e->model->config;
+    tokenizer_vocab = pgi_tokenizer_vocab_size(e->tokenizer);
+    if (tokenizer_vocab > c->vocab_size)
+    {
+        st = pgi_fail(err, PGI_ERR_FORMAT,
+                      "the tokenizer has %d tokens but the embedding table only %d rows",
+                      tokenizer_vocab, c->vocab_size);
+        goto fail;
+    }
+    if ((st = pgi_backend_open(options->device != NULL ? options->device : "auto",
+                               options->cuda_library_path, options->n_threads, &e->backend,
+                               &e->device, err)) != PGI_OK)
+        goto fail;
+    if ((st = pgi_model_upload(e->model, e->backend, err)) != PGI_OK)
+        goto fail;
+
+    e->context_length = c->context_length;
+    e->block_size = options->kv_block_size > 0 ? options->kv_block_size : 16;
+    e->max_batch_tokens = options->max_batch_tokens > 0 ? options->max_batch_tokens : 512;
+    e->prefill_chunk = options->prefill_chunk > 0 ? options->prefill_chunk : e->max_batch_tokens;
+    if (e->prefill_chunk > e->max_batch_tokens)
+        e->prefill_chunk = e->max_batch_tokens;
+    e->max_sequences = options->max_sequences > 0 ? options->max_sequences : 64;
+    if (e->max_sequences > e->max_batch_tokens)
+        e->max_sequences = e->max_batch_tokens;
+    e->max_blocks_per_sequence = (e->context_length + e->block_size - 1) / e->block_size;
+
+    per_token = pgi_model_kv_bytes_per_token(c);
+    budget = options->kv_memory_bytes;
+    if (budget == 0)
+    {
+        size_t one_context = per_token * (size_t) e->max_blocks_per_sequence * (size_t) e->block_size;
+
+        budget = one_context * 4;
+        if (budget > ((size_t) 1 << 30))
+            budget = (size_t) 1 << 30;
+        if (budget < one_context)
+            budget = one_context;
+    }
+    n_blocks = pgi_kv_blocks_for_budget(budget, per_token, e->block_size);
+    if (n_blocks <= 0)
+    {
+        st = pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                      "KV memory budget of %zu bytes holds no block of %d tokens (%zu bytes each)",
+                      budget, e->block_size, per_token * (size_t) e->block_size);
+        goto fail;
+    }
+    if ((st = pgi_kv_blocks_init(&e->blocks, n_blocks, e->block_size, err)) != PGI_OK)
+        goto fail;
+    e->blocks_ready = true;
+    geometry.n_layers = c->n_layers;
+    geometry.n_kv_heads = c->n_kv_heads;
+    geometry.head_dim = c->head_dim;
+    geometry.block_size = e->block_size;
+    geometry.n_blocks = n_blocks;
+    if ((st = e->backend->ops->kv_create(e->backend, &geometry, &e->kv, err)) != PGI_OK)
+        goto fail;
+    if ((st = pgi_forward_create(e->backend, e->model, e->max_batch_tokens, e->max_sequences,
+                                 &e->forward, err)) != PGI_OK)
+        goto fail;
+
+    T = e->max_batch_tokens;
+    S = e->max_sequences;
+    vocab = c->vocab_size;
+    e->tokens = pgi_calloc((size_t) T, sizeof(int32_t));
+    e->positions = pgi_calloc((size_t) T, sizeof(int32_t));
+    e->seq_index = pgi_calloc((size_t) T, sizeof(int32_t));
+    e->kv_slots = pgi_calloc((size_t) T, sizeof(int32_t));
+    e->output_rows = pgi_calloc((size_t) S, sizeof(int32_t));
+    e->seq_lengths = pgi_calloc((size_t) S, sizeof(int32_t));
+    e->block_tables = pgi_calloc((size_t) S * (size_t) e->max_blocks_per_sequence, sizeof(int32_t));
+    e->step_seqs = pgi_calloc((size_t) S, sizeof(sequence *));
+    e->output_seqs = pgi_calloc((size_t) S, sizeof(sequence *));
+    e->argmax_ids = pgi_calloc((size_t) S, sizeof(int32_t));
+    e->host_logits = pgi_calloc((size_t) vocab, sizeof(float));
+    if (!e->tokens || !e->positions || !e->seq_index || !e->kv_slots || !e->output_rows ||
+        !e->seq_lengths || !e->block_tables || !e->step_seqs || !e->output_seqs ||
+        !e->argmax_ids || !e->host_logits)
+    {
+        st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for step buffers");
+        goto fail;
+    }
+    *out = e;
+    return PGI_OK;
+
+fail:
+    pgi_engine_close(e);
+    return st;
+}
+
+/* ------------------------------------------------------------ accessors */
+
+const pgi_model_config *
+pgi_engine_config(const pgi_engine *e)
+{
+    return &e->model->config;
+}
+
+const pgi_model *
+pgi_engine_model(const pgi_engine *e)
+{
+    return e->model;
+}
+
+const pgi_tokenizer *
+pgi_engine_tokenizer(const pgi_engine *e)
+{
+    return e->tokenizer;
+}
+
+const gguf_file *
+pgi_engine_file(const pgi_engine *e)
+{
+    return e->file;
+}
+
+const pgi_backend *
+pgi_engine_backend(const pgi_engine *e)
+{
+    return e->backend;
+}
+
+const pgi_device_report *
+pgi_engine_device(const pgi_engine *e)
+{
+    return &e->device;
+}
+
+void
+pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->context_length = e->context_length;
+    s->kv_block_size = e->block_size;
+    s->kv_blocks_total = e->blocks.n_blocks;
+    s->kv_blocks_free = e->blocks.n_free;
+    s->kv_blocks_reserved = e->reserved_blocks;
+    s->max_batch_tokens = e->max_batch_tokens;
+    s->max_sequences = e->max_sequences;
+    s->steps = e->steps;
+    s->tokens_processed = e->tokens_processed;
+    s->tokens_generated = e->tokens_generated;
+    for (int i = 0; i < e->n_seqs; i++)
+    {
+        if (e->seqs[i]->state == SEQ_WAITING)
+            s->waiting++;
+        else if (e->seqs[i]->state != SEQ_FINISHED)
+            s->running++;
+    }
+}
+
+bool
+pgi_engine_has_work(const pgi_engine *e)
+{
+    for (int i = 0; i < e->n_seqs; i++)
+        if (e->seqs[i]->state != SEQ_FINISHED)
+            return true;
+    return false;
+}
+
+bool
+pgi_engine_sequence_timings(const pgi_engine *e, int64_t seq_id, pgi_sequence_timings *t)
+{
+    int i = find_sequence(e, seq_id);
+
+    if (i < 0)
+        return false;
+    fill_timings(e->seqs[i], t);
+    return true;
+}
+
+/* ------------------------------------------------------------ adding */
+
+/* KV blocks a sequence may need at most. */
+static int
+worst_case_blocks(const pgi_engine *e, const sequence *s)
+{
+    int64_t tokens = (int64_t) s->n_prompt + s->params.max_tokens;
+
+    if (tokens > e->context_length)
+        tokens = e->context_length;
+    return pgi_kv_blocks_needed(&e->blocks, (int) tokens);
+}
+
+pgi_status
+pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
+                        const pgi_sampling_params *params, int64_t *seq_id, pgi_error *err)
+{
+    sequence *s;
+    pgi_status st;
+    int vocab = e->model->config.vocab_size;
+
+    *seq_id = 0;
+    if (params == NULL)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no sampling parameters");
+    if ((st = pgi_sampling_params_check(params, err)) != PGI_OK)
+        return st;
+    if (prompt == NULL || n_prompt <= 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "the prompt has no tokens");
+    if (n_prompt > e->context_length)
+        return pgi_fail(err, PGI_ERR_CONTEXT_FULL,
+                        "prompt of %d tokens is longer than the context of %d tokens", n_prompt,
+                        e->context_length);
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                            "prompt token %d is %d, outside the vocabulary of %d", i, prompt[i],
+                            vocab);
+
+    if (e->n_seqs == e->seqs_capacity)
+    {
+        int capacity = e->seqs_capacity ? e->seqs_capacity * 2 : 16;
+        sequence **p = pgi_realloc(e->seqs, sizeof(sequence *) * (size_t) e->seqs_capacity,
+                                   sizeof(sequence *) * (size_t) capacity);
+
+        if (p == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+        e->seqs = p;
+        e->seqs_capacity = capacity;
+    }
+    s = pgi_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    s->params = *params;
+    for (int i = 0; i < params->n_stop; i++)
+    {
+        s->stop_copies[i] = pgi_strdup(params->stop[i]);
+        if (s->stop_copies[i] == NULL)
+        {
+            st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+            goto fail;
+        }
+        s->params.stop[i] = s->stop_copies[i];
+    }
+    s->n_prompt = n_prompt;
+    if (worst_case_blocks(e, s) > e->blocks.n_blocks)
+    {
+        st = pgi_fail(err, PGI_ERR_CACHE_FULL,
+                      "the KV cache (%d tokens) can never hold %d prompt tokens plus %d generated",
+                      e->blocks.n_blocks * e->block_size, n_prompt, params->max_tokens);
+        goto fail;
+    }
+    s->prompt = pgi_alloc(sizeof(int32_t) * (size_t) n_prompt);
+    if (s->prompt == NULL)
+    {
+        st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
+        goto fail;
+    }
+    memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t) n_prompt);
+    if ((st = pgi_sampler_init(&s->sampler, &s->params, vocab, e->context_length, err)) != PGI_OK)
+        goto fail;
+    for (int i = 0; i < n_prompt; i++)
+        pgi_sampler_accept(&s->sampler, prompt[i]);
+    /* A prompt of control tokens only (just BOS) has no text: the output is
+     * the whole text, so its SentencePiece leading space goes, as llama.cpp
+     * drops it when detokenizing from BOS. */
+    {
+        bool prompt_has_text = false;
+
+        for (int i = 0; i < n_prompt && !prompt_has_text; i++)
+            prompt_has_text = pgi_tokenizer_token_type(e->tokenizer, prompt[i]) != PGI_TOKEN_CONTROL;
+        st = pgi_detokenizer_init(&s->detokenizer, e->tokenizer, !prompt_has_text, err);
+    }
+    if (st != PGI_OK)
+        goto fail;
+    s->detokenizer_ready = true;
+    if ((st = pgi_stop_matcher_init(&s->stop, (const char *const *) s->params.stop,
+                                    s->params.n_stop, err)) != PGI_OK)
+        goto fail;
+    if ((st = pgi_kv_sequence_init(&s->kv, e->context_length, e->block_size, err)) != PGI_OK)
+        goto fail;
+    s->id = e->next_id++;
+    s->state = SEQ_WAITING;
+    s->added_at = now_ms();
+    e->seqs[e->n_seqs++] = s;
+    *seq_id = s->id;
+    return PGI_OK;
+
+fail:
+    sequence_free(e, s);
+    return st;
+}
+
+pgi_status
+pgi_engine_cancel(pgi_engine *e, int64_t seq_id, pgi_error *err)
+{
+    int i = find_sequence(e, seq_id);
+
+    if (i < 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no sequence %lld", (long long) seq_id);
+    remove_at(e, i);
+    return PGI_OK;
+}
+
+/* ------------------------------------------------------------ stepping */
+
+static void
+finish(pgi_engine *e, sequence *s, pgi_finish_reason reason)
+{
+    size_t n = 0;
+    const char *tail;
+
+    if (reason != PGI_FINISH_STOP && reason != PGI_FINISH_ERROR)
+    {
+        bool stopped = false;
+
+        /* release what the detokenizer and the matcher still hold */
+        tail = pgi_detokenizer_flush(&s->detokenizer, &n);
+        if (n > 0)
+        {
+            tail = pgi_stop_matcher_push(&s->stop, tail, n, &n, &stopped);
+            if (tail != NULL)
+                append_text(s, tail, n);
+            if (stopped)
+                reason = PGI_FINISH_STOP;
+        }
+        if (!stopped)
+        {
+            tail = pgi_stop_matcher_flush(&s->stop, &n);
+            if (tail != NULL)
+                append_text(s, tail, n);
+        }
+    }
+    s->finish_reason = reason;
+    s->state = SEQ_FINISHED;
+    s->finished_at = now_ms();
+    e->reserved_blocks -= s->reserved_blocks;
+    s->reserved_blocks = 0;
+    pgi_kv_sequence_free(&s->kv, &e->blocks);
+}
+
+/* Records a sampled token; decides whether the sequence goes on. */
+static void
+accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
+{
+    size_t n = 0;
+    const char *piece;
+    bool stopped = false;
+
+    s->n_generated++;
+    e->tokens_generated++;
+    if (s->first_token_at == 0)
+        s->first_token_at = t;
+    s->last_token_at = t;
+    pgi_sampler_accept(&s->sampler, token);
+    s->next_token = token;
+
+    if (!s->params.ignore_eos && pgi_tokenizer_is_end_of_generation(e->tokenizer, token))
+    {
+        finish(e, s, PGI_FINISH_EOS);
+        return;
+    }
+    piece = pgi_detokenizer_push(&s->detokenizer, token, &n);
+    if (piece != NULL && n > 0)
+    {
+        piece = pgi_stop_matcher_push(&s->stop, piece, n, &n, &stopped);
+        if (piece != NULL)
+            append_text(s, piece, n);
+    }
+    if (stopped)
+        finish(e, s, PGI_FINISH_STOP);
+    else if (s->n_generated >= s->params.max_tokens)
+        finish(e, s, PGI_FINISH_LENGTH);
+    else if (s->kv.length >= e->context_length)
+        finish(e, s, PGI_FINISH_CONTEXT);
+    else
+        s->state = SEQ_DECODE;
+}
+
+static void
+admit_waiting(pgi_engine *e)
+{
+    int running = 0;
+
+    for (int i = 0; i < e->n_seqs; i++)
+        if (e->seqs[i]->state == SEQ_PREFILL || e->seqs[i]->state == SEQ_DECODE)
+            running++;
+    for (int i = 0; i < e->n_seqs && running < e->max_sequences; i++)
+    {
+        sequence *s = e->seqs[i];
+        int need;
+
+        if (s->state != SEQ_WAITING)
+            continue;
+        need = worst_case_blocks(e, s);
+        if (e->reserved_blocks + need > e->blocks.n_blocks)
+            break;   /* first come, first served: nobody overtakes */
+        e->reserved_blocks += need;
+        s->reserved_blocks = need;
+        s->state = SEQ_PREFILL;
+        s->admitted_at = now_ms();
+        running++;
+    }
+}
+
+static pgi_status
+fail_running(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n_outputs)
+{
+    for (int i = 0; i < e->n_seqs; i++)
+    {
+        sequence *s = e->seqs[i];
+
+        if (s->state != SEQ_PREFILL && s->state != SEQ_DECODE)
+            continue;
+        finish(e, s, PGI_FINISH_ERROR);
+        if (*n_outputs < max_outputs)
+        {
+            pgi_step_output *o = &outputs[(*n_outputs)++];
+
+            memset(o, 0, sizeof(*o));
+            o->seq_id = s->id;
+            o->token = -1;
+            o->text = "";
+            o->finished = true;
+            o->finish_reason = PGI_FINISH_ERROR;
+            fill_timings(s, &o->timings);
+        }
+    }
+    return PGI_OK;
+}
+
+pgi_status
+pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n_outputs,
+                pgi_error *err)
+{
+    const pgi_backend_ops *ops = e->backend->ops;
+    int vocab = e->model->config.vocab_size;
+    int n_tokens = 0, n_step_seqs = 0, n_out = 0, table_width = 1;
+    bool any_greedy = false;
+    const float *logits;
+    pgi_step step;
+    pgi_status st;
+    double started, finished_at;
+
+    *n_outputs = 0;
+    /* sequences reported finished by the previous step are forgotten now */
+    for (int i = e->n_seqs - 1; i >= 0; i--)
+        if (e->seqs[i]->state == SEQ_FINISHED)
+            remove_at(e, i);
+    for (int i = 0; i < e->n_seqs; i++)
+        e->seqs[i]->text_length = 0;
+    admit_waiting(e);
+
+    /* Decode tokens first (one per sequence), then prompt chunks in
+     * admission order while the token budget lasts. */
+    for (int pass = 0; pass < 2; pass++)
+    {
+        for (int i = 0; i < e->n_seqs && n_tokens < e->max_batch_tokens; i++)
+        {
+            sequence *s = e->seqs[i];
+            int count, first_position;
+            const int32_t *source;
+
+            if (pass == 0 && s->state != SEQ_DECODE)
+                continue;
+            if (pass == 1 && s->state != SEQ_PREFILL)
+                continue;
+            if (n_step_seqs == e->max_sequences)
+                break;
+            if (pass == 0)
+            {
+                count = 1;
+                source = &s->next_token;
+                first_position = s->kv.length;
+            }
+            else
+            {
+                count = s->n_prompt - s->n_prefilled;
+                if (count > e->prefill_chunk)
+                    count = e->prefill_chunk;
+                if (count > e->max_batch_tokens - n_tokens)
+                    count = e->max_batch_tokens - n_tokens;
+                source = s->prompt + s->n_prefilled;
+                first_position = s->n_prefilled;
+            }
+            /* Cannot fail: admission reserved the worst case. */
+            if ((st = pgi_kv_sequence_reserve(&s->kv, &e->blocks, first_position + count,
+                                              e->backend, e->kv, err)) != PGI_OK)
+                return st;
+            for (int j = 0; j < count; j++)
+            {
+                int position = first_position + j;
+
+                e->tokens[n_tokens] = source[j];
+                e->positions[n_tokens] = position;
+                e->seq_index[n_tokens] = n_step_seqs;
+                e->kv_slots[n_tokens] = s->kv.block_table[position / e->block_size] * e->block_size +
+                                        position % e->block_size;
+                n_tokens++;
+            }
+            s->step_tokens = count;
+            if (pass == 1)
+                s->n_prefilled += count;
+            if (pass == 0 || s->n_prefilled == s->n_prompt)
+            {
+                e->output_rows[n_out] = n_tokens - 1;
+                e->output_seqs[n_out] = s;
+                n_out++;
+            }
+            e->step_seqs[n_step_seqs] = s;
+            e->seq_lengths[n_step_seqs] = s->kv.length;
+            if (s->kv.n_table > table_width)
+                table_width = s->kv.n_table;
+            n_step_seqs++;
+        }
+    }
+    if (n_tokens == 0)
+        return PGI_OK;
+    for (int q = 0; q < n_step_seqs; q++)
+    {
+        const pgi_kv_sequence *kv = &e->step_seqs[q]->kv;
+
+        for (int j = 0; j < table_width; j++)
+            e->block_tables[(size_t) q * (size_t) table_width + (size_t) j] =
+                j < kv->n_table ? kv->block_table[j] : -1;
+    }
+
+    memset(&step, 0, sizeof(step));
+    step.n_tokens = n_tokens;
+    step.tokens = e->tokens;
+    step.positions = e->positions;
+    step.seq_index = e->seq_index;
+    step.kv_slots = e->kv_slots;
+    step.n_seqs = n_step_seqs;
+    step.max_blocks = table_width;
+    step.block_tables = e->block_tables;
+    step.seq_lengths = e->seq_lengths;
+    step.n_outputs = n_out;
+    step.output_rows = e->output_rows;
+
+    started = now_ms();
+    st = pgi_forward_run(e->forward, e->kv, &step, &logits, err);
+    if (st == PGI_OK && n_out > 0)
+    {
+        for (int j = 0; j < n_out; j++)
+            if (!pgi_sampler_needs_logits(&e->output_seqs[j]->sampler))
+                any_greedy = true;
+        if (any_greedy)
+            st = ops->argmax(e->backend, e->argmax_ids, logits, n_out, vocab, err);
+    }
+    if (st != PGI_OK)
+    {
+        fail_running(e, outputs, max_outputs, n_outputs);
+        return st;
+    }
+    e->steps++;
+    e->tokens_processed += (uint64_t) n_tokens;
+
+    for (int j = 0; j < n_out; j++)
+    {
+        sequence *s = e->output_seqs[j];
+        int32_t token;
+
+        if (pgi_sampler_needs_logits(&s->sampler) || e->options.logits_observer != NULL)
+        {
+            st = ops->read_floats(e->backend, e->host_logits, logits + (size_t) j * (size_t) vocab,
+                                  (size_t) vocab, err);
+            if (st != PGI_OK)
+            {
+                fail_running(e, outputs, max_outputs, n_outputs);
+                return st;
+            }
+            if (e->options.logits_observer != NULL)
+                e->options.logits_observer(e->options.logits_observer_context, s->id,
+                                           e->positions[e->output_rows[j]], e->host_logits, vocab);
+        }
+        if (pgi_sampler_needs_logits(&s->sampler))
+            token = pgi_sampler_sample(&s->sampler, e->host_logits);
+        else
+            token = e->argmax_ids[j];
+        accept_token(e, s, token, now_ms());
+    }
+    finished_at = now_ms();
+    for (int q = 0; q < n_step_seqs; q++)
+        e->step_seqs[q]->device_ms += (finished_at - started) * e->step_seqs[q]->step_tokens /
+                                      (double) n_tokens;
+
+    for (int j = 0; j < n_out && *n_outputs < max_outputs; j++)
+    {
+        sequence *s = e->output_seqs[j];
+        pgi_step_output *o = &outputs[(*n_outputs)++];
+
+        o->seq_id = s->id;
+        o->token = s->next_token;
+        o->text = s->text != NULL ? s->text : "";
+        o->text_length = s->text_length;
+        o->finished = s->state == SEQ_FINISHED;
+        o->finish_reason = s->finish_reason;
+        fill_timings(s, &o->timings);
+    }
+    return PGI_OK;
+}
+
+/* ------------------------------------------------------------ generate */
+
+pgi_status
+pgi_engine_generate(pgi_engine *e, const int32_t *prompt, int n_prompt,
+                    const pgi_sampling_params *params, pgi_text_callback on_text,
+                    void *callback_context, pgi_generation *result, pgi_error *err)
+{
+    pgi_step_output *outputs;
+    int64_t id;
+    pgi_status st;
+    int capacity = params != NULL && params->max_tokens > 0 ? params->max_tokens : 1;
+
+    memset(result, 0, sizeof(*result));
+    if (pgi_engine_has_work(e))
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "generate needs an idle engine");
+    if ((st = pgi_engine_add_sequence(e, prompt, n_prompt, params, &id, err)) != PGI_OK)
+        return st;
+    outputs = pgi_calloc((size_t) e->max_sequences, sizeof(*outputs));
+    result->tokens = pgi_alloc(sizeof(int32_t) * (size_t) capacity);
+    if (outputs == NULL || result->tokens == NULL)
+    {
+        pgi_free(outputs);
+        pgi_free(result->tokens);
+        result->tokens = NULL;
+        pgi_engine_cancel(e, id, NULL);
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (;;)
+    {
+        int n = 0;
+        bool done = false;
+
+        if ((st = pgi_engine_step(e, outputs, e->max_sequences, &n, err)) != PGI_OK)
+            break;
+        for (int i = 0; i < n; i++)
+        {
+            pgi_step_output *o = &outputs[i];
+
+            if (o->seq_id != id)
+                continue;
+            if (o->token >= 0 && result->n_tokens < capacity)
+                result->tokens[result->n_tokens++] = o->token;
+            if (o->text_length > 0 && on_text != NULL &&
+                !on_text(callback_context, o->text, o->text_length))
+            {
+                result->finish_reason = PGI_FINISH_STOP;
+                result->timings = o->timings;
+                pgi_engine_cancel(e, id, NULL);
+                done = true;
+                break;
+            }
+            if (o->finished)
+            {
+                result->finish_reason = o->finish_reason;
+                result->timings = o->timings;
+                done = true;
+            }
+        }
+        if (done)
+            break;
+        if (!pgi_engine_has_work(e))
+        {
+            st = pgi_fail(err, PGI_ERR_INTERNAL, "sequence vanished before finishing");
+            break;
+        }
+    }
+    pgi_free(outputs);
+    /* the finished record goes at the next step; drop it now for an idle engine */
+    if (find_sequence(e, id) >= 0)
+        pgi_engine_cancel(e, id, NULL);
+    return st;
+}

@@ -1,0 +1,170 @@
+/*
+ * engine.h — the inference engine as the worker, the CLI and the tests use it.
+ *
+ *   pgi_engine_open()          load a GGUF model onto a device (CPU or CUDA)
+ *   pgi_engine_add_sequence()  queue a prompt (token ids) with sampling
+ *                              parameters; returns a sequence id
+ *   pgi_engine_step()          ONE forward pass over every running sequence:
+ *                              prompt chunks and decode tokens together
+ *                              (continuous batching); reports, per sequence
+ *                              touched, the new token, the text now safe to
+ *                              stream and whether it finished
+ *   pgi_engine_cancel()        drop a sequence at once, freeing its cache
+ *   pgi_engine_generate()      convenience loop for one prompt (the CLI)
+ *
+ * Admission: a queued sequence starts when a running slot is free and the
+ * KV cache can hold its worst case (prompt + max_tokens, capped at the
+ * context), so a running sequence never runs out of cache.  Sequences start
+ * in the order they were added.  Finished sequences are reported by one
+ * step and forgotten at the start of the next.
+ *
+ * An engine is not thread-safe: one thread drives it.
+ */
+#ifndef PGI_ENGINE_H
+#define PGI_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/backend.h"
+#include "device.h"
+#include "model.h"
+#include "pgi_error.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct pgi_engine pgi_engine;
+
+/* Called with the logits of every token sampled (host memory, vocab floats,
+ * valid during the call); for tests and debugging. */
+typedef void (*pgi_logits_observer)(void *context, int64_t seq_id, int position,
+                                    const float *logits, int vocab_size);
+
+typedef struct pgi_engine_options {
+    const char *model_path;
+    const char *device;            /* "auto" (default), "cpu", "cuda:N" */
+    const char *cuda_library_path; /* pg_infer_cuda.so; NULL: CPU only */
+    int n_threads;                 /* CPU threads; <= 0: one per core */
+    int context_length;            /* 0: the model's */
+    size_t kv_memory_bytes;        /* 0: four full contexts, at most 1 GiB, at least one */
+    int kv_block_size;             /* tokens per KV block; 0: 16 */
+    int max_batch_tokens;          /* tokens per step; 0: 512 */
+    int prefill_chunk;             /* prompt tokens per sequence per step; 0: max_batch_tokens */
+    int max_sequences;             /* running at once; 0: 64 */
+    pgi_logits_observer logits_observer;
+    void *logits_observer_context;
+} pgi_engine_options;
+
+void pgi_engine_options_default(pgi_engine_options *options);
+
+typedef enum pgi_finish_reason {
+    PGI_FINISH_NONE = 0,           /* still running */
+    PGI_FINISH_EOS,                /* end-of-generation token */
+    PGI_FINISH_LENGTH,             /* max_tokens reached */
+    PGI_FINISH_STOP,               /* a stop string matched */
+    PGI_FINISH_CONTEXT,            /* the context is full */
+    PGI_FINISH_ERROR               /* a device error ended it (see step status) */
+} pgi_finish_reason;
+
+/* "stop", "length", ... as OpenAI spells them (EOS and stop strings are both
+ * "stop"; the context limit is "length"). */
+const char *pgi_finish_reason_name(pgi_finish_reason reason);
+
+typedef struct pgi_sequence_timings {
+    int prompt_tokens;
+    int generated_tokens;
+    int cached_tokens;             /* prompt tokens served from a shared prefix (0 for now) */
+    double queue_ms;               /* added -> admitted */
+    double prefill_ms;             /* admitted -> first token sampled */
+    double time_to_first_token_ms; /* added -> first token sampled */
+    double decode_ms;              /* first token -> last token */
+    double total_ms;               /* added -> finished (or now) */
+    double device_ms;              /* its share of step time, by tokens */
+} pgi_sequence_timings;
+
+typedef struct pgi_step_output {
+    int64_t seq_id;
+    int32_t token;                 /* sampled this step; -1 when none (prefill chunk) */
+    const char *text;              /* new text to stream (UTF-8, stop strings removed),
+                                    * text_length bytes; valid until the next step */
+    size_t text_length;
+    bool finished;
+    pgi_finish_reason finish_reason;
+    pgi_sequence_timings timings;
+} pgi_step_output;
+
+typedef struct pgi_engine_stats {
+    int context_length;
+    int kv_block_size;
+    int kv_blocks_total;
+    int kv_blocks_free;
+    int kv_blocks_reserved;        /* promised to running sequences */
+    int running;                   /* admitted, not finished */
+    int waiting;                   /* added, not yet admitted */
+    int max_batch_tokens;
+    int max_sequences;
+    uint64_t steps;
+    uint64_t tokens_processed;     /* prompt + decode tokens through the model */
+    uint64_t tokens_generated;
+} pgi_engine_stats;
+
+pgi_status pgi_engine_open(const pgi_engine_options *options, pgi_engine **out,
+                           pgi_error *err);
+void pgi_engine_close(pgi_engine *engine);
+
+const pgi_model_config *pgi_engine_config(const pgi_engine *engine);
+const pgi_model *pgi_engine_model(const pgi_engine *engine);
+const pgi_tokenizer *pgi_engine_tokenizer(const pgi_engine *engine);
+const gguf_file *pgi_engine_file(const pgi_engine *engine);
+const pgi_backend *pgi_engine_backend(const pgi_engine *engine);
+const pgi_device_report *pgi_engine_device(const pgi_engine *engine);
+void pgi_engine_get_stats(const pgi_engine *engine, pgi_engine_stats *stats);
+
+/*
+ * Queue a sequence.  Errors: PGI_ERR_INVALID_ARGUMENT (no tokens, an id out
+ * of range, bad sampling parameters), PGI_ERR_CONTEXT_FULL (prompt longer
+ * than the context), PGI_ERR_CACHE_FULL (the whole cache could never hold
+ * it).  The prompt and stop strings are copied.
+ */
+pgi_status pgi_engine_add_sequence(pgi_engine *engine, const int32_t *prompt, int n_prompt,
+                                   const pgi_sampling_params *params, int64_t *seq_id,
+                                   pgi_error *err);
+
+/* Drop a sequence (waiting, running or finished) and free its cache.
+ * PGI_ERR_INVALID_ARGUMENT for an unknown id. */
+pgi_status pgi_engine_cancel(pgi_engine *engine, int64_t seq_id, pgi_error *err);
+
+/* Timings so far of a known sequence; false for an unknown id. */
+bool pgi_engine_sequence_timings(const pgi_engine *engine, int64_t seq_id,
+                                 pgi_sequence_timings *timings);
+
+/* True when some sequence is waiting or running (a step would do work). */
+bool pgi_engine_has_work(const pgi_engine *engine);
+
+/*
+ * One forward pass.  Fills outputs[0..*n_outputs) (at most max_outputs; the
+ * engine never reports more than max_sequences per step, so an array of
+ * that size always suffices) with every sequence that sampled a token or
+ * finished.  A device error fails the step: every running sequence is
+ * reported finished with PGI_FINISH_ERROR and the error is returned.
+ */
+pgi_status pgi_engine_step(pgi_engine *engine, pgi_step_output *outputs, int max_outputs,
+                           int *n_outputs, pgi_error *err);
+
+/* Streaming callback of pgi_engine_generate: return false to stop. */
+typedef bool (*pgi_text_callback)(void *context, const char *text, size_t length);
+
+typedef struct pgi_generation {
+    int32_t *tokens;               /* generated ids (pgi_alloc'd; pgi_free it) */
+    int n_tokens;
+    pgi_finish_reason finish_reason;
+    pgi_sequence_timings timings;
+} pgi_generation;
+
+/* Run one prompt to completion on an otherwise idle engine. */
+pgi_status pgi_engine_generate(pgi_engine *engine, const int32_t *prompt, int n_prompt,
+                               const pgi_sampling_params *params, pgi_text_callback on_text,
+                               void *callback_context, pgi_generation *result, pgi_error *err);
+
+#endif

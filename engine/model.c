@@ -1,0 +1,464 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pgi_memory.h"
+
+/* Reads "<arch>.<suffix>" as a positive int; missing keys keep *out. */
+static pgi_status
+read_dimension(const gguf_file *file, const char *arch, const char *suffix, bool required,
+               int *out, pgi_error *err)
+{
+    char key[128];
+    uint64_t value;
+
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    if (!gguf_get_u64(file, key, &value))
+    {
+        int64_t signed_value;
+
+        if (gguf_get_i64(file, key, &signed_value) && signed_value >= 0)
+            value = (uint64_t) signed_value;
+        else if (gguf_find_kv(file, key) != NULL)
+            return pgi_fail(err, PGI_ERR_FORMAT, "metadata %s is not a non-negative integer", key);
+        else if (required)
+            return pgi_fail(err, PGI_ERR_FORMAT, "metadata %s is missing", key);
+        else
+            return PGI_OK;
+    }
+    if (value == 0 || value > (1u << 24))
+        return pgi_fail(err, PGI_ERR_FORMAT, "metadata %s = %llu is out of range", key,
+                        (unsigned long long) value);
+    *out = (int) value;
+    return PGI_OK;
+}
+
+static pgi_status
+read_float(const gguf_file *file, const char *arch, const char *suffix, float *out,
+           pgi_error *err)
+{
+    char key[128];
+
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    if (gguf_find_kv(file, key) == NULL)
+        return PGI_OK;
+    if (!gguf_get_f32(file, key, out) || !isfinite(*out))
+        return pgi_fail(err, PGI_ERR_FORMAT, "metadata %s is not a finite number", key);
+    return PGI_OK;
+}
+
+static bool
+vector_type_ok(uint32_t type)
+{
+    return type == PGI_TYPE_F32;
+}
+
+/*
+ * Binds tensor `name` to w after checking it is a matrix of rows x cols
+ * (cols contiguous) or, when rows == 1 and is_vector, a vector of cols.
+ */
+static pgi_status
+bind_tensor(pgi_model *model, const char *name, int64_t rows, int64_t cols, bool is_vector,
+            bool required, pgi_weight *w, bool *found, pgi_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(model->file, name);
+    const pgi_type_info *info;
+    int64_t t_rows = 1;
+    char *name_copy;
+
+    if (found != NULL)
+        *found = t != NULL;
+    if (t == NULL)
+        return required ? pgi_fail(err, PGI_ERR_FORMAT, "tensor %s is missing", name) : PGI_OK;
+
+    info = pgi_type_info_of(t->type);
+    if (info == NULL || !info->supported)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED, "tensor %s has type %s, which is not supported",
+                        name, pgi_type_name(t->type));
+    if (is_vector && !vector_type_ok(t->type))
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "tensor %s has type %s; norm and bias vectors must be F32", name,
+                        pgi_type_name(t->type));
+    for (uint32_t d = 1; d < t->n_dims; d++)
+        t_rows *= t->dims[d];
+    if (t->n_dims == 0 || t->n_dims > 2 || t->dims[0] != cols || t_rows != rows)
+        return pgi_fail(err, PGI_ERR_FORMAT,
+                        "tensor %s has shape [%lld, %lld] (%u dims), expected [%lld, %lld]", name,
+                        (long long) t->dims[0], (long long) (t->n_dims > 1 ? t->dims[1] : 1),
+                        t->n_dims, (long long) cols, (long long) rows);
+    if (pgi_row_bytes(t->type, cols) == 0 ||
+        pgi_row_bytes(t->type, cols) * (uint64_t) rows != t->n_bytes)
+        return pgi_fail(err, PGI_ERR_FORMAT, "tensor %s: %lld elements per row do not fit type %s",
+                        name, (long long) cols, pgi_type_name(t->type));
+
+    name_copy = pgi_strdup(name);
+    if (name_copy == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory binding %s", name);
+    w->name = name_copy;
+    w->type = t->type;
+    w->rows = rows;
+    w->cols = cols;
+    w->n_bytes = (size_t) t->n_bytes;
+    w->host = t->data;
+    w->device = NULL;
+    model->n_parameters += (uint64_t) rows * (uint64_t) cols;
+    model->type_counts[t->type]++;
+    return PGI_OK;
+}
+
+static pgi_status
+bind_layer_tensor(pgi_model *model, int layer, const char *suffix, int64_t rows, int64_t cols,
+                  bool is_vector, pgi_weight *w, pgi_error *err)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "blk.%d.%s", layer, suffix);
+    return bind_tensor(model, name, rows, cols, is_vector, true, w, NULL, err);
+}
+
+static pgi_status
+read_config(const gguf_file *file, int context_override, pgi_model_config *c, pgi_error *err)
+{
+    gguf_string arch_string;
+    const char *arch;
+    pgi_status st;
+    char key[128];
+    gguf_string scaling_type;
+
+    memset(c, 0, sizeof(*c));
+    if (!gguf_get_string(file, "general.architecture", &arch_string))
+        return pgi_fail(err, PGI_ERR_FORMAT, "metadata general.architecture is missing");
+    if (gguf_string_equals(arch_string, "llama"))
+    {
+        c->architecture = PGI_ARCH_LLAMA;
+        c->rope_mode = PGI_ROPE_INTERLEAVED;
+    }
+    else if (gguf_string_equals(arch_string, "qwen2"))
+    {
+        c->architecture = PGI_ARCH_QWEN2;
+        c->rope_mode = PGI_ROPE_NEOX;
+        c->qkv_bias = true;
+    }
+    else
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "architecture \"%.*s\" is not supported (supported: llama, qwen2)",
+                        (int) (arch_string.length > 64 ? 64 : arch_string.length),
+                        arch_string.data);
+    snprintf(c->architecture_name, sizeof(c->architecture_name), "%s",
+             c->architecture == PGI_ARCH_LLAMA ? "llama" : "qwen2");
+    arch = c->architecture_name;
+
+    if ((st = read_dimension(file, arch, "context_length", true, &c->trained_context_length, err)) ||
+        (st = read_dimension(file, arch, "embedding_length", true, &c->embedding_length, err)) ||
+        (st = read_dimension(file, arch, "feed_forward_length", true, &c->feed_forward_length, err)) ||
+        (st = read_dimension(file, arch, "block_count", true, &c->n_layers, err)) ||
+        (st = read_dimension(file, arch, "attention.head_count", true, &c->n_heads, err)))
+        return st;
+    c->n_kv_heads = c->n_heads;
+    if ((st = read_dimension(file, arch, "attention.head_count_kv", false, &c->n_kv_heads, err)))
+        return st;
+    if (c->embedding_length % c->n_heads != 0)
+        return pgi_fail(err, PGI_ERR_FORMAT, "embedding length %d is not a multiple of %d heads",
+                        c->embedding_length, c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return pgi_fail(err, PGI_ERR_FORMAT, "%d heads are not a multiple of %d KV heads",
+                        c->n_heads, c->n_kv_heads);
+    c->head_dim = c->embedding_length / c->n_heads;
+    if (c->head_dim > 1024)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED, "head size %d is too large", c->head_dim);
+    c->rope_dims = c->head_dim;
+    if ((st = read_dimension(file, arch, "rope.dimension_count", false, &c->rope_dims, err)))
+        return st;
+    if (c->rope_dims > c->head_dim || c->rope_dims % 2 != 0)
+        return pgi_fail(err, PGI_ERR_FORMAT, "rope.dimension_count %d does not fit head size %d",
+                        c->rope_dims, c->head_dim);
+    c->rope_freq_base = 10000.0f;
+    c->rms_epsilon = 1e-5f;
+    if ((st = read_float(file, arch, "rope.freq_base", &c->rope_freq_base, err)) ||
+        (st = read_float(file, arch, "attention.layer_norm_rms_epsilon", &c->rms_epsilon, err)))
+        return st;
+    if (!(c->rope_freq_base > 0.0f) || !(c->rms_epsilon >= 0.0f))
+        return pgi_fail(err, PGI_ERR_FORMAT, "rope.freq_base or rms epsilon out of range");
+
+    /* RoPE scaling: linear (rope.scaling.type = "linear" with a factor, or
+     * the older rope.scale_linear); Llama-3 style scaling arrives as the
+     * rope_freqs.weight tensor, bound in pgi_model_load. */
+    c->rope_scaling = PGI_ROPE_SCALING_NONE;
+    c->rope_scaling_factor = 1.0f;
+    snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+    if (gguf_get_string(file, key, &scaling_type) &&
+        !gguf_string_equals(scaling_type, "none"))
+    {
+        if (gguf_string_equals(scaling_type, "linear"))
+        {
+            c->rope_scaling = PGI_ROPE_SCALING_LINEAR;
+            if ((st = read_float(file, arch, "rope.scaling.factor", &c->rope_scaling_factor, err)))
+                return st;
+        }
+        else if (!gguf_string_equals(scaling_type, "llama3"))
+            return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                            "rope scaling type \"%.*s\" is not supported (supported: none, linear, "
+                            "llama3)",
+                            (int) (scaling_type.length > 32 ? 32 : scaling_type.length),
+                            scaling_type.data);
+    }
+    else
+    {
+        float factor = 0.0f;
+
+        if ((st = read_float(file, arch, "rope.scale_linear", &factor, err)))
+            return st;
+        if (factor > 0.0f && factor != 1.0f)
+        {
+            c->rope_scaling = PGI_ROPE_SCALING_LINEAR;
+            c->rope_scaling_factor = factor;
+        }
+    }
+    if (!(c->rope_scaling_factor > 0.0f))
+        return pgi_fail(err, PGI_ERR_FORMAT, "rope scaling factor %g is out of range",
+                        (double) c->rope_scaling_factor);
+
+    c->context_length = context_override > 0 ? context_override : c->trained_context_length;
+    if (context_override > (1 << 24))
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "context length %d is too large",
+                        context_override);
+    return PGI_OK;
+}
+
+static pgi_status
+compute_inv_freq(pgi_model *model, pgi_error *err)
+{
+    pgi_model_config *c = &model->config;
+    int half = c->rope_dims / 2;
+    bool has_factors = false;
+    pgi_weight factors;
+    pgi_status st;
+
+    memset(&factors, 0, sizeof(factors));
+    st = bind_tensor(model, "rope_freqs.weight", 1, half, true, false, &factors, &has_factors, err);
+    if (st != PGI_OK)
+        return st;
+    if (has_factors)
+    {
+        /* not a parameter of the network proper */
+        model->n_parameters -= (uint64_t) half;
+        c->rope_scaling = PGI_ROPE_SCALING_FREQ_FACTORS;
+    }
+
+    model->inv_freq_data = pgi_alloc(sizeof(float) * (size_t) (half > 0 ? half : 1));
+    if (model->inv_freq_data == NULL)
+    {
+        pgi_free((void *) factors.name);
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for RoPE frequencies");
+    }
+    for (int i = 0; i < half; i++)
+    {
+        double freq = pow((double) c->rope_freq_base, -2.0 * i / (double) c->rope_dims);
+
+        if (has_factors)
+        {
+            float factor = ((const float *) factors.host)[i];
+
+            if (!(factor > 0.0f) || !isfinite(factor))
+            {
+                pgi_free((void *) factors.name);
+                return pgi_fail(err, PGI_ERR_FORMAT, "rope_freqs.weight[%d] = %g is not positive",
+                                i, (double) factor);
+            }
+            freq /= factor;
+        }
+        freq /= c->rope_scaling_factor;
+        model->inv_freq_data[i] = (float) freq;
+    }
+    pgi_free((void *) factors.name);
+
+    model->inv_freq.name = pgi_strdup("rope inverse frequencies");
+    if (model->inv_freq.name == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    model->inv_freq.type = PGI_TYPE_F32;
+    model->inv_freq.rows = 1;
+    model->inv_freq.cols = half;
+    model->inv_freq.n_bytes = sizeof(float) * (size_t) half;
+    model->inv_freq.host = model->inv_freq_data;
+    return PGI_OK;
+}
+
+pgi_status
+pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi_error *err)
+{
+    pgi_model *model;
+    pgi_model_config *c;
+    pgi_status st;
+    const gguf_tensor *embd;
+    bool has_output = false;
+    int64_t q_dim, kv_dim;
+
+    *out = NULL;
+    if (context_override < 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "context length %d is negative",
+                        context_override);
+    model = pgi_calloc(1, sizeof(*model));
+    if (model == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory loading the model");
+    model->file = file;
+    c = &model->config;
+    if ((st = read_config(file, context_override, c, err)) != PGI_OK)
+        goto fail;
+
+    embd = gguf_find_tensor(file, "token_embd.weight");
+    if (embd == NULL)
+    {
+        st = pgi_fail(err, PGI_ERR_FORMAT, "tensor token_embd.weight is missing");
+        goto fail;
+    }
+    if (embd->n_dims != 2 || embd->dims[1] <= 0 || embd->dims[1] > (1 << 24))
+    {
+        st = pgi_fail(err, PGI_ERR_FORMAT, "tensor token_embd.weight has a bad shape");
+        goto fail;
+    }
+    c->vocab_size = (int) embd->dims[1];
+    q_dim = (int64_t) c->n_heads * c->head_dim;
+    kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
+
+    if ((st = bind_tensor(model, "token_embd.weight", c->vocab_size, c->embedding_length, false,
+                          true, &model->token_embd, NULL, err)) ||
+        (st = bind_tensor(model, "output_norm.weight", 1, c->embedding_length, true, true,
+                          &model->output_norm, NULL, err)) ||
+        (st = bind_tensor(model, "output.weight", c->vocab_size, c->embedding_length, false,
+                          false, &model->output, &has_output, err)))
+        goto fail;
+    c->tied_embeddings = !has_output;
+    if (!has_output)
+    {
+        model->output = model->token_embd;
+        model->output.name = pgi_strdup("token_embd.weight (tied output)");
+        if (model->output.name == NULL)
+        {
+            st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
+
+    model->layers = pgi_calloc((size_t) c->n_layers, sizeof(pgi_layer_weights));
+    if (model->layers == NULL)
+    {
+        st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for %d layers", c->n_layers);
+        goto fail;
+    }
+    for (int l = 0; l < c->n_layers; l++)
+    {
+        pgi_layer_weights *L = &model->layers[l];
+        int64_t dim = c->embedding_length, ffn = c->feed_forward_length;
+
+        if ((st = bind_layer_tensor(model, l, "attn_norm.weight", 1, dim, true, &L->attn_norm, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_q.weight", q_dim, dim, false, &L->attn_q, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_k.weight", kv_dim, dim, false, &L->attn_k, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_v.weight", kv_dim, dim, false, &L->attn_v, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_output.weight", dim, q_dim, false,
+                                    &L->attn_output, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_norm.weight", 1, dim, true, &L->ffn_norm, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_gate.weight", ffn, dim, false, &L->ffn_gate, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_up.weight", ffn, dim, false, &L->ffn_up, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_down.weight", dim, ffn, false, &L->ffn_down, err)))
+            goto fail;
+        if (c->qkv_bias &&
+            ((st = bind_layer_tensor(model, l, "attn_q.bias", 1, q_dim, true, &L->attn_q_bias, err)) ||
+             (st = bind_layer_tensor(model, l, "attn_k.bias", 1, kv_dim, true, &L->attn_k_bias, err)) ||
+             (st = bind_layer_tensor(model, l, "attn_v.bias", 1, kv_dim, true, &L->attn_v_bias, err))))
+            goto fail;
+    }
+    if ((st = compute_inv_freq(model, err)) != PGI_OK)
+        goto fail;
+    *out = model;
+    return PGI_OK;
+
+fail:
+    pgi_model_free(model);
+    return st;
+}
+
+pgi_status
+pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
+{
+    pgi_weight *all[16];
+    pgi_status st;
+
+    if (model->uploaded_to != NULL)
+        return pgi_fail(err, PGI_ERR_INTERNAL, "model weights are already uploaded");
+    model->uploaded_to = backend;
+    /* The tied output shares token_embd's device copy rather than uploading
+     * the table twice. */
+    all[0] = &model->token_embd;
+    all[1] = &model->output_norm;
+    all[2] = &model->inv_freq;
+    all[3] = model->config.tied_embeddings ? NULL : &model->output;
+    for (int i = 0; i < 4; i++)
+        if (all[i] != NULL && (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
+            return st;
+    if (model->config.tied_embeddings)
+        model->output.device = model->token_embd.device;
+    for (int l = 0; l < model->config.n_layers; l++)
+    {
+        pgi_layer_weights *L = &model->layers[l];
+        pgi_weight *layer_weights[] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
+                                       &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
+                                       &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate, &L->ffn_up,
+                                       &L->ffn_down};
+
+        for (size_t i = 0; i < sizeof(layer_weights) / sizeof(layer_weights[0]); i++)
+        {
+            if (layer_weights[i]->host == NULL)
+                continue;
+            if ((st = backend->ops->upload_weight(backend, layer_weights[i], err)) != PGI_OK)
+                return st;
+        }
+    }
+    return PGI_OK;
+}
+
+static void
+release_one(pgi_backend *backend, pgi_weight *w, bool shares_device_copy)
+{
+    if (backend != NULL && w->device != NULL && !shares_device_copy)
+        backend->ops->release_weight(backend, w);
+    w->device = NULL;
+    pgi_free((void *) w->name);
+    w->name = NULL;
+}
+
+void
+pgi_model_free(pgi_model *model)
+{
+    pgi_backend *b;
+
+    if (model == NULL)
+        return;
+    b = model->uploaded_to;
+    release_one(b, &model->token_embd, false);
+    release_one(b, &model->output_norm, false);
+    release_one(b, &model->output, model->config.tied_embeddings);
+    release_one(b, &model->inv_freq, false);
+    for (int l = 0; model->layers != NULL && l < model->config.n_layers; l++)
+    {
+        pgi_layer_weights *L = &model->layers[l];
+        pgi_weight *layer_weights[] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
+                                       &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
+                                       &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate, &L->ffn_up,
+                                       &L->ffn_down};
+
+        for (size_t i = 0; i < sizeof(layer_weights) / sizeof(layer_weights[0]); i++)
+            release_one(b, layer_weights[i], false);
+    }
+    pgi_free(model->layers);
+    pgi_free(model->inv_freq_data);
+    pgi_free(model);
+}
+
+size_t
+pgi_model_kv_bytes_per_token(const pgi_model_config *config)
+{
+    return (size_t) config->n_layers * (size_t) config->n_kv_heads * (size_t) config->head_dim *
+           2 * sizeof(float);
+}

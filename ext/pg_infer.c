@@ -1,0 +1,216 @@
+/*
+ * pg_infer.c — loading the extension: GUCs, shared memory, the worker.
+ *
+ * pg_infer only works when the postmaster loads it (shared_preload_libraries):
+ * it needs shared memory and a background worker, both of which can only be
+ * set up at postmaster start.  Loading it any other way is an error.
+ */
+#include "pg_infer.h"
+
+#include <string.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+PgInferShared *pg_infer_shared = NULL;
+
+char	   *pg_infer_database = NULL;
+char	   *pg_infer_device = NULL;
+int			pg_infer_threads = 0;
+char	   *pg_infer_model_path = NULL;
+char	   *pg_infer_model_dir = NULL;
+char	   *pg_infer_default_model = NULL;
+
+/* Seconds the postmaster waits before restarting a worker that failed. */
+#define PG_INFER_WORKER_RESTART_SECONDS 3
+
+static shmem_request_hook_type previous_shmem_request_hook = NULL;
+static shmem_startup_hook_type previous_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+const char *
+pg_infer_worker_state_name(PgInferWorkerState state)
+{
+	switch (state)
+	{
+		case PGI_WORKER_STOPPED:
+			return "stopped";
+		case PGI_WORKER_STARTING:
+			return "starting";
+		case PGI_WORKER_PROBING:
+			return "probing";
+		case PGI_WORKER_READY:
+			return "ready";
+		case PGI_WORKER_STOPPING:
+			return "stopping";
+	}
+	return "unknown";
+}
+
+static void
+report_not_preloaded(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pg_infer must be loaded via shared_preload_libraries"),
+			 errhint("Add pg_infer to shared_preload_libraries in postgresql.conf "
+					 "and restart the server.")));
+}
+
+void
+pg_infer_require_preload(void)
+{
+	if (pg_infer_shared == NULL)
+		report_not_preloaded();
+}
+
+/*
+ * pg_infer.device accepts "auto", "cpu" or "cuda:N"; anything else is
+ * refused when it is set, not discovered later by the worker.
+ */
+static bool
+check_device(char **newval, void **extra, GucSource source)
+{
+	const char *value = *newval;
+
+	if (value == NULL || strcmp(value, "auto") == 0 || strcmp(value, "cpu") == 0)
+		return true;
+	if (strncmp(value, "cuda:", 5) == 0 && value[5] != '\0' &&
+		strspn(value + 5, "0123456789") == strlen(value + 5) && strlen(value + 5) <= 3)
+		return true;
+	GUC_check_errdetail("pg_infer.device must be \"auto\", \"cpu\" or \"cuda:N\".");
+	return false;
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("pg_infer.database",
+							   "Database the pg_infer worker connects to.",
+							   "Usage records are written there.",
+							   &pg_infer_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.device",
+							   "Device the pg_infer worker computes on: auto, cpu or cuda:N.",
+							   "auto uses CUDA device 0 when a driver and a GPU are present, "
+							   "else the CPU; cpu never loads the CUDA library.",
+							   &pg_infer_device,
+							   "auto",
+							   PGC_SIGHUP,
+							   0,
+							   check_device, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.threads",
+							"CPU threads the pg_infer worker computes with (0: one per core).",
+							NULL,
+							&pg_infer_threads,
+							0, 0, 1024,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.model_path",
+							   "GGUF model file the pg_infer worker loads when it starts.",
+							   "Empty: no model is loaded at start.",
+							   &pg_infer_model_path,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.model_dir",
+							   "Directory that model files named by a relative path are read from.",
+							   NULL,
+							   &pg_infer_model_dir,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.default_model",
+							   "Model used by requests that name none.",
+							   NULL,
+							   &pg_infer_default_model,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_infer");
+}
+
+static void
+pg_infer_shmem_request(void)
+{
+	if (previous_shmem_request_hook)
+		previous_shmem_request_hook();
+
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PgInferShared)));
+	RequestNamedLWLockTranche("pg_infer", 1);
+}
+
+static void
+pg_infer_shmem_startup(void)
+{
+	bool		found;
+
+	if (previous_shmem_startup_hook)
+		previous_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pg_infer_shared = ShmemInitStruct("pg_infer", sizeof(PgInferShared), &found);
+	if (!found)
+	{
+		memset(pg_infer_shared, 0, sizeof(PgInferShared));
+		pg_infer_shared->lock = &(GetNamedLWLockTranche("pg_infer"))->lock;
+		pg_infer_shared->worker_state = PGI_WORKER_STOPPED;
+		pg_infer_shared->cuda_error_code = -1;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* It connects to a database, so it may only start once recovery ended. */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = PG_INFER_WORKER_RESTART_SECONDS;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_infer");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_infer_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_infer worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, PG_INFER_WORKER_TYPE);
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		report_not_preloaded();
+
+	define_settings();
+
+	previous_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pg_infer_shmem_request;
+	previous_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pg_infer_shmem_startup;
+
+	register_worker();
+}

@@ -1,0 +1,85 @@
+/*
+ * pg_infer.h — what the extension's backends and its worker share.
+ *
+ * The state lives in one block of shared memory created at postmaster
+ * start (see ext/pg_infer.c).  The worker (bgworker/worker.c) writes it;
+ * SQL functions (ext/status.c) read it.  Every field is read and written
+ * under PgInferShared->lock.
+ */
+#ifndef PG_INFER_H
+#define PG_INFER_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#if PG_VERSION_NUM < 150000
+#error "pg_infer requires PostgreSQL 15 or later"
+#endif
+
+/* The version of this shared library.  The SQL script of the same version
+ * must be installed with it; the tests compare the two. */
+#define PG_INFER_LIBRARY_VERSION "0.1.0"
+
+/* bgw_type of the worker: what pg_stat_activity.backend_type shows. */
+#define PG_INFER_WORKER_TYPE "pg_infer worker"
+
+/* The worker's lifecycle, as published in shared memory. */
+typedef enum PgInferWorkerState
+{
+	PGI_WORKER_STOPPED = 0,		/* no worker running (not started, or exited) */
+	PGI_WORKER_STARTING,		/* process started, connecting to its database */
+	PGI_WORKER_PROBING,			/* looking for a usable device */
+	PGI_WORKER_READY,			/* waiting for work */
+	PGI_WORKER_STOPPING			/* shutting down */
+} PgInferWorkerState;
+
+typedef struct PgInferShared
+{
+	LWLock	   *lock;
+
+	/* the worker process */
+	pid_t		worker_pid;
+	PgInferWorkerState worker_state;
+	TimestampTz started_at;		/* when the current worker process started */
+	Latch	   *worker_latch;	/* set it to wake the worker */
+	int			worker_starts;	/* how many worker processes have started */
+
+	/* the last device probe */
+	bool		probed;
+	char		device_setting[64]; /* pg_infer.device when probed */
+	char		device_kind[8];	/* "cpu" or "cuda" */
+	char		device_name[128];
+	int64		device_memory_total;	/* bytes; 0 on the CPU */
+	char		cuda_library_path[MAXPGPATH];
+	bool		cuda_library_loaded;
+	char		cuda_library_error[256];	/* why it was not loaded */
+	int			cuda_error_code;	/* cudaGetDeviceCount's error; -1 = not asked */
+	char		cuda_error_text[256];
+	int			cuda_device_count;
+	int			cuda_driver_version;
+} PgInferShared;
+
+/* NULL unless the library was loaded through shared_preload_libraries. */
+extern PgInferShared *pg_infer_shared;
+
+/* GUCs (ext/pg_infer.c) */
+extern char *pg_infer_database;
+extern char *pg_infer_device;
+extern int	pg_infer_threads;
+extern char *pg_infer_model_path;
+extern char *pg_infer_model_dir;
+extern char *pg_infer_default_model;
+
+/* Errors out unless shared memory is set up, i.e. unless the library was
+ * preloaded.  Every SQL-callable function calls it first. */
+extern void pg_infer_require_preload(void);
+
+extern const char *pg_infer_worker_state_name(PgInferWorkerState state);
+
+/* The worker's entry point (bgworker/worker.c). */
+extern PGDLLEXPORT void pg_infer_worker_main(Datum main_arg);
+
+#endif							/* PG_INFER_H */

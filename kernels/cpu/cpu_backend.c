@@ -1,0 +1,693 @@
+/*
+ * cpu_backend.c — the operation table of kernels/backend.h on the CPU.
+ *
+ * Matrix products and row dequantization come from the CPU kernels
+ * (cpu_kernels.h); everything else (norms, RoPE, attention over the paged
+ * KV cache, element-wise ops) lives here.  Activations are host memory.
+ * The KV cache stores K and V as F32.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../engine/pgi_memory.h"
+#include "cpu_kernels.h"
+
+/* Layout of the cache: block-major, so a block (all layers, K then V) is one
+ * contiguous run that kv_copy_block can copy at once:
+ *   data[block][layer][0=K,1=V][slot in block][n_kv_heads * head_dim] */
+struct pgi_kv_cache {
+    pgi_kv_geometry g;
+    size_t kv_dim;          /* n_kv_heads * head_dim */
+    size_t block_floats;    /* floats per block, all layers, K and V */
+    float *data;
+};
+
+typedef struct cpu_backend {
+    pgi_backend base;
+    pgi_threadpool *pool;
+    int n_threads;
+    pgi_step step;          /* the current step (arrays owned by the caller) */
+    bool in_step;
+    /* per-thread score rows for attention */
+    float *scores;
+    size_t scores_per_thread;
+    bool use_avx2;
+} cpu_backend;
+
+static inline cpu_backend *
+as_cpu(pgi_backend *b)
+{
+    return (cpu_backend *) b;
+}
+
+static inline float *
+kv_row(pgi_kv_cache *kv, int layer, int which, int32_t block, int offset)
+{
+    return kv->data + (size_t) block * kv->block_floats +
+           ((size_t) layer * 2 + (size_t) which) * (size_t) kv->g.block_size * kv->kv_dim +
+           (size_t) offset * kv->kv_dim;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void
+cpu_destroy(pgi_backend *b)
+{
+    cpu_backend *cb = as_cpu(b);
+
+    if (cb == NULL)
+        return;
+    pgi_threadpool_destroy(cb->pool);
+    pgi_free(cb->scores);
+    pgi_free(cb);
+}
+
+static pgi_status
+cpu_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
+{
+    if (w->host == NULL)
+        return pgi_fail(err, PGI_ERR_INTERNAL, "weight %s has no data",
+                        w->name != NULL ? w->name : "?");
+    w->device = (void *) w->host;
+    return PGI_OK;
+}
+
+static void
+cpu_release_weight(pgi_backend *b, pgi_weight *w)
+{
+    w->device = NULL;
+}
+
+static float *
+cpu_alloc(pgi_backend *b, size_t n_floats)
+{
+    if (n_floats == 0 || n_floats > SIZE_MAX / sizeof(float))
+        return NULL;
+    return pgi_alloc(n_floats * sizeof(float));
+}
+
+static void
+cpu_free(pgi_backend *b, float *p)
+{
+    pgi_free(p);
+}
+
+static pgi_status
+cpu_kv_create(pgi_backend *b, const pgi_kv_geometry *g, pgi_kv_cache **out, pgi_error *err)
+{
+    pgi_kv_cache *kv;
+    size_t total;
+
+    *out = NULL;
+    if (g->n_layers <= 0 || g->n_kv_heads <= 0 || g->head_dim <= 0 || g->block_size <= 0 ||
+        g->n_blocks <= 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "bad KV cache geometry");
+    kv = pgi_calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for the KV cache");
+    kv->g = *g;
+    kv->kv_dim = (size_t) g->n_kv_heads * (size_t) g->head_dim;
+    kv->block_floats = (size_t) g->n_layers * 2 * (size_t) g->block_size * kv->kv_dim;
+    if ((size_t) g->n_blocks > SIZE_MAX / sizeof(float) / kv->block_floats)
+    {
+        pgi_free(kv);
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "KV cache size overflows");
+    }
+    total = (size_t) g->n_blocks * kv->block_floats;
+    kv->data = pgi_alloc(total * sizeof(float));
+    if (kv->data == NULL)
+    {
+        pgi_free(kv);
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for a KV cache of %zu MiB",
+                        total * sizeof(float) >> 20);
+    }
+    *out = kv;
+    return PGI_OK;
+}
+
+static void
+cpu_kv_destroy(pgi_backend *b, pgi_kv_cache *kv)
+{
+    if (kv == NULL)
+        return;
+    pgi_free(kv->data);
+    pgi_free(kv);
+}
+
+static pgi_status
+cpu_kv_copy_block(pgi_backend *b, pgi_kv_cache *kv, int src, int dst, pgi_error *err)
+{
+    if (src < 0 || dst < 0 || src >= kv->g.n_blocks || dst >= kv->g.n_blocks)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "KV block %d or %d out of range", src, dst);
+    if (src != dst)
+        memcpy(kv->data + (size_t) dst * kv->block_floats,
+               kv->data + (size_t) src * kv->block_floats, kv->block_floats * sizeof(float));
+    return PGI_OK;
+}
+
+static pgi_status
+cpu_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
+{
+    cpu_backend *cb = as_cpu(b);
+    size_t need = 1;
+
+    if (step->n_tokens <= 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "a step needs at least one token");
+    for (int t = 0; t < step->n_tokens; t++)
+    {
+        if (step->positions[t] < 0)
+            return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "negative position in a step");
+        if ((size_t) step->positions[t] + 1 > need)
+            need = (size_t) step->positions[t] + 1;
+    }
+    /* attention scores: one row of the longest causal window per thread */
+    if (need > cb->scores_per_thread)
+    {
+        pgi_free(cb->scores);
+        cb->scores_per_thread = 0;
+        cb->scores = pgi_alloc(sizeof(float) * need * (size_t) cb->n_threads);
+        if (cb->scores == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for attention scores");
+        cb->scores_per_thread = need;
+    }
+    cb->step = *step;
+    cb->in_step = true;
+    return PGI_OK;
+}
+
+static pgi_status
+cpu_end_step(pgi_backend *b, pgi_error *err)
+{
+    as_cpu(b)->in_step = false;
+    return PGI_OK;
+}
+
+/* ------------------------------------------------------------ operations */
+
+static void
+cpu_embed(pgi_backend *b, float *out, const pgi_weight *table)
+{
+    const pgi_step *s = &as_cpu(b)->step;
+
+    for (int t = 0; t < s->n_tokens; t++)
+    {
+        int32_t id = s->tokens[t];
+
+        /* The engine validates ids; a bad one still must not read outside
+         * the table. */
+        if (id < 0 || id >= table->rows)
+            memset(out + (size_t) t * (size_t) table->cols, 0, sizeof(float) * (size_t) table->cols);
+        else
+            pgi_cpu_dequantize_row(table, id, out + (size_t) t * (size_t) table->cols);
+    }
+}
+
+static void
+cpu_rmsnorm(pgi_backend *b, float *out, const float *x, const pgi_weight *weight, int n_rows,
+            float eps)
+{
+    const float *w = (const float *) weight->host;
+    int64_t dim = weight->cols;
+
+    for (int r = 0; r < n_rows; r++)
+    {
+        const float *xr = x + (size_t) r * (size_t) dim;
+        float *o = out + (size_t) r * (size_t) dim;
+        double sum = 0.0;
+        float scale;
+
+        for (int64_t i = 0; i < dim; i++)
+            sum += (double) xr[i] * xr[i];
+        scale = (float) (1.0 / sqrt(sum / (double) dim + (double) eps));
+        for (int64_t i = 0; i < dim; i++)
+            o[i] = xr[i] * scale * w[i];
+    }
+}
+
+static void
+cpu_matmul(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    pgi_cpu_matmul(as_cpu(b)->pool, out, w, x, n_rows);
+}
+
+static void
+cpu_add_bias(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows)
+{
+    const float *v = (const float *) bias->host;
+
+    for (int r = 0; r < n_rows; r++)
+    {
+        float *xr = x + (size_t) r * (size_t) bias->cols;
+
+        for (int64_t i = 0; i < bias->cols; i++)
+            xr[i] += v[i];
+    }
+}
+
+static void
+rope_rows(float *x, int n_heads, int head_dim, const pgi_rope *rope, int32_t position)
+{
+    const float *inv_freq = (const float *) rope->inv_freq->host;
+    int half = rope->n_dims / 2;
+
+    for (int h = 0; h < n_heads; h++)
+    {
+        float *v = x + (size_t) h * (size_t) head_dim;
+
+        for (int i = 0; i < half; i++)
+        {
+            float theta = (float) position * inv_freq[i];
+            float c = cosf(theta), s = sinf(theta);
+            int a = rope->mode == PGI_ROPE_NEOX ? i : 2 * i;
+            int z = rope->mode == PGI_ROPE_NEOX ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[z];
+
+            v[a] = x0 * c - x1 * s;
+            v[z] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static void
+cpu_rope(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
+         const pgi_attention_shape *shape)
+{
+    const pgi_step *s = &as_cpu(b)->step;
+    size_t q_width = (size_t) shape->n_heads * (size_t) shape->head_dim;
+    size_t k_width = (size_t) shape->n_kv_heads * (size_t) shape->head_dim;
+
+    for (int t = 0; t < s->n_tokens; t++)
+    {
+        rope_rows(q + (size_t) t * q_width, shape->n_heads, shape->head_dim, rope, s->positions[t]);
+        rope_rows(k + (size_t) t * k_width, shape->n_kv_heads, shape->head_dim, rope,
+                  s->positions[t]);
+    }
+}
+
+typedef struct attention_args {
+    cpu_backend *cb;
+    float *out;
+    const float *q;
+    pgi_kv_cache *kv;
+    int layer;
+    const pgi_attention_shape *shape;
+} attention_args;
+
+/*
+ * One query head against its causal window: scores, softmax, weighted sum
+ * of V.  Keys are found through the sequence's block table.
+ */
+typedef struct attend_job {
+    const float *q;          /* [head_dim] */
+    float *out;              /* [head_dim] */
+    const int32_t *table;    /* the sequence's block table */
+    int n_keys;
+    int kv_offset;           /* kv_head * head_dim */
+    int head_dim;
+    float scale;
+    float *scores;           /* [n_keys] scratch */
+} attend_job;
+
+static void
+attend_scalar(pgi_kv_cache *kv, int layer, const attend_job *j)
+{
+    int block_size = kv->g.block_size;
+    float max_score = -INFINITY, sum = 0.0f, inv_sum;
+
+    for (int k = 0; k < j->n_keys; k++)
+    {
+        const float *key = kv_row(kv, layer, 0, j->table[k / block_size], k % block_size) + j->kv_offset;
+        float dot = 0.0f;
+
+        for (int i = 0; i < j->head_dim; i++)
+            dot += j->q[i] * key[i];
+        j->scores[k] = dot * j->scale;
+        if (j->scores[k] > max_score)
+            max_score = j->scores[k];
+    }
+    for (int k = 0; k < j->n_keys; k++)
+    {
+        j->scores[k] = expf(j->scores[k] - max_score);
+        sum += j->scores[k];
+    }
+    inv_sum = 1.0f / sum;
+    memset(j->out, 0, sizeof(float) * (size_t) j->head_dim);
+    for (int k = 0; k < j->n_keys; k++)
+    {
+        const float *value = kv_row(kv, layer, 1, j->table[k / block_size], k % block_size) + j->kv_offset;
+        float p = j->scores[k] * inv_sum;
+
+        for (int i = 0; i < j->head_dim; i++)
+            j->out[i] += p * value[i];
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* The same with AVX2/FMA for head sizes that are a multiple of 8 (all the
+ * common ones); compiled for that target only, called only after run-time
+ * detection. */
+__attribute__((target("avx2,fma"))) static inline const float *
+key_row(pgi_kv_cache *kv, int layer, int which, const attend_job *j, int k)
+{
+    return kv_row(kv, layer, which, j->table[k / kv->g.block_size], k % kv->g.block_size) +
+           j->kv_offset;
+}
+
+__attribute__((target("avx2,fma"))) static void
+attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
+{
+    int d = j->head_dim;
+    int n = j->n_keys;
+    int k = 0;
+    float max_score = -INFINITY, sum = 0.0f, inv_sum;
+
+    /* scores, four keys at a time: independent accumulators, one combined
+     * horizontal sum */
+    for (; k + 4 <= n; k += 4)
+    {
+        const float *k0 = key_row(kv, layer, 0, j, k), *k1 = key_row(kv, layer, 0, j, k + 1);
+        const float *k2 = key_row(kv, layer, 0, j, k + 2), *k3 = key_row(kv, layer, 0, j, k + 3);
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 h;
+        __m128 s4;
+
+        for (int i = 0; i < d; i += 8)
+        {
+            __m256 qv = _mm256_loadu_ps(j->q + i);
+
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+        }
+        h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        s4 = _mm_mul_ps(s4, _mm_set1_ps(j->scale));
+        _mm_storeu_ps(j->scores + k, s4);
+    }
+    for (; k < n; k++)
+    {
+        const float *key = key_row(kv, layer, 0, j, k);
+        __m256 a = _mm256_setzero_ps();
+        __m128 s;
+
+        for (int i = 0; i < d; i += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(j->q + i), _mm256_loadu_ps(key + i), a);
+        s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        j->scores[k] = _mm_cvtss_f32(s) * j->scale;
+    }
+    for (k = 0; k < n; k++)
+        if (j->scores[k] > max_score)
+            max_score = j->scores[k];
+    for (k = 0; k < n; k++)
+    {
+        j->scores[k] = expf(j->scores[k] - max_score);
+        sum += j->scores[k];
+    }
+    inv_sum = 1.0f / sum;
+    for (k = 0; k < n; k++)
+        j->scores[k] *= inv_sum;
+
+    /* weighted sum of V, 64 output floats at a time in eight registers */
+    {
+        int c0 = 0;
+
+        for (; c0 + 64 <= d; c0 += 64)
+        {
+            __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps();
+            __m256 o3 = _mm256_setzero_ps(), o4 = _mm256_setzero_ps(), o5 = _mm256_setzero_ps();
+            __m256 o6 = _mm256_setzero_ps(), o7 = _mm256_setzero_ps();
+
+            for (k = 0; k < n; k++)
+            {
+                const float *v = key_row(kv, layer, 1, j, k) + c0;
+                __m256 p = _mm256_set1_ps(j->scores[k]);
+
+                o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), o0);
+                o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), o1);
+                o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), o2);
+                o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), o3);
+                o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), o4);
+                o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), o5);
+                o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), o6);
+                o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), o7);
+            }
+            _mm256_storeu_ps(j->out + c0, o0);
+            _mm256_storeu_ps(j->out + c0 + 8, o1);
+            _mm256_storeu_ps(j->out + c0 + 16, o2);
+            _mm256_storeu_ps(j->out + c0 + 24, o3);
+            _mm256_storeu_ps(j->out + c0 + 32, o4);
+            _mm256_storeu_ps(j->out + c0 + 40, o5);
+            _mm256_storeu_ps(j->out + c0 + 48, o6);
+            _mm256_storeu_ps(j->out + c0 + 56, o7);
+        }
+        for (; c0 < d; c0 += 8)
+        {
+            __m256 o = _mm256_setzero_ps();
+
+            for (k = 0; k < n; k++)
+                o = _mm256_fmadd_ps(_mm256_set1_ps(j->scores[k]),
+                                    _mm256_loadu_ps(key_row(kv, layer, 1, j, k) + c0), o);
+            _mm256_storeu_ps(j->out + c0, o);
+        }
+    }
+}
+#endif
+
+static void
+attention_worker(void *arg, int thread_index, int n_threads)
+{
+    attention_args *a = arg;
+    const pgi_step *s = &a->cb->step;
+    const pgi_attention_shape *sh = a->shape;
+    pgi_kv_cache *kv = a->kv;
+    int head_dim = sh->head_dim;
+    int group = sh->n_heads / sh->n_kv_heads;
+    int block_size = kv->g.block_size;
+    int64_t n_items = (int64_t) s->n_tokens * sh->n_heads;
+    bool use_avx2 = a->cb->use_avx2 && head_dim % 8 == 0;
+    attend_job job;
+
+    job.head_dim = head_dim;
+    job.scale = sh->scale;
+    job.scores = a->cb->scores + (size_t) thread_index * a->cb->scores_per_thread;
+    /* Items run head by head, so one head's K/V slice stays in cache across
+     * tokens, and interleave across threads: later tokens have longer
+     * causal windows, so contiguous ranges would load the last thread most. */
+    for (int64_t item = thread_index; item < n_items; item += n_threads)
+    {
+        int h = (int) (item / s->n_tokens);
+        int t = (int) (item % s->n_tokens);
+        int seq = s->seq_index[t];
+
+        job.table = s->block_tables + (size_t) seq * (size_t) s->max_blocks;
+        job.n_keys = s->positions[t] + 1;
+        /* a hole in the table would be the engine's bug: never read wild */
+        for (int b = 0; b * block_size < job.n_keys; b++)
+            if (job.table[b] < 0 || job.table[b] >= kv->g.n_blocks)
+            {
+                job.n_keys = b * block_size;
+                break;
+            }
+        job.q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+        job.out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+        job.kv_offset = (h / group) * head_dim;
+        if (job.n_keys == 0)
+        {
+            memset(job.out, 0, sizeof(float) * (size_t) head_dim);
+            continue;
+        }
+#if defined(__x86_64__)
+        if (use_avx2)
+        {
+            attend_avx2(kv, a->layer, &job);
+            continue;
+        }
+#endif
+        attend_scalar(kv, a->layer, &job);
+    }
+}
+
+static void
+cpu_attention(pgi_backend *b, float *out, const float *q, const float *k, const float *v,
+              pgi_kv_cache *kv, int layer, const pgi_attention_shape *shape)
+{
+    cpu_backend *cb = as_cpu(b);
+    const pgi_step *s = &cb->step;
+    size_t kv_dim = kv->kv_dim;
+    attention_args args;
+
+    /* Store every token's K/V first: tokens of one sequence in this step
+     * attend to each other. */
+    for (int t = 0; t < s->n_tokens; t++)
+    {
+        int32_t slot = s->kv_slots[t];
+        int32_t block = slot / kv->g.block_size;
+
+        if (slot < 0 || block >= kv->g.n_blocks)
+            continue;
+        memcpy(kv_row(kv, layer, 0, block, slot % kv->g.block_size), k + (size_t) t * kv_dim,
+               sizeof(float) * kv_dim);
+        memcpy(kv_row(kv, layer, 1, block, slot % kv->g.block_size), v + (size_t) t * kv_dim,
+               sizeof(float) * kv_dim);
+    }
+
+    args.cb = cb;
+    args.out = out;
+    args.q = q;
+    args.kv = kv;
+    args.layer = layer;
+    args.shape = shape;
+    pgi_threadpool_run(cb->pool, attention_worker, &args);
+}
+
+typedef struct silu_args {
+    float *out;
+    const float *gate;
+    const float *up;
+    int64_t n;
+} silu_args;
+
+static void
+silu_range(float *out, const float *gate, const float *up, int64_t begin, int64_t end)
+{
+    for (int64_t i = begin; i < end; i++)
+    {
+        float g = gate[i];
+
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void
+silu_worker(void *arg, int thread_index, int n_threads)
+{
+    silu_args *a = arg;
+
+    silu_range(a->out, a->gate, a->up, a->n * thread_index / n_threads,
+               a->n * (thread_index + 1) / n_threads);
+}
+
+static void
+cpu_silu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int64_t n)
+{
+    cpu_backend *cb = as_cpu(b);
+    silu_args args = {out, gate, up, n};
+
+    /* expf dominates; below a few thousand elements a dispatch costs more */
+    if (n < 8192 || cb->n_threads == 1)
+        silu_range(out, gate, up, 0, n);
+    else
+        pgi_threadpool_run(cb->pool, silu_worker, &args);
+}
+
+static void
+cpu_add(pgi_backend *b, float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+static void
+cpu_gather_outputs(pgi_backend *b, float *out, const float *x, int width)
+{
+    const pgi_step *s = &as_cpu(b)->step;
+
+    for (int j = 0; j < s->n_outputs; j++)
+        memmove(out + (size_t) j * (size_t) width, x + (size_t) s->output_rows[j] * (size_t) width,
+                sizeof(float) * (size_t) width);
+}
+
+static pgi_status
+cpu_read_floats(pgi_backend *b, float *host, const float *device, size_t n, pgi_error *err)
+{
+    if (host != device)
+        memcpy(host, device, n * sizeof(float));
+    return PGI_OK;
+}
+
+static pgi_status
+cpu_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int width,
+           pgi_error *err)
+{
+    for (int r = 0; r < n_rows; r++)
+    {
+        const float *row = x + (size_t) r * (size_t) width;
+        int best = 0;
+
+        for (int i = 1; i < width; i++)
+            if (row[i] > row[best])
+                best = i;
+        host_out[r] = best;
+    }
+    return PGI_OK;
+}
+
+static const pgi_backend_ops cpu_ops = {
+    .destroy = cpu_destroy,
+    .upload_weight = cpu_upload_weight,
+    .release_weight = cpu_release_weight,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .kv_create = cpu_kv_create,
+    .kv_destroy = cpu_kv_destroy,
+    .kv_copy_block = cpu_kv_copy_block,
+    .begin_step = cpu_begin_step,
+    .end_step = cpu_end_step,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .add_bias = cpu_add_bias,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .silu_mul = cpu_silu_mul,
+    .add = cpu_add,
+    .gather_outputs = cpu_gather_outputs,
+    .read_floats = cpu_read_floats,
+    .argmax = cpu_argmax,
+};
+
+pgi_backend *
+pgi_cpu_backend_create(int n_threads, pgi_error *err)
+{
+    cpu_backend *cb;
+
+    if (n_threads <= 0)
+    {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n_threads = cores > 0 ? (int) cores : 1;
+    }
+    if (n_threads > 512)
+    {
+        pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "%d threads is too many", n_threads);
+        return NULL;
+    }
+    cb = pgi_calloc(1, sizeof(*cb));
+    if (cb == NULL)
+    {
+        pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory creating the CPU backend");
+        return NULL;
+    }
+    cb->pool = pgi_threadpool_create(n_threads, err);
+    if (cb->pool == NULL)
+    {
+        pgi_free(cb);
+        return NULL;
+    }
+    cb->n_threads = pgi_threadpool_size(cb->pool);
+    cb->use_avx2 = pgi_cpu_simd_level() >= PGI_SIMD_AVX2;
+    cb->base.ops = &cpu_ops;
+    cb->base.kind = "cpu";
+    snprintf(cb->base.device_name, sizeof(cb->base.device_name), "CPU: %d thread%s, %s",
+             cb->n_threads, cb->n_threads == 1 ? "" : "s",
+             pgi_cpu_simd_name(pgi_cpu_simd_level()));
+    return &cb->base;
+}

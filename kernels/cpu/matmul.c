@@ -1,0 +1,457 @@
+/*
+ * matmul.c — out[r][o] = sum_i x[r][i] * W[o][i], the product that takes
+ * nearly all of a transformer's time.
+ *
+ * Integer-quantized weights are multiplied in their own format: x is first
+ * quantized to the matching activation format (Q8_0 for Q8_0/Q4_0 weights,
+ * Q8_K for the K-quants), once per product, and the dot products run on
+ * integers with one float scale per block.  Half and bfloat16 weights are
+ * widened to float on the fly.  The reference (pgi_cpu_matmul_reference)
+ * uses the same activation quantization, so fast kernels can be checked
+ * against it tightly.
+ *
+ * Work division: output features (weight rows) are cut into chunks, and
+ * when there are many activation rows (prefill) those too are cut into
+ * blocks; threads take (chunk, block) tasks from an atomic counter.  Inside
+ * a task a kernel computes tiles of several weight rows by several x rows,
+ * so every weight block loaded is used for several x rows and the chunk of
+ * weights stays in cache while the x rows stream past it.
+ */
+#include "cpu_internal.h"
+#include "pgi_memory.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ reference */
+
+pgi_activation_format
+pgi_activation_format_of(uint32_t weight_type)
+{
+    switch (weight_type)
+    {
+        case PGI_TYPE_Q8_0:
+        case PGI_TYPE_Q4_0:
+            return PGI_ACT_Q8_0;
+        case PGI_TYPE_Q4_K:
+        case PGI_TYPE_Q6_K:
+            return PGI_ACT_Q8_K;
+        default:
+            return PGI_ACT_F32;
+    }
+}
+
+static size_t
+activation_row_bytes(pgi_activation_format format, int64_t cols)
+{
+    switch (format)
+    {
+        case PGI_ACT_Q8_0:
+            return pgi_row_bytes(PGI_TYPE_Q8_0, cols);
+        case PGI_ACT_Q8_K:
+            return pgi_row_bytes(PGI_TYPE_Q8_K, cols);
+        case PGI_ACT_F32:
+        default:
+            return (size_t) cols * sizeof(float);
+    }
+}
+
+static void
+quantize_activation_reference(pgi_activation_format format, const float *x, void *dst, int64_t n)
+{
+    if (format == PGI_ACT_Q8_0)
+        pgi_quantize_row_q8_0(x, dst, n);
+    else if (format == PGI_ACT_Q8_K)
+        pgi_quantize_row_q8_k(x, dst, n);
+    else
+        memcpy(dst, x, (size_t) n * sizeof(float));
+}
+
+static float
+dot_q8_0_q8_0(int64_t cols, const pgi_block_q8_0 *w, const pgi_block_q8_0 *x)
+{
+    float sum = 0.0f;
+
+    for (int64_t b = 0; b < cols / PGI_QK8_0; b++)
+    {
+        int32_t isum = 0;
+
+        for (int i = 0; i < PGI_QK8_0; i++)
+            isum += (int32_t) w[b].qs[i] * x[b].qs[i];
+        sum += pgi_f16_to_f32(w[b].d) * pgi_f16_to_f32(x[b].d) * (float) isum;
+    }
+    return sum;
+}
+
+static float
+dot_q4_0_q8_0(int64_t cols, const pgi_block_q4_0 *w, const pgi_block_q8_0 *x)
+{
+    float sum = 0.0f;
+
+    for (int64_t b = 0; b < cols / PGI_QK4_0; b++)
+    {
+        int32_t isum = 0;
+
+        for (int j = 0; j < PGI_QK4_0 / 2; j++)
+        {
+            isum += ((int32_t) (w[b].qs[j] & 0x0f) - 8) * x[b].qs[j];
+            isum += ((int32_t) (w[b].qs[j] >> 4) - 8) * x[b].qs[j + PGI_QK4_0 / 2];
+        }
+        sum += pgi_f16_to_f32(w[b].d) * pgi_f16_to_f32(x[b].d) * (float) isum;
+    }
+    return sum;
+}
+
+static float
+dot_q4_k_q8_k(int64_t cols, const pgi_block_q4_k *w, const pgi_block_q8_k *x)
+{
+    float sum = 0.0f;
+
+    for (int64_t b = 0; b < cols / PGI_QK_K; b++)
+    {
+        int32_t scaled = 0, mins = 0;
+
+        for (int j = 0; j < 8; j++)
+        {
+            uint8_t sc, m;
+            int32_t isum = 0, xsum = 0;
+            int chunk = j / 2, high = j % 2;
+
+            pgi_q4_k_scale_min(w[b].scales, j, &sc, &m);
+            for (int l = 0; l < 32; l++)
+            {
+                uint8_t byte = w[b].qs[32 * chunk + l];
+                int q = high ? (byte >> 4) : (byte & 0x0f);
+
+                isum += q * x[b].qs[32 * j + l];
+                xsum += x[b].qs[32 * j + l];
+            }
+            scaled += sc * isum;
+            mins += m * xsum;
+        }
+        sum += pgi_f16_to_f32(w[b].d) * x[b].d * (float) scaled
+             - pgi_f16_to_f32(w[b].dmin) * x[b].d * (float) mins;
+    }
+    return sum;
+}
+
+static float
+dot_q6_k_q8_k(int64_t cols, const pgi_block_q6_k *w, const pgi_block_q8_k *x)
+{
+    float sum = 0.0f;
+
+    for (int64_t b = 0; b < cols / PGI_QK_K; b++)
+    {
+        float codes[PGI_QK_K];
+        int32_t scaled = 0;
+
+        /* The reference dequantizer with d = 1 yields scale * (q - 32). */
+        pgi_block_q6_k unit = w[b];
+
+        unit.d = 0x3c00;            /* 1.0 in half precision */
+        pgi_dequantize_row(PGI_TYPE_Q6_K, &unit, codes, PGI_QK_K);
+        for (int i = 0; i < PGI_QK_K; i++)
+            scaled += (int32_t) codes[i] * x[b].qs[i];
+        sum += pgi_f16_to_f32(w[b].d) * x[b].d * (float) scaled;
+    }
+    return sum;
+}
+
+float
+pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const void *x_row)
+{
+    switch (weight_type)
+    {
+        case PGI_TYPE_Q8_0:
+            return dot_q8_0_q8_0(cols, w_row, x_row);
+        case PGI_TYPE_Q4_0:
+            return dot_q4_0_q8_0(cols, w_row, x_row);
+        case PGI_TYPE_Q4_K:
+            return dot_q4_k_q8_k(cols, w_row, x_row);
+        case PGI_TYPE_Q6_K:
+            return dot_q6_k_q8_k(cols, w_row, x_row);
+        case PGI_TYPE_F32:
+        case PGI_TYPE_F16:
+        case PGI_TYPE_BF16:
+        {
+            const float *x = x_row;
+            double sum = 0.0;
+
+            for (int64_t i = 0; i < cols; i++)
+            {
+                float wi;
+
+                if (weight_type == PGI_TYPE_F32)
+                    wi = ((const float *) w_row)[i];
+                else if (weight_type == PGI_TYPE_F16)
+                    wi = pgi_f16_to_f32(((const pgi_f16 *) w_row)[i]);
+                else
+                    wi = pgi_bf16_to_f32(((const pgi_bf16 *) w_row)[i]);
+                sum += (double) wi * x[i];
+            }
+            return (float) sum;
+        }
+        default:
+            return NAN;
+    }
+}
+
+static void
+fill_nan(float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = NAN;
+}
+
+void
+pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    pgi_activation_format format = pgi_activation_format_of(w->type);
+    size_t x_bytes = activation_row_bytes(format, w->cols);
+    size_t w_bytes = pgi_row_bytes(w->type, w->cols);
+    uint8_t *xq = pgi_alloc(x_bytes);
+    const uint8_t *base = w->device != NULL ? w->device : w->host;
+
+    if (xq == NULL || w_bytes == 0)
+    {
+        /* No error channel here: make the failure impossible to miss. */
+        fill_nan(out, (size_t) n_rows * (size_t) w->rows);
+        pgi_free(xq);
+        return;
+    }
+    for (int r = 0; r < n_rows; r++)
+    {
+        quantize_activation_reference(format, x + (size_t) r * w->cols, xq, w->cols);
+        for (int64_t o = 0; o < w->rows; o++)
+            out[(size_t) r * w->rows + o] =
+                pgi_dot_reference(w->type, w->cols, base + o * w_bytes, xq);
+    }
+    pgi_free(xq);
+}
+
+/* --------------------------------------------------------- scalar kernel */
+
+#define SCALAR_TILE(TYPE, NAME)                                                         \
+    static void NAME(int64_t cols, const uint8_t *w, size_t w_stride, const uint8_t *x, \
+                     size_t x_stride, float *out, size_t out_stride, int nr, int nc)     \
+    {                                                                                   \
+        for (int c = 0; c < nc; c++)                                                    \
+            for (int r = 0; r < nr; r++)                                                \
+                out[c * out_stride + r] =                                               \
+                    pgi_dot_reference(TYPE, cols, w + r * w_stride, x + c * x_stride);  \
+    }
+
+SCALAR_TILE(PGI_TYPE_F32, scalar_tile_f32)
+SCALAR_TILE(PGI_TYPE_F16, scalar_tile_f16)
+SCALAR_TILE(PGI_TYPE_BF16, scalar_tile_bf16)
+SCALAR_TILE(PGI_TYPE_Q8_0, scalar_tile_q8_0)
+SCALAR_TILE(PGI_TYPE_Q4_0, scalar_tile_q4_0)
+SCALAR_TILE(PGI_TYPE_Q4_K, scalar_tile_q4_k)
+SCALAR_TILE(PGI_TYPE_Q6_K, scalar_tile_q6_k)
+
+static void
+quantize_q8_0_scalar(const float *x, void *dst, int64_t n)
+{
+    pgi_quantize_row_q8_0(x, dst, n);
+}
+
+static void
+quantize_q8_k_scalar(const float *x, void *dst, int64_t n)
+{
+    pgi_quantize_row_q8_k(x, dst, n);
+}
+
+static void
+copy_floats(const float *x, void *dst, int64_t n)
+{
+    memcpy(dst, x, (size_t) n * sizeof(float));
+}
+
+static bool
+scalar_kernel_for(uint32_t type, pgi_matmul_kernel *k)
+{
+    k->tile_rows = 4;
+    k->tile_cols = 4;
+    switch (type)
+    {
+        case PGI_TYPE_F32: k->tile = scalar_tile_f32; k->quantize = copy_floats; return true;
+        case PGI_TYPE_F16: k->tile = scalar_tile_f16; k->quantize = copy_floats; return true;
+        case PGI_TYPE_BF16: k->tile = scalar_tile_bf16; k->quantize = copy_floats; return true;
+        case PGI_TYPE_Q8_0: k->tile = scalar_tile_q8_0; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_Q4_0: k->tile = scalar_tile_q4_0; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_Q4_K: k->tile = scalar_tile_q4_k; k->quantize = quantize_q8_k_scalar; return true;
+        case PGI_TYPE_Q6_K: k->tile = scalar_tile_q6_k; k->quantize = quantize_q8_k_scalar; return true;
+        default: return false;
+    }
+}
+
+/* ---------------------------------------------------------------- driver */
+
+typedef struct matmul_job {
+    pgi_matmul_kernel kernel;
+    const uint8_t *w;
+    size_t w_stride;
+    int64_t rows;
+    int64_t cols;
+    const float *x_float;
+    uint8_t *x;                   /* activations in the kernel's format */
+    size_t x_stride;
+    int n_rows;
+    float *out;
+    int64_t row_chunk;            /* weight rows per task */
+    int64_t n_row_chunks;
+    int x_block;                  /* activation rows per task */
+    int n_x_blocks;
+    int64_t n_tasks;
+    atomic_llong next_task;
+} matmul_job;
+
+static void
+quantize_part(void *arg, int thread_index, int n_threads)
+{
+    matmul_job *job = arg;
+    int begin = (int) ((int64_t) job->n_rows * thread_index / n_threads);
+    int end = (int) ((int64_t) job->n_rows * (thread_index + 1) / n_threads);
+
+    for (int r = begin; r < end; r++)
+        job->kernel.quantize(job->x_float + (size_t) r * job->cols,
+                             job->x + (size_t) r * job->x_stride, job->cols);
+}
+
+static void
+run_task(matmul_job *job, int64_t task)
+{
+    const pgi_matmul_kernel *k = &job->kernel;
+    int64_t chunk = task / job->n_x_blocks;
+    int block = (int) (task % job->n_x_blocks);
+    int64_t o_begin = chunk * job->row_chunk;
+    int64_t o_end = o_begin + job->row_chunk < job->rows ? o_begin + job->row_chunk : job->rows;
+    int r_begin = block * job->x_block;
+    int r_end = r_begin + job->x_block < job->n_rows ? r_begin + job->x_block : job->n_rows;
+
+    for (int r = r_begin; r < r_end; r += k->tile_cols)
+    {
+        int nc = r_end - r < k->tile_cols ? r_end - r : k->tile_cols;
+
+        for (int64_t o = o_begin; o < o_end; o += k->tile_rows)
+        {
+            int nr = (int) (o_end - o < k->tile_rows ? o_end - o : k->tile_rows);
+
+            k->tile(job->cols, job->w + o * job->w_stride, job->w_stride,
+                    job->x + (size_t) r * job->x_stride, job->x_stride,
+                    job->out + (size_t) r * job->rows + o, (size_t) job->rows, nr, nc);
+        }
+    }
+}
+
+static void
+matmul_part(void *arg, int thread_index, int n_threads)
+{
+    matmul_job *job = arg;
+
+    (void) thread_index;
+    (void) n_threads;
+    for (;;)
+    {
+        int64_t task = atomic_fetch_add_explicit(&job->next_task, 1, memory_order_relaxed);
+
+        if (task >= job->n_tasks)
+            break;
+        run_task(job, task);
+    }
+}
+
+static bool
+select_kernel(uint32_t type, pgi_matmul_kernel *k)
+{
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX2 && pgi_matmul_kernel_avx2(type, k))
+        return true;
+    return scalar_kernel_for(type, k);
+}
+
+void
+pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    matmul_job job;
+    int n_threads = pgi_threadpool_size(pool);
+    size_t x_bytes;
+    uint8_t *owned = NULL;
+
+    memset(&job, 0, sizeof(job));
+    if (n_rows <= 0 || w->rows <= 0)
+        return;
+    job.w_stride = pgi_row_bytes(w->type, w->cols);
+    if (job.w_stride == 0 || !select_kernel(w->type, &job.kernel))
+    {
+        fill_nan(out, (size_t) n_rows * (size_t) w->rows);
+        return;
+    }
+    job.w = w->device != NULL ? w->device : w->host;
+    job.rows = w->rows;
+    job.cols = w->cols;
+    job.n_rows = n_rows;
+    job.out = out;
+    job.x_float = x;
+
+    /* Activations in the kernel's format: float x is used as it is. */
+    if (pgi_activation_format_of(w->type) == PGI_ACT_F32)
+    {
+        job.x = (uint8_t *) x;
+        job.x_stride = (size_t) w->cols * sizeof(float);
+    }
+    else
+    {
+        job.x_stride = activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
+        x_bytes = job.x_stride * (size_t) n_rows;
+        job.x = pgi_threadpool_scratch(pool, x_bytes);
+        if (job.x == NULL)
+            job.x = owned = pgi_alloc(x_bytes);
+        if (job.x == NULL)
+        {
+            fill_nan(out, (size_t) n_rows * (size_t) w->rows);
+            return;
+        }
+        if (n_rows >= 4 && n_threads > 1)
+            pgi_threadpool_run(pool, quantize_part, &job);
+        else
+            quantize_part(&job, 0, 1);
+    }
+
+    /* Decode: many small chunks of rows so both threads stay busy.
+     * Prefill: chunks of 64 weight rows (a few tens of KiB, kept in cache)
+     * against blocks of 64 activation rows. */
+    {
+        int64_t tr = job.kernel.tile_rows;
+        int64_t chunk = w->rows / ((int64_t) n_threads * 8);
+
+        if (n_rows > 8)
+            chunk = 64;
+        if (chunk > 64)
+            chunk = 64;
+        if (chunk < tr)
+            chunk = tr;
+        chunk = (chunk + tr - 1) / tr * tr;
+        job.row_chunk = chunk;
+        job.n_row_chunks = (w->rows + chunk - 1) / chunk;
+        job.x_block = n_rows <= 64 ? n_rows : 64;
+        job.x_block = (job.x_block + job.kernel.tile_cols - 1) / job.kernel.tile_cols * job.kernel.tile_cols;
+        job.n_x_blocks = (n_rows + job.x_block - 1) / job.x_block;
+        job.n_tasks = job.n_row_chunks * job.n_x_blocks;
+        atomic_init(&job.next_task, 0);
+    }
+    if (n_threads > 1 && job.n_tasks > 1)
+        pgi_threadpool_run(pool, matmul_part, &job);
+    else
+        matmul_part(&job, 0, 1);
+    pgi_free(owned);
+}
+
+void
+pgi_cpu_dequantize_row(const pgi_weight *w, int64_t row, float *dst)
+{
+    size_t row_bytes = pgi_row_bytes(w->type, w->cols);
+    const uint8_t *base = w->device != NULL ? w->device : w->host;
+
+    pgi_dequantize_row(w->type, base + (size_t) row * row_bytes, dst, w->cols);
+}

@@ -1,0 +1,558 @@
+/*
+ * cuda_attention.cu — storing K/V in the paged F16 cache and attending over
+ * it.
+ *
+ * Cache layout per layer: [block][kv_head][slot in block][head_dim] halves,
+ * so the keys of one head in one block are one contiguous run.  Storing
+ * F16 halves the bytes attention reads; it rounds K and V to 11 significant
+ * bits (relative error <= 2^-11 per element), which moves attention outputs
+ * by about 1e-3 relative against a float cache.
+ *
+ * One kernel serves both cases.  A thread block takes a tile of query
+ * tokens of one sequence and one KV head (all the query heads that share
+ * it), walks the tile's keys 32 at a time (gathered through the block table
+ * into shared memory, as float), and keeps an online softmax per query row
+ * (running max, running sum, rescaled accumulators).
+ *   - Decode-shaped steps (one token per sequence): a tile is one token, and
+ *     the keys are split into chunks (flash-decoding) spread over the grid's
+ *     z dimension; a second kernel merges the chunks' partial results.  The
+ *     chunk count depends only on max_blocks, so a captured graph fits
+ *     every step of the same shape.
+ *   - Other steps (prompt chunks): tiles of up to 64 query rows of one
+ *     sequence built on the host; each tile covers keys 0..its last position
+ *     with per-row causal masking, in one pass (no split).
+ */
+#include "cuda_backend.cuh"
+
+#include <math.h>
+
+struct attention_args {
+    float *out;
+    const float *q;
+    const __half *k_cache;        /* this layer */
+    const __half *v_cache;
+    const int32_t *positions;
+    const int32_t *seq_index;
+    const int32_t *block_tables;
+    const int32_t *tiles;         /* (first token, count) pairs; NULL: one token per tile */
+    float *partial;               /* [token][head][chunk][head_dim + 2] when n_chunks > 1 */
+    int max_blocks;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int block_size;
+    int group;
+    int tile_tokens;              /* most tokens in a tile (sizes shared memory) */
+    int chunk_len;
+    int n_chunks;
+    float scale;
+};
+
+static size_t
+attention_shared_bytes(int query_rows, int head_dim)
+{
+    size_t floats = (size_t) query_rows * head_dim + (size_t) PGI_ATTN_KEY_TILE * (head_dim + 1) +
+                    (size_t) PGI_ATTN_KEY_TILE * head_dim +
+                    (size_t) query_rows * PGI_ATTN_KEY_TILE + 3 * (size_t) query_rows;
+
+    return PGI_ATTN_KEY_TILE * sizeof(long long) + floats * sizeof(float);
+}
+
+__device__ __forceinline__ float
+warp_max(float v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+__device__ __forceinline__ float
+warp_add(float v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+__global__ void
+store_kv_kernel(__half *k_cache, __half *v_cache, const float *k, const float *v,
+                const int32_t *slots, int n_kv_heads, int head_dim, int block_size, int n_blocks)
+{
+    int t = blockIdx.x;
+    int32_t slot = slots[t];
+    int kv_dim = n_kv_heads * head_dim;
+
+    if (slot < 0 || slot / block_size >= n_blocks)
+        return;
+    int32_t block = slot / block_size, offset = slot % block_size;
+    for (int e = threadIdx.x; e < kv_dim; e += blockDim.x)
+    {
+        int h = e / head_dim, d = e % head_dim;
+        size_t at = (((size_t) block * n_kv_heads + h) * block_size + offset) * head_dim + d;
+
+        k_cache[at] = __float2half_rn(k[(size_t) t * kv_dim + e]);
+        v_cache[at] = __float2half_rn(v[(size_t) t * kv_dim + e]);
+    }
+}
+
+__global__ void
+attention_kernel(attention_args a)
+{
+    extern __shared__ long long shared[];
+    constexpr int TK = PGI_ATTN_KEY_TILE;
+    const int tid = threadIdx.x, n_threads = blockDim.x;
+    const int lane = tid & 31, warp = tid / 32, n_warps = n_threads / 32;
+    const int kv_head = blockIdx.y, chunk = blockIdx.z;
+    const int G = a.group, hd = a.head_dim;
+    int t0, nt;
+
+    if (a.tiles != NULL)
+    {
+        t0 = a.tiles[2 * blockIdx.x];
+        nt = a.tiles[2 * blockIdx.x + 1];
+    }
+    else
+    {
+        t0 = blockIdx.x;
+        nt = 1;
+    }
+    const int rows = nt * G;
+    const int max_rows = a.tile_tokens * G;
+    long long *key_base = (long long *) shared;      /* [TK] cache offset or -1 */
+    float *Qs = (float *) (key_base + TK);           /* [max_rows][hd] */
+    float *Ks = Qs + (size_t) max_rows * hd;         /* [TK][hd + 1] (padded: no bank conflicts) */
+    float *Vs = Ks + (size_t) TK * (hd + 1);         /* [TK][hd] */
+    float *S = Vs + (size_t) TK * hd;                /* [max_rows][TK] */
+    float *M = S + (size_t) max_rows * TK;           /* running max per row */
+    float *L = M + max_rows;                         /* running sum per row */
+    float *Alpha = L + max_rows;                     /* rescale of this tile per row */
+
+    const int seq = a.seq_index[t0];
+    const int last_position = a.positions[t0 + nt - 1];
+    const int key_begin = chunk * a.chunk_len;
+    const int key_end = min(key_begin + a.chunk_len, last_position + 1);
+
+    if (key_begin >= key_end)
+        return;   /* this chunk lies past the window (the merge skips it) */
+
+    for (int e = tid; e < rows * hd; e += n_threads)
+    {
+        int r = e / hd, d = e % hd;
+        int token = t0 + r / G, head = kv_head * G + r % G;
+
+        Qs[e] = a.q[((size_t) token * a.n_heads + head) * hd + d] * a.scale;
+    }
+    for (int r = tid; r < rows; r += n_threads)
+    {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+
+    float acc[PGI_ATTN_MAX_ACC];
+#pragma unroll
+    for (int i = 0; i < PGI_ATTN_MAX_ACC; i++)
+        acc[i] = 0.0f;
+
+    const int32_t *table = a.block_tables + (size_t) seq * a.max_blocks;
+
+    for (int tile0 = key_begin; tile0 < key_end; tile0 += TK)
+    {
+        __syncthreads();   /* Q loaded; the previous tile fully used */
+        if (tid < TK)
+        {
+            int p = tile0 + tid;
+            long long at = -1;
+
+            if (p < key_end && p / a.block_size < a.max_blocks)
+            {
+                int block = table[p / a.block_size];
+
+                if (block >= 0)
+                    at = (((long long) block * a.n_kv_heads + kv_head) * a.block_size +
+                          p % a.block_size) * hd;
+            }
+            key_base[tid] = at;
+        }
+        __syncthreads();
+        if (hd % 8 == 0)
+        {
+            int vectors = hd / 8;
+
+            for (int e = tid; e < TK * vectors; e += n_threads)
+            {
+                int j = e / vectors, d = (e % vectors) * 8;
+                long long at = key_base[j];
+                float kf[8], vf[8];
+
+                if (at >= 0)
+                {
+                    uint4 kq = __ldg((const uint4 *) (a.k_cache + at + d));
+                    uint4 vq = __ldg((const uint4 *) (a.v_cache + at + d));
+                    const __half2 *kh = (const __half2 *) &kq;
+                    const __half2 *vh = (const __half2 *) &vq;
+
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                    {
+                        float2 kk = __half22float2(kh[i]);
+                        float2 vv = __half22float2(vh[i]);
+
+                        kf[2 * i] = kk.x;
+                        kf[2 * i + 1] = kk.y;
+                        vf[2 * i] = vv.x;
+                        vf[2 * i + 1] = vv.y;
+                    }
+                }
+                else
+                {
+#pragma unroll
+                    for (int i = 0; i < 8; i++)
+                        kf[i] = vf[i] = 0.0f;
+                }
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                {
+                    Ks[j * (hd + 1) + d + i] = kf[i];
+                    Vs[j * hd + d + i] = vf[i];
+                }
+            }
+        }
+        else
+        {
+            for (int e = tid; e < TK * hd; e += n_threads)
+            {
+                int j = e / hd, d = e % hd;
+                long long at = key_base[j];
+
+                Ks[j * (hd + 1) + d] = at >= 0 ? __half2float(a.k_cache[at + d]) : 0.0f;
+                Vs[j * hd + d] = at >= 0 ? __half2float(a.v_cache[at + d]) : 0.0f;
+            }
+        }
+        __syncthreads();
+
+        for (int e = tid; e < rows * TK; e += n_threads)
+        {
+            int r = e / TK, j = e % TK;
+            int p = tile0 + j;
+            int query_position = a.positions[t0 + r / G];
+            float s = -INFINITY;
+
+            if (key_base[j] >= 0 && p <= query_position)
+            {
+                const float *qr = Qs + (size_t) r * hd;
+                const float *kr = Ks + (size_t) j * (hd + 1);
+
+                s = 0.0f;
+                for (int d = 0; d < hd; d++)
+                    s += qr[d] * kr[d];
+            }
+            S[e] = s;
+        }
+        __syncthreads();
+
+        for (int r = warp; r < rows; r += n_warps)
+        {
+            float s = S[r * TK + lane];
+            float m_old = M[r];
+            float m_new = fmaxf(m_old, warp_max(s));
+            float p = m_new == -INFINITY ? 0.0f : expf(s - m_new);
+            float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+            float sum = warp_add(p);
+
+            S[r * TK + lane] = p;
+            __syncwarp();
+            if (lane == 0)
+            {
+                L[r] = L[r] * alpha + sum;
+                M[r] = m_new;
+                Alpha[r] = alpha;
+            }
+        }
+        __syncthreads();
+
+#pragma unroll
+        for (int i = 0; i < PGI_ATTN_MAX_ACC; i++)
+        {
+            int e = tid + i * n_threads;
+
+            if (e < rows * hd)
+            {
+                int r = e / hd, d = e % hd;
+                const float *pr = S + (size_t) r * TK;
+                float s = acc[i] * Alpha[r];
+
+#pragma unroll 8
+                for (int j = 0; j < TK; j++)
+                    s += pr[j] * Vs[j * hd + d];
+                acc[i] = s;
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < PGI_ATTN_MAX_ACC; i++)
+    {
+        int e = tid + i * n_threads;
+
+        if (e < rows * hd)
+        {
+            int r = e / hd, d = e % hd;
+            int token = t0 + r / G, head = kv_head * G + r % G;
+
+            if (a.n_chunks == 1)
+                a.out[((size_t) token * a.n_heads + head) * hd + d] =
+                    L[r] > 0.0f ? acc[i] / L[r] : 0.0f;
+            else
+            {
+                float *pp = a.partial +
+                            (((size_t) token * a.n_heads + head) * a.n_chunks + chunk) * (hd + 2);
+
+                pp[2 + d] = acc[i];
+                if (d == 0)
+                {
+                    pp[0] = M[r];
+                    pp[1] = L[r];
+                }
+            }
+        }
+    }
+}
+
+/* Merge the chunks of each (token, head): out = sum_c acc_c e^(m_c - m) /
+ * sum_c l_c e^(m_c - m). */
+__global__ void
+attention_merge_kernel(float *out, const float *partial, const int32_t *positions, int n_heads,
+                       int head_dim, int chunk_len, int n_chunks)
+{
+    int token = blockIdx.x, head = blockIdx.y;
+    int used = (positions[token] + chunk_len) / chunk_len;
+    const float *pp = partial + ((size_t) token * n_heads + head) * n_chunks * (head_dim + 2);
+    float m = -INFINITY, denominator = 0.0f;
+
+    if (used > n_chunks)
+        used = n_chunks;
+    for (int c = 0; c < used; c++)
+        m = fmaxf(m, pp[(size_t) c * (head_dim + 2)]);
+    for (int c = 0; c < used; c++)
+    {
+        float mc = pp[(size_t) c * (head_dim + 2)];
+
+        if (mc != -INFINITY)
+            denominator += pp[(size_t) c * (head_dim + 2) + 1] * expf(mc - m);
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    {
+        float numerator = 0.0f;
+
+        for (int c = 0; c < used; c++)
+        {
+            float mc = pp[(size_t) c * (head_dim + 2)];
+
+            if (mc != -INFINITY)
+                numerator += pp[(size_t) c * (head_dim + 2) + 2 + d] * expf(mc - m);
+        }
+        out[((size_t) token * n_heads + head) * head_dim + d] =
+            denominator > 0.0f ? numerator / denominator : 0.0f;
+    }
+}
+
+bool
+pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err)
+{
+    cudaError_t rc = cudaFuncSetAttribute(attention_kernel,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int) cb->shared_optin);
+
+    if (rc != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        pgi_fail(err, PGI_ERR_DEVICE, "CUDA error configuring attention: %s",
+                 cudaGetErrorString(rc));
+        return false;
+    }
+    return true;
+}
+
+/* Host-built tiles for prompt steps: runs of consecutive tokens of one
+ * sequence, at most tile_tokens each. */
+static bool
+build_tiles(pgi_cuda_backend *cb, int tile_tokens)
+{
+    size_t need = (size_t) cb->n_tokens;
+    cudaError_t rc;
+
+    if (cb->tiles_per_tile_tokens == tile_tokens)
+        return true;
+    if (cb->tiles_per_tile_tokens != 0)
+    {
+        /* the previous list may still be on its way to the device */
+        rc = cudaStreamSynchronize(cb->stream);
+        if (rc != cudaSuccess)
+        {
+            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in queued work: %s",
+                          cudaGetErrorString(rc));
+            return false;
+        }
+    }
+    if (need > cb->tiles_capacity)
+    {
+        if (cb->host_tiles != NULL && cudaFreeHost(cb->host_tiles) != cudaSuccess)
+            (void) cudaGetLastError();
+        if (cb->device_tiles != NULL && cudaFree(cb->device_tiles) != cudaSuccess)
+            (void) cudaGetLastError();
+        cb->host_tiles = NULL;
+        cb->device_tiles = NULL;
+        cb->tiles_capacity = 0;
+        rc = cudaMallocHost((void **) &cb->host_tiles, need * 2 * sizeof(int32_t));
+        if (rc == cudaSuccess)
+            rc = cudaMalloc((void **) &cb->device_tiles, need * 2 * sizeof(int32_t));
+        if (rc != cudaSuccess)
+        {
+            (void) cudaGetLastError();
+            pgi_cuda_note(cb, PGI_ERR_OUT_OF_MEMORY, "out of memory for attention tiles: %s",
+                          cudaGetErrorString(rc));
+            return false;
+        }
+        cb->tiles_capacity = need;
+    }
+    cb->n_tiles = 0;
+    for (int t = 0; t < cb->n_tokens;)
+    {
+        int start = t, seq = cb->h_seq_index[t];
+
+        while (t < cb->n_tokens && cb->h_seq_index[t] == seq && t - start < tile_tokens)
+            t++;
+        cb->host_tiles[2 * cb->n_tiles] = start;
+        cb->host_tiles[2 * cb->n_tiles + 1] = t - start;
+        cb->n_tiles++;
+    }
+    rc = cudaMemcpyAsync(cb->device_tiles, cb->host_tiles, (size_t) cb->n_tiles * 2 * sizeof(int32_t),
+                         cudaMemcpyHostToDevice, cb->stream);
+    if (rc != cudaSuccess)
+    {
+        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error copying attention tiles: %s",
+                      cudaGetErrorString(rc));
+        return false;
+    }
+    cb->tiles_per_tile_tokens = tile_tokens;
+    return true;
+}
+
+void
+pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
+                          const float *v, pgi_kv_cache *kv, int layer,
+                          const pgi_attention_shape *shape)
+{
+    const pgi_kv_geometry *g = &kv->g;
+    attention_args a;
+    int hd = shape->head_dim;
+    bool decode_shaped = cb->n_tokens == cb->n_seqs;
+
+    if (kv == NULL || layer < 0 || layer >= g->n_layers || shape->n_kv_heads != g->n_kv_heads ||
+        hd != g->head_dim || shape->n_kv_heads <= 0 || shape->n_heads % shape->n_kv_heads != 0)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT,
+                      "attention: shape (%d heads, %d KV heads, head_dim %d, layer %d) does not "
+                      "match the KV cache",
+                      shape->n_heads, shape->n_kv_heads, hd, layer);
+        return;
+    }
+    memset(&a, 0, sizeof(a));
+    a.group = shape->n_heads / shape->n_kv_heads;
+
+    int threads;
+    if (decode_shaped)
+    {
+        int64_t max_context = (int64_t) cb->max_blocks * g->block_size;
+        int64_t chunks = (max_context + PGI_ATTN_DECODE_CHUNK - 1) / PGI_ATTN_DECODE_CHUNK;
+
+        if (chunks < 1)
+            chunks = 1;
+        if (chunks > PGI_ATTN_MAX_SPLITS)
+            chunks = PGI_ATTN_MAX_SPLITS;
+        a.n_chunks = (int) chunks;
+        a.chunk_len = (int) ((max_context + chunks - 1) / chunks);
+        a.chunk_len = (a.chunk_len + PGI_ATTN_KEY_TILE - 1) / PGI_ATTN_KEY_TILE * PGI_ATTN_KEY_TILE;
+        if (a.chunk_len < PGI_ATTN_KEY_TILE)
+            a.chunk_len = PGI_ATTN_KEY_TILE;
+        a.tile_tokens = 1;
+        threads = a.group * hd <= PGI_ATTN_MAX_ACC * 128 ? 128 : 256;
+    }
+    else
+    {
+        int by_rows = 64 / a.group;
+        int by_acc = PGI_ATTN_MAX_ACC * 256 / (a.group * hd);
+
+        a.tile_tokens = by_rows < by_acc ? by_rows : by_acc;
+        if (a.tile_tokens < 1)
+            a.tile_tokens = 1;
+        a.n_chunks = 1;
+        a.chunk_len = 0x7fffffff;
+        threads = 256;
+    }
+    if (a.tile_tokens * a.group * hd > PGI_ATTN_MAX_ACC * threads)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
+                      "attention: %d query heads per KV head with head_dim %d is not supported",
+                      a.group, hd);
+        return;
+    }
+    size_t shared_bytes = attention_shared_bytes(a.tile_tokens * a.group, hd);
+    if (shared_bytes > cb->shared_optin)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
+                      "attention: needs %zu bytes of shared memory, the device allows %zu",
+                      shared_bytes, cb->shared_optin);
+        return;
+    }
+    /* scratch before any launch: securing it may leave a graph capture */
+    if (a.n_chunks > 1)
+    {
+        size_t bytes = (size_t) cb->n_tokens * shape->n_heads * a.n_chunks * (hd + 2) * sizeof(float);
+        size_t capacity_bytes = cb->attn_partial_floats * sizeof(float);
+
+        if (!pgi_cuda_ensure_scratch(cb, (void **) &cb->attn_partial, &capacity_bytes, bytes,
+                                     "attention partial results"))
+            return;
+        cb->attn_partial_floats = capacity_bytes / sizeof(float);
+    }
+    if (!decode_shaped && !build_tiles(cb, a.tile_tokens))
+        return;
+
+    __half *k_layer = kv->k + (size_t) layer * kv->layer_elems;
+    __half *v_layer = kv->v + (size_t) layer * kv->layer_elems;
+
+    store_kv_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(k_layer, v_layer, k, v, cb->d_kv_slots,
+                                                          g->n_kv_heads, hd, g->block_size,
+                                                          g->n_blocks);
+    pgi_cuda_check_launch(cb, "storing K/V");
+
+    a.out = out;
+    a.q = q;
+    a.k_cache = k_layer;
+    a.v_cache = v_layer;
+    a.positions = cb->d_positions;
+    a.seq_index = cb->d_seq_index;
+    a.block_tables = cb->d_block_tables;
+    a.tiles = decode_shaped ? NULL : cb->device_tiles;
+    a.partial = cb->attn_partial;
+    a.max_blocks = cb->max_blocks;
+    a.n_heads = shape->n_heads;
+    a.n_kv_heads = shape->n_kv_heads;
+    a.head_dim = hd;
+    a.block_size = g->block_size;
+    a.scale = shape->scale;
+
+    dim3 grid(decode_shaped ? cb->n_tokens : cb->n_tiles, shape->n_kv_heads, a.n_chunks);
+    attention_kernel<<<grid, threads, shared_bytes, cb->stream>>>(a);
+    pgi_cuda_check_launch(cb, "attention");
+    if (a.n_chunks > 1)
+    {
+        dim3 merge_grid(cb->n_tokens, shape->n_heads);
+        int merge_threads = hd < 32 ? 32 : (hd > 256 ? 256 : hd);
+
+        attention_merge_kernel<<<merge_grid, merge_threads, 0, cb->stream>>>(
+            out, cb->attn_partial, cb->d_positions, shape->n_heads, hd, a.chunk_len, a.n_chunks);
+        pgi_cuda_check_launch(cb, "attention merge");
+    }
+}

@@ -1,0 +1,1152 @@
+/*
+ * cuda_backend.cu — the CUDA backend's operation table: device and stream,
+ * weights, the paged KV cache, steps, and CUDA graphs for decode steps.
+ *
+ * Every op is queued on one stream.  Errors of queued work cannot be
+ * returned by the void ops, so the first one is kept (pending) and reported
+ * by the next end_step, read_floats or argmax as PGI_ERR_DEVICE with CUDA's
+ * text.
+ *
+ * CUDA graphs.  A decode step (n_tokens == n_seqs <= 64) is keyed by its
+ * shape (n_tokens, n_seqs, max_blocks, n_outputs).  Every launch
+ * configuration depends only on that key and the step's small arrays live at
+ * fixed device addresses, so the same sequence of ops with the same
+ * pointers computes the right thing for any step of that shape.  The second
+ * time a key is seen, begin_step starts a stream capture and each op is both
+ * captured and recorded (kind and arguments); the capture ends at the first
+ * synchronizing call (end_step, read_floats, argmax).  From the third time
+ * on, begin_step enters replay: ops are only compared with the record, and
+ * the graph is launched at the synchronizing call.  If an op differs from
+ * the record (the engine did something else this time), the recorded ops
+ * matched so far are launched one by one and the step goes on eagerly: the
+ * result is always what eager execution would give.
+ */
+#include "cuda_backend.cuh"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ errors */
+
+void
+pgi_cuda_note(pgi_cuda_backend *cb, pgi_status code, const char *fmt, ...)
+{
+    va_list args;
+
+    if (cb->pending != PGI_OK)
+        return;
+    cb->pending = code;
+    va_start(args, fmt);
+    vsnprintf(cb->pending_message, sizeof(cb->pending_message), fmt, args);
+    va_end(args);
+}
+
+void
+pgi_cuda_check_launch(pgi_cuda_backend *cb, const char *what)
+{
+    cudaError_t rc = cudaGetLastError();
+
+    if (rc != cudaSuccess)
+        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in %s: %s (%d)", what,
+                      cudaGetErrorString(rc), (int) rc);
+}
+
+static pgi_status
+take_pending(pgi_cuda_backend *cb, pgi_error *err)
+{
+    pgi_status code = cb->pending;
+
+    if (code == PGI_OK)
+        return PGI_OK;
+    cb->pending = PGI_OK;
+    return pgi_fail(err, code, "%s", cb->pending_message);
+}
+
+static pgi_status
+device_fail(pgi_error *err, cudaError_t rc, const char *what)
+{
+    (void) cudaGetLastError();   /* clear non-sticky errors */
+    return pgi_fail(err, rc == cudaErrorMemoryAllocation ? PGI_ERR_OUT_OF_MEMORY : PGI_ERR_DEVICE,
+                    "CUDA error in %s: %s (%d)", what, cudaGetErrorString(rc), (int) rc);
+}
+
+#define CUDA_TRY(call, what)                                      \
+    do {                                                          \
+        cudaError_t rc_ = (call);                                 \
+        if (rc_ != cudaSuccess)                                   \
+            return device_fail(err, rc_, what);                   \
+    } while (0)
+
+/* Releases in teardown: failures there (a broken context) change nothing
+ * the caller could act on, but they must not linger as "last error". */
+static void
+release_quietly(cudaError_t rc)
+{
+    if (rc != cudaSuccess)
+        (void) cudaGetLastError();
+}
+
+/* ------------------------------------------------------------ graphs */
+
+static void run_op(pgi_cuda_backend *cb, const pgi_op_record *op);
+
+static void
+graph_slot_clear(pgi_graph_slot *slot)
+{
+    if (slot->exec != NULL)
+        release_quietly(cudaGraphExecDestroy(slot->exec));
+    slot->exec = NULL;
+    slot->n_ops = 0;
+}
+
+static void
+graphs_destroy_all(pgi_cuda_backend *cb)
+{
+    for (int i = 0; i < PGI_CUDA_GRAPH_SLOTS; i++)
+    {
+        graph_slot_clear(&cb->graphs[i]);
+        pgi_free(cb->graphs[i].ops);
+        memset(&cb->graphs[i], 0, sizeof(cb->graphs[i]));
+    }
+    cb->current = NULL;
+    cb->mode = PGI_GRAPH_EAGER;
+}
+
+/* Launch the first n recorded ops of the current slot one by one. */
+static void
+run_recorded(pgi_cuda_backend *cb, int n)
+{
+    pgi_graph_slot *slot = cb->current;
+
+    for (int i = 0; i < n; i++)
+        run_op(cb, &slot->ops[i]);
+}
+
+/* Leave capture or replay so that what follows runs eagerly, having run
+ * (eagerly) whatever the step has queued so far. */
+static void
+leave_graph_mode(pgi_cuda_backend *cb)
+{
+    pgi_graph_slot *slot = cb->current;
+
+    if (cb->mode == PGI_GRAPH_CAPTURE)
+    {
+        cudaGraph_t graph = NULL;
+        cudaError_t rc = cudaStreamEndCapture(cb->stream, &graph);
+
+        if (rc != cudaSuccess)
+            (void) cudaGetLastError();
+        if (graph != NULL)
+            release_quietly(cudaGraphDestroy(graph));
+        cb->mode = PGI_GRAPH_EAGER;
+        run_recorded(cb, slot->n_ops);
+        graph_slot_clear(slot);
+        slot->failures++;
+    }
+    else if (cb->mode == PGI_GRAPH_REPLAY)
+    {
+        cb->mode = PGI_GRAPH_EAGER;
+        run_recorded(cb, cb->replay_position);
+        graph_slot_clear(slot);
+        slot->failures++;
+        slot->times_seen = 0;
+    }
+    cb->mode = PGI_GRAPH_EAGER;
+}
+
+/* At a synchronizing call: end the capture and launch the graph, or launch
+ * the replayed graph. */
+static void
+flush_graph(pgi_cuda_backend *cb)
+{
+    pgi_graph_slot *slot = cb->current;
+
+    if (cb->mode == PGI_GRAPH_CAPTURE)
+    {
+        cudaGraph_t graph = NULL;
+        cudaGraphExec_t exec = NULL;
+        cudaError_t rc = cudaStreamEndCapture(cb->stream, &graph);
+
+        cb->mode = PGI_GRAPH_EAGER;
+        if (cb->pending != PGI_OK)
+        {
+            /* an op of this step failed (and will be reported): a graph
+             * of it would replay without the failure */
+            (void) cudaGetLastError();
+            if (graph != NULL)
+                release_quietly(cudaGraphDestroy(graph));
+            graph_slot_clear(slot);
+            slot->failures++;
+            return;
+        }
+        if (rc == cudaSuccess && graph != NULL)
+            rc = cudaGraphInstantiate(&exec, graph, 0);
+        if (graph != NULL)
+            release_quietly(cudaGraphDestroy(graph));
+        if (rc == cudaSuccess && exec != NULL)
+        {
+            slot->exec = exec;
+            rc = cudaGraphLaunch(exec, cb->stream);
+            if (rc != cudaSuccess)
+                pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error launching a graph: %s (%d)",
+                              cudaGetErrorString(rc), (int) rc);
+        }
+        else
+        {
+            /* the capture failed: nothing it held has run yet */
+            (void) cudaGetLastError();
+            run_recorded(cb, slot->n_ops);
+            graph_slot_clear(slot);
+            slot->failures++;
+        }
+    }
+    else if (cb->mode == PGI_GRAPH_REPLAY)
+    {
+        if (cb->replay_position == slot->n_ops)
+        {
+            cudaError_t rc = cudaGraphLaunch(slot->exec, cb->stream);
+
+            cb->mode = PGI_GRAPH_EAGER;
+            if (rc != cudaSuccess)
+                pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error launching a graph: %s (%d)",
+                              cudaGetErrorString(rc), (int) rc);
+        }
+        else
+            leave_graph_mode(cb);
+    }
+    cb->mode = PGI_GRAPH_EAGER;
+}
+
+static bool
+record_append(pgi_graph_slot *slot, const pgi_op_record *op)
+{
+    if (slot->n_ops == slot->ops_capacity)
+    {
+        int capacity = slot->ops_capacity ? slot->ops_capacity * 2 : 256;
+        pgi_op_record *grown = (pgi_op_record *) pgi_realloc(
+            slot->ops, sizeof(pgi_op_record) * (size_t) slot->ops_capacity,
+            sizeof(pgi_op_record) * (size_t) capacity);
+
+        if (grown == NULL)
+            return false;
+        slot->ops = grown;
+        slot->ops_capacity = capacity;
+    }
+    slot->ops[slot->n_ops++] = *op;
+    return true;
+}
+
+static void
+dispatch(pgi_cuda_backend *cb, const pgi_op_record *op)
+{
+    if (cb->mode == PGI_GRAPH_REPLAY)
+    {
+        pgi_graph_slot *slot = cb->current;
+
+        if (cb->replay_position < slot->n_ops &&
+            memcmp(&slot->ops[cb->replay_position], op, sizeof(*op)) == 0)
+        {
+            cb->replay_position++;
+            return;
+        }
+        leave_graph_mode(cb);
+        run_op(cb, op);
+        return;
+    }
+    if (cb->mode == PGI_GRAPH_CAPTURE)
+    {
+        /* run_op secures its scratch before launching anything; if that
+         * needs an allocation it leaves the capture first (running the
+         * recorded ops eagerly) and then runs this op eagerly too. */
+        run_op(cb, op);
+        if (cb->mode == PGI_GRAPH_CAPTURE && !record_append(cb->current, op))
+        {
+            /* this op went into the capture but is not recorded: drop the
+             * capture, run the recorded ones and this one eagerly */
+            leave_graph_mode(cb);
+            run_op(cb, op);
+        }
+        return;
+    }
+    run_op(cb, op);
+}
+
+bool
+pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, size_t bytes,
+                        const char *what)
+{
+    cudaError_t rc;
+    size_t grown;
+
+    if (bytes <= *capacity)
+        return true;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    grown = bytes + bytes / 4;
+    if (*buffer != NULL)
+    {
+        rc = cudaFree(*buffer);
+        *buffer = NULL;
+        *capacity = 0;
+        if (rc != cudaSuccess)
+        {
+            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error freeing %s: %s", what,
+                          cudaGetErrorString(rc));
+            return false;
+        }
+    }
+    rc = cudaMalloc(buffer, grown);
+    if (rc != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        *buffer = NULL;
+        pgi_cuda_note(cb, PGI_ERR_OUT_OF_MEMORY, "out of device memory for %s (%zu bytes): %s",
+                      what, grown, cudaGetErrorString(rc));
+        return false;
+    }
+    *capacity = grown;
+    return true;
+}
+
+/* ------------------------------------------------------------ ops */
+
+static void
+run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
+{
+    switch (op->kind)
+    {
+        case PGI_OP_EMBED:
+            pgi_cuda_launch_embed(cb, op->out, &op->w);
+            break;
+        case PGI_OP_RMSNORM:
+            pgi_cuda_launch_rmsnorm(cb, op->out, op->a, &op->w, op->n_rows, op->eps);
+            break;
+        case PGI_OP_MATMUL:
+            pgi_cuda_launch_matmul(cb, op->out, &op->w, op->a, op->n_rows);
+            break;
+        case PGI_OP_ADD_BIAS:
+            pgi_cuda_launch_add_bias(cb, op->out, &op->w, op->n_rows);
+            break;
+        case PGI_OP_ROPE:
+            pgi_cuda_launch_rope(cb, op->out, (float *) op->a, op->rope_mode, op->rope_dims,
+                                 &op->w, &op->shape);
+            break;
+        case PGI_OP_ATTENTION:
+            pgi_cuda_launch_attention(cb, op->out, op->a, op->b, op->c, op->kv, op->layer,
+                                      &op->shape);
+            break;
+        case PGI_OP_SILU_MUL:
+            pgi_cuda_launch_silu_mul(cb, op->out, op->a, op->b, op->n);
+            break;
+        case PGI_OP_ADD:
+            pgi_cuda_launch_add(cb, op->out, op->a, op->n);
+            break;
+        case PGI_OP_GATHER:
+            pgi_cuda_launch_gather(cb, op->out, op->a, (int) op->n);
+            break;
+        default:
+            pgi_cuda_note(cb, PGI_ERR_INTERNAL, "unknown CUDA op %d", op->kind);
+            break;
+    }
+}
+
+static void
+set_wref(pgi_wref *ref, const pgi_weight *w)
+{
+    ref->device = w != NULL ? w->device : NULL;
+    ref->type = w != NULL ? w->type : 0;
+    ref->rows = w != NULL ? w->rows : 0;
+    ref->cols = w != NULL ? w->cols : 0;
+}
+
+static void
+new_record(pgi_op_record *op, pgi_op_kind kind)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+}
+
+static bool
+needs_step(pgi_cuda_backend *cb, const char *what)
+{
+    if (cb->in_step)
+        return true;
+    pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "%s called outside begin_step/end_step", what);
+    return false;
+}
+
+static void
+cuda_embed(pgi_backend *b, float *out, const pgi_weight *table)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "embed"))
+        return;
+    new_record(&op, PGI_OP_EMBED);
+    op.out = out;
+    set_wref(&op.w, table);
+    dispatch(cb, &op);
+}
+
+static void
+cuda_rmsnorm(pgi_backend *b, float *out, const float *x, const pgi_weight *weight, int n_rows,
+             float eps)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_RMSNORM);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, weight);
+    op.n_rows = n_rows;
+    op.eps = eps;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, w);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_add_bias(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_ADD_BIAS);
+    op.out = x;
+    set_wref(&op.w, bias);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_rope(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
+          const pgi_attention_shape *shape)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "rope"))
+        return;
+    new_record(&op, PGI_OP_ROPE);
+    op.out = q;
+    op.a = k;
+    op.rope_mode = (int) rope->mode;
+    op.rope_dims = rope->n_dims;
+    set_wref(&op.w, rope->inv_freq);
+    op.shape = *shape;
+    dispatch(cb, &op);
+}
+
+static void
+cuda_attention(pgi_backend *b, float *out, const float *q, const float *k, const float *v,
+               pgi_kv_cache *kv, int layer, const pgi_attention_shape *shape)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "attention"))
+        return;
+    new_record(&op, PGI_OP_ATTENTION);
+    op.out = out;
+    op.a = q;
+    op.b = k;
+    op.c = v;
+    op.kv = kv;
+    op.layer = layer;
+    op.shape = *shape;
+    dispatch(cb, &op);
+}
+
+static void
+cuda_silu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int64_t n)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_SILU_MUL);
+    op.out = out;
+    op.a = gate;
+    op.b = up;
+    op.n = n;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_add(pgi_backend *b, float *x, const float *y, int64_t n)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_ADD);
+    op.out = x;
+    op.a = y;
+    op.n = n;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_gather_outputs(pgi_backend *b, float *out, const float *x, int width)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "gather_outputs"))
+        return;
+    new_record(&op, PGI_OP_GATHER);
+    op.out = out;
+    op.a = x;
+    op.n = width;
+    dispatch(cb, &op);
+}
+
+/* ------------------------------------------------------------ memory */
+
+static pgi_status
+cuda_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    size_t aux_offset = 0;
+    size_t device_bytes, file_bytes, free_bytes = 0, total_bytes = 0;
+    void *device = NULL;
+    cudaError_t rc;
+
+    if (w->rows <= 0 || w->cols <= 0 || w->host == NULL)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "tensor %s: empty or without data",
+                        w->name ? w->name : "?");
+    file_bytes = pgi_cuda_file_bytes(w->type, w->rows, w->cols);
+    device_bytes = pgi_cuda_device_bytes(w->type, w->rows, w->cols, &aux_offset);
+    if (file_bytes == 0 || device_bytes == 0)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "tensor %s: type %s (%lld x %lld) is not supported by the CUDA backend",
+                        w->name ? w->name : "?", pgi_type_name(w->type), (long long) w->rows,
+                        (long long) w->cols);
+    if (w->n_bytes != file_bytes)
+        return pgi_fail(err, PGI_ERR_FORMAT, "tensor %s: %zu bytes, expected %zu for %s %lld x %lld",
+                        w->name ? w->name : "?", w->n_bytes, file_bytes, pgi_type_name(w->type),
+                        (long long) w->rows, (long long) w->cols);
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    CUDA_TRY(cudaSetDevice(cb->device), "cudaSetDevice");
+    CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    if (device_bytes > free_bytes)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                        "tensor %s needs %zu bytes (%.1f MiB) on %s, which has %.1f MiB free of "
+                        "%.1f MiB",
+                        w->name ? w->name : "?", device_bytes, device_bytes / 1048576.0,
+                        cb->base.device_name, free_bytes / 1048576.0, total_bytes / 1048576.0);
+    rc = cudaMalloc(&device, device_bytes);
+    if (rc != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                        "tensor %s needs %zu bytes (%.1f MiB) on %s: %s (%.1f MiB free of %.1f MiB)",
+                        w->name ? w->name : "?", device_bytes, device_bytes / 1048576.0,
+                        cb->base.device_name, cudaGetErrorString(rc), free_bytes / 1048576.0,
+                        total_bytes / 1048576.0);
+    }
+    if (pgi_cuda_needs_repack(w->type))
+    {
+        uint8_t *packed = (uint8_t *) pgi_alloc(device_bytes);
+
+        if (packed == NULL)
+        {
+            release_quietly(cudaFree(device));
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                            "tensor %s: out of host memory repacking %zu bytes",
+                            w->name ? w->name : "?", device_bytes);
+        }
+        memset(packed, 0, device_bytes);
+        pgi_cuda_repack(w->type, w->rows, w->cols, (const uint8_t *) w->host, packed, aux_offset);
+        rc = cudaMemcpy(device, packed, device_bytes, cudaMemcpyHostToDevice);
+        pgi_free(packed);
+    }
+    else
+        rc = cudaMemcpy(device, w->host, device_bytes, cudaMemcpyHostToDevice);
+    if (rc != cudaSuccess)
+    {
+        release_quietly(cudaFree(device));
+        return device_fail(err, rc, "copying a weight to the device");
+    }
+    w->device = device;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+        cb->base.device_memory_free = free_bytes;
+    else
+        (void) cudaGetLastError();
+    return PGI_OK;
+}
+
+static void
+cuda_release_weight(pgi_backend *b, pgi_weight *w)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+
+    if (w == NULL || w->device == NULL || w->device == w->host)
+        return;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    release_quietly(cudaFree(w->device));
+    w->device = NULL;
+}
+
+static float *
+cuda_alloc(pgi_backend *b, size_t n_floats)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    void *p = NULL;
+
+    if (n_floats == 0)
+        return NULL;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    if (cudaMalloc(&p, n_floats * sizeof(float)) != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        return NULL;
+    }
+    return (float *) p;
+}
+
+static void
+cuda_free(pgi_backend *b, float *p)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+
+    if (p == NULL)
+        return;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    release_quietly(cudaFree(p));
+}
+
+/* ------------------------------------------------------------ KV cache */
+
+static pgi_status
+cuda_kv_create(pgi_backend *b, const pgi_kv_geometry *g, pgi_kv_cache **out, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_kv_cache *kv;
+    size_t total, free_bytes = 0, total_bytes = 0;
+    cudaError_t rc;
+
+    *out = NULL;
+    if (g->n_layers <= 0 || g->n_kv_heads <= 0 || g->head_dim <= 0 || g->block_size <= 0 ||
+        g->n_blocks <= 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "invalid KV cache geometry");
+    if (g->head_dim > 256)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED, "head_dim %d: the CUDA backend supports up to 256",
+                        g->head_dim);
+    kv = (pgi_kv_cache *) pgi_calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for the KV cache");
+    kv->g = *g;
+    kv->block_elems = (size_t) g->n_kv_heads * (size_t) g->block_size * (size_t) g->head_dim;
+    kv->layer_elems = kv->block_elems * (size_t) g->n_blocks;
+    total = kv->layer_elems * (size_t) g->n_layers * sizeof(__half);
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+        (void) cudaGetLastError();
+    else if (2 * total > free_bytes)
+    {
+        pgi_free(kv);
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                        "the KV cache (%d blocks of %d tokens, %d layers) needs %.1f MiB on %s, "
+                        "which has %.1f MiB free of %.1f MiB",
+                        g->n_blocks, g->block_size, g->n_layers, 2.0 * total / 1048576.0,
+                        cb->base.device_name, free_bytes / 1048576.0, total_bytes / 1048576.0);
+    }
+    rc = cudaMalloc((void **) &kv->k, total);
+    if (rc == cudaSuccess)
+        rc = cudaMalloc((void **) &kv->v, total);
+    if (rc == cudaSuccess)
+        rc = cudaMemset(kv->k, 0, total);
+    if (rc == cudaSuccess)
+        rc = cudaMemset(kv->v, 0, total);
+    if (rc != cudaSuccess)
+    {
+        if (kv->k != NULL)
+            release_quietly(cudaFree(kv->k));
+        if (kv->v != NULL)
+            release_quietly(cudaFree(kv->v));
+        pgi_free(kv);
+        return device_fail(err, rc, "allocating the KV cache");
+    }
+    *out = kv;
+    return PGI_OK;
+}
+
+static void
+cuda_kv_destroy(pgi_backend *b, pgi_kv_cache *kv)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+
+    if (kv == NULL)
+        return;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    /* graphs may hold this cache's addresses */
+    graphs_destroy_all(cb);
+    release_quietly(cudaFree(kv->k));
+    release_quietly(cudaFree(kv->v));
+    pgi_free(kv);
+}
+
+static pgi_status
+cuda_kv_copy_block(pgi_backend *b, pgi_kv_cache *kv, int src, int dst, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    size_t bytes = kv->block_elems * sizeof(__half);
+
+    if (src < 0 || dst < 0 || src >= kv->g.n_blocks || dst >= kv->g.n_blocks)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "KV block %d or %d out of range", src, dst);
+    if (src == dst)
+        return PGI_OK;
+    if (cb->mode != PGI_GRAPH_EAGER)
+        flush_graph(cb);
+    for (int layer = 0; layer < kv->g.n_layers; layer++)
+    {
+        size_t base = (size_t) layer * kv->layer_elems;
+
+        CUDA_TRY(cudaMemcpyAsync(kv->k + base + (size_t) dst * kv->block_elems,
+                                 kv->k + base + (size_t) src * kv->block_elems, bytes,
+                                 cudaMemcpyDeviceToDevice, cb->stream),
+                 "copying a KV block");
+        CUDA_TRY(cudaMemcpyAsync(kv->v + base + (size_t) dst * kv->block_elems,
+                                 kv->v + base + (size_t) src * kv->block_elems, bytes,
+                                 cudaMemcpyDeviceToDevice, cb->stream),
+                 "copying a KV block");
+    }
+    return PGI_OK;
+}
+
+/* ------------------------------------------------------------ steps */
+
+static size_t
+round4(size_t n)
+{
+    return (n + 3) & ~(size_t) 3;
+}
+
+static pgi_status
+grow_stage(pgi_cuda_backend *cb, size_t need, pgi_error *err)
+{
+    size_t capacity = need + need / 2;
+
+    /* graphs hold the old device addresses */
+    graphs_destroy_all(cb);
+    if (cb->host_stage != NULL)
+        release_quietly(cudaFreeHost(cb->host_stage));
+    if (cb->device_stage != NULL)
+        release_quietly(cudaFree(cb->device_stage));
+    cb->host_stage = NULL;
+    cb->device_stage = NULL;
+    cb->stage_capacity = 0;
+    CUDA_TRY(cudaMallocHost((void **) &cb->host_stage, capacity * sizeof(int32_t)),
+             "allocating pinned step buffers");
+    CUDA_TRY(cudaMalloc((void **) &cb->device_stage, capacity * sizeof(int32_t)),
+             "allocating step buffers");
+    cb->stage_capacity = capacity;
+    return PGI_OK;
+}
+
+static pgi_graph_slot *
+graph_slot_for(pgi_cuda_backend *cb, const pgi_graph_key *key)
+{
+    pgi_graph_slot *free_slot = NULL, *oldest = NULL;
+
+    for (int i = 0; i < PGI_CUDA_GRAPH_SLOTS; i++)
+    {
+        pgi_graph_slot *s = &cb->graphs[i];
+
+        if (s->used && memcmp(&s->key, key, sizeof(*key)) == 0)
+            return s;
+        if (!s->used && free_slot == NULL)
+            free_slot = s;
+        if (s->used && (oldest == NULL || s->last_use < oldest->last_use))
+            oldest = s;
+    }
+    if (free_slot == NULL)
+    {
+        free_slot = oldest;
+        graph_slot_clear(free_slot);
+    }
+    free_slot->used = true;
+    free_slot->key = *key;
+    free_slot->times_seen = 0;
+    free_slot->failures = 0;
+    return free_slot;
+}
+
+static pgi_status
+cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    size_t n, off_positions, off_seq, off_slots, off_tables, off_lengths, off_outputs, need;
+    int32_t *h;
+    pgi_status st;
+
+    if (cb->in_step)
+    {
+        /* a step that was never ended: finish its work first */
+        flush_graph(cb);
+        if (cudaStreamSynchronize(cb->stream) != cudaSuccess)
+            pgi_cuda_check_launch(cb, "an unfinished step");
+        cb->in_step = false;
+    }
+    if ((st = take_pending(cb, err)) != PGI_OK)
+        return st;
+    if (step->n_tokens <= 0 || step->n_seqs <= 0 || step->max_blocks < 0 || step->n_outputs < 0 ||
+        step->tokens == NULL || step->positions == NULL || step->seq_index == NULL ||
+        step->kv_slots == NULL || (step->max_blocks > 0 && step->block_tables == NULL) ||
+        (step->n_outputs > 0 && step->output_rows == NULL))
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "malformed step (%d tokens, %d sequences)",
+                        step->n_tokens, step->n_seqs);
+    for (int t = 0; t < step->n_tokens; t++)
+        if (step->positions[t] < 0 || step->seq_index[t] < 0 || step->seq_index[t] >= step->n_seqs)
+            return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                            "step token %d: position %d or sequence %d out of range", t,
+                            step->positions[t], step->seq_index[t]);
+    for (int j = 0; j < step->n_outputs; j++)
+        if (step->output_rows[j] < 0 || step->output_rows[j] >= step->n_tokens)
+            return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "step output row %d out of range",
+                            step->output_rows[j]);
+
+    n = (size_t) step->n_tokens;
+    off_positions = round4(n);
+    off_seq = off_positions + round4(n);
+    off_slots = off_seq + round4(n);
+    off_tables = off_slots + round4(n);
+    off_lengths = off_tables + round4((size_t) step->n_seqs * (size_t) step->max_blocks);
+    off_outputs = off_lengths + round4((size_t) step->n_seqs);
+    need = off_outputs + round4((size_t) step->n_outputs) + 4;
+    CUDA_TRY(cudaSetDevice(cb->device), "cudaSetDevice");
+    CUDA_TRY(cudaEventSynchronize(cb->stage_done), "waiting for the previous step's copy");
+    if (need > cb->stage_capacity && (st = grow_stage(cb, need, err)) != PGI_OK)
+        return st;
+
+    h = cb->host_stage;
+    memcpy(h, step->tokens, n * sizeof(int32_t));
+    memcpy(h + off_positions, step->positions, n * sizeof(int32_t));
+    memcpy(h + off_seq, step->seq_index, n * sizeof(int32_t));
+    memcpy(h + off_slots, step->kv_slots, n * sizeof(int32_t));
+    if (step->max_blocks > 0)
+        memcpy(h + off_tables, step->block_tables,
+               (size_t) step->n_seqs * (size_t) step->max_blocks * sizeof(int32_t));
+    if (step->seq_lengths != NULL)
+        memcpy(h + off_lengths, step->seq_lengths, (size_t) step->n_seqs * sizeof(int32_t));
+    else
+        memset(h + off_lengths, 0, (size_t) step->n_seqs * sizeof(int32_t));
+    if (step->n_outputs > 0)
+        memcpy(h + off_outputs, step->output_rows, (size_t) step->n_outputs * sizeof(int32_t));
+    CUDA_TRY(cudaMemcpyAsync(cb->device_stage, h, need * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             cb->stream),
+             "copying the step to the device");
+    CUDA_TRY(cudaEventRecord(cb->stage_done, cb->stream), "cudaEventRecord");
+
+    cb->n_tokens = step->n_tokens;
+    cb->n_seqs = step->n_seqs;
+    cb->max_blocks = step->max_blocks;
+    cb->n_outputs = step->n_outputs;
+    cb->d_tokens = cb->device_stage;
+    cb->d_positions = cb->device_stage + off_positions;
+    cb->d_seq_index = cb->device_stage + off_seq;
+    cb->d_kv_slots = cb->device_stage + off_slots;
+    cb->d_block_tables = cb->device_stage + off_tables;
+    cb->d_seq_lengths = cb->device_stage + off_lengths;
+    cb->d_output_rows = cb->device_stage + off_outputs;
+    cb->h_positions = h + off_positions;
+    cb->h_seq_index = h + off_seq;
+    cb->tiles_per_tile_tokens = 0;
+    cb->in_step = true;
+    cb->mode = PGI_GRAPH_EAGER;
+    cb->current = NULL;
+
+    if (cb->graphs_enabled && step->n_tokens == step->n_seqs &&
+        step->n_tokens <= PGI_CUDA_GRAPH_MAX_TOKENS)
+    {
+        pgi_graph_key key;
+        pgi_graph_slot *slot;
+
+        memset(&key, 0, sizeof(key));
+        key.n_tokens = step->n_tokens;
+        key.n_seqs = step->n_seqs;
+        key.max_blocks = step->max_blocks;
+        key.n_outputs = step->n_outputs;
+        slot = graph_slot_for(cb, &key);
+        slot->times_seen++;
+        slot->last_use = ++cb->use_clock;
+        cb->current = slot;
+        if (slot->exec != NULL)
+        {
+            cb->mode = PGI_GRAPH_REPLAY;
+            cb->replay_position = 0;
+        }
+        else if (slot->times_seen >= 2 && slot->failures < 3)
+        {
+            /* the first step of a shape ran eagerly and sized every scratch
+             * buffer; capture this one */
+            slot->n_ops = 0;
+            if (cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess)
+                cb->mode = PGI_GRAPH_CAPTURE;
+            else
+            {
+                (void) cudaGetLastError();
+                slot->failures++;
+            }
+        }
+    }
+    return PGI_OK;
+}
+
+static pgi_status
+synchronize(pgi_cuda_backend *cb, pgi_error *err)
+{
+    cudaError_t rc;
+
+    flush_graph(cb);
+    rc = cudaStreamSynchronize(cb->stream);
+    if (rc != cudaSuccess)
+        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in queued work: %s (%d)",
+                      cudaGetErrorString(rc), (int) rc);
+    return take_pending(cb, err);
+}
+
+static pgi_status
+cuda_end_step(pgi_backend *b, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_status st = synchronize(cb, err);
+
+    cb->in_step = false;
+    cb->current = NULL;
+    return st;
+}
+
+static pgi_status
+cuda_read_floats(pgi_backend *b, float *host, const float *device, size_t n, pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_status st;
+
+    flush_graph(cb);
+    if (n > 0)
+    {
+        cudaError_t rc = cudaMemcpyAsync(host, device, n * sizeof(float), cudaMemcpyDeviceToHost,
+                                         cb->stream);
+        if (rc != cudaSuccess)
+            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error reading %zu floats: %s (%d)", n,
+                          cudaGetErrorString(rc), (int) rc);
+    }
+    st = synchronize(cb, err);
+    return st;
+}
+
+static pgi_status
+cuda_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int width,
+            pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_status st;
+    cudaError_t rc;
+
+    if (n_rows <= 0 || width <= 0)
+        return n_rows == 0 ? PGI_OK
+                           : pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "argmax of %d x %d", n_rows,
+                                      width);
+    flush_graph(cb);
+    if ((size_t) n_rows > cb->argmax_capacity)
+    {
+        if ((st = synchronize(cb, err)) != PGI_OK)
+            return st;
+        if (cb->d_argmax != NULL)
+            release_quietly(cudaFree(cb->d_argmax));
+        if (cb->h_argmax != NULL)
+            release_quietly(cudaFreeHost(cb->h_argmax));
+        cb->d_argmax = NULL;
+        cb->h_argmax = NULL;
+        cb->argmax_capacity = 0;
+        CUDA_TRY(cudaMalloc((void **) &cb->d_argmax, (size_t) n_rows * sizeof(int32_t)),
+                 "allocating argmax results");
+        CUDA_TRY(cudaMallocHost((void **) &cb->h_argmax, (size_t) n_rows * sizeof(int32_t)),
+                 "allocating argmax results");
+        cb->argmax_capacity = (size_t) n_rows;
+    }
+    pgi_cuda_launch_argmax(cb, cb->d_argmax, x, n_rows, width);
+    rc = cudaMemcpyAsync(cb->h_argmax, cb->d_argmax, (size_t) n_rows * sizeof(int32_t),
+                         cudaMemcpyDeviceToHost, cb->stream);
+    if (rc != cudaSuccess)
+        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error reading argmax: %s (%d)",
+                      cudaGetErrorString(rc), (int) rc);
+    if ((st = synchronize(cb, err)) != PGI_OK)
+        return st;
+    memcpy(host_out, cb->h_argmax, (size_t) n_rows * sizeof(int32_t));
+    return PGI_OK;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void
+cuda_destroy(pgi_backend *b)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+
+    if (cb == NULL)
+        return;
+    release_quietly(cudaSetDevice(cb->device));
+    if (cb->mode == PGI_GRAPH_CAPTURE)
+    {
+        cudaGraph_t graph = NULL;
+
+        release_quietly(cudaStreamEndCapture(cb->stream, &graph));
+        if (graph != NULL)
+            release_quietly(cudaGraphDestroy(graph));
+        cb->mode = PGI_GRAPH_EAGER;
+    }
+    if (cb->stream != NULL)
+        release_quietly(cudaStreamSynchronize(cb->stream));
+    graphs_destroy_all(cb);
+    if (cb->cublas != NULL)
+        cublasDestroy(cb->cublas);
+    if (cb->cublas_workspace != NULL)
+        release_quietly(cudaFree(cb->cublas_workspace));
+    if (cb->dequant_scratch != NULL)
+        release_quietly(cudaFree(cb->dequant_scratch));
+    if (cb->x_half != NULL)
+        release_quietly(cudaFree(cb->x_half));
+    if (cb->attn_partial != NULL)
+        release_quietly(cudaFree(cb->attn_partial));
+    if (cb->d_argmax != NULL)
+        release_quietly(cudaFree(cb->d_argmax));
+    if (cb->h_argmax != NULL)
+        release_quietly(cudaFreeHost(cb->h_argmax));
+    if (cb->host_stage != NULL)
+        release_quietly(cudaFreeHost(cb->host_stage));
+    if (cb->device_stage != NULL)
+        release_quietly(cudaFree(cb->device_stage));
+    if (cb->host_tiles != NULL)
+        release_quietly(cudaFreeHost(cb->host_tiles));
+    if (cb->device_tiles != NULL)
+        release_quietly(cudaFree(cb->device_tiles));
+    if (cb->stage_done != NULL)
+        release_quietly(cudaEventDestroy(cb->stage_done));
+    if (cb->stream != NULL)
+        release_quietly(cudaStreamDestroy(cb->stream));
+    pgi_free(cb);
+}
+
+static const pgi_backend_ops cuda_ops = {
+    cuda_destroy,
+    cuda_upload_weight,
+    cuda_release_weight,
+    cuda_alloc,
+    cuda_free,
+    cuda_kv_create,
+    cuda_kv_destroy,
+    cuda_kv_copy_block,
+    cuda_begin_step,
+    cuda_end_step,
+    cuda_embed,
+    cuda_rmsnorm,
+    cuda_matmul,
+    cuda_add_bias,
+    cuda_rope,
+    cuda_attention,
+    cuda_silu_mul,
+    cuda_add,
+    cuda_gather_outputs,
+    cuda_read_floats,
+    cuda_argmax,
+};
+
+static pgi_status
+create_resources(pgi_cuda_backend *cb, pgi_error *err)
+{
+    cudaDeviceProp prop;
+    size_t free_bytes = 0, total_bytes = 0;
+    cublasStatus_t bs;
+    const char *graphs = getenv("PGI_CUDA_GRAPHS");
+    pgi_status st;
+
+    CUDA_TRY(cudaSetDevice(cb->device), "cudaSetDevice");
+    CUDA_TRY(cudaGetDeviceProperties(&prop, cb->device), "cudaGetDeviceProperties");
+    if (prop.major < 8)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "%s has compute capability %d.%d; the CUDA backend is built for 8.0 and "
+                        "newer",
+                        prop.name, prop.major, prop.minor);
+    snprintf(cb->base.device_name, sizeof(cb->base.device_name), "%.100s (cuda:%d)", prop.name,
+             cb->device);
+    cb->sm_count = prop.multiProcessorCount;
+    cb->shared_optin = prop.sharedMemPerBlockOptin;
+    CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    cb->base.device_memory_total = total_bytes;
+    cb->base.device_memory_free = free_bytes;
+
+    CUDA_TRY(cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    CUDA_TRY(cudaEventCreateWithFlags(&cb->stage_done, cudaEventDisableTiming), "cudaEventCreate");
+    bs = cublasCreate(&cb->cublas);
+    if (bs != CUBLAS_STATUS_SUCCESS)
+    {
+        cb->cublas = NULL;
+        return pgi_fail(err, PGI_ERR_DEVICE, "cublasCreate failed: %s", cublasGetStatusString(bs));
+    }
+    CUDA_TRY(cudaMalloc(&cb->cublas_workspace, PGI_CUDA_CUBLAS_WORKSPACE_BYTES),
+             "allocating the cuBLAS workspace");
+    /* a fixed workspace keeps cuBLAS from allocating during graph capture */
+    if ((bs = cublasSetStream(cb->cublas, cb->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (bs = cublasSetWorkspace(cb->cublas, cb->cublas_workspace,
+                                 PGI_CUDA_CUBLAS_WORKSPACE_BYTES)) != CUBLAS_STATUS_SUCCESS)
+        return pgi_fail(err, PGI_ERR_DEVICE, "cuBLAS setup failed: %s", cublasGetStatusString(bs));
+    CUDA_TRY(cudaMalloc(&cb->dequant_scratch, PGI_CUDA_DEQUANT_SCRATCH_BYTES),
+             "allocating dequantization scratch");
+    if ((st = grow_stage(cb, 16384, err)) != PGI_OK)
+        return st;
+    if (!pgi_cuda_attention_init(cb, err))
+        return err != NULL ? err->code : PGI_ERR_DEVICE;
+    cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
+    return PGI_OK;
+}
+
+PGI_CUDA_EXPORT pgi_backend *
+pgi_cuda_backend_create(int device_index, pgi_error *err)
+{
+    pgi_cuda_backend *cb;
+    int count = 0;
+    cudaError_t rc = cudaGetDeviceCount(&count);
+
+    if (rc != cudaSuccess)
+    {
+        device_fail(err, rc, "cudaGetDeviceCount");
+        return NULL;
+    }
+    if (device_index < 0 || device_index >= count)
+    {
+        pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no CUDA device %d (%d present)", device_index,
+                 count);
+        return NULL;
+    }
+    cb = (pgi_cuda_backend *) pgi_calloc(1, sizeof(*cb));
+    if (cb == NULL)
+    {
+        pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for the CUDA backend");
+        return NULL;
+    }
+    cb->base.ops = &cuda_ops;
+    cb->base.kind = "cuda";
+    cb->device = device_index;
+    if (create_resources(cb, err) != PGI_OK)
+    {
+        cuda_destroy(&cb->base);
+        return NULL;
+    }
+    return &cb->base;
+}

@@ -1,0 +1,192 @@
+/*
+ * cuda_backend.cuh — the CUDA backend's private state, shared by its .cu
+ * files (the operation table in cuda_backend.cu, the kernels and their
+ * launchers in cuda_ops.cu, cuda_matmul.cu, cuda_attention.cu).
+ */
+#ifndef PGI_CUDA_BACKEND_CUH
+#define PGI_CUDA_BACKEND_CUH
+
+#include "cuda_common.cuh"
+#include "quant_units.cuh"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+/* Matmuls with at most this many rows of x use the matrix-vector kernels;
+ * more go through cuBLAS. */
+#define PGI_CUDA_MATVEC_MAX_ROWS 8
+/* Steps of at most this many tokens, one per sequence, are captured as
+ * CUDA graphs. */
+#define PGI_CUDA_GRAPH_MAX_TOKENS 64
+#define PGI_CUDA_GRAPH_SLOTS 16
+/* Scratch for weights dequantized to F16 ahead of a cuBLAS product. */
+#define PGI_CUDA_DEQUANT_SCRATCH_BYTES ((size_t) 64 << 20)
+#define PGI_CUDA_CUBLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
+
+/* Attention tiling. */
+#define PGI_ATTN_KEY_TILE 32          /* keys per tile: one per lane */
+#define PGI_ATTN_MAX_ACC 32           /* output values held per thread */
+#define PGI_ATTN_DECODE_CHUNK 256     /* keys per split of the decode kernel */
+#define PGI_ATTN_MAX_SPLITS 32
+
+struct pgi_kv_cache {
+    pgi_kv_geometry g;
+    __half *k;            /* [layer][block][kv_head][slot in block][head_dim] */
+    __half *v;
+    size_t layer_elems;   /* halves per layer in k (and in v) */
+    size_t block_elems;   /* halves per block of one layer */
+};
+
+/* What a weight looks like to an op (copied into op records). */
+struct pgi_wref {
+    const void *device;
+    uint32_t type;
+    int64_t rows;
+    int64_t cols;
+};
+
+typedef enum pgi_op_kind {
+    PGI_OP_EMBED = 1,
+    PGI_OP_RMSNORM,
+    PGI_OP_MATMUL,
+    PGI_OP_ADD_BIAS,
+    PGI_OP_ROPE,
+    PGI_OP_ATTENTION,
+    PGI_OP_SILU_MUL,
+    PGI_OP_ADD,
+    PGI_OP_GATHER
+} pgi_op_kind;
+
+/* One queued operation with everything needed to launch it again.  Records
+ * are compared byte for byte (they are zeroed before being filled). */
+struct pgi_op_record {
+    int kind;
+    int n_rows;
+    float *out;
+    const float *a;
+    const float *b;
+    const float *c;
+    pgi_wref w;
+    int64_t n;
+    float eps;
+    int rope_mode;
+    int rope_dims;
+    pgi_attention_shape shape;
+    pgi_kv_cache *kv;
+    int layer;
+};
+
+typedef enum pgi_graph_mode {
+    PGI_GRAPH_EAGER = 0,    /* launch each op as it comes */
+    PGI_GRAPH_CAPTURE,      /* launch into a stream capture, recording ops */
+    PGI_GRAPH_REPLAY        /* check ops against a captured graph's record */
+} pgi_graph_mode;
+
+struct pgi_graph_key {
+    int n_tokens;
+    int n_seqs;
+    int max_blocks;
+    int n_outputs;
+};
+
+struct pgi_graph_slot {
+    bool used;
+    pgi_graph_key key;
+    int times_seen;
+    int failures;             /* captures or replays that did not match */
+    cudaGraphExec_t exec;     /* NULL until captured */
+    pgi_op_record *ops;       /* the ops the graph holds, in order */
+    int n_ops;
+    int ops_capacity;
+    unsigned long last_use;
+};
+
+struct pgi_cuda_backend {
+    pgi_backend base;
+    int device;
+    int sm_count;
+    size_t shared_optin;      /* max dynamic shared memory per block */
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *cublas_workspace;
+
+    /* first error of queued work, reported at the next synchronizing call */
+    pgi_status pending;
+    char pending_message[400];
+
+    /* step arrays: one pinned staging buffer and its device twin */
+    bool in_step;
+    int32_t *host_stage;
+    int32_t *device_stage;
+    size_t stage_capacity;    /* int32 elements */
+    cudaEvent_t stage_done;
+    int n_tokens, n_seqs, max_blocks, n_outputs;
+    const int32_t *d_tokens, *d_positions, *d_seq_index, *d_kv_slots;
+    const int32_t *d_block_tables, *d_seq_lengths, *d_output_rows;
+    const int32_t *h_positions, *h_seq_index;   /* inside host_stage */
+
+    /* prefill tiles (first token, count) for the tiled attention kernel */
+    int32_t *host_tiles;
+    int32_t *device_tiles;
+    size_t tiles_capacity;    /* pairs */
+    int n_tiles;
+    int tiles_per_tile_tokens;  /* the tile length the list was built for; 0 none */
+
+    /* scratch */
+    void *dequant_scratch;            /* PGI_CUDA_DEQUANT_SCRATCH_BYTES */
+    void *x_half;                     /* activations converted for cuBLAS */
+    size_t x_half_bytes;
+    float *attn_partial;              /* split-K partial results */
+    size_t attn_partial_floats;
+    int32_t *d_argmax;
+    int32_t *h_argmax;                /* pinned */
+    size_t argmax_capacity;
+
+    /* CUDA graphs */
+    bool graphs_enabled;
+    pgi_graph_mode mode;
+    pgi_graph_slot graphs[PGI_CUDA_GRAPH_SLOTS];
+    pgi_graph_slot *current;          /* slot of this step, or NULL */
+    int replay_position;              /* ops of current matched so far */
+    unsigned long use_clock;
+};
+
+static inline pgi_cuda_backend *
+pgi_as_cuda(pgi_backend *b)
+{
+    return (pgi_cuda_backend *) b;
+}
+
+/* Record the first failure of queued work (kept until reported). */
+void pgi_cuda_note(pgi_cuda_backend *cb, pgi_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Check the last launch; records an error when there was one. */
+void pgi_cuda_check_launch(pgi_cuda_backend *cb, const char *what);
+/* Make sure a scratch buffer holds `bytes`; may have to leave a capture
+ * first.  False (error noted) when it cannot. */
+bool pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, size_t bytes,
+                             const char *what);
+
+/* Launchers (enqueue on cb->stream; errors are noted, never returned). */
+void pgi_cuda_launch_embed(pgi_cuda_backend *cb, float *out, const pgi_wref *table);
+void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, const pgi_wref *w,
+                             int n_rows, float eps);
+void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                            int n_rows);
+void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows);
+void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
+                          const pgi_wref *inv_freq, const pgi_attention_shape *shape);
+void pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
+                               const float *v, pgi_kv_cache *kv, int layer,
+                               const pgi_attention_shape *shape);
+void pgi_cuda_launch_silu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
+                              const float *up, int64_t n);
+void pgi_cuda_launch_add(pgi_cuda_backend *cb, float *x, const float *y, int64_t n);
+void pgi_cuda_launch_gather(pgi_cuda_backend *cb, float *out, const float *x, int width);
+void pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const float *x,
+                            int n_rows, int width);
+
+/* One-time kernel attributes (shared-memory limits); false on error. */
+bool pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * cuda_matmul.cu — out[r][o] = sum_i x[r][i] * W[o][i] for every weight type.
+ *
+ * Few rows of x (decode, up to PGI_CUDA_MATVEC_MAX_ROWS): a matrix-vector
+ * kernel, one warp per output feature, each lane decoding 16..32 weights at
+ * a time from 16-byte loads of the weight's own format (quant_units.cuh) and
+ * multiplying them with all rows of x, accumulating in float.  The weights
+ * are read once per call, which is what bounds decode.
+ *
+ * More rows (prefill, large batches): cuBLAS with float accumulation.  F32
+ * weights go through SGEMM; F16 and BF16 weights directly through GemmEx with
+ * x converted to the same type; quantized weights are first dequantized to
+ * F16 in slabs of rows that fit a fixed scratch buffer.
+ */
+#include "cuda_backend.cuh"
+
+#define MATVEC_WARPS 4
+
+template <int RUN>
+__device__ __forceinline__ float
+dot_run(const float *x, const float *v, bool aligned)
+{
+    float s = 0.0f;
+
+    if (RUN % 4 == 0 && aligned)
+    {
+#pragma unroll
+        for (int i = 0; i < RUN; i += 4)
+        {
+            float4 xv = __ldg((const float4 *) (x + i));
+            s += xv.x * v[i] + xv.y * v[i + 1] + xv.z * v[i + 2] + xv.w * v[i + 3];
+        }
+    }
+    else if (RUN % 2 == 0 && aligned)
+    {
+#pragma unroll
+        for (int i = 0; i < RUN; i += 2)
+        {
+            float2 xv = __ldg((const float2 *) (x + i));
+            s += xv.x * v[i] + xv.y * v[i + 1];
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int i = 0; i < RUN; i++)
+            s += __ldg(x + i) * v[i];
+    }
+    return s;
+}
+
+template <int T, int R>
+__global__ void __launch_bounds__(MATVEC_WARPS * 32)
+matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
+{
+    typedef pgi_unit<T> unit;
+    constexpr int RUN1 = unit::U / 2;
+    constexpr int RUN2 = unit::U - unit::U / 2;
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t) blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+    int64_t n_units = unit::per_row(w.cols);
+    float acc[R];
+
+    if (row >= w.rows)
+        return;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.0f;
+#pragma unroll 2
+    for (int64_t u = lane; u < n_units; u += 32)
+    {
+        float v[unit::U];
+        int64_t c0 = unit::decode(w, row, u, v);
+
+#pragma unroll
+        for (int r = 0; r < R; r++)
+        {
+            const float *xr = x + (size_t) r * (size_t) w.cols;
+
+            acc[r] += dot_run<RUN1>(xr + c0, v, x_aligned) +
+                      dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+    {
+        float s = acc[r];
+
+        for (int offset = 16; offset > 0; offset >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, offset);
+        if (lane == 0)
+            out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
+    }
+}
+
+template <int T>
+static void
+launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
+              bool aligned)
+{
+    unsigned blocks = (unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS);
+    dim3 grid(blocks), block(MATVEC_WARPS * 32);
+
+    switch (n_rows)
+    {
+        case 1: matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 2: matvec_kernel<T, 2><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 3: matvec_kernel<T, 3><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 4: matvec_kernel<T, 4><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 5: matvec_kernel<T, 5><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 6: matvec_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        case 7: matvec_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+        default: matvec_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+    }
+}
+
+/* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
+template <int T>
+__global__ void
+dequantize_f16_kernel(__half *dst, pgi_wview w, int64_t row0, int64_t n_rows)
+{
+    typedef pgi_unit<T> unit;
+    int64_t per_row = unit::per_row(w.cols);
+    int64_t total = per_row * n_rows;
+
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < total;
+         i += (int64_t) gridDim.x * blockDim.x)
+    {
+        int64_t r = i / per_row, u = i % per_row;
+        float v[unit::U];
+        int64_t c0 = unit::decode(w, row0 + r, u, v);
+        __half *d = dst + (size_t) r * (size_t) w.cols;
+
+#pragma unroll
+        for (int j = 0; j < unit::U / 2; j++)
+            d[c0 + j] = __float2half_rn(v[j]);
+#pragma unroll
+        for (int j = 0; j < unit::U - unit::U / 2; j++)
+            d[c0 + unit::GAP + j] = __float2half_rn(v[unit::U / 2 + j]);
+    }
+}
+
+__global__ void
+to_half_kernel(__half *dst, const float *src, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+        dst[i] = __float2half_rn(src[i]);
+}
+
+__global__ void
+to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+static unsigned
+grid_for(int64_t n, int threads)
+{
+    int64_t blocks = (n + threads - 1) / threads;
+
+    return (unsigned) (blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
+}
+
+static bool
+cublas_ok(pgi_cuda_backend *cb, cublasStatus_t st, const char *what)
+{
+    if (st == CUBLAS_STATUS_SUCCESS)
+        return true;
+    pgi_cuda_note(cb, PGI_ERR_DEVICE, "cuBLAS error in %s: %s", what, cublasGetStatusString(st));
+    return false;
+}
+
+static void
+matmul_cublas(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x, int n_rows)
+{
+    const float one = 1.0f, zero = 0.0f;
+    int m = (int) w->rows, k = (int) w->cols;
+    int64_t n_x = (int64_t) n_rows * w->cols;
+    cudaDataType_t x_type = w->type == PGI_TYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    int wt = pgi_cuda_wtype_of(w->type, w->cols);
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+
+    if (w->rows > 0x7fffffff || w->cols > 0x7fffffff)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: %lld x %lld is too large for cuBLAS",
+                      (long long) w->rows, (long long) w->cols);
+        return;
+    }
+    if (w->type == PGI_TYPE_F32)
+    {
+        cublas_ok(cb,
+                  cublasSgemm(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_rows, k, &one,
+                              (const float *) w->device, k, x, k, &zero, out, m),
+                  "SGEMM");
+        return;
+    }
+    /* scratch first: securing it may leave a graph capture */
+    if (!pgi_cuda_ensure_scratch(cb, &cb->x_half, &cb->x_half_bytes, (size_t) n_x * 2,
+                                 "matmul activations"))
+        return;
+    if (w->type == PGI_TYPE_BF16)
+        to_bf16_kernel<<<grid_for(n_x, 256), 256, 0, cb->stream>>>((__nv_bfloat16 *) cb->x_half,
+                                                                   x, n_x);
+    else
+        to_half_kernel<<<grid_for(n_x, 256), 256, 0, cb->stream>>>((__half *) cb->x_half, x, n_x);
+    pgi_cuda_check_launch(cb, "matmul activation conversion");
+
+    if (w->type == PGI_TYPE_F16 || w->type == PGI_TYPE_BF16)
+    {
+        cublas_ok(cb,
+                  cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_rows, k, &one,
+                               w->device, x_type, k, cb->x_half, x_type, k, &zero, out,
+                               CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  "GemmEx");
+        return;
+    }
+
+    int64_t slab = (int64_t) (PGI_CUDA_DEQUANT_SCRATCH_BYTES / ((size_t) w->cols * 2));
+    if (slab >= 64)
+        slab -= slab % 64;
+    if (slab > w->rows)
+        slab = w->rows;
+    if (slab < 1)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: rows of %lld columns do not fit the scratch",
+                      (long long) w->cols);
+        return;
+    }
+    for (int64_t row0 = 0; row0 < w->rows; row0 += slab)
+    {
+        int64_t rows = w->rows - row0 < slab ? w->rows - row0 : slab;
+        __half *scratch = (__half *) cb->dequant_scratch;
+        int64_t units = 0;
+
+        PGI_WTYPE_SWITCH(wt, T,
+                         (units = pgi_unit<T>::per_row(w->cols) * rows,
+                          dequantize_f16_kernel<T><<<grid_for(units, 256), 256, 0, cb->stream>>>(
+                              scratch, view, row0, rows)),
+                         pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: type %s",
+                                       pgi_type_name(w->type));
+                         return);
+        pgi_cuda_check_launch(cb, "matmul dequantization");
+        if (!cublas_ok(cb,
+                       cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int) rows, n_rows, k,
+                                    &one, scratch, CUDA_R_16F, k, cb->x_half, CUDA_R_16F, k, &zero,
+                                    out + row0, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT),
+                       "GemmEx"))
+            return;
+    }
+}
+
+void
+pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                       int n_rows)
+{
+    int wt = pgi_cuda_wtype_of(w->type, w->cols);
+
+    if (n_rows <= 0)
+        return;
+    if (w->device == NULL)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "matmul: weight not uploaded");
+        return;
+    }
+    if (wt < 0)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: type %s is not supported on CUDA",
+                      pgi_type_name(w->type));
+        return;
+    }
+    if (n_rows > PGI_CUDA_MATVEC_MAX_ROWS)
+    {
+        matmul_cublas(cb, out, w, x, n_rows);
+        return;
+    }
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
+
+    PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
+    pgi_cuda_check_launch(cb, "matmul");
+}

@@ -1,0 +1,345 @@
+/*
+ * cuda_ops.cu — the small ops: embed, rmsnorm, add_bias, rope, silu_mul,
+ * add, gather_outputs, argmax.  Each reads the step's arrays from device
+ * memory (never host values) so that a captured graph stays valid for any
+ * step of the same shape.
+ */
+#include "cuda_backend.cuh"
+
+#include <math.h>
+
+static inline unsigned
+grid_for(int64_t n, int threads)
+{
+    int64_t blocks = (n + threads - 1) / threads;
+
+    return (unsigned) (blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
+}
+
+/* Element i of a vector weight (norm weights, biases, inv_freq). */
+__device__ __forceinline__ float
+vector_element(const void *data, uint32_t file_type, int64_t i)
+{
+    if (file_type == PGI_TYPE_F16)
+        return pgi_half_bits_to_float(((const uint16_t *) data)[i]);
+    if (file_type == PGI_TYPE_BF16)
+        return pgi_bf16_bits_to_float(((const uint16_t *) data)[i]);
+    return ((const float *) data)[i];
+}
+
+static bool
+vector_type_ok(pgi_cuda_backend *cb, const pgi_wref *w, const char *what)
+{
+    if (w->device == NULL)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "%s: weight not uploaded", what);
+        return false;
+    }
+    if (w->type != PGI_TYPE_F32 && w->type != PGI_TYPE_F16 && w->type != PGI_TYPE_BF16)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "%s: vector of type %s is not supported", what,
+                      pgi_type_name(w->type));
+        return false;
+    }
+    return true;
+}
+
+__device__ __forceinline__ float
+warp_sum(float v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+/* ------------------------------------------------------------ embed */
+
+template <int T>
+__global__ void
+embed_kernel(float *out, pgi_wview table, const int32_t *tokens)
+{
+    typedef pgi_unit<T> unit;
+    int t = blockIdx.x;
+    int32_t id = tokens[t];
+    float *dst = out + (size_t) t * (size_t) table.cols;
+
+    if (id < 0 || id >= table.rows)
+    {
+        for (int64_t i = threadIdx.x; i < table.cols; i += blockDim.x)
+            dst[i] = 0.0f;
+        return;
+    }
+    for (int64_t u = threadIdx.x; u < unit::per_row(table.cols); u += blockDim.x)
+    {
+        float v[unit::U];
+        int64_t c0 = unit::decode(table, id, u, v);
+
+#pragma unroll
+        for (int i = 0; i < unit::U / 2; i++)
+            dst[c0 + i] = v[i];
+#pragma unroll
+        for (int i = 0; i < unit::U - unit::U / 2; i++)
+            dst[c0 + unit::GAP + i] = v[unit::U / 2 + i];
+    }
+}
+
+void
+pgi_cuda_launch_embed(pgi_cuda_backend *cb, float *out, const pgi_wref *w)
+{
+    int wt = pgi_cuda_wtype_of(w->type, w->cols);
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+
+    if (w->device == NULL)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "embed: table not uploaded");
+        return;
+    }
+    PGI_WTYPE_SWITCH(wt, T,
+                     (embed_kernel<T><<<cb->n_tokens, 256, 0, cb->stream>>>(out, view,
+                                                                           cb->d_tokens)),
+                     pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "embed: type %s",
+                                   pgi_type_name(w->type)); return);
+    pgi_cuda_check_launch(cb, "embed");
+}
+
+/* ------------------------------------------------------------ rmsnorm */
+
+__global__ void
+rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_type, int64_t dim,
+               float eps)
+{
+    __shared__ float partial[32];
+    __shared__ float scale;
+    const float *xr = x + (size_t) blockIdx.x * (size_t) dim;
+    float *o = out + (size_t) blockIdx.x * (size_t) dim;
+    float sum = 0.0f;
+
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+        sum += xr[i] * xr[i];
+    sum = warp_sum(sum);
+    if ((threadIdx.x & 31) == 0)
+        partial[threadIdx.x / 32] = sum;
+    __syncthreads();
+    if (threadIdx.x < 32)
+    {
+        float s = threadIdx.x < blockDim.x / 32 ? partial[threadIdx.x] : 0.0f;
+
+        s = warp_sum(s);
+        if (threadIdx.x == 0)
+            scale = rsqrtf(s / (float) dim + eps);
+    }
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+        o[i] = xr[i] * scale * vector_element(weight, weight_type, i);
+}
+
+void
+pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, const pgi_wref *w,
+                        int n_rows, float eps)
+{
+    if (n_rows <= 0 || !vector_type_ok(cb, w, "rmsnorm"))
+        return;
+    rmsnorm_kernel<<<n_rows, 256, 0, cb->stream>>>(out, x, w->device, w->type, w->cols, eps);
+    pgi_cuda_check_launch(cb, "rmsnorm");
+}
+
+/* ------------------------------------------------------------ add_bias */
+
+__global__ void
+add_bias_kernel(float *x, const void *bias, uint32_t bias_type, int64_t width, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+        x[i] += vector_element(bias, bias_type, i % width);
+}
+
+void
+pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows)
+{
+    int64_t n = (int64_t) n_rows * bias->cols;
+
+    if (n <= 0 || !vector_type_ok(cb, bias, "add_bias"))
+        return;
+    add_bias_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(x, bias->device, bias->type,
+                                                              bias->cols, n);
+    pgi_cuda_check_launch(cb, "add_bias");
+}
+
+/* ------------------------------------------------------------ rope */
+
+__global__ void
+rope_kernel(float *q, float *k, const float *inv_freq, const int32_t *positions, int n_heads,
+            int n_kv_heads, int head_dim, int n_dims, int neox)
+{
+    int t = blockIdx.x;
+    int half = n_dims / 2;
+    int n_pairs = (n_heads + n_kv_heads) * half;
+    float position = (float) positions[t];
+
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x)
+    {
+        int head = p / half;
+        int i = p % half;
+        float *v = head < n_heads
+                       ? q + ((size_t) t * n_heads + head) * head_dim
+                       : k + ((size_t) t * n_kv_heads + (head - n_heads)) * head_dim;
+        int a = neox ? i : 2 * i;
+        int z = neox ? i + half : 2 * i + 1;
+        float theta = position * inv_freq[i];
+        float s, c;
+
+        sincosf(theta, &s, &c);
+        float x0 = v[a], x1 = v[z];
+        v[a] = x0 * c - x1 * s;
+        v[z] = x0 * s + x1 * c;
+    }
+}
+
+void
+pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
+                     const pgi_wref *inv_freq, const pgi_attention_shape *shape)
+{
+    if (inv_freq->device == NULL || inv_freq->type != PGI_TYPE_F32 ||
+        inv_freq->rows * inv_freq->cols < n_dims / 2)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT,
+                      "rope: inv_freq must be an uploaded F32 vector of n_dims/2 = %d values",
+                      n_dims / 2);
+        return;
+    }
+    if (n_dims <= 0 || n_dims > shape->head_dim || n_dims % 2 != 0)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "rope: n_dims %d for head_dim %d", n_dims,
+                      shape->head_dim);
+        return;
+    }
+    rope_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(
+        q, k, (const float *) inv_freq->device, cb->d_positions, shape->n_heads,
+        shape->n_kv_heads, shape->head_dim, n_dims, mode == PGI_ROPE_NEOX);
+    pgi_cuda_check_launch(cb, "rope");
+}
+
+/* ------------------------------------------------------------ silu_mul, add */
+
+__global__ void
+silu_mul_kernel(float *out, const float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+    {
+        float g = gate[i];
+
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void
+pgi_cuda_launch_silu_mul(pgi_cuda_backend *cb, float *out, const float *gate, const float *up,
+                         int64_t n)
+{
+    if (n <= 0)
+        return;
+    silu_mul_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(out, gate, up, n);
+    pgi_cuda_check_launch(cb, "silu_mul");
+}
+
+__global__ void
+add_kernel(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+void
+pgi_cuda_launch_add(pgi_cuda_backend *cb, float *x, const float *y, int64_t n)
+{
+    if (n <= 0)
+        return;
+    add_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(x, y, n);
+    pgi_cuda_check_launch(cb, "add");
+}
+
+/* ------------------------------------------------------------ gather */
+
+__global__ void
+gather_kernel(float *out, const float *x, const int32_t *rows, int width)
+{
+    const float *src = x + (size_t) rows[blockIdx.x] * (size_t) width;
+    float *dst = out + (size_t) blockIdx.x * (size_t) width;
+
+    for (int i = threadIdx.x; i < width; i += blockDim.x)
+        dst[i] = src[i];
+}
+
+void
+pgi_cuda_launch_gather(pgi_cuda_backend *cb, float *out, const float *x, int width)
+{
+    if (cb->n_outputs <= 0 || width <= 0)
+        return;
+    gather_kernel<<<cb->n_outputs, 256, 0, cb->stream>>>(out, x, cb->d_output_rows, width);
+    pgi_cuda_check_launch(cb, "gather_outputs");
+}
+
+/* ------------------------------------------------------------ argmax */
+
+/* (value, index) a beats b: larger value, or equal value and lower index.
+ * NaN never wins. */
+__device__ __forceinline__ bool
+argmax_better(float va, int ia, float vb, int ib)
+{
+    return va > vb || (va == vb && ia < ib);
+}
+
+__global__ void
+argmax_kernel(int32_t *out, const float *x, int width)
+{
+    __shared__ float best_values[32];
+    __shared__ int best_indices[32];
+    const float *row = x + (size_t) blockIdx.x * (size_t) width;
+    float best = -INFINITY;
+    int best_index = 0x7fffffff;
+
+    for (int i = threadIdx.x; i < width; i += blockDim.x)
+        if (argmax_better(row[i], i, best, best_index))
+        {
+            best = row[i];
+            best_index = i;
+        }
+    for (int offset = 16; offset > 0; offset >>= 1)
+    {
+        float v = __shfl_xor_sync(0xffffffffu, best, offset);
+        int j = __shfl_xor_sync(0xffffffffu, best_index, offset);
+
+        if (argmax_better(v, j, best, best_index))
+        {
+            best = v;
+            best_index = j;
+        }
+    }
+    if ((threadIdx.x & 31) == 0)
+    {
+        best_values[threadIdx.x / 32] = best;
+        best_indices[threadIdx.x / 32] = best_index;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        for (int w = 1; w < (int) (blockDim.x / 32); w++)
+            if (argmax_better(best_values[w], best_indices[w], best, best_index))
+            {
+                best = best_values[w];
+                best_index = best_indices[w];
+            }
+        /* every value NaN: index 0, like a sequential scan */
+        out[blockIdx.x] = best_index == 0x7fffffff ? 0 : best_index;
+    }
+}
+
+void
+pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const float *x, int n_rows,
+                       int width)
+{
+    argmax_kernel<<<n_rows, 256, 0, cb->stream>>>(device_out, x, width);
+    pgi_cuda_check_launch(cb, "argmax");
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# run_tests.sh — every test pg_infer has, from a source tree, in one go.
+#
+#   0. packaging metadata agree (META.json, control file, versions)
+#   1. the engine's C unit tests (make unit-test: TAP from each binary)
+#   2. pg_regress (sql/, expected/) against a throwaway server that
+#      pg_regress starts itself (--temp-instance) with pg_infer preloaded
+#   3. pgTAP (test/pgtap/*.sql) through pg_prove against a throwaway
+#      cluster started here with pg_infer preloaded, then
+#      (test/pgtap/without_preload/*.sql) against the same cluster restarted
+#      without it
+#
+# The extension is installed into a staging directory (make install
+# DESTDIR=...) that the test servers read through Debian's
+# extension_destdir and dynamic_library_path, so no root is needed and the
+# system's PostgreSQL is left alone.  Where the server lacks
+# extension_destdir, the extension is installed into the system instead.
+# initdb and postgres refuse to run as root: as root, the servers run as the
+# user "postgres" (PGI_TEST_USER) through runuser.
+#
+# Prints one last line "N passed, N failed" (all TAP results above) and
+# exits non-zero when anything failed or when no test ran at all.
+#
+# Environment: MAKE, BUILDDIR, PG_CONFIG, USE_CUDA (as for make),
+# PGI_TEST_USER, PGI_KEEP_TEST_DIR=1 (keep the scratch directory).
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+MAKE=${MAKE:-make}
+BUILDDIR=${BUILDDIR:-build}
+PG_CONFIG=${PG_CONFIG:-pg_config}
+MAKE_ARGS=(--no-print-directory "BUILDDIR=$BUILDDIR" "PG_CONFIG=$PG_CONFIG")
+if [ -n "${USE_CUDA:-}" ]; then MAKE_ARGS+=("USE_CUDA=$USE_CUDA"); fi
+
+BINDIR=$("$PG_CONFIG" --bindir)
+PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
+PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
+LOGDIR=$ROOT/$BUILDDIR/test-logs
+TEST_PORT=${PGI_TEST_PORT:-54329}
+
+passed=0
+failed=0
+ran_phases=()
+
+note() { printf '# %s\n' "$*"; }
+
+phase_started=$SECONDS
+record() {  # record PASSED FAILED PHASE
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+    ran_phases+=("$3: $1 passed, $2 failed ($((SECONDS - phase_started)) s)")
+    note "$3: $1 passed, $2 failed ($((SECONDS - phase_started)) s)"
+    phase_started=$SECONDS
+}
+
+summary_and_exit() {
+    echo
+    for phase in "${ran_phases[@]}"; do note "$phase"; done
+    note "logs: $LOGDIR; total $SECONDS s"
+    echo "$passed passed, $failed failed"
+    if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+    exit 0
+}
+
+# ------------------------------------------------------------ scratch space
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pg_infer_test.XXXXXX")
+chmod 755 "$WORK"
+mkdir -p "$LOGDIR"
+rm -f "$LOGDIR"/*
+
+if [ "$(id -u)" -eq 0 ]; then
+    TEST_USER=${PGI_TEST_USER:-postgres}
+    if ! id "$TEST_USER" >/dev/null 2>&1; then
+        echo "run_tests.sh: running as root needs an ordinary user \"$TEST_USER\" to run the test servers (set PGI_TEST_USER)" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    as_server_user() { runuser -u "$TEST_USER" -- "$@"; }
+else
+    TEST_USER=$(id -un)
+    as_server_user() { "$@"; }
+fi
+
+PGTAP_DATA=$WORK/pgtap/data
+SOCKDIR=$WORK/sock
+
+stop_server() {  # stop_server DATADIR
+    if [ -f "$1/postmaster.pid" ]; then
+        as_server_user "$BINDIR/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+}
+
+cleanup() {
+    stop_server "$PGTAP_DATA"
+    # pg_regress stops its own server; this is for an interrupted run.
+    stop_server "$WORK/regress/instance/data"
+    if [ "${PGI_KEEP_TEST_DIR:-0}" = 1 ]; then
+        note "scratch directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+# ------------------------------------------------------------ 0. packaging
+note "packaging metadata (test/packaging.pl)"
+perl test/packaging.pl >"$LOGDIR/packaging.log" 2>&1
+packaging_status=$?
+grep -E '^not ok' "$LOGDIR/packaging.log"
+packaging_ok=$(grep -c '^ok ' "$LOGDIR/packaging.log")
+packaging_failed=$(grep -c '^not ok ' "$LOGDIR/packaging.log")
+if [ "$packaging_status" -ne 0 ] && [ "$packaging_failed" -eq 0 ]; then
+    cat "$LOGDIR/packaging.log"
+    packaging_failed=1
+fi
+record "$packaging_ok" "$packaging_failed" "packaging"
+
+# ------------------------------------------------------------ build
+note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests)"
+if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests >"$LOGDIR/build.log" 2>&1; then
+    tail -n 40 "$LOGDIR/build.log"
+    echo "not ok - the build failed (see $LOGDIR/build.log)"
+    record 0 1 "build"
+    summary_and_exit
+fi
+note "build: done ($((SECONDS - phase_started)) s)"
+phase_started=$SECONDS
+
+# ------------------------------------------------------------ 1. unit tests
+# Count TAP lines per binary; a binary that exits non-zero without a
+# "not ok" line, or prints no plan (it crashed), counts as one failure.
+note "engine unit tests ($MAKE unit-test)"
+"$MAKE" "${MAKE_ARGS[@]}" -s unit-test >"$LOGDIR/unit.log" 2>&1
+unit_status=$?
+read -r unit_ok unit_not_ok unit_broken < <(awk '
+    function close_binary() {
+        if (name != "" && (!planned || planned_count != ok + notok)) {
+            broken++
+            print "not ok - " name " crashed or did not finish its plan" > "/dev/stderr"
+        }
+    }
+    /^# .*test\/unit\// { close_binary(); name = $2; planned = 0; ok = 0; notok = 0; next }
+    /^ok /              { ok++; total_ok++; next }
+    /^not ok /          { notok++; total_not_ok++; print > "/dev/stderr"; next }
+    /^1\.\.[0-9]+/      { planned = 1; planned_count = substr($1, 4) + 0; next }
+    END { close_binary(); print total_ok + 0, total_not_ok + 0, broken + 0 }
+' "$LOGDIR/unit.log" 2>"$LOGDIR/unit.failures")
+cat "$LOGDIR/unit.failures"
+unit_failed=$((unit_not_ok + unit_broken))
+if [ "$unit_status" -ne 0 ] && [ "$unit_failed" -eq 0 ]; then
+    tail -n 20 "$LOGDIR/unit.log"
+    echo "not ok - make unit-test failed (see $LOGDIR/unit.log)"
+    unit_failed=1
+fi
+record "$unit_ok" "$unit_failed" "engine unit tests"
+
+# ------------------------------------------------------------ install
+# Stage the extension in $WORK/install, or install it into the system.
+STAGE=$WORK/install
+server_parameters=$(cd "$WORK" && as_server_user "$BINDIR/postgres" --describe-config 2>/dev/null)
+if grep -q '^extension_destdir' <<<"$server_parameters"; then
+    note "installing into the staging directory $STAGE"
+    install_cmd=("$MAKE" "${MAKE_ARGS[@]}" install "DESTDIR=$STAGE")
+    SERVER_SETTINGS="extension_destdir = '$STAGE'
+dynamic_library_path = '$STAGE$PKGLIBDIR:\$libdir'"
+else
+    note "this server has no extension_destdir: installing into $PKGLIBDIR"
+    install_cmd=("$MAKE" "${MAKE_ARGS[@]}" install)
+    SERVER_SETTINGS=""
+fi
+if ! "${install_cmd[@]}" >"$LOGDIR/install.log" 2>&1; then
+    tail -n 20 "$LOGDIR/install.log"
+    echo "not ok - make install failed (see $LOGDIR/install.log)"
+    record 0 1 "install"
+    summary_and_exit
+fi
+chmod -R a+rX "$WORK"
+
+PRELOAD_SETTINGS="shared_preload_libraries = 'pg_infer'
+$SERVER_SETTINGS"
+
+# ------------------------------------------------------------ 2. pg_regress
+note "pg_regress (sql/, expected/) on a temporary instance"
+REGRESS_DIR=$WORK/regress
+mkdir -p "$REGRESS_DIR"
+cp -r sql expected "$REGRESS_DIR/"
+printf '%s\n' "$PRELOAD_SETTINGS" >"$REGRESS_DIR/temp.conf"
+chown -R "$TEST_USER" "$REGRESS_DIR" 2>/dev/null || true
+regress_tests=()
+for f in sql/*.sql; do
+    [ -e "$f" ] && regress_tests+=("$(basename "$f" .sql)")
+done
+regress_ok=0
+regress_failed=0
+if [ "${#regress_tests[@]}" -gt 0 ]; then
+    (cd "$REGRESS_DIR" && as_server_user "$PG_REGRESS" \
+        --temp-instance="$REGRESS_DIR/instance" \
+        --temp-config="$REGRESS_DIR/temp.conf" \
+        --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
+        --bindir="$BINDIR" --dbname=contrib_regression \
+        "${regress_tests[@]}") >"$LOGDIR/pg_regress.log" 2>&1
+    regress_status=$?
+    cat "$LOGDIR/pg_regress.log"
+    # PostgreSQL 15 prints "test NAME ... ok"; 16 and later print TAP.
+    regress_ok=$(grep -cE '^(test +| +)?[A-Za-z0-9_]+ +\.\.\. ok|^ok [0-9]' "$LOGDIR/pg_regress.log")
+    regress_failed=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]' "$LOGDIR/pg_regress.log")
+    if [ -f "$REGRESS_DIR/regression.diffs" ]; then
+        cp "$REGRESS_DIR/regression.diffs" "$LOGDIR/"
+        cat "$REGRESS_DIR/regression.diffs"
+    fi
+    [ -d "$REGRESS_DIR/log" ] && cp "$REGRESS_DIR"/log/*.log "$LOGDIR/" 2>/dev/null
+    if [ "$regress_status" -ne 0 ] && [ "$regress_failed" -eq 0 ]; then
+        echo "not ok - pg_regress failed (see $LOGDIR/pg_regress.log)"
+        regress_failed=1
+    fi
+fi
+record "$regress_ok" "$regress_failed" "pg_regress"
+
+# ------------------------------------------------------------ 3. pgTAP
+note "pgTAP (test/pgtap/) through pg_prove on a throwaway cluster"
+mkdir -p "$WORK/pgtap" "$SOCKDIR"
+chown "$TEST_USER" "$WORK/pgtap" "$SOCKDIR" 2>/dev/null || true
+PSQL=("$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$TEST_PORT" -U postgres)
+PG_PROVE=(pg_prove -h "$SOCKDIR" -p "$TEST_PORT" -U postgres --ext .sql -v)
+
+start_pgtap_server() {  # start_pgtap_server EXTRA_POSTGRES_OPTIONS
+    as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -l "$WORK/pgtap/server.log" \
+        -o "$1" -w -t 60 start >/dev/null
+    local status=$?
+    cp "$WORK/pgtap/server.log" "$LOGDIR/pgtap-server.log" 2>/dev/null
+    return $status
+}
+
+run_pg_prove() {  # run_pg_prove DATABASE DIRECTORY LOGNAME -> sets prove_ok prove_failed
+    "${PG_PROVE[@]}" -d "$1" "$2" >"$LOGDIR/$3" 2>&1
+    local status=$?
+    cat "$LOGDIR/$3"
+    prove_ok=$(grep -cE '^ *ok [0-9]' "$LOGDIR/$3")
+    prove_failed=$(grep -cE '^ *not ok [0-9]' "$LOGDIR/$3")
+    if [ "$status" -ne 0 ] && [ "$prove_failed" -eq 0 ]; then
+        echo "not ok - pg_prove $2 failed (see $LOGDIR/$3)"
+        prove_failed=1
+    fi
+    if grep -q 'Result: NOTESTS' "$LOGDIR/$3" || [ $((prove_ok + prove_failed)) -eq 0 ]; then
+        echo "not ok - pg_prove ran no test in $2"
+        prove_failed=$((prove_failed + 1))
+    fi
+}
+
+pgtap_ok=0
+pgtap_failed=0
+if ! command -v pg_prove >/dev/null 2>&1; then
+    echo "not ok - pg_prove is not installed (Debian: libtap-parser-sourcehandler-pgtap-perl)"
+    pgtap_failed=1
+elif ! as_server_user "$BINDIR/initdb" -D "$PGTAP_DATA" -U postgres -A trust -E UTF8 \
+        --locale=C --no-sync >"$LOGDIR/initdb.log" 2>&1; then
+    cat "$LOGDIR/initdb.log"
+    echo "not ok - initdb failed"
+    pgtap_failed=1
+else
+    cat >>"$PGTAP_DATA/postgresql.conf" <<EOF
+
+# pg_infer test cluster
+listen_addresses = ''
+port = $TEST_PORT
+unix_socket_directories = '$SOCKDIR'
+fsync = off
+$SERVER_SETTINGS
+EOF
+    if ! start_pgtap_server "-c shared_preload_libraries=pg_infer"; then
+        tail -n 20 "$LOGDIR/pgtap-server.log"
+        echo "not ok - the pgTAP server did not start"
+        pgtap_failed=1
+    else
+        "${PSQL[@]}" -d postgres -c "CREATE DATABASE pg_infer_test" &&
+        "${PSQL[@]}" -d pg_infer_test -c "CREATE EXTENSION pgtap; CREATE EXTENSION pg_infer;"
+        run_pg_prove pg_infer_test "$ROOT/test/pgtap" pgtap.log
+        pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
+
+        # The same cluster without the library preloaded.
+        as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
+        if ! start_pgtap_server "-c shared_preload_libraries="; then
+            tail -n 20 "$LOGDIR/pgtap-server.log"
+            echo "not ok - the pgTAP server did not restart without preload"
+            pgtap_failed=$((pgtap_failed + 1))
+        else
+            "${PSQL[@]}" -d postgres -c "CREATE DATABASE pg_infer_without_preload" &&
+            "${PSQL[@]}" -d pg_infer_without_preload -c "CREATE EXTENSION pgtap;"
+            run_pg_prove pg_infer_without_preload "$ROOT/test/pgtap/without_preload" \
+                pgtap-without-preload.log
+            pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
+        fi
+        stop_server "$PGTAP_DATA"
+    fi
+    cp "$WORK/pgtap/server.log" "$LOGDIR/pgtap-server.log" 2>/dev/null
+fi
+record "$pgtap_ok" "$pgtap_failed" "pgTAP"
+
+summary_and_exit

@@ -1,0 +1,706 @@
+/*
+ * test_engine.c — the engine API: errors, admission under a small KV cache,
+ * cancel, finish reasons, stop strings on the streamed text, seeded
+ * sampling; and model loading (architectures, types, shapes, qwen2 biases,
+ * tied embeddings, RoPE scaling) on small GGUF files written here.
+ *
+ * Expected text comes from the golden file's [text] section (llama2.c's
+ * published greedy output of stories260K).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "forward.h"
+#include "gguf_writer.h"
+#include "kv_cache.h"
+#include "pgi_memory.h"
+#include "unit.h"
+
+static char golden_text[8192];
+
+static const char *
+model_path(void)
+{
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/stories260K.gguf", unit_models_dir());
+    return path;
+}
+
+static bool
+load_golden_text(void)
+{
+    char path[4096], line[4096];
+    FILE *f;
+    bool in_text = false;
+    size_t used = 0;
+
+    snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    while (fgets(line, sizeof(line), f) != NULL)
+    {
+        size_t n = strlen(line);
+
+        if (!in_text)
+        {
+            in_text = strcmp(line, "[text]\n") == 0;
+            continue;
+        }
+        if (used + n + 1 > sizeof(golden_text))
+            break;
+        memcpy(golden_text + used, line, n);
+        used += n;
+    }
+    golden_text[used] = '\0';
+    fclose(f);
+    return used > 100;
+}
+
+static pgi_engine *
+open_with(int context, size_t kv_bytes, int block_size)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_error err;
+
+    pgi_engine_options_default(&o);
+    o.model_path = model_path();
+    o.device = "cpu";
+    o.n_threads = 1;
+    o.context_length = context;
+    o.kv_memory_bytes = kv_bytes;
+    o.kv_block_size = block_size;
+    if (pgi_engine_open(&o, &e, &err) != PGI_OK)
+        printf("# open failed: %s\n", err.message);
+    return e;
+}
+
+typedef struct text_sink {
+    char text[4096];
+    size_t length;
+} text_sink;
+
+static bool
+collect(void *context, const char *text, size_t length)
+{
+    text_sink *s = context;
+
+    if (s->length + length < sizeof(s->text))
+    {
+        memcpy(s->text + s->length, text, length);
+        s->length += length;
+        s->text[s->length] = '\0';
+    }
+    return true;
+}
+
+static void
+test_open_errors(void)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_error err;
+    char path[4096];
+
+    pgi_engine_options_default(&o);
+    o.model_path = "/nonexistent/model.gguf";
+    CHECK(pgi_engine_open(&o, &e, &err) == PGI_ERR_IO && e == NULL, "missing file: I/O error");
+    snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-gpt-2.gguf", unit_models_dir());
+    o.model_path = path;
+    CHECK(pgi_engine_open(&o, &e, &err) == PGI_ERR_UNSUPPORTED && strstr(err.message, "gpt2") != NULL,
+          "architecture gpt2 refused by name (%s)", err.message);
+    o.model_path = model_path();
+    o.device = "tpu";
+    CHECK(pgi_engine_open(&o, &e, &err) == PGI_ERR_INVALID_ARGUMENT, "device \"tpu\" refused");
+    o.device = "cpu";
+    o.kv_memory_bytes = 100;
+    CHECK(pgi_engine_open(&o, &e, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "a KV budget below one block refused");
+}
+
+static void
+test_add_errors(void)
+{
+    pgi_engine *e = open_with(32, 0, 16);
+    pgi_sampling_params p;
+    pgi_error err;
+    int32_t prompt[40];
+    int64_t id;
+
+    CHECK(e != NULL, "open with context 32");
+    if (e == NULL)
+        return;
+    CHECK(pgi_engine_config(e)->context_length == 32, "context override applied");
+    for (int i = 0; i < 40; i++)
+        prompt[i] = 1 + i;
+    pgi_sampling_params_default(&p);
+    CHECK(pgi_engine_add_sequence(e, prompt, 33, &p, &id, &err) == PGI_ERR_CONTEXT_FULL,
+          "33-token prompt in a 32-token context: context full");
+    CHECK(pgi_engine_add_sequence(e, prompt, 0, &p, &id, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "empty prompt refused");
+    prompt[3] = 512;
+    CHECK(pgi_engine_add_sequence(e, prompt, 5, &p, &id, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "token id 512 (vocab 512) refused");
+    prompt[3] = -1;
+    CHECK(pgi_engine_add_sequence(e, prompt, 5, &p, &id, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "negative token id refused");
+    prompt[3] = 4;
+    p.top_p = 1.5f;
+    CHECK(pgi_engine_add_sequence(e, prompt, 5, &p, &id, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "top_p 1.5 refused");
+    pgi_sampling_params_default(&p);
+    p.max_tokens = -3;
+    CHECK(pgi_engine_add_sequence(e, prompt, 5, &p, &id, &err) == PGI_ERR_INVALID_ARGUMENT,
+          "negative max_tokens refused");
+    CHECK(!pgi_engine_has_work(e), "refused sequences leave nothing behind");
+    CHECK(pgi_engine_cancel(e, 12345, &err) == PGI_ERR_INVALID_ARGUMENT, "cancel of an unknown id");
+
+    /* the context fills: 1 prompt token, 32 slots -> 32 tokens sampled */
+    {
+        pgi_generation r;
+        int32_t bos = 1;
+
+        pgi_sampling_params_default(&p);
+        p.max_tokens = 100;
+        p.ignore_eos = true;
+        pgi_status st = pgi_engine_generate(e, &bos, 1, &p, NULL, NULL, &r, &err);
+
+        CHECK(st == PGI_OK && r.finish_reason == PGI_FINISH_CONTEXT && r.n_tokens == 32,
+              "generation stops when the context is full (%d tokens, reason %s)", r.n_tokens,
+              pgi_finish_reason_name(r.finish_reason));
+        pgi_free(r.tokens);
+    }
+    pgi_engine_close(e);
+}
+
+static void
+test_admission_and_cancel(void)
+{
+    /* 3 blocks of 16 tokens: 1280 bytes per token */
+    pgi_engine *e = open_with(128, 3 * 16 * 1280, 16);
+    pgi_sampling_params p;
+    pgi_error err;
+    pgi_step_output out[8];
+    pgi_engine_stats st;
+    int32_t bos = 1;
+    int64_t a, b, c;
+    int n;
+    bool b_started_after_a = false, a_done = false;
+    int guard = 0;
+
+    CHECK(e != NULL, "open with a 3-block cache");
+    if (e == NULL)
+        return;
+    pgi_sampling_params_default(&p);
+    p.ignore_eos = true;
+    p.max_tokens = 100;
+    CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &a, &err) == PGI_ERR_CACHE_FULL,
+          "101 tokens can never fit 48 slots: cache full (%s)", err.message);
+    p.max_tokens = 20;   /* 21 tokens: 2 blocks */
+    CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &a, &err) == PGI_OK, "first 2-block sequence");
+    CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &b, &err) == PGI_OK, "second 2-block sequence");
+    CHECK(pgi_engine_step(e, out, 8, &n, &err) == PGI_OK, "step");
+    pgi_engine_get_stats(e, &st);
+    CHECK(st.running == 1 && st.waiting == 1 && st.kv_blocks_reserved == 2,
+          "only one fits: 1 running, 1 waiting (%d, %d)", st.running, st.waiting);
+    while (pgi_engine_has_work(e) && guard++ < 100)
+    {
+        pgi_engine_step(e, out, 8, &n, &err);
+        for (int i = 0; i < n; i++)
+        {
+            if (out[i].seq_id == a && out[i].finished)
+                a_done = true;
+            if (out[i].seq_id == b && out[i].token >= 0 && out[i].timings.generated_tokens == 1)
+                b_started_after_a = a_done;
+        }
+    }
+    CHECK(b_started_after_a, "the waiting sequence starts once the first finished");
+
+    /* cancel frees the blocks at once */
+    p.max_tokens = 30;
+    pgi_engine_add_sequence(e, &bos, 1, &p, &c, &err);
+    for (int i = 0; i < 5; i++)
+        pgi_engine_step(e, out, 8, &n, &err);
+    pgi_engine_get_stats(e, &st);
+    CHECK(st.kv_blocks_free < st.kv_blocks_total, "a running sequence holds blocks");
+    CHECK(pgi_engine_cancel(e, c, &err) == PGI_OK, "cancel it");
+    pgi_engine_get_stats(e, &st);
+    CHECK(st.kv_blocks_free == st.kv_blocks_total && st.kv_blocks_reserved == 0 && st.running == 0 &&
+              !pgi_engine_has_work(e),
+          "cancel returns every block (%d of %d free)", st.kv_blocks_free, st.kv_blocks_total);
+    pgi_engine_close(e);
+}
+
+static void
+test_text_and_stop(void)
+{
+    pgi_engine *e = open_with(0, 0, 0);
+    pgi_sampling_params p;
+    pgi_generation r;
+    pgi_error err;
+    text_sink sink;
+    int32_t bos = 1;
+    const char *stops[] = {"little girl", "Lily.", "e, th"};
+
+    CHECK(e != NULL, "open");
+    if (e == NULL)
+        return;
+    pgi_sampling_params_default(&p);
+    p.max_tokens = 60;
+    memset(&sink, 0, sizeof(sink));
+    CHECK(pgi_engine_generate(e, &bos, 1, &p, collect, &sink, &r, &err) == PGI_OK, "generate 60");
+    CHECK(sink.length > 100 && strncmp(sink.text, golden_text, sink.length) == 0,
+          "streamed text is a prefix of the golden text (\"%.40s...\")", sink.text);
+    CHECK(r.finish_reason == PGI_FINISH_LENGTH && r.n_tokens == 60, "60 tokens, finish length");
+    pgi_free(r.tokens);
+
+    for (int i = 0; i < 3; i++)
+    {
+        const char *at = strstr(golden_text, stops[i]);
+        size_t expected = at != NULL ? (size_t) (at - golden_text) : 0;
+
+        pgi_sampling_params_default(&p);
+        p.max_tokens = 100;
+        p.n_stop = 1;
+        p.stop[0] = stops[i];
+        memset(&sink, 0, sizeof(sink));
+        CHECK(pgi_engine_generate(e, &bos, 1, &p, collect, &sink, &r, &err) == PGI_OK &&
+                  r.finish_reason == PGI_FINISH_STOP && sink.length == expected &&
+                  strncmp(sink.text, golden_text, expected) == 0,
+              "stop \"%s\": text ends right before it (\"%s\")", stops[i], sink.text);
+        pgi_free(r.tokens);
+    }
+    pgi_engine_close(e);
+}
+
+static void
+test_seeded(void)
+{
+    pgi_engine *e = open_with(0, 0, 0);
+    pgi_sampling_params p;
+    pgi_generation r1, r2, r3;
+    pgi_error err;
+    int32_t bos = 1;
+
+    CHECK(e != NULL, "open");
+    if (e == NULL)
+        return;
+    pgi_sampling_params_default(&p);
+    p.temperature = 1.0f;
+    p.max_tokens = 40;
+    p.ignore_eos = true;
+    p.seed = 99;
+    pgi_engine_generate(e, &bos, 1, &p, NULL, NULL, &r1, &err);
+    pgi_engine_generate(e, &bos, 1, &p, NULL, NULL, &r2, &err);
+    p.seed = 100;
+    pgi_engine_generate(e, &bos, 1, &p, NULL, NULL, &r3, &err);
+    CHECK(r1.n_tokens == 40 && r2.n_tokens == 40 &&
+              memcmp(r1.tokens, r2.tokens, sizeof(int32_t) * 40) == 0,
+          "the same seed gives the same 40 tokens at temperature 1");
+    CHECK(r3.n_tokens == 40 && memcmp(r1.tokens, r3.tokens, sizeof(int32_t) * 40) != 0,
+          "another seed gives other tokens");
+    pgi_free(r1.tokens);
+    pgi_free(r2.tokens);
+    pgi_free(r3.tokens);
+    pgi_engine_close(e);
+}
+
+/* ------------------------------------------------------------ model files */
+
+typedef struct tiny_spec {
+    const char *arch;
+    bool qkv_bias;
+    bool tied;
+    uint32_t q_type;         /* type of attn_q */
+    int64_t bad_k_rows;      /* != 0: wrong attn_k shape */
+    const float *rope_freqs; /* [rope_dims/2] or NULL */
+    const char *scaling_type;
+    float scaling_factor;
+    float v_bias;            /* value of every V bias element */
+} tiny_spec;
+
+enum { TINY_DIM = 32, TINY_FFN = 64, TINY_HEADS = 4, TINY_KV_HEADS = 2, TINY_VOCAB = 512, TINY_LAYERS = 2 };
+
+static float *
+random_floats(size_t n, uint64_t *state, float scale)
+{
+    float *x = pgi_alloc(n * sizeof(float));
+
+    for (size_t i = 0; x != NULL && i < n; i++)
+    {
+        *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = scale * ((float) ((*state >> 40) & 0xffff) / 32768.0f - 1.0f);
+    }
+    return x;
+}
+
+/* Rows of attn_q / attn_k reordered so that NEOX rotation (pairs i, i+h/2)
+ * of the permuted vector equals interleaved rotation (pairs 2i, 2i+1) of the
+ * original: row 2i goes to i, row 2i+1 to i + head_dim/2. */
+static void
+permute_for_neox(const float *src, float *dst, int n_heads, int head_dim, int cols)
+{
+    for (int h = 0; h < n_heads; h++)
+        for (int r = 0; r < head_dim; r++)
+        {
+            int to = (r % 2 == 0) ? r / 2 : r / 2 + head_dim / 2;
+
+            memcpy(dst + ((size_t) h * head_dim + to) * cols, src + ((size_t) h * head_dim + r) * cols,
+                   sizeof(float) * (size_t) cols);
+        }
+}
+
+static bool
+write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
+{
+    gguf_writer *w;
+    gguf_file *vocab;
+    char key[128], name[128];
+    uint64_t state = seed;
+    int head_dim = TINY_DIM / TINY_HEADS;
+    int64_t kv_dim = (int64_t) TINY_KV_HEADS * head_dim;
+    bool ok = true;
+
+    if (gguf_writer_create(&w, err) != PGI_OK)
+        return false;
+    if (gguf_open(model_path(), &vocab, err) != PGI_OK)
+    {
+        gguf_writer_free(w);
+        return false;
+    }
+#define TRY(x) do { if (ok && (x) != PGI_OK) ok = false; } while (0)
+    TRY(gguf_writer_add_string(w, "general.architecture", s->arch, err));
+    snprintf(key, sizeof(key), "%s.context_length", s->arch);
+    TRY(gguf_writer_add_u32(w, key, 64, err));
+    snprintf(key, sizeof(key), "%s.embedding_length", s->arch);
+    TRY(gguf_writer_add_u32(w, key, TINY_DIM, err));
+    snprintf(key, sizeof(key), "%s.feed_forward_length", s->arch);
+    TRY(gguf_writer_add_u32(w, key, TINY_FFN, err));
+    snprintf(key, sizeof(key), "%s.block_count", s->arch);
+    TRY(gguf_writer_add_u32(w, key, TINY_LAYERS, err));
+    snprintf(key, sizeof(key), "%s.attention.head_count", s->arch);
+    TRY(gguf_writer_add_u32(w, key, TINY_HEADS, err));
+    snprintf(key, sizeof(key), "%s.attention.head_count_kv", s->arch);
+    TRY(gguf_writer_add_u32(w, key, TINY_KV_HEADS, err));
+    snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon", s->arch);
+    TRY(gguf_writer_add_f32(w, key, 1e-6f, err));
+    snprintf(key, sizeof(key), "%s.rope.freq_base", s->arch);
+    TRY(gguf_writer_add_f32(w, key, 5000.0f, err));
+    if (s->scaling_type != NULL)
+    {
+        snprintf(key, sizeof(key), "%s.rope.scaling.type", s->arch);
+        TRY(gguf_writer_add_string(w, key, s->scaling_type, err));
+        snprintf(key, sizeof(key), "%s.rope.scaling.factor", s->arch);
+        TRY(gguf_writer_add_f32(w, key, s->scaling_factor, err));
+    }
+    TRY(gguf_writer_copy_kvs_with_prefix(w, vocab, "tokenizer.", NULL, err));
+
+    {
+        int64_t dims_embd[2] = {TINY_DIM, TINY_VOCAB};
+        int64_t dims_vec[1] = {TINY_DIM};
+        float *embd = random_floats((size_t) TINY_DIM * TINY_VOCAB, &state, 1.0f);
+        float *ones = random_floats(TINY_DIM, &state, 0.1f);
+
+        for (int i = 0; ones != NULL && i < TINY_DIM; i++)
+            ones[i] += 1.0f;
+        TRY(gguf_writer_add_tensor(w, "token_embd.weight", 2, dims_embd, PGI_TYPE_F32, embd, err));
+        TRY(gguf_writer_add_tensor(w, "output_norm.weight", 1, dims_vec, PGI_TYPE_F32, ones, err));
+        if (!s->tied)
+        {
+            float *out = random_floats((size_t) TINY_DIM * TINY_VOCAB, &state, 1.0f);
+
+            TRY(gguf_writer_add_tensor(w, "output.weight", 2, dims_embd, PGI_TYPE_F32, out, err));
+            pgi_free(out);
+        }
+        if (s->rope_freqs != NULL)
+        {
+            int64_t d[1] = {head_dim / 2};
+
+            TRY(gguf_writer_add_tensor(w, "rope_freqs.weight", 1, d, PGI_TYPE_F32, s->rope_freqs, err));
+        }
+        for (int l = 0; l < TINY_LAYERS; l++)
+        {
+            struct { const char *suffix; int64_t rows, cols; } mats[] = {
+                {"attn_q.weight", TINY_DIM, TINY_DIM},
+                {"attn_k.weight", kv_dim, TINY_DIM},
+                {"attn_v.weight", kv_dim, TINY_DIM},
+                {"attn_output.weight", TINY_DIM, TINY_DIM},
+                {"ffn_gate.weight", TINY_FFN, TINY_DIM},
+                {"ffn_up.weight", TINY_FFN, TINY_DIM},
+                {"ffn_down.weight", TINY_DIM, TINY_FFN},
+            };
+
+            snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
+            TRY(gguf_writer_add_tensor(w, name, 1, dims_vec, PGI_TYPE_F32, ones, err));
+            snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", l);
+            TRY(gguf_writer_add_tensor(w, name, 1, dims_vec, PGI_TYPE_F32, ones, err));
+            for (size_t m = 0; m < sizeof(mats) / sizeof(mats[0]); m++)
+            {
+                int64_t rows = mats[m].rows;
+                int64_t d[2];
+                float *x = random_floats((size_t) (rows * mats[m].cols), &state, 0.3f);
+                uint32_t type = PGI_TYPE_F32;
+                void *data = x;
+                uint8_t *q = NULL;
+
+                /* qwen2 rotates (i, i+h/2): store Q/K permuted so the
+                 * model equals its llama twin built from the same seed */
+                if (strcmp(s->arch, "qwen2") == 0 && m < 2)
+                {
+                    float *p = pgi_alloc(sizeof(float) * (size_t) (rows * mats[m].cols));
+
+                    permute_for_neox(x, p, (int) (rows / head_dim), head_dim, (int) mats[m].cols);
+                    pgi_free(x);
+                    x = p;
+                    data = x;
+                }
+                if (m == 1 && s->bad_k_rows != 0)
+                    rows = s->bad_k_rows;
+                if (m == 0 && s->q_type != PGI_TYPE_F32)
+                {
+                    size_t bytes = pgi_row_bytes(s->q_type, mats[m].cols) * (size_t) rows;
+
+                    type = s->q_type;
+                    q = pgi_calloc(1, bytes);
+                    data = q;
+                }
+                d[0] = mats[m].cols;
+                d[1] = rows;
+                snprintf(name, sizeof(name), "blk.%d.%s", l, mats[m].suffix);
+                TRY(gguf_writer_add_tensor(w, name, 2, d, type, data, err));
+                pgi_free(x);
+                pgi_free(q);
+            }
+            if (s->qkv_bias)
+            {
+                const char *bias_names[3] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
+                int64_t sizes[3] = {TINY_DIM, kv_dim, kv_dim};
+
+                for (int k = 0; k < 3; k++)
+                {
+                    int64_t d[1] = {sizes[k]};
+                    float *bias = pgi_calloc((size_t) sizes[k], sizeof(float));
+
+                    for (int i = 0; k == 2 && bias != NULL && i < sizes[k]; i++)
+                        bias[i] = s->v_bias;
+                    snprintf(name, sizeof(name), "blk.%d.%s", l, bias_names[k]);
+                    TRY(gguf_writer_add_tensor(w, name, 1, d, PGI_TYPE_F32, bias, err));
+                    pgi_free(bias);
+                }
+            }
+        }
+        pgi_free(embd);
+        pgi_free(ones);
+    }
+    TRY(gguf_writer_write_file(w, path, err));
+#undef TRY
+    gguf_writer_free(w);
+    gguf_close(vocab);
+    return ok;
+}
+
+static pgi_status
+load_tiny(const tiny_spec *s, const char *path, pgi_model **model, gguf_file **file,
+          pgi_error *err)
+{
+    pgi_status st;
+
+    *model = NULL;
+    *file = NULL;
+    if (!write_tiny(path, s, 7, err))
+        return PGI_ERR_INTERNAL;
+    if ((st = gguf_open(path, file, err)) != PGI_OK)
+        return st;
+    st = pgi_model_load(*file, 0, model, err);
+    if (st != PGI_OK)
+    {
+        gguf_close(*file);
+        *file = NULL;
+    }
+    return st;
+}
+
+/* Greedy tokens of a model file through the engine. */
+static int
+tiny_generate(const char *path, int32_t *tokens, int n, float *first_logit)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_sampling_params p;
+    pgi_generation r;
+    pgi_error err;
+    int32_t prompt[5] = {1, 100, 200, 300, 400};
+    int got = 0;
+
+    pgi_engine_options_default(&o);
+    o.model_path = path;
+    o.device = "cpu";
+    o.n_threads = 1;
+    if (pgi_engine_open(&o, &e, &err) != PGI_OK)
+    {
+        printf("# %s\n", err.message);
+        return -1;
+    }
+    pgi_sampling_params_default(&p);
+    p.max_tokens = n;
+    p.ignore_eos = true;
+    if (pgi_engine_generate(e, prompt, 5, &p, NULL, NULL, &r, &err) == PGI_OK)
+    {
+        got = r.n_tokens;
+        memcpy(tokens, r.tokens, sizeof(int32_t) * (size_t) r.n_tokens);
+        pgi_free(r.tokens);
+    }
+    (void) first_logit;
+    pgi_engine_close(e);
+    return got;
+}
+
+static void
+test_model_files(void)
+{
+    char dir[] = "/tmp/pgi_test_engine_XXXXXX";
+    char path[4200], path2[4200];
+    pgi_model *m;
+    gguf_file *f;
+    pgi_error err;
+    tiny_spec s;
+    pgi_status st;
+
+    if (mkdtemp(dir) == NULL)
+    {
+        CHECK(false, "temporary directory");
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/tiny.gguf", dir);
+    snprintf(path2, sizeof(path2), "%s/tiny2.gguf", dir);
+
+    memset(&s, 0, sizeof(s));
+    s.arch = "llama";
+    s.q_type = PGI_TYPE_F32;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_OK, "tiny llama loads (%s)", st ? err.message : "ok");
+    if (st == PGI_OK)
+    {
+        CHECK(m->config.n_kv_heads == 2 && m->config.head_dim == 8 && !m->config.tied_embeddings &&
+                  m->config.rope_mode == PGI_ROPE_INTERLEAVED && m->config.rms_epsilon == 1e-6f,
+              "config read from metadata");
+        /* inv_freq[i] = 5000^(-2i/8) */
+        CHECK_NEAR(m->inv_freq_data[1], 0.11892071, 1e-6, "inv_freq[1] = 5000^(-1/4)");
+        pgi_model_free(m);
+        gguf_close(f);
+    }
+
+    s.tied = true;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_OK && m->config.tied_embeddings && m->output.host == m->token_embd.host,
+          "no output.weight: logits use token_embd");
+    if (st == PGI_OK)
+    {
+        pgi_model_free(m);
+        gguf_close(f);
+    }
+    s.tied = false;
+
+    s.q_type = PGI_TYPE_Q5_0;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "blk.0.attn_q.weight") != NULL &&
+              strstr(err.message, "Q5_0") != NULL,
+          "a Q5_0 tensor is refused by tensor and type name (%s)", err.message);
+    s.q_type = PGI_TYPE_Q8_0;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_OK && m->layers[0].attn_q.type == PGI_TYPE_Q8_0, "a Q8_0 tensor is accepted");
+    if (st == PGI_OK)
+    {
+        pgi_model_free(m);
+        gguf_close(f);
+    }
+    s.q_type = PGI_TYPE_F32;
+
+    s.bad_k_rows = 24;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_ERR_FORMAT && strstr(err.message, "attn_k") != NULL,
+          "attn_k of the wrong shape is refused (%s)", err.message);
+    s.bad_k_rows = 0;
+
+    {
+        const float factors[4] = {1.0f, 2.0f, 4.0f, 8.0f};
+
+        s.rope_freqs = factors;
+        st = load_tiny(&s, path, &m, &f, &err);
+        CHECK(st == PGI_OK && m->config.rope_scaling == PGI_ROPE_SCALING_FREQ_FACTORS,
+              "rope_freqs.weight is read");
+        if (st == PGI_OK)
+        {
+            /* 5000^(-2*3/8) / 8 = 0.0016817928 / ... : 5000^-0.75 = 0.00168179 */
+            CHECK_NEAR(m->inv_freq_data[3], 0.0016817928 / 8.0, 1e-8,
+                       "inv_freq[3] divided by its factor 8");
+            pgi_model_free(m);
+            gguf_close(f);
+        }
+        s.rope_freqs = NULL;
+    }
+    s.scaling_type = "linear";
+    s.scaling_factor = 4.0f;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_OK && m->config.rope_scaling == PGI_ROPE_SCALING_LINEAR &&
+              fabs(m->inv_freq_data[1] - 0.11892071 / 4.0) < 1e-6,
+          "linear scaling divides the frequencies by 4");
+    if (st == PGI_OK)
+    {
+        pgi_model_free(m);
+        gguf_close(f);
+    }
+    s.scaling_type = "yarn";
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "yarn") != NULL,
+          "yarn scaling refused by name");
+    s.scaling_type = NULL;
+
+    /* qwen2: the NEOX-permuted twin of a llama model with zero biases gives
+     * the same tokens; a V bias changes them */
+    {
+        int32_t llama_tokens[16], qwen_tokens[16], biased_tokens[16];
+        int n1, n2, n3;
+
+        memset(&s, 0, sizeof(s));
+        s.arch = "llama";
+        s.q_type = PGI_TYPE_F32;
+        write_tiny(path, &s, 7, &err);
+        s.arch = "qwen2";
+        s.qkv_bias = true;
+        write_tiny(path2, &s, 7, &err);
+        n1 = tiny_generate(path, llama_tokens, 16, NULL);
+        n2 = tiny_generate(path2, qwen_tokens, 16, NULL);
+        CHECK(n1 == 16 && n2 == 16 && memcmp(llama_tokens, qwen_tokens, sizeof(llama_tokens)) == 0,
+              "qwen2 (NEOX RoPE, zero biases) equals its permuted llama twin");
+        s.v_bias = 0.5f;
+        write_tiny(path2, &s, 7, &err);
+        n3 = tiny_generate(path2, biased_tokens, 16, NULL);
+        CHECK(n3 == 16 && memcmp(llama_tokens, biased_tokens, sizeof(llama_tokens)) != 0,
+              "a V bias changes the output (biases are applied)");
+    }
+    unlink(path);
+    unlink(path2);
+    rmdir(dir);
+}
+
+int
+main(void)
+{
+    bool have_text = load_golden_text();
+
+    CHECK(have_text, "golden text loaded");
+    test_open_errors();
+    test_add_errors();
+    test_admission_and_cancel();
+    if (have_text)
+        test_text_and_stop();
+    test_seeded();
+    test_model_files();
+    return unit_done();
+}

@@ -1,0 +1,275 @@
+/*
+ * test_matmul.c — the CPU matrix product and thread pool.
+ *
+ * 1. pgi_cpu_matmul at every SIMD level the machine has, for every weight
+ *    type, odd row counts, n_rows 1..17 (and larger, to cross the task
+ *    blocking), 1..3 threads, against pgi_cpu_matmul_reference.  Both
+ *    quantize x the same way, so they differ only in the order of float
+ *    additions: tolerance 4e-5 * sum_i |w_i x_i| (a bound on float
+ *    summation error for the row lengths used here) + 1e-6.
+ * 2. The reference against an exact (double) product of the dequantized
+ *    weights and the unquantized x: the only difference is activation
+ *    quantization, at most 0.5625 * amax_block(x)/127 per element for Q8_0
+ *    (half a step plus the half-precision scale) and 0.5 * amax/127 for Q8_K,
+ *    so |error| <= sum_i |w_i| * that + 1e-5 * sum_i |w_i x_i|.
+ * 3. The thread pool runs each index exactly once per call, many times.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "cpu/cpu_kernels.h"
+#include "pgi_memory.h"
+#include "unit.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static float
+next_random(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float) ((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+typedef struct test_matrix {
+    pgi_weight w;
+    float *dequantized;           /* rows x cols */
+} test_matrix;
+
+static bool
+make_matrix(test_matrix *m, uint32_t type, int64_t rows, int64_t cols)
+{
+    size_t row_bytes = pgi_row_bytes(type, cols);
+    float *row = pgi_alloc((size_t) cols * sizeof(float));
+    uint8_t *data = pgi_alloc(row_bytes * (size_t) rows);
+
+    memset(m, 0, sizeof(*m));
+    m->dequantized = pgi_alloc((size_t) (rows * cols) * sizeof(float));
+    if (row == NULL || data == NULL || m->dequantized == NULL)
+        return false;
+    for (int64_t r = 0; r < rows; r++)
+    {
+        /* Rows of differing magnitude and offset exercise scales and mins. */
+        float scale = 0.05f + 0.02f * (float) (r % 7), offset = (r % 3 == 0) ? 0.01f : 0.0f;
+
+        for (int64_t i = 0; i < cols; i++)
+            row[i] = next_random() * scale + offset;
+        pgi_quantize_row(type, row, data + (size_t) r * row_bytes, cols);
+        pgi_dequantize_row(type, data + (size_t) r * row_bytes, m->dequantized + r * cols, cols);
+    }
+    pgi_free(row);
+    m->w.name = "test";
+    m->w.type = type;
+    m->w.rows = rows;
+    m->w.cols = cols;
+    m->w.n_bytes = row_bytes * (size_t) rows;
+    m->w.host = data;
+    m->w.device = data;
+    return true;
+}
+
+static void
+free_matrix(test_matrix *m)
+{
+    pgi_free((void *) m->w.host);
+    pgi_free(m->dequantized);
+}
+
+/* Largest |out - ref| / (4e-5 * sum|w x| + 1e-6) over the product: <= 1 passes. */
+static double
+worst_vs_reference(const test_matrix *m, const float *x, const float *out, const float *ref,
+                   int n_rows)
+{
+    double worst = 0;
+
+    for (int r = 0; r < n_rows; r++)
+        for (int64_t o = 0; o < m->w.rows; o++)
+        {
+            double abs_sum = 0, tol;
+
+            for (int64_t i = 0; i < m->w.cols; i++)
+                abs_sum += fabs((double) m->dequantized[o * m->w.cols + i] * x[r * m->w.cols + i]);
+            tol = 4e-5 * abs_sum + 1e-6;
+            worst = fmax(worst, fabs((double) out[r * m->w.rows + o] - ref[r * m->w.rows + o]) / tol);
+            if (isnan(out[r * m->w.rows + o]))
+                return INFINITY;
+        }
+    return worst;
+}
+
+static double
+worst_vs_exact(const test_matrix *m, const float *x, const float *ref, int n_rows)
+{
+    uint32_t t = m->w.type;
+    int block = (t == PGI_TYPE_Q8_0 || t == PGI_TYPE_Q4_0) ? 32
+              : (t == PGI_TYPE_Q4_K || t == PGI_TYPE_Q6_K) ? 256 : 0;
+    double per_step = (block == 32) ? 0.5625 / 127 : 0.5 / 127;
+    double worst = 0;
+
+    for (int r = 0; r < n_rows; r++)
+        for (int64_t o = 0; o < m->w.rows; o++)
+        {
+            double exact = 0, abs_sum = 0, bound = 0;
+
+            for (int64_t i = 0; i < m->w.cols; i++)
+            {
+                double wi = m->dequantized[o * m->w.cols + i], xi = x[r * m->w.cols + i];
+
+                exact += wi * xi;
+                abs_sum += fabs(wi * xi);
+            }
+            if (block > 0)
+                for (int64_t b = 0; b < m->w.cols / block; b++)
+                {
+                    double amax = 0, wsum = 0;
+
+                    for (int i = 0; i < block; i++)
+                    {
+                        amax = fmax(amax, fabs(x[r * m->w.cols + b * block + i]));
+                        wsum += fabs(m->dequantized[o * m->w.cols + b * block + i]);
+                    }
+                    bound += wsum * amax * per_step;
+                }
+            bound += 1e-5 * abs_sum + 1e-6;
+            worst = fmax(worst, fabs(ref[r * m->w.rows + o] - exact) / bound);
+        }
+    return worst;
+}
+
+typedef struct shape {
+    int64_t rows, cols;
+} shape;
+
+static void
+test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **pools)
+{
+    pgi_simd_level top = pgi_cpu_simd_level();
+
+    for (int s = 0; s < n_shapes; s++)
+    {
+        test_matrix m;
+        int max_rows = 17;
+        float *x, *out, *ref;
+
+        if (!make_matrix(&m, type, shapes[s].rows, shapes[s].cols))
+        {
+            CHECK(0, "allocate test matrix");
+            return;
+        }
+        x = pgi_alloc(sizeof(float) * (size_t) (shapes[s].cols * 80));
+        out = pgi_alloc(sizeof(float) * (size_t) (shapes[s].rows * 80));
+        ref = pgi_alloc(sizeof(float) * (size_t) (shapes[s].rows * 80));
+        for (int64_t i = 0; i < shapes[s].cols * 80; i++)
+            x[i] = next_random() * (1.0f + (float) (i % 5));
+        {
+            double worst_exact;
+
+            pgi_cpu_matmul_reference(ref, &m.w, x, max_rows);
+            worst_exact = worst_vs_exact(&m, x, ref, max_rows);
+            CHECK(worst_exact <= 1.0, "%s %lldx%lld: reference vs exact float product within the "
+                  "activation-quantization bound (worst %.3f of bound)", pgi_type_name(type),
+                  (long long) m.w.rows, (long long) m.w.cols, worst_exact);
+        }
+        for (int level = PGI_SIMD_SCALAR; level <= (int) top; level++)
+        {
+            double worst = 0;
+
+            pgi_cpu_set_simd_level((pgi_simd_level) level);
+            for (int t = 0; t < 3; t++)
+                for (int n_rows = 1; n_rows <= max_rows; n_rows++)
+                {
+                    pgi_cpu_matmul(pools[t], out, &m.w, x, n_rows);
+                    worst = fmax(worst, worst_vs_reference(&m, x, out, ref, n_rows));
+                }
+            CHECK(worst <= 1.0, "%s %lldx%lld at %s, n_rows 1..%d, 1..3 threads: matches the "
+                  "reference (worst %.3f of tolerance)", pgi_type_name(type), (long long) m.w.rows,
+                  (long long) m.w.cols, pgi_cpu_simd_name((pgi_simd_level) level), max_rows, worst);
+            /* 80 rows crosses the 64-row activation blocks of prefill. */
+            {
+                pgi_cpu_matmul_reference(ref, &m.w, x, 80);
+                pgi_cpu_matmul(pools[1], out, &m.w, x, 80);
+                worst = worst_vs_reference(&m, x, out, ref, 80);
+                CHECK(worst <= 1.0, "%s %lldx%lld at %s, 80 rows, 2 threads (worst %.3f)",
+                      pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols,
+                      pgi_cpu_simd_name((pgi_simd_level) level), worst);
+                pgi_cpu_matmul_reference(ref, &m.w, x, max_rows);
+            }
+        }
+        pgi_cpu_set_simd_level(top);
+        pgi_free(x);
+        pgi_free(out);
+        pgi_free(ref);
+        free_matrix(&m);
+    }
+}
+
+typedef struct pool_probe {
+    atomic_int hits[8];
+    atomic_int calls;
+    int n_seen;
+} pool_probe;
+
+static void
+probe_fn(void *arg, int thread_index, int n_threads)
+{
+    pool_probe *p = arg;
+
+    p->n_seen = n_threads;
+    atomic_fetch_add(&p->hits[thread_index], 1);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+static void
+test_threadpool(pgi_threadpool **pools)
+{
+    for (int t = 0; t < 3; t++)
+    {
+        pool_probe p;
+        int bad = 0;
+
+        memset(&p, 0, sizeof(p));
+        for (int rep = 0; rep < 3000; rep++)
+        {
+            pgi_threadpool_run(pools[t], probe_fn, &p);
+            if (atomic_load(&p.calls) != (rep + 1) * (t + 1))
+                bad++;
+        }
+        for (int i = 0; i <= t; i++)
+            if (atomic_load(&p.hits[i]) != 3000)
+                bad++;
+        CHECK(bad == 0 && p.n_seen == t + 1 && pgi_threadpool_size(pools[t]) == t + 1,
+              "pool of %d: every index runs once per call, 3000 calls", t + 1);
+    }
+}
+
+int
+main(void)
+{
+    pgi_threadpool *pools[3];
+    pgi_error err;
+    static const shape float_shapes[] = {{1, 45}, {37, 45}, {67, 256}};
+    static const shape q32_shapes[] = {{1, 32}, {37, 96}, {67, 256}};
+    static const shape k_shapes[] = {{1, 256}, {37, 256}, {67, 512}};
+
+    for (int t = 0; t < 3; t++)
+    {
+        pools[t] = pgi_threadpool_create(t + 1, &err);
+        if (pools[t] == NULL)
+        {
+            CHECK(0, "create pool: %s", err.message);
+            return unit_done();
+        }
+    }
+    printf("# SIMD level: %s\n", pgi_cpu_simd_name(pgi_cpu_simd_level()));
+    test_threadpool(pools);
+    test_type(PGI_TYPE_F32, float_shapes, 3, pools);
+    test_type(PGI_TYPE_F16, float_shapes, 3, pools);
+    test_type(PGI_TYPE_BF16, float_shapes, 3, pools);
+    test_type(PGI_TYPE_Q8_0, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q4_0, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q4_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_Q6_K, k_shapes, 3, pools);
+    for (int t = 0; t < 3; t++)
+        pgi_threadpool_destroy(pools[t]);
+    return unit_done();
+}

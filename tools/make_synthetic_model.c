@@ -1,0 +1,568 @@
+/*
+ * make_synthetic_model — writes a llama-family GGUF of any shape with random
+ * weights, for tests and benchmarks at real sizes.
+ *
+ *   make_synthetic_model --type q4_k_m --vocab-from ../shared/models/vocab/ggml-vocab-llama-spm.gguf -o m.gguf
+ *
+ * The defaults are the "134M" benchmark shape: dim 768, ffn 2048, 12 layers,
+ * 12 heads, 12 kv heads.  Weights are normal(0, 0.02); norm weights are
+ * 1 + normal(0, 0.02).  Each tensor's values depend only on the seed and the
+ * tensor's name, so files of different types made with one seed hold the
+ * same model at different precisions.  Rows are generated, converted and
+ * streamed to the file one at a time, so memory stays at a few rows.
+ *
+ * Q4_K_M follows llama.cpp's recipe for that file type: Q4_K everywhere,
+ * Q6_K for output.weight (token_embd.weight when tied), and Q6_K for attn_v
+ * and ffn_down in the layers where use_more_bits(i, n) holds: the first and
+ * last eighth of the layers and every third layer between.  Norms and biases
+ * are F32.  A row length that is not a whole number of blocks falls back
+ * (Q4_K -> Q4_0 -> F16, Q6_K -> Q8_0 -> F16), as llama.cpp also falls back.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "gguf_writer.h"
+#include "pgi_memory.h"
+#include "tensor_types.h"
+
+typedef struct options {
+    const char *type_name;
+    int64_t dim, ffn, layers, heads, kv_heads, context;
+    int64_t vocab_size;            /* when no --vocab-from */
+    const char *vocab_from;
+    bool tied;
+    const char *arch;
+    uint64_t seed;
+    float rope_base, rms_eps;
+    const char *output;
+} options;
+
+/* The base tensor type, file_type id of each --type. */
+typedef struct type_choice {
+    const char *name;
+    uint32_t matrix_type;
+    uint32_t file_type;          /* llama_ftype numbering */
+    bool k_quant_mix;            /* the Q4_K_M recipe */
+} type_choice;
+
+static const type_choice type_choices[] = {
+    {"f32", PGI_TYPE_F32, 0, false},
+    {"f16", PGI_TYPE_F16, 1, false},
+    {"bf16", PGI_TYPE_BF16, 32, false},
+    {"q8_0", PGI_TYPE_Q8_0, 7, false},
+    {"q4_0", PGI_TYPE_Q4_0, 2, false},
+    {"q4_k_m", PGI_TYPE_Q4_K, 15, true},
+};
+
+/* ------------------------------------------------------------ random */
+
+typedef struct rng {
+    uint64_t state;
+    bool has_spare;
+    float spare;
+} rng;
+
+static uint64_t
+splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1]. */
+static double
+uniform(rng *r)
+{
+    return ((double) (splitmix64(&r->state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+static float
+normal(rng *r)
+{
+    double radius, angle;
+
+    if (r->has_spare)
+    {
+        r->has_spare = false;
+        return r->spare;
+    }
+    radius = sqrt(-2.0 * log(uniform(r)));
+    angle = 2.0 * M_PI * uniform(r);
+    r->spare = (float) (radius * sin(angle));
+    r->has_spare = true;
+    return (float) (radius * cos(angle));
+}
+
+static uint64_t
+name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t) *s) * 1099511628211ull;
+    return h;
+}
+
+/* ------------------------------------------------------------ the plan */
+
+typedef enum tensor_kind { KIND_MATRIX, KIND_NORM, KIND_BIAS } tensor_kind;
+
+typedef struct planned_tensor {
+    char name[64];
+    int64_t dims[2];
+    uint32_t n_dims;
+    uint32_t type;
+    uint32_t wanted;             /* the recipe's type before any fallback */
+    tensor_kind kind;
+} planned_tensor;
+
+static bool
+use_more_bits(int64_t layer, int64_t n_layers)
+{
+    return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+/* The type a row of `row` elements can take, falling back when the row is
+ * not a whole number of blocks. */
+static uint32_t
+fit_type(uint32_t wanted, int64_t row)
+{
+    while (pgi_row_bytes(wanted, row) == 0)
+    {
+        if (wanted == PGI_TYPE_Q4_K)
+            wanted = PGI_TYPE_Q4_0;
+        else if (wanted == PGI_TYPE_Q6_K)
+            wanted = PGI_TYPE_Q8_0;
+        else
+            return PGI_TYPE_F16;
+    }
+    return wanted;
+}
+
+static void
+plan_add(planned_tensor *plan, int *n, const char *name, int64_t d0, int64_t d1, uint32_t type,
+         tensor_kind kind)
+{
+    planned_tensor *t = &plan[(*n)++];
+
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->dims[0] = d0;
+    t->dims[1] = d1;
+    t->n_dims = d1 > 0 ? 2 : 1;
+    t->wanted = kind == KIND_MATRIX ? type : PGI_TYPE_F32;
+    t->type = kind == KIND_MATRIX ? fit_type(type, d0) : PGI_TYPE_F32;
+    t->kind = kind;
+}
+
+static int
+make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tensor *plan)
+{
+    int n = 0;
+    int64_t head_dim = o->dim / o->heads;
+    int64_t kv_dim = head_dim * o->kv_heads;
+    uint32_t base = tc->matrix_type;
+    uint32_t big = tc->k_quant_mix ? PGI_TYPE_Q6_K : base;
+    char name[64];
+
+    plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, o->tied ? big : base, KIND_MATRIX);
+    for (int64_t l = 0; l < o->layers; l++)
+    {
+        uint32_t promoted = tc->k_quant_mix && use_more_bits(l, o->layers) ? PGI_TYPE_Q6_K : base;
+
+#define BLK(suffix) (snprintf(name, sizeof(name), "blk.%lld." suffix, (long long) l), name)
+        plan_add(plan, &n, BLK("attn_norm.weight"), o->dim, 0, 0, KIND_NORM);
+        plan_add(plan, &n, BLK("attn_q.weight"), o->dim, o->dim, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_k.weight"), o->dim, kv_dim, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_v.weight"), o->dim, kv_dim, promoted, KIND_MATRIX);
+        if (strcmp(o->arch, "qwen2") == 0)
+        {
+            plan_add(plan, &n, BLK("attn_q.bias"), o->dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_k.bias"), kv_dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_v.bias"), kv_dim, 0, 0, KIND_BIAS);
+        }
+        plan_add(plan, &n, BLK("attn_output.weight"), o->dim, o->dim, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_norm.weight"), o->dim, 0, 0, KIND_NORM);
+        plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, promoted, KIND_MATRIX);
+#undef BLK
+    }
+    plan_add(plan, &n, "output_norm.weight", o->dim, 0, 0, KIND_NORM);
+    if (!o->tied)
+        plan_add(plan, &n, "output.weight", o->dim, n_vocab, big, KIND_MATRIX);
+    return n;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+#define TRY(call)                                                            \
+    do {                                                                     \
+        if ((call) != PGI_OK)                                                \
+        {                                                                    \
+            fprintf(stderr, "make_synthetic_model: %s\n", err.message);     \
+            goto fail;                                                       \
+        }                                                                    \
+    } while (0)
+
+/* A stand-in SentencePiece vocabulary: <unk>, <s>, </s>, the 256 byte
+ * tokens, then pieces named "tok<N>". */
+static pgi_status
+add_generated_vocab(gguf_writer *w, int64_t n_vocab, pgi_error *err)
+{
+    char **tokens = pgi_calloc((size_t) n_vocab, sizeof(char *));
+    float *scores = pgi_calloc((size_t) n_vocab, sizeof(float));
+    int32_t *types = pgi_calloc((size_t) n_vocab, sizeof(int32_t));
+    pgi_status st = PGI_ERR_OUT_OF_MEMORY;
+
+    if (tokens == NULL || scores == NULL || types == NULL)
+        goto done;
+    for (int64_t i = 0; i < n_vocab; i++)
+    {
+        char piece[32];
+
+        if (i == 0)
+            snprintf(piece, sizeof(piece), "<unk>");
+        else if (i == 1)
+            snprintf(piece, sizeof(piece), "<s>");
+        else if (i == 2)
+            snprintf(piece, sizeof(piece), "</s>");
+        else if (i < 3 + 256)
+            snprintf(piece, sizeof(piece), "<0x%02X>", (unsigned) (i - 3));
+        else
+            snprintf(piece, sizeof(piece), "tok%lld", (long long) i);
+        tokens[i] = pgi_strdup(piece);
+        if (tokens[i] == NULL)
+            goto done;
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 3 + 256 ? 6 : 1;
+        scores[i] = i < 3 + 256 ? 0.0f : -(float) i;
+    }
+    if ((st = gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", err)) != PGI_OK ||
+        (st = gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", (const char *const *) tokens,
+                                           (uint64_t) n_vocab, err)) != PGI_OK ||
+        (st = gguf_writer_add_array(w, "tokenizer.ggml.scores", GGUF_VALUE_FLOAT32, scores,
+                                    (uint64_t) n_vocab, err)) != PGI_OK ||
+        (st = gguf_writer_add_array(w, "tokenizer.ggml.token_type", GGUF_VALUE_INT32, types,
+                                    (uint64_t) n_vocab, err)) != PGI_OK ||
+        (st = gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err)) != PGI_OK ||
+        (st = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err)) != PGI_OK ||
+        (st = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err)) != PGI_OK)
+        goto done;
+    st = PGI_OK;
+done:
+    if (st == PGI_ERR_OUT_OF_MEMORY && err != NULL && err->message[0] == '\0')
+        pgi_fail(err, st, "out of memory building a vocabulary");
+    if (tokens != NULL)
+        for (int64_t i = 0; i < n_vocab; i++)
+            pgi_free(tokens[i]);
+    pgi_free(tokens);
+    pgi_free(scores);
+    pgi_free(types);
+    return st;
+}
+
+static pgi_status
+add_metadata(gguf_writer *w, const options *o, const type_choice *tc, int64_t n_vocab,
+             bool any_quantized, pgi_error *err)
+{
+    char key[128];
+    char name[128];
+    pgi_status st = PGI_OK;
+
+#define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, o->arch), key)
+#define ADD(call) do { if ((st = (call)) != PGI_OK) return st; } while (0)
+    snprintf(name, sizeof(name), "synthetic %s %s", o->arch, tc->name);
+    ADD(gguf_writer_add_string(w, "general.architecture", o->arch, err));
+    ADD(gguf_writer_add_string(w, "general.name", name, err));
+    ADD(gguf_writer_add_u32(w, "general.file_type", tc->file_type, err));
+    if (any_quantized)
+        ADD(gguf_writer_add_u32(w, "general.quantization_version", 2, err));
+    ADD(gguf_writer_add_u32(w, KEY("context_length"), (uint32_t) o->context, err));
+    ADD(gguf_writer_add_u32(w, KEY("embedding_length"), (uint32_t) o->dim, err));
+    ADD(gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t) o->ffn, err));
+    ADD(gguf_writer_add_u32(w, KEY("block_count"), (uint32_t) o->layers, err));
+    ADD(gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t) o->heads, err));
+    ADD(gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t) o->kv_heads, err));
+    ADD(gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t) (o->dim / o->heads), err));
+    ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err));
+    ADD(gguf_writer_add_f32(w, KEY("rope.freq_base"), o->rope_base, err));
+    ADD(gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t) n_vocab, err));
+#undef KEY
+#undef ADD
+    return st;
+}
+
+/* ------------------------------------------------------------ main */
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+            "usage: make_synthetic_model [options] -o FILE\n"
+            "  --type f32|f16|bf16|q8_0|q4_0|q4_k_m   tensor type (default f16)\n"
+            "  --dim N --ffn N --layers N --heads N --kv-heads N --context N\n"
+            "                                         shape (default 768 2048 12 12 12 2048)\n"
+            "  --vocab-from FILE    copy tokenizer.* from a GGUF (e.g. a vocab-only file)\n"
+            "  --vocab-size N       without --vocab-from: a generated vocabulary of N tokens\n"
+            "  --tied               no output.weight (the embedding is reused)\n"
+            "  --arch llama|qwen2   qwen2 adds Q/K/V biases (default llama)\n"
+            "  --rope-base F --rms-eps F   (defaults 10000, 1e-5)\n"
+            "  --seed N             (default 1)\n");
+}
+
+static bool
+parse_int(const char *s, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v <= 0 || v > (1ll << 31))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool
+parse_options(int argc, char **argv, options *o)
+{
+    *o = (options) {"f16", 768, 2048, 12, 12, 0, 2048, 0, NULL, false, "llama", 1, 10000.0f, 1e-5f,
+                    NULL};
+    for (int i = 1; i < argc; i++)
+    {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+
+        if (strcmp(a, "--tied") == 0)
+        {
+            o->tied = true;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return false;
+        if (v == NULL)
+        {
+            fprintf(stderr, "make_synthetic_model: %s needs a value\n", a);
+            return false;
+        }
+        i++;
+        if (strcmp(a, "--type") == 0)
+            o->type_name = v;
+        else if (strcmp(a, "--dim") == 0)
+            ok = parse_int(v, &o->dim);
+        else if (strcmp(a, "--ffn") == 0)
+            ok = parse_int(v, &o->ffn);
+        else if (strcmp(a, "--layers") == 0)
+            ok = parse_int(v, &o->layers);
+        else if (strcmp(a, "--heads") == 0)
+            ok = parse_int(v, &o->heads);
+        else if (strcmp(a, "--kv-heads") == 0)
+            ok = parse_int(v, &o->kv_heads);
+        else if (strcmp(a, "--context") == 0)
+            ok = parse_int(v, &o->context);
+        else if (strcmp(a, "--vocab-size") == 0)
+            ok = parse_int(v, &o->vocab_size);
+        else if (strcmp(a, "--vocab-from") == 0)
+            o->vocab_from = v;
+        else if (strcmp(a, "--arch") == 0)
+            o->arch = v;
+        else if (strcmp(a, "--seed") == 0)
+            o->seed = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--rope-base") == 0)
+            o->rope_base = strtof(v, NULL);
+        else if (strcmp(a, "--rms-eps") == 0)
+            o->rms_eps = strtof(v, NULL);
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            o->output = v;
+        else
+        {
+            fprintf(stderr, "make_synthetic_model: unknown option %s\n", a);
+            return false;
+        }
+        if (!ok)
+        {
+            fprintf(stderr, "make_synthetic_model: %s wants a positive integer, not '%s'\n", a, v);
+            return false;
+        }
+    }
+    if (o->kv_heads == 0)
+        o->kv_heads = o->heads;
+    if (o->output == NULL)
+    {
+        fprintf(stderr, "make_synthetic_model: -o FILE is required\n");
+        return false;
+    }
+    if (strcmp(o->arch, "llama") != 0 && strcmp(o->arch, "qwen2") != 0)
+    {
+        fprintf(stderr, "make_synthetic_model: --arch must be llama or qwen2\n");
+        return false;
+    }
+    if (o->dim % o->heads != 0 || o->heads % o->kv_heads != 0 || (o->dim / o->heads) % 2 != 0)
+    {
+        fprintf(stderr, "make_synthetic_model: dim must split into heads of an even size, "
+                        "and heads into kv-heads groups\n");
+        return false;
+    }
+    if (o->vocab_from == NULL && o->vocab_size == 0)
+    {
+        fprintf(stderr, "make_synthetic_model: give --vocab-from FILE or --vocab-size N\n");
+        return false;
+    }
+    if (o->vocab_size != 0 && o->vocab_size < 3 + 256)
+    {
+        fprintf(stderr, "make_synthetic_model: --vocab-size must be at least 259\n");
+        return false;
+    }
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    options o;
+    const type_choice *tc = NULL;
+    pgi_error err = {0};
+    gguf_file *vocab = NULL;
+    gguf_writer *w = NULL;
+    planned_tensor *plan = NULL;
+    float *row = NULL;
+    uint8_t *converted = NULL;
+    int n_tensors, type_counts[PGI_TYPE_COUNT] = {0};
+    int64_t n_vocab = 0, max_row = 0;
+    uint64_t params = 0, data_bytes = 0;
+    bool any_quantized = false;
+    clock_t started = clock();
+
+    if (!parse_options(argc, argv, &o))
+    {
+        usage();
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof(type_choices) / sizeof(type_choices[0]); i++)
+        if (strcmp(type_choices[i].name, o.type_name) == 0)
+            tc = &type_choices[i];
+    if (tc == NULL)
+    {
+        fprintf(stderr, "make_synthetic_model: unknown --type %s\n", o.type_name);
+        usage();
+        return 2;
+    }
+
+    TRY(gguf_writer_create(&w, &err));
+    if (o.vocab_from != NULL)
+    {
+        gguf_value_type element_type;
+        uint64_t count = 0;
+
+        TRY(gguf_open(o.vocab_from, &vocab, &err));
+        if (!gguf_get_array(vocab, "tokenizer.ggml.tokens", &element_type, &count) ||
+            element_type != GGUF_VALUE_STRING || count == 0 || count > (1u << 31))
+        {
+            fprintf(stderr, "make_synthetic_model: %s has no tokenizer.ggml.tokens string array\n",
+                    o.vocab_from);
+            goto fail;
+        }
+        n_vocab = (int64_t) count;
+    }
+    else
+        n_vocab = o.vocab_size;
+
+    plan = pgi_calloc((size_t) (o.layers * 12 + 4), sizeof(planned_tensor));
+    if (plan == NULL)
+    {
+        fprintf(stderr, "make_synthetic_model: out of memory\n");
+        goto fail;
+    }
+    n_tensors = make_plan(&o, tc, n_vocab, plan);
+    for (int i = 0; i < n_tensors; i++)
+    {
+        any_quantized |= plan[i].type != PGI_TYPE_F32 && plan[i].type != PGI_TYPE_F16 &&
+                         plan[i].type != PGI_TYPE_BF16;
+        if (plan[i].dims[0] > max_row)
+            max_row = plan[i].dims[0];
+    }
+    TRY(add_metadata(w, &o, tc, n_vocab, any_quantized, &err));
+    if (vocab != NULL)
+    {
+        uint64_t copied = 0;
+
+        TRY(gguf_writer_copy_kvs_with_prefix(w, vocab, "tokenizer.", &copied, &err));
+        printf("vocabulary: %lld tokens, %llu tokenizer.* keys from %s\n", (long long) n_vocab,
+               (unsigned long long) copied, o.vocab_from);
+    }
+    else
+    {
+        TRY(add_generated_vocab(w, n_vocab, &err));
+        printf("vocabulary: %lld generated tokens\n", (long long) n_vocab);
+    }
+    for (int i = 0; i < n_tensors; i++)
+        TRY(gguf_writer_add_tensor(w, plan[i].name, plan[i].n_dims, plan[i].dims, plan[i].type, NULL,
+                                   &err));
+
+    row = pgi_alloc((size_t) max_row * sizeof(float));
+    converted = pgi_alloc((size_t) max_row * sizeof(float));   /* no type is wider than F32 */
+    if (row == NULL || converted == NULL)
+    {
+        fprintf(stderr, "make_synthetic_model: out of memory\n");
+        goto fail;
+    }
+    TRY(gguf_writer_begin_file(w, o.output, &err));
+    for (int i = 0; i < n_tensors; i++)
+    {
+        const planned_tensor *t = &plan[i];
+        int64_t rows = t->n_dims == 2 ? t->dims[1] : 1;
+        size_t row_bytes = pgi_row_bytes(t->type, t->dims[0]);
+        rng r = {o.seed * 0x9e3779b97f4a7c15ull ^ name_hash(t->name), false, 0.0f};
+
+        for (int64_t j = 0; j < rows; j++)
+        {
+            for (int64_t k = 0; k < t->dims[0]; k++)
+                row[k] = t->kind == KIND_NORM ? 1.0f + 0.02f * normal(&r) : 0.02f * normal(&r);
+            pgi_quantize_row(t->type, row, converted, t->dims[0]);
+            TRY(gguf_writer_write_data(w, converted, row_bytes, &err));
+        }
+        params += (uint64_t) (t->dims[0] * rows);
+        data_bytes += (uint64_t) row_bytes * (uint64_t) rows;
+        type_counts[t->type]++;
+    }
+    TRY(gguf_writer_finish(w, &err));
+
+    printf("wrote %s: %s, arch %s, dim %lld, ffn %lld, layers %lld, heads %lld/%lld kv, "
+           "context %lld, vocab %lld%s, seed %llu\n",
+           o.output, tc->name, o.arch, (long long) o.dim, (long long) o.ffn, (long long) o.layers,
+           (long long) o.heads, (long long) o.kv_heads, (long long) o.context, (long long) n_vocab,
+           o.tied ? ", tied embeddings" : "", (unsigned long long) o.seed);
+    printf("  %d tensors, %.2fM parameters, %.1f MiB of tensor data, types:", n_tensors,
+           (double) params / 1e6, (double) data_bytes / (1024.0 * 1024.0));
+    for (int t = 0; t < PGI_TYPE_COUNT; t++)
+        if (type_counts[t])
+            printf(" %s x%d", pgi_type_name((uint32_t) t), type_counts[t]);
+    printf("\n  %.1f s\n", (double) (clock() - started) / CLOCKS_PER_SEC);
+    for (int i = 0; i < n_tensors; i++)
+        if (plan[i].type != plan[i].wanted)
+            printf("  note: %s is %s (a row of %lld is not a whole number of %s blocks)\n",
+                   plan[i].name, pgi_type_name(plan[i].type), (long long) plan[i].dims[0],
+                   pgi_type_name(plan[i].wanted));
+
+    pgi_free(row);
+    pgi_free(converted);
+    pgi_free(plan);
+    gguf_writer_free(w);
+    gguf_close(vocab);
+    return 0;
+
+fail:
+    pgi_free(row);
+    pgi_free(converted);
+    pgi_free(plan);
+    gguf_writer_free(w);   /* removes a partial output file */
+    gguf_close(vocab);
+    return 1;
+}
