@@ -240,3 +240,49 @@ bench-engine: $(BUILDDIR)/pg_infer_cli $(BENCH_MODELS)
 	done
 
 .PHONY: bench bench-engine
+
+# ---------------------------------------------------------------- GPU tests and benchmarks
+# (owned by the CUDA backend; additive.)  Neither is part of `make test`: CI
+# has no GPU.  Both print "SKIP: no usable CUDA device (<reason>)" and exit 0
+# without one.  test_quant_units runs on the host (no GPU needed): it checks
+# the CUDA backend's device layouts and decoders against the reference
+# dequantization.
+GPU_TEST_DIR   = $(BUILDDIR)/test/gpu
+GPU_PROGRAMS   = $(GPU_TEST_DIR)/test_gpu_backend $(GPU_TEST_DIR)/bench_gpu $(GPU_TEST_DIR)/cuda_probe
+BENCH_MODELS   = $(BUILDDIR)/bench-models
+BENCH_VOCAB   ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
+BENCH_SHAPE    = --dim 2048 --ffn 8192 --layers 16 --heads 32 --kv-heads 8 --context 2048
+
+$(GPU_TEST_DIR)/%: test/gpu/%.c $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -Itest/unit -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+
+$(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quant_units.cuh kernels/cuda/cuda_common.cuh $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings -Iengine -Ikernels \
+	  -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
+
+$(BENCH_MODELS)/bench-1b-%.gguf: $(BUILDDIR)/make_synthetic_model
+	@mkdir -p $(dir $@)
+	$(BUILDDIR)/make_synthetic_model --type $* $(BENCH_SHAPE) --vocab-from $(BENCH_VOCAB) -o $@
+
+ifeq ($(CUDA_TARGET),)
+test-gpu bench-gpu:
+	@echo "SKIP: no usable CUDA device (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
+else
+test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units
+	$(GPU_TEST_DIR)/test_quant_units
+	$(GPU_TEST_DIR)/test_gpu_backend $(CUDA_LIB)
+
+bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
+	@if $(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB) >/dev/null; then \
+	  $(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR) $(BENCH_MODELS)/bench-1b-f16.gguf \
+	    $(BENCH_MODELS)/bench-1b-q8_0.gguf $(BENCH_MODELS)/bench-1b-q4_k_m.gguf && \
+	  $(GPU_TEST_DIR)/bench_gpu $(CUDA_LIB) $(BENCH_MODELS)/bench-1b-f16.gguf \
+	    $(BENCH_MODELS)/bench-1b-q8_0.gguf $(BENCH_MODELS)/bench-1b-q4_k_m.gguf; \
+	else \
+	  echo "SKIP: no usable CUDA device ($$($(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB)))"; \
+	fi
+endif
+
+.PHONY: test-gpu bench-gpu

@@ -30,6 +30,8 @@ typedef struct sequence {
     pgi_stop_matcher stop;
     pgi_kv_sequence kv;
     int reserved_blocks;
+    int cached_tokens;          /* prompt tokens whose K/V were shared, not computed */
+    bool waiting_for_prefix;    /* an earlier sequence is computing a prefix it can share */
     /* text produced this step */
     char *text;
     size_t text_length;
@@ -178,7 +180,7 @@ fill_timings(const sequence *s, pgi_sequence_timings *t)
     memset(t, 0, sizeof(*t));
     t->prompt_tokens = s->n_prompt;
     t->generated_tokens = s->n_generated;
-    t->cached_tokens = 0;
+    t->cached_tokens = s->cached_tokens;
     t->device_ms = s->device_ms;
     t->total_ms = end - s->added_at;
     if (s->admitted_at > 0)
@@ -657,6 +659,63 @@ admit_waiting(pgi_engine *e)
     }
 }
 
+/*
+ * Prefix sharing between running sequences: a sequence about to start its
+ * prefill takes, by reference, the whole KV blocks of the longest prompt
+ * prefix it has in common with an earlier running sequence, and computes
+ * only the rest (at least its last prompt token, whose logits it needs).
+ * When the earlier sequence has not yet computed that prefix, the later one
+ * waits for it rather than computing it twice.  Decided before the step's
+ * batch is built, so only K/V of completed steps are ever shared.
+ */
+static void
+share_prefixes(pgi_engine *e)
+{
+    for (int i = 0; i < e->n_seqs; i++)
+    {
+        sequence *s = e->seqs[i];
+        int best_ready = 0, best_pending = 0;
+        sequence *from = NULL;
+
+        s->waiting_for_prefix = false;
+        if (s->state != SEQ_PREFILL || s->n_prefilled != 0 || s->kv.n_table != 0)
+            continue;
+        for (int r_index = 0; r_index < i; r_index++)
+        {
+            sequence *r = e->seqs[r_index];
+            int limit = s->n_prompt - 1 < r->n_prompt ? s->n_prompt - 1 : r->n_prompt;
+            int m = 0;
+
+            if (r->state != SEQ_PREFILL && r->state != SEQ_DECODE)
+                continue;
+            while (m < limit && r->prompt[m] == s->prompt[m])
+                m++;
+            m -= m % e->block_size;
+            if (m == 0)
+                continue;
+            if (r->n_prefilled >= m && r->kv.length >= m)
+            {
+                if (m > best_ready)
+                {
+                    best_ready = m;
+                    from = r;
+                }
+            }
+            else if (m > best_pending && r->state == SEQ_PREFILL && !r->waiting_for_prefix)
+                best_pending = m;
+        }
+        if (best_pending > best_ready)
+            s->waiting_for_prefix = true;
+        else if (from != NULL &&
+                 pgi_kv_sequence_share_prefix(&s->kv, &from->kv, &e->blocks, best_ready, NULL) ==
+                     PGI_OK)
+        {
+            s->n_prefilled = best_ready;
+            s->cached_tokens = best_ready;
+        }
+    }
+}
+
 static pgi_status
 fail_running(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n_outputs)
 {
@@ -704,6 +763,8 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     for (int i = 0; i < e->n_seqs; i++)
         e->seqs[i]->text_length = 0;
     admit_waiting(e);
+    if (!e->options.disable_prefix_sharing)
+        share_prefixes(e);
 
     /* Decode tokens first (one per sequence), then prompt chunks in
      * admission order while the token budget lasts. */
@@ -717,7 +778,7 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
 
             if (pass == 0 && s->state != SEQ_DECODE)
                 continue;
-            if (pass == 1 && s->state != SEQ_PREFILL)
+            if (pass == 1 && (s->state != SEQ_PREFILL || s->waiting_for_prefix))
                 continue;
             if (n_step_seqs == e->max_sequences)
                 break;
@@ -770,6 +831,16 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     }
     if (n_tokens == 0)
         return PGI_OK;
+    /* A power-of-two table width keeps the step's shape stable while
+     * sequences grow, so a backend that replays recorded steps (CUDA
+     * graphs keyed by shape) sees few distinct shapes. */
+    {
+        int width = 1;
+
+        while (width < table_width)
+            width *= 2;
+        table_width = width < e->max_blocks_per_sequence ? width : e->max_blocks_per_sequence;
+    }
     for (int q = 0; q < n_step_seqs; q++)
     {
         const pgi_kv_sequence *kv = &e->step_seqs[q]->kv;

@@ -12,6 +12,11 @@
  *   pgi_engine_cancel()        drop a sequence at once, freeing its cache
  *   pgi_engine_generate()      convenience loop for one prompt (the CLI)
  *
+ * Prefix sharing: a sequence whose prompt starts with whole KV blocks
+ * worth of another running sequence's prompt shares those blocks instead
+ * of computing them (waiting a step or two if the other is still computing
+ * them); timings.cached_tokens counts them.
+ *
  * Admission: a queued sequence starts when a running slot is free and the
  * KV cache can hold its worst case (prompt + max_tokens, capped at the
  * context), so a running sequence never runs out of cache.  Sequences start
@@ -52,6 +57,7 @@ typedef struct pgi_engine_options {
     int max_batch_tokens;          /* tokens per step; 0: 512 */
     int prefill_chunk;             /* prompt tokens per sequence per step; 0: max_batch_tokens */
     int max_sequences;             /* running at once; 0: 64 */
+    bool disable_prefix_sharing;   /* see pgi_engine_step */
     pgi_logits_observer logits_observer;
     void *logits_observer_context;
 } pgi_engine_options;
@@ -74,7 +80,7 @@ const char *pgi_finish_reason_name(pgi_finish_reason reason);
 typedef struct pgi_sequence_timings {
     int prompt_tokens;
     int generated_tokens;
-    int cached_tokens;             /* prompt tokens served from a shared prefix (0 for now) */
+    int cached_tokens;             /* prompt tokens whose K/V were shared from another sequence */
     double queue_ms;               /* added -> admitted */
     double prefill_ms;             /* admitted -> first token sampled */
     double time_to_first_token_ms; /* added -> first token sampled */

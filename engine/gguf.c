@@ -591,15 +591,47 @@ typedef struct tensor_range {
     uint64_t index;
 } tensor_range;
 
-static int
-compare_ranges(const void *a, const void *b)
+static bool
+range_before(const tensor_range *a, const tensor_range *b)
 {
-    const tensor_range *ra = a;
-    const tensor_range *rb = b;
+    return a->begin != b->begin ? a->begin < b->begin : a->index < b->index;
+}
 
-    if (ra->begin != rb->begin)
-        return ra->begin < rb->begin ? -1 : 1;
-    return ra->index < rb->index ? -1 : (ra->index > rb->index);
+static void
+sift_down(tensor_range *r, uint64_t root, uint64_t end)
+{
+    for (;;)
+    {
+        uint64_t child = 2 * root + 1;
+        tensor_range swap;
+
+        if (child >= end)
+            return;
+        if (child + 1 < end && range_before(&r[child], &r[child + 1]))
+            child++;
+        if (!range_before(&r[root], &r[child]))
+            return;
+        swap = r[root];
+        r[root] = r[child];
+        r[child] = swap;
+        root = child;
+    }
+}
+
+/* Heapsort by offset: no allocation (qsort may call malloc) and no recursion. */
+static void
+sort_ranges(tensor_range *r, uint64_t n)
+{
+    for (uint64_t i = n / 2; i > 0; i--)
+        sift_down(r, i - 1, n);
+    for (uint64_t end = n; end > 1; end--)
+    {
+        tensor_range top = r[0];
+
+        r[0] = r[end - 1];
+        r[end - 1] = top;
+        sift_down(r, 0, end - 1);
+    }
 }
 
 /* Offsets aligned, ranges inside the data section, no two overlapping. */
@@ -644,7 +676,7 @@ check_tensor_data(gguf_file *f, pgi_error *err)
         ranges[i].end = f->tensors[i].offset + f->tensors[i].n_bytes;
         ranges[i].index = i;
     }
-    qsort(ranges, (size_t) f->n_tensors, sizeof(tensor_range), compare_ranges);
+    sort_ranges(ranges, f->n_tensors);
     for (uint64_t i = 1; i < f->n_tensors; i++)
     {
         if (ranges[i].begin < ranges[i - 1].end)

@@ -229,15 +229,51 @@ pgi_sample_softmax(pgi_candidate *c, int n)
         c[i].p = (float) (c[i].p / sum);
 }
 
-/* Partial selection would be faster for large vocabularies; a full sort of
- * the candidate list costs well under a millisecond at 32K-150K entries
- * next to a forward pass. */
+/* a ranks before b: higher logit, then lower id */
+static inline bool
+ranks_before(const pgi_candidate *a, const pgi_candidate *b)
+{
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+/* Restore the heap below i: c[0] is the worst-ranked of the k kept. */
+static void
+sift_down(pgi_candidate *c, int k, int i)
+{
+    for (;;)
+    {
+        int worst = i, l = 2 * i + 1, r = l + 1;
+        pgi_candidate t;
+
+        if (l < k && ranks_before(&c[worst], &c[l]))
+            worst = l;
+        if (r < k && ranks_before(&c[worst], &c[r]))
+            worst = r;
+        if (worst == i)
+            return;
+        t = c[i];
+        c[i] = c[worst];
+        c[worst] = t;
+        i = worst;
+    }
+}
+
+/* Keeps the k best in O(n log k) with a heap, then sorts those k: a full
+ * sort of a 32K-150K vocabulary every token would cost milliseconds. */
 void
 pgi_sample_top_k(pgi_candidate *c, int *n, int k)
 {
     if (k <= 0 || k >= *n)
         return;
-    qsort(c, (size_t) *n, sizeof(*c), by_logit_descending);
+    for (int i = k / 2 - 1; i >= 0; i--)
+        sift_down(c, k, i);
+    for (int i = k; i < *n; i++)
+        if (ranks_before(&c[i], &c[0]))
+        {
+            c[0] = c[i];
+            sift_down(c, k, 0);
+        }
+    qsort(c, (size_t) k, sizeof(*c), by_logit_descending);
     *n = k;
 }
 

@@ -21,6 +21,7 @@
 # Prints one last line "N passed, N failed" (all TAP results above) and
 # exits non-zero when anything failed or when no test ran at all.
 #
+# Settings for every test server: test/server.conf.
 # Environment: MAKE, BUILDDIR, PG_CONFIG, USE_CUDA (as for make),
 # PGI_TEST_USER, PGI_KEEP_TEST_DIR=1 (keep the scratch directory).
 
@@ -144,7 +145,7 @@ read -r unit_ok unit_not_ok unit_broken < <(awk '
             print "not ok - " name " crashed or did not finish its plan" > "/dev/stderr"
         }
     }
-    /^# .*test\/unit\// { close_binary(); name = $2; planned = 0; ok = 0; notok = 0; next }
+    /^# [^ ]*test\/unit\/[^ ]+$/ { close_binary(); name = $2; planned = 0; ok = 0; notok = 0; next }
     /^ok /              { ok++; total_ok++; next }
     /^not ok /          { notok++; total_not_ok++; print > "/dev/stderr"; next }
     /^1\.\.[0-9]+/      { planned = 1; planned_count = substr($1, 4) + 0; next }
@@ -179,6 +180,14 @@ if ! "${install_cmd[@]}" >"$LOGDIR/install.log" 2>&1; then
     record 0 1 "install"
     summary_and_exit
 fi
+# The models, where the server's user can read them, and the tests' own
+# server settings (test/server.conf, @MODELS@ = that copy).
+mkdir -p "$WORK/models"
+cp models/*.gguf "$WORK/models/" 2>/dev/null
+if [ -f test/server.conf ]; then
+    SERVER_SETTINGS="$SERVER_SETTINGS
+$(sed "s|@MODELS@|$WORK/models|g" test/server.conf)"
+fi
 chmod -R a+rX "$WORK"
 
 PRELOAD_SETTINGS="shared_preload_libraries = 'pg_infer'
@@ -192,11 +201,20 @@ cp -r sql expected "$REGRESS_DIR/"
 printf '%s\n' "$PRELOAD_SETTINGS" >"$REGRESS_DIR/temp.conf"
 chown -R "$TEST_USER" "$REGRESS_DIR" 2>/dev/null || true
 regress_tests=()
-for f in sql/*.sql; do
-    [ -e "$f" ] && regress_tests+=("$(basename "$f" .sql)")
-done
 regress_ok=0
 regress_failed=0
+for f in sql/*.sql; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .sql)
+    # pg_regress gives up on the whole run when an expected file is missing.
+    if [ -e "expected/$name.out" ]; then
+        regress_tests+=("$name")
+    else
+        echo "not ok - sql/$name.sql has no expected/$name.out"
+        regress_failed=$((regress_failed + 1))
+    fi
+done
+regress_missing=$regress_failed
 if [ "${#regress_tests[@]}" -gt 0 ]; then
     (cd "$REGRESS_DIR" && as_server_user "$PG_REGRESS" \
         --temp-instance="$REGRESS_DIR/instance" \
@@ -208,15 +226,15 @@ if [ "${#regress_tests[@]}" -gt 0 ]; then
     cat "$LOGDIR/pg_regress.log"
     # PostgreSQL 15 prints "test NAME ... ok"; 16 and later print TAP.
     regress_ok=$(grep -cE '^(test +| +)?[A-Za-z0-9_]+ +\.\.\. ok|^ok [0-9]' "$LOGDIR/pg_regress.log")
-    regress_failed=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]' "$LOGDIR/pg_regress.log")
+    regress_failed=$((regress_failed + $(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]' "$LOGDIR/pg_regress.log")))
     if [ -f "$REGRESS_DIR/regression.diffs" ]; then
         cp "$REGRESS_DIR/regression.diffs" "$LOGDIR/"
         cat "$REGRESS_DIR/regression.diffs"
     fi
     [ -d "$REGRESS_DIR/log" ] && cp "$REGRESS_DIR"/log/*.log "$LOGDIR/" 2>/dev/null
-    if [ "$regress_status" -ne 0 ] && [ "$regress_failed" -eq 0 ]; then
+    if [ "$regress_status" -ne 0 ] && [ "$regress_failed" -eq "$regress_missing" ]; then
         echo "not ok - pg_regress failed (see $LOGDIR/pg_regress.log)"
-        regress_failed=1
+        regress_failed=$((regress_failed + 1))
     fi
 fi
 record "$regress_ok" "$regress_failed" "pg_regress"

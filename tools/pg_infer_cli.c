@@ -560,7 +560,7 @@ cmd_bench(const cli_args *a)
            "\"repetitions\": %d}\n",
            P * a->repetitions / prefill_total, G * a->repetitions / decode_total,
            base != NULL ? base + 1 : a->model, pgi_engine_backend(engine)->device_name,
-           a->threads, P, G, a->repetitions);
+           a->threads > 0 ? a->threads : (int) sysconf(_SC_NPROCESSORS_ONLN), P, G, a->repetitions);
     pgi_free(prompt);
     pgi_engine_close(engine);
     return 0;

@@ -246,10 +246,12 @@ cpu_add_bias(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows)
     }
 }
 
+/* Rotates the pairs of every head of one token's row by the angles whose
+ * cosines and sines are given (one per pair). */
 static void
-rope_rows(float *x, int n_heads, int head_dim, const pgi_rope *rope, int32_t position)
+rope_rows(float *x, int n_heads, int head_dim, const pgi_rope *rope, const float *cos_theta,
+          const float *sin_theta)
 {
-    const float *inv_freq = (const float *) rope->inv_freq->host;
     int half = rope->n_dims / 2;
 
     for (int h = 0; h < n_heads; h++)
@@ -258,14 +260,12 @@ rope_rows(float *x, int n_heads, int head_dim, const pgi_rope *rope, int32_t pos
 
         for (int i = 0; i < half; i++)
         {
-            float theta = (float) position * inv_freq[i];
-            float c = cosf(theta), s = sinf(theta);
             int a = rope->mode == PGI_ROPE_NEOX ? i : 2 * i;
             int z = rope->mode == PGI_ROPE_NEOX ? i + half : 2 * i + 1;
             float x0 = v[a], x1 = v[z];
 
-            v[a] = x0 * c - x1 * s;
-            v[z] = x0 * s + x1 * c;
+            v[a] = x0 * cos_theta[i] - x1 * sin_theta[i];
+            v[z] = x0 * sin_theta[i] + x1 * cos_theta[i];
         }
     }
 }
@@ -275,14 +275,29 @@ cpu_rope(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
          const pgi_attention_shape *shape)
 {
     const pgi_step *s = &as_cpu(b)->step;
+    const float *inv_freq = (const float *) rope->inv_freq->host;
     size_t q_width = (size_t) shape->n_heads * (size_t) shape->head_dim;
     size_t k_width = (size_t) shape->n_kv_heads * (size_t) shape->head_dim;
+    int half = rope->n_dims / 2;
+    /* the model check bounds head_dim, so rope dims, by 1024 */
+    float cos_theta[512], sin_theta[512];
 
+    if (half > 512)
+        half = 512;
     for (int t = 0; t < s->n_tokens; t++)
     {
-        rope_rows(q + (size_t) t * q_width, shape->n_heads, shape->head_dim, rope, s->positions[t]);
-        rope_rows(k + (size_t) t * k_width, shape->n_kv_heads, shape->head_dim, rope,
-                  s->positions[t]);
+        /* the angles depend on the position only: once per token, not per head */
+        for (int i = 0; i < half; i++)
+        {
+            float theta = (float) s->positions[t] * inv_freq[i];
+
+            cos_theta[i] = cosf(theta);
+            sin_theta[i] = sinf(theta);
+        }
+        rope_rows(q + (size_t) t * q_width, shape->n_heads, shape->head_dim, rope, cos_theta,
+                  sin_theta);
+        rope_rows(k + (size_t) t * k_width, shape->n_kv_heads, shape->head_dim, rope, cos_theta,
+                  sin_theta);
     }
 }
 
@@ -347,73 +362,137 @@ attend_scalar(pgi_kv_cache *kv, int layer, const attend_job *j)
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+/*
+ * e^x for 8 floats: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts
+ * for an exact reduction), e^r by its Taylor polynomial to degree 6
+ * (truncation error r^7/7! < 1.2e-7 relative), times 2^n built in the
+ * exponent bits.  Inputs are clamped to the range of normal results.
+ */
+__attribute__((target("avx2,fma"))) static inline __m256
+exp_avx2(__m256 x)
+{
+    __m256 n, r, p;
+    __m256i bits;
+
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/* softmax of scores[0..n) in place */
+__attribute__((target("avx2,fma"))) static void
+softmax_avx2(float *scores, int n)
+{
+    __m256 vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
+    float max_score = -INFINITY, sum, inv_sum;
+    __m128 h;
+    int k = 0;
+
+    for (; k + 8 <= n; k += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + k));
+    h = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    max_score = _mm_cvtss_f32(h);
+    for (; k < n; k++)
+        if (scores[k] > max_score)
+            max_score = scores[k];
+    vmax = _mm256_set1_ps(max_score);
+    for (k = 0; k + 8 <= n; k += 8)
+    {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + k), vmax));
+
+        _mm256_storeu_ps(scores + k, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    h = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    sum = _mm_cvtss_f32(h);
+    for (; k < n; k++)
+    {
+        scores[k] = expf(scores[k] - max_score);
+        sum += scores[k];
+    }
+    inv_sum = 1.0f / sum;
+    for (k = 0; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(scores + k, _mm256_mul_ps(_mm256_loadu_ps(scores + k), _mm256_set1_ps(inv_sum)));
+    for (; k < n; k++)
+        scores[k] *= inv_sum;
+}
+
 /* The same with AVX2/FMA for head sizes that are a multiple of 8 (all the
  * common ones); compiled for that target only, called only after run-time
  * detection. */
-__attribute__((target("avx2,fma"))) static inline const float *
-key_row(pgi_kv_cache *kv, int layer, int which, const attend_job *j, int k)
-{
-    return kv_row(kv, layer, which, j->table[k / kv->g.block_size], k % kv->g.block_size) +
-           j->kv_offset;
-}
-
+/*
+ * Keys are visited block by block (no division per key): block b holds
+ * positions [b*block_size, (b+1)*block_size), its rows kv_dim floats apart.
+ */
 __attribute__((target("avx2,fma"))) static void
 attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
 {
     int d = j->head_dim;
     int n = j->n_keys;
-    int k = 0;
-    float max_score = -INFINITY, sum = 0.0f, inv_sum;
+    int block_size = kv->g.block_size;
+    size_t stride = kv->kv_dim;
 
     /* scores, four keys at a time: independent accumulators, one combined
      * horizontal sum */
-    for (; k + 4 <= n; k += 4)
+    for (int b0 = 0; b0 < n; b0 += block_size)
     {
-        const float *k0 = key_row(kv, layer, 0, j, k), *k1 = key_row(kv, layer, 0, j, k + 1);
-        const float *k2 = key_row(kv, layer, 0, j, k + 2), *k3 = key_row(kv, layer, 0, j, k + 3);
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        __m256 h;
-        __m128 s4;
+        const float *rows = kv_row(kv, layer, 0, j->table[b0 / block_size], 0) + j->kv_offset;
+        int m = n - b0 < block_size ? n - b0 : block_size;
+        float *scores = j->scores + b0;
+        int k = 0;
 
-        for (int i = 0; i < d; i += 8)
+        for (; k + 4 <= m; k += 4)
         {
-            __m256 qv = _mm256_loadu_ps(j->q + i);
+            const float *k0 = rows + (size_t) k * stride, *k1 = k0 + stride;
+            const float *k2 = k1 + stride, *k3 = k2 + stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            __m256 h;
+            __m128 s4;
 
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+            for (int i = 0; i < d; i += 8)
+            {
+                __m256 qv = _mm256_loadu_ps(j->q + i);
+
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+            }
+            h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(scores + k, _mm_mul_ps(s4, _mm_set1_ps(j->scale)));
         }
-        h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        s4 = _mm_mul_ps(s4, _mm_set1_ps(j->scale));
-        _mm_storeu_ps(j->scores + k, s4);
-    }
-    for (; k < n; k++)
-    {
-        const float *key = key_row(kv, layer, 0, j, k);
-        __m256 a = _mm256_setzero_ps();
-        __m128 s;
+        for (; k < m; k++)
+        {
+            const float *key = rows + (size_t) k * stride;
+            __m256 a = _mm256_setzero_ps();
+            __m128 s1;
 
-        for (int i = 0; i < d; i += 8)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(j->q + i), _mm256_loadu_ps(key + i), a);
-        s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        j->scores[k] = _mm_cvtss_f32(s) * j->scale;
+            for (int i = 0; i < d; i += 8)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(j->q + i), _mm256_loadu_ps(key + i), a);
+            s1 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            s1 = _mm_add_ps(s1, _mm_movehl_ps(s1, s1));
+            s1 = _mm_add_ss(s1, _mm_movehdup_ps(s1));
+            scores[k] = _mm_cvtss_f32(s1) * j->scale;
+        }
     }
-    for (k = 0; k < n; k++)
-        if (j->scores[k] > max_score)
-            max_score = j->scores[k];
-    for (k = 0; k < n; k++)
-    {
-        j->scores[k] = expf(j->scores[k] - max_score);
-        sum += j->scores[k];
-    }
-    inv_sum = 1.0f / sum;
-    for (k = 0; k < n; k++)
-        j->scores[k] *= inv_sum;
+    softmax_avx2(j->scores, n);
 
     /* weighted sum of V, 64 output floats at a time in eight registers */
     {
@@ -425,19 +504,24 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
             __m256 o3 = _mm256_setzero_ps(), o4 = _mm256_setzero_ps(), o5 = _mm256_setzero_ps();
             __m256 o6 = _mm256_setzero_ps(), o7 = _mm256_setzero_ps();
 
-            for (k = 0; k < n; k++)
+            for (int b0 = 0; b0 < n; b0 += block_size)
             {
-                const float *v = key_row(kv, layer, 1, j, k) + c0;
-                __m256 p = _mm256_set1_ps(j->scores[k]);
+                const float *v = kv_row(kv, layer, 1, j->table[b0 / block_size], 0) + j->kv_offset + c0;
+                int m = n - b0 < block_size ? n - b0 : block_size;
 
-                o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), o0);
-                o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), o1);
-                o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), o2);
-                o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), o3);
-                o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), o4);
-                o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), o5);
-                o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), o6);
-                o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), o7);
+                for (int k = 0; k < m; k++, v += stride)
+                {
+                    __m256 p = _mm256_set1_ps(j->scores[b0 + k]);
+
+                    o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), o0);
+                    o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), o1);
+                    o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), o2);
+                    o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), o3);
+                    o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), o4);
+                    o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), o5);
+                    o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), o6);
+                    o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), o7);
+                }
             }
             _mm256_storeu_ps(j->out + c0, o0);
             _mm256_storeu_ps(j->out + c0 + 8, o1);
@@ -452,9 +536,14 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
         {
             __m256 o = _mm256_setzero_ps();
 
-            for (k = 0; k < n; k++)
-                o = _mm256_fmadd_ps(_mm256_set1_ps(j->scores[k]),
-                                    _mm256_loadu_ps(key_row(kv, layer, 1, j, k) + c0), o);
+            for (int b0 = 0; b0 < n; b0 += block_size)
+            {
+                const float *v = kv_row(kv, layer, 1, j->table[b0 / block_size], 0) + j->kv_offset + c0;
+                int m = n - b0 < block_size ? n - b0 : block_size;
+
+                for (int k = 0; k < m; k++, v += stride)
+                    o = _mm256_fmadd_ps(_mm256_set1_ps(j->scores[b0 + k]), _mm256_loadu_ps(v), o);
+            }
             _mm256_storeu_ps(j->out + c0, o);
         }
     }
@@ -553,6 +642,7 @@ typedef struct silu_args {
     const float *gate;
     const float *up;
     int64_t n;
+    bool simd;
 } silu_args;
 
 static void
@@ -566,24 +656,55 @@ silu_range(float *out, const float *gate, const float *up, int64_t begin, int64_
     }
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void
+silu_range_avx2(float *out, const float *gate, const float *up, int64_t begin, int64_t end)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = begin;
+
+    for (; i + 8 <= end; i += 8)
+    {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sig), _mm256_loadu_ps(up + i)));
+    }
+    silu_range(out, gate, up, i, end);
+}
+#endif
+
+static void
+silu_any(bool simd, float *out, const float *gate, const float *up, int64_t begin, int64_t end)
+{
+#if defined(__x86_64__)
+    if (simd)
+    {
+        silu_range_avx2(out, gate, up, begin, end);
+        return;
+    }
+#endif
+    silu_range(out, gate, up, begin, end);
+}
+
 static void
 silu_worker(void *arg, int thread_index, int n_threads)
 {
     silu_args *a = arg;
 
-    silu_range(a->out, a->gate, a->up, a->n * thread_index / n_threads,
-               a->n * (thread_index + 1) / n_threads);
+    silu_any(a->simd, a->out, a->gate, a->up, a->n * thread_index / n_threads,
+             a->n * (thread_index + 1) / n_threads);
 }
 
 static void
 cpu_silu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int64_t n)
 {
     cpu_backend *cb = as_cpu(b);
-    silu_args args = {out, gate, up, n};
+    silu_args args = {out, gate, up, n, cb->use_avx2};
 
     /* expf dominates; below a few thousand elements a dispatch costs more */
     if (n < 8192 || cb->n_threads == 1)
-        silu_range(out, gate, up, 0, n);
+        silu_any(cb->use_avx2, out, gate, up, 0, n);
     else
         pgi_threadpool_run(cb->pool, silu_worker, &args);
 }

@@ -331,10 +331,84 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
         out[c * os] = hsum_ps(acc[c]);
 }
 
+/* ------------------------------------------------- single-row kernels */
+
+/* Decode reads each weight row once, straight from memory: one row at a
+ * time keeps the access purely sequential (what the hardware prefetchers
+ * follow best), and unrolling over blocks with separate accumulators gives
+ * the instruction-level parallelism that several rows would. */
+AVX2_INLINE float
+float_row(int kind, int64_t cols, const uint8_t *w, const float *x)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    float s;
+
+    for (; k + 32 <= cols; k += 32)
+    {
+        a0 = _mm256_fmadd_ps(load8(kind, w, k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(load8(kind, w, k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        a2 = _mm256_fmadd_ps(load8(kind, w, k + 16), _mm256_loadu_ps(x + k + 16), a2);
+        a3 = _mm256_fmadd_ps(load8(kind, w, k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k + 8 <= cols; k += 8)
+        a0 = _mm256_fmadd_ps(load8(kind, w, k), _mm256_loadu_ps(x + k), a0);
+    s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; k < cols; k++)
+        s += load1(kind, w, k) * x[k];
+    return s;
+}
+
+AVX2_INLINE __m256
+q8_block_product(bool is_q4, const uint8_t *w, int64_t b, const pgi_block_q8_0 *xb)
+{
+    __m256i wq;
+    float dw;
+
+    if (is_q4)
+    {
+        const pgi_block_q4_0 *wb = (const pgi_block_q4_0 *) w + b;
+
+        wq = unpack_q4_0(wb);
+        dw = half_to_float(wb->d);
+    }
+    else
+    {
+        const pgi_block_q8_0 *wb = (const pgi_block_q8_0 *) w + b;
+
+        wq = _mm256_loadu_si256((const __m256i *) wb->qs);
+        dw = half_to_float(wb->d);
+    }
+    {
+        __m256i xq = _mm256_loadu_si256((const __m256i *) xb->qs);
+        __m256 p = _mm256_cvtepi32_ps(dot_i8(_mm256_sign_epi8(wq, wq), wq, xq));
+
+        return _mm256_mul_ps(p, _mm256_set1_ps(dw * half_to_float(xb->d)));
+    }
+}
+
+AVX2_INLINE float
+q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
+{
+    const pgi_block_q8_0 *xb = (const pgi_block_q8_0 *) x;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t nb = cols / 32, b = 0;
+
+    for (; b + 2 <= nb; b += 2)
+    {
+        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b));
+        a1 = _mm256_add_ps(a1, q8_block_product(is_q4, w, b + 1, xb + b + 1));
+    }
+    if (b < nb)
+        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b));
+    return hsum_ps(_mm256_add_ps(a0, a1));
+}
+
 /* ------------------------------------------------- tile entry points */
 
-/* Full tiles go to the R x C instance; edges to R x 1 or 1 x C or 1 x 1. */
-#define TILE_ENTRY(NAME, CALL, R, C)                                                      \
+/* Full tiles go to the R x C instance; one activation row (decode) to the
+ * single-row kernel when there is one, other edges to 1 x C or R x 1. */
+#define TILE_ENTRY(NAME, CALL, ROW, R, C)                                                 \
     AVX2_FN void NAME(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,        \
                       size_t xs, float *out, size_t os, int nr, int nc)                   \
     {                                                                                     \
@@ -343,13 +417,18 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
         else if (nc == (C))                                                               \
             for (int r = 0; r < nr; r++)                                                  \
                 CALL(cols, w + r * ws, ws, x, xs, out + r, os, 1, C);                     \
-        else if (nr == (R))                                                               \
-            for (int c = 0; c < nc; c++)                                                  \
-                CALL(cols, w, ws, x + c * xs, xs, out + c * os, os, R, 1);                \
         else                                                                              \
-            for (int r = 0; r < nr; r++)                                                  \
-                for (int c = 0; c < nc; c++)                                              \
-                    CALL(cols, w + r * ws, ws, x + c * xs, xs, out + c * os + r, os, 1, 1); \
+            for (int c = 0; c < nc; c++)                                                  \
+            {                                                                             \
+                if (ROW(NULL, 0, NULL, NULL) && (R) > 1)                                  \
+                    for (int r = 0; r < nr; r++)                                          \
+                        out[c * os + r] = ROW(cols, w + r * ws, x + c * xs, 1);           \
+                else if (nr == (R))                                                       \
+                    CALL(cols, w, ws, x + c * xs, xs, out + c * os, os, R, 1);            \
+                else                                                                      \
+                    for (int r = 0; r < nr; r++)                                          \
+                        CALL(cols, w + r * ws, ws, x + c * xs, xs, out + c * os + r, os, 1, 1); \
+            }                                                                             \
     }
 
 #define CALL_F32(cols, w, ws, x, xs, out, os, R, C) float_tile(KIND_F32, cols, w, ws, x, xs, out, os, R, C)
@@ -360,13 +439,22 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
 #define CALL_Q4_K(cols, w, ws, x, xs, out, os, R, C) q4_k_tile(cols, w, ws, x, xs, out, os, C)
 #define CALL_Q6_K(cols, w, ws, x, xs, out, os, R, C) q6_k_tile(cols, w, ws, x, xs, out, os, C)
 
-TILE_ENTRY(tile_f32, CALL_F32, 4, 3)
-TILE_ENTRY(tile_f16, CALL_F16, 4, 3)
-TILE_ENTRY(tile_bf16, CALL_BF16, 4, 3)
-TILE_ENTRY(tile_q8_0, CALL_Q8_0, 4, 2)
-TILE_ENTRY(tile_q4_0, CALL_Q4_0, 4, 2)
-TILE_ENTRY(tile_q4_k, CALL_Q4_K, 1, 4)
-TILE_ENTRY(tile_q6_k, CALL_Q6_K, 1, 4)
+/* ROW(cols, w, x, 1) is a row's dot product; ROW(..., 0) says whether the
+ * type has a single-row kernel. */
+#define ROW_F32(cols, w, x, go) ((go) ? float_row(KIND_F32, cols, w, (const float *) (x)) : 1.0f)
+#define ROW_F16(cols, w, x, go) ((go) ? float_row(KIND_F16, cols, w, (const float *) (x)) : 1.0f)
+#define ROW_BF16(cols, w, x, go) ((go) ? float_row(KIND_BF16, cols, w, (const float *) (x)) : 1.0f)
+#define ROW_Q8_0(cols, w, x, go) ((go) ? q8_row(false, cols, w, x) : 1.0f)
+#define ROW_Q4_0(cols, w, x, go) ((go) ? q8_row(true, cols, w, x) : 1.0f)
+#define ROW_NONE(cols, w, x, go) 0.0f
+
+TILE_ENTRY(tile_f32, CALL_F32, ROW_F32, 4, 3)
+TILE_ENTRY(tile_f16, CALL_F16, ROW_F16, 4, 3)
+TILE_ENTRY(tile_bf16, CALL_BF16, ROW_BF16, 4, 3)
+TILE_ENTRY(tile_q8_0, CALL_Q8_0, ROW_Q8_0, 4, 2)
+TILE_ENTRY(tile_q4_0, CALL_Q4_0, ROW_Q4_0, 4, 2)
+TILE_ENTRY(tile_q4_k, CALL_Q4_K, ROW_NONE, 1, 4)
+TILE_ENTRY(tile_q6_k, CALL_Q6_K, ROW_NONE, 1, 4)
 
 /* ------------------------------------------------ activation quantizers */
 

@@ -114,6 +114,19 @@ graphs_destroy_all(pgi_cuda_backend *cb)
     cb->mode = PGI_GRAPH_EAGER;
 }
 
+/* Scratch buffers moved: graphs hold their old addresses.  Drop the graphs
+ * (each shape warms up and is captured again) but keep the record arrays,
+ * which a caller may be walking. */
+static void
+graphs_invalidate(pgi_cuda_backend *cb)
+{
+    for (int i = 0; i < PGI_CUDA_GRAPH_SLOTS; i++)
+    {
+        graph_slot_clear(&cb->graphs[i]);
+        cb->graphs[i].times_seen = 0;
+    }
+}
+
 /* Launch the first n recorded ops of the current slot one by one. */
 static void
 run_recorded(pgi_cuda_backend *cb, int n)
@@ -284,6 +297,7 @@ pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, s
         return true;
     if (cb->mode != PGI_GRAPH_EAGER)
         leave_graph_mode(cb);
+    graphs_invalidate(cb);
     grown = bytes + bytes / 4;
     if (*buffer != NULL)
     {
@@ -1022,6 +1036,8 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->dequant_scratch));
     if (cb->x_half != NULL)
         release_quietly(cudaFree(cb->x_half));
+    if (cb->x_int8 != NULL)
+        release_quietly(cudaFree(cb->x_int8));
     if (cb->attn_partial != NULL)
         release_quietly(cudaFree(cb->attn_partial));
     if (cb->d_argmax != NULL)
@@ -1074,6 +1090,7 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
     size_t free_bytes = 0, total_bytes = 0;
     cublasStatus_t bs;
     const char *graphs = getenv("PGI_CUDA_GRAPHS");
+    const char *int8 = getenv("PGI_CUDA_INT8_MATVEC");
     pgi_status st;
 
     CUDA_TRY(cudaSetDevice(cb->device), "cudaSetDevice");
@@ -1112,7 +1129,9 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
         return st;
     if (!pgi_cuda_attention_init(cb, err))
         return err != NULL ? err->code : PGI_ERR_DEVICE;
+    /* both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
+    cb->int8_matvec = !(int8 != NULL && strcmp(int8, "0") == 0);
     return PGI_OK;
 }
 

@@ -136,6 +136,9 @@ struct pgi_cuda_backend {
     void *dequant_scratch;            /* PGI_CUDA_DEQUANT_SCRATCH_BYTES */
     void *x_half;                     /* activations converted for cuBLAS */
     size_t x_half_bytes;
+    void *x_int8;                     /* activations quantized for dp4a (pgi_xq_layout) */
+    size_t x_int8_bytes;
+    bool int8_matvec;                 /* integer dot products for quantized weights */
     float *attn_partial;              /* split-K partial results */
     size_t attn_partial_floats;
     int32_t *d_argmax;

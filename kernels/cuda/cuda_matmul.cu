@@ -4,8 +4,11 @@
  * Few rows of x (decode, up to PGI_CUDA_MATVEC_MAX_ROWS): a matrix-vector
  * kernel, one warp per output feature, each lane decoding 16..32 weights at
  * a time from 16-byte loads of the weight's own format (quant_units.cuh) and
- * multiplying them with all rows of x, accumulating in float.  The weights
- * are read once per call, which is what bounds decode.
+ * multiplying them with all rows of x.  The weights are read once per call,
+ * which is what bounds decode.  For the quantized types x is first
+ * quantized to int8 (blocks of 32) and the products are integer dp4a dot
+ * products, so each lane moves 16 bytes of x per 16..32 weights instead of
+ * 64..128; float types multiply in float.
  *
  * More rows (prefill, large batches): cuBLAS with float accumulation.  F32
  * weights go through SGEMM; F16 and BF16 weights directly through GemmEx with
@@ -111,6 +114,90 @@ launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float 
         case 6: matvec_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
         case 7: matvec_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
         default: matvec_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
+    }
+}
+
+/* x [n_rows][cols] to int8 blocks of 32 (pgi_xq_layout), one block per thread. */
+__global__ void
+quantize_x_kernel(const float *x, int64_t n_blocks, int8_t *q, float *d, int32_t *sums)
+{
+    for (int64_t b = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; b < n_blocks;
+         b += (int64_t) gridDim.x * blockDim.x)
+        pgi_xq_quantize_block(x, b, q, d, sums);
+}
+
+/* The integer version of matvec_kernel for the quantized types. */
+template <int T, int R>
+__global__ void __launch_bounds__(MATVEC_WARPS * 32)
+matvec_int8_kernel(float *out, pgi_wview w, const int8_t *xq, const float *xd, const int32_t *xs)
+{
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t) blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+    int64_t n_units = pgi_unit<T>::per_row(w.cols);
+    float acc[R];
+
+    if (row >= w.rows)
+        return;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[r] = 0.0f;
+#pragma unroll 2
+    for (int64_t u = lane; u < n_units; u += 32)
+    {
+#pragma unroll
+        for (int r = 0; r < R; r++)
+        {
+            pgi_xq_view xv;
+
+            xv.q = xq + (size_t) r * (size_t) w.cols;
+            xv.d = xd + (size_t) r * (size_t) (w.cols / 32);
+            xv.sum16 = xs + (size_t) r * (size_t) (w.cols / 16);
+            acc[r] += pgi_qdot<T>::dot(w, row, u, xv);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+    {
+        float s = acc[r];
+
+        for (int offset = 16; offset > 0; offset >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, offset);
+        if (lane == 0)
+            out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
+    }
+}
+
+template <int T>
+static void
+launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
+                   int n_rows)
+{
+    size_t d_offset, sum_offset;
+    size_t bytes = pgi_xq_layout(n_rows, w.cols, &d_offset, &sum_offset);
+    int64_t n_blocks = (int64_t) n_rows * (w.cols / 32);
+
+    /* scratch first: securing it may leave a graph capture */
+    if (!pgi_cuda_ensure_scratch(cb, &cb->x_int8, &cb->x_int8_bytes, bytes, "quantized activations"))
+        return;
+    int8_t *q = (int8_t *) cb->x_int8;
+    float *d = (float *) ((uint8_t *) cb->x_int8 + d_offset);
+    int32_t *sums = (int32_t *) ((uint8_t *) cb->x_int8 + sum_offset);
+    unsigned blocks = (unsigned) ((n_blocks + 127) / 128);
+
+    quantize_x_kernel<<<blocks, 128, 0, cb->stream>>>(x, n_blocks, q, d, sums);
+    pgi_cuda_check_launch(cb, "quantizing matmul activations");
+
+    dim3 grid((unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS)), block(MATVEC_WARPS * 32);
+    switch (n_rows)
+    {
+        case 1: matvec_int8_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 2: matvec_int8_kernel<T, 2><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 3: matvec_int8_kernel<T, 3><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 4: matvec_int8_kernel<T, 4><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 5: matvec_int8_kernel<T, 5><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 6: matvec_int8_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        case 7: matvec_int8_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
+        default: matvec_int8_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
     }
 }
 
@@ -280,6 +367,17 @@ pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, cons
     pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
-    PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
+    if (cb->int8_matvec && pgi_cuda_has_qdot(wt))
+    {
+        switch (wt)
+        {
+            case PGI_CW_Q8_0: launch_matvec_int8<PGI_CW_Q8_0>(cb, out, view, x, n_rows); break;
+            case PGI_CW_Q4_0: launch_matvec_int8<PGI_CW_Q4_0>(cb, out, view, x, n_rows); break;
+            case PGI_CW_Q4_K: launch_matvec_int8<PGI_CW_Q4_K>(cb, out, view, x, n_rows); break;
+            default: launch_matvec_int8<PGI_CW_Q6_K>(cb, out, view, x, n_rows); break;
+        }
+    }
+    else
+        PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
     pgi_cuda_check_launch(cb, "matmul");
 }

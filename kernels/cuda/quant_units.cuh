@@ -29,6 +29,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define PGI_HD __host__ __device__ __forceinline__
@@ -127,18 +128,31 @@ PGI_HD uint16_t pgi_load_u16(const uint8_t *p)
 #endif
 }
 
-/* Q4_K: 6-bit scale and min of sub-block j from the 12 packed bytes. */
-PGI_HD void pgi_q4k_scale_min(int j, const uint8_t *q, int *scale, int *min)
+PGI_HD uint8_t pgi_load_u8(const uint8_t *p)
+{
+#ifdef __CUDA_ARCH__
+    return __ldg(p);
+#else
+    return *p;
+#endif
+}
+
+/* Q4_K: 6-bit scale and min of sub-block j from the 12 packed bytes at q
+ * (read from memory: a run-time index into a register vector would put it
+ * in local memory). */
+PGI_HD void pgi_q4k_scale_min(int j, const uint8_t *q, float *scale, float *min)
 {
     if (j < 4)
     {
-        *scale = q[j] & 63;
-        *min = q[j + 4] & 63;
+        *scale = (float) (pgi_load_u8(q + j) & 63);
+        *min = (float) (pgi_load_u8(q + j + 4) & 63);
     }
     else
     {
-        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        uint8_t a = pgi_load_u8(q + j + 4), b = pgi_load_u8(q + j - 4), c = pgi_load_u8(q + j);
+
+        *scale = (float) ((a & 0xF) | ((b >> 6) << 4));
+        *min = (float) ((a >> 4) | ((c >> 6) << 4));
     }
 }
 
@@ -264,15 +278,14 @@ template <> struct pgi_unit<PGI_CW_Q4_K> {
         int l0 = (k & 1) * 16;
         const uint8_t *base =
             w.data + ((size_t) row * (size_t) (w.cols / 256) + (size_t) block) * 144;
-        pgi_vec16 head = pgi_load16(base);
         pgi_vec16 q = pgi_load16(base + 16 + 16 * k);
-        float d = pgi_half_bits_to_float(head.h[0]);
-        float dmin = pgi_half_bits_to_float(head.h[1]);
-        int sc1, m1, sc2, m2;
-        pgi_q4k_scale_min(2 * j, head.b + 4, &sc1, &m1);
-        pgi_q4k_scale_min(2 * j + 1, head.b + 4, &sc2, &m2);
-        float d1 = d * (float) sc1, mm1 = dmin * (float) m1;
-        float d2 = d * (float) sc2, mm2 = dmin * (float) m2;
+        float d = pgi_half_bits_to_float(pgi_load_u16(base));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(base + 2));
+        float sc1, m1, sc2, m2;
+        pgi_q4k_scale_min(2 * j, base + 4, &sc1, &m1);
+        pgi_q4k_scale_min(2 * j + 1, base + 4, &sc2, &m2);
+        float d1 = d * sc1, mm1 = dmin * m1;
+        float d2 = d * sc2, mm2 = dmin * m2;
         for (int i = 0; i < 16; i++)
         {
             v[i] = d1 * (float) (q.b[i] & 15) - mm1;
@@ -300,11 +313,10 @@ template <> struct pgi_unit<PGI_CW_Q6_K> {
         const uint8_t *base = w.data + block_index * 208;
         pgi_vec16 ql = pgi_load16(base + h * 64 + pair * 32 + l0);
         pgi_vec16 qh = pgi_load16(base + 128 + h * 32 + l0);
-        pgi_vec16 sc = pgi_load16(base + 192);
         float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 2));
         int sub = h * 8 + l0 / 16 + 2 * pair;
-        float d_low = d * (float) (int8_t) sc.b[sub];
-        float d_high = d * (float) (int8_t) sc.b[sub + 4];
+        float d_low = d * (float) (int8_t) pgi_load_u8(base + 192 + sub);
+        float d_high = d * (float) (int8_t) pgi_load_u8(base + 192 + sub + 4);
         int shift_low = 2 * pair, shift_high = 4 + 2 * pair;
         for (int i = 0; i < 16; i++)
         {
@@ -480,6 +492,205 @@ pgi_cuda_view(const void *device, uint32_t type, int64_t rows, int64_t cols)
     w.cols = cols;
     w.aux_offset = aux;
     return w;
+}
+
+/* ---- integer dot products: weights against x quantized to int8 ----
+ *
+ * For the quantized weight types the matrix-vector kernels quantize each
+ * row of x to int8 in blocks of 32 (one float scale per block, plus the sum
+ * of the quants of each 16) and multiply 4 bytes at a time with dp4a: a
+ * quarter of the bytes of float x to move per weight.  This is the same
+ * rounding of x the CPU backend applies for these types. */
+
+struct pgi_xq_view {
+    const int8_t *q;      /* [cols] */
+    const float *d;       /* [cols / 32] */
+    const int32_t *sum16; /* [cols / 16] sums of the quants of each 16 */
+};
+
+/* Byte offsets of the parts of a quantized x of n_rows x cols (cols % 32
+ * == 0) in one buffer, and its total size. */
+static inline size_t
+pgi_xq_layout(int64_t n_rows, int64_t cols, size_t *d_offset, size_t *sum_offset)
+{
+    size_t q_bytes = pgi_align16((size_t) n_rows * (size_t) cols);
+    size_t d_bytes = pgi_align16((size_t) n_rows * (size_t) (cols / 32) * 4);
+
+    *d_offset = q_bytes;
+    *sum_offset = q_bytes + d_bytes;
+    return q_bytes + d_bytes + pgi_align16((size_t) n_rows * (size_t) (cols / 16) * 4);
+}
+
+/* Quantize block b (32 values) of x into the buffer (one thread). */
+PGI_HD void
+pgi_xq_quantize_block(const float *x, int64_t b, int8_t *q, float *d, int32_t *sum16)
+{
+    const float *v = x + b * 32;
+    float amax = 0.0f;
+
+    for (int i = 0; i < 32; i++)
+        amax = fmaxf(amax, fabsf(v[i]));
+    float scale = amax / 127.0f;
+    float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+    int32_t s0 = 0, s1 = 0;
+
+    for (int i = 0; i < 32; i++)
+    {
+        int qi = (int) rintf(v[i] * inverse);
+
+        qi = qi > 127 ? 127 : (qi < -127 ? -127 : qi);
+        q[b * 32 + i] = (int8_t) qi;
+        if (i < 16)
+            s0 += qi;
+        else
+            s1 += qi;
+    }
+    d[b] = scale;
+    sum16[2 * b] = s0;
+    sum16[2 * b + 1] = s1;
+}
+
+PGI_HD int
+pgi_dp4a(int a, int b, int c)
+{
+#ifdef __CUDA_ARCH__
+    return __dp4a(a, b, c);
+#else
+    for (int i = 0; i < 4; i++)
+        c += (int) (int8_t) (a >> (8 * i)) * (int) (int8_t) (b >> (8 * i));
+    return c;
+#endif
+}
+
+/* 16 int8 of x at column c (c % 16 == 0) as 4 ints. */
+PGI_HD pgi_vec16 pgi_xq_load16(const pgi_xq_view &x, int64_t c)
+{
+    return pgi_load16((const uint8_t *) x.q + c);
+}
+
+PGI_HD int pgi_vec_int(const pgi_vec16 &v, int k)
+{
+    int r;
+    memcpy(&r, v.b + 4 * k, 4);
+    return r;
+}
+
+template <int T> struct pgi_qdot;
+
+/* Q8_0: 16 quants against 16 x quants, one scale each. */
+template <> struct pgi_qdot<PGI_CW_Q8_0> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        pgi_vec16 q = pgi_load16(w.data + (size_t) row * (size_t) w.cols + (size_t) u * 16);
+        size_t scale_index = (size_t) row * (size_t) (w.cols / 32) + (size_t) (u / 2);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + scale_index * 2));
+        pgi_vec16 xv = pgi_xq_load16(x, u * 16);
+        int sum = 0;
+
+        for (int k = 0; k < 4; k++)
+            sum = pgi_dp4a(pgi_vec_int(q, k), pgi_vec_int(xv, k), sum);
+        return d * x.d[u / 2] * (float) sum;
+    }
+};
+
+/* Q4_0: a block of 32 as nibbles (q - 8): dot of the nibbles minus 8 * sum(x). */
+template <> struct pgi_qdot<PGI_CW_Q4_0> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = (size_t) row * (size_t) (w.cols / 32) + (size_t) u;
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 2));
+        pgi_vec16 x_low = pgi_xq_load16(x, u * 32), x_high = pgi_xq_load16(x, u * 32 + 16);
+        int sum = 0;
+
+        for (int k = 0; k < 4; k++)
+        {
+            int qk = pgi_vec_int(q, k);
+
+            sum = pgi_dp4a(qk & 0x0F0F0F0F, pgi_vec_int(x_low, k), sum);
+            sum = pgi_dp4a((qk >> 4) & 0x0F0F0F0F, pgi_vec_int(x_high, k), sum);
+        }
+        sum -= 8 * (x.sum16[2 * u] + x.sum16[2 * u + 1]);
+        return d * x.d[u] * (float) sum;
+    }
+};
+
+/* Q4_K: two runs of 16 (sub-blocks 2j and 2j+1): d*sc*dot(q, x) - dmin*m*sum(x). */
+template <> struct pgi_qdot<PGI_CW_Q4_K> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        int j = k / 2;
+        int l0 = (k & 1) * 16;
+        const uint8_t *base =
+            w.data + ((size_t) row * (size_t) (w.cols / 256) + (size_t) block) * 144;
+        pgi_vec16 q = pgi_load16(base + 16 + 16 * k);
+        float d = pgi_half_bits_to_float(pgi_load_u16(base));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(base + 2));
+        float sc1, m1, sc2, m2;
+        pgi_q4k_scale_min(2 * j, base + 4, &sc1, &m1);
+        pgi_q4k_scale_min(2 * j + 1, base + 4, &sc2, &m2);
+        int64_t c_low = block * 256 + 64 * j + l0, c_high = c_low + 32;
+        pgi_vec16 x_low = pgi_xq_load16(x, c_low), x_high = pgi_xq_load16(x, c_high);
+        int sum_low = 0, sum_high = 0;
+
+        for (int i = 0; i < 4; i++)
+        {
+            int qi = pgi_vec_int(q, i);
+
+            sum_low = pgi_dp4a(qi & 0x0F0F0F0F, pgi_vec_int(x_low, i), sum_low);
+            sum_high = pgi_dp4a((qi >> 4) & 0x0F0F0F0F, pgi_vec_int(x_high, i), sum_high);
+        }
+        float dx_low = x.d[c_low / 32], dx_high = x.d[c_high / 32];
+        return dx_low * (d * sc1 * (float) sum_low - dmin * m1 * (float) x.sum16[c_low / 16]) +
+               dx_high * (d * sc2 * (float) sum_high - dmin * m2 * (float) x.sum16[c_high / 16]);
+    }
+};
+
+/* Q6_K: two runs of 16 six-bit values (q - 32) with their sub-block scales. */
+template <> struct pgi_qdot<PGI_CW_Q6_K> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        int h = k / 4;
+        int pair = (k % 4) / 2;
+        int l0 = (k & 1) * 16;
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        const uint8_t *base = w.data + block_index * 208;
+        pgi_vec16 ql = pgi_load16(base + h * 64 + pair * 32 + l0);
+        pgi_vec16 qh = pgi_load16(base + 128 + h * 32 + l0);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 2));
+        int sub = h * 8 + l0 / 16 + 2 * pair;
+        float d_low = d * (float) (int8_t) pgi_load_u8(base + 192 + sub);
+        float d_high = d * (float) (int8_t) pgi_load_u8(base + 192 + sub + 4);
+        int shift_low = 2 * pair, shift_high = 4 + 2 * pair;
+        int64_t c_low = block * 256 + h * 128 + pair * 32 + l0, c_high = c_low + 64;
+        pgi_vec16 x_low = pgi_xq_load16(x, c_low), x_high = pgi_xq_load16(x, c_high);
+        int sum_low = 0, sum_high = 0;
+
+        for (int i = 0; i < 4; i++)
+        {
+            int l = pgi_vec_int(ql, i), hb = pgi_vec_int(qh, i);
+            int v_low = (l & 0x0F0F0F0F) | (((hb >> shift_low) & 0x03030303) << 4);
+            int v_high = ((l >> 4) & 0x0F0F0F0F) | (((hb >> shift_high) & 0x03030303) << 4);
+
+            sum_low = pgi_dp4a(v_low, pgi_vec_int(x_low, i), sum_low);
+            sum_high = pgi_dp4a(v_high, pgi_vec_int(x_high, i), sum_high);
+        }
+        sum_low -= 32 * x.sum16[c_low / 16];
+        sum_high -= 32 * x.sum16[c_high / 16];
+        return d_low * x.d[c_low / 32] * (float) sum_low + d_high * x.d[c_high / 32] * (float) sum_high;
+    }
+};
+
+/* True for the types with an integer dot product. */
+static inline bool
+pgi_cuda_has_qdot(int wtype)
+{
+    return wtype == PGI_CW_Q8_0 || wtype == PGI_CW_Q4_0 || wtype == PGI_CW_Q4_K ||
+           wtype == PGI_CW_Q6_K;
 }
 
 #endif

@@ -91,6 +91,87 @@ test_type(uint32_t type, int64_t rows, int64_t cols, unsigned seed)
     check(mismatches == 0, what);
 }
 
+/* The integer dot products against int8-quantized x equal the float64 dot
+ * of the reference-dequantized weights with the dequantized x. */
+template <int T>
+static double
+qdot_row(const pgi_wview &w, int64_t row, const pgi_xq_view &x)
+{
+    double s = 0.0;
+    int64_t n = pgi_unit<T>::per_row(w.cols);
+
+    for (int64_t u = 0; u < n; u++)
+        s += pgi_qdot<T>::dot(w, row, u, x);
+    return s;
+}
+
+static void
+test_qdot(uint32_t type, int64_t rows, int64_t cols, unsigned seed)
+{
+    char what[160];
+    size_t row_bytes = pgi_row_bytes(type, cols);
+    size_t aux_offset = 0;
+    size_t device_bytes = pgi_cuda_device_bytes(type, rows, cols, &aux_offset);
+    std::vector<float> src((size_t) (rows * cols)), dequant(src.size()), x((size_t) cols);
+    std::vector<uint8_t> file(row_bytes * (size_t) rows), device(device_bytes + 16);
+    size_t d_offset, sum_offset, xq_bytes = pgi_xq_layout(1, cols, &d_offset, &sum_offset);
+    std::vector<uint8_t> xq(xq_bytes);
+
+    for (size_t i = 0; i < src.size(); i++)
+        src[i] = random_float(&seed);
+    for (int64_t c = 0; c < cols; c++)
+        x[(size_t) c] = random_float(&seed) * (c % 5 == 0 ? 4.0f : 1.0f);
+    for (int64_t r = 0; r < rows; r++)
+    {
+        pgi_quantize_row(type, src.data() + r * cols, file.data() + (size_t) r * row_bytes, cols);
+        pgi_dequantize_row(type, file.data() + (size_t) r * row_bytes, dequant.data() + r * cols, cols);
+    }
+    pgi_cuda_repack(type, rows, cols, file.data(), device.data(), aux_offset);
+    pgi_wview w = { device.data(), rows, cols, aux_offset };
+    int8_t *q = (int8_t *) xq.data();
+    float *d = (float *) (xq.data() + d_offset);
+    int32_t *sums = (int32_t *) (xq.data() + sum_offset);
+    for (int64_t b = 0; b < cols / 32; b++)
+        pgi_xq_quantize_block(x.data(), b, q, d, sums);
+    pgi_xq_view xv = { q, d, sums };
+
+    /* independent check of the x quantization itself: dequantized x is
+     * within half a step of x */
+    double worst = 0.0;
+    for (int64_t c = 0; c < cols; c++)
+    {
+        double step = d[c / 32];
+        double err = fabs((double) q[c] * step - x[(size_t) c]);
+        if (err > 0.5 * step * (1 + 1e-6) + 1e-12)
+            worst = err;
+    }
+    snprintf(what, sizeof(what), "%s: x quantized to int8 within half a step", pgi_type_name(type));
+    check(worst == 0.0, what);
+
+    double num = 0.0, den = 0.0;
+    for (int64_t r = 0; r < rows; r++)
+    {
+        double expected = 0.0, got;
+
+        for (int64_t c = 0; c < cols; c++)
+            expected += (double) dequant[(size_t) (r * cols + c)] * ((double) q[c] * (double) d[c / 32]);
+        switch (pgi_cuda_wtype_of(type, cols))
+        {
+            case PGI_CW_Q8_0: got = qdot_row<PGI_CW_Q8_0>(w, r, xv); break;
+            case PGI_CW_Q4_0: got = qdot_row<PGI_CW_Q4_0>(w, r, xv); break;
+            case PGI_CW_Q4_K: got = qdot_row<PGI_CW_Q4_K>(w, r, xv); break;
+            case PGI_CW_Q6_K: got = qdot_row<PGI_CW_Q6_K>(w, r, xv); break;
+            default: got = NAN; break;
+        }
+        num += (got - expected) * (got - expected);
+        den += expected * expected;
+    }
+    double rel = sqrt(num / den);
+    snprintf(what, sizeof(what), "%s %lldx%lld: integer dot vs float64 reference %.2e <= 1e-5",
+             pgi_type_name(type), (long long) rows, (long long) cols, rel);
+    check(rel <= 1e-5, what);
+}
+
 int
 main(void)
 {
@@ -106,6 +187,9 @@ main(void)
     test_type(PGI_TYPE_F32, 3, 172, 5u);
     test_type(PGI_TYPE_F16, 3, 172, 6u);
     test_type(PGI_TYPE_BF16, 3, 20, 9u);
+    for (uint32_t type : { (uint32_t) PGI_TYPE_Q8_0, (uint32_t) PGI_TYPE_Q4_0,
+                           (uint32_t) PGI_TYPE_Q4_K, (uint32_t) PGI_TYPE_Q6_K })
+        test_qdot(type, 6, 1024, 100u + type);
     printf("1..%d\n", checks);
     return failures == 0 ? 0 : 1;
 }

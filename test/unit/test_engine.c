@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu/cpu_kernels.h"
 #include "engine.h"
 #include "forward.h"
 #include "gguf_writer.h"
@@ -324,7 +325,9 @@ typedef struct tiny_spec {
     float v_bias;            /* value of every V bias element */
 } tiny_spec;
 
-enum { TINY_DIM = 32, TINY_FFN = 64, TINY_HEADS = 4, TINY_KV_HEADS = 2, TINY_VOCAB = 512, TINY_LAYERS = 2 };
+/* Shape of the small models; the head-size-64 test changes it. */
+static int tiny_dim = 32, tiny_heads = 4, tiny_kv_heads = 2;
+enum { TINY_FFN = 64, TINY_VOCAB = 512, TINY_LAYERS = 2 };
 
 static float *
 random_floats(size_t n, uint64_t *state, float scale)
@@ -362,8 +365,8 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
     gguf_file *vocab;
     char key[128], name[128];
     uint64_t state = seed;
-    int head_dim = TINY_DIM / TINY_HEADS;
-    int64_t kv_dim = (int64_t) TINY_KV_HEADS * head_dim;
+    int head_dim = tiny_dim / tiny_heads;
+    int64_t kv_dim = (int64_t) tiny_kv_heads * head_dim;
     bool ok = true;
 
     if (gguf_writer_create(&w, err) != PGI_OK)
@@ -378,15 +381,15 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
     snprintf(key, sizeof(key), "%s.context_length", s->arch);
     TRY(gguf_writer_add_u32(w, key, 64, err));
     snprintf(key, sizeof(key), "%s.embedding_length", s->arch);
-    TRY(gguf_writer_add_u32(w, key, TINY_DIM, err));
+    TRY(gguf_writer_add_u32(w, key, tiny_dim, err));
     snprintf(key, sizeof(key), "%s.feed_forward_length", s->arch);
     TRY(gguf_writer_add_u32(w, key, TINY_FFN, err));
     snprintf(key, sizeof(key), "%s.block_count", s->arch);
     TRY(gguf_writer_add_u32(w, key, TINY_LAYERS, err));
     snprintf(key, sizeof(key), "%s.attention.head_count", s->arch);
-    TRY(gguf_writer_add_u32(w, key, TINY_HEADS, err));
+    TRY(gguf_writer_add_u32(w, key, tiny_heads, err));
     snprintf(key, sizeof(key), "%s.attention.head_count_kv", s->arch);
-    TRY(gguf_writer_add_u32(w, key, TINY_KV_HEADS, err));
+    TRY(gguf_writer_add_u32(w, key, tiny_kv_heads, err));
     snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon", s->arch);
     TRY(gguf_writer_add_f32(w, key, 1e-6f, err));
     snprintf(key, sizeof(key), "%s.rope.freq_base", s->arch);
@@ -401,18 +404,18 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
     TRY(gguf_writer_copy_kvs_with_prefix(w, vocab, "tokenizer.", NULL, err));
 
     {
-        int64_t dims_embd[2] = {TINY_DIM, TINY_VOCAB};
-        int64_t dims_vec[1] = {TINY_DIM};
-        float *embd = random_floats((size_t) TINY_DIM * TINY_VOCAB, &state, 1.0f);
-        float *ones = random_floats(TINY_DIM, &state, 0.1f);
+        int64_t dims_embd[2] = {tiny_dim, TINY_VOCAB};
+        int64_t dims_vec[1] = {tiny_dim};
+        float *embd = random_floats((size_t) tiny_dim * TINY_VOCAB, &state, 1.0f);
+        float *ones = random_floats(tiny_dim, &state, 0.1f);
 
-        for (int i = 0; ones != NULL && i < TINY_DIM; i++)
+        for (int i = 0; ones != NULL && i < tiny_dim; i++)
             ones[i] += 1.0f;
         TRY(gguf_writer_add_tensor(w, "token_embd.weight", 2, dims_embd, PGI_TYPE_F32, embd, err));
         TRY(gguf_writer_add_tensor(w, "output_norm.weight", 1, dims_vec, PGI_TYPE_F32, ones, err));
         if (!s->tied)
         {
-            float *out = random_floats((size_t) TINY_DIM * TINY_VOCAB, &state, 1.0f);
+            float *out = random_floats((size_t) tiny_dim * TINY_VOCAB, &state, 1.0f);
 
             TRY(gguf_writer_add_tensor(w, "output.weight", 2, dims_embd, PGI_TYPE_F32, out, err));
             pgi_free(out);
@@ -426,13 +429,13 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
         for (int l = 0; l < TINY_LAYERS; l++)
         {
             struct { const char *suffix; int64_t rows, cols; } mats[] = {
-                {"attn_q.weight", TINY_DIM, TINY_DIM},
-                {"attn_k.weight", kv_dim, TINY_DIM},
-                {"attn_v.weight", kv_dim, TINY_DIM},
-                {"attn_output.weight", TINY_DIM, TINY_DIM},
-                {"ffn_gate.weight", TINY_FFN, TINY_DIM},
-                {"ffn_up.weight", TINY_FFN, TINY_DIM},
-                {"ffn_down.weight", TINY_DIM, TINY_FFN},
+                {"attn_q.weight", tiny_dim, tiny_dim},
+                {"attn_k.weight", kv_dim, tiny_dim},
+                {"attn_v.weight", kv_dim, tiny_dim},
+                {"attn_output.weight", tiny_dim, tiny_dim},
+                {"ffn_gate.weight", TINY_FFN, tiny_dim},
+                {"ffn_up.weight", TINY_FFN, tiny_dim},
+                {"ffn_down.weight", tiny_dim, TINY_FFN},
             };
 
             snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
@@ -460,7 +463,10 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
                     data = x;
                 }
                 if (m == 1 && s->bad_k_rows != 0)
+                {
                     rows = s->bad_k_rows;
+                    data = NULL;   /* zeros of the wrong shape */
+                }
                 if (m == 0 && s->q_type != PGI_TYPE_F32)
                 {
                     size_t bytes = pgi_row_bytes(s->q_type, mats[m].cols) * (size_t) rows;
@@ -479,7 +485,7 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
             if (s->qkv_bias)
             {
                 const char *bias_names[3] = {"attn_q.bias", "attn_k.bias", "attn_v.bias"};
-                int64_t sizes[3] = {TINY_DIM, kv_dim, kv_dim};
+                int64_t sizes[3] = {tiny_dim, kv_dim, kv_dim};
 
                 for (int k = 0; k < 3; k++)
                 {
@@ -558,6 +564,242 @@ tiny_generate(const char *path, int32_t *tokens, int n, float *first_logit)
     (void) first_logit;
     pgi_engine_close(e);
     return got;
+}
+
+typedef struct logit_rows {
+    float rows[16][TINY_VOCAB];
+    int n;
+} logit_rows;
+
+static void
+keep_logits(void *context, int64_t seq_id, int position, const float *logits, int vocab)
+{
+    logit_rows *r = context;
+
+    if (r->n < 16 && vocab == TINY_VOCAB)
+        memcpy(r->rows[r->n++], logits, sizeof(float) * TINY_VOCAB);
+}
+
+/* Head size 64 (the SIMD attention's main path, 4-key and 64-float
+ * blocks) against the scalar attention, over a 40-token prompt in 16-token
+ * KV blocks plus 15 decode steps: the same logits within 1e-4. */
+static void
+test_attention_paths(void)
+{
+    char dir[] = "/tmp/pgi_test_attention_XXXXXX";
+    char path[4200];
+    pgi_error err;
+    tiny_spec s;
+    logit_rows *simd = calloc(1, sizeof(logit_rows)), *scalar = calloc(1, sizeof(logit_rows));
+    int32_t prompt[40];
+    double worst = 0.0, largest = 0.0;
+    pgi_simd_level level = pgi_cpu_simd_level();
+
+    if (mkdtemp(dir) == NULL || simd == NULL || scalar == NULL)
+    {
+        CHECK(false, "setup");
+        free(simd);
+        free(scalar);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/head64.gguf", dir);
+    memset(&s, 0, sizeof(s));
+    s.arch = "llama";
+    s.q_type = PGI_TYPE_F32;
+    tiny_dim = 256;
+    tiny_heads = 4;
+    tiny_kv_heads = 2;
+    CHECK(write_tiny(path, &s, 11, &err), "write a head-size-64 model");
+    for (int i = 0; i < 40; i++)
+        prompt[i] = 3 + (i * 37) % 500;
+    for (int pass = 0; pass < 2; pass++)
+    {
+        pgi_engine_options o;
+        pgi_engine *e = NULL;
+        pgi_sampling_params p;
+        pgi_generation r;
+
+        pgi_cpu_set_simd_level(pass == 0 ? level : PGI_SIMD_SCALAR);
+        pgi_engine_options_default(&o);
+        o.model_path = path;
+        o.device = "cpu";
+        o.n_threads = 2;
+        o.kv_block_size = 16;
+        o.prefill_chunk = 24;
+        o.logits_observer = keep_logits;
+        o.logits_observer_context = pass == 0 ? simd : scalar;
+        if (pgi_engine_open(&o, &e, &err) != PGI_OK)
+        {
+            CHECK(false, "open: %s", err.message);
+            break;
+        }
+        pgi_sampling_params_default(&p);
+        p.max_tokens = 16;
+        p.ignore_eos = true;
+        if (pgi_engine_generate(e, prompt, 40, &p, NULL, NULL, &r, &err) == PGI_OK)
+            pgi_free(r.tokens);
+        pgi_engine_close(e);
+    }
+    pgi_cpu_set_simd_level(level);
+    for (int i = 0; i < simd->n && i < scalar->n; i++)
+        for (int v = 0; v < TINY_VOCAB; v++)
+        {
+            if (fabs(simd->rows[i][v] - scalar->rows[i][v]) > worst)
+                worst = fabs(simd->rows[i][v] - scalar->rows[i][v]);
+            if (fabs(scalar->rows[i][v]) > largest)
+                largest = fabs(scalar->rows[i][v]);
+        }
+    CHECK(simd->n == 16 && scalar->n == 16, "16 logit rows each");
+    /* float32 sums in another order: about 1e-6 of the logits' scale */
+    CHECK(worst <= 1e-5 * largest,
+          "SIMD and scalar paths agree within 1e-5 of the largest logit (%.2e of %.1f, level %s)",
+          worst, largest, pgi_cpu_simd_name(level));
+    tiny_dim = 32;
+    tiny_heads = 4;
+    tiny_kv_heads = 2;
+    free(simd);
+    free(scalar);
+    unlink(path);
+    rmdir(dir);
+}
+
+/*
+ * Random traffic: sequences with random prompts, lengths and limits join at
+ * random steps, some are cancelled midway, under a small KV cache (so some
+ * wait for room) with prefix sharing on.  Every sequence that finishes must
+ * produce exactly what it produces alone, and the cache must end empty.
+ */
+static void
+test_random_traffic(void)
+{
+    enum { N = 24 };
+    pgi_engine *solo = open_with(0, 0, 0);
+    pgi_engine *busy = open_with(256, 16 * 16 * 1280, 16);
+    int32_t prompts[N][48];
+    int prompt_length[N], max_tokens[N], join_step[N], cancel_step[N];
+    int32_t expected[N][24], got[N][24];
+    int n_expected[N], n_got[N];
+    int64_t ids[N];
+    bool finished[N], cancelled[N];
+    uint64_t state = 2024;
+    int mismatches = 0, completed = 0, step;
+    bool shared_any = false, waited_any = false;
+    pgi_error err;
+
+    CHECK(solo != NULL && busy != NULL, "open two engines");
+    if (solo == NULL || busy == NULL)
+    {
+        pgi_engine_close(solo);
+        pgi_engine_close(busy);
+        return;
+    }
+#define NEXT(mod) ((int) ((state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % (mod))
+    for (int i = 0; i < N; i++)
+    {
+        pgi_sampling_params p;
+        pgi_generation r;
+
+        /* half the prompts start with a shared 20-token stem */
+        prompt_length[i] = 1 + NEXT(47);
+        prompts[i][0] = 1;
+        for (int k = 1; k < prompt_length[i]; k++)
+            prompts[i][k] = (i % 2 == 0 && k < 20) ? 100 + k : 3 + NEXT(500);
+        max_tokens[i] = 1 + NEXT(24);
+        join_step[i] = NEXT(40);
+        cancel_step[i] = NEXT(4) == 0 ? join_step[i] + NEXT(10) : -1;
+        pgi_sampling_params_default(&p);
+        p.max_tokens = max_tokens[i];
+        p.ignore_eos = true;
+        n_expected[i] = 0;
+        if (pgi_engine_generate(solo, prompts[i], prompt_length[i], &p, NULL, NULL, &r, &err) == PGI_OK)
+        {
+            n_expected[i] = r.n_tokens;
+            memcpy(expected[i], r.tokens, sizeof(int32_t) * (size_t) r.n_tokens);
+            pgi_free(r.tokens);
+        }
+        ids[i] = 0;
+        n_got[i] = 0;
+        finished[i] = cancelled[i] = false;
+    }
+#undef NEXT
+    for (step = 0; step < 2000; step++)
+    {
+        pgi_step_output out[64];
+        int n = 0;
+        bool pending = false;
+
+        for (int i = 0; i < N; i++)
+        {
+            if (step == join_step[i])
+            {
+                pgi_sampling_params p;
+
+                pgi_sampling_params_default(&p);
+                p.max_tokens = max_tokens[i];
+                p.ignore_eos = true;
+                if (pgi_engine_add_sequence(busy, prompts[i], prompt_length[i], &p, &ids[i], &err) != PGI_OK)
+                    CHECK(false, "add %d: %s", i, err.message);
+            }
+            if (step == cancel_step[i] && ids[i] != 0 && !finished[i])
+            {
+                pgi_engine_cancel(busy, ids[i], &err);
+                cancelled[i] = true;
+            }
+            pending = pending || step <= join_step[i];
+        }
+        if (!pending && !pgi_engine_has_work(busy))
+            break;
+        if (pgi_engine_step(busy, out, 64, &n, &err) != PGI_OK)
+        {
+            CHECK(false, "step: %s", err.message);
+            break;
+        }
+        for (int o = 0; o < n; o++)
+            for (int i = 0; i < N; i++)
+                if (ids[i] == out[o].seq_id && !cancelled[i])
+                {
+                    if (out[o].token >= 0 && n_got[i] < 24)
+                        got[i][n_got[i]++] = out[o].token;
+                    if (out[o].finished)
+                        finished[i] = true;
+                    if (out[o].timings.cached_tokens > 0)
+                        shared_any = true;
+                }
+        {
+            pgi_engine_stats st;
+
+            pgi_engine_get_stats(busy, &st);
+            if (st.waiting > 0)
+                waited_any = true;
+        }
+    }
+    CHECK(shared_any, "some sequences shared a prefix");
+    CHECK(waited_any, "some sequences waited for cache room");
+    for (int i = 0; i < N; i++)
+        if (finished[i] && !cancelled[i])
+        {
+            completed++;
+            if (n_got[i] != n_expected[i] ||
+                memcmp(got[i], expected[i], sizeof(int32_t) * (size_t) n_got[i]) != 0)
+                mismatches++;
+        }
+    {
+        pgi_engine_stats st;
+        int n_cancelled = 0;
+
+        for (int i = 0; i < N; i++)
+            n_cancelled += cancelled[i];
+        pgi_engine_get_stats(busy, &st);
+        CHECK(completed + n_cancelled == N, "every sequence finished or was cancelled (%d + %d of %d)",
+              completed, n_cancelled, N);
+        CHECK(mismatches == 0, "%d finished sequences equal their solo runs (%d differ)", completed,
+              mismatches);
+        CHECK(st.kv_blocks_free == st.kv_blocks_total && st.kv_blocks_reserved == 0 && st.running == 0 &&
+                  st.waiting == 0,
+              "the cache ends empty (%d of %d blocks free)", st.kv_blocks_free, st.kv_blocks_total);
+    }
+    pgi_engine_close(solo);
+    pgi_engine_close(busy);
 }
 
 static void
@@ -701,6 +943,8 @@ main(void)
     if (have_text)
         test_text_and_stop();
     test_seeded();
+    test_random_traffic();
     test_model_files();
+    test_attention_paths();
     return unit_done();
 }

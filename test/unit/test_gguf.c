@@ -786,6 +786,37 @@ test_hostile(void)
         pgi_free(buf);
     }
 
+    /* 50 adjacent tensors declared in a scrambled offset order are fine; moving
+     * one onto its neighbour's last float is caught whatever the order. */
+    for (int overlap = 0; overlap < 2; overlap++)
+    {
+        uint64_t dims[2] = {32, 2};
+        gguf_writer *w = base_writer();
+        gguf_file *f = NULL;
+
+        for (int i = 0; i < 50; i++)
+        {
+            char name[16];
+            uint64_t slot = (uint64_t) (i * 7) % 50;   /* 7 is coprime to 50: a permutation */
+            uint64_t offset = slot * 256;
+
+            if (overlap && slot == 31)
+                offset -= 32;   /* still aligned, 32 bytes into slot 30 */
+            snprintf(name, sizeof(name), "t%d", i);
+            gguf_writer_add_tensor_raw(w, name, 2, dims, PGI_TYPE_F32, offset, 256, &err);
+        }
+        buf = finish_writer(w, &size);
+        if (overlap)
+            expect_refused(buf, size, PGI_ERR_FORMAT, "overlaps", "one overlap among 50 scrambled tensors");
+        else
+        {
+            CHECK(buf != NULL && gguf_open_memory(buf, size, &f, &err) == PGI_OK &&
+                  gguf_tensor_count(f) == 50, "50 scrambled adjacent tensors open (%s)", err.message);
+            gguf_close(f);
+        }
+        pgi_free(buf);
+    }
+
     /* Files that are not there or not files; empty input. */
     {
         gguf_file *f = NULL;

@@ -396,6 +396,80 @@ test_chunking(const golden *g)
     pgi_engine_close(b);
 }
 
+/*
+ * Prefix sharing: three prompts added together, two identical (BOS + 20
+ * golden tokens) and one sharing only its first 10 tokens, in 4-token
+ * blocks.  The later ones wait for the first to compute the common blocks,
+ * reuse them, and still produce what they produce alone.
+ */
+static void
+run_three(const golden *g, bool share, int32_t out[3][40], int cached[3])
+{
+    pgi_engine_options options;
+    pgi_engine *engine = NULL;
+    pgi_step_output outputs[8];
+    pgi_sampling_params p = greedy(40);
+    pgi_error err;
+    int32_t other[14];
+    int64_t ids[3];
+    int n_out[3] = {0, 0, 0};
+    int guard = 0;
+
+    memcpy(other, g->ids, sizeof(int32_t) * 10);
+    other[10] = 300;
+    other[11] = 301;
+    other[12] = 302;
+    other[13] = 303;
+    pgi_engine_options_default(&options);
+    options.model_path = model_path();
+    options.device = "cpu";
+    options.n_threads = 2;
+    options.prefill_chunk = 3;
+    options.kv_block_size = 4;
+    options.disable_prefix_sharing = !share;
+    if (pgi_engine_open(&options, &engine, &err) != PGI_OK)
+        return;
+    pgi_engine_add_sequence(engine, g->ids, 21, &p, &ids[0], &err);
+    pgi_engine_add_sequence(engine, g->ids, 21, &p, &ids[1], &err);
+    pgi_engine_add_sequence(engine, other, 14, &p, &ids[2], &err);
+    while (pgi_engine_has_work(engine) && guard++ < 500)
+    {
+        int n = 0;
+
+        if (pgi_engine_step(engine, outputs, 8, &n, &err) != PGI_OK)
+            break;
+        for (int i = 0; i < n; i++)
+            for (int s = 0; s < 3; s++)
+                if (outputs[i].seq_id == ids[s])
+                {
+                    if (outputs[i].token >= 0 && n_out[s] < 40)
+                        out[s][n_out[s]++] = outputs[i].token;
+                    cached[s] = outputs[i].timings.cached_tokens;
+                }
+    }
+    pgi_engine_close(engine);
+}
+
+static void
+test_prefix_sharing(const golden *g)
+{
+    int32_t alone[3][40], shared[3][40];
+    int cached_alone[3] = {-1, -1, -1}, cached_shared[3] = {-1, -1, -1};
+
+    memset(alone, 0, sizeof(alone));
+    memset(shared, 0, sizeof(shared));
+    run_three(g, false, alone, cached_alone);
+    run_three(g, true, shared, cached_shared);
+    CHECK(cached_alone[0] == 0 && cached_alone[1] == 0 && cached_alone[2] == 0,
+          "without sharing nothing is cached");
+    CHECK(cached_shared[0] == 0 && cached_shared[1] == 20 && cached_shared[2] == 8,
+          "with sharing: 0, 20 (5 blocks of 4) and 8 cached tokens (%d, %d, %d)", cached_shared[0],
+          cached_shared[1], cached_shared[2]);
+    CHECK(memcmp(alone, shared, sizeof(alone)) == 0, "sharing changes no token");
+    CHECK(memcmp(shared[1], g->ids + 21, sizeof(int32_t) * 40) == 0,
+          "the sharing sequence continues the golden text");
+}
+
 /* The portable (scalar) attention gives the same golden tokens as the SIMD
  * one the machine would pick. */
 static void
@@ -566,6 +640,7 @@ main(void)
         test_batched(&g);
         test_chunking(&g);
         test_scalar_path(&g);
+        test_prefix_sharing(&g);
     }
     test_llamacpp();
     return unit_done();

@@ -51,6 +51,20 @@ test_softmax_and_masks(void)
     n = 4;
     pgi_sample_top_k(c, &n, 2);
     CHECK(n == 2 && contains(c, n, 2) && contains(c, n, 1), "top-k 2 keeps the two largest");
+    {
+        /* logits (3i mod 11) for i < 11: the three largest are 10 (i=7),
+         * 9 (i=3), 8 (i=10); ties elsewhere do not matter */
+        float eleven[11];
+        pgi_candidate big[11];
+        int m = 11;
+
+        for (int i = 0; i < 11; i++)
+            eleven[i] = (float) ((3 * i) % 11);
+        fill(big, eleven, 11);
+        pgi_sample_top_k(big, &m, 3);
+        CHECK(m == 3 && big[0].id == 7 && big[1].id == 3 && big[2].id == 10,
+              "top-k 3 of 11 keeps ids 7, 3, 10 in order");
+    }
     n = 4;
     fill(c, four, 4);
     pgi_sample_top_k(c, &n, 0);

@@ -1,0 +1,220 @@
+/*
+ * protocol.h — how a backend hands a call to the worker and hears back.
+ *
+ * A call (one generate(), one generate_batch() of N prompts, one
+ * load_model()) travels like this:
+ *
+ *  1. The backend creates a dynamic shared memory segment laid out as
+ *     [PgInferCallHeader][PgInferSequenceSlot x n_sequences][blob][queues],
+ *     with one shm_mq per sequence for the replies (worker -> backend), and
+ *     registers itself as each queue's receiver.
+ *  2. It appends a PgInferQueueEntry (the segment's handle) to the queue in
+ *     shared memory and sets the worker's latch.  A full queue is an error
+ *     (53400), not a wait.
+ *  3. The worker takes entries between forward steps, attaches the segment,
+ *     becomes each queue's sender, and answers every sequence with
+ *     zero or more messages and exactly one final PGI_MSG_DONE or
+ *     PGI_MSG_ERROR.  PGI_MSG_ADMITTED tells the backend its sequence left
+ *     the waiting line (the backend's pg_infer.queue_timeout covers only the
+ *     time before it).
+ *  4. The backend stops waiting early by setting cancel_requested to a
+ *     PgInferCancelReason and detaching (cancel, statement_timeout, client
+ *     gone, queue timeout, error).  The worker checks the flag every step,
+ *     drops the sequence, records its usage, and detaches.
+ *
+ * Worker death: the backend remembers worker_starts at enqueue time; if the
+ * published worker pid becomes 0 or worker_starts changes before its call
+ * is answered, the call fails at once (the queue is emptied by the next
+ * worker at start).  A worker that dies after attaching also detaches the
+ * queues, which shm_mq_receive reports as SHM_MQ_DETACHED.
+ *
+ * All structs are plain data at fixed offsets inside the segment; the
+ * header's sizes are checked by the worker before it trusts any offset.
+ */
+#ifndef PG_INFER_PROTOCOL_H
+#define PG_INFER_PROTOCOL_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/dsm.h"
+#include "storage/spin.h"
+
+#define PGI_CALL_MAGIC            0x50474943u	/* "PGIC" */
+#define PGI_QUEUE_CAPACITY        1024	/* calls queued, not yet taken */
+#define PGI_MAX_SEQUENCES_PER_CALL 1024	/* generate_batch() prompts */
+#define PGI_REPLY_QUEUE_SIZE      (64 * 1024)	/* bytes per sequence */
+#define PGI_TAG_LENGTH            128
+#define PGI_MAX_STOP_STRINGS      16
+#define PGI_MAX_LOADED_MODELS     8
+
+/* ------------------------------------------------------------------ queue */
+
+typedef struct PgInferQueueEntry
+{
+	uint64		call_id;
+	dsm_handle	segment;
+	int			backend_pid;
+	TimestampTz enqueued_at;
+} PgInferQueueEntry;
+
+/* In the main shared memory block ("pg_infer queue"). */
+typedef struct PgInferQueue
+{
+	slock_t		mutex;			/* protects everything below */
+	uint64		next_call_id;	/* 1, 2, ...; never reused */
+	uint32		head;			/* index of the oldest entry */
+	uint32		count;			/* entries in use */
+	PgInferQueueEntry entries[PGI_QUEUE_CAPACITY];
+} PgInferQueue;
+
+/* ------------------------------------------------------------------ calls */
+
+typedef enum PgInferCallKind
+{
+	PGI_CALL_GENERATE = 1,		/* n_sequences prompts, sampled */
+	PGI_CALL_LOAD_MODEL = 2,	/* blob: PgInferLoadArgs */
+	PGI_CALL_UNLOAD_MODEL = 3	/* model = the name */
+} PgInferCallKind;
+
+typedef enum PgInferCancelReason
+{
+	PGI_CANCEL_NONE = 0,
+	PGI_CANCEL_BY_USER = 1,		/* query cancel, pg_cancel_backend(), an error */
+	PGI_CANCEL_TIMEOUT = 2,		/* statement_timeout */
+	PGI_CANCEL_DISCONNECT = 3,	/* the client went away, backend exiting */
+	PGI_CANCEL_QUEUE_TIMEOUT = 4	/* pg_infer.queue_timeout passed before admission */
+} PgInferCancelReason;
+
+/* Sampling parameters after validation in the backend. */
+typedef struct PgInferSamplingArgs
+{
+	int32		max_tokens;
+	float8		temperature;	/* 0 = greedy */
+	float8		top_p;			/* (0, 1] */
+	int32		top_k;			/* 0 = off */
+	float8		min_p;			/* [0, 1) */
+	float8		repetition_penalty; /* 1 = off */
+	bool		has_seed;
+	int64		seed;
+	bool		truncate_prompt;	/* keep the prompt's tail instead of failing */
+	bool		parse_special;	/* prompt text may name special tokens (chat) */
+	bool		add_bos;
+} PgInferSamplingArgs;
+
+typedef struct PgInferLoadArgs
+{
+	char		path[MAXPGPATH];	/* absolute, already checked by the backend */
+	char		device[32];		/* "" = pg_infer.device */
+	int32		context_length; /* 0 = the model's */
+} PgInferLoadArgs;
+
+typedef struct PgInferSequenceSlot
+{
+	Size		prompt_offset;	/* UTF-8 prompt text inside the segment */
+	Size		prompt_length;
+	Size		queue_offset;	/* its shm_mq inside the segment */
+} PgInferSequenceSlot;
+
+typedef struct PgInferCallHeader
+{
+	uint32		magic;
+	uint32		kind;			/* PgInferCallKind */
+	uint64		call_id;
+	Size		segment_size;	/* the worker checks every offset against it */
+	uint32		worker_generation;	/* worker_starts when enqueued */
+	pg_atomic_uint32 cancel_requested;	/* PgInferCancelReason */
+
+	/* who asked, for the books */
+	Oid			role_id;
+	NameData	role_name;
+	Oid			database_id;
+	NameData	database_name;
+	NameData	application_name;
+	char		tag[PGI_TAG_LENGTH];	/* argument or pg_infer.tag */
+	NameData	function_name;	/* "generate", "generate_stream", "chat", ... */
+	TimestampTz submitted_at;
+
+	NameData	model;			/* "" = pg_infer.default_model */
+	PgInferSamplingArgs sampling;
+	int32		n_stop;
+	Size		stop_offset;	/* n_stop NUL-terminated strings, back to back */
+	Size		blob_offset;	/* kind-specific (PgInferLoadArgs) */
+	Size		blob_size;
+
+	int32		n_sequences;
+	Size		sequences_offset;	/* PgInferSequenceSlot[n_sequences] */
+} PgInferCallHeader;
+
+/* ------------------------------------------------------------------ replies
+ * Every message starts with its type byte. */
+
+typedef enum PgInferMessageType
+{
+	PGI_MSG_ADMITTED = 'A',		/* PgInferAdmittedMessage */
+	PGI_MSG_TEXT = 'T',			/* type byte followed by UTF-8 bytes */
+	PGI_MSG_DONE = 'D',			/* PgInferDoneMessage; last message */
+	PGI_MSG_ERROR = 'E'			/* PgInferErrorMessage; last message */
+} PgInferMessageType;
+
+typedef struct PgInferAdmittedMessage
+{
+	char		type;			/* PGI_MSG_ADMITTED */
+	int32		prompt_tokens;
+	float8		queue_ms;
+} PgInferAdmittedMessage;
+
+typedef struct PgInferDoneMessage
+{
+	char		type;			/* PGI_MSG_DONE */
+	char		finish_reason[16];	/* stop, length, cancelled, timeout, error */
+	int64		usage_id;		/* the committed usage row; 0 when not recorded */
+	int32		prompt_tokens;
+	int32		cached_tokens;
+	int32		completion_tokens;
+	float8		queue_ms;
+	float8		ttft_ms;
+	float8		total_ms;
+	float8		device_ms;
+	NameData	model;			/* the model that answered */
+} PgInferDoneMessage;
+
+typedef struct PgInferErrorMessage
+{
+	char		type;			/* PGI_MSG_ERROR */
+	char		sqlstate[6];	/* five characters and a NUL */
+	char		message[512];
+	char		detail[512];
+	char		hint[256];
+} PgInferErrorMessage;
+
+/* ------------------------------------------------------------------ models
+ * What the worker has loaded, published for status views and for
+ * backends that tokenize locally (they open the same file read-only). */
+
+typedef struct PgInferLoadedModel
+{
+	bool		in_use;
+	NameData	name;
+	char		path[MAXPGPATH];
+	char		digest[65];		/* sha256 of the file, hex */
+	char		device[64];		/* "cpu", "cuda:0" */
+	char		architecture[32];
+	char		tensor_type[16];	/* most common matrix type, e.g. "Q4_K" */
+	int32		context_length;
+	int64		parameters;
+	TimestampTz loaded_at;
+	uint32		generation;		/* bumps on every (re)load, for backend caches */
+
+	/* live, updated by the worker every step */
+	int32		running;
+	int32		waiting;
+	int32		kv_blocks_total;
+	int32		kv_blocks_free;
+	int64		tokens_prompt;
+	int64		tokens_generated;
+	int64		requests_served;
+} PgInferLoadedModel;
+
+#endif							/* PG_INFER_PROTOCOL_H */

@@ -1,0 +1,196 @@
+
+-- ======================================================================
+-- The books (issue 5), part 1: roles, price tables, usage, device activity,
+-- budgets.  Functions are in 51_books_functions.sql, views in
+-- 52_books_views.sql, privileges and row-level security in
+-- 53_books_access.sql.  docs/analytics.md explains the whole.
+--
+-- Time conventions: every day, week and hour boundary in the books is UTC,
+-- whatever the session's TimeZone, so that partitions, budgets and views
+-- agree with each other.
+-- ======================================================================
+
+-- ---------------------------------------------------------------- roles
+-- PostgreSQL reserves role names beginning with "pg_" (CREATE ROLE
+-- pg_infer_user fails with "role name is reserved"), so the roles are
+-- pginfer_*.  Roles are cluster-wide and outlive DROP EXTENSION: create them
+-- only where absent.
+--   pginfer_user     may call the inference functions; sees its own usage
+--   pginfer_analyst  reads all usage and the analyst views
+--   pginfer_admin    models, prices, budgets (and everything an analyst reads)
+DO $roles$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['pginfer_user', 'pginfer_analyst', 'pginfer_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+    IF NOT pg_catalog.pg_has_role('pginfer_admin', 'pginfer_analyst', 'MEMBER') THEN
+        GRANT pginfer_analyst TO pginfer_admin;
+    END IF;
+END
+$roles$;
+
+-- ---------------------------------------------------------------- prices
+CREATE TABLE model_prices (
+    model                  text        NOT NULL,
+    effective_from         timestamptz NOT NULL,
+    input_per_mtok         numeric     NOT NULL CHECK (input_per_mtok >= 0),
+    cached_input_per_mtok  numeric     NOT NULL CHECK (cached_input_per_mtok >= 0),
+    output_per_mtok        numeric     NOT NULL CHECK (output_per_mtok >= 0),
+    currency               text        NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    PRIMARY KEY (model, effective_from)
+);
+COMMENT ON TABLE model_prices IS
+    'Price per million tokens of each model; a request is priced by the row in force when it started (latest effective_from <= started_at)';
+
+CREATE TABLE compute_prices (
+    device          text        NOT NULL,
+    effective_from  timestamptz NOT NULL,
+    per_hour        numeric     NOT NULL CHECK (per_hour >= 0),
+    currency        text        NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+    PRIMARY KEY (device, effective_from)
+);
+COMMENT ON TABLE compute_prices IS
+    'Cost of one hour of a device (as named in usage.device); a request costs its device_ms at the rate in force when it started';
+
+-- ---------------------------------------------------------------- usage
+-- One row per request, RANGE partitioned by started_at, one partition per
+-- UTC day.  Daily rather than monthly: retention (pg_infer.usage_retention,
+-- 90 days by default) then drops at most a day more than asked instead of up
+-- to a month, a busy server's day is a partition of a size that VACUUM and
+-- index builds handle quickly, and ~100 partitions is well within what
+-- PostgreSQL 15 plans and prunes cheaply.  usage_maintain_partitions()
+-- creates them ahead of time; the default partition catches whatever arrives
+-- before its partition exists, and maintenance moves such rows out.
+CREATE TABLE usage (
+    request_id             uuid        NOT NULL,
+    started_at             timestamptz NOT NULL,
+    finished_at            timestamptz NOT NULL,
+    model                  text        NOT NULL,
+    model_digest           text,
+    role                   name        NOT NULL,
+    database               name,
+    application_name       text,
+    tag                    text,
+    function_name          text,
+    prompt_tokens          integer     NOT NULL CHECK (prompt_tokens >= 0),
+    cached_tokens          integer     NOT NULL DEFAULT 0
+                                       CHECK (cached_tokens >= 0 AND cached_tokens <= prompt_tokens),
+    completion_tokens      integer     NOT NULL CHECK (completion_tokens >= 0),
+    finish_reason          text        NOT NULL
+                                       CHECK (finish_reason IN ('stop', 'length', 'cancelled', 'timeout', 'error')),
+    queue_ms               double precision,
+    ttft_ms                double precision,
+    total_ms               double precision,
+    device                 text,
+    device_ms              double precision CHECK (device_ms >= 0),
+    input_per_mtok         numeric,
+    cached_input_per_mtok  numeric,
+    output_per_mtok        numeric,
+    compute_per_hour       numeric,
+    revenue                numeric,
+    cost                   numeric,
+    currency               text,
+    PRIMARY KEY (request_id, started_at)
+) PARTITION BY RANGE (started_at);
+
+COMMENT ON TABLE usage IS
+    'One row per inference request, written by the worker through record_usage(); partitioned by UTC day of started_at';
+COMMENT ON COLUMN usage.request_id IS 'Unique per request (with started_at: the partition key must be part of the key)';
+COMMENT ON COLUMN usage.cached_tokens IS 'Prompt tokens served from the prefix cache (part of prompt_tokens)';
+COMMENT ON COLUMN usage.device_ms IS 'The request''s share of device time: each step''s time split by the tokens each request had in it';
+COMMENT ON COLUMN usage.revenue IS 'What the request is charged: ((prompt-cached)*input + cached*cached_input + completion*output) / 1e6; NULL when no price was in force';
+COMMENT ON COLUMN usage.cost IS 'device_ms / 3 600 000 * compute_per_hour, rounded to 10 decimals; NULL when no compute price was in force';
+
+-- Rate limits (check_budget) look up a role's or a tag's last minute.
+CREATE INDEX usage_role_finished_at ON usage (role, finished_at);
+CREATE INDEX usage_tag_finished_at ON usage (tag, finished_at) WHERE tag IS NOT NULL;
+
+CREATE TABLE usage_default PARTITION OF usage DEFAULT;
+COMMENT ON TABLE usage_default IS
+    'Rows whose day has no partition yet; usage_maintain_partitions() moves them into their day''s partition';
+
+-- Spend per UTC day, role and tag, kept by record_usage() and
+-- recompute_costs() in the same statements as usage, so that check_budget()
+-- sums at most 31 rows per budget at admission instead of a month of usage.
+CREATE TABLE usage_spend (
+    day       date    NOT NULL,
+    role      name    NOT NULL,
+    tag       text,
+    requests  bigint  NOT NULL,
+    tokens    bigint  NOT NULL,
+    revenue   numeric NOT NULL,
+    cost      numeric NOT NULL,
+    CONSTRAINT usage_spend_day_role_tag UNIQUE NULLS NOT DISTINCT (day, role, tag)
+);
+COMMENT ON TABLE usage_spend IS
+    'Internal: usage summed per UTC day, role and tag, for budget checks';
+
+-- ---------------------------------------------------------------- device activity
+CREATE TABLE device_activity (
+    minute            timestamptz      NOT NULL CHECK (minute = pg_catalog.date_trunc('minute', minute)),
+    device            text             NOT NULL,
+    busy_ms           double precision NOT NULL CHECK (busy_ms >= 0),
+    steps             bigint           NOT NULL CHECK (steps >= 0),
+    tokens            bigint           NOT NULL CHECK (tokens >= 0),
+    mean_batch_size   double precision,
+    kv_used_fraction  double precision CHECK (kv_used_fraction BETWEEN 0 AND 1),
+    PRIMARY KEY (device, minute)
+);
+COMMENT ON TABLE device_activity IS
+    'One row per device per minute the worker held it (idle minutes included, busy_ms = 0): busy time, steps, tokens, mean batch size, peak KV-cache use';
+
+-- ---------------------------------------------------------------- budgets
+CREATE TABLE budgets (
+    budget_id          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    role               name,
+    tag                text,
+    period             text    NOT NULL DEFAULT 'month' CHECK (period IN ('day', 'week', 'month')),
+    max_tokens         bigint  CHECK (max_tokens >= 0),
+    max_cost           numeric CHECK (max_cost >= 0),
+    tokens_per_minute  integer CHECK (tokens_per_minute > 0),
+    CHECK (role IS NOT NULL OR tag IS NOT NULL),
+    CHECK (max_tokens IS NOT NULL OR max_cost IS NOT NULL OR tokens_per_minute IS NOT NULL),
+    CONSTRAINT budgets_role_tag_period UNIQUE NULLS NOT DISTINCT (role, tag, period)
+);
+COMMENT ON TABLE budgets IS
+    'Limits per role, per tag, or per role within a tag: tokens and spend (usage.revenue) per UTC day/week/month, and tokens per minute';
+
+-- pg_dump keeps the data of these tables (the extension's own objects are
+-- otherwise dumped as CREATE EXTENSION only).  Day partitions of usage are
+-- not members of the extension (maintenance creates them later) and are
+-- dumped as ordinary tables.
+SELECT pg_catalog.pg_extension_config_dump('model_prices', '');
+SELECT pg_catalog.pg_extension_config_dump('compute_prices', '');
+SELECT pg_catalog.pg_extension_config_dump('usage_default', '');
+SELECT pg_catalog.pg_extension_config_dump('usage_spend', '');
+SELECT pg_catalog.pg_extension_config_dump('device_activity', '');
+SELECT pg_catalog.pg_extension_config_dump('budgets', '');
+SELECT pg_catalog.pg_extension_config_dump('budgets_budget_id_seq', '');
+
+-- The raw facts the worker knows about a finished request; record_usage()
+-- prices them.
+CREATE TYPE usage_input AS (
+    request_id         uuid,             -- NULL: one is generated
+    started_at         timestamptz,
+    finished_at        timestamptz,
+    model              text,
+    model_digest       text,
+    role               name,
+    database           name,
+    application_name   text,
+    tag                text,
+    function_name      text,
+    prompt_tokens      integer,
+    cached_tokens      integer,
+    completion_tokens  integer,
+    finish_reason      text,
+    queue_ms           double precision,
+    ttft_ms            double precision,
+    total_ms           double precision,
+    device             text,
+    device_ms          double precision
+);
