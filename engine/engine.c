@@ -73,7 +73,8 @@ struct pgi_engine {
     sequence **step_seqs;       /* [max_sequences] */
     sequence **output_seqs;     /* [max_sequences] sequence of each output row */
     int32_t *argmax_ids;        /* [max_sequences] */
-    float *host_logits;         /* [vocab] */
+    float *host_logits;         /* [host_logit_rows][vocab] */
+    int host_logit_rows;
 
     uint64_t steps, tokens_processed, tokens_generated;
 };
@@ -339,6 +340,7 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     e->output_seqs = pgi_calloc((size_t) S, sizeof(sequence *));
     e->argmax_ids = pgi_calloc((size_t) S, sizeof(int32_t));
     e->host_logits = pgi_calloc((size_t) vocab, sizeof(float));
+    e->host_logit_rows = 1;
     if (!e->tokens || !e->positions || !e->seq_index || !e->kv_slots || !e->output_rows ||
         !e->seq_lengths || !e->block_tables || !e->step_seqs || !e->output_seqs ||
         !e->argmax_ids || !e->host_logits)
@@ -881,29 +883,58 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     e->steps++;
     e->tokens_processed += (uint64_t) n_tokens;
 
-    for (int j = 0; j < n_out; j++)
+    /* Rows that need full logits (sampling, the observer) come to the host
+     * in one read: on a GPU each read is a synchronisation. */
     {
-        sequence *s = e->output_seqs[j];
-        int32_t token;
+        int first = -1, last = -1;
 
-        if (pgi_sampler_needs_logits(&s->sampler) || e->options.logits_observer != NULL)
-        {
-            st = ops->read_floats(e->backend, e->host_logits, logits + (size_t) j * (size_t) vocab,
-                                  (size_t) vocab, err);
-            if (st != PGI_OK)
+        for (int j = 0; j < n_out; j++)
+            if (pgi_sampler_needs_logits(&e->output_seqs[j]->sampler) ||
+                e->options.logits_observer != NULL)
             {
-                fail_running(e, outputs, max_outputs, n_outputs);
-                return st;
+                if (first < 0)
+                    first = j;
+                last = j;
             }
-            if (e->options.logits_observer != NULL)
-                e->options.logits_observer(e->options.logits_observer_context, s->id,
-                                           e->positions[e->output_rows[j]], e->host_logits, vocab);
+        if (first >= 0 && last - first + 1 > e->host_logit_rows)
+        {
+            float *grown = pgi_alloc(sizeof(float) * (size_t) vocab * (size_t) (last - first + 1));
+
+            if (grown == NULL)
+                st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for logits");
+            else
+            {
+                pgi_free(e->host_logits);
+                e->host_logits = grown;
+                e->host_logit_rows = last - first + 1;
+            }
         }
-        if (pgi_sampler_needs_logits(&s->sampler))
-            token = pgi_sampler_sample(&s->sampler, e->host_logits);
-        else
-            token = e->argmax_ids[j];
-        accept_token(e, s, token, now_ms());
+        if (st == PGI_OK && first >= 0)
+            st = ops->read_floats(e->backend, e->host_logits, logits + (size_t) first * (size_t) vocab,
+                                  (size_t) vocab * (size_t) (last - first + 1), err);
+        if (st != PGI_OK)
+        {
+            fail_running(e, outputs, max_outputs, n_outputs);
+            return st;
+        }
+
+        for (int j = 0; j < n_out; j++)
+        {
+            sequence *s = e->output_seqs[j];
+            const float *row = first >= 0 && j >= first && j <= last
+                                   ? e->host_logits + (size_t) (j - first) * (size_t) vocab
+                                   : NULL;
+            int32_t token;
+
+            if (row != NULL && e->options.logits_observer != NULL)
+                e->options.logits_observer(e->options.logits_observer_context, s->id,
+                                           e->positions[e->output_rows[j]], row, vocab);
+            if (pgi_sampler_needs_logits(&s->sampler) && row != NULL)
+                token = pgi_sampler_sample(&s->sampler, row);
+            else
+                token = e->argmax_ids[j];
+            accept_token(e, s, token, now_ms());
+        }
     }
     finished_at = now_ms();
     for (int q = 0; q < n_step_seqs; q++)

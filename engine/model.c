@@ -156,6 +156,16 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
         (st = read_dimension(file, arch, "block_count", true, &c->n_layers, err)) ||
         (st = read_dimension(file, arch, "attention.head_count", true, &c->n_heads, err)))
         return st;
+    {
+        uint64_t experts = 0;
+
+        /* dense models may carry expert_count = 0 */
+        snprintf(key, sizeof(key), "%s.expert_count", arch);
+        if (gguf_get_u64(file, key, &experts) && experts > 0)
+            return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                            "mixture-of-experts models (%s = %llu) are not supported", key,
+                            (unsigned long long) experts);
+    }
     c->n_kv_heads = c->n_heads;
     if ((st = read_dimension(file, arch, "attention.head_count_kv", false, &c->n_kv_heads, err)))
         return st;

@@ -24,8 +24,9 @@ PG_MAJOR=15
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 MAKE=${MAKE:-make}
 BUILDDIR=${BUILDDIR:-build}
-DEMO_PORT=${PGI_DEMO_PORT:-54321}
 DEMO_DIR=$ROOT/.demo
+# The port chosen when the cluster was made is remembered in .demo/port.
+DEMO_PORT=${PGI_DEMO_PORT:-$(cat "$DEMO_DIR/port" 2>/dev/null || echo 54321)}
 DEMO_DATABASE=postgres
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -38,8 +39,14 @@ fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# (from /, which every user can enter, so that the server programs do not
+# complain about a working directory they cannot reach)
 as_demo_user() {
-    if [ "$(id -un)" = "$DEMO_USER" ]; then "$@"; else "${SUDO[@]}" runuser -u "$DEMO_USER" -- "$@"; fi
+    if [ "$(id -un)" = "$DEMO_USER" ]; then
+        "$@"
+    else
+        (cd / && "${SUDO[@]}" runuser -u "$DEMO_USER" -- "$@")
+    fi
 }
 
 bindir() { "$PG_CONFIG" --bindir; }
@@ -113,6 +120,7 @@ shared_preload_libraries = 'pg_infer'
 pg_infer.database = '$DEMO_DATABASE'
 pg_infer.device = 'auto'
 EOF
+        echo "$DEMO_PORT" >"$DEMO_DIR/port"
         echo "initialised $data"
     fi
 
@@ -126,6 +134,7 @@ EOF
 step_extension() {
     step "CREATE EXTENSION pg_infer"
     demo_psql -q -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_infer;
 ALTER EXTENSION pg_infer UPDATE;
 SQL

@@ -48,6 +48,10 @@ SELECT * FROM usage_maintain_partitions(days_ahead => 2, retention => '5 days',
 SELECT * FROM partitions;
 SELECT * FROM where_rows_are;
 SELECT count(*) AS rows_left_in_default FROM usage_default;
+-- Each partition gets its own indexes: the unique key of a request, and the
+-- last-minute lookups of the rate limits.
+SELECT pg_get_indexdef(indexrelid) AS index FROM pg_index
+ WHERE indrelid = 'usage_p20260310'::regclass ORDER BY 1;
 
 -- A row for a day without a partition (maintenance lagged) lands in the
 -- default partition.

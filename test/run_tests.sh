@@ -40,7 +40,10 @@ BINDIR=$("$PG_CONFIG" --bindir)
 PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
-LOGDIR=$ROOT/$BUILDDIR/test-logs
+case "$BUILDDIR" in
+    /*) LOGDIR=$BUILDDIR/test-logs ;;
+    *) LOGDIR=$ROOT/$BUILDDIR/test-logs ;;
+esac
 TEST_PORT=${PGI_TEST_PORT:-54329}
 
 passed=0
@@ -221,6 +224,7 @@ if [ "${#regress_tests[@]}" -gt 0 ]; then
         --temp-config="$REGRESS_DIR/temp.conf" \
         --inputdir="$REGRESS_DIR" --outputdir="$REGRESS_DIR" \
         --bindir="$BINDIR" --dbname=contrib_regression \
+        --encoding=UTF8 --no-locale \
         "${regress_tests[@]}") >"$LOGDIR/pg_regress.log" 2>&1
     regress_status=$?
     cat "$LOGDIR/pg_regress.log"

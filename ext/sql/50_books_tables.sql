@@ -93,23 +93,47 @@ CREATE TABLE usage (
     compute_per_hour       numeric,
     revenue                numeric,
     cost                   numeric,
-    currency               text,
-    PRIMARY KEY (request_id, started_at)
+    currency               text
 ) PARTITION BY RANGE (started_at);
 
 COMMENT ON TABLE usage IS
     'One row per inference request, written by the worker through record_usage(); partitioned by UTC day of started_at';
-COMMENT ON COLUMN usage.request_id IS 'Unique per request (with started_at: the partition key must be part of the key)';
+COMMENT ON COLUMN usage.request_id IS 'Unique per request: each partition has a unique index on (request_id, started_at)';
 COMMENT ON COLUMN usage.cached_tokens IS 'Prompt tokens served from the prefix cache (part of prompt_tokens)';
 COMMENT ON COLUMN usage.device_ms IS 'The request''s share of device time: each step''s time split by the tokens each request had in it';
 COMMENT ON COLUMN usage.revenue IS 'What the request is charged: ((prompt-cached)*input + cached*cached_input + completion*output) / 1e6; NULL when no price was in force';
 COMMENT ON COLUMN usage.cost IS 'device_ms / 3 600 000 * compute_per_hour, rounded to 10 decimals; NULL when no compute price was in force';
 
--- Rate limits (check_budget) look up a role's or a tag's last minute.
-CREATE INDEX usage_role_finished_at ON usage (role, finished_at);
-CREATE INDEX usage_tag_finished_at ON usage (tag, finished_at) WHERE tag IS NOT NULL;
+-- Indexes are made per partition (usage_index_partition()), not on the
+-- partitioned table: the table belongs to the extension while the day
+-- partitions do not, and pg_dump would otherwise emit index and key
+-- definitions for the partitions that ATTACH PARTITION has already created
+-- on restore, failing with "relation already exists".  Each partition has
+--   a unique index on (request_id, started_at): one row per request (a
+--     partition holds one day, so uniqueness per partition is uniqueness in
+--     usage), and the lookup record_usage() skips retried rows with;
+--   (role, finished_at) and (tag, finished_at): the last minute of a role or
+--     tag for the rate limits of check_budget().
+CREATE FUNCTION usage_index_partition(partition regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    table_name text := (SELECT relname FROM pg_class WHERE oid = partition);
+BEGIN
+    EXECUTE format('CREATE UNIQUE INDEX %I ON %s (request_id, started_at)',
+                   table_name || '_request', partition);
+    EXECUTE format('CREATE INDEX %I ON %s (role, finished_at)',
+                   table_name || '_role_finished_at', partition);
+    EXECUTE format('CREATE INDEX %I ON %s (tag, finished_at) WHERE tag IS NOT NULL',
+                   table_name || '_tag_finished_at', partition);
+END
+$$;
+REVOKE ALL ON FUNCTION usage_index_partition(regclass) FROM PUBLIC;
 
 CREATE TABLE usage_default PARTITION OF usage DEFAULT;
+SELECT usage_index_partition('usage_default');
 COMMENT ON TABLE usage_default IS
     'Rows whose day has no partition yet; usage_maintain_partitions() moves them into their day''s partition';
 
@@ -126,6 +150,8 @@ CREATE TABLE usage_spend (
     cost      numeric NOT NULL,
     CONSTRAINT usage_spend_day_role_tag UNIQUE NULLS NOT DISTINCT (day, role, tag)
 );
+CREATE INDEX usage_spend_role_day ON usage_spend (role, day);
+CREATE INDEX usage_spend_tag_day ON usage_spend (tag, day) WHERE tag IS NOT NULL;
 COMMENT ON TABLE usage_spend IS
     'Internal: usage summed per UTC day, role and tag, for budget checks';
 

@@ -34,7 +34,14 @@ typedef struct cpu_backend {
     float *scores;
     size_t scores_per_thread;
     bool use_avx2;
+    /* the step's tokens grouped into attention tiles: runs of up to
+     * ATTENTION_TILE consecutive positions of one sequence */
+    int32_t *tile_first;
+    int n_tiles;
+    int tiles_capacity;
 } cpu_backend;
+
+#define ATTENTION_TILE 4
 
 static inline cpu_backend *
 as_cpu(pgi_backend *b)
@@ -61,6 +68,7 @@ cpu_destroy(pgi_backend *b)
         return;
     pgi_threadpool_destroy(cb->pool);
     pgi_free(cb->scores);
+    pgi_free(cb->tile_first);
     pgi_free(cb);
 }
 
@@ -162,7 +170,8 @@ cpu_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
         if ((size_t) step->positions[t] + 1 > need)
             need = (size_t) step->positions[t] + 1;
     }
-    /* attention scores: one row of the longest causal window per thread */
+    /* attention scores: a tile's rows of the longest causal window per thread */
+    need = (need + 7) / 8 * 8 * ATTENTION_TILE;
     if (need > cb->scores_per_thread)
     {
         pgi_free(cb->scores);
@@ -172,6 +181,25 @@ cpu_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
             return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for attention scores");
         cb->scores_per_thread = need;
     }
+    if (step->n_tokens + 1 > cb->tiles_capacity)
+    {
+        pgi_free(cb->tile_first);
+        cb->tiles_capacity = 0;
+        cb->tile_first = pgi_alloc(sizeof(int32_t) * (size_t) (step->n_tokens + 1));
+        if (cb->tile_first == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for attention tiles");
+        cb->tiles_capacity = step->n_tokens + 1;
+    }
+    cb->n_tiles = 0;
+    for (int t = 0; t < step->n_tokens; t++)
+    {
+        int first = cb->n_tiles > 0 ? cb->tile_first[cb->n_tiles - 1] : -1;
+
+        if (first < 0 || t - first >= ATTENTION_TILE || step->seq_index[t] != step->seq_index[first] ||
+            step->positions[t] != step->positions[t - 1] + 1)
+            cb->tile_first[cb->n_tiles++] = t;
+    }
+    cb->tile_first[cb->n_tiles] = step->n_tokens;
     cb->step = *step;
     cb->in_step = true;
     return PGI_OK;
@@ -548,59 +576,236 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
         }
     }
 }
+
+/*
+ * Up to four queries of consecutive positions of one sequence against
+ * their shared keys.  Register tiles share loads: scores for 4 queries x 2
+ * keys, outputs for 4 queries x 16 floats.  Each query uses only its own
+ * causal window: its scores past it are set to zero after its softmax.
+ */
+__attribute__((target("avx2,fma"))) static void
+attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
+                 size_t score_stride)
+{
+    const attend_job *j0 = &jobs[0];
+    int d = j0->head_dim;
+    int n = jobs[count - 1].n_keys;
+    int block_size = kv->g.block_size;
+    size_t stride = kv->kv_dim;
+    const float *q[ATTENTION_TILE];
+    float *sc[ATTENTION_TILE];
+
+    for (int r = 0; r < ATTENTION_TILE; r++)
+    {
+        /* missing rows repeat the last query; their results are not stored */
+        q[r] = jobs[r < count ? r : count - 1].q;
+        sc[r] = j0->scores + (size_t) r * score_stride;
+    }
+
+    for (int b0 = 0; b0 < n; b0 += block_size)
+    {
+        const float *rows = kv_row(kv, layer, 0, j0->table[b0 / block_size], 0) + j0->kv_offset;
+        int m = n - b0 < block_size ? n - b0 : block_size;
+        int k = 0;
+
+        for (; k + 2 <= m; k += 2)
+        {
+            const float *ka = rows + (size_t) k * stride, *kb = ka + stride;
+            __m256 a0 = _mm256_setzero_ps(), b0v = _mm256_setzero_ps();
+            __m256 a1 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+            __m256 a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps();
+            __m256 a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+            __m256 h01, h23;
+            __m128 s01, s23;
+
+            for (int i = 0; i < d; i += 8)
+            {
+                __m256 x = _mm256_loadu_ps(ka + i), y = _mm256_loadu_ps(kb + i), qv;
+
+                qv = _mm256_loadu_ps(q[0] + i);
+                a0 = _mm256_fmadd_ps(qv, x, a0);
+                b0v = _mm256_fmadd_ps(qv, y, b0v);
+                qv = _mm256_loadu_ps(q[1] + i);
+                a1 = _mm256_fmadd_ps(qv, x, a1);
+                b1 = _mm256_fmadd_ps(qv, y, b1);
+                qv = _mm256_loadu_ps(q[2] + i);
+                a2 = _mm256_fmadd_ps(qv, x, a2);
+                b2 = _mm256_fmadd_ps(qv, y, b2);
+                qv = _mm256_loadu_ps(q[3] + i);
+                a3 = _mm256_fmadd_ps(qv, x, a3);
+                b3 = _mm256_fmadd_ps(qv, y, b3);
+            }
+            /* lanes: [q0 ka, q0 kb, q1 ka, q1 kb] after the two hadds */
+            h01 = _mm256_hadd_ps(_mm256_hadd_ps(a0, b0v), _mm256_hadd_ps(a1, b1));
+            h23 = _mm256_hadd_ps(_mm256_hadd_ps(a2, b2), _mm256_hadd_ps(a3, b3));
+            s01 = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h01), _mm256_extractf128_ps(h01, 1)),
+                             _mm_set1_ps(j0->scale));
+            s23 = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h23), _mm256_extractf128_ps(h23, 1)),
+                             _mm_set1_ps(j0->scale));
+            {
+                float v01[4], v23[4];
+
+                _mm_storeu_ps(v01, s01);
+                _mm_storeu_ps(v23, s23);
+                sc[0][b0 + k] = v01[0];
+                sc[0][b0 + k + 1] = v01[1];
+                sc[1][b0 + k] = v01[2];
+                sc[1][b0 + k + 1] = v01[3];
+                sc[2][b0 + k] = v23[0];
+                sc[2][b0 + k + 1] = v23[1];
+                sc[3][b0 + k] = v23[2];
+                sc[3][b0 + k + 1] = v23[3];
+            }
+        }
+        for (; k < m; k++)
+        {
+            const float *key = rows + (size_t) k * stride;
+
+            for (int r = 0; r < ATTENTION_TILE; r++)
+            {
+                __m256 a = _mm256_setzero_ps();
+                __m128 s1;
+
+                for (int i = 0; i < d; i += 8)
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + i), _mm256_loadu_ps(key + i), a);
+                s1 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                s1 = _mm_add_ps(s1, _mm_movehl_ps(s1, s1));
+                s1 = _mm_add_ss(s1, _mm_movehdup_ps(s1));
+                sc[r][b0 + k] = _mm_cvtss_f32(s1) * j0->scale;
+            }
+        }
+    }
+    for (int r = 0; r < ATTENTION_TILE; r++)
+    {
+        int own = jobs[r < count ? r : count - 1].n_keys;
+
+        softmax_avx2(sc[r], own);
+        for (int k = own; k < n; k++)
+            sc[r][k] = 0.0f;
+    }
+
+    for (int c0 = 0; c0 < d; c0 += 16)
+    {
+        bool wide = c0 + 16 <= d;
+        __m256 o00 = _mm256_setzero_ps(), o01 = _mm256_setzero_ps();
+        __m256 o10 = _mm256_setzero_ps(), o11 = _mm256_setzero_ps();
+        __m256 o20 = _mm256_setzero_ps(), o21 = _mm256_setzero_ps();
+        __m256 o30 = _mm256_setzero_ps(), o31 = _mm256_setzero_ps();
+
+        for (int b0 = 0; b0 < n; b0 += block_size)
+        {
+            const float *v = kv_row(kv, layer, 1, j0->table[b0 / block_size], 0) + j0->kv_offset + c0;
+            int m = n - b0 < block_size ? n - b0 : block_size;
+
+            for (int k = 0; k < m; k++, v += stride)
+            {
+                __m256 x = _mm256_loadu_ps(v);
+                __m256 y = wide ? _mm256_loadu_ps(v + 8) : _mm256_setzero_ps();
+                __m256 p;
+
+                p = _mm256_set1_ps(sc[0][b0 + k]);
+                o00 = _mm256_fmadd_ps(p, x, o00);
+                o01 = _mm256_fmadd_ps(p, y, o01);
+                p = _mm256_set1_ps(sc[1][b0 + k]);
+                o10 = _mm256_fmadd_ps(p, x, o10);
+                o11 = _mm256_fmadd_ps(p, y, o11);
+                p = _mm256_set1_ps(sc[2][b0 + k]);
+                o20 = _mm256_fmadd_ps(p, x, o20);
+                o21 = _mm256_fmadd_ps(p, y, o21);
+                p = _mm256_set1_ps(sc[3][b0 + k]);
+                o30 = _mm256_fmadd_ps(p, x, o30);
+                o31 = _mm256_fmadd_ps(p, y, o31);
+            }
+        }
+        {
+            __m256 lo[ATTENTION_TILE] = {o00, o10, o20, o30};
+            __m256 hi[ATTENTION_TILE] = {o01, o11, o21, o31};
+
+            for (int r = 0; r < count; r++)
+            {
+                _mm256_storeu_ps(jobs[r].out + c0, lo[r]);
+                if (wide)
+                    _mm256_storeu_ps(jobs[r].out + c0 + 8, hi[r]);
+            }
+        }
+    }
+}
 #endif
 
 static void
 attention_worker(void *arg, int thread_index, int n_threads)
 {
     attention_args *a = arg;
-    const pgi_step *s = &a->cb->step;
+    cpu_backend *cb = a->cb;
+    const pgi_step *s = &cb->step;
     const pgi_attention_shape *sh = a->shape;
     pgi_kv_cache *kv = a->kv;
     int head_dim = sh->head_dim;
     int group = sh->n_heads / sh->n_kv_heads;
     int block_size = kv->g.block_size;
-    int64_t n_items = (int64_t) s->n_tokens * sh->n_heads;
-    bool use_avx2 = a->cb->use_avx2 && head_dim % 8 == 0;
-    attend_job job;
+    int64_t n_items = (int64_t) cb->n_tiles * sh->n_heads;
+    bool use_avx2 = cb->use_avx2 && head_dim % 8 == 0;
+    float *scores = cb->scores + (size_t) thread_index * cb->scores_per_thread;
+    size_t score_stride = cb->scores_per_thread / ATTENTION_TILE;
+    attend_job jobs[ATTENTION_TILE];
 
-    job.head_dim = head_dim;
-    job.scale = sh->scale;
-    job.scores = a->cb->scores + (size_t) thread_index * a->cb->scores_per_thread;
-    /* Items run head by head, so one head's K/V slice stays in cache across
-     * tokens, and interleave across threads: later tokens have longer
-     * causal windows, so contiguous ranges would load the last thread most. */
+    /* Items (head, tile) run head by head, so one head's K/V slice stays in
+     * cache across tokens, and interleave across threads: later tokens have
+     * longer causal windows, so contiguous ranges would load the last
+     * thread most. */
     for (int64_t item = thread_index; item < n_items; item += n_threads)
     {
-        int h = (int) (item / s->n_tokens);
-        int t = (int) (item % s->n_tokens);
-        int seq = s->seq_index[t];
+        int h = (int) (item / cb->n_tiles);
+        int tile = (int) (item % cb->n_tiles);
+        int first = cb->tile_first[tile];
+        int count = cb->tile_first[tile + 1] - first;
+        bool hole = false;
 
-        job.table = s->block_tables + (size_t) seq * (size_t) s->max_blocks;
-        job.n_keys = s->positions[t] + 1;
-        /* a hole in the table would be the engine's bug: never read wild */
-        for (int b = 0; b * block_size < job.n_keys; b++)
-            if (job.table[b] < 0 || job.table[b] >= kv->g.n_blocks)
-            {
-                job.n_keys = b * block_size;
-                break;
-            }
-        job.q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
-        job.out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
-        job.kv_offset = (h / group) * head_dim;
-        if (job.n_keys == 0)
+        for (int r = 0; r < count; r++)
         {
-            memset(job.out, 0, sizeof(float) * (size_t) head_dim);
-            continue;
+            attend_job *job = &jobs[r];
+            int t = first + r;
+
+            job->table = s->block_tables + (size_t) s->seq_index[t] * (size_t) s->max_blocks;
+            job->n_keys = s->positions[t] + 1;
+            /* a hole in the table would be the engine's bug: never read wild */
+            for (int b = 0; b * block_size < job->n_keys; b++)
+                if (job->table[b] < 0 || job->table[b] >= kv->g.n_blocks)
+                {
+                    job->n_keys = b * block_size;
+                    hole = true;
+                    break;
+                }
+            job->q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+            job->out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+            job->kv_offset = (h / group) * head_dim;
+            job->head_dim = head_dim;
+            job->scale = sh->scale;
+            job->scores = scores + (size_t) r * score_stride;
         }
 #if defined(__x86_64__)
-        if (use_avx2)
+        if (use_avx2 && count > 1 && !hole)
         {
-            attend_avx2(kv, a->layer, &job);
+            attend_tile_avx2(kv, a->layer, jobs, count, score_stride);
             continue;
         }
 #endif
-        attend_scalar(kv, a->layer, &job);
+        for (int r = 0; r < count; r++)
+        {
+            if (jobs[r].n_keys == 0)
+            {
+                memset(jobs[r].out, 0, sizeof(float) * (size_t) head_dim);
+                continue;
+            }
+#if defined(__x86_64__)
+            if (use_avx2)
+            {
+                attend_avx2(kv, a->layer, &jobs[r]);
+                continue;
+            }
+#endif
+            attend_scalar(kv, a->layer, &jobs[r]);
+        }
     }
 }
 

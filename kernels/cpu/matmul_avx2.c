@@ -11,10 +11,14 @@
  * scale for the K-quants).  For signed-by-signed (Q8_0, Q4_0) the sign of
  * the weight is moved onto the activation first (|w| * sign(w) x).
  *
- * Tile shapes (weight rows x activation rows) are chosen so that the
- * accumulators and the operands reused across the tile fit the 16 vector
- * registers: float types 4x3, Q8_0/Q4_0 4x2, Q4_K/Q6_K 1x4 (their weight
- * unpacking, scales and mins are the expensive part, shared by 4 x rows).
+ * Tile shapes (weight rows x activation rows) for prefill are chosen so
+ * the accumulators and the operands reused across the tile fit the 16
+ * vector registers: float types 4x3, Q8_0/Q4_0 3x4 (best of 4x2, 4x3, 3x4,
+ * 2x4, 3x3 measured), Q4_K/Q6_K 1x4 (their nibble/6-bit unpacking, scales
+ * and mins are the expensive part, shared by 4 activation rows).  Decode
+ * (one activation row) uses single-row kernels unrolled over blocks: each
+ * weight row is then read sequentially, which the hardware prefetchers
+ * follow better than several interleaved rows.
  */
 #include "cpu_internal.h"
 
@@ -39,6 +43,14 @@ AVX2_INLINE float
 half_to_float(pgi_f16 h)
 {
     return _cvtsh_ss(h);
+}
+
+/* A half-precision scale from memory, converted and broadcast in two
+ * instructions (no round trip through a scalar register). */
+AVX2_INLINE __m256
+broadcast_half(const pgi_f16 *h)
+{
+    return _mm256_cvtph_ps(_mm_set1_epi16((short) *h));
 }
 
 /* ---------------------------------------------------------- float types */
@@ -129,7 +141,7 @@ AVX2_INLINE void
 q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
         float *out, size_t os, const int R, const int C)
 {
-    __m256 acc[4][3];
+    __m256 acc[4][4];
     int64_t nb = cols / 32;
 
     for (int r = 0; r < R; r++)
@@ -137,15 +149,15 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
             acc[r][c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++)
     {
-        __m256i xq[3];
-        __m256 dx[3];
+        __m256i xq[4];
+        __m256 dx[4];
 
         for (int c = 0; c < C; c++)
         {
             const pgi_block_q8_0 *xb = (const pgi_block_q8_0 *) (x + c * xs) + b;
 
             xq[c] = _mm256_loadu_si256((const __m256i *) xb->qs);
-            dx[c] = _mm256_set1_ps(half_to_float(xb->d));
+            dx[c] = broadcast_half(&xb->d);
         }
         for (int r = 0; r < R; r++)
         {
@@ -157,14 +169,14 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
                 const pgi_block_q4_0 *wb = (const pgi_block_q4_0 *) (w + r * ws) + b;
 
                 wq = unpack_q4_0(wb);
-                dw = _mm256_set1_ps(half_to_float(wb->d));
+                dw = broadcast_half(&wb->d);
             }
             else
             {
                 const pgi_block_q8_0 *wb = (const pgi_block_q8_0 *) (w + r * ws) + b;
 
                 wq = _mm256_loadu_si256((const __m256i *) wb->qs);
-                dw = _mm256_set1_ps(half_to_float(wb->d));
+                dw = broadcast_half(&wb->d);
             }
             {
                 __m256i aw = _mm256_sign_epi8(wq, wq);
@@ -287,11 +299,13 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
             __m256i ql0 = _mm256_loadu_si256((const __m256i *) (wb->ql + 64 * h));
             __m256i ql1 = _mm256_loadu_si256((const __m256i *) (wb->ql + 64 * h + 32));
             __m256i qh = _mm256_loadu_si256((const __m256i *) (wb->qh + 32 * h));
+            /* scales 8h..8h+7 as int16, in both 128-bit halves */
+            __m256i half_scales = h == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                                         : _mm256_permute2x128_si256(scales16, scales16, 0x11);
 
             for (int g = 0; g < 4; g++)
             {
                 __m256i q, scale;
-                int s = 8 * h + 2 * g;
 
                 if (g == 0)
                     q = _mm256_or_si256(_mm256_and_si256(ql0, low4),
@@ -305,8 +319,18 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
                 else
                     q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-                /* lanes 0..7 cover elements of sub-block s, 8..15 of s+1 */
-                scale = _mm256_set_m128i(_mm_set1_epi16(wb->scales[s + 1]), _mm_set1_epi16(wb->scales[s]));
+                /* lanes 0..7 cover elements of sub-block s, 8..15 of s+1:
+                 * pick int16 element 2g (low half) and 2g+1 (high half) of
+                 * this half's eight scales */
+                scale = _mm256_shuffle_epi8(half_scales, _mm256_setr_epi8(
+                    (char) (4 * g), (char) (4 * g + 1), (char) (4 * g), (char) (4 * g + 1),
+                    (char) (4 * g), (char) (4 * g + 1), (char) (4 * g), (char) (4 * g + 1),
+                    (char) (4 * g), (char) (4 * g + 1), (char) (4 * g), (char) (4 * g + 1),
+                    (char) (4 * g), (char) (4 * g + 1), (char) (4 * g), (char) (4 * g + 1),
+                    (char) (4 * g + 2), (char) (4 * g + 3), (char) (4 * g + 2), (char) (4 * g + 3),
+                    (char) (4 * g + 2), (char) (4 * g + 3), (char) (4 * g + 2), (char) (4 * g + 3),
+                    (char) (4 * g + 2), (char) (4 * g + 3), (char) (4 * g + 2), (char) (4 * g + 3),
+                    (char) (4 * g + 2), (char) (4 * g + 3), (char) (4 * g + 2), (char) (4 * g + 3)));
                 for (int c = 0; c < C; c++)
                 {
                     const pgi_block_q8_k *xb = (const pgi_block_q8_k *) (x + c * xs) + b;
@@ -406,8 +430,8 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
 
 /* ------------------------------------------------- tile entry points */
 
-/* Full tiles go to the R x C instance; one activation row (decode) to the
- * single-row kernel when there is one, other edges to 1 x C or R x 1. */
+/* Full tiles go to the R x C instance, partial ones to 1 x C; single
+ * activation rows (decode) to the single-row kernel ROW. */
 #define TILE_ENTRY(NAME, CALL, ROW, R, C)                                                 \
     AVX2_FN void NAME(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,        \
                       size_t xs, float *out, size_t os, int nr, int nc)                   \
@@ -419,16 +443,8 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
                 CALL(cols, w + r * ws, ws, x, xs, out + r, os, 1, C);                     \
         else                                                                              \
             for (int c = 0; c < nc; c++)                                                  \
-            {                                                                             \
-                if (ROW(NULL, 0, NULL, NULL) && (R) > 1)                                  \
-                    for (int r = 0; r < nr; r++)                                          \
-                        out[c * os + r] = ROW(cols, w + r * ws, x + c * xs, 1);           \
-                else if (nr == (R))                                                       \
-                    CALL(cols, w, ws, x + c * xs, xs, out + c * os, os, R, 1);            \
-                else                                                                      \
-                    for (int r = 0; r < nr; r++)                                          \
-                        CALL(cols, w + r * ws, ws, x + c * xs, xs, out + c * os + r, os, 1, 1); \
-            }                                                                             \
+                for (int r = 0; r < nr; r++)                                              \
+                    ROW(cols, w + r * ws, x + c * xs, out + c * os + r);                  \
     }
 
 #define CALL_F32(cols, w, ws, x, xs, out, os, R, C) float_tile(KIND_F32, cols, w, ws, x, xs, out, os, R, C)
@@ -439,22 +455,22 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
 #define CALL_Q4_K(cols, w, ws, x, xs, out, os, R, C) q4_k_tile(cols, w, ws, x, xs, out, os, C)
 #define CALL_Q6_K(cols, w, ws, x, xs, out, os, R, C) q6_k_tile(cols, w, ws, x, xs, out, os, C)
 
-/* ROW(cols, w, x, 1) is a row's dot product; ROW(..., 0) says whether the
- * type has a single-row kernel. */
-#define ROW_F32(cols, w, x, go) ((go) ? float_row(KIND_F32, cols, w, (const float *) (x)) : 1.0f)
-#define ROW_F16(cols, w, x, go) ((go) ? float_row(KIND_F16, cols, w, (const float *) (x)) : 1.0f)
-#define ROW_BF16(cols, w, x, go) ((go) ? float_row(KIND_BF16, cols, w, (const float *) (x)) : 1.0f)
-#define ROW_Q8_0(cols, w, x, go) ((go) ? q8_row(false, cols, w, x) : 1.0f)
-#define ROW_Q4_0(cols, w, x, go) ((go) ? q8_row(true, cols, w, x) : 1.0f)
-#define ROW_NONE(cols, w, x, go) 0.0f
+/* ROW(cols, w, x, out): *out = dot product of one weight row and one x row. */
+#define ROW_F32(cols, w, x, o) (*(o) = float_row(KIND_F32, cols, w, (const float *) (x)))
+#define ROW_F16(cols, w, x, o) (*(o) = float_row(KIND_F16, cols, w, (const float *) (x)))
+#define ROW_BF16(cols, w, x, o) (*(o) = float_row(KIND_BF16, cols, w, (const float *) (x)))
+#define ROW_Q8_0(cols, w, x, o) (*(o) = q8_row(false, cols, w, x))
+#define ROW_Q4_0(cols, w, x, o) (*(o) = q8_row(true, cols, w, x))
+#define ROW_Q4_K(cols, w, x, o) q4_k_tile(cols, w, 0, x, 0, o, 0, 1)
+#define ROW_Q6_K(cols, w, x, o) q6_k_tile(cols, w, 0, x, 0, o, 0, 1)
 
 TILE_ENTRY(tile_f32, CALL_F32, ROW_F32, 4, 3)
 TILE_ENTRY(tile_f16, CALL_F16, ROW_F16, 4, 3)
 TILE_ENTRY(tile_bf16, CALL_BF16, ROW_BF16, 4, 3)
-TILE_ENTRY(tile_q8_0, CALL_Q8_0, ROW_Q8_0, 4, 2)
-TILE_ENTRY(tile_q4_0, CALL_Q4_0, ROW_Q4_0, 4, 2)
-TILE_ENTRY(tile_q4_k, CALL_Q4_K, ROW_NONE, 1, 4)
-TILE_ENTRY(tile_q6_k, CALL_Q6_K, ROW_NONE, 1, 4)
+TILE_ENTRY(tile_q8_0, CALL_Q8_0, ROW_Q8_0, 3, 4)
+TILE_ENTRY(tile_q4_0, CALL_Q4_0, ROW_Q4_0, 3, 4)
+TILE_ENTRY(tile_q4_k, CALL_Q4_K, ROW_Q4_K, 1, 4)
+TILE_ENTRY(tile_q6_k, CALL_Q6_K, ROW_Q6_K, 1, 4)
 
 /* ------------------------------------------------ activation quantizers */
 
@@ -562,10 +578,10 @@ pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel)
             *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL};
             return true;
         case PGI_TYPE_Q8_0:
-            *kernel = (pgi_matmul_kernel) {tile_q8_0, 4, 2, quantize_q8_0_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, quantize_q8_0_avx2};
             return true;
         case PGI_TYPE_Q4_0:
-            *kernel = (pgi_matmul_kernel) {tile_q4_0, 4, 2, quantize_q8_0_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, quantize_q8_0_avx2};
             return true;
         case PGI_TYPE_Q4_K:
             *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, 4, quantize_q8_k_avx2};

@@ -526,6 +526,19 @@ cuda_gather_outputs(pgi_backend *b, float *out, const float *x, int width)
 
 /* ------------------------------------------------------------ memory */
 
+/* Copy on our stream and wait: a plain cudaMemcpy from pageable memory may
+ * return before its DMA lands, and it is not ordered with our non-blocking
+ * stream. */
+static cudaError_t
+upload_bytes(pgi_cuda_backend *cb, void *device, const void *host, size_t bytes)
+{
+    cudaError_t rc = cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, cb->stream);
+
+    if (rc == cudaSuccess)
+        rc = cudaStreamSynchronize(cb->stream);
+    return rc;
+}
+
 static pgi_status
 cuda_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
 {
@@ -582,11 +595,11 @@ cuda_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
         }
         memset(packed, 0, device_bytes);
         pgi_cuda_repack(w->type, w->rows, w->cols, (const uint8_t *) w->host, packed, aux_offset);
-        rc = cudaMemcpy(device, packed, device_bytes, cudaMemcpyHostToDevice);
+        rc = upload_bytes(cb, device, packed, device_bytes);
         pgi_free(packed);
     }
     else
-        rc = cudaMemcpy(device, w->host, device_bytes, cudaMemcpyHostToDevice);
+        rc = upload_bytes(cb, device, w->host, device_bytes);
     if (rc != cudaSuccess)
     {
         release_quietly(cudaFree(device));
@@ -657,6 +670,8 @@ cuda_kv_create(pgi_backend *b, const pgi_kv_geometry *g, pgi_kv_cache **out, pgi
     if (g->n_layers <= 0 || g->n_kv_heads <= 0 || g->head_dim <= 0 || g->block_size <= 0 ||
         g->n_blocks <= 0)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "invalid KV cache geometry");
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
     if (g->head_dim > 256)
         return pgi_fail(err, PGI_ERR_UNSUPPORTED, "head_dim %d: the CUDA backend supports up to 256",
                         g->head_dim);
@@ -682,9 +697,11 @@ cuda_kv_create(pgi_backend *b, const pgi_kv_geometry *g, pgi_kv_cache **out, pgi
     if (rc == cudaSuccess)
         rc = cudaMalloc((void **) &kv->v, total);
     if (rc == cudaSuccess)
-        rc = cudaMemset(kv->k, 0, total);
+        rc = cudaMemsetAsync(kv->k, 0, total, cb->stream);
     if (rc == cudaSuccess)
-        rc = cudaMemset(kv->v, 0, total);
+        rc = cudaMemsetAsync(kv->v, 0, total, cb->stream);
+    if (rc == cudaSuccess)
+        rc = cudaStreamSynchronize(cb->stream);
     if (rc != cudaSuccess)
     {
         if (kv->k != NULL)
@@ -755,8 +772,10 @@ grow_stage(pgi_cuda_backend *cb, size_t need, pgi_error *err)
 {
     size_t capacity = need + need / 2;
 
-    /* graphs hold the old device addresses */
+    /* graphs hold the old device addresses; queued work may still read them */
     graphs_destroy_all(cb);
+    if (cb->stream != NULL)
+        CUDA_TRY(cudaStreamSynchronize(cb->stream), "waiting for queued work");
     if (cb->host_stage != NULL)
         release_quietly(cudaFreeHost(cb->host_stage));
     if (cb->device_stage != NULL)

@@ -176,6 +176,9 @@ void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, c
                              int n_rows, float eps);
 void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                             int n_rows);
+/* The int8 x dp4a matrix-vector product (n_rows <= 8) of a quantized type. */
+void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
+                                 const float *x, int n_rows);
 void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows);
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
                           const pgi_wref *inv_freq, const pgi_attention_shape *shape);

@@ -117,90 +117,6 @@ launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float 
     }
 }
 
-/* x [n_rows][cols] to int8 blocks of 32 (pgi_xq_layout), one block per thread. */
-__global__ void
-quantize_x_kernel(const float *x, int64_t n_blocks, int8_t *q, float *d, int32_t *sums)
-{
-    for (int64_t b = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; b < n_blocks;
-         b += (int64_t) gridDim.x * blockDim.x)
-        pgi_xq_quantize_block(x, b, q, d, sums);
-}
-
-/* The integer version of matvec_kernel for the quantized types. */
-template <int T, int R>
-__global__ void __launch_bounds__(MATVEC_WARPS * 32)
-matvec_int8_kernel(float *out, pgi_wview w, const int8_t *xq, const float *xd, const int32_t *xs)
-{
-    int lane = threadIdx.x & 31;
-    int64_t row = (int64_t) blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
-    int64_t n_units = pgi_unit<T>::per_row(w.cols);
-    float acc[R];
-
-    if (row >= w.rows)
-        return;
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        acc[r] = 0.0f;
-#pragma unroll 2
-    for (int64_t u = lane; u < n_units; u += 32)
-    {
-#pragma unroll
-        for (int r = 0; r < R; r++)
-        {
-            pgi_xq_view xv;
-
-            xv.q = xq + (size_t) r * (size_t) w.cols;
-            xv.d = xd + (size_t) r * (size_t) (w.cols / 32);
-            xv.sum16 = xs + (size_t) r * (size_t) (w.cols / 16);
-            acc[r] += pgi_qdot<T>::dot(w, row, u, xv);
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-    {
-        float s = acc[r];
-
-        for (int offset = 16; offset > 0; offset >>= 1)
-            s += __shfl_xor_sync(0xffffffffu, s, offset);
-        if (lane == 0)
-            out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
-    }
-}
-
-template <int T>
-static void
-launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
-                   int n_rows)
-{
-    size_t d_offset, sum_offset;
-    size_t bytes = pgi_xq_layout(n_rows, w.cols, &d_offset, &sum_offset);
-    int64_t n_blocks = (int64_t) n_rows * (w.cols / 32);
-
-    /* scratch first: securing it may leave a graph capture */
-    if (!pgi_cuda_ensure_scratch(cb, &cb->x_int8, &cb->x_int8_bytes, bytes, "quantized activations"))
-        return;
-    int8_t *q = (int8_t *) cb->x_int8;
-    float *d = (float *) ((uint8_t *) cb->x_int8 + d_offset);
-    int32_t *sums = (int32_t *) ((uint8_t *) cb->x_int8 + sum_offset);
-    unsigned blocks = (unsigned) ((n_blocks + 127) / 128);
-
-    quantize_x_kernel<<<blocks, 128, 0, cb->stream>>>(x, n_blocks, q, d, sums);
-    pgi_cuda_check_launch(cb, "quantizing matmul activations");
-
-    dim3 grid((unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS)), block(MATVEC_WARPS * 32);
-    switch (n_rows)
-    {
-        case 1: matvec_int8_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 2: matvec_int8_kernel<T, 2><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 3: matvec_int8_kernel<T, 3><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 4: matvec_int8_kernel<T, 4><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 5: matvec_int8_kernel<T, 5><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 6: matvec_int8_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 7: matvec_int8_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        default: matvec_int8_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-    }
-}
-
 /* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
 template <int T>
 __global__ void
@@ -368,15 +284,7 @@ pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, cons
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
     if (cb->int8_matvec && pgi_cuda_has_qdot(wt))
-    {
-        switch (wt)
-        {
-            case PGI_CW_Q8_0: launch_matvec_int8<PGI_CW_Q8_0>(cb, out, view, x, n_rows); break;
-            case PGI_CW_Q4_0: launch_matvec_int8<PGI_CW_Q4_0>(cb, out, view, x, n_rows); break;
-            case PGI_CW_Q4_K: launch_matvec_int8<PGI_CW_Q4_K>(cb, out, view, x, n_rows); break;
-            default: launch_matvec_int8<PGI_CW_Q6_K>(cb, out, view, x, n_rows); break;
-        }
-    }
+        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows);
     else
         PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
     pgi_cuda_check_launch(cb, "matmul");

@@ -267,6 +267,10 @@ model_bytes_per_token(const pgi_model *m)
     return total;
 }
 
+/* "cuda:0"; "cpu" to check this program's engine part without a GPU
+ * (bench_gpu LIB --cpu model.gguf ...). */
+static const char *bench_device = "cuda:0";
+
 static pgi_engine *
 open_model(const char *path, const char *library)
 {
@@ -276,7 +280,7 @@ open_model(const char *path, const char *library)
 
     pgi_engine_options_default(&o);
     o.model_path = path;
-    o.device = "cuda:0";
+    o.device = bench_device;
     o.cuda_library_path = library;
     o.context_length = 1024;
     o.kv_memory_bytes = (size_t) 4 << 30;
@@ -284,7 +288,7 @@ open_model(const char *path, const char *library)
     o.max_sequences = 64;
     if (pgi_engine_open(&o, &e, &err) != PGI_OK)
     {
-        printf("%s: cannot open on cuda:0: %s\n", path, err.message);
+        printf("%s: cannot open on %s: %s\n", path, bench_device, err.message);
         return NULL;
     }
     return e;
@@ -417,7 +421,16 @@ int
 main(int argc, char **argv)
 {
     const char *library = argc > 1 ? argv[1] : "build/pg_infer_cuda.so";
-    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    void *handle;
+
+    if (argc > 2 && strcmp(argv[2], "--cpu") == 0)
+    {
+        bench_device = "cpu";
+        for (int i = 3; i < argc; i++)
+            bench_model(argv[i], NULL, 0.0);
+        return 0;
+    }
+    handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     pgi_cuda_probe_fn probe;
     pgi_cuda_create_fn create;
     pgi_cuda_probe_result probed;

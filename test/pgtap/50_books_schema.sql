@@ -35,8 +35,10 @@ SELECT col_type_is('public', 'usage', 'request_id', 'uuid', 'usage.request_id is
 SELECT col_type_is('public', 'usage', 'role', 'name', 'usage.role is a name');
 SELECT col_type_is('public', 'usage', 'revenue', 'numeric', 'usage.revenue is numeric');
 SELECT col_type_is('public', 'usage', 'cost', 'numeric', 'usage.cost is numeric');
-SELECT col_is_pk('public', 'usage', ARRAY['request_id', 'started_at'],
-                 'usage is keyed by request_id and started_at');
+SELECT is((SELECT pg_get_indexdef(indexrelid) FROM pg_index
+            WHERE indrelid = 'public.usage_default'::regclass AND indisunique),
+          'CREATE UNIQUE INDEX usage_default_request ON public.usage_default USING btree (request_id, started_at)',
+          'the default partition is keyed by request_id and started_at');
 SELECT columns_are('public', 'model_prices', ARRAY[
     'model', 'effective_from', 'input_per_mtok', 'cached_input_per_mtok', 'output_per_mtok',
     'currency'], 'model_prices has the documented columns');

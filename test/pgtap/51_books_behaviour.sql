@@ -3,7 +3,7 @@
 -- its own rows only, check_budget refuses with PIB01 / PIR01, and the worker
 -- only functions are closed to users.  Expected values are worked out by hand.
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 CREATE ROLE books_tap_alice IN ROLE pginfer_user;
 CREATE ROLE books_tap_bob IN ROLE pginfer_user;
@@ -26,6 +26,16 @@ SELECT is(record_usage(ARRAY[
               pg_temp.row_at(2, 'books_tap_alice', '2026-02-01 00:00:00+00'),
               pg_temp.row_at(3, 'books_tap_bob',   '2026-02-02 00:00:00+00')]),
           3, 'record_usage inserts a batch of three rows');
+SELECT is(record_usage(ARRAY[
+              pg_temp.row_at(3, 'books_tap_bob',   '2026-02-02 00:00:00+00'),
+              pg_temp.row_at(4, 'books_tap_bob',   '2026-02-02 00:00:00+00')]),
+          1, 'a row recorded before (a retried batch) is skipped, the new one inserted');
+SELECT throws_ok($$INSERT INTO usage (request_id, started_at, finished_at, model, role, prompt_tokens,
+                                      completion_tokens, finish_reason)
+                   VALUES ('00000000-0000-0000-0000-000000000001', '2026-01-31 23:59:59.999+00', now(),
+                           'tap-model', 'x', 0, 0, 'stop')$$,
+                 '23505', NULL, 'a second row for the same request is refused by the unique index');
+DELETE FROM usage WHERE request_id = '00000000-0000-0000-0000-000000000004';
 
 -- January price: (500*0.40 + 500*0.10 + 250*1.60)/1e6 = (200+50+400)/1e6 = 0.00065
 -- February price: (500*0.80 + 500*0.20 + 250*3.20)/1e6 = (400+100+800)/1e6 = 0.0013

@@ -323,6 +323,7 @@ typedef struct tiny_spec {
     const char *scaling_type;
     float scaling_factor;
     float v_bias;            /* value of every V bias element */
+    int experts;             /* > 0: write <arch>.expert_count */
 } tiny_spec;
 
 /* Shape of the small models; the head-size-64 test changes it. */
@@ -400,6 +401,11 @@ write_tiny(const char *path, const tiny_spec *s, uint64_t seed, pgi_error *err)
         TRY(gguf_writer_add_string(w, key, s->scaling_type, err));
         snprintf(key, sizeof(key), "%s.rope.scaling.factor", s->arch);
         TRY(gguf_writer_add_f32(w, key, s->scaling_factor, err));
+    }
+    if (s->experts > 0)
+    {
+        snprintf(key, sizeof(key), "%s.expert_count", s->arch);
+        TRY(gguf_writer_add_u32(w, key, (uint32_t) s->experts, err));
     }
     TRY(gguf_writer_copy_kvs_with_prefix(w, vocab, "tokenizer.", NULL, err));
 
@@ -897,6 +903,11 @@ test_model_files(void)
         pgi_model_free(m);
         gguf_close(f);
     }
+    s.experts = 8;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "expert_count") != NULL,
+          "a mixture-of-experts model is refused (%s)", err.message);
+    s.experts = 0;
     s.scaling_type = "yarn";
     st = load_tiny(&s, path, &m, &f, &err);
     CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "yarn") != NULL,
