@@ -218,25 +218,26 @@ fuzz-run: fuzz
 # (engine, issue 3)  make bench: prefill and decode tok/s of the CLI on
 # synthetic models of a 134M-parameter llama shape (dim 768, ffn 2048, 12
 # layers, 12 heads, Llama-2 vocabulary) in F16, Q8_0 and Q4_K_M, written to
-# $(BENCH_DIR) once (kept between runs).  One JSON line per model.
-BENCH_DIR      ?= $(BUILDDIR)/bench-models
-BENCH_VOCAB    ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
-BENCH_SHAPE    ?= --dim 768 --ffn 2048 --layers 12 --heads 12 --kv-heads 12 --context 2048
-BENCH_TYPES    ?= f16 q8_0 q4_k_m
-BENCH_THREADS  ?= 2
-BENCH_PROMPT   ?= 512
-BENCH_GEN      ?= 128
-BENCH_MODELS    = $(patsubst %,$(BENCH_DIR)/synthetic-134m-%.gguf,$(BENCH_TYPES))
+# $(CPU_BENCH_DIR) once (kept between runs).  One JSON line per model.
+# (Prefixed CPU_: the GPU section below has BENCH_* variables of its own.)
+CPU_BENCH_DIR      ?= $(BUILDDIR)/bench-models
+CPU_BENCH_VOCAB    ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
+CPU_BENCH_SHAPE    ?= --dim 768 --ffn 2048 --layers 12 --heads 12 --kv-heads 12 --context 2048
+CPU_BENCH_TYPES    ?= f16 q8_0 q4_k_m
+CPU_BENCH_THREADS  ?= 2
+CPU_BENCH_PROMPT   ?= 512
+CPU_BENCH_GEN      ?= 128
+CPU_BENCH_MODELS    = $(patsubst %,$(CPU_BENCH_DIR)/synthetic-134m-%.gguf,$(CPU_BENCH_TYPES))
 
-$(BENCH_DIR)/synthetic-134m-%.gguf: | $(BUILDDIR)/make_synthetic_model
+$(CPU_BENCH_DIR)/synthetic-134m-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)
-	$(BUILDDIR)/make_synthetic_model --type $* $(BENCH_SHAPE) --vocab-from $(BENCH_VOCAB) -o $@
+	$(BUILDDIR)/make_synthetic_model --type $* $(CPU_BENCH_SHAPE) --vocab-from $(CPU_BENCH_VOCAB) -o $@
 
 bench: bench-engine
-bench-engine: $(BUILDDIR)/pg_infer_cli $(BENCH_MODELS)
-	@for m in $(BENCH_MODELS); do \
-	  $(BUILDDIR)/pg_infer_cli bench --model $$m --threads $(BENCH_THREADS) \
-	    --prompt-tokens $(BENCH_PROMPT) --gen-tokens $(BENCH_GEN) || exit 1; \
+bench-engine: $(BUILDDIR)/pg_infer_cli $(CPU_BENCH_MODELS)
+	@for m in $(CPU_BENCH_MODELS); do \
+	  $(BUILDDIR)/pg_infer_cli bench --model $$m --threads $(CPU_BENCH_THREADS) \
+	    --prompt-tokens $(CPU_BENCH_PROMPT) --gen-tokens $(CPU_BENCH_GEN) || exit 1; \
 	done
 
 .PHONY: bench bench-engine
@@ -249,9 +250,9 @@ bench-engine: $(BUILDDIR)/pg_infer_cli $(BENCH_MODELS)
 # dequantization.
 GPU_TEST_DIR   = $(BUILDDIR)/test/gpu
 GPU_PROGRAMS   = $(GPU_TEST_DIR)/test_gpu_backend $(GPU_TEST_DIR)/bench_gpu $(GPU_TEST_DIR)/cuda_probe
-BENCH_MODELS   = $(BUILDDIR)/bench-models
-BENCH_VOCAB   ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
-BENCH_SHAPE    = --dim 2048 --ffn 8192 --layers 16 --heads 32 --kv-heads 8 --context 2048
+GPU_BENCH_DIR   = $(BUILDDIR)/bench-models
+GPU_BENCH_VOCAB   ?= $(SHARED_MODELS)/vocab/ggml-vocab-llama-spm.gguf
+GPU_BENCH_SHAPE    = --dim 2048 --ffn 8192 --layers 16 --heads 32 --kv-heads 8 --context 2048
 
 $(GPU_TEST_DIR)/%: test/gpu/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
@@ -262,9 +263,9 @@ $(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quan
 	$(NVCC) -O2 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings -Iengine -Ikernels \
 	  -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-$(BENCH_MODELS)/bench-1b-%.gguf: $(BUILDDIR)/make_synthetic_model
+$(GPU_BENCH_DIR)/bench-1b-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)
-	$(BUILDDIR)/make_synthetic_model --type $* $(BENCH_SHAPE) --vocab-from $(BENCH_VOCAB) -o $@
+	$(BUILDDIR)/make_synthetic_model --type $* $(GPU_BENCH_SHAPE) --vocab-from $(GPU_BENCH_VOCAB) -o $@
 
 ifeq ($(CUDA_TARGET),)
 test-gpu bench-gpu:
@@ -276,10 +277,10 @@ test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units
 
 bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
 	@if $(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB) >/dev/null; then \
-	  $(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR) $(BENCH_MODELS)/bench-1b-f16.gguf \
-	    $(BENCH_MODELS)/bench-1b-q8_0.gguf $(BENCH_MODELS)/bench-1b-q4_k_m.gguf && \
-	  $(GPU_TEST_DIR)/bench_gpu $(CUDA_LIB) $(BENCH_MODELS)/bench-1b-f16.gguf \
-	    $(BENCH_MODELS)/bench-1b-q8_0.gguf $(BENCH_MODELS)/bench-1b-q4_k_m.gguf; \
+	  $(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR) $(GPU_BENCH_DIR)/bench-1b-f16.gguf \
+	    $(GPU_BENCH_DIR)/bench-1b-q8_0.gguf $(GPU_BENCH_DIR)/bench-1b-q4_k_m.gguf && \
+	  $(GPU_TEST_DIR)/bench_gpu $(CUDA_LIB) $(GPU_BENCH_DIR)/bench-1b-f16.gguf \
+	    $(GPU_BENCH_DIR)/bench-1b-q8_0.gguf $(GPU_BENCH_DIR)/bench-1b-q4_k_m.gguf; \
 	else \
 	  echo "SKIP: no usable CUDA device ($$($(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB)))"; \
 	fi

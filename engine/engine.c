@@ -298,11 +298,12 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     {
         size_t one_context = per_token * (size_t) e->max_blocks_per_sequence * (size_t) e->block_size;
 
+        /* Four full contexts, but no more than 1 GiB by default: a 128K
+         * context of a large model would otherwise ask for tens of GiB.
+         * Requests that cannot fit get PGI_ERR_CACHE_FULL. */
         budget = one_context * 4;
         if (budget > ((size_t) 1 << 30))
             budget = (size_t) 1 << 30;
-        if (budget < one_context)
-            budget = one_context;
     }
     n_blocks = pgi_kv_blocks_for_budget(budget, per_token, e->block_size);
     if (n_blocks <= 0)

@@ -52,7 +52,7 @@ typedef struct pgi_engine_options {
     const char *cuda_library_path; /* pg_infer_cuda.so; NULL: CPU only */
     int n_threads;                 /* CPU threads; <= 0: one per core */
     int context_length;            /* 0: the model's */
-    size_t kv_memory_bytes;        /* 0: four full contexts, at most 1 GiB, at least one */
+    size_t kv_memory_bytes;        /* 0: four full contexts, at most 1 GiB */
     int kv_block_size;             /* tokens per KV block; 0: 16 */
     int max_batch_tokens;          /* tokens per step; 0: 512 */
     int prefill_chunk;             /* prompt tokens per sequence per step; 0: max_batch_tokens */

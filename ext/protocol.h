@@ -46,7 +46,7 @@
 #define PGI_MAX_SEQUENCES_PER_CALL 1024	/* generate_batch() prompts */
 #define PGI_REPLY_QUEUE_SIZE      (64 * 1024)	/* bytes per sequence */
 #define PGI_TAG_LENGTH            128
-#define PGI_MAX_STOP_STRINGS      16
+#define PGI_CALL_MAX_STOP_STRINGS 8	/* = the engine's PGI_MAX_STOP_STRINGS */
 #define PGI_MAX_LOADED_MODELS     8
 
 /* ------------------------------------------------------------------ queue */

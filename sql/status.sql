@@ -55,3 +55,10 @@ SELECT backend_type, datname, application_name,
 -- Everyone may read the status.
 SELECT has_table_privilege('public', 'pg_infer_status', 'SELECT') AS public_can_read,
        has_function_privilege('public', 'pg_infer_status()', 'EXECUTE') AS public_can_call;
+
+-- ... and an ordinary role really can.
+CREATE ROLE regress_status_reader LOGIN;
+SET ROLE regress_status_reader;
+SELECT worker_state, device IS NOT NULL AS has_device FROM pg_infer_status;
+RESET ROLE;
+DROP ROLE regress_status_reader;

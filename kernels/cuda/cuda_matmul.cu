@@ -98,12 +98,9 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
 
 template <int T>
 static void
-launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
-              bool aligned)
+launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
+                   int n_rows, bool aligned, dim3 grid, dim3 block)
 {
-    unsigned blocks = (unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS);
-    dim3 grid(blocks), block(MATVEC_WARPS * 32);
-
     switch (n_rows)
     {
         case 1: matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
@@ -115,6 +112,29 @@ launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float 
         case 7: matvec_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
         default: matvec_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
     }
+}
+
+/* F32, F16 and BF16 rows of 16-byte vectors get a kernel per n_rows (x
+ * read once for all rows); the other types here (quantized types with
+ * PGI_CUDA_INT8_MATVEC=0, odd-length float rows) are fallbacks: one launch
+ * per row of x, which keeps the number of kernels to compile down. */
+template <int T>
+static void
+launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
+              bool aligned)
+{
+    unsigned blocks = (unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS);
+    dim3 grid(blocks), block(MATVEC_WARPS * 32);
+
+    if (T != PGI_CW_F32 && T != PGI_CW_F16 && T != PGI_CW_BF16)
+    {
+        for (int r = 0; r < n_rows; r++)
+            matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(
+                out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned);
+        return;
+    }
+    launch_matvec_rows<(T == PGI_CW_F32 || T == PGI_CW_F16 || T == PGI_CW_BF16) ? T : PGI_CW_F32>(
+        cb, out, w, x, n_rows, aligned, grid, block);
 }
 
 /* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
