@@ -28,7 +28,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 MAKE=${MAKE:-make}
 BUILDDIR=${BUILDDIR:-build}

@@ -46,6 +46,9 @@ typedef struct pgi_matmul_kernel {
     int tile_cols;
     /* activation quantizer matching the reference's bit for bit */
     void (*quantize)(const float *x, void *dst, int64_t n);
+    /* bytes of one quantized activation row when the kernel stores more
+     * than the blocks (NULL: just the blocks) */
+    size_t (*x_row_bytes)(int64_t cols);
 } pgi_matmul_kernel;
 
 pgi_activation_format pgi_activation_format_of(uint32_t weight_type);

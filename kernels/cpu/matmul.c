@@ -273,6 +273,7 @@ scalar_kernel_for(uint32_t type, pgi_matmul_kernel *k)
 {
     k->tile_rows = 4;
     k->tile_cols = 4;
+    k->x_row_bytes = NULL;
     switch (type)
     {
         case PGI_TYPE_F32: k->tile = scalar_tile_f32; k->quantize = copy_floats; return true;
@@ -402,7 +403,8 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
     }
     else
     {
-        job.x_stride = activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
+        job.x_stride = job.kernel.x_row_bytes != NULL ? job.kernel.x_row_bytes(w->cols)
+                     : activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
         x_bytes = job.x_stride * (size_t) n_rows;
         job.x = pgi_threadpool_scratch(pool, x_bytes);
         if (job.x == NULL)

@@ -116,6 +116,23 @@ float_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x
 
 /* ------------------------------------------------------- Q8_0 and Q4_0 */
 
+/* Activation rows for Q8_0/Q4_0 weights hold the Q8_0 blocks and, after
+ * them, each block's scale again as a float, so that the kernels broadcast
+ * a float instead of converting a half for every block they use (with
+ * several weight rows per block in prefill, that conversion is a visible
+ * share of the work).  The values are identical: float(half d). */
+static inline size_t
+q8_0_scales_offset(int64_t cols)
+{
+    return ((size_t) (cols / 32) * sizeof(pgi_block_q8_0) + 31) & ~(size_t) 31;
+}
+
+static size_t
+q8_0_x_row_bytes(int64_t cols)
+{
+    return q8_0_scales_offset(cols) + (size_t) (cols / 32) * sizeof(float);
+}
+
 /* 32 weights of a Q4_0 block as signed bytes in element order: low nibbles
  * are elements 0..15, high nibbles 16..31, each minus 8. */
 AVX2_INLINE __m256i
@@ -143,6 +160,7 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
 {
     __m256 acc[4][4];
     int64_t nb = cols / 32;
+    size_t scales_offset = q8_0_scales_offset(cols);
 
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++)
@@ -157,7 +175,7 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
             const pgi_block_q8_0 *xb = (const pgi_block_q8_0 *) (x + c * xs) + b;
 
             xq[c] = _mm256_loadu_si256((const __m256i *) xb->qs);
-            dx[c] = broadcast_half(&xb->d);
+            dx[c] = _mm256_broadcast_ss((const float *) (x + c * xs + scales_offset) + b);
         }
         for (int r = 0; r < R; r++)
         {
@@ -384,7 +402,7 @@ float_row(int kind, int64_t cols, const uint8_t *w, const float *x)
 }
 
 AVX2_INLINE __m256
-q8_block_product(bool is_q4, const uint8_t *w, int64_t b, const pgi_block_q8_0 *xb)
+q8_block_product(bool is_q4, const uint8_t *w, int64_t b, const pgi_block_q8_0 *xb, float dx)
 {
     __m256i wq;
     float dw;
@@ -407,7 +425,7 @@ q8_block_product(bool is_q4, const uint8_t *w, int64_t b, const pgi_block_q8_0 *
         __m256i xq = _mm256_loadu_si256((const __m256i *) xb->qs);
         __m256 p = _mm256_cvtepi32_ps(dot_i8(_mm256_sign_epi8(wq, wq), wq, xq));
 
-        return _mm256_mul_ps(p, _mm256_set1_ps(dw * half_to_float(xb->d)));
+        return _mm256_mul_ps(p, _mm256_set1_ps(dw * dx));
     }
 }
 
@@ -415,16 +433,17 @@ AVX2_INLINE float
 q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
 {
     const pgi_block_q8_0 *xb = (const pgi_block_q8_0 *) x;
+    const float *dx = (const float *) (x + q8_0_scales_offset(cols));
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     int64_t nb = cols / 32, b = 0;
 
     for (; b + 2 <= nb; b += 2)
     {
-        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b));
-        a1 = _mm256_add_ps(a1, q8_block_product(is_q4, w, b + 1, xb + b + 1));
+        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b, dx[b]));
+        a1 = _mm256_add_ps(a1, q8_block_product(is_q4, w, b + 1, xb + b + 1, dx[b + 1]));
     }
     if (b < nb)
-        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b));
+        a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b, dx[b]));
     return hsum_ps(_mm256_add_ps(a0, a1));
 }
 
@@ -478,6 +497,7 @@ AVX2_FN void
 quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
 {
     pgi_block_q8_0 *blocks = dst;
+    float *scales = (float *) ((uint8_t *) dst + q8_0_scales_offset(n));
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 
@@ -500,6 +520,7 @@ quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
         d = amax / 127.0f;
         id = d != 0.0f ? 1.0f / d : 0.0f;
         blocks[b].d = pgi_f32_to_f16(d);
+        scales[b] = pgi_f16_to_f32(blocks[b].d);
         vid = _mm256_set1_ps(id);
         i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
         i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
@@ -569,25 +590,25 @@ pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel)
     switch (weight_type)
     {
         case PGI_TYPE_F32:
-            *kernel = (pgi_matmul_kernel) {tile_f32, 4, 3, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_f32, 4, 3, NULL, NULL};
             return true;
         case PGI_TYPE_F16:
-            *kernel = (pgi_matmul_kernel) {tile_f16, 4, 3, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_f16, 4, 3, NULL, NULL};
             return true;
         case PGI_TYPE_BF16:
-            *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL, NULL};
             return true;
         case PGI_TYPE_Q8_0:
-            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, quantize_q8_0_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, quantize_q8_0_avx2, q8_0_x_row_bytes};
             return true;
         case PGI_TYPE_Q4_0:
-            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, quantize_q8_0_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, quantize_q8_0_avx2, q8_0_x_row_bytes};
             return true;
         case PGI_TYPE_Q4_K:
-            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, 4, quantize_q8_k_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, 4, quantize_q8_k_avx2, NULL};
             return true;
         case PGI_TYPE_Q6_K:
-            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, 4, quantize_q8_k_avx2};
+            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, 4, quantize_q8_k_avx2, NULL};
             return true;
         default:
             return false;
