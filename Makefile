@@ -56,7 +56,8 @@ $(ENGINE_LIB): $(ENGINE_OBJS)
 -include $(ENGINE_OBJS:.o=.d)
 
 # The extension links the engine in; warnings are errors for our code.
-PG_CFLAGS   += -Werror -Iengine -Ikernels
+PG_CFLAGS   += -Werror
+PG_CPPFLAGS += -Iengine -Ikernels
 SHLIB_LINK  += $(ENGINE_LIB) $(ENGINE_LIBS)
 
 # ---------------------------------------------------------------- tools

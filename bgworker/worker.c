@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../engine/device.h"
+#include "scheduler.h"
 
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -144,6 +145,7 @@ reload_configuration(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	if (strcmp(previous_device, pg_infer_device) != 0)
 		probe_devices();
+	serving_reload();
 }
 
 /*
@@ -154,13 +156,13 @@ reload_configuration(void)
 static long
 serve_requests(void)
 {
-	return WORKER_IDLE_TIMEOUT_MS;
+	return serving_iterate();
 }
 
 void
 pg_infer_worker_main(Datum main_arg)
 {
-	long		sleep_ms = WORKER_IDLE_TIMEOUT_MS;
+	long		sleep_ms = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -179,6 +181,7 @@ pg_infer_worker_main(Datum main_arg)
 	pgstat_report_appname(PG_INFER_WORKER_TYPE);
 
 	probe_devices();
+	serving_start();
 
 	for (;;)
 	{
@@ -196,6 +199,7 @@ pg_infer_worker_main(Datum main_arg)
 	}
 
 	set_state(PGI_WORKER_STOPPING);
+	serving_shutdown();
 	ereport(LOG, (errmsg("pg_infer worker shutting down")));
 	proc_exit(1);
 }

@@ -7,6 +7,7 @@
  */
 #include "pg_infer.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "fmgr.h"
@@ -14,6 +15,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -26,6 +28,16 @@ int			pg_infer_threads = 0;
 char	   *pg_infer_model_path = NULL;
 char	   *pg_infer_model_dir = NULL;
 char	   *pg_infer_default_model = NULL;
+int			pg_infer_queue_timeout = 30000;
+char	   *pg_infer_tag = NULL;
+int			pg_infer_max_batch_tokens = 512;
+int			pg_infer_prefill_chunk = 256;
+int			pg_infer_kv_memory = 0;
+int			pg_infer_max_sequences = 64;
+bool		pg_infer_usage_recording = true;
+int			pg_infer_usage_retention = 90 * 24 * 60;
+
+PgInferQueue *pg_infer_queue = NULL;
 
 /* Seconds the postmaster waits before restarting a worker that failed. */
 #define PG_INFER_WORKER_RESTART_SECONDS 3
@@ -147,6 +159,79 @@ define_settings(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	/* serving (issue 4) */
+	DefineCustomIntVariable("pg_infer.queue_timeout",
+							"How long a call waits for the worker to admit it (0: no limit).",
+							"The wait ends with SQLSTATE 57014.  Time spent generating does not count.",
+							&pg_infer_queue_timeout,
+							30000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.tag",
+							   "Tag recorded in the usage of calls that pass none (a tenant, a feature).",
+							   NULL,
+							   &pg_infer_tag,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_batch_tokens",
+							"Tokens the worker computes in one forward step, over all sequences.",
+							"Applies to models loaded afterwards.",
+							&pg_infer_max_batch_tokens,
+							512, 1, 65536,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.prefill_chunk",
+							"Prompt tokens of one sequence prefilled per step (0: pg_infer.max_batch_tokens).",
+							"Smaller chunks keep long prompts from stalling sequences that are decoding.",
+							&pg_infer_prefill_chunk,
+							256, 0, 65536,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.kv_memory",
+							"KV cache memory per model (0: the engine's default, 4 contexts, at most 1 GB).",
+							"Applies to models loaded afterwards.",
+							&pg_infer_kv_memory,
+							0, 0, 1048576,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_sequences",
+							"Sequences a model computes at once; more wait for room.",
+							NULL,
+							&pg_infer_max_sequences,
+							64, 1, 4096,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_infer.usage_recording",
+							 "Whether the worker records a usage row for every request.",
+							 "Off only to measure what recording costs.",
+							 &pg_infer_usage_recording,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.usage_retention",
+							"How long usage partitions are kept (0: forever).",
+							"Older day partitions are dropped, not deleted row by row.",
+							&pg_infer_usage_retention,
+							90 * 24 * 60, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_infer");
 }
 
@@ -156,7 +241,8 @@ pg_infer_shmem_request(void)
 	if (previous_shmem_request_hook)
 		previous_shmem_request_hook();
 
-	RequestAddinShmemSpace(MAXALIGN(sizeof(PgInferShared)));
+	RequestAddinShmemSpace(add_size(MAXALIGN(sizeof(PgInferShared)),
+								   MAXALIGN(sizeof(PgInferQueue))));
 	RequestNamedLWLockTranche("pg_infer", 1);
 }
 
@@ -176,6 +262,13 @@ pg_infer_shmem_startup(void)
 		pg_infer_shared->lock = &(GetNamedLWLockTranche("pg_infer"))->lock;
 		pg_infer_shared->worker_state = PGI_WORKER_STOPPED;
 		pg_infer_shared->cuda_error_code = -1;
+	}
+	pg_infer_queue = ShmemInitStruct("pg_infer queue", sizeof(PgInferQueue), &found);
+	if (!found)
+	{
+		memset(pg_infer_queue, 0, sizeof(PgInferQueue));
+		SpinLockInit(&pg_infer_queue->mutex);
+		pg_infer_queue->next_call_id = 1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -15,6 +15,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "protocol.h"
+
 #if PG_VERSION_NUM < 150000
 #error "pg_infer requires PostgreSQL 15 or later"
 #endif
@@ -60,6 +62,10 @@ typedef struct PgInferShared
 	char		cuda_error_text[256];
 	int			cuda_device_count;
 	int			cuda_driver_version;
+
+	/* the models the worker holds (bgworker/), published for the status
+	 * view and for backends that tokenize locally; in_use = false: free */
+	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
 } PgInferShared;
 
 /* NULL unless the library was loaded through shared_preload_libraries. */
@@ -72,6 +78,19 @@ extern int	pg_infer_threads;
 extern char *pg_infer_model_path;
 extern char *pg_infer_model_dir;
 extern char *pg_infer_default_model;
+
+/* Serving (issue 4) */
+extern int	pg_infer_queue_timeout;	/* ms a call waits for admission; 0 = no limit */
+extern char *pg_infer_tag;
+extern int	pg_infer_max_batch_tokens;
+extern int	pg_infer_prefill_chunk;
+extern int	pg_infer_kv_memory;		/* MB */
+extern int	pg_infer_max_sequences;
+extern bool pg_infer_usage_recording;
+extern int	pg_infer_usage_retention;	/* minutes; 0 = keep everything */
+
+/* The queue of calls for the worker ("pg_infer queue" in shared memory). */
+extern PgInferQueue *pg_infer_queue;
 
 /* Errors out unless shared memory is set up, i.e. unless the library was
  * preloaded.  Every SQL-callable function calls it first. */

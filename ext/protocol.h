@@ -178,6 +178,7 @@ typedef struct PgInferDoneMessage
 	float8		total_ms;
 	float8		device_ms;
 	NameData	model;			/* the model that answered */
+	char		request_id[37];	/* usage.request_id (uuid text); "" when not recorded */
 } PgInferDoneMessage;
 
 typedef struct PgInferErrorMessage

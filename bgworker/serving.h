@@ -1,0 +1,127 @@
+/*
+ * serving.h — the worker's serving side: what scheduler.c, model_registry.c
+ * and usage_writer.c share.  Only the worker process includes it.
+ *
+ *   scheduler.c       request intake from the shared queue, the step loop
+ *                     (continuous batching over every loaded model), replies
+ *                     through each sequence's shm_mq, cancellation
+ *   model_registry.c  load/unload of models (engines), their digest, the
+ *                     PgInferLoadedModel slots in shared memory and the
+ *                     `models` registry table
+ *   usage_writer.c    usage rows (record_usage) and per-minute device
+ *                     activity (record_device_activity), in the worker's
+ *                     own transactions
+ */
+#ifndef PG_INFER_SERVING_H
+#define PG_INFER_SERVING_H
+
+#include "postgres.h"
+
+#include "../engine/engine.h"
+#include "../engine/pgi_memory.h"
+
+#include "../ext/pg_infer.h"
+#include "../ext/protocol.h"
+
+/* An error for one request, in the shape of the reply message. */
+typedef PgInferErrorMessage ServingError;
+
+extern void serving_error_set(ServingError *error, const char *sqlstate, const char *hint,
+							  const char *format,...) pg_attribute_printf(4, 5);
+/* The SQLSTATE for an engine status (sequence admission and steps). */
+extern const char *serving_sqlstate_for(pgi_status status);
+
+/* ------------------------------------------------------------ models */
+
+typedef struct ServingModel
+{
+	bool		in_use;
+	char		name[NAMEDATALEN];
+	char		path[MAXPGPATH];
+	char		device[64];		/* "cpu", "cuda:0": usage.device */
+	char		digest[65];
+	pgi_engine *engine;
+	pgi_step_output *outputs;	/* [max_outputs], for pgi_engine_step */
+	int			max_outputs;
+	int			sequences;		/* ours, in the engine (waiting or running) */
+	int64		requests_served;
+	int64		tokens_prompt;
+	uint32		generation;
+	bool		registered;		/* its row in `models` is written */
+} ServingModel;
+
+/* Indexed like pg_infer_shared->models. */
+extern ServingModel serving_models[PGI_MAX_LOADED_MODELS];
+
+/* Load the models of the `models` table and pg_infer.model_path. */
+extern void registry_load_at_start(void);
+/* Load pg_infer.model_path unless a model of that name is loaded. */
+extern void registry_load_configured(void);
+/* Load (or replace) a model; false with *error filled on failure. */
+extern bool registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_table,
+						  ServingError *error);
+extern bool registry_unload(const char *name, ServingError *error);
+/* Slot of a loaded model by name, or -1. */
+extern int	registry_find(const char *name);
+/* The model a request names ("" = default); -1 with *error filled. */
+extern int	registry_resolve(const char *requested, ServingError *error);
+/* Copy live engine figures into the shared slot. */
+extern void registry_publish_live(int slot);
+extern void registry_close_all(void);
+/* Write the `models` rows that could not be written yet (the extension
+ * created after the worker started); at most every few seconds. */
+extern void registry_register_pending(void);
+
+/* ------------------------------------------------------------ usage */
+
+typedef struct UsageRow
+{
+	char		request_id[37];
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	char		model[NAMEDATALEN];
+	char		model_digest[65];
+	char		role[NAMEDATALEN];
+	char		database[NAMEDATALEN];
+	char		application_name[NAMEDATALEN];
+	char		tag[PGI_TAG_LENGTH];
+	char		function_name[NAMEDATALEN];
+	int32		prompt_tokens;
+	int32		cached_tokens;
+	int32		completion_tokens;
+	char		finish_reason[16];
+	float8		queue_ms;
+	float8		ttft_ms;
+	float8		total_ms;
+	char		device[64];
+	float8		device_ms;
+} UsageRow;
+
+/* Commit rows[0..n) in one transaction through record_usage(); true when
+ * they are committed.  Never throws. */
+extern bool usage_record(const UsageRow *rows, int n);
+
+/* One step's figures for the per-minute device activity. */
+extern void activity_add_step(const char *device, double busy_ms, int batch_size,
+							  int64 tokens, double kv_used_fraction);
+/* Write the finished minutes (all minutes when force); never throws. */
+extern void activity_flush(bool force);
+/* Milliseconds until the current minute ends (when something is held). */
+extern long activity_ms_until_due(void);
+
+/* usage_maintain_partitions() at start and hourly. */
+extern void usage_maintain_if_due(void);
+
+/* Run body(arg) inside a transaction with SPI connected and a snapshot;
+ * false (and a WARNING once per distinct cause of `what`) when it failed. */
+typedef void (*serving_transaction_body) (void *arg);
+extern bool serving_run_in_transaction(const char *what, serving_transaction_body body, void *arg);
+/* The extension's schema in this database, quoted; throws when the
+ * extension is not installed.  Call inside a transaction. */
+extern const char *serving_extension_schema(void);
+
+/* ------------------------------------------------------------ scheduler */
+
+#include "scheduler.h"
+
+#endif							/* PG_INFER_SERVING_H */

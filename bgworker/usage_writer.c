@@ -1,0 +1,420 @@
+/*
+ * usage_writer.c — the worker's own transactions: usage rows and device
+ * activity, written through the books' SQL functions (ext/sql/5x_books_*).
+ *
+ * Every write runs in a transaction of its own, so a caller's rollback or
+ * cancel never erases what was spent, and is wrapped so that a failure (the
+ * extension not installed in pg_infer.database, a bad row) is a WARNING,
+ * once per distinct cause, never the end of the worker.
+ */
+#include "serving.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "commands/dbcommands.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/* ------------------------------------------------------------ transactions */
+
+#define MAX_WARNING_KINDS 8
+
+typedef struct WarningMemory
+{
+	char		what[64];
+	char		message[256];
+} WarningMemory;
+
+static WarningMemory warnings[MAX_WARNING_KINDS];
+
+/* WARNING for a failure of `what`, unless the last one was the same. */
+static void
+warn_once(const char *what, const char *message, const char *detail)
+{
+	WarningMemory *slot = NULL;
+
+	for (int i = 0; i < MAX_WARNING_KINDS && slot == NULL; i++)
+		if (strcmp(warnings[i].what, what) == 0)
+			slot = &warnings[i];
+	for (int i = 0; i < MAX_WARNING_KINDS && slot == NULL; i++)
+		if (warnings[i].what[0] == '\0')
+		{
+			slot = &warnings[i];
+			strlcpy(slot->what, what, sizeof(slot->what));
+		}
+	if (slot != NULL && strncmp(slot->message, message, sizeof(slot->message) - 1) == 0)
+		return;
+	if (slot != NULL)
+		strlcpy(slot->message, message, sizeof(slot->message));
+	ereport(WARNING,
+			(errmsg("pg_infer worker could not %s: %s", what, message),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 errhint("Further failures with the same cause are not logged.")));
+}
+
+static void
+forget_warning(const char *what)
+{
+	for (int i = 0; i < MAX_WARNING_KINDS; i++)
+		if (strcmp(warnings[i].what, what) == 0)
+			warnings[i].message[0] = '\0';
+}
+
+bool
+serving_run_in_transaction(const char *what, serving_transaction_body body, void *arg)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, what);
+		body(arg);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		warn_once(what, edata->message, edata->detail);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller_context);
+	if (ok)
+		forget_warning(what);
+	return ok;
+}
+
+const char *
+serving_extension_schema(void)
+{
+	int			status;
+	char	   *schema;
+
+	status = SPI_execute("SELECT n.nspname::text FROM pg_catalog.pg_extension e "
+						 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+						 "WHERE e.extname = 'pg_infer'", true, 1);
+	if (status != SPI_OK_SELECT)
+		elog(ERROR, "could not look up extension pg_infer: SPI status %d", status);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"pg_infer\" is not installed in database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errhint("Run CREATE EXTENSION pg_infer in the database named by pg_infer.database.")));
+	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return quote_identifier(schema);
+}
+
+/* ------------------------------------------------------------ usage rows */
+
+typedef struct UsageBatch
+{
+	const UsageRow *rows;
+	int			n;
+} UsageBatch;
+
+static void
+append_text_value(StringInfo sql, const char *value, bool empty_is_null)
+{
+	if (value == NULL || (empty_is_null && value[0] == '\0'))
+		appendStringInfoString(sql, "NULL");
+	else
+		appendStringInfoString(sql, quote_literal_cstr(value));
+}
+
+static void
+append_timestamp(StringInfo sql, TimestampTz value)
+{
+	appendStringInfo(sql, "%s::timestamptz", quote_literal_cstr(timestamptz_to_str(value)));
+}
+
+static void
+append_float(StringInfo sql, float8 value)
+{
+	if (isnan(value) || isinf(value))
+		appendStringInfoString(sql, "NULL");
+	else
+		appendStringInfo(sql, "%.3f", value);
+}
+
+static void
+write_usage_rows(void *arg)
+{
+	const UsageBatch *batch = arg;
+	const char *schema = serving_extension_schema();
+	StringInfoData sql;
+	int			status;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s.record_usage(ARRAY[", schema);
+	for (int i = 0; i < batch->n; i++)
+	{
+		const UsageRow *r = &batch->rows[i];
+
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		appendStringInfo(&sql, "ROW(%s::uuid, ", quote_literal_cstr(r->request_id));
+		append_timestamp(&sql, r->started_at);
+		appendStringInfoString(&sql, ", ");
+		append_timestamp(&sql, r->finished_at);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->model, false);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->model_digest, true);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->role, false);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->database, true);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->application_name, true);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->tag, true);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->function_name, true);
+		appendStringInfo(&sql, ", %d, %d, %d, ", r->prompt_tokens, r->cached_tokens,
+						 r->completion_tokens);
+		append_text_value(&sql, r->finish_reason, false);
+		appendStringInfoString(&sql, ", ");
+		append_float(&sql, r->queue_ms);
+		appendStringInfoString(&sql, ", ");
+		append_float(&sql, r->ttft_ms);
+		appendStringInfoString(&sql, ", ");
+		append_float(&sql, r->total_ms);
+		appendStringInfoString(&sql, ", ");
+		append_text_value(&sql, r->device, true);
+		appendStringInfoString(&sql, ", ");
+		append_float(&sql, r->device_ms);
+		appendStringInfo(&sql, ")::%s.usage_input", schema);
+	}
+	appendStringInfoString(&sql, "])");
+
+	status = SPI_execute(sql.data, false, 0);
+	if (status != SPI_OK_SELECT)
+		elog(ERROR, "record_usage returned SPI status %d", status);
+	pfree(sql.data);
+}
+
+bool
+usage_record(const UsageRow *rows, int n)
+{
+	UsageBatch	batch;
+
+	if (n <= 0)
+		return true;
+	if (!pg_infer_usage_recording)
+		return false;
+	batch.rows = rows;
+	batch.n = n;
+	return serving_run_in_transaction("record usage", write_usage_rows, &batch);
+}
+
+/* ------------------------------------------------------------ device activity */
+
+#define MAX_DEVICES 8
+
+typedef struct DeviceMinute
+{
+	char		device[64];
+	TimestampTz minute;			/* start of the minute accumulated */
+	double		busy_ms;
+	int64		steps;
+	int64		tokens;
+	int64		batch_sum;		/* sequences over all steps */
+	double		kv_peak;
+} DeviceMinute;
+
+static DeviceMinute devices[MAX_DEVICES];
+
+static TimestampTz
+minute_of(TimestampTz t)
+{
+	return t - (t % USECS_PER_MINUTE);
+}
+
+static DeviceMinute *
+device_minute(const char *device)
+{
+	for (int i = 0; i < MAX_DEVICES; i++)
+		if (devices[i].device[0] != '\0' && strcmp(devices[i].device, device) == 0)
+			return &devices[i];
+	for (int i = 0; i < MAX_DEVICES; i++)
+		if (devices[i].device[0] == '\0')
+		{
+			memset(&devices[i], 0, sizeof(devices[i]));
+			strlcpy(devices[i].device, device, sizeof(devices[i].device));
+			devices[i].minute = minute_of(GetCurrentTimestamp());
+			return &devices[i];
+		}
+	return NULL;
+}
+
+void
+activity_add_step(const char *device, double busy_ms, int batch_size, int64 tokens,
+				  double kv_used_fraction)
+{
+	DeviceMinute *d = device_minute(device);
+
+	if (d == NULL)
+		return;
+	activity_flush(false);
+	d->busy_ms += busy_ms;
+	d->steps++;
+	d->tokens += tokens;
+	d->batch_sum += batch_size;
+	if (kv_used_fraction > d->kv_peak)
+		d->kv_peak = kv_used_fraction;
+}
+
+typedef struct ActivityWrite
+{
+	const DeviceMinute *minute;
+} ActivityWrite;
+
+static void
+write_activity(void *arg)
+{
+	const DeviceMinute *d = ((ActivityWrite *) arg)->minute;
+	char	   *sql = psprintf("SELECT %s.record_device_activity($1, $2, $3, $4, $5, $6, $7)",
+							   serving_extension_schema());
+	Oid			types[7] = {TIMESTAMPTZOID, TEXTOID, FLOAT8OID, INT8OID, INT8OID, FLOAT8OID,
+	FLOAT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			status;
+
+	values[0] = TimestampTzGetDatum(d->minute);
+	values[1] = CStringGetTextDatum(d->device);
+	values[2] = Float8GetDatum(d->busy_ms);
+	values[3] = Int64GetDatum(d->steps);
+	values[4] = Int64GetDatum(d->tokens);
+	if (d->steps > 0)
+		values[5] = Float8GetDatum((double) d->batch_sum / (double) d->steps);
+	else
+	{
+		values[5] = (Datum) 0;
+		nulls[5] = 'n';
+	}
+	values[6] = Float8GetDatum(Min(1.0, Max(0.0, d->kv_peak)));
+	status = SPI_execute_with_args(sql, 7, types, values, nulls, false, 0);
+	if (status != SPI_OK_SELECT)
+		elog(ERROR, "record_device_activity returned SPI status %d", status);
+}
+
+static bool
+device_holds_model(const char *device)
+{
+	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
+		if (serving_models[slot].in_use && strcmp(serving_models[slot].device, device) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A device's minute is written once it is over (or at shutdown).  A device
+ * that holds a model gets a row for idle minutes too (busy_ms 0), so idle
+ * time and its cost are visible; the loop wakes at each minute's end while
+ * a model is loaded.
+ */
+void
+activity_flush(bool force)
+{
+	TimestampTz now_minute = minute_of(GetCurrentTimestamp());
+
+	for (int i = 0; i < MAX_DEVICES; i++)
+	{
+		DeviceMinute *d = &devices[i];
+		ActivityWrite write;
+
+		if (d->device[0] == '\0')
+			continue;
+		if (!force && d->minute >= now_minute)
+			continue;
+		write.minute = d;
+		if (pg_infer_usage_recording)
+			(void) serving_run_in_transaction("record device activity", write_activity, &write);
+		d->busy_ms = 0;
+		d->steps = 0;
+		d->tokens = 0;
+		d->batch_sum = 0;
+		d->kv_peak = 0;
+		d->minute = now_minute;
+		if (!device_holds_model(d->device))
+			d->device[0] = '\0';
+	}
+	/* devices that hold a model keep a row per minute */
+	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
+		if (serving_models[slot].in_use)
+			(void) device_minute(serving_models[slot].device);
+}
+
+long
+activity_ms_until_due(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		any = false;
+
+	for (int i = 0; i < MAX_DEVICES; i++)
+		any |= devices[i].device[0] != '\0';
+	if (!any)
+		return -1;
+	return (long) ((minute_of(now) + USECS_PER_MINUTE - now) / 1000) + 1;
+}
+
+/* ------------------------------------------------------------ partitions */
+
+static TimestampTz next_maintenance = 0;
+
+static void
+maintain_partitions(void *arg)
+{
+	int			status = SPI_execute(psprintf("SELECT count(*) FROM %s.usage_maintain_partitions()",
+											  serving_extension_schema()),
+									 false, 0);
+
+	if (status != SPI_OK_SELECT)
+		elog(ERROR, "usage_maintain_partitions: SPI status %d", status);
+}
+
+/*
+ * The usage table's day partitions are created ahead and old ones dropped
+ * by usage_maintain_partitions(): at worker start, then hourly (five
+ * minutes after a failure, e.g. before CREATE EXTENSION).
+ */
+void
+usage_maintain_if_due(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		ok;
+
+	if (now < next_maintenance)
+		return;
+	ok = serving_run_in_transaction("maintain the partitions of table \"usage\"",
+									maintain_partitions, NULL);
+	next_maintenance = now + (ok ? USECS_PER_HOUR : 5 * USECS_PER_MINUTE);
+}

@@ -1,0 +1,574 @@
+/*
+ * call.c — submitting a call to the pg_infer worker and waiting for its
+ * replies (the backend's half of ext/protocol.h).
+ *
+ * Waiting never spins: the backend sleeps on its latch, which the worker's
+ * shm_mq sends set; a timeout of PGI_LIVENESS_CHECK_MS only wakes it to
+ * notice a worker that died without detaching, and the queue timeout.
+ *
+ * Leaving early (cancel, statement_timeout, a dying backend, a queue
+ * timeout, any error that aborts the transaction) always detaches the
+ * segment, either explicitly or through the resource owner; an
+ * on_dsm_detach callback makes sure cancel_requested is set whenever the
+ * segment goes away with sequences still open, so the worker drops them at
+ * its next step.
+ */
+#include "call.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+/* How often a waiting backend looks at the worker without being woken. */
+#define PGI_LIVENESS_CHECK_MS 200
+
+void
+pgi_sampling_defaults(PgInferSamplingArgs *sampling)
+{
+	memset(sampling, 0, sizeof(*sampling));
+	sampling->max_tokens = 256;
+	sampling->temperature = 0.0;
+	sampling->top_p = 1.0;
+	sampling->top_k = 0;
+	sampling->min_p = 0.0;
+	sampling->repetition_penalty = 1.0;
+	sampling->has_seed = false;
+	sampling->truncate_prompt = false;
+	sampling->parse_special = false;
+	sampling->add_bos = true;
+}
+
+void
+pgi_require_worker(void)
+{
+	pid_t		pid;
+	PgInferWorkerState state;
+
+	pg_infer_require_preload();
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	pid = pg_infer_shared->worker_pid;
+	state = pg_infer_shared->worker_state;
+	LWLockRelease(pg_infer_shared->lock);
+	if (pid == 0 || state == PGI_WORKER_STOPPED || state == PGI_WORKER_STOPPING)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pg_infer worker is not running"),
+				 errhint("The server starts it, and restarts it a few seconds after a failure; "
+						 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
+}
+
+const char *
+pgi_effective_model_name(const char *requested)
+{
+	if (requested != NULL && requested[0] != '\0')
+		return requested;
+	if (pg_infer_default_model != NULL)
+		return pg_infer_default_model;
+	return "";
+}
+
+bool
+pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
+{
+	bool		found = false;
+
+	pg_infer_require_preload();
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	for (int i = 0; i < PGI_MAX_LOADED_MODELS && !found; i++)
+	{
+		PgInferLoadedModel *m = &pg_infer_shared->models[i];
+
+		if (m->in_use && (name[0] == '\0' || strcmp(NameStr(m->name), name) == 0))
+		{
+			memcpy(out, m, sizeof(*out));
+			found = true;
+		}
+	}
+	LWLockRelease(pg_infer_shared->lock);
+	return found;
+}
+
+void
+pgi_require_loaded_model(const char *name, PgInferLoadedModel *out)
+{
+	PgInferLoadedModel dummy;
+
+	if (out == NULL)
+		out = &dummy;
+	if (pgi_find_loaded_model(name, out))
+		return;
+	if (!pgi_find_loaded_model("", out))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no model is loaded"),
+				 errhint("Load one with SELECT load_model('name', '/path/to/model.gguf'), "
+						 "or set pg_infer.model_path.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("model \"%s\" is not loaded", name),
+			 errhint("SELECT name FROM models lists the loaded models.")));
+}
+
+/* ------------------------------------------------------------ errors */
+
+static int
+sqlstate_code(const char *s)
+{
+	for (int i = 0; i < 5; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return ERRCODE_INTERNAL_ERROR;
+	return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
+}
+
+static void
+raise_worker_error(const void *data, Size size)
+{
+	PgInferErrorMessage e;
+
+	memset(&e, 0, sizeof(e));
+	memcpy(&e, data, Min(size, sizeof(e)));
+	e.sqlstate[5] = '\0';
+	e.message[sizeof(e.message) - 1] = '\0';
+	e.detail[sizeof(e.detail) - 1] = '\0';
+	e.hint[sizeof(e.hint) - 1] = '\0';
+	ereport(ERROR,
+			(errcode(sqlstate_code(e.sqlstate)),
+			 errmsg_internal("%s", e.message[0] ? e.message : "the pg_infer worker reported an error"),
+			 e.detail[0] ? errdetail_internal("%s", e.detail) : 0,
+			 e.hint[0] ? errhint("%s", e.hint) : 0));
+}
+
+/*
+ * The worker is gone (its pid cleared, or a new one started since the call
+ * was queued): the call can never be answered.  SQLSTATE 08006
+ * (connection_failure) as postgres_fdw and dblink use it when their server
+ * goes away mid-query: the session itself is fine and may retry.
+ */
+static void
+raise_worker_gone(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("the pg_infer worker stopped while serving this call"),
+			 errhint("The server restarts the worker; retry the call in a few seconds.")));
+}
+
+static bool
+worker_still_serving(const PgInferCall *call)
+{
+	bool		alive;
+
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	alive = pg_infer_shared->worker_pid != 0 &&
+		(uint32) pg_infer_shared->worker_starts == call->worker_generation;
+	LWLockRelease(pg_infer_shared->lock);
+	return alive;
+}
+
+/* ------------------------------------------------------------ cancellation */
+
+static void
+request_cancel(PgInferCallHeader *header, PgInferCancelReason reason)
+{
+	uint32		expected = PGI_CANCEL_NONE;
+
+	(void) pg_atomic_compare_exchange_u32(&header->cancel_requested, &expected, (uint32) reason);
+}
+
+/*
+ * Runs whenever the segment is detached, also during error cleanup (when
+ * the backend-local PgInferCall may already be freed: touch only the
+ * segment).  A call whose sequences all finished ignores the flag.
+ */
+static void
+cancel_on_detach(dsm_segment *segment, Datum arg)
+{
+	PgInferCallHeader *header = (PgInferCallHeader *) dsm_segment_address(segment);
+
+	request_cancel(header, ProcDiePending || ClientConnectionLost || proc_exit_inprogress ?
+				   PGI_CANCEL_DISCONNECT : PGI_CANCEL_BY_USER);
+}
+
+/* Tell the worker why we are about to stop waiting, before
+ * CHECK_FOR_INTERRUPTS raises the error. */
+static void
+note_pending_interrupts(PgInferCall *call)
+{
+	if (ProcDiePending || ClientConnectionLost)
+		request_cancel(call->header, PGI_CANCEL_DISCONNECT);
+	else if (QueryCancelPending)
+		request_cancel(call->header,
+					   get_timeout_indicator(STATEMENT_TIMEOUT, false) ?
+					   PGI_CANCEL_TIMEOUT : PGI_CANCEL_BY_USER);
+}
+
+/* ------------------------------------------------------------ submit */
+
+static void
+copy_name(NameData *dst, const char *src, const char *what)
+{
+	if (strlen(src) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s \"%s\" is too long", what, src),
+				 errdetail("At most %d bytes.", NAMEDATALEN - 1)));
+	namestrcpy(dst, src);
+}
+
+PgInferCall *
+pgi_call_submit(const PgInferCallSpec *spec)
+{
+	Size		size;
+	Size		offset;
+	Size		header_size = MAXALIGN(sizeof(PgInferCallHeader));
+	Size		slots_size;
+	dsm_segment *segment;
+	char	   *base;
+	PgInferCallHeader *header;
+	PgInferSequenceSlot *slots;
+	PgInferCall *call;
+	const char *tag;
+	uint32		generation;
+	Latch	   *worker_latch;
+	uint64		call_id = 0;
+	bool		queue_full = false;
+
+	pg_infer_require_preload();
+	Assert(spec->n_prompts >= 1 && spec->n_prompts <= PGI_MAX_SEQUENCES_PER_CALL);
+	Assert(spec->n_stop >= 0 && spec->n_stop <= PGI_CALL_MAX_STOP_STRINGS);
+
+	tag = spec->tag != NULL ? spec->tag : (pg_infer_tag != NULL ? pg_infer_tag : "");
+	if (strlen(tag) >= PGI_TAG_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tag is too long"),
+				 errdetail("A tag has at most %d bytes.", PGI_TAG_LENGTH - 1)));
+
+	/* layout: header, slots, blob, stop strings, prompts, queues */
+	slots_size = MAXALIGN(sizeof(PgInferSequenceSlot) * spec->n_prompts);
+	size = header_size + slots_size + MAXALIGN(spec->blob_size);
+	for (int i = 0; i < spec->n_stop; i++)
+		size = add_size(size, strlen(spec->stop[i]) + 1);
+	for (int i = 0; i < spec->n_prompts; i++)
+		size = add_size(size, spec->prompt_lengths[i]);
+	size = MAXALIGN(size);
+	size = add_size(size, mul_size(spec->n_prompts, PGI_REPLY_QUEUE_SIZE));
+
+	pgi_require_worker();
+
+	segment = dsm_create(size, 0);
+	base = dsm_segment_address(segment);
+	memset(base, 0, header_size + slots_size);
+	header = (PgInferCallHeader *) base;
+	header->magic = PGI_CALL_MAGIC;
+	header->kind = spec->kind;
+	header->segment_size = size;
+	pg_atomic_init_u32(&header->cancel_requested, PGI_CANCEL_NONE);
+	header->role_id = GetUserId();
+	copy_name(&header->role_name, GetUserNameFromId(GetUserId(), false), "role name");
+	header->database_id = MyDatabaseId;
+	copy_name(&header->database_name, get_database_name(MyDatabaseId), "database name");
+	namestrcpy(&header->application_name, application_name != NULL ? application_name : "");
+	strlcpy(header->tag, tag, sizeof(header->tag));
+	copy_name(&header->function_name, spec->function_name, "function name");
+	header->submitted_at = GetCurrentTimestamp();
+	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE ?
+			  pgi_effective_model_name(spec->model) : spec->model, "model name");
+	header->sampling = spec->sampling;
+	header->n_sequences = spec->n_prompts;
+	header->sequences_offset = header_size;
+	slots = (PgInferSequenceSlot *) (base + header_size);
+
+	offset = header_size + slots_size;
+	header->blob_offset = offset;
+	header->blob_size = spec->blob_size;
+	if (spec->blob_size > 0)
+		memcpy(base + offset, spec->blob, spec->blob_size);
+	offset += MAXALIGN(spec->blob_size);
+
+	header->n_stop = spec->n_stop;
+	header->stop_offset = offset;
+	for (int i = 0; i < spec->n_stop; i++)
+	{
+		Size		length = strlen(spec->stop[i]) + 1;
+
+		memcpy(base + offset, spec->stop[i], length);
+		offset += length;
+	}
+	for (int i = 0; i < spec->n_prompts; i++)
+	{
+		slots[i].prompt_offset = offset;
+		slots[i].prompt_length = spec->prompt_lengths[i];
+		if (spec->prompt_lengths[i] > 0)
+			memcpy(base + offset, spec->prompts[i], spec->prompt_lengths[i]);
+		offset += spec->prompt_lengths[i];
+	}
+	offset = MAXALIGN(offset);
+
+	call = palloc0(sizeof(PgInferCall));
+	call->segment = segment;
+	call->header = header;
+	call->n_sequences = spec->n_prompts;
+	call->n_open = spec->n_prompts;
+	call->sequences = palloc0(sizeof(PgInferSequenceReply) * spec->n_prompts);
+	for (int i = 0; i < spec->n_prompts; i++)
+	{
+		shm_mq	   *mq = shm_mq_create(base + offset, PGI_REPLY_QUEUE_SIZE);
+
+		slots[i].queue_offset = offset;
+		shm_mq_set_receiver(mq, MyProc);
+		call->sequences[i].queue = shm_mq_attach(mq, segment, NULL);
+		offset += PGI_REPLY_QUEUE_SIZE;
+	}
+	Assert(offset == size);
+	on_dsm_detach(segment, cancel_on_detach, (Datum) 0);
+
+	/* the worker this call is for; a later one drops it unanswered */
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	generation = (uint32) pg_infer_shared->worker_starts;
+	worker_latch = pg_infer_shared->worker_pid != 0 ? pg_infer_shared->worker_latch : NULL;
+	LWLockRelease(pg_infer_shared->lock);
+	header->worker_generation = generation;
+	call->worker_generation = generation;
+
+	SpinLockAcquire(&pg_infer_queue->mutex);
+	if (pg_infer_queue->count >= PGI_QUEUE_CAPACITY)
+		queue_full = true;
+	else
+	{
+		PgInferQueueEntry *entry;
+
+		call_id = pg_infer_queue->next_call_id++;
+		header->call_id = call_id;
+		entry = &pg_infer_queue->entries[(pg_infer_queue->head + pg_infer_queue->count) %
+										 PGI_QUEUE_CAPACITY];
+		entry->call_id = call_id;
+		entry->segment = dsm_segment_handle(segment);
+		entry->backend_pid = MyProcPid;
+		call->enqueued_at = GetCurrentTimestamp();
+		entry->enqueued_at = call->enqueued_at;
+		pg_infer_queue->count++;
+	}
+	SpinLockRelease(&pg_infer_queue->mutex);
+
+	if (queue_full)
+	{
+		call->n_open = 0;
+		pgi_call_end(call);
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				 errmsg("the pg_infer request queue is full"),
+				 errdetail("%d calls are waiting for the worker.", PGI_QUEUE_CAPACITY),
+				 errhint("Retry later.")));
+	}
+	call->call_id = call_id;
+
+	if (worker_latch != NULL)
+		SetLatch(worker_latch);
+	return call;
+}
+
+/* ------------------------------------------------------------ receive */
+
+static void
+raise_queue_timeout(PgInferCall *call)
+{
+	request_cancel(call->header, PGI_CANCEL_QUEUE_TIMEOUT);
+	pgi_call_end(call);
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("canceling statement due to pg_infer.queue_timeout"),
+			 errdetail("The call waited %d ms for the worker without being admitted.",
+					   pg_infer_queue_timeout),
+			 errhint("The worker is busy: retry later, or raise pg_infer.queue_timeout.")));
+}
+
+bool
+pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
+{
+	if (call->ended)
+		return false;
+	for (;;)
+	{
+		long		wait_ms = PGI_LIVENESS_CHECK_MS;
+
+		if (call->n_open == 0)
+			return false;
+
+		for (int k = 0; k < call->n_sequences; k++)
+		{
+			int			i = (call->next_poll + k) % call->n_sequences;
+			PgInferSequenceReply *seq = &call->sequences[i];
+			shm_mq_result result;
+			Size		n;
+			void	   *data;
+			char		type;
+
+			if (seq->finished)
+				continue;
+			result = shm_mq_receive(seq->queue, &n, &data, true);
+			if (result == SHM_MQ_WOULD_BLOCK)
+				continue;
+			if (result == SHM_MQ_DETACHED || n < 1)
+			{
+				/* the worker left without a final message */
+				if (!worker_still_serving(call) || result == SHM_MQ_DETACHED)
+					raise_worker_gone();
+				continue;
+			}
+			type = ((const char *) data)[0];
+			switch (type)
+			{
+				case PGI_MSG_ADMITTED:
+					{
+						PgInferAdmittedMessage admitted;
+
+						memset(&admitted, 0, sizeof(admitted));
+						memcpy(&admitted, data, Min(n, sizeof(admitted)));
+						seq->admitted = true;
+						seq->prompt_tokens = admitted.prompt_tokens;
+						call->any_admitted = true;
+						k--;	/* read on from the same queue */
+						continue;
+					}
+				case PGI_MSG_TEXT:
+					seq->admitted = true;
+					call->any_admitted = true;
+					call->next_poll = i;	/* keep reading this stream */
+					event->type = PGI_EVENT_TEXT;
+					event->ordinal = i;
+					event->text = (const char *) data + 1;
+					event->text_length = n - 1;
+					return true;
+				case PGI_MSG_DONE:
+					memset(&seq->done, 0, sizeof(seq->done));
+					memcpy(&seq->done, data, Min(n, sizeof(seq->done)));
+					seq->done.finish_reason[sizeof(seq->done.finish_reason) - 1] = '\0';
+					seq->done.model.data[NAMEDATALEN - 1] = '\0';
+					if (seq->done.prompt_tokens == 0)
+						seq->done.prompt_tokens = seq->prompt_tokens;
+					seq->finished = true;
+					seq->admitted = true;
+					call->any_admitted = true;
+					call->n_open--;
+					call->next_poll = (i + 1) % call->n_sequences;
+					event->type = PGI_EVENT_DONE;
+					event->ordinal = i;
+					event->text = NULL;
+					event->text_length = 0;
+					return true;
+				case PGI_MSG_ERROR:
+					seq->finished = true;
+					call->n_open--;
+					raise_worker_error(data, n);
+					break;
+				default:
+					ereport(ERROR,
+							(errcode(ERRCODE_PROTOCOL_VIOLATION),
+							 errmsg("unexpected message type %d from the pg_infer worker", type)));
+			}
+		}
+
+		if (!worker_still_serving(call))
+			raise_worker_gone();
+
+		if (!call->any_admitted && pg_infer_queue_timeout > 0)
+		{
+			long		waited = (long) ((GetCurrentTimestamp() - call->enqueued_at) / 1000);
+
+			if (waited >= pg_infer_queue_timeout)
+				raise_queue_timeout(call);
+			wait_ms = Min(wait_ms, pg_infer_queue_timeout - waited);
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(wait_ms, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		note_pending_interrupts(call);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+pgi_call_end(PgInferCall *call)
+{
+	dsm_segment *segment = call->segment;
+
+	if (call->ended || segment == NULL)
+		return;
+	if (call->n_open > 0)
+		request_cancel(call->header, PGI_CANCEL_BY_USER);
+	call->ended = true;
+	call->segment = NULL;
+	dsm_detach(segment);
+	call->ended = true;
+	call->segment = NULL;
+}
+
+/* ------------------------------------------------------------ budgets */
+
+/*
+ * The books' admission check (ext/sql/51_books_functions.sql): raises PIB01
+ * or PIR01 when the caller's role or tag is over its budget.  Skipped when
+ * the installed extension has no check_budget().
+ */
+void
+pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens)
+{
+	Oid			argtypes[3] = {NAMEOID, TEXTOID, INT4OID};
+	Oid			function;
+	char	   *schema_name;
+	NameData	role;
+	const char *tag;
+	LOCAL_FCINFO(fcinfo, 3);
+	FmgrInfo	flinfo;
+
+	if (!OidIsValid(spec->caller))
+		return;
+	schema_name = get_namespace_name(get_func_namespace(spec->caller));
+	if (schema_name == NULL)
+		return;
+	function = LookupFuncName(list_make2(makeString(schema_name), makeString(pstrdup("check_budget"))),
+							  3, argtypes, true);
+	if (!OidIsValid(function))
+		return;
+	tag = spec->tag != NULL ? spec->tag : (pg_infer_tag != NULL ? pg_infer_tag : "");
+	namestrcpy(&role, GetUserNameFromId(GetUserId(), false));
+	if (requested_tokens > PG_INT32_MAX)
+		requested_tokens = PG_INT32_MAX;
+
+	fmgr_info(function, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = NameGetDatum(&role);
+	fcinfo->args[0].isnull = false;
+	/* no tag is NULL there */
+	fcinfo->args[1].value = tag[0] != '\0' ? CStringGetTextDatum(tag) : (Datum) 0;
+	fcinfo->args[1].isnull = tag[0] == '\0';
+	fcinfo->args[2].value = Int32GetDatum((int32) requested_tokens);
+	fcinfo->args[2].isnull = false;
+	if (flinfo.fn_strict && fcinfo->args[1].isnull)
+		return;
+	(void) FunctionCallInvoke(fcinfo);
+}

@@ -1,0 +1,116 @@
+/*
+ * call.h — the backend's half of the request protocol (ext/protocol.h).
+ *
+ * A SQL function fills a PgInferCallSpec, submits it (one dynamic shared
+ * memory segment, one reply queue per prompt, an entry on the shared queue)
+ * and then reads events until every sequence has finished.  Errors the worker
+ * reports are raised here with the worker's SQLSTATE, as are a dead worker,
+ * a queue timeout and interrupts (the worker is told why the caller left).
+ */
+#ifndef PG_INFER_CALL_H
+#define PG_INFER_CALL_H
+
+#include "pg_infer.h"
+#include "protocol.h"
+
+#include "fmgr.h"
+#include "storage/dsm.h"
+#include "storage/shm_mq.h"
+
+/* What the caller asks for. */
+typedef struct PgInferCallSpec
+{
+	PgInferCallKind kind;
+	const char *function_name;	/* "generate", "chat", ... (usage rows) */
+	const char *model;			/* NULL or "": the session's default model */
+	const char *tag;			/* NULL: pg_infer.tag */
+	PgInferSamplingArgs sampling;
+	int			n_stop;
+	char	  **stop;			/* NUL-terminated */
+	int			n_prompts;		/* >= 1 */
+	char	  **prompts;
+	Size	   *prompt_lengths;
+	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
+	Size		blob_size;
+	Oid			caller;			/* the SQL function's oid (its schema has check_budget) */
+} PgInferCallSpec;
+
+/* What one sequence has heard so far. */
+typedef struct PgInferSequenceReply
+{
+	shm_mq_handle *queue;
+	bool		admitted;
+	bool		finished;
+	int32		prompt_tokens;	/* from ADMITTED, then DONE */
+	PgInferDoneMessage done;	/* valid when finished */
+	char		request_id[37];	/* usage row's id, "" when not recorded */
+} PgInferSequenceReply;
+
+typedef struct PgInferCall
+{
+	dsm_segment *segment;
+	PgInferCallHeader *header;
+	uint64		call_id;
+	uint32		worker_generation;
+	TimestampTz enqueued_at;
+	int			n_sequences;
+	int			n_open;
+	bool		any_admitted;
+	bool		ended;
+	int			next_poll;		/* round-robin start among sequences */
+	PgInferSequenceReply *sequences;
+} PgInferCall;
+
+typedef enum PgInferEventType
+{
+	PGI_EVENT_TEXT,				/* text/text_length set */
+	PGI_EVENT_DONE				/* sequences[ordinal].done is valid */
+} PgInferEventType;
+
+typedef struct PgInferEvent
+{
+	PgInferEventType type;
+	int			ordinal;
+	const char *text;			/* not NUL-terminated; valid until the next call */
+	Size		text_length;
+} PgInferEvent;
+
+/* Errors 55000 when the worker is not running; 53400 when the queue is full. */
+extern PgInferCall *pgi_call_submit(const PgInferCallSpec *spec);
+
+/* Waits for the next event; false when every sequence has finished.
+ * Raises the worker's errors, the queue timeout and worker death. */
+extern bool pgi_call_next_event(PgInferCall *call, PgInferEvent *event);
+
+/* Detaches (telling the worker to stop, if anything is still running). */
+extern void pgi_call_end(PgInferCall *call);
+
+/* Sampling arguments at their defaults (greedy, 256 tokens...). */
+extern void pgi_sampling_defaults(PgInferSamplingArgs *sampling);
+
+/* The model a call would use: the argument, else pg_infer.default_model,
+ * else "" (the worker's default, then its first model). */
+extern const char *pgi_effective_model_name(const char *requested);
+
+/* The published slot of a loaded model (by name, "" = default/first), copied
+ * under the lock; false when none matches. */
+extern bool pgi_find_loaded_model(const char *name, PgInferLoadedModel *out);
+
+/* Raise the errors of a model name that cannot be served: 55000 when no
+ * model is loaded, 42704 for an unknown name. */
+extern void pgi_require_loaded_model(const char *name, PgInferLoadedModel *out);
+
+/* Errors 55000 with a hint unless a worker is running. */
+extern void pgi_require_worker(void);
+
+
+
+/* The books' budget check for the caller's role and tag (NULL: pg_infer.tag). */
+extern void pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens);
+
+/* generate.c: read the arguments model .. truncate_prompt (starting at
+ * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */
+extern void pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
+extern text *pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out);
+
+#endif							/* PG_INFER_CALL_H */

@@ -1,0 +1,363 @@
+/*
+ * models.c — load_model(), unload_model() and the pg_infer_models view.
+ *
+ * Loading is the worker's job; the backend checks who asks and which file
+ * first.  Only superusers and members of pginfer_admin load or unload
+ * models, and a non-superuser may only name files under pg_infer.model_dir
+ * (after resolving symbolic links and ".."), so load_model() cannot be used
+ * to read arbitrary files of the server.  A relative path is taken relative
+ * to pg_infer.model_dir.
+ *
+ * The worker loads the model in its own transaction and registers it in
+ * the models table: a load is not undone by the caller's rollback.
+ */
+#include "call.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/spin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(pg_infer_load_model);
+PG_FUNCTION_INFO_V1(pg_infer_unload_model);
+PG_FUNCTION_INFO_V1(pg_infer_models);
+
+#define ADMIN_ROLE "pginfer_admin"
+
+static void
+require_model_admin(const char *action)
+{
+	Oid			admin;
+
+	if (superuser())
+		return;
+	admin = get_role_oid(ADMIN_ROLE, true);
+	if (OidIsValid(admin) && has_privs_of_role(GetUserId(), admin))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s", action),
+			 errhint("Only superusers and members of " ADMIN_ROLE " may load and unload models.")));
+}
+
+static char *
+required_text(FunctionCallInfo fcinfo, int index, const char *name)
+{
+	char	   *value;
+
+	if (PG_ARGISNULL(index))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+	value = text_to_cstring(PG_GETARG_TEXT_PP(index));
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	return value;
+}
+
+static void
+check_model_name(const char *name)
+{
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("model name \"%s\" is too long", name),
+				 errdetail("At most %d bytes.", NAMEDATALEN - 1)));
+}
+
+/* Whether path names something inside directory dir (both absolute). */
+static bool
+path_is_under(const char *path, const char *dir)
+{
+	size_t		length = strlen(dir);
+
+	while (length > 1 && dir[length - 1] == '/')
+		length--;
+	if (length == 1 && dir[0] == '/')
+		return path[0] == '/';
+	return strncmp(path, dir, length) == 0 && path[length] == '/';
+}
+
+static void
+outside_model_dir(const char *given, const char *resolved, const char *model_dir)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("model file \"%s\" is outside pg_infer.model_dir", given),
+			 errdetail("It is \"%s\"; pg_infer.model_dir is \"%s\".", resolved, model_dir),
+			 errhint("Non-superusers may only load files under pg_infer.model_dir.")));
+}
+
+/* The file to load, absolute and with links resolved; checked. */
+static char *
+resolve_model_path(const char *path)
+{
+	const char *model_dir = pg_infer_model_dir != NULL ? pg_infer_model_dir : "";
+	char	   *joined;
+	char		resolved[PATH_MAX];
+	char		resolved_dir[PATH_MAX];
+	struct stat st;
+
+	if (is_absolute_path(path))
+		joined = pstrdup(path);
+	else
+	{
+		if (model_dir[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("relative model path \"%s\" needs pg_infer.model_dir", path),
+					 errhint("Give an absolute path, or set pg_infer.model_dir.")));
+		joined = psprintf("%s/%s", model_dir, path);
+	}
+	/* a non-superuser's path must not climb out of the directory */
+	if (!superuser() && (strcmp(path, "..") == 0 || strncmp(path, "../", 3) == 0 ||
+						 strstr(path, "/../") != NULL ||
+						 (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("model path \"%s\" must not contain \"..\"", path),
+				 errhint("Non-superusers may only load files under pg_infer.model_dir.")));
+	if (!superuser())
+	{
+		if (model_dir[0] == '\0' || realpath(model_dir, resolved_dir) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("only superusers may load models while pg_infer.model_dir is not set"),
+					 errhint("Ask an administrator to set pg_infer.model_dir to the directory of the model files.")));
+		/* said before looking at the file: no probing outside the directory */
+		if (!path_is_under(joined, model_dir) && !path_is_under(joined, resolved_dir))
+			outside_model_dir(path, joined, resolved_dir);
+	}
+	if (realpath(joined, resolved) == NULL)
+	{
+		int			saved = errno;
+
+		if (saved == ENOENT || saved == ENOTDIR)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("model file \"%s\" does not exist", path),
+					 errdetail("Looked for \"%s\".", joined)));
+		errno = saved;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not access model file \"%s\": %m", path)));
+	}
+	/* and after resolving symbolic links */
+	if (!superuser() && !path_is_under(resolved, resolved_dir))
+		outside_model_dir(path, resolved, resolved_dir);
+
+	if (stat(resolved, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat model file \"%s\": %m", resolved)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model path \"%s\" is not a regular file", resolved)));
+	if (access(resolved, R_OK) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read model file \"%s\": %m", resolved)));
+	if (strlen(resolved) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("model path \"%s\" is too long", resolved)));
+	return pstrdup(resolved);
+}
+
+static void
+check_device_argument(const char *device)
+{
+	if (strcmp(device, "auto") == 0 || strcmp(device, "cpu") == 0)
+		return;
+	if (strncmp(device, "cuda:", 5) == 0 && device[5] != '\0' &&
+		strspn(device + 5, "0123456789") == strlen(device + 5) && strlen(device + 5) <= 3)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid device \"%s\"", device),
+			 errhint("Use auto, cpu or cuda:N, or NULL for pg_infer.device.")));
+}
+
+/* Run a LOAD or UNLOAD call to its answer. */
+static void
+run_model_call(PgInferCallKind kind, const char *name, const PgInferLoadArgs *args)
+{
+	PgInferCallSpec spec;
+	PgInferCall *call;
+	PgInferEvent event;
+	char	   *empty = "";
+	Size		zero = 0;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.kind = kind;
+	spec.function_name = kind == PGI_CALL_LOAD_MODEL ? "load_model" : "unload_model";
+	spec.model = name;
+	pgi_sampling_defaults(&spec.sampling);
+	spec.n_prompts = 1;
+	spec.prompts = &empty;
+	spec.prompt_lengths = &zero;
+	spec.blob = args;
+	spec.blob_size = args != NULL ? sizeof(PgInferLoadArgs) : 0;
+	call = pgi_call_submit(&spec);
+	while (pgi_call_next_event(call, &event))
+		;
+	pgi_call_end(call);
+}
+
+/*
+ * load_model(name text, path text, device text DEFAULT NULL,
+ *            context_length int DEFAULT NULL) RETURNS models
+ * Loads (or reloads) a model; returns its row as the worker registered it.
+ */
+Datum
+pg_infer_load_model(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *path;
+	PgInferLoadArgs args;
+	PgInferLoadedModel loaded;
+	TupleDesc	tupdesc;
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+
+	pg_infer_require_preload();
+	require_model_admin("load models");
+	name = required_text(fcinfo, 0, "model name");
+	check_model_name(name);
+	path = required_text(fcinfo, 1, "model path");
+	memset(&args, 0, sizeof(args));
+	if (!PG_ARGISNULL(2))
+	{
+		char	   *device = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+		check_device_argument(device);
+		strlcpy(args.device, device, sizeof(args.device));
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		args.context_length = PG_GETARG_INT32(3);
+		if (args.context_length < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("context_length must be at least 1"),
+					 errdetail("context_length is %d; NULL means the model's own.", args.context_length)));
+	}
+	strlcpy(args.path, resolve_model_path(path), sizeof(args.path));
+
+	run_model_call(PGI_CALL_LOAD_MODEL, name, &args);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "load_model must return a composite type");
+	if (!pgi_find_loaded_model(name, &loaded))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model \"%s\" was unloaded again before its load was reported", name)));
+	values[0] = CStringGetTextDatum(NameStr(loaded.name));
+	values[1] = CStringGetTextDatum(loaded.path);
+	values[2] = CStringGetTextDatum(loaded.device);
+	values[3] = Int32GetDatum(loaded.context_length);
+	values[4] = CStringGetTextDatum(loaded.tensor_type);
+	values[5] = CStringGetTextDatum(loaded.digest);
+	values[6] = TimestampTzGetDatum(loaded.loaded_at);
+	tupdesc = BlessTupleDesc(tupdesc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* unload_model(name text) RETURNS void */
+Datum
+pg_infer_unload_model(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+
+	pg_infer_require_preload();
+	require_model_admin("unload models");
+	name = required_text(fcinfo, 0, "model name");
+	check_model_name(name);
+	run_model_call(PGI_CALL_UNLOAD_MODEL, name, NULL);
+	PG_RETURN_VOID();
+}
+
+/*
+ * pg_infer_models(): one row per loaded model, with the worker's live
+ * figures.
+ */
+Datum
+pg_infer_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgInferLoadedModel *models;
+	TimestampTz started_at;
+	pid_t		worker_pid;
+	uint32		queued;
+	int			n = 0;
+
+	pg_infer_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	models = palloc(sizeof(PgInferLoadedModel) * PGI_MAX_LOADED_MODELS);
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+		if (pg_infer_shared->models[i].in_use)
+			models[n++] = pg_infer_shared->models[i];
+	started_at = pg_infer_shared->started_at;
+	worker_pid = pg_infer_shared->worker_pid;
+	LWLockRelease(pg_infer_shared->lock);
+	SpinLockAcquire(&pg_infer_queue->mutex);
+	queued = pg_infer_queue->count;
+	SpinLockRelease(&pg_infer_queue->mutex);
+
+	for (int i = 0; i < n; i++)
+	{
+		PgInferLoadedModel *m = &models[i];
+		Datum		values[19];
+		bool		nulls[19];
+		int			k = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[k++] = CStringGetTextDatum(NameStr(m->name));
+		values[k++] = CStringGetTextDatum(m->path);
+		values[k++] = CStringGetTextDatum(m->device);
+		values[k++] = CStringGetTextDatum(m->architecture);
+		values[k++] = CStringGetTextDatum(m->tensor_type);
+		values[k++] = Int64GetDatum(m->parameters);
+		values[k++] = Int32GetDatum(m->context_length);
+		values[k++] = CStringGetTextDatum(m->digest);
+		values[k++] = TimestampTzGetDatum(m->loaded_at);
+		values[k++] = Int32GetDatum(m->running);
+		values[k++] = Int32GetDatum(m->waiting);
+		values[k++] = Int32GetDatum((int32) queued);
+		values[k++] = Int32GetDatum(m->kv_blocks_total);
+		values[k++] = Int32GetDatum(m->kv_blocks_total - m->kv_blocks_free);
+		if (m->kv_blocks_total > 0)
+			values[k++] = Float8GetDatum((double) (m->kv_blocks_total - m->kv_blocks_free) /
+										 m->kv_blocks_total);
+		else
+			nulls[k++] = true;
+		values[k++] = Int64GetDatum(m->requests_served);
+		values[k++] = Int64GetDatum(m->tokens_prompt);
+		values[k++] = Int64GetDatum(m->tokens_generated);
+		if (worker_pid != 0 && started_at != 0)
+			values[k++] = DirectFunctionCall2(timestamp_mi,
+											  TimestampTzGetDatum(GetCurrentTimestamp()),
+											  TimestampTzGetDatum(started_at));
+		else
+			nulls[k++] = true;
+		Assert(k == 19);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# serving_tests.sh — serving tests that need more than one session or a
+# clock: cancellation, the worker's death and restart, 16 concurrent
+# clients, streaming as it happens, the queue timeout, a symlink escape.
+#
+#   serving_tests.sh            (settings from the environment)
+#
+# Environment:
+#   PGHOST PGPORT PGUSER PGDATABASE  the server (it preloads pg_infer, runs
+#                                    its worker, and has stories260K loaded;
+#                                    the database has pg_infer installed)
+#   PGI_STREAM_CLIENT   test/stream_client built (libpq single-row mode)
+#   PGI_MODEL_DIR       the server's pg_infer.model_dir, writable here
+#                       (for the symlink test; skipped when unset)
+#   PSQL                psql to use (default: psql)
+#
+# Prints TAP ("ok N - ...", "not ok N - ...") and a plan; exits 1 when a
+# test failed.
+set -uo pipefail
+
+PSQL=${PSQL:-psql}
+Q=("$PSQL" -X -q -At -v ON_ERROR_STOP=1)
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/pgi_serving.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+
+n=0
+failures=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; }
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
+}
+sql() { "${Q[@]}" -c "$1" 2>&1; }
+now_ms() { date +%s%3N; }
+
+wait_for_model() {  # up to 60 s for the worker to serve stories260K
+    for _ in $(seq 1 600); do
+        [ "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'stories260K'" 2>/dev/null)" = 1 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+queue_idle() {  # running waiting queued, all models
+    sql "SELECT coalesce(sum(running), 0) || ' ' || coalesce(sum(waiting), 0) || ' ' || coalesce(max(queued_calls), 0) FROM pg_infer_models"
+}
+
+wait_idle() {  # the worker notices a detached caller within a step
+    for _ in $(seq 1 50); do
+        [ "$(queue_idle)" = "0 0 0" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+if ! wait_for_model; then
+    echo "not ok 1 - the worker serves stories260K (waited 60 s)"
+    echo "1..1"
+    exit 1
+fi
+ok "the worker serves stories260K"
+
+# A statement that generates for several seconds (10 x 2000 tokens).
+LONG="SELECT count(generate('Once upon a time', max_tokens => 2000)) FROM generate_series(1, 10)"
+# Reference: CLI --prompt "Once upon a time" --max-tokens 32 --temperature 0
+EXPECTED=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw"
+SHORT="SELECT generate('Once upon a time', max_tokens => 32)"
+
+# ------------------------------------------------------------ statement_timeout
+start=$(now_ms)
+out=$("${Q[@]}" -c "SET statement_timeout = '500ms'" -c "$LONG" 2>&1)
+elapsed=$(( $(now_ms) - start ))
+if grep -q "canceling statement due to statement timeout" <<<"$out" && [ "$elapsed" -lt 3000 ]; then
+    ok "statement_timeout ends a generation (57014) after ${elapsed} ms"
+else
+    not_ok "statement_timeout ends a generation" "$out (${elapsed} ms)"
+fi
+if wait_idle; then ok "the worker dropped the timed-out sequence"; else not_ok "the worker dropped the timed-out sequence" "$(queue_idle)"; fi
+check "a call after the timeout works" "$EXPECTED" "$(sql "$SHORT")"
+
+# ------------------------------------------------------------ pg_cancel_backend
+"${Q[@]}" -c "SET application_name = 'pgi_cancel_me'" -c "$LONG" >"$SCRATCH/cancel.out" 2>&1 &
+victim=$!
+sleep 0.7
+sql "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgi_cancel_me'" >/dev/null
+start=$(now_ms)
+wait $victim
+elapsed=$(( $(now_ms) - start ))
+if grep -q "canceling statement due to user request" "$SCRATCH/cancel.out" && [ "$elapsed" -lt 2000 ]; then
+    ok "pg_cancel_backend ends a generation within ${elapsed} ms"
+else
+    not_ok "pg_cancel_backend ends a generation" "$(cat "$SCRATCH/cancel.out") (${elapsed} ms)"
+fi
+if wait_idle; then ok "the worker dropped the cancelled sequence"; else not_ok "the worker dropped the cancelled sequence" "$(queue_idle)"; fi
+
+# ------------------------------------------------------------ client gone
+# A backend learns that its client left when it next writes to it, or, while
+# it waits, from client_connection_check_interval.
+PGOPTIONS="${PGOPTIONS:-} -c client_connection_check_interval=200" "${Q[@]}" -c "$LONG" >/dev/null 2>&1 &
+client=$!
+sleep 0.7
+kill -KILL $client 2>/dev/null
+wait $client 2>/dev/null
+if wait_idle; then ok "a client that disconnects mid-generation frees its sequence"; else not_ok "a client that disconnects frees its sequence" "$(queue_idle)"; fi
+
+# ------------------------------------------------------------ streaming
+if [ -n "${PGI_STREAM_CLIENT:-}" ] && [ -x "$PGI_STREAM_CLIENT" ]; then
+    line=$("$PGI_STREAM_CLIENT" "" "SELECT generate_stream('Once upon a time', max_tokens => 1000)" 2>&1)
+    read -r rows first last < <(sed -E 's/.*"rows": ([0-9]+), "first_row_ms": ([0-9.]+), "last_row_ms": ([0-9.]+).*/\1 \2 \3/' <<<"$line")
+    if [ "${rows:-0}" -ge 500 ] && awk -v f="$first" -v l="$last" 'BEGIN { exit !(f * 4 < l) }'; then
+        ok "generate_stream rows arrive as generated: first after ${first} ms, last (${rows}) after ${last} ms"
+    else
+        not_ok "generate_stream rows arrive as generated" "$line"
+    fi
+    text=$("$PGI_STREAM_CLIENT" "" "SELECT generate_stream('Once upon a time', max_tokens => 32)" | sed -E 's/.*"text": "(.*)"\}$/\1/')
+    check "streamed pieces make the same text" "$EXPECTED" "$text"
+else
+    echo "# skipped: streaming timing (PGI_STREAM_CLIENT not set)"
+fi
+
+# ------------------------------------------------------------ 16 clients at once
+alone=$(sql "SELECT generate('Once upon a time', max_tokens => 64)")
+pids=()
+for i in $(seq 1 16); do
+    "${Q[@]}" -c "SELECT generate('Once upon a time', max_tokens => 64)" >"$SCRATCH/c$i.out" 2>&1 &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+same=0
+for i in $(seq 1 16); do
+    [ "$(cat "$SCRATCH/c$i.out")" = "$alone" ] && same=$((same + 1))
+done
+check "16 concurrent clients get the text of one alone" 16 "$same"
+if wait_idle; then ok "nothing running, waiting or queued afterwards"; else not_ok "nothing left afterwards" "$(queue_idle)"; fi
+
+# ------------------------------------------------------------ queue timeout
+# A batch of 300 long prompts fills the running set (pg_infer.max_sequences,
+# 64 by default); a call behind it waits to be admitted.
+"${Q[@]}" -c "SELECT count(*) FROM generate_batch(array_fill('Once upon a time'::text, ARRAY[300]), max_tokens => 1500)" >"$SCRATCH/big.out" 2>&1 &
+big=$!
+sleep 0.5
+start=$(now_ms)
+out=$("${Q[@]}" -c "SET pg_infer.queue_timeout = '300ms'" -c "$SHORT" 2>&1)
+elapsed=$(( $(now_ms) - start ))
+if grep -q "pg_infer.queue_timeout" <<<"$out" && [ "$elapsed" -lt 2000 ]; then
+    ok "pg_infer.queue_timeout ends a wait for admission (57014) after ${elapsed} ms"
+else
+    not_ok "pg_infer.queue_timeout ends a wait for admission" "$out (${elapsed} ms)"
+fi
+sql "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%generate_batch(array_fill%' AND pid <> pg_backend_pid()" >/dev/null
+wait $big 2>/dev/null
+if wait_idle; then ok "the cancelled batch left nothing behind"; else not_ok "the cancelled batch left nothing behind" "$(queue_idle)"; fi
+
+# ------------------------------------------------------------ worker restart
+"${Q[@]}" -c "$LONG" >"$SCRATCH/restart.out" 2>&1 &
+caller=$!
+sleep 0.7
+old_starts=$(sql "SELECT worker_starts FROM pg_infer_status")
+sql "SELECT pg_terminate_backend(worker_pid) FROM pg_infer_status" >/dev/null
+start=$(now_ms)
+wait $caller
+elapsed=$(( $(now_ms) - start ))
+if grep -qE "ERROR" "$SCRATCH/restart.out" && [ "$elapsed" -lt 2000 ]; then
+    ok "a caller errors at once when the worker dies (${elapsed} ms): $(grep ERROR "$SCRATCH/restart.out" | head -1)"
+else
+    not_ok "a caller errors at once when the worker dies" "$(cat "$SCRATCH/restart.out") (${elapsed} ms)"
+fi
+out=$(sql "$SHORT" | head -1)
+if grep -qE "not running|stopped|worker" <<<"$out"; then
+    ok "a call while the worker is away fails with a clear error: $out"
+elif [ "$out" = "$EXPECTED" ]; then
+    ok "a call right after the worker's death (it was already back)"
+else
+    not_ok "a call while the worker is away" "$out"
+fi
+for _ in $(seq 1 150); do
+    [ "$(sql "SELECT worker_starts > $old_starts AND worker_state = 'ready' FROM pg_infer_status")" = t ] && break
+    sleep 0.1
+done
+wait_for_model
+check "calls work again after the worker restarted" "$EXPECTED" "$(sql "$SHORT")"
+
+# ------------------------------------------------------------ symlink escape
+if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
+    ln -sf /etc/passwd "$PGI_MODEL_DIR/escape.gguf"
+    out=$("${Q[@]}" -c "CREATE ROLE pgi_serving_admin IN ROLE pginfer_admin" \
+        -c "SET ROLE pgi_serving_admin" -c "SELECT load_model('escape', 'escape.gguf')" 2>&1)
+    sql "DROP ROLE pgi_serving_admin" >/dev/null
+    rm -f "$PGI_MODEL_DIR/escape.gguf"
+    if grep -q "is outside pg_infer.model_dir" <<<"$out"; then
+        ok "a symbolic link out of pg_infer.model_dir is refused (42501)"
+    else
+        not_ok "a symbolic link out of pg_infer.model_dir is refused" "$out"
+    fi
+else
+    echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
+fi
+
+echo "1..$n"
+[ "$failures" -eq 0 ]
