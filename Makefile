@@ -288,3 +288,32 @@ bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
 endif
 
 .PHONY: test-gpu bench-gpu
+
+# ---------------------------------------------------------------- serving (issue 4, client side)
+# test/stream_client: a libpq client in single-row mode that reports when
+# each row arrives (generate_stream's streaming test, the SQL bench's time
+# to first token).  make bench adds the SQL path: pgbench clients calling
+# generate() on a throwaway cluster (test/bench/sql_bench.sh), one JSON line
+# per client count: aggregate tok/s, p50/p99 latency, time to first token.
+#   make bench-sql BENCH_SQL_CLIENTS="1 4 16 64" BENCH_SQL_SECONDS=15
+STREAM_CLIENT      = $(BUILDDIR)/test/stream_client
+PG_INCLUDEDIR     := $(shell $(PG_CONFIG) --includedir)
+PG_LIBDIR         := $(shell $(PG_CONFIG) --libdir)
+BENCH_SQL_CLIENTS ?= 1 4 16 64
+BENCH_SQL_SECONDS ?= 15
+BENCH_SQL_TOKENS  ?= 128
+BENCH_SQL_THREADS ?= 0
+
+$(STREAM_CLIENT): test/stream_client.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -I$(PG_INCLUDEDIR) -o $@ $< -L$(PG_LIBDIR) -lpq
+
+stream-client: $(STREAM_CLIENT)
+
+bench: bench-sql
+bench-sql: all $(STREAM_CLIENT)
+	BUILDDIR=$(BUILDDIR) PG_CONFIG=$(PG_CONFIG) BENCH_SECONDS=$(BENCH_SQL_SECONDS) \
+	  BENCH_TOKENS=$(BENCH_SQL_TOKENS) BENCH_THREADS=$(BENCH_SQL_THREADS) \
+	  bash test/bench/sql_bench.sh $(BENCH_SQL_CLIENTS)
+
+.PHONY: stream-client bench-sql

@@ -28,6 +28,8 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogdefs.h"
 #include "common/pg_prng.h"
 #include "lib/ilist.h"
 #include "nodes/pg_list.h"
@@ -37,6 +39,7 @@
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -78,6 +81,9 @@ typedef struct ServingSequence
 	char		finish_reason[16];
 	pgi_sequence_timings timings;
 	char		error_message[256];	/* finish_reason "error": why */
+	bool		usage_committed;	/* its usage row is committed */
+	bool		shutting_down;	/* answer 57P01: the worker stops */
+	char		request_id[37];
 } ServingSequence;
 
 typedef struct ServingCall
@@ -111,6 +117,20 @@ static ServingCall *current_call;	/* being taken, for the error path */
 static ServingSequence **finishing;
 static int	n_finishing;
 static int	finishing_capacity;
+
+/*
+ * Sequences whose usage rows are committed but maybe not yet flushed to
+ * disk: they are answered once the WAL is flushed up to durable_lsn.  The
+ * commit does not wait for the flush (the WAL writer does it, on the other
+ * core), so the loop goes on stepping meanwhile; when there is nothing to
+ * step, or after DURABLE_WAIT_MS, the worker flushes itself.
+ */
+#define DURABLE_WAIT_MS 20
+static ServingSequence **durable;
+static int	n_durable;
+static int	durable_capacity;
+static XLogRecPtr durable_lsn = InvalidXLogRecPtr;
+static TimestampTz durable_since;
 
 /* ------------------------------------------------------------ errors */
 
@@ -1031,12 +1051,29 @@ fill_usage_row(const ServingSequence *s, UsageRow *row, TimestampTz now)
 	row->device_ms = Max(t->device_ms, 0.0);
 }
 
-/* Commit every finished sequence's usage in one transaction, then answer. */
 static void
-finish_sequences(void)
+add_durable(ServingSequence *s)
+{
+	if (n_durable == durable_capacity)
+	{
+		durable_capacity = durable_capacity ? durable_capacity * 2 : 64;
+		durable = durable == NULL
+			? MemoryContextAlloc(serving_context, sizeof(ServingSequence *) * durable_capacity)
+			: repalloc(durable, sizeof(ServingSequence *) * durable_capacity);
+	}
+	if (n_durable == 0)
+		durable_since = GetCurrentTimestamp();
+	durable[n_durable++] = s;
+}
+
+/* Commit the usage rows of every sequence that finished in this iteration's
+ * steps, in one transaction. */
+static void
+commit_finished(void)
 {
 	UsageRow   *rows;
 	bool		committed;
+	XLogRecPtr	commit_lsn = InvalidXLogRecPtr;
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (n_finishing == 0)
@@ -1044,47 +1081,94 @@ finish_sequences(void)
 	rows = palloc(sizeof(UsageRow) * n_finishing);
 	for (int i = 0; i < n_finishing; i++)
 		fill_usage_row(finishing[i], &rows[i], now);
-	committed = usage_record(rows, n_finishing);
-
+	committed = usage_record(rows, n_finishing, &commit_lsn);
+	if (committed && commit_lsn > durable_lsn)
+		durable_lsn = commit_lsn;
 	for (int i = 0; i < n_finishing; i++)
 	{
 		ServingSequence *s = finishing[i];
-		ServingModel *m = &serving_models[s->model_slot];
 
-		m->requests_served++;
-		s->finishing = false;
-		if (strcmp(s->finish_reason, "error") == 0)
-		{
-			ServingError error;
-
-			serving_error_set(&error, "58000", NULL, "model \"%s\" failed: %s", m->name,
-							  s->error_message);
-			queue_error(s, &error);
-		}
-		else
-		{
-			PgInferDoneMessage done;
-
-			memset(&done, 0, sizeof(done));
-			done.type = PGI_MSG_DONE;
-			strlcpy(done.finish_reason, s->finish_reason, sizeof(done.finish_reason));
-			done.usage_id = committed ? (int64) usage_number(s) : 0;
-			if (committed)
-				strlcpy(done.request_id, rows[i].request_id, sizeof(done.request_id));
-			done.prompt_tokens = s->timings.prompt_tokens;
-			done.cached_tokens = s->timings.cached_tokens;
-			done.completion_tokens = s->timings.generated_tokens;
-			done.queue_ms = s->timings.queue_ms;
-			done.ttft_ms = s->timings.time_to_first_token_ms;
-			done.total_ms = s->timings.total_ms;
-			done.device_ms = s->timings.device_ms;
-			namestrcpy(&done.model, m->name);
-			queue_message(s, &done, sizeof(done));
-			s->final_queued = true;
-		}
-		maybe_close(s);
+		s->usage_committed = committed;
+		if (committed)
+			strlcpy(s->request_id, rows[i].request_id, sizeof(s->request_id));
+		serving_models[s->model_slot].requests_served++;
+		add_durable(s);
 	}
 	n_finishing = 0;
+}
+
+static void
+answer_finished(ServingSequence *s)
+{
+	ServingModel *m = &serving_models[s->model_slot];
+
+	s->finishing = false;
+	if (s->shutting_down)
+	{
+		ServingError error;
+
+		serving_error_set(&error, "57P01", "Retry when the worker is back.",
+						  "the pg_infer worker is shutting down");
+		queue_error(s, &error);
+	}
+	else if (strcmp(s->finish_reason, "error") == 0)
+	{
+		ServingError error;
+
+		serving_error_set(&error, "58000", NULL, "model \"%s\" failed: %s", m->name,
+						  s->error_message);
+		queue_error(s, &error);
+	}
+	else
+	{
+		PgInferDoneMessage done;
+
+		memset(&done, 0, sizeof(done));
+		done.type = PGI_MSG_DONE;
+		strlcpy(done.finish_reason, s->finish_reason, sizeof(done.finish_reason));
+		done.usage_id = s->usage_committed ? (int64) usage_number(s) : 0;
+		if (s->usage_committed)
+			strlcpy(done.request_id, s->request_id, sizeof(done.request_id));
+		done.prompt_tokens = s->timings.prompt_tokens;
+		done.cached_tokens = s->timings.cached_tokens;
+		done.completion_tokens = s->timings.generated_tokens;
+		done.queue_ms = s->timings.queue_ms;
+		done.ttft_ms = s->timings.time_to_first_token_ms;
+		done.total_ms = s->timings.total_ms;
+		done.device_ms = s->timings.device_ms;
+		namestrcpy(&done.model, m->name);
+		queue_message(s, &done, sizeof(done));
+		s->final_queued = true;
+	}
+	maybe_close(s);
+}
+
+/*
+ * Answer the finished sequences once their usage rows are on disk: a
+ * caller never gets a result whose row a crash could lose.  While other
+ * sequences are running (busy) the WAL writer is given DURABLE_WAIT_MS to
+ * flush; otherwise the worker flushes at once.
+ */
+static void
+answer_durable(bool busy)
+{
+	if (n_durable == 0)
+		return;
+	if (!XLogRecPtrIsInvalid(durable_lsn) && GetFlushRecPtr(NULL) < durable_lsn)
+	{
+		if (busy && !TimestampDifferenceExceeds(durable_since, GetCurrentTimestamp(),
+												DURABLE_WAIT_MS))
+		{
+			if (ProcGlobal->walwriterLatch != NULL)
+				SetLatch(ProcGlobal->walwriterLatch);
+			return;
+		}
+		XLogFlush(durable_lsn);
+	}
+	for (int i = 0; i < n_durable; i++)
+		answer_finished(durable[i]);
+	n_durable = 0;
+	durable_lsn = InvalidXLogRecPtr;
 }
 
 /* ------------------------------------------------------------ the loop */
@@ -1137,6 +1221,10 @@ serving_start(void)
 		for (int i = 0; i < (int) sizeof(request_id_prefix); i++)
 			request_id_prefix[i] = (uint8) pg_prng_uint32(&pg_global_prng_state);
 
+	/* A usage row must be durable before its caller is answered, whatever
+	 * the server's default. */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
 	our_generation = pg_infer_shared->worker_starts;
 	started_at = pg_infer_shared->started_at;
@@ -1169,12 +1257,6 @@ serving_iterate(void)
 	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
 		if (serving_models[slot].in_use && pgi_engine_has_work(serving_models[slot].engine))
 			step_model(slot);
-	finish_sequences();
-	flush_and_reap(&pending);
-	activity_flush(false);
-	usage_maintain_if_due();
-	registry_register_pending();
-
 	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
 		if (serving_models[slot].in_use)
 		{
@@ -1182,9 +1264,15 @@ serving_iterate(void)
 			if (pgi_engine_has_work(serving_models[slot].engine))
 				work = true;
 		}
+	commit_finished();
+	answer_durable(work);
+	flush_and_reap(&pending);
+	activity_flush(false);
+	usage_maintain_if_due();
+	registry_register_pending();
 	MemoryContextSwitchTo(old);
 
-	if (work)
+	if (work || n_durable > 0)
 		return 0;
 	if (pending)
 		return OUTBOX_RETRY_MS;
@@ -1196,7 +1284,8 @@ serving_iterate(void)
 	return due;
 }
 
-/* Every open request ends with an error (57P01) that says why. */
+/* Every open request ends with an error (57P01) that says why; what the
+ * running ones spent is recorded. */
 void
 serving_shutdown(void)
 {
@@ -1216,24 +1305,15 @@ serving_shutdown(void)
 		{
 			ServingSequence *s = &call->sequences[i];
 
-			if (s->closed)
-				continue;
-			if (s->in_engine)
+			if (!s->closed && s->in_engine)
+			{
+				s->shutting_down = true;
 				drop_from_engine(s, "error");
+			}
 		}
 	}
-	/* record what was spent, then answer with the error */
-	{
-		UsageRow   *rows = palloc(sizeof(UsageRow) * Max(n_finishing, 1));
-		TimestampTz now = GetCurrentTimestamp();
-
-		for (int i = 0; i < n_finishing; i++)
-			fill_usage_row(finishing[i], &rows[i], now);
-		(void) usage_record(rows, n_finishing);
-		for (int i = 0; i < n_finishing; i++)
-			finishing[i]->finishing = false;
-		n_finishing = 0;
-	}
+	commit_finished();
+	answer_durable(false);
 	dlist_foreach_modify(iter, &active_calls)
 	{
 		ServingCall *call = dlist_container(ServingCall, node, iter.cur);

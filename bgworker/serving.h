@@ -23,6 +23,8 @@
 #include "../ext/pg_infer.h"
 #include "../ext/protocol.h"
 
+#include "access/xlogdefs.h"
+
 /* An error for one request, in the shape of the reply message. */
 typedef PgInferErrorMessage ServingError;
 
@@ -98,8 +100,10 @@ typedef struct UsageRow
 } UsageRow;
 
 /* Commit rows[0..n) in one transaction through record_usage(); true when
- * they are committed.  Never throws. */
-extern bool usage_record(const UsageRow *rows, int n);
+ * they are committed, with the commit's end in *commit_lsn (the commit does
+ * not wait for the WAL flush: the caller must, before answering).  Never
+ * throws. */
+extern bool usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn);
 
 /* One step's figures for the per-minute device activity. */
 extern void activity_add_step(const char *device, double busy_ms, int batch_size,

@@ -12,12 +12,15 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "commands/dbcommands.h"
@@ -218,20 +221,30 @@ write_usage_rows(void *arg)
 	if (status != SPI_OK_SELECT)
 		elog(ERROR, "record_usage returned SPI status %d", status);
 	pfree(sql.data);
+
+	/* The scheduler answers only after the WAL is flushed past this
+	 * commit (answer_durable): the commit itself need not wait. */
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 bool
-usage_record(const UsageRow *rows, int n)
+usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn)
 {
 	UsageBatch	batch;
 
-	if (n <= 0)
-		return true;
-	if (!pg_infer_usage_recording)
+	*commit_lsn = InvalidXLogRecPtr;
+	if (n <= 0 || !pg_infer_usage_recording)
 		return false;
 	batch.rows = rows;
 	batch.n = n;
-	return serving_run_in_transaction("record usage", write_usage_rows, &batch);
+	if (!serving_run_in_transaction("record usage", write_usage_rows, &batch))
+		return false;
+	*commit_lsn = XactLastCommitEnd;
+	/* wake the WAL writer to flush it now rather than at its next round */
+	if (ProcGlobal->walwriterLatch != NULL)
+		SetLatch(ProcGlobal->walwriterLatch);
+	return true;
 }
 
 /* ------------------------------------------------------------ device activity */

@@ -165,9 +165,39 @@ SELECT name, setting, context FROM pg_settings WHERE name LIKE 'pg_infer.%' ORDE
 SQL
 }
 
+step_serving() {
+    step "Serving: load the bundled model and generate from SQL"
+    local models_dir
+    models_dir="$(dirname "$(data_dir)")/models"
+    as_demo_user mkdir -p "$models_dir"
+    # a copy the server's user can read, whatever the checkout's permissions
+    "${SUDO[@]}" cp "$ROOT/models/stories260K.gguf" "$models_dir/stories260K.gguf"
+    "${SUDO[@]}" chown "$DEMO_USER" "$models_dir/stories260K.gguf"
+    demo_psql -q -v ON_ERROR_STOP=1 -v model="$models_dir/stories260K.gguf" <<'SQL'
+\echo '-- SELECT load_model(''stories260K'', ...): the worker loads it and keeps it in the models table'
+SELECT name, device, context_length, tensor_type, left(digest, 16) AS digest
+  FROM load_model('stories260K', :'model');
+\echo '-- SELECT generate(''Once upon a time'', max_tokens => 48);'
+SELECT generate('Once upon a time', max_tokens => 48);
+\echo '-- three prompts, batched together by the worker'
+SELECT * FROM generate_batch(ARRAY['Once upon a time', 'Lily', 'The dog'], max_tokens => 16);
+\echo '-- sampled (temperature 0.8, seed 42)'
+SELECT generate('Once upon a time', max_tokens => 32, temperature => 0.8, seed => 42);
+\echo '-- OpenAI-shaped chat (stories260K has no chat template: name one)'
+SELECT jsonb_pretty(chat('[{"role": "user", "content": "Tell me a story"}]', template => 'zephyr', max_tokens => 24));
+\echo '-- tokens, counted in the backend'
+SELECT tokenize('Once upon a time') AS ids, count_tokens('Once upon a time') AS n,
+       detokenize(tokenize('Once upon a time')) AS text;
+\echo '-- SELECT * FROM pg_infer_models;'
+\x on
+SELECT * FROM pg_infer_models;
+\x off
+SQL
+}
+
 # Later features append their steps here (load the bundled model, generate,
 # analytics), each a function step_<name> above.
-DEMO_STEPS=(packages build install cluster extension status)
+DEMO_STEPS=(packages build install cluster extension status serving)
 
 demo_start() {
     for name in "${DEMO_STEPS[@]}"; do "step_$name"; done

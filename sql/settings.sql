@@ -2,11 +2,13 @@
 SHOW pg_infer.database;
 SHOW pg_infer.device;
 SHOW pg_infer.threads;
-SHOW pg_infer.model_path;
-SHOW pg_infer.model_dir;
+-- test/server.conf points these at the test's copy of models/ (@MODELS@)
+SELECT regexp_replace(current_setting('pg_infer.model_path'), '^/.*/models/', '@MODELS@/') AS model_path,
+       regexp_replace(current_setting('pg_infer.model_dir'), '^/.*/models$', '@MODELS@') AS model_dir;
 SHOW pg_infer.default_model;
 
-SELECT name, setting, context, vartype, min_val, max_val
+SELECT name, regexp_replace(setting, '^/.*/models', '@MODELS@') AS setting, context, vartype,
+       min_val, max_val
   FROM pg_settings
  WHERE name LIKE 'pg_infer.%'
  ORDER BY name;
@@ -29,6 +31,18 @@ ALTER SYSTEM SET pg_infer.threads = -1;
 -- A valid device is accepted (and taken back; no reload happens here).
 ALTER SYSTEM SET pg_infer.device = 'cuda:1';
 ALTER SYSTEM RESET pg_infer.device;
+
+-- Serving settings (issue 4): per session, or checked on reload.
+SET pg_infer.queue_timeout = -1;
+SET pg_infer.queue_timeout = '5s';
+SHOW pg_infer.queue_timeout;
+RESET pg_infer.queue_timeout;
+SET pg_infer.tag = 'tenant-a';
+SHOW pg_infer.tag;
+RESET pg_infer.tag;
+SET pg_infer.max_sequences = 8;
+ALTER SYSTEM SET pg_infer.max_sequences = 0;
+SHOW pg_infer.usage_retention;
 
 -- pg_infer.default_model is a per-session choice.
 SET pg_infer.default_model = 'stories260K';

@@ -125,8 +125,8 @@ fi
 record "$packaging_ok" "$packaging_failed" "packaging"
 
 # ------------------------------------------------------------ build
-note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests)"
-if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests >"$LOGDIR/build.log" 2>&1; then
+note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests stream-client)"
+if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests stream-client >"$LOGDIR/build.log" 2>&1; then
     tail -n 40 "$LOGDIR/build.log"
     echo "not ok - the build failed (see $LOGDIR/build.log)"
     record 0 1 "build"
@@ -304,6 +304,22 @@ EOF
         run_pg_prove pg_infer_test "$ROOT/test/pgtap" pgtap.log
         pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
 
+        # (serving, issue 4) tests that need several sessions or a clock:
+        # cancellation, the worker's death and restart, 16 concurrent
+        # clients, streaming as it happens (TAP, counted as their own phase)
+        note "serving: cancellation, worker restart, concurrency, streaming (test/serving_tests.sh)"
+        PGHOST=$SOCKDIR PGPORT=$TEST_PORT PGUSER=postgres PGDATABASE=pg_infer_test \
+            PSQL="$BINDIR/psql" PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client" \
+            PGI_MODEL_DIR="$WORK/models" bash test/serving_tests.sh >"$LOGDIR/serving.log" 2>&1
+        serving_status=$?
+        cat "$LOGDIR/serving.log"
+        serving_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/serving.log")
+        serving_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/serving.log")
+        if [ "$serving_status" -ne 0 ] && [ "$serving_failed" -eq 0 ]; then
+            echo "not ok - test/serving_tests.sh failed (see $LOGDIR/serving.log)"
+            serving_failed=1
+        fi
+
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
         if ! start_pgtap_server "-c shared_preload_libraries="; then
@@ -322,5 +338,8 @@ EOF
     cp "$WORK/pgtap/server.log" "$LOGDIR/pgtap-server.log" 2>/dev/null
 fi
 record "$pgtap_ok" "$pgtap_failed" "pgTAP"
+if [ -n "${serving_ok:-}" ]; then
+    record "$serving_ok" "$serving_failed" "serving (test/serving_tests.sh)"
+fi
 
 summary_and_exit

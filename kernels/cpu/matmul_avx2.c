@@ -11,8 +11,8 @@
  * scale for the K-quants).  For signed-by-signed (Q8_0, Q4_0) the sign of
  * the weight is moved onto the activation first (|w| * sign(w) x).
  *
- * Tile shapes (weight rows x activation rows) for prefill are chosen so
- * the accumulators and the operands reused across the tile fit the 16
+ * Tile shapes (weight rows x activation rows) for prefill keep the
+ * accumulators and the operands reused across the tile in (or near) the 16
  * vector registers: float types 4x3, Q8_0/Q4_0 3x4 (best of 4x2, 4x3, 3x4,
  * 2x4, 3x3 measured), Q4_K/Q6_K 1x4 (their nibble/6-bit unpacking, scales
  * and mins are the expensive part, shared by 4 activation rows).  Decode
