@@ -25,6 +25,8 @@
  */
 #include "serving.h"
 
+#include "../ext/counters.h"
+
 #include <math.h>
 
 #include "access/xact.h"
@@ -1092,6 +1094,13 @@ commit_finished(void)
 		if (committed)
 			strlcpy(s->request_id, rows[i].request_id, sizeof(s->request_id));
 		serving_models[s->model_slot].requests_served++;
+		pg_infer_counters_record(rows[i].model, s->call->header.role_id,
+								 s->call->header.database_id, rows[i].prompt_tokens,
+								 rows[i].cached_tokens, rows[i].completion_tokens,
+								 strcmp(rows[i].finish_reason, "error") == 0 ||
+								 strcmp(rows[i].finish_reason, "timeout") == 0,
+								 strcmp(rows[i].finish_reason, "cancelled") == 0,
+								 rows[i].total_ms, rows[i].ttft_ms, rows[i].device_ms);
 		add_durable(s);
 	}
 	n_finishing = 0;

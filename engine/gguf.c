@@ -129,9 +129,8 @@ take_string(cursor *c, gguf_string *s)
     return true;
 }
 
-/* Bytes of one element of a fixed-size type; 0 for string/array/unknown. */
-static size_t
-fixed_value_size(uint32_t type)
+size_t
+gguf_value_type_size(uint32_t type)
 {
     switch (type)
     {
@@ -369,7 +368,7 @@ parse_array(gguf_file *f, cursor *c, gguf_kv *kv, uint64_t kv_index, pgi_error *
     }
 
     {
-        size_t element_size = fixed_value_size(element_type);
+        size_t element_size = gguf_value_type_size(element_type);
 
         if (count > cursor_left(c) / element_size)
             return pgi_fail(err, PGI_ERR_FORMAT,
@@ -431,7 +430,7 @@ parse_kvs(gguf_file *f, cursor *c, pgi_error *err)
         }
         else
         {
-            size_t size = fixed_value_size(type);
+            size_t size = gguf_value_type_size(type);
 
             if (cursor_left(c) < size)
                 return pgi_fail(err, PGI_ERR_FORMAT, "kv '%s': %s value truncated", name,
@@ -1105,7 +1104,7 @@ numeric_element(const gguf_file *file, const char *key, uint64_t index, gguf_val
 
     if (kv == NULL || kv->type != GGUF_VALUE_ARRAY || index >= kv->array_count)
         return NULL;
-    size = fixed_value_size(kv->array_type);
+    size = gguf_value_type_size(kv->array_type);
     if (size == 0)
         return NULL;
     *type = kv->array_type;

@@ -114,6 +114,10 @@ uint64_t           gguf_tensor_count(const gguf_file *file);
 const gguf_tensor *gguf_tensor_at(const gguf_file *file, uint64_t index);
 const gguf_tensor *gguf_find_tensor(const gguf_file *file, const char *name);
 
+/* Bytes of one value of a fixed-size type (1, 2, 4 or 8); 0 for STRING,
+ * ARRAY and unknown type ids.  Shared by the reader and the writer. */
+size_t gguf_value_type_size(uint32_t type);
+
 /* Compare a gguf_string with a C string. */
 bool gguf_string_equals(gguf_string s, const char *cstr);
 

@@ -318,36 +318,11 @@ gguf_writer_add_string(gguf_writer *w, const char *key, const char *value, pgi_e
     return gguf_writer_add_string_n(w, key, value, strlen(value), err);
 }
 
-static size_t
-element_size(gguf_value_type type)
-{
-    switch (type)
-    {
-        case GGUF_VALUE_UINT8:
-        case GGUF_VALUE_INT8:
-        case GGUF_VALUE_BOOL:
-            return 1;
-        case GGUF_VALUE_UINT16:
-        case GGUF_VALUE_INT16:
-            return 2;
-        case GGUF_VALUE_UINT32:
-        case GGUF_VALUE_INT32:
-        case GGUF_VALUE_FLOAT32:
-            return 4;
-        case GGUF_VALUE_UINT64:
-        case GGUF_VALUE_INT64:
-        case GGUF_VALUE_FLOAT64:
-            return 8;
-        default:
-            return 0;
-    }
-}
-
 pgi_status
 gguf_writer_add_array(gguf_writer *w, const char *key, gguf_value_type element_type,
                       const void *elements, uint64_t count, pgi_error *err)
 {
-    size_t size = element_size(element_type);
+    size_t size = gguf_value_type_size(element_type);
     pgi_status st;
 
     if (size == 0)
@@ -418,7 +393,7 @@ gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv, pgi_error *err)
                 bytes = (size_t) (p - kv->array_data);
             }
             else
-                bytes = (size_t) kv->array_count * element_size(kv->array_type);
+                bytes = (size_t) kv->array_count * gguf_value_type_size(kv->array_type);
             if (!buffer_u32(&w->kv_bytes, kv->array_type) ||
                 !buffer_u64(&w->kv_bytes, kv->array_count) ||
                 !buffer_append(&w->kv_bytes, kv->array_data, bytes))
@@ -447,12 +422,12 @@ gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv, pgi_error *err)
             break;
         default:
             /* Integers: u64 and i64 share the bits of the widened value. */
-            encode_le(kv->value.u64, le, element_size(kv->type));
+            encode_le(kv->value.u64, le, gguf_value_type_size(kv->type));
             if (kv->type == GGUF_VALUE_UINT32 || kv->type == GGUF_VALUE_UINT64)
                 adopt_alignment(w, kv->key.data, kv->key.length, kv->value.u64);
             break;
     }
-    if (!buffer_append(&w->kv_bytes, le, element_size(kv->type)))
+    if (!buffer_append(&w->kv_bytes, le, gguf_value_type_size(kv->type)))
         return no_memory(err);
     return PGI_OK;
 }

@@ -389,6 +389,23 @@ fail:
     return st;
 }
 
+/* Every weight of a layer, for the loops that treat them alike (upload,
+ * release); optional ones (the qwen2 biases) have host == NULL when absent. */
+#define LAYER_WEIGHT_COUNT 12
+_Static_assert(sizeof(pgi_layer_weights) == LAYER_WEIGHT_COUNT * sizeof(pgi_weight),
+               "list_layer_weights must name every weight of a layer");
+
+static void
+list_layer_weights(pgi_layer_weights *L, pgi_weight *out[LAYER_WEIGHT_COUNT])
+{
+    pgi_weight *all[LAYER_WEIGHT_COUNT] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
+                                           &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
+                                           &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate,
+                                           &L->ffn_up, &L->ffn_down};
+
+    memcpy(out, all, sizeof(all));
+}
+
 pgi_status
 pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
 {
@@ -411,13 +428,10 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
         model->output.device = model->token_embd.device;
     for (int l = 0; l < model->config.n_layers; l++)
     {
-        pgi_layer_weights *L = &model->layers[l];
-        pgi_weight *layer_weights[] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
-                                       &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
-                                       &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate, &L->ffn_up,
-                                       &L->ffn_down};
+        pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];
 
-        for (size_t i = 0; i < sizeof(layer_weights) / sizeof(layer_weights[0]); i++)
+        list_layer_weights(&model->layers[l], layer_weights);
+        for (int i = 0; i < LAYER_WEIGHT_COUNT; i++)
         {
             if (layer_weights[i]->host == NULL)
                 continue;
@@ -452,13 +466,10 @@ pgi_model_free(pgi_model *model)
     release_one(b, &model->inv_freq, false);
     for (int l = 0; model->layers != NULL && l < model->config.n_layers; l++)
     {
-        pgi_layer_weights *L = &model->layers[l];
-        pgi_weight *layer_weights[] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
-                                       &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
-                                       &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate, &L->ffn_up,
-                                       &L->ffn_down};
+        pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];
 
-        for (size_t i = 0; i < sizeof(layer_weights) / sizeof(layer_weights[0]); i++)
+        list_layer_weights(&model->layers[l], layer_weights);
+        for (int i = 0; i < LAYER_WEIGHT_COUNT; i++)
             release_one(b, layer_weights[i], false);
     }
     pgi_free(model->layers);

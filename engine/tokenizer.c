@@ -1103,6 +1103,42 @@ merge_word(const pgi_tokenizer *t, workspace *w, const char *word, size_t length
     return n;
 }
 
+/* Emit the token of each symbol merge_word left in w->bytes.  A symbol that
+ * is no token falls back byte by byte: SentencePiece to its <0xNN> byte
+ * tokens (else unknown), BPE to each byte's own one-byte token, dropping a
+ * byte that has none (as llama.cpp does). */
+static void
+emit_symbols(const pgi_tokenizer *t, const workspace *w, int32_t n_symbols, bool byte_tokens,
+             token_sink *sink)
+{
+    for (int32_t i = 0; i >= 0 && n_symbols > 0; i = w->symbols[i].next)
+    {
+        const symbol *s = &w->symbols[i];
+        int32_t id = find_token(t, w->bytes + s->start, s->length);
+
+        if (id != PGI_TOKEN_NONE)
+        {
+            emit(sink, id);
+            continue;
+        }
+        for (uint32_t j = 0; j < s->length; j++)
+        {
+            int32_t byte_id;
+
+            if (byte_tokens)
+            {
+                byte_id = t->byte_token[(unsigned char) w->bytes[s->start + j]];
+                if (byte_id == PGI_TOKEN_NONE)
+                    byte_id = t->unknown;
+            }
+            else
+                byte_id = find_token(t, w->bytes + s->start + j, 1);
+            if (byte_id != PGI_TOKEN_NONE)
+                emit(sink, byte_id);
+        }
+    }
+}
+
 static pgi_status
 encode_spm(const pgi_tokenizer *t, workspace *w, const char *text, size_t length, bool prefix_space,
            token_sink *sink, pgi_error *err)
@@ -1132,27 +1168,7 @@ encode_spm(const pgi_tokenizer *t, workspace *w, const char *text, size_t length
     n_symbols = merge_word(t, w, w->bytes, n);
     if (n_symbols < 0)
         return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", length);
-    for (int32_t i = 0; i >= 0 && n_symbols > 0; i = w->symbols[i].next)
-    {
-        const symbol *s = &w->symbols[i];
-        int32_t id = find_token(t, w->bytes + s->start, s->length);
-
-        if (id != PGI_TOKEN_NONE)
-        {
-            emit(sink, id);
-            continue;
-        }
-        /* byte fallback */
-        for (uint32_t j = 0; j < s->length; j++)
-        {
-            int32_t byte_id = t->byte_token[(unsigned char) w->bytes[s->start + j]];
-
-            if (byte_id == PGI_TOKEN_NONE)
-                byte_id = t->unknown;
-            if (byte_id != PGI_TOKEN_NONE)
-                emit(sink, byte_id);
-        }
-    }
+    emit_symbols(t, w, n_symbols, true, sink);
     return PGI_OK;
 }
 
@@ -1208,25 +1224,7 @@ encode_bpe(const pgi_tokenizer *t, workspace *w, const char *text, size_t length
         n_symbols = merge_word(t, w, w->bytes, n);
         if (n_symbols < 0)
             return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", length);
-        for (int32_t i = 0; i >= 0 && n_symbols > 0; i = w->symbols[i].next)
-        {
-            const symbol *s = &w->symbols[i];
-            int32_t id = find_token(t, w->bytes + s->start, s->length);
-
-            if (id != PGI_TOKEN_NONE)
-            {
-                emit(sink, id);
-                continue;
-            }
-            /* llama.cpp tries each byte alone and drops what is not a token */
-            for (uint32_t j = 0; j < s->length; j++)
-            {
-                int32_t byte_id = find_token(t, w->bytes + s->start + j, 1);
-
-                if (byte_id != PGI_TOKEN_NONE)
-                    emit(sink, byte_id);
-            }
-        }
+        emit_symbols(t, w, n_symbols, false, sink);
     }
     return PGI_OK;
 }

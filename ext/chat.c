@@ -403,9 +403,14 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	content_cstring = text_to_cstring(content);
 
 	initStringInfo(&json);
-	appendStringInfo(&json, "{\"id\": \"chatcmpl-%d-" INT64_FORMAT "\", \"object\": \"chat.completion\", "
-					 "\"created\": " INT64_FORMAT ", \"model\": ",
-					 MyProcPid, (int64) GetCurrentTimestamp(),
+	/* the id of the usage row when it was recorded, so the two can be joined */
+	done.request_id[sizeof(done.request_id) - 1] = '\0';
+	if (done.request_id[0] != '\0')
+		appendStringInfo(&json, "{\"id\": \"chatcmpl-%s\", ", done.request_id);
+	else
+		appendStringInfo(&json, "{\"id\": \"chatcmpl-%d-" INT64_FORMAT "\", ",
+						 MyProcPid, (int64) GetCurrentTimestamp());
+	appendStringInfo(&json, "\"object\": \"chat.completion\", \"created\": " INT64_FORMAT ", \"model\": ",
 					 (int64) (GetCurrentTimestamp() / USECS_PER_SEC +
 							  (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY));
 	escape_json(&json, NameStr(done.model));

@@ -301,6 +301,14 @@ EOF
     else
         "${PSQL[@]}" -d postgres -c "CREATE DATABASE pg_infer_test" &&
         "${PSQL[@]}" -d pg_infer_test -c "CREATE EXTENSION pgtap; CREATE EXTENSION pg_infer;"
+        # The worker keeps its books (models, usage) in pg_infer.database:
+        # point it at the test database, which exists only now.
+        echo "pg_infer.database = 'pg_infer_test'" >>"$PGTAP_DATA/postgresql.conf"
+        as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
+        if ! start_pgtap_server "-c shared_preload_libraries=pg_infer"; then
+            echo "not ok - the pgTAP server did not restart with pg_infer.database = pg_infer_test"
+            pgtap_failed=$((pgtap_failed + 1))
+        fi
         run_pg_prove pg_infer_test "$ROOT/test/pgtap" pgtap.log
         pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
 

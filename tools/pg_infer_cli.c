@@ -13,6 +13,10 @@
  *
  * generate prints only the completion, as it is produced.  Errors go to
  * stderr with exit status 1.
+ *
+ * Environment: PGI_CUDA_LIBRARY names pg_infer_cuda.so when --cuda-library
+ * is not given (default: beside this program); PGI_CLI_VERBOSE, when set,
+ * makes generate print its token counts and timings on stderr.
  */
 #include <errno.h>
 #include <math.h>
@@ -35,18 +39,8 @@ typedef struct cli_args {
     const char *device;
     const char *cuda_library;
     const char *text;
-    int max_tokens;
-    float temperature;
-    int top_k;
-    float top_p;
-    float min_p;
-    float repeat_penalty;
-    int repeat_last_n;
-    uint64_t seed;
-    bool seed_given;
-    const char *stop[PGI_MAX_STOP_STRINGS];
-    int n_stop;
-    bool ignore_eos;
+    pgi_sampling_params sampling;   /* generate's options, parsed in place */
+    bool seed_given;                /* else a seed from the clock */
     int threads;
     int ctx;
     bool no_bos;
@@ -131,14 +125,15 @@ parse_args(int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof(*a));
     a->device = "auto";
-    a->max_tokens = 128;
-    /* sampling defaults as llama.cpp's */
-    a->temperature = 0.8f;
-    a->top_k = 40;
-    a->top_p = 0.95f;
-    a->min_p = 0.05f;
-    a->repeat_penalty = 1.0f;
-    a->repeat_last_n = 64;
+    /* the engine's defaults, then llama.cpp's sampling defaults for a CLI */
+    pgi_sampling_params_default(&a->sampling);
+    a->sampling.max_tokens = 128;
+    a->sampling.temperature = 0.8f;
+    a->sampling.top_k = 40;
+    a->sampling.top_p = 0.95f;
+    a->sampling.min_p = 0.05f;
+    a->sampling.repeat_penalty = 1.0f;
+    a->sampling.repeat_last_n = 64;
     a->parse_special = true;
     a->prompt_tokens = 512;
     a->gen_tokens = 128;
@@ -158,30 +153,33 @@ parse_args(int argc, char **argv, cli_args *a)
         else if (strcmp(opt, "--prompt") == 0 || strcmp(opt, "-p") == 0)
         { NEED_VALUE(); a->prompt = val; }
         else if (strcmp(opt, "--max-tokens") == 0 || strcmp(opt, "-n") == 0)
-        { NEED_VALUE(); ok = parse_int(val, 1, 1 << 24, &a->max_tokens); }
+        { NEED_VALUE(); ok = parse_int(val, 1, 1 << 24, &a->sampling.max_tokens); }
         else if (strcmp(opt, "--temperature") == 0 || strcmp(opt, "--temp") == 0)
-        { NEED_VALUE(); ok = parse_float(val, &a->temperature) && a->temperature >= 0; }
+        {
+            NEED_VALUE();
+            ok = parse_float(val, &a->sampling.temperature) && a->sampling.temperature >= 0;
+        }
         else if (strcmp(opt, "--top-k") == 0)
-        { NEED_VALUE(); ok = parse_int(val, 0, 1 << 30, &a->top_k); }
+        { NEED_VALUE(); ok = parse_int(val, 0, 1 << 30, &a->sampling.top_k); }
         else if (strcmp(opt, "--top-p") == 0)
-        { NEED_VALUE(); ok = parse_float(val, &a->top_p); }
+        { NEED_VALUE(); ok = parse_float(val, &a->sampling.top_p); }
         else if (strcmp(opt, "--min-p") == 0)
-        { NEED_VALUE(); ok = parse_float(val, &a->min_p); }
+        { NEED_VALUE(); ok = parse_float(val, &a->sampling.min_p); }
         else if (strcmp(opt, "--repeat-penalty") == 0)
-        { NEED_VALUE(); ok = parse_float(val, &a->repeat_penalty); }
+        { NEED_VALUE(); ok = parse_float(val, &a->sampling.repeat_penalty); }
         else if (strcmp(opt, "--repeat-last-n") == 0)
-        { NEED_VALUE(); ok = parse_int(val, -1, 1 << 24, &a->repeat_last_n); }
+        { NEED_VALUE(); ok = parse_int(val, -1, 1 << 24, &a->sampling.repeat_last_n); }
         else if (strcmp(opt, "--seed") == 0)
-        { NEED_VALUE(); ok = parse_u64(val, &a->seed); a->seed_given = true; }
+        { NEED_VALUE(); ok = parse_u64(val, &a->sampling.seed); a->seed_given = true; }
         else if (strcmp(opt, "--stop") == 0)
         {
             NEED_VALUE();
-            if (a->n_stop == PGI_MAX_STOP_STRINGS)
+            if (a->sampling.n_stop == PGI_MAX_STOP_STRINGS)
                 return fail("too many --stop strings (at most 8)%s", "");
-            a->stop[a->n_stop++] = val;
+            a->sampling.stop[a->sampling.n_stop++] = val;
         }
         else if (strcmp(opt, "--ignore-eos") == 0)
-            a->ignore_eos = true;
+            a->sampling.ignore_eos = true;
         else if (strcmp(opt, "--threads") == 0 || strcmp(opt, "-t") == 0)
         { NEED_VALUE(); ok = parse_int(val, 0, 512, &a->threads); }
         else if (strcmp(opt, "--device") == 0)
@@ -307,19 +305,9 @@ cmd_generate(const cli_args *a)
         pgi_engine_close(engine);
         return rc;
     }
-    pgi_sampling_params_default(&params);
-    params.temperature = a->temperature;
-    params.top_k = a->top_k;
-    params.top_p = a->top_p;
-    params.min_p = a->min_p;
-    params.repeat_penalty = a->repeat_penalty;
-    params.repeat_last_n = a->repeat_last_n;
-    params.seed = a->seed_given ? a->seed : (uint64_t) time(NULL) ^ ((uint64_t) clock() << 32);
-    params.max_tokens = a->max_tokens;
-    params.ignore_eos = a->ignore_eos;
-    params.n_stop = a->n_stop;
-    for (int i = 0; i < a->n_stop; i++)
-        params.stop[i] = a->stop[i];
+    params = a->sampling;
+    if (!a->seed_given)
+        params.seed = (uint64_t) time(NULL) ^ ((uint64_t) clock() << 32);
 
     pgi_error_clear(&err);
     rc = 0;

@@ -103,20 +103,37 @@ dequantize_q4_k(const pgi_block_q4_k *blocks, float *dst, int64_t n)
     }
 }
 
-/* Element e (0..255) of a Q6_K block as its unsigned 6-bit code: in each
+/* Where element e (0..255) of a Q6_K block keeps its 6-bit code: in each
  * half of 128, ql bytes 0..31 hold elements 0..31 (low nibble) and 64..95
  * (high), ql bytes 32..63 hold 32..63 and 96..127; qh byte l holds the top 2
- * bits of elements l, l+32, l+64, l+96 at bit offsets 0, 2, 4, 6. */
+ * bits of elements l, l+32, l+64, l+96 at bit offsets 0, 2, 4, 6.  One
+ * definition serves the decoder and the encoder. */
+typedef struct q6_k_position {
+    int ql_byte, ql_shift;     /* low 4 bits: (ql[ql_byte] >> ql_shift) & 15 */
+    int qh_byte, qh_shift;     /* top 2 bits: (qh[qh_byte] >> qh_shift) & 3 */
+} q6_k_position;
+
+static inline q6_k_position
+q6_k_position_of(int e)
+{
+    int half = e / 128, r = e % 128, group = r / 32, l = r % 32;
+    q6_k_position pos;
+
+    pos.ql_byte = 64 * half + ((group & 1) ? 32 : 0) + l;
+    pos.ql_shift = (group & 2) ? 4 : 0;
+    pos.qh_byte = 32 * half + l;
+    pos.qh_shift = 2 * group;
+    return pos;
+}
+
+/* Element e of a Q6_K block as its unsigned 6-bit code. */
 static inline int
 q6_k_code(const pgi_block_q6_k *blk, int e)
 {
-    int half = e / 128, r = e % 128, group = r / 32, l = r % 32;
-    const uint8_t *ql = blk->ql + 64 * half;
-    const uint8_t *qh = blk->qh + 32 * half;
-    int low = (group & 1) ? ql[32 + l] : ql[l];
+    q6_k_position pos = q6_k_position_of(e);
 
-    low = (group & 2) ? (low >> 4) : (low & 0x0f);
-    return low | (((qh[l] >> (2 * group)) & 3) << 4);
+    return ((blk->ql[pos.ql_byte] >> pos.ql_shift) & 0x0f) |
+           (((blk->qh[pos.qh_byte] >> pos.qh_shift) & 3) << 4);
 }
 
 static void
@@ -385,11 +402,10 @@ quantize_q6_k(const float *x, pgi_block_q6_k *blocks, int64_t n)
         memset(blk->qh, 0, sizeof(blk->qh));
         for (int e = 0; e < PGI_QK_K; e++)
         {
-            int half = e / 128, r = e % 128, group = r / 32, l = r % 32;
-            uint8_t *ql = blk->ql + 64 * half + ((group & 1) ? 32 : 0) + l;
+            q6_k_position pos = q6_k_position_of(e);
 
-            *ql |= (uint8_t) ((codes[e] & 0x0f) << ((group & 2) ? 4 : 0));
-            blk->qh[32 * half + l] |= (uint8_t) ((codes[e] >> 4) << (2 * group));
+            blk->ql[pos.ql_byte] |= (uint8_t) ((codes[e] & 0x0f) << pos.ql_shift);
+            blk->qh[pos.qh_byte] |= (uint8_t) ((codes[e] >> 4) << pos.qh_shift);
         }
     }
 }

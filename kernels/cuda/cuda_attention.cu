@@ -58,22 +58,6 @@ attention_shared_bytes(int query_rows, int head_dim)
     return PGI_ATTN_KEY_TILE * sizeof(long long) + floats * sizeof(float);
 }
 
-__device__ __forceinline__ float
-warp_max(float v)
-{
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    return v;
-}
-
-__device__ __forceinline__ float
-warp_add(float v)
-{
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
 __global__ void
 store_kv_kernel(__half *k_cache, __half *v_cache, const float *k, const float *v,
                 const int32_t *slots, int n_kv_heads, int head_dim, int block_size, int n_blocks)
@@ -254,10 +238,10 @@ attention_kernel(attention_args a)
         {
             float s = S[r * TK + lane];
             float m_old = M[r];
-            float m_new = fmaxf(m_old, warp_max(s));
+            float m_new = fmaxf(m_old, pgi_warp_max(s));
             float p = m_new == -INFINITY ? 0.0f : expf(s - m_new);
             float alpha = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
-            float sum = warp_add(p);
+            float sum = pgi_warp_sum(p);
 
             S[r * TK + lane] = p;
             __syncwarp();

@@ -20,4 +20,22 @@ extern "C" {
 
 #define PGI_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
 
+/* Sum and maximum of v over the 32 lanes of a warp (butterfly shuffles):
+ * every lane receives the result. */
+__device__ __forceinline__ float
+pgi_warp_sum(float v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+__device__ __forceinline__ float
+pgi_warp_max(float v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
 #endif

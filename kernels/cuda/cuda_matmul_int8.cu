@@ -49,10 +49,8 @@ matvec_int8_kernel(float *out, pgi_wview w, const int8_t *xq, const float *xd, c
 #pragma unroll
     for (int r = 0; r < R; r++)
     {
-        float s = acc[r];
+        float s = pgi_warp_sum(acc[r]);
 
-        for (int offset = 16; offset > 0; offset >>= 1)
-            s += __shfl_xor_sync(0xffffffffu, s, offset);
         if (lane == 0)
             out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
     }

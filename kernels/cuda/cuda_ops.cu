@@ -44,14 +44,6 @@ vector_type_ok(pgi_cuda_backend *cb, const pgi_wref *w, const char *what)
     return true;
 }
 
-__device__ __forceinline__ float
-warp_sum(float v)
-{
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
 /* ------------------------------------------------------------ embed */
 
 template <int T>
@@ -116,7 +108,7 @@ rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_t
 
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
         sum += xr[i] * xr[i];
-    sum = warp_sum(sum);
+    sum = pgi_warp_sum(sum);
     if ((threadIdx.x & 31) == 0)
         partial[threadIdx.x / 32] = sum;
     __syncthreads();
@@ -124,7 +116,7 @@ rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_t
     {
         float s = threadIdx.x < blockDim.x / 32 ? partial[threadIdx.x] : 0.0f;
 
-        s = warp_sum(s);
+        s = pgi_warp_sum(s);
         if (threadIdx.x == 0)
             scale = rsqrtf(s / (float) dim + eps);
     }

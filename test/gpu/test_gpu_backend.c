@@ -886,7 +886,7 @@ test_engine(const char *cuda_library)
             if (n_alone[i] > 0 && n_alone[i] == n_batched[i] &&
                 memcmp(alone[i], batched[i], sizeof(int32_t) * (size_t) n_alone[i]) == 0)
                 equal++;
-            else if (i < 4 || getenv("PGI_TEST_VERBOSE") != NULL)
+            else if (i < 4 || getenv("PGI_TEST_VERBOSE") != NULL)   /* set: list every mismatch */
                 printf("# prompt %d: %d tokens alone (first %d), %d batched (first %d)\n", i,
                        n_alone[i], n_alone[i] > 0 ? alone[i][0] : -1, n_batched[i],
                        n_batched[i] > 0 ? batched[i][0] : -1);
