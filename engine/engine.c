@@ -801,7 +801,8 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
                 source = s->prompt + s->n_prefilled;
                 first_position = s->n_prefilled;
             }
-            /* Cannot fail: admission reserved the worst case. */
+            /* Admission reserved the worst case, so blocks do not run out
+             * here; the backend's copy of a shared tail block still may fail. */
             if ((st = pgi_kv_sequence_reserve(&s->kv, &e->blocks, first_position + count,
                                               e->backend, e->kv, err)) != PGI_OK)
                 return st;

@@ -61,8 +61,8 @@ pgi_sampling_params_check(const pgi_sampling_params *p, pgi_error *err)
 
 /* ------------------------------------------------------------ PRNG */
 
-static uint64_t
-splitmix64(uint64_t *state)
+uint64_t
+pgi_splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
 
@@ -77,7 +77,7 @@ pgi_rng_seed(pgi_rng *rng, uint64_t seed)
     uint64_t state = seed;
 
     for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&state);
+        rng->s[i] = pgi_splitmix64(&state);
 }
 
 static inline uint64_t

@@ -44,6 +44,10 @@ typedef struct pgi_rng {
     uint64_t s[4];
 } pgi_rng;
 
+/* splitmix64: advances *state and returns the next 64 random bits.  Seeds
+ * pgi_rng; also a one-word generator of its own (the synthetic models). */
+uint64_t pgi_splitmix64(uint64_t *state);
+
 void pgi_rng_seed(pgi_rng *rng, uint64_t seed);
 uint64_t pgi_rng_next(pgi_rng *rng);
 /* Uniform in [0, 1) with 53 random bits. */

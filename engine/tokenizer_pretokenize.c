@@ -453,9 +453,10 @@ match_three_digits(const span *s, size_t pos)
     return 3;
 }
 
-/* [\p{P}\$\+<=>\^~\|`]+ (falcon) and [\p{P}\$\+<=>\^~\|]+ (default) */
+/* One character of [\p{P}\$\+<=>\^~\|`] (falcon, with_backquote) or of
+ * [\p{P}\$\+<=>\^~\|] (default). */
 static inline bool
-is_falcon_punctuation(const span *s, size_t pos, bool with_backquote)
+in_punctuation_class(const span *s, size_t pos, bool with_backquote)
 {
     uint32_t c;
 
@@ -468,22 +469,24 @@ is_falcon_punctuation(const span *s, size_t pos, bool with_backquote)
            c == '|' || (with_backquote && c == '`');
 }
 
+/* [\p{P}\$\+<=>\^~\|`]+ */
 static size_t
 match_falcon_punctuation(const span *s, size_t pos)
 {
     size_t p = pos;
 
-    while (is_falcon_punctuation(s, p, true))
+    while (in_punctuation_class(s, p, true))
         p++;
     return p - pos;
 }
 
+/* [\p{P}\$\+<=>\^~\|]+ */
 static size_t
 match_default_punctuation(const span *s, size_t pos)
 {
     size_t p = pos;
 
-    while (is_falcon_punctuation(s, p, false))
+    while (in_punctuation_class(s, p, false))
         p++;
     return p - pos;
 }

@@ -6,6 +6,7 @@
  * set up at postmaster start.  Loading it any other way is an error.
  */
 #include "pg_infer.h"
+#include "counters.h"
 
 #include <limits.h>
 #include <string.h>
@@ -244,6 +245,7 @@ pg_infer_shmem_request(void)
 	RequestAddinShmemSpace(add_size(MAXALIGN(sizeof(PgInferShared)),
 								   MAXALIGN(sizeof(PgInferQueue))));
 	RequestNamedLWLockTranche("pg_infer", 1);
+	pg_infer_counters_shmem_request();
 }
 
 static void
@@ -270,6 +272,7 @@ pg_infer_shmem_startup(void)
 		SpinLockInit(&pg_infer_queue->mutex);
 		pg_infer_queue->next_call_id = 1;
 	}
+	pg_infer_counters_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -298,6 +301,7 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		report_not_preloaded();
 
+	pg_infer_counters_define_gucs();
 	define_settings();
 
 	previous_shmem_request_hook = shmem_request_hook;

@@ -78,6 +78,16 @@ fi
 if wait_idle; then ok "the worker dropped the timed-out sequence"; else not_ok "the worker dropped the timed-out sequence" "$(queue_idle)"; fi
 check "a call after the timeout works" "$EXPECTED" "$(sql "$SHORT")"
 
+# ------------------------------------------------------------ mid-stream
+STREAM_LONG="SELECT generate_stream('Once upon a time', max_tokens => 2000) FROM generate_series(1, 10)"
+out=$("${Q[@]}" -c "SET statement_timeout = '400ms'" -c "$STREAM_LONG" 2>&1 | grep ERROR)
+if grep -q "canceling statement due to statement timeout" <<<"$out"; then
+    ok "statement_timeout ends generate_stream mid-stream (57014)"
+else
+    not_ok "statement_timeout ends generate_stream mid-stream" "$out"
+fi
+if wait_idle; then ok "the worker dropped the streamed sequence"; else not_ok "the worker dropped the streamed sequence" "$(queue_idle)"; fi
+
 # ------------------------------------------------------------ pg_cancel_backend
 "${Q[@]}" -c "SET application_name = 'pgi_cancel_me'" -c "$LONG" >"$SCRATCH/cancel.out" 2>&1 &
 victim=$!
@@ -192,6 +202,29 @@ if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
     else
         not_ok "a symbolic link out of pg_infer.model_dir is refused" "$out"
     fi
+    # an unreadable file: refused by the backend before the worker is asked
+    cp "$PGI_MODEL_DIR/stories260K.gguf" "$PGI_MODEL_DIR/unreadable.gguf"
+    chmod 000 "$PGI_MODEL_DIR/unreadable.gguf"
+    out=$(sql "SELECT load_model('unreadable', 'unreadable.gguf')")
+    rm -f "$PGI_MODEL_DIR/unreadable.gguf"
+    if grep -qE "could not (read|access) model file|permission denied|Permission denied" <<<"$out" || [ "$(id -u)" -ne 0 ]; then
+        ok "an unreadable model file is refused: $(head -1 <<<"$out")"
+    else
+        not_ok "an unreadable model file is refused" "$out"
+    fi
+    # a GGUF file without weights (a vocabulary only): the worker refuses it
+    if [ -n "${PGI_SHARED_MODELS:-}" ] && [ -f "$PGI_SHARED_MODELS/vocab/ggml-vocab-llama-spm.gguf" ]; then
+        cp "$PGI_SHARED_MODELS/vocab/ggml-vocab-llama-spm.gguf" "$PGI_MODEL_DIR/vocab-only.gguf"
+        chmod a+r "$PGI_MODEL_DIR/vocab-only.gguf"
+        out=$("${Q[@]}" -c "\\set VERBOSITY sqlstate" -c "SELECT load_model('vocab', 'vocab-only.gguf')" 2>&1)
+        rm -f "$PGI_MODEL_DIR/vocab-only.gguf"
+        if grep -qE "22P03|0A000" <<<"$out"; then
+            ok "a GGUF file without weights is refused ($out)"
+        else
+            not_ok "a GGUF file without weights is refused" "$out"
+        fi
+    fi
+    check "the failed loads left no model behind" "0" "$(sql "SELECT count(*) FROM pg_infer_models WHERE name IN ('unreadable', 'vocab', 'escape')")"
 else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi

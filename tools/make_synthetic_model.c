@@ -28,6 +28,7 @@
 #include "gguf.h"
 #include "gguf_writer.h"
 #include "pgi_memory.h"
+#include "sampler.h"
 #include "tensor_types.h"
 
 typedef struct options {
@@ -67,21 +68,11 @@ typedef struct rng {
     float spare;
 } rng;
 
-static uint64_t
-splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in (0, 1]. */
 static double
 uniform(rng *r)
 {
-    return ((double) (splitmix64(&r->state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    return ((double) (pgi_splitmix64(&r->state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
 static float

@@ -11,10 +11,14 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <type_traits>
 
 /* Matmuls with at most this many rows of x use the matrix-vector kernels;
  * more go through cuBLAS. */
 #define PGI_CUDA_MATVEC_MAX_ROWS 8
+/* Warps per block of the matrix-vector kernels (float and int8): one
+ * weight row per warp. */
+#define PGI_CUDA_MATVEC_WARPS 4
 /* Steps of at most this many tokens, one per sequence, are captured as
  * CUDA graphs. */
 #define PGI_CUDA_GRAPH_MAX_TOKENS 64
@@ -176,6 +180,44 @@ void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, c
                              int n_rows, float eps);
 void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                             int n_rows);
+/* The end of both matrix-vector kernels: the warp of weight row `row` sums
+ * each of its R partial dot products and lane 0 stores them in out
+ * [R][n_out_rows]. */
+template <int R>
+__device__ __forceinline__ void
+pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc)
+{
+#pragma unroll
+    for (int r = 0; r < R; r++)
+    {
+        float s = pgi_warp_sum(acc[r]);
+
+        if (lane == 0)
+            out[(size_t) r * (size_t) n_out_rows + (size_t) row] = s;
+    }
+}
+
+/* Calls launch(std::integral_constant<int, R>()) with R = n_rows for 1..7
+ * and R = PGI_CUDA_MATVEC_MAX_ROWS otherwise: the matrix-vector kernels are
+ * compiled once per row count, and this is the one switch that picks. */
+template <typename Launch>
+static inline void
+pgi_cuda_with_row_count(int n_rows, Launch launch)
+{
+    static_assert(PGI_CUDA_MATVEC_MAX_ROWS == 8, "one case per row count below");
+    switch (n_rows)
+    {
+        case 1: launch(std::integral_constant<int, 1>()); break;
+        case 2: launch(std::integral_constant<int, 2>()); break;
+        case 3: launch(std::integral_constant<int, 3>()); break;
+        case 4: launch(std::integral_constant<int, 4>()); break;
+        case 5: launch(std::integral_constant<int, 5>()); break;
+        case 6: launch(std::integral_constant<int, 6>()); break;
+        case 7: launch(std::integral_constant<int, 7>()); break;
+        default: launch(std::integral_constant<int, 8>()); break;
+    }
+}
+
 /* The int8 x dp4a matrix-vector product (n_rows <= 8) of a quantized type. */
 void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
                                  const float *x, int n_rows);

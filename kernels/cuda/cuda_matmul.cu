@@ -17,8 +17,6 @@
  */
 #include "cuda_backend.cuh"
 
-#define MATVEC_WARPS 4
-
 template <int RUN>
 __device__ __forceinline__ float
 dot_run(const float *x, const float *v, bool aligned)
@@ -53,14 +51,14 @@ dot_run(const float *x, const float *v, bool aligned)
 }
 
 template <int T, int R>
-__global__ void __launch_bounds__(MATVEC_WARPS * 32)
+__global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
 matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
 {
     typedef pgi_unit<T> unit;
     constexpr int RUN1 = unit::U / 2;
     constexpr int RUN2 = unit::U - unit::U / 2;
     int lane = threadIdx.x & 31;
-    int64_t row = (int64_t) blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+    int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
     int64_t n_units = unit::per_row(w.cols);
     float acc[R];
 
@@ -84,14 +82,7 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
                       dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
         }
     }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-    {
-        float s = pgi_warp_sum(acc[r]);
-
-        if (lane == 0)
-            out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
-    }
+    pgi_matvec_store<R>(out, w.rows, row, lane, acc);
 }
 
 template <int T>
@@ -99,17 +90,9 @@ static void
 launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
                    int n_rows, bool aligned, dim3 grid, dim3 block)
 {
-    switch (n_rows)
-    {
-        case 1: matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 2: matvec_kernel<T, 2><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 3: matvec_kernel<T, 3><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 4: matvec_kernel<T, 4><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 5: matvec_kernel<T, 5><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 6: matvec_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        case 7: matvec_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-        default: matvec_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, x, aligned); break;
-    }
+    pgi_cuda_with_row_count(n_rows, [&](auto rows) {
+        matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned);
+    });
 }
 
 /* F32, F16 and BF16 rows of 16-byte vectors get a kernel per n_rows (x
@@ -121,8 +104,8 @@ static void
 launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
               bool aligned)
 {
-    unsigned blocks = (unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS);
-    dim3 grid(blocks), block(MATVEC_WARPS * 32);
+    unsigned blocks = (unsigned) ((w.rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
+    dim3 grid(blocks), block(PGI_CUDA_MATVEC_WARPS * 32);
 
     if (T != PGI_CW_F32 && T != PGI_CW_F16 && T != PGI_CW_BF16)
     {

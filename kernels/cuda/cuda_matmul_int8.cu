@@ -6,8 +6,6 @@
  */
 #include "cuda_backend.cuh"
 
-#define MATVEC_WARPS 4
-
 /* x [n_rows][cols] to int8 blocks of 32 (pgi_xq_layout), one block per thread. */
 __global__ void
 quantize_x_kernel(const float *x, int64_t n_blocks, int8_t *q, float *d, int32_t *sums)
@@ -19,11 +17,11 @@ quantize_x_kernel(const float *x, int64_t n_blocks, int8_t *q, float *d, int32_t
 
 /* The integer version of matvec_kernel for the quantized types. */
 template <int T, int R>
-__global__ void __launch_bounds__(MATVEC_WARPS * 32)
+__global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
 matvec_int8_kernel(float *out, pgi_wview w, const int8_t *xq, const float *xd, const int32_t *xs)
 {
     int lane = threadIdx.x & 31;
-    int64_t row = (int64_t) blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+    int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
     int64_t n_units = pgi_unit<T>::per_row(w.cols);
     float acc[R];
 
@@ -46,14 +44,7 @@ matvec_int8_kernel(float *out, pgi_wview w, const int8_t *xq, const float *xd, c
             acc[r] += pgi_qdot<T>::dot(w, row, u, xv);
         }
     }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-    {
-        float s = pgi_warp_sum(acc[r]);
-
-        if (lane == 0)
-            out[(size_t) r * (size_t) w.rows + (size_t) row] = s;
-    }
+    pgi_matvec_store<R>(out, w.rows, row, lane, acc);
 }
 
 template <int T>
@@ -76,18 +67,12 @@ launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const f
     quantize_x_kernel<<<blocks, 128, 0, cb->stream>>>(x, n_blocks, q, d, sums);
     pgi_cuda_check_launch(cb, "quantizing matmul activations");
 
-    dim3 grid((unsigned) ((w.rows + MATVEC_WARPS - 1) / MATVEC_WARPS)), block(MATVEC_WARPS * 32);
-    switch (n_rows)
-    {
-        case 1: matvec_int8_kernel<T, 1><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 2: matvec_int8_kernel<T, 2><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 3: matvec_int8_kernel<T, 3><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 4: matvec_int8_kernel<T, 4><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 5: matvec_int8_kernel<T, 5><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 6: matvec_int8_kernel<T, 6><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        case 7: matvec_int8_kernel<T, 7><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-        default: matvec_int8_kernel<T, 8><<<grid, block, 0, cb->stream>>>(out, w, q, d, sums); break;
-    }
+    dim3 grid((unsigned) ((w.rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS));
+    dim3 block(PGI_CUDA_MATVEC_WARPS * 32);
+    pgi_cuda_with_row_count(n_rows, [&](auto rows) {
+        matvec_int8_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, q, d,
+                                                                                     sums);
+    });
 }
 
 void

@@ -18,6 +18,7 @@
 #include "gguf_writer.h"
 #include "kv_cache.h"
 #include "pgi_memory.h"
+#include "test_support.h"
 #include "unit.h"
 
 static char golden_text[8192];
@@ -79,25 +80,6 @@ open_with(int context, size_t kv_bytes, int block_size)
     if (pgi_engine_open(&o, &e, &err) != PGI_OK)
         printf("# open failed: %s\n", err.message);
     return e;
-}
-
-typedef struct text_sink {
-    char text[4096];
-    size_t length;
-} text_sink;
-
-static bool
-collect(void *context, const char *text, size_t length)
-{
-    text_sink *s = context;
-
-    if (s->length + length < sizeof(s->text))
-    {
-        memcpy(s->text + s->length, text, length);
-        s->length += length;
-        s->text[s->length] = '\0';
-    }
-    return true;
 }
 
 static void
@@ -244,7 +226,7 @@ test_text_and_stop(void)
     pgi_sampling_params p;
     pgi_generation r;
     pgi_error err;
-    text_sink sink;
+    test_text sink;
     int32_t bos = 1;
     const char *stops[] = {"little girl", "Lily.", "e, th"};
 
@@ -254,7 +236,7 @@ test_text_and_stop(void)
     pgi_sampling_params_default(&p);
     p.max_tokens = 60;
     memset(&sink, 0, sizeof(sink));
-    CHECK(pgi_engine_generate(e, &bos, 1, &p, collect, &sink, &r, &err) == PGI_OK, "generate 60");
+    CHECK(pgi_engine_generate(e, &bos, 1, &p, test_collect_text, &sink, &r, &err) == PGI_OK, "generate 60");
     CHECK(sink.length > 100 && strncmp(sink.text, golden_text, sink.length) == 0,
           "streamed text is a prefix of the golden text (\"%.40s...\")", sink.text);
     CHECK(r.finish_reason == PGI_FINISH_LENGTH && r.n_tokens == 60, "60 tokens, finish length");
@@ -270,7 +252,7 @@ test_text_and_stop(void)
         p.n_stop = 1;
         p.stop[0] = stops[i];
         memset(&sink, 0, sizeof(sink));
-        CHECK(pgi_engine_generate(e, &bos, 1, &p, collect, &sink, &r, &err) == PGI_OK &&
+        CHECK(pgi_engine_generate(e, &bos, 1, &p, test_collect_text, &sink, &r, &err) == PGI_OK &&
                   r.finish_reason == PGI_FINISH_STOP && sink.length == expected &&
                   strncmp(sink.text, golden_text, expected) == 0,
               "stop \"%s\": text ends right before it (\"%s\")", stops[i], sink.text);

@@ -17,6 +17,7 @@
 #include "gguf_writer.h"
 #include "pgi_memory.h"
 #include "tensor_types.h"
+#include "test_support.h"
 #include "unit.h"
 
 static char models_path[4096];
@@ -26,31 +27,6 @@ model_path(const char *name)
 {
     snprintf(models_path, sizeof(models_path), "%s/%s", unit_models_dir(), name);
     return models_path;
-}
-
-/* The whole file in a pgi_alloc'ed buffer, or NULL. */
-static uint8_t *
-read_whole_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = pgi_alloc((size_t) n);
-    if (buf == NULL || fread(buf, 1, (size_t) n, f) != (size_t) n)
-    {
-        pgi_free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *size = (size_t) n;
-    return buf;
 }
 
 static void
@@ -169,7 +145,7 @@ test_stories260k(void)
     /* The same file from memory: the data section starts at byte 14176. */
     {
         size_t size;
-        uint8_t *buf = read_whole_file(model_path("stories260K.gguf"), &size);
+        uint8_t *buf = (uint8_t *) test_read_file(model_path("stories260K.gguf"), &size);
         uint64_t lowest = UINT64_MAX;
         const uint8_t *lowest_data = NULL;
 
@@ -422,7 +398,7 @@ test_round_trip(void)
                   "a byte past the last tensor is refused");
             W(gguf_writer_finish(w2, &err));
             gguf_writer_free(w2);
-            streamed = read_whole_file(path, &streamed_size);
+            streamed = (uint8_t *) test_read_file(path, &streamed_size);
             CHECK(streamed != NULL && streamed_size == size && memcmp(streamed, buf, size) == 0,
                   "streamed file is byte-identical (%zu vs %zu bytes)", streamed_size, size);
             pgi_free(streamed);

@@ -11,6 +11,7 @@
 #include "cpu/cpu_kernels.h"
 #include "engine.h"
 #include "pgi_memory.h"
+#include "test_support.h"
 #include "unit.h"
 
 #define GOLDEN_TOKENS 257          /* BOS + 256 generated */
@@ -539,25 +540,6 @@ static const llamacpp_case llamacpp_cases[] = {
      "the box. They wanted to play with the box.\n\"Look, Mom!\" Lily said. \"Let's g"},
 };
 
-typedef struct text_buffer {
-    char text[2048];
-    size_t length;
-} text_buffer;
-
-static bool
-collect_text(void *context, const char *text, size_t length)
-{
-    text_buffer *b = context;
-
-    if (b->length + length < sizeof(b->text))
-    {
-        memcpy(b->text + b->length, text, length);
-        b->length += length;
-        b->text[b->length] = '\0';
-    }
-    return true;
-}
-
 static void
 test_llamacpp(void)
 {
@@ -572,7 +554,7 @@ test_llamacpp(void)
         pgi_sampling_params p = greedy(64);
         pgi_generation r;
         pgi_error err;
-        text_buffer text = {{0}, 0};
+        test_text text = {{0}, 0};
         const float *logits;
 
         if (engine == NULL)
@@ -585,7 +567,7 @@ test_llamacpp(void)
                       PGI_OK &&
                   n_ids == k->n_prompt && memcmp(ids, k->prompt_ids, sizeof(int32_t) * (size_t) n_ids) == 0,
               "\"%s\": prompt ids equal llama.cpp's", k->prompt);
-        CHECK(pgi_engine_generate(engine, k->prompt_ids, k->n_prompt, &p, collect_text, &text, &r, &err) ==
+        CHECK(pgi_engine_generate(engine, k->prompt_ids, k->n_prompt, &p, test_collect_text, &text, &r, &err) ==
                   PGI_OK && r.n_tokens == 64,
               "\"%s\": 64 greedy tokens", k->prompt);
         for (int i = 0; i < r.n_tokens && i < 64; i++)

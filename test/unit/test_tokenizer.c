@@ -16,34 +16,10 @@
 #include "tokenizer.h"
 #include "tokenizer_internal.h"
 #include "unicode.h"
+#include "test_support.h"
 #include "unit.h"
 
 /* ------------------------------------------------------------ helpers */
-
-static char *
-read_whole_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    char *data;
-    long n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    data = malloc((size_t) n + 1);
-    if (data == NULL || fread(data, 1, (size_t) n, f) != (size_t) n)
-    {
-        free(data);
-        fclose(f);
-        return NULL;
-    }
-    data[n] = '\0';
-    fclose(f);
-    *size = (size_t) n;
-    return data;
-}
 
 #define MAX_CASES 128
 
@@ -161,8 +137,8 @@ test_vocab_vectors(const char *name)
     snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", unit_models_dir(), name);
     snprintf(inp_path, sizeof(inp_path), "%s.inp", path);
     snprintf(out_path, sizeof(out_path), "%s.out", path);
-    inp = read_whole_file(inp_path, &inp_size);
-    outp = read_whole_file(out_path, &out_size);
+    inp = test_read_file(inp_path, &inp_size);
+    outp = test_read_file(out_path, &out_size);
     tok = load_vocab_file(path);
     if (!CHECK(inp != NULL && outp != NULL && tok != NULL, "%s: vocab and vectors load", name))
         goto done;
@@ -220,8 +196,8 @@ test_vocab_vectors(const char *name)
 
 done:
     pgi_tokenizer_free(tok);
-    free(inp);
-    free(outp);
+    pgi_free(inp);
+    pgi_free(outp);
 }
 
 /* ------------------------------------------- hand-computed splits */
@@ -855,7 +831,7 @@ test_stories_golden(void)
     size_t text_length;
 
     snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
-    golden = read_whole_file(path, &size);
+    golden = test_read_file(path, &size);
     snprintf(path, sizeof(path), "%s/stories260K.gguf", unit_models_dir());
     tok = load_vocab_file(path);
     if (!CHECK(golden != NULL && tok != NULL, "stories260K vocabulary and golden file load"))
@@ -915,7 +891,7 @@ test_stories_golden(void)
 
 done:
     pgi_tokenizer_free(tok);
-    free(golden);
+    pgi_free(golden);
 }
 
 int
