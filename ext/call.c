@@ -9,9 +9,10 @@
  * Leaving early (cancel, statement_timeout, a dying backend, a queue
  * timeout, any error that aborts the transaction) always detaches the
  * segment, either explicitly or through the resource owner; an
- * on_dsm_detach callback makes sure cancel_requested is set whenever the
- * segment goes away with sequences still open, so the worker drops them at
- * its next step.
+ * on_dsm_detach callback sets cancel_requested whenever the segment goes
+ * away, so the worker drops any sequence still open at its next step (one
+ * already finished ignores it).  Before an interrupt is processed the
+ * reason is set more precisely: statement_timeout, cancel, disconnect.
  */
 #include "call.h"
 
@@ -378,7 +379,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 		call->n_open = 0;
 		pgi_call_end(call);
 		ereport(ERROR,
-				(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("the pg_infer request queue is full"),
 				 errdetail("%d calls are waiting for the worker.", PGI_QUEUE_CAPACITY),
 				 errhint("Retry later.")));

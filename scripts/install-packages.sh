@@ -14,6 +14,8 @@ PACKAGES=(
     "postgresql-server-dev-$PG_MAJOR"        # PGXS, server headers, pg_regress, clang for bitcode
     "postgresql-$PG_MAJOR-pgtap"             # pgTAP extension
     libtap-parser-sourcehandler-pgtap-perl   # pg_prove
+    prometheus-postgres-exporter             # test/exporter_test.sh (contrib/prometheus)
+    curl                                     # test/exporter_test.sh fetches /metrics
 )
 
 missing=()

@@ -7,31 +7,40 @@
 #   1. creates a scratch database with pg_infer, prices, three usage rows
 #      finished just now, a minute of device activity, and a login role in
 #      pginfer_analyst for the exporter (the documented setup);
-#      when the extension does not provide pg_infer_counters yet, a stub view
-#      with its documented columns stands in, so the query is still checked;
-#   2. starts the exporter on a free loopback port with
+#   2. makes one real generate() call as a role in pginfer_user from the
+#      scratch database and one from the worker's database
+#      (pg_infer.database), so the live counters (shared memory) hold two
+#      rows with the same model and role: the database label keeps their
+#      series apart;
+#   3. starts the exporter on a free loopback port with
 #      --extend.query-path=contrib/prometheus/pg_infer_queries.yaml;
-#   3. fetches /metrics and checks the metric names and values worked out by
-#      hand below;
-#   4. stops the exporter and drops the database and the role.
+#   4. fetches /metrics and checks the metric names and values worked out by
+#      hand below, and the counters against the worker's usage rows;
+#   5. stops the exporter, resets the test role's counters, drops the
+#      database and the roles.
 # Prints TAP ("ok N - ...", a plan "1..N") and exits non-zero when a check
 # failed.  The server must accept the new role without a password (trust or
-# peer on the socket), as the test clusters of run_tests.sh do.
+# peer on the socket), as the test clusters of run_tests.sh do, preload
+# pg_infer and hold the bundled model stories260K (pg_infer.model_path, as
+# test/server.conf sets).
 #
 # Environment: PGHOST, PGPORT, PGUSER; PGI_EXPORTER (the exporter binary,
 # default prometheus-postgres-exporter on PATH or /usr/bin);
-# PGI_EXPORTER_PORT (default: a free port).
+# PGI_EXPORTER_PORT (default: a free port); PGI_EXPORTER_QUERIES (the
+# queries file, default contrib/prometheus/pg_infer_queries.yaml).
 
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-QUERIES=$ROOT/contrib/prometheus/pg_infer_queries.yaml
+QUERIES=${PGI_EXPORTER_QUERIES:-$ROOT/contrib/prometheus/pg_infer_queries.yaml}
 PGHOST=${PGHOST:-/var/run/postgresql}
 PGPORT=${PGPORT:-5432}
 PGUSER=${PGUSER:-postgres}
 EXPORTER=${PGI_EXPORTER:-$(command -v prometheus-postgres-exporter || echo /usr/bin/prometheus-postgres-exporter)}
 DB=pg_infer_exporter_test
 EXPORTER_ROLE=pginfer_exporter_test
+USER_ROLE=pginfer_exporter_test_user
+MODEL=stories260K
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pg_infer_exporter.XXXXXX")
 
 tests=0
@@ -48,14 +57,33 @@ cleanup() {
         kill "$exporter_pid" 2>/dev/null
         wait "$exporter_pid" 2>/dev/null
     fi
-    run_psql -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
-    run_psql -d postgres -c "DROP ROLE IF EXISTS $EXPORTER_ROLE" >/dev/null 2>&1
+    drop_test_objects
     rm -rf "$WORK"
+}
+# The counters of the test role go with it (else they would stay, as
+# "oid:..."); the role owns nothing, its usage rows keep its name.
+drop_test_objects() {
+    for database in "$DB" "${DB}_gone1" "${DB}_gone2"; do
+        run_psql -d postgres -c "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1
+    done
+    if [ -n "${WORKER_DB:-}" ]; then
+        run_psql -d "$WORKER_DB" -c "SELECT pg_infer_counters_reset(role => '$USER_ROLE')
+                                       WHERE to_regrole('$USER_ROLE') IS NOT NULL" >/dev/null 2>&1
+    fi
+    run_psql -d postgres -c "DROP ROLE IF EXISTS $USER_ROLE" >/dev/null 2>&1 ||
+        echo "# could not drop role $USER_ROLE"
+    run_psql -d postgres -c "DROP ROLE IF EXISTS $EXPORTER_ROLE" >/dev/null 2>&1 ||
+        echo "# could not drop role $EXPORTER_ROLE"
 }
 trap cleanup EXIT
 
 if [ ! -x "$EXPORTER" ]; then
-    not_ok "prometheus-postgres-exporter is installed (Debian: prometheus-postgres-exporter)"
+    not_ok "prometheus-postgres-exporter is not installed ($EXPORTER missing; Debian: apt-get install prometheus-postgres-exporter, or scripts/install-packages.sh)"
+    finish
+fi
+WORKER_DB=$(run_psql -At -d postgres -c "SELECT current_setting('pg_infer.database', true)" 2>/dev/null)
+if [ -z "$WORKER_DB" ]; then
+    not_ok "the server preloads pg_infer and names its database (pg_infer.database)"
     finish
 fi
 
@@ -73,8 +101,7 @@ fi
 #   completed (stop/length) 2: ttft median (100+300)/2 = 200 ms = 0.2 s,
 #      total median (1100+1300)/2 = 1200 ms = 1.2 s
 #   device: this minute busy 30 000 of 60 000 ms -> 0.5; 600 tokens / 60 s = 10/s
-run_psql -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
-run_psql -d postgres -c "DROP ROLE IF EXISTS $EXPORTER_ROLE" >/dev/null 2>&1
+drop_test_objects
 if ! run_psql -d postgres -c "CREATE DATABASE $DB" >"$WORK/setup.log" 2>&1 ||
    ! run_psql -d "$DB" >>"$WORK/setup.log" 2>&1 <<EOF
 SET client_min_messages = warning;
@@ -90,19 +117,7 @@ SELECT record_usage(ARRAY[
     ROW(NULL, now() - interval '1 second', now(), 'exporter-model', NULL, 'someone', NULL, NULL,
         NULL, 'generate', 10, 0, 0, 'error', 1, NULL, 50, 'exporter-cpu', 0)::usage_input]);
 SELECT record_device_activity(now(), 'exporter-cpu', 30000, 100, 600, 1.5, 0.25);
-DO \$\$
-BEGIN
-    IF to_regclass('pg_infer_counters') IS NULL THEN
-        -- Stand-in with the documented columns until the C side provides it.
-        CREATE VIEW pg_infer_counters AS
-            SELECT 'exporter-model'::text AS model, 'someone'::name AS role, 7::bigint AS calls,
-                   700::bigint AS prompt_tokens, 350::bigint AS completion_tokens,
-                   1::bigint AS errors, 4200::double precision AS total_ms;
-        GRANT SELECT ON pg_infer_counters TO pginfer_analyst;
-        RAISE WARNING 'pg_infer_counters: using a stub view';
-    END IF;
-END
-\$\$;
+CREATE ROLE $USER_ROLE IN ROLE pginfer_user;
 EOF
 then
     cat "$WORK/setup.log"
@@ -110,12 +125,63 @@ then
     finish
 fi
 ok "the scratch database with pg_infer and usage rows was set up"
-counters_note=
-if grep -q 'using a stub view' "$WORK/setup.log"; then
-    counters_note=" (stub view: the extension has no pg_infer_counters yet)"
+
+# ------------------------------------------------------------ 2. requests
+# One request from each database, as a plain pginfer_user; the worker may
+# still be loading the model (or restarting after the serving tests).
+generate_once() {  # generate_once DATABASE
+    run_psql -d "$1" -At >>"$WORK/generate.log" 2>&1 <<EOF
+DO \$\$
+BEGIN
+    FOR attempt IN 1..300 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_infer_models() WHERE name = '$MODEL');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+\$\$;
+SET ROLE $USER_ROLE;
+SELECT generate('Once upon a time', model => '$MODEL', max_tokens => 4);
+EOF
+}
+requests_from=$(run_psql -At -d postgres -c "SELECT now()")
+if generate_once "$DB" && generate_once "$WORKER_DB"; then
+    ok "$USER_ROLE made one generate() call from $DB and one from $WORKER_DB"
+else
+    cat "$WORK/generate.log"
+    not_ok "$USER_ROLE made one generate() call from $DB and one from $WORKER_DB"
+    finish
+fi
+# Two more from databases dropped before the scrape: their counters stay,
+# with no database name, and must still be two distinct series.
+gone_ok=yes
+for gone in "${DB}_gone1" "${DB}_gone2"; do
+    run_psql -d postgres -c "CREATE DATABASE $gone" >>"$WORK/generate.log" 2>&1 &&
+    run_psql -d "$gone" -c "SET client_min_messages = warning; CREATE EXTENSION pg_infer" \
+        >>"$WORK/generate.log" 2>&1 &&
+    generate_once "$gone" &&
+    run_psql -d postgres -c "DROP DATABASE $gone" >>"$WORK/generate.log" 2>&1 || gone_ok=no
+done
+if [ "$gone_ok" = yes ]; then
+    ok "$USER_ROLE made one call from each of two databases dropped since"
+else
+    cat "$WORK/generate.log"
+    not_ok "$USER_ROLE made one call from each of two databases dropped since"
+fi
+# What the worker wrote in its usage table for each request (committed
+# before generate() returned): the counters must say the same.
+read -r usage_rows usage_kinds usage_prompt usage_completion < <(run_psql -At -F ' ' -d "$WORKER_DB" -c "
+    SELECT count(*), count(DISTINCT (prompt_tokens, completion_tokens)),
+           min(prompt_tokens), min(completion_tokens)
+      FROM usage WHERE role = '$USER_ROLE' AND model = '$MODEL'
+       AND database IN ('$DB', '$WORKER_DB') AND started_at >= '$requests_from'")
+if [ "${usage_rows:-0}" = 2 ] && [ "${usage_kinds:-0}" = 1 ]; then
+    ok "the worker recorded both requests, with the same tokens (greedy, same prompt): $usage_prompt prompt, $usage_completion completion"
+else
+    not_ok "the worker recorded both requests, with the same tokens (found ${usage_rows:-no} rows)"
+    usage_prompt='[0-9]+'; usage_completion='[0-9]+'
 fi
 
-# ------------------------------------------------------------ 2. exporter
+# ------------------------------------------------------------ 3. exporter
 port=${PGI_EXPORTER_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + $$ % 20000)))}
 DATA_SOURCE_NAME="host=$PGHOST port=$PGPORT user=$EXPORTER_ROLE dbname=$DB sslmode=disable" \
     "$EXPORTER" --web.listen-address="127.0.0.1:$port" \
@@ -132,6 +198,8 @@ for _ in $(seq 1 100); do
 done
 if [ "$up" != yes ]; then
     cat "$WORK/exporter.log"
+    # e.g. "... was collected before with the same name and label values"
+    curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null | head -5 | sed 's/^/#   /'
     not_ok "the exporter serves /metrics on 127.0.0.1:$port"
     finish
 fi
@@ -140,7 +208,7 @@ ok "the exporter serves /metrics on 127.0.0.1:$port"
 sleep 0.5
 curl -sf "http://127.0.0.1:$port/metrics" -o "$WORK/metrics.txt"
 
-# ------------------------------------------------------------ 3. metrics
+# ------------------------------------------------------------ 4. metrics
 # has_metric NAME LABEL_REGEX VALUE: a sample of NAME whose labels match and
 # whose value is VALUE (or any value when VALUE is empty).
 has_metric() {
@@ -172,9 +240,22 @@ check "requests behind the percentiles" pg_infer_latency_5m_completed 'model="ex
 check "device busy ratio" pg_infer_device_5m_busy_ratio 'device="exporter-cpu"' '0\.5'
 check "device tokens per second" pg_infer_device_5m_tokens_per_second 'device="exporter-cpu"' 10
 check "worker readiness" pg_infer_worker_ready 'device="[^"]*"' '[01]'
-check "live counters: calls$counters_note" pg_infer_counters_calls 'model="exporter-model",role="someone"' ''
-check "live counters: completion tokens$counters_note" pg_infer_counters_completion_tokens 'model="exporter-model",role="someone"' ''
-check "live counters: errors$counters_note" pg_infer_counters_errors 'model="exporter-model",role="someone"' ''
+# The live counters: one series per database for the same model and role.
+for counted_db in "$DB" "$WORKER_DB"; do
+    labels="database=\"$counted_db\",model=\"$MODEL\",role=\"$USER_ROLE\""
+    check "live counters ($counted_db): one call" pg_infer_counters_calls "$labels" 1
+    check "live counters ($counted_db): no error" pg_infer_counters_errors "$labels" 0
+    check "live counters ($counted_db): prompt tokens as in usage" pg_infer_counters_prompt_tokens "$labels" "$usage_prompt"
+    check "live counters ($counted_db): completion tokens as in usage" pg_infer_counters_completion_tokens "$labels" "$usage_completion"
+    check "live counters ($counted_db): request time" pg_infer_counters_seconds "$labels" '[0-9.e+-]+'
+done
+gone_series=$(grep -cE "^pg_infer_counters_calls\{database=\"oid:[0-9]+\",model=\"$MODEL\",role=\"$USER_ROLE\"(,[^}]*)?\} 1\$" "$WORK/metrics.txt")
+if [ "$gone_series" = 2 ]; then
+    ok "live counters of the two dropped databases: two series, database=\"oid:<oid>\""
+else
+    not_ok "live counters of the two dropped databases: two series, database=\"oid:<oid>\" (found $gone_series)"
+    grep -E "^pg_infer_counters_calls\{" "$WORK/metrics.txt" | sed 's/^/#     /'
+fi
 if grep -qi 'level=error' "$WORK/exporter.log"; then
     not_ok "the exporter logged no query error"
     grep -i 'level=error' "$WORK/exporter.log" | head -5 | sed 's/^/#   /'

@@ -328,6 +328,23 @@ EOF
             serving_failed=1
         fi
 
+        # (books, issue 5) contrib/prometheus/pg_infer_queries.yaml served by
+        # the real prometheus-postgres-exporter on a loopback port (counted
+        # with pgTAP; a missing exporter is a failure)
+        note "exporter: the Prometheus queries file (test/exporter_test.sh)"
+        PGHOST="$SOCKDIR" PGPORT="$TEST_PORT" PGUSER=postgres PGDATABASE=pg_infer_test \
+            bash test/exporter_test.sh >"$LOGDIR/exporter.log" 2>&1
+        exporter_status=$?
+        cat "$LOGDIR/exporter.log"
+        exporter_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/exporter.log")
+        exporter_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/exporter.log")
+        if [ "$exporter_status" -ne 0 ] && [ "$exporter_failed" -eq 0 ]; then
+            echo "not ok - test/exporter_test.sh failed (see $LOGDIR/exporter.log)"
+            exporter_failed=1
+        fi
+        note "exporter: $exporter_ok passed, $exporter_failed failed (counted with pgTAP)"
+        pgtap_ok=$((pgtap_ok + exporter_ok)); pgtap_failed=$((pgtap_failed + exporter_failed))
+
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
         if ! start_pgtap_server "-c shared_preload_libraries="; then

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +51,16 @@ typedef struct cli_args {
     int repetitions;
 } cli_args;
 
-static int
-fail(const char *fmt, const char *detail)
+/* Prints "pg_infer_cli: <message>" on stderr; returns the exit status 1. */
+__attribute__((format(printf, 1, 2))) static int
+fail(const char *fmt, ...)
 {
+    va_list args;
+
     fprintf(stderr, "pg_infer_cli: ");
-    fprintf(stderr, fmt, detail);
+    va_start(args, fmt);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
     fprintf(stderr, "\n");
     return 1;
 }
@@ -175,7 +181,7 @@ parse_args(int argc, char **argv, cli_args *a)
         {
             NEED_VALUE();
             if (a->sampling.n_stop == PGI_MAX_STOP_STRINGS)
-                return fail("too many --stop strings (at most 8)%s", "");
+                return fail("too many --stop strings (at most %d)", PGI_MAX_STOP_STRINGS);
             a->sampling.stop[a->sampling.n_stop++] = val;
         }
         else if (strcmp(opt, "--ignore-eos") == 0)
@@ -208,7 +214,7 @@ parse_args(int argc, char **argv, cli_args *a)
             return fail("bad value for %s", opt);
     }
     if (a->model == NULL)
-        return fail("--model FILE is required%s", "");
+        return fail("--model FILE is required");
     return 0;
 }
 
@@ -295,7 +301,7 @@ cmd_generate(const cli_args *a)
     int n_ids = 0, rc;
 
     if (a->prompt == NULL)
-        return fail("generate needs --prompt TEXT%s", "");
+        return fail("generate needs --prompt TEXT");
     if ((rc = open_engine(a, 0, &engine)) != 0)
         return rc;
     if ((rc = tokenize_prompt(pgi_engine_tokenizer(engine), a->prompt,
@@ -358,7 +364,7 @@ cmd_tokenize(const cli_args *a)
     int n = 0, rc;
 
     if (a->text == NULL)
-        return fail("tokenize needs the TEXT to tokenize%s", "");
+        return fail("tokenize needs the TEXT to tokenize");
     if ((rc = open_file_and_tokenizer(a->model, &file, &tok)) != 0)
         return rc;
     rc = tokenize_prompt(tok, a->text, !a->no_bos && pgi_tokenizer_adds_bos(tok),
@@ -511,14 +517,14 @@ cmd_bench(const cli_args *a)
     if (P > c->context_length || G + 1 > c->context_length)
     {
         pgi_engine_close(engine);
-        return fail("prompt or generation longer than the context; pass --ctx%s", "");
+        return fail("prompt or generation longer than the context; pass --ctx");
     }
     vocab = c->vocab_size;
     prompt = pgi_alloc(sizeof(int32_t) * (size_t) P);
     if (prompt == NULL)
     {
         pgi_engine_close(engine);
-        return fail("out of memory%s", "");
+        return fail("out of memory");
     }
     /* arbitrary ordinary tokens: a fixed LCG over the upper part of the
      * vocabulary, which holds no control tokens in llama vocabularies */

@@ -390,6 +390,8 @@ attend_scalar(pgi_kv_cache *kv, int layer, const attend_job *j)
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "avx2_reduce.h"
+
 /*
  * e^x for 8 floats: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts
  * for an exact reduction), e^r by its Taylor polynomial to degree 6
@@ -424,15 +426,11 @@ softmax_avx2(float *scores, int n)
 {
     __m256 vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
     float max_score = -INFINITY, sum, inv_sum;
-    __m128 h;
     int k = 0;
 
     for (; k + 8 <= n; k += 8)
         vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + k));
-    h = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    max_score = _mm_cvtss_f32(h);
+    max_score = pgi_avx2_max(vmax);
     for (; k < n; k++)
         if (scores[k] > max_score)
             max_score = scores[k];
@@ -444,10 +442,7 @@ softmax_avx2(float *scores, int n)
         _mm256_storeu_ps(scores + k, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    h = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    sum = _mm_cvtss_f32(h);
+    sum = pgi_avx2_sum(vsum);
     for (; k < n; k++)
     {
         scores[k] = expf(scores[k] - max_score);
@@ -510,14 +505,10 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
         {
             const float *key = rows + (size_t) k * stride;
             __m256 a = _mm256_setzero_ps();
-            __m128 s1;
 
             for (int i = 0; i < d; i += 8)
                 a = _mm256_fmadd_ps(_mm256_loadu_ps(j->q + i), _mm256_loadu_ps(key + i), a);
-            s1 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            s1 = _mm_add_ps(s1, _mm_movehl_ps(s1, s1));
-            s1 = _mm_add_ss(s1, _mm_movehdup_ps(s1));
-            scores[k] = _mm_cvtss_f32(s1) * j->scale;
+            scores[k] = pgi_avx2_sum(a) * j->scale;
         }
     }
     softmax_avx2(j->scores, n);
@@ -664,14 +655,10 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
             for (int r = 0; r < ATTENTION_TILE; r++)
             {
                 __m256 a = _mm256_setzero_ps();
-                __m128 s1;
 
                 for (int i = 0; i < d; i += 8)
                     a = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + i), _mm256_loadu_ps(key + i), a);
-                s1 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                s1 = _mm_add_ps(s1, _mm_movehl_ps(s1, s1));
-                s1 = _mm_add_ss(s1, _mm_movehdup_ps(s1));
-                sc[r][b0 + k] = _mm_cvtss_f32(s1) * j0->scale;
+                sc[r][b0 + k] = pgi_avx2_sum(a) * j0->scale;
             }
         }
     }

@@ -24,20 +24,12 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "avx2_reduce.h"
 #include <string.h>
 
 #define AVX2_FN static __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-
-AVX2_INLINE float
-hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 AVX2_INLINE float
 half_to_float(pgi_f16 h)
@@ -105,7 +97,7 @@ float_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++)
         {
-            float s = hsum_ps(acc[r][c]);
+            float s = pgi_avx2_sum(acc[r][c]);
             const float *xr = (const float *) (x + c * xs);
 
             for (int64_t t = k; t < cols; t++)
@@ -210,7 +202,7 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
     }
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++)
-            out[c * os + r] = hsum_ps(acc[r][c]);
+            out[c * os + r] = pgi_avx2_sum(acc[r][c]);
 }
 
 /* ------------------------------------------------------------------ Q4_K */
@@ -286,7 +278,7 @@ q4_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
         }
     }
     for (int c = 0; c < C; c++)
-        out[c * os] = hsum_ps(acc[c]);
+        out[c * os] = pgi_avx2_sum(acc[c]);
 }
 
 /* ------------------------------------------------------------------ Q6_K */
@@ -370,7 +362,7 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
         }
     }
     for (int c = 0; c < C; c++)
-        out[c * os] = hsum_ps(acc[c]);
+        out[c * os] = pgi_avx2_sum(acc[c]);
 }
 
 /* ------------------------------------------------- single-row kernels */
@@ -395,7 +387,7 @@ float_row(int kind, int64_t cols, const uint8_t *w, const float *x)
     }
     for (; k + 8 <= cols; k += 8)
         a0 = _mm256_fmadd_ps(load8(kind, w, k), _mm256_loadu_ps(x + k), a0);
-    s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    s = pgi_avx2_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; k < cols; k++)
         s += load1(kind, w, k) * x[k];
     return s;
@@ -444,7 +436,7 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
     }
     if (b < nb)
         a0 = _mm256_add_ps(a0, q8_block_product(is_q4, w, b, xb + b, dx[b]));
-    return hsum_ps(_mm256_add_ps(a0, a1));
+    return pgi_avx2_sum(_mm256_add_ps(a0, a1));
 }
 
 /* ------------------------------------------------- tile entry points */
@@ -508,14 +500,10 @@ quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
         __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
         __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask)),
                                  _mm256_max_ps(_mm256_and_ps(v2, abs_mask), _mm256_and_ps(v3, abs_mask)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        float amax, d, id;
+        float amax = pgi_avx2_max(m), d, id;
         __m256 vid;
         __m256i i0, i1, i2, i3, packed;
 
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        amax = _mm_cvtss_f32(m4);
         /* exactly the reference's arithmetic, so both give the same bytes */
         d = amax / 127.0f;
         id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -543,16 +531,12 @@ quantize_q8_k_avx2(const float *x, void *dst, int64_t n)
     {
         const float *xb = x + PGI_QK_K * b;
         __m256 m = _mm256_setzero_ps();
-        __m128 m4;
         float amax, id;
         __m256 vid;
 
         for (int i = 0; i < PGI_QK_K; i += 8)
             m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + i), abs_mask));
-        m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        amax = _mm_cvtss_f32(m4);
+        amax = pgi_avx2_max(m);
         id = amax != 0.0f ? 127.0f / amax : 0.0f;
         blocks[b].d = amax != 0.0f ? amax / 127.0f : 0.0f;
         vid = _mm256_set1_ps(id);

@@ -64,6 +64,7 @@ hardware_level(void)
 
     if (level < 0)
     {
+        /* PGI_SIMD=scalar|avx2 caps the detected level (for benchmarks) */
         const char *env = getenv("PGI_SIMD");
 
         level = (int) detect_level();

@@ -1148,7 +1148,8 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
         return st;
     if (!pgi_cuda_attention_init(cb, err))
         return err != NULL ? err->code : PGI_ERR_DEVICE;
-    /* both default on; "0" turns one off (for comparisons) */
+    /* PGI_CUDA_GRAPHS and PGI_CUDA_INT8_MATVEC (kernels/cuda/README.md):
+     * both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
     cb->int8_matvec = !(int8 != NULL && strcmp(int8, "0") == 0);
     return PGI_OK;

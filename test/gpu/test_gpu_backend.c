@@ -31,6 +31,7 @@
 #include "engine.h"
 #include "pgi_memory.h"
 #include "tensor_types.h"
+#include "test_support.h"
 #include "unit.h"
 
 static pgi_cuda_create_fn create_cuda;
@@ -762,35 +763,11 @@ open_engine(const char *cuda_library)
 static int
 load_golden_tokens(int32_t *tokens, int max)
 {
-    char path[4096], line[8192];
-    FILE *f;
-    int n = 0;
-    bool next = false;
+    size_t size;
+    char *contents = test_read_file(test_golden_path(), &size);
+    int n = contents != NULL ? test_golden_ids(contents, tokens, max) : 0;
 
-    snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-    {
-        if (next)
-        {
-            char *p = line, *end;
-
-            while (n < max)
-            {
-                long v = strtol(p, &end, 10);
-
-                if (end == p)
-                    break;
-                tokens[n++] = (int32_t) v;
-                p = end;
-            }
-            break;
-        }
-        next = strncmp(line, "[token_ids", 10) == 0;
-    }
-    fclose(f);
+    pgi_free(contents);
     return n;
 }
 

@@ -30,38 +30,22 @@ typedef struct golden {
 static bool
 load_golden(const char *path, golden *g)
 {
-    FILE *f = fopen(path, "r");
-    char line[8192];
-    bool in_ids = false;
+    size_t size;
+    char *contents = test_read_file(path, &size);
+    char *line, *next;
 
     memset(g, 0, sizeof(*g));
-    if (f == NULL)
+    if (contents == NULL)
         return false;
-    while (fgets(line, sizeof(line), f) != NULL)
+    g->n_ids = test_golden_ids(contents, g->ids, GOLDEN_TOKENS + 8);
+    /* the logits lines, one at a time */
+    for (line = contents; line != NULL; line = next)
     {
         int pos, input;
 
-        if (strncmp(line, "[token_ids", 10) == 0)
-        {
-            in_ids = true;
-            continue;
-        }
-        if (in_ids)
-        {
-            char *p = line, *end;
-
-            in_ids = false;
-            for (;;)
-            {
-                long v = strtol(p, &end, 10);
-
-                if (end == p || g->n_ids >= GOLDEN_TOKENS + 8)
-                    break;
-                g->ids[g->n_ids++] = (int32_t) v;
-                p = end;
-            }
-            continue;
-        }
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
         if (sscanf(line, "pos %d input_token %d:", &pos, &input) == 2 && pos >= 0 && pos < 3)
         {
             char *p = strstr(line, "top5");
@@ -87,7 +71,7 @@ load_golden(const char *path, golden *g)
                 g->n_positions = pos + 1;
         }
     }
-    fclose(f);
+    pgi_free(contents);
     return g->n_ids == GOLDEN_TOKENS;
 }
 
@@ -608,9 +592,8 @@ int
 main(void)
 {
     static golden g;
-    char path[4096];
+    const char *path = test_golden_path();
 
-    snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
     {
         bool loaded = load_golden(path, &g);
 

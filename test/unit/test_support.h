@@ -7,10 +7,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pgi_memory.h"
+#include "unit.h"
 
 /* The whole file in a pgi_alloc'ed buffer with a NUL after the last byte
  * (so text files can be read as strings), or NULL; free with pgi_free. */
@@ -39,6 +42,51 @@ test_read_file(const char *path, size_t *size)
     fclose(f);
     *size = (size_t) n;
     return data;
+}
+
+/* The golden greedy run of stories260K, models/golden/stories260K_greedy.txt
+ * (read whole with test_read_file(test_golden_path(), ...)): a line
+ * "[token_ids ...]" followed by one line of ids (BOS first), and a line
+ * "[text]" followed by the text to the end of the file. */
+static inline const char *
+test_golden_path(void)
+{
+    static char path[4096];
+
+    snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
+    return path;
+}
+
+/* The ids of the golden file's id line, at most max; 0 when there is none. */
+static inline int
+test_golden_ids(const char *contents, int32_t *ids, int max)
+{
+    const char *p = strstr(contents, "[token_ids");
+    int n = 0;
+
+    if (p == NULL || (p = strchr(p, '\n')) == NULL)
+        return 0;
+    p++;
+    while (n < max && *p != '\n' && *p != '\0')
+    {
+        char *end;
+        long v = strtol(p, &end, 10);
+
+        if (end == p)
+            break;
+        ids[n++] = (int32_t) v;
+        p = end;
+    }
+    return n;
+}
+
+/* The golden text (inside contents), or NULL when the file has none. */
+static inline const char *
+test_golden_text(const char *contents)
+{
+    const char *t = strstr(contents, "\n[text]\n");
+
+    return t != NULL ? t + strlen("\n[text]\n") : NULL;
 }
 
 /* Generated text gathered by test_collect_text (a pgi_engine text callback);

@@ -822,7 +822,8 @@ test_stories_golden(void)
 {
     char path[1024];
     size_t size = 0;
-    char *golden, *ids_line, *text;
+    char *golden;
+    const char *text;
     pgi_tokenizer *tok;
     int32_t ids[512];
     int n = 0;
@@ -830,30 +831,15 @@ test_stories_golden(void)
     long len;
     size_t text_length;
 
-    snprintf(path, sizeof(path), "%s/golden/stories260K_greedy.txt", unit_models_dir());
-    golden = test_read_file(path, &size);
+    golden = test_read_file(test_golden_path(), &size);
     snprintf(path, sizeof(path), "%s/stories260K.gguf", unit_models_dir());
     tok = load_vocab_file(path);
     if (!CHECK(golden != NULL && tok != NULL, "stories260K vocabulary and golden file load"))
         goto done;
-    ids_line = strstr(golden, "[token_ids");
-    text = strstr(golden, "\n[text]\n");
-    if (!CHECK(ids_line != NULL && text != NULL, "golden file has ids and text"))
+    n = test_golden_ids(golden, ids, 512);
+    text = test_golden_text(golden);
+    if (!CHECK(n > 0 && text != NULL, "golden file has ids and text"))
         goto done;
-    ids_line = strchr(ids_line, '\n') + 1;
-    text += strlen("\n[text]\n");
-    for (char *p = ids_line; n < 512;)
-    {
-        char *after;
-        long v = strtol(p, &after, 10);
-
-        if (after == p || *p == '\n')
-            break;
-        ids[n++] = (int32_t) v;
-        p = after;
-        if (*p == '\n')
-            break;
-    }
     text_length = strlen(text);
     while (text_length > 0 && (text[text_length - 1] == '\n' || text[text_length - 1] == ' '))
         text_length--;
