@@ -500,6 +500,7 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 	int32_t    *tokens = NULL;
 	int			n_tokens = 0;
 	int32_t    *first;
+	bool		add_bos;
 	pgi_error	engine_error;
 	pgi_status	status;
 	int64_t		id;
@@ -507,8 +508,12 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 	int64		key;
 	bool		found;
 
+	/* The caller's add_bos means "as the model does": a BOS is prepended
+	 * only when the model's metadata asks for one (tokenizer.ggml.add_bos_token),
+	 * as pg_infer_cli and llama.cpp do. */
+	add_bos = call->header.sampling.add_bos && pgi_tokenizer_adds_bos(tokenizer);
 	pgi_error_clear(&engine_error);
-	status = pgi_tokenize_alloc(tokenizer, prompt, prompt_length, call->header.sampling.add_bos,
+	status = pgi_tokenize_alloc(tokenizer, prompt, prompt_length, add_bos,
 								call->header.sampling.parse_special, &tokens, &n_tokens,
 								&engine_error);
 	if (status != PGI_OK)
@@ -534,7 +539,7 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 		/* keep the tail, leaving room to generate (at most half the context) */
 		keep = context_length - Min(Max(params->max_tokens, 1), context_length / 2);
 		keep = Max(keep, 1);
-		if (call->header.sampling.add_bos && tokens[0] == pgi_tokenizer_bos(tokenizer) && keep > 1)
+		if (add_bos && tokens[0] == pgi_tokenizer_bos(tokenizer) && keep > 1)
 		{
 			memmove(tokens + 1, tokens + n_tokens - (keep - 1), sizeof(int32_t) * (keep - 1));
 			n_tokens = keep;

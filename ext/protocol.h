@@ -100,7 +100,7 @@ typedef struct PgInferSamplingArgs
 	int64		seed;
 	bool		truncate_prompt;	/* keep the prompt's tail instead of failing */
 	bool		parse_special;	/* prompt text may name special tokens (chat) */
-	bool		add_bos;
+	bool		add_bos;		/* prepend BOS when the model asks for one */
 } PgInferSamplingArgs;
 
 typedef struct PgInferLoadArgs
