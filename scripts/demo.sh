@@ -195,9 +195,61 @@ SELECT * FROM pg_infer_models;
 SQL
 }
 
+step_analytics() {
+    step "The books: prices, then an analyst's question over the demo's own usage rows"
+    demo_psql -q -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'demo_admin') THEN
+        CREATE ROLE demo_admin IN ROLE pginfer_admin;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'demo_analyst') THEN
+        CREATE ROLE demo_analyst IN ROLE pginfer_analyst;
+    END IF;
+END
+$$;
+\echo '-- as a pginfer_admin: prices (invented, as in docs/analytics.md), committed'
+SET ROLE demo_admin;
+BEGIN;
+INSERT INTO model_prices (model, effective_from, input_per_mtok, cached_input_per_mtok, output_per_mtok, currency)
+     VALUES ('stories260K', '2000-01-01', 0.50, 0.10, 2.00, 'USD')
+     ON CONFLICT DO NOTHING;
+INSERT INTO compute_prices (device, effective_from, per_hour, currency)
+     VALUES ('cpu', '2000-01-01', 0.04, 'USD'), ('cuda:0', '2000-01-01', 0.60, 'USD')
+     ON CONFLICT DO NOTHING;
+COMMIT;
+SELECT * FROM model_prices WHERE model = 'stories260K';
+SELECT * FROM compute_prices ORDER BY device;
+\echo '-- the requests above were recorded before there was a price: re-price them'
+SELECT recompute_costs(now() - interval '1 day', now() + interval '1 minute') AS rows_repriced;
+RESET ROLE;
+\echo '-- a little tagged traffic, priced as it is recorded'
+SELECT count(*) AS stories FROM generate_batch(array_fill('Once upon a time'::text, ARRAY[8]),
+                                               max_tokens => 64, temperature => 0.8, tag => 'demo-batch');
+SELECT length(generate('Lily and the dog', max_tokens => 96, tag => 'demo-single')) AS characters;
+SET ROLE demo_analyst;
+\echo '-- as a pginfer_analyst: what did each model serve and earn today (docs/analytics.md)'
+SELECT model, role, coalesce(tag, '') AS tag, requests, prompt_tokens, completion_tokens,
+       round(revenue, 8) AS revenue, round(cost, 10) AS cost, round(margin, 8) AS margin, margin_pct
+  FROM usage_daily
+ WHERE day = (now() AT TIME ZONE 'UTC')::date
+ ORDER BY model, role, tag;
+\echo '-- SELECT * FROM model_margins;  (idle cost: from the device minutes the worker recorded)'
+SELECT model, currency, requests, round(revenue, 8) AS revenue, round(attributed_cost, 10) AS attributed_cost,
+       round(margin, 8) AS margin, idle_cost_share, round(fully_loaded_margin, 8) AS fully_loaded_margin
+  FROM model_margins ORDER BY revenue DESC;
+\echo '-- how the demo requests ended'
+SELECT function_name, finish_reason, count(*) AS requests, sum(completion_tokens) AS completion_tokens,
+       round(avg(ttft_ms)::numeric, 2) AS avg_ttft_ms, round(avg(total_ms)::numeric, 2) AS avg_total_ms
+  FROM usage GROUP BY 1, 2 ORDER BY 1, 2;
+RESET ROLE;
+SQL
+}
+
 # Later features append their steps here (load the bundled model, generate,
 # analytics), each a function step_<name> above.
-DEMO_STEPS=(packages build install cluster extension status serving)
+DEMO_STEPS=(packages build install cluster extension status serving analytics)
 
 demo_start() {
     for name in "${DEMO_STEPS[@]}"; do "step_$name"; done

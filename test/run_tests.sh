@@ -345,6 +345,26 @@ EOF
         note "exporter: $exporter_ok passed, $exporter_failed failed (counted with pgTAP)"
         pgtap_ok=$((pgtap_ok + exporter_ok)); pgtap_failed=$((pgtap_failed + exporter_failed))
 
+        # (books, issue 5) usage rows that survive: a cancelled stream, a
+        # vanished client, the server and the worker crashing right after a
+        # result was returned (test/durability_tests.sh restarts this server
+        # with its last options and leaves it serving; counted with pgTAP)
+        note "durability: usage rows across cancels and crashes (test/durability_tests.sh)"
+        PGHOST="$SOCKDIR" PGPORT="$TEST_PORT" PGUSER=postgres PGDATABASE=pg_infer_test \
+            PSQL="$BINDIR/psql" PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
+            PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log" \
+            bash test/durability_tests.sh >"$LOGDIR/durability.log" 2>&1
+        durability_status=$?
+        cat "$LOGDIR/durability.log"
+        durability_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/durability.log")
+        durability_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/durability.log")
+        if [ "$durability_status" -ne 0 ] && [ "$durability_failed" -eq 0 ]; then
+            echo "not ok - test/durability_tests.sh failed (see $LOGDIR/durability.log)"
+            durability_failed=1
+        fi
+        note "durability: $durability_ok passed, $durability_failed failed (counted with pgTAP)"
+        pgtap_ok=$((pgtap_ok + durability_ok)); pgtap_failed=$((pgtap_failed + durability_failed))
+
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
         if ! start_pgtap_server "-c shared_preload_libraries="; then

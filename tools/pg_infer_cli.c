@@ -9,7 +9,10 @@
  *   pg_infer_cli tokenize --model FILE [--no-bos] [--no-parse-special] TEXT
  *   pg_infer_cli info --model FILE
  *   pg_infer_cli bench --model FILE [--threads N] [--prompt-tokens P]
- *                [--gen-tokens G] [--repetitions R] [--device D]
+ *                [--gen-tokens G] [--repetitions R] [--batch B] [--device D]
+ *
+ * bench prints one JSON line; with --batch B it adds the aggregate decode
+ * speed of B sequences decoding together (continuous batching).
  *
  * generate prints only the completion, as it is produced.  Errors go to
  * stderr with exit status 1.
@@ -49,6 +52,7 @@ typedef struct cli_args {
     int prompt_tokens;
     int gen_tokens;
     int repetitions;
+    int batch;
 } cli_args;
 
 /* Prints "pg_infer_cli: <message>" on stderr; returns the exit status 1. */
@@ -77,7 +81,7 @@ usage(void)
             "  pg_infer_cli tokenize --model FILE [--no-bos] [--no-parse-special] TEXT\n"
             "  pg_infer_cli info --model FILE\n"
             "  pg_infer_cli bench --model FILE [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
-            "               [--repetitions R] [--device D]\n");
+            "               [--repetitions R] [--batch B] [--device D]\n");
     return 1;
 }
 
@@ -144,6 +148,7 @@ parse_args(int argc, char **argv, cli_args *a)
     a->prompt_tokens = 512;
     a->gen_tokens = 128;
     a->repetitions = 3;
+    a->batch = 1;
     if (argc < 2)
         return usage();
     a->command = argv[1];
@@ -204,6 +209,8 @@ parse_args(int argc, char **argv, cli_args *a)
         { NEED_VALUE(); ok = parse_int(val, 1, 1 << 20, &a->gen_tokens); }
         else if (strcmp(opt, "--repetitions") == 0)
         { NEED_VALUE(); ok = parse_int(val, 1, 100, &a->repetitions); }
+        else if (strcmp(opt, "--batch") == 0)
+        { NEED_VALUE(); ok = parse_int(val, 1, 4096, &a->batch); }
         else if (strcmp(a->command, "tokenize") == 0 && a->text == NULL &&
                  (opt[0] != '-' || opt[1] != '-'))
             a->text = opt;
@@ -260,7 +267,7 @@ open_engine(const cli_args *a, int max_batch_tokens, pgi_engine **engine)
     options.n_threads = a->threads;
     options.context_length = a->ctx;
     options.max_batch_tokens = max_batch_tokens;
-    options.max_sequences = 4;
+    options.max_sequences = a->batch > 4 ? a->batch : 4;   /* bench --batch */
     if (pgi_engine_open(&options, engine, &err) != PGI_OK)
         return fail("%s", err.message);
     return 0;
@@ -496,13 +503,65 @@ run_sequence(pgi_engine *engine, const int32_t *prompt, int n_prompt, int max_to
     return seconds_now() - start;
 }
 
+/* Decodes G tokens in each of B sequences started together from one-token
+ * prompts, every step carrying all of them; returns the wall time in
+ * seconds or a negative value after printing the error. */
+static double
+run_batch(pgi_engine *engine, const int32_t *prompt, int batch, int max_tokens)
+{
+    pgi_sampling_params params;
+    pgi_step_output *outputs;
+    pgi_error err;
+    double start;
+    int finished = 0;
+
+    outputs = pgi_alloc(sizeof(pgi_step_output) * (size_t) batch);
+    if (outputs == NULL)
+    {
+        fail("out of memory");
+        return -1.0;
+    }
+    pgi_sampling_params_default(&params);
+    params.max_tokens = max_tokens;
+    params.ignore_eos = true;
+    pgi_error_clear(&err);
+    start = seconds_now();
+    for (int i = 0; i < batch; i++)
+    {
+        int64_t id;
+
+        if (pgi_engine_add_sequence(engine, prompt + i, 1, &params, &id, &err) != PGI_OK)
+        {
+            pgi_free(outputs);
+            fail("%s", err.message);
+            return -1.0;
+        }
+    }
+    while (finished < batch)
+    {
+        int n = 0;
+
+        if (pgi_engine_step(engine, outputs, batch, &n, &err) != PGI_OK)
+        {
+            pgi_free(outputs);
+            fail("%s", err.message);
+            return -1.0;
+        }
+        for (int i = 0; i < n; i++)
+            if (outputs[i].finished)
+                finished++;
+    }
+    pgi_free(outputs);
+    return seconds_now() - start;
+}
+
 static int
 cmd_bench(const cli_args *a)
 {
     pgi_engine *engine = NULL;
     int32_t *prompt;
     int vocab, rc, P = a->prompt_tokens, G = a->gen_tokens;
-    double prefill_total = 0.0, decode_total = 0.0, t;
+    double prefill_total = 0.0, decode_total = 0.0, batch_total = 0.0, t;
     const pgi_model_config *c;
     const char *base;
     uint64_t state = 12345;
@@ -511,7 +570,7 @@ cmd_bench(const cli_args *a)
     /* the context must hold the prompt and the generated tokens */
     if (b.ctx == 0)
         b.ctx = P + G > 2048 ? P + G : 0;
-    if ((rc = open_engine(&b, P, &engine)) != 0)
+    if ((rc = open_engine(&b, P > a->batch ? P : a->batch, &engine)) != 0)
         return rc;
     c = pgi_engine_config(engine);
     if (P > c->context_length || G + 1 > c->context_length)
@@ -520,7 +579,7 @@ cmd_bench(const cli_args *a)
         return fail("prompt or generation longer than the context; pass --ctx");
     }
     vocab = c->vocab_size;
-    prompt = pgi_alloc(sizeof(int32_t) * (size_t) P);
+    prompt = pgi_alloc(sizeof(int32_t) * (size_t) (P > a->batch ? P : a->batch));
     if (prompt == NULL)
     {
         pgi_engine_close(engine);
@@ -528,7 +587,7 @@ cmd_bench(const cli_args *a)
     }
     /* arbitrary ordinary tokens: a fixed LCG over the upper part of the
      * vocabulary, which holds no control tokens in llama vocabularies */
-    for (int i = 0; i < P; i++)
+    for (int i = 0; i < (P > a->batch ? P : a->batch); i++)
     {
         state = state * 6364136223846793005ULL + 1442695040888963407ULL;
         prompt[i] = (int32_t) (vocab / 4 + (int) ((state >> 33) % (uint64_t) (vocab - vocab / 4)));
@@ -547,14 +606,24 @@ cmd_bench(const cli_args *a)
         if ((t = run_sequence(engine, prompt, 1, G)) < 0)
             goto error;
         decode_total += t;
+        if (a->batch > 1)
+        {
+            if ((t = run_batch(engine, prompt, a->batch, G)) < 0)
+                goto error;
+            batch_total += t;
+        }
     }
     base = strrchr(a->model, '/');
     printf("{\"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, \"model\": \"%s\", "
            "\"device\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d, "
-           "\"repetitions\": %d}\n",
+           "\"repetitions\": %d",
            P * a->repetitions / prefill_total, G * a->repetitions / decode_total,
            base != NULL ? base + 1 : a->model, pgi_engine_backend(engine)->device_name,
            a->threads > 0 ? a->threads : (int) sysconf(_SC_NPROCESSORS_ONLN), P, G, a->repetitions);
+    if (a->batch > 1)
+        printf(", \"batch\": %d, \"batch_decode_tok_s\": %.2f",
+               a->batch, (double) a->batch * G * a->repetitions / batch_total);
+    printf("}\n");
     pgi_free(prompt);
     pgi_engine_close(engine);
     return 0;

@@ -15,8 +15,10 @@
 #
 # Environment: BUILDDIR (where make put the build), PG_CONFIG, BENCH_MODEL
 # (default models/stories260K.gguf), BENCH_SECONDS (15), BENCH_TOKENS (128),
-# BENCH_THREADS (pg_infer.threads, 0 = one per core), PGI_TEST_USER (the
-# server's user when run as root, default postgres).
+# BENCH_THREADS (pg_infer.threads, 0 = one per core), BENCH_RECORDING
+# (pg_infer.usage_recording, on), BENCH_FSYNC (the cluster's fsync, off; on
+# for the cost of durable usage rows), PGI_TEST_USER (the server's user when
+# run as root, default postgres).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,6 +31,8 @@ MODEL=$(realpath "${BENCH_MODEL:-models/stories260K.gguf}")
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 TOKENS=${BENCH_TOKENS:-128}
 THREADS=${BENCH_THREADS:-0}
+RECORDING=${BENCH_RECORDING:-on}
+FSYNC=${BENCH_FSYNC:-off}
 PORT=${PGI_BENCH_PORT:-54339}
 CLIENT_COUNTS=("$@")
 [ ${#CLIENT_COUNTS[@]} -eq 0 ] && CLIENT_COUNTS=(1 4 16 64)
@@ -68,7 +72,7 @@ cat >>"$WORK/data/postgresql.conf" <<EOF
 listen_addresses = ''
 port = $PORT
 unix_socket_directories = '$WORK'
-fsync = off
+fsync = $FSYNC
 max_connections = 150
 extension_destdir = '$WORK/stage'
 dynamic_library_path = '$WORK/stage$PKGLIBDIR:\$libdir'
@@ -76,6 +80,7 @@ shared_preload_libraries = 'pg_infer'
 pg_infer.device = 'cpu'
 pg_infer.threads = $THREADS
 pg_infer.model_path = '$WORK/model.gguf'
+pg_infer.usage_recording = $RECORDING
 EOF
 as_server_user "$BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w start >/dev/null || { tail "$WORK/server.log"; exit 1; }
 export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
@@ -113,10 +118,10 @@ for clients in "${CLIENT_COUNTS[@]}"; do
     p99=$(awk '{ a[NR] = $1 } END { if (NR) print a[int((NR - 1) * 0.99) + 1]; else print "null" }' <<<"$latencies")
     ttft=$(sed -nE 's/.*"first_row_ms": ([0-9.]+).*/\1/p' "$WORK/ttft.out" | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR - 1) / 2) + 1]; else print "null" }')
     awk -v c="$clients" -v s="$start" -v e="$end" -v calls="$calls" -v tokens="$((after - before))" \
-        -v p50="$p50" -v p99="$p99" -v ttft="$ttft" -v t="$TOKENS" 'BEGIN {
+        -v p50="$p50" -v p99="$p99" -v ttft="$ttft" -v t="$TOKENS" -v rec="$RECORDING" -v fs="$FSYNC" 'BEGIN {
         secs = e - s;
-        printf "{\"path\": \"sql\", \"clients\": %d, \"max_tokens\": %d, \"seconds\": %.1f, \"calls\": %d, \"tokens\": %d, \"tok_s\": %.1f, \"latency_p50_ms\": %s, \"latency_p99_ms\": %s, \"ttft_p50_ms\": %s}\n",
-            c, t, secs, calls, tokens, tokens / secs, p50, p99, ttft }'
+        printf "{\"path\": \"sql\", \"recording\": \"%s\", \"fsync\": \"%s\", \"clients\": %d, \"max_tokens\": %d, \"seconds\": %.1f, \"calls\": %d, \"tokens\": %d, \"tok_s\": %.1f, \"latency_p50_ms\": %s, \"latency_p99_ms\": %s, \"ttft_p50_ms\": %s}\n",
+            rec, fs, c, t, secs, calls, tokens, tokens / secs, p50, p99, ttft }'
     grep -qi "error" "$WORK/pgbench.out" && sed 's/^/# pgbench: /' "$WORK/pgbench.out" | head -5
 done
 exit 0
