@@ -421,14 +421,19 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
     }
 
     /* Decode: many small chunks of rows so both threads stay busy.
+     * Batched decode (9..64 activation rows, one block of them): chunks of
+     * 32 weight rows, twice as many tasks as 64 would give, so the thread
+     * that finishes last waits less (a few % faster at 16 and 64 rows).
      * Prefill: chunks of 64 weight rows (a few tens of KiB, kept in cache)
      * against blocks of 64 activation rows. */
     {
         int64_t tr = job.kernel.tile_rows;
         int64_t chunk = w->rows / ((int64_t) n_threads * 8);
 
-        if (n_rows > 8)
+        if (n_rows > 64)
             chunk = 64;
+        else if (n_rows > 8)
+            chunk = 32;
         if (chunk > 64)
             chunk = 64;
         if (chunk < tr)

@@ -14,8 +14,8 @@
  * Tile shapes (weight rows x activation rows) for prefill keep the
  * accumulators and the operands reused across the tile in (or near) the 16
  * vector registers: float types 4x3, Q8_0/Q4_0 3x4 (best of 4x2, 4x3, 3x4,
- * 2x4, 3x3 measured), Q4_K/Q6_K 1x4 (their nibble/6-bit unpacking, scales
- * and mins are the expensive part, shared by 4 activation rows).  Decode
+ * 2x4, 3x3 measured), Q4_K/Q6_K 1x8 (their nibble/6-bit unpacking, scales
+ * and mins are the expensive part, shared by 8 activation rows).  Decode
  * (one activation row) uses single-row kernels unrolled over blocks: each
  * weight row is then read sequentially, which the hardware prefetchers
  * follow better than several interleaved rows.
@@ -207,6 +207,10 @@ q8_tile(bool is_q4, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,
 
 /* ------------------------------------------------------------------ Q4_K */
 
+/* Activation rows the K-quant register tiles take at once (the switch in
+ * KQ_TILE_ENTRY covers the remainders up to 7). */
+#define KQ_REGISTER_MAX 8
+
 /* The 8 six-bit scales and mins of a Q4_K block, as bytes. */
 AVX2_INLINE void
 q4_k_scales(const uint8_t *packed, uint32_t sc[2], uint32_t mn[2])
@@ -226,7 +230,7 @@ AVX2_INLINE void
 q4_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
           float *out, size_t os, const int C)
 {
-    __m256 acc[4];
+    __m256 acc[KQ_REGISTER_MAX];
     int64_t nb = cols / PGI_QK_K;
     const __m256i low4 = _mm256_set1_epi8(0x0f);
 
@@ -238,7 +242,7 @@ q4_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
         const pgi_block_q4_k *wb = (const pgi_block_q4_k *) w + b;
         uint32_t sc32[2], mn32[2];
         uint8_t sc[8];
-        __m256i iacc[4], mins;
+        __m256i iacc[KQ_REGISTER_MAX], mins;
         float d = half_to_float(wb->d), dmin = half_to_float(wb->dmin);
 
         q4_k_scales(wb->scales, sc32, mn32);
@@ -287,7 +291,7 @@ AVX2_INLINE void
 q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
           float *out, size_t os, const int C)
 {
-    __m256 acc[4];
+    __m256 acc[KQ_REGISTER_MAX];
     int64_t nb = cols / PGI_QK_K;
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     const __m256i bits45 = _mm256_set1_epi8(0x30);
@@ -298,7 +302,7 @@ q6_k_tile(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs
     for (int64_t b = 0; b < nb; b++)
     {
         const pgi_block_q6_k *wb = (const pgi_block_q6_k *) w + b;
-        __m256i iacc[4];
+        __m256i iacc[KQ_REGISTER_MAX];
         __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) wb->scales));
         float d = half_to_float(wb->d);
 
@@ -463,8 +467,6 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
 #define CALL_BF16(cols, w, ws, x, xs, out, os, R, C) float_tile(KIND_BF16, cols, w, ws, x, xs, out, os, R, C)
 #define CALL_Q8_0(cols, w, ws, x, xs, out, os, R, C) q8_tile(false, cols, w, ws, x, xs, out, os, R, C)
 #define CALL_Q4_0(cols, w, ws, x, xs, out, os, R, C) q8_tile(true, cols, w, ws, x, xs, out, os, R, C)
-#define CALL_Q4_K(cols, w, ws, x, xs, out, os, R, C) q4_k_tile(cols, w, ws, x, xs, out, os, C)
-#define CALL_Q6_K(cols, w, ws, x, xs, out, os, R, C) q6_k_tile(cols, w, ws, x, xs, out, os, C)
 
 /* ROW(cols, w, x, out): *out = dot product of one weight row and one x row. */
 #define ROW_F32(cols, w, x, o) (*(o) = float_row(KIND_F32, cols, w, (const float *) (x)))
@@ -472,16 +474,49 @@ q8_row(bool is_q4, int64_t cols, const uint8_t *w, const uint8_t *x)
 #define ROW_BF16(cols, w, x, o) (*(o) = float_row(KIND_BF16, cols, w, (const float *) (x)))
 #define ROW_Q8_0(cols, w, x, o) (*(o) = q8_row(false, cols, w, x))
 #define ROW_Q4_0(cols, w, x, o) (*(o) = q8_row(true, cols, w, x))
-#define ROW_Q4_K(cols, w, x, o) q4_k_tile(cols, w, 0, x, 0, o, 0, 1)
-#define ROW_Q6_K(cols, w, x, o) q6_k_tile(cols, w, 0, x, 0, o, 0, 1)
 
 TILE_ENTRY(tile_f32, CALL_F32, ROW_F32, 4, 3)
 TILE_ENTRY(tile_f16, CALL_F16, ROW_F16, 4, 3)
 TILE_ENTRY(tile_bf16, CALL_BF16, ROW_BF16, 4, 3)
 TILE_ENTRY(tile_q8_0, CALL_Q8_0, ROW_Q8_0, 3, 4)
 TILE_ENTRY(tile_q4_0, CALL_Q4_0, ROW_Q4_0, 3, 4)
-TILE_ENTRY(tile_q4_k, CALL_Q4_K, ROW_Q4_K, 1, 4)
-TILE_ENTRY(tile_q6_k, CALL_Q6_K, ROW_Q6_K, 1, 4)
+
+/* K-quants: one weight row against up to KQ_TILE_COLS activation rows,
+ * KQ_REGISTER_MAX of them at a time with everything in registers (then the
+ * row's nibbles/6-bit codes and scales are unpacked once per 8 activation
+ * rows instead of 4: 1x8 measured 10-20% faster than 1x4 at 16 rows; a
+ * variant unpacking a block once into L1 for all 16 rows was slower, the
+ * extra load per 32 weights costing more than the unpacking it saves).
+ * The tile's 16 rows reuse the weight row from L1. */
+#define KQ_TILE_COLS 16
+
+#define KQ_TILE_ENTRY(NAME, REG_TILE)                                                     \
+    AVX2_FN void NAME(int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x,        \
+                      size_t xs, float *out, size_t os, int nr, int nc)                   \
+    {                                                                                     \
+        for (int r = 0; r < nr; r++)                                                      \
+        {                                                                                 \
+            const uint8_t *wr = w + r * ws;                                               \
+            int c = 0;                                                                    \
+                                                                                          \
+            for (; nc - c >= KQ_REGISTER_MAX; c += KQ_REGISTER_MAX)                       \
+                REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, KQ_REGISTER_MAX); \
+            switch (nc - c)                                                               \
+            {                                                                             \
+                case 7: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 7); break; \
+                case 6: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 6); break; \
+                case 5: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 5); break; \
+                case 4: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 4); break; \
+                case 3: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 3); break; \
+                case 2: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 2); break; \
+                case 1: REG_TILE(cols, wr, ws, x + c * xs, xs, out + c * os + r, os, 1); break; \
+                default: break;                                                           \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+KQ_TILE_ENTRY(tile_q4_k, q4_k_tile)
+KQ_TILE_ENTRY(tile_q6_k, q6_k_tile)
 
 /* ------------------------------------------------ activation quantizers */
 
@@ -589,10 +624,10 @@ pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel)
             *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, quantize_q8_0_avx2, q8_0_x_row_bytes};
             return true;
         case PGI_TYPE_Q4_K:
-            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, 4, quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, KQ_TILE_COLS, quantize_q8_k_avx2, NULL};
             return true;
         case PGI_TYPE_Q6_K:
-            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, 4, quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, KQ_TILE_COLS, quantize_q8_k_avx2, NULL};
             return true;
         default:
             return false;

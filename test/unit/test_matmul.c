@@ -2,11 +2,12 @@
  * test_matmul.c — the CPU matrix product and thread pool.
  *
  * 1. pgi_cpu_matmul at every SIMD level the machine has, for every weight
- *    type, odd row counts, n_rows 1..17 (and larger, to cross the task
- *    blocking), 1..3 threads, against pgi_cpu_matmul_reference.  Both
- *    quantize x the same way, so they differ only in the order of float
- *    additions: tolerance 4e-5 * sum_i |w_i x_i| (a bound on float
- *    summation error for the row lengths used here) + 1e-6.
+ *    type, odd row counts, n_rows 1..17 (and 24, 32, 64, 80: whole register
+ *    tiles, and across the task blocking), 1..3 threads, against
+ *    pgi_cpu_matmul_reference.  Both quantize x the same way, so they differ
+ *    only in the order of float additions: tolerance 4e-5 * sum_i |w_i x_i|
+ *    (a bound on float summation error for the row lengths used here)
+ *    + 1e-6.
  * 2. The reference against an exact (double) product of the dequantized
  *    weights and the unquantized x: the only difference is activation
  *    quantization, at most 0.5625 * amax_block(x)/127 per element for Q8_0
@@ -184,14 +185,22 @@ test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **poo
             CHECK(worst <= 1.0, "%s %lldx%lld at %s, n_rows 1..%d, 1..3 threads: matches the "
                   "reference (worst %.3f of tolerance)", pgi_type_name(type), (long long) m.w.rows,
                   (long long) m.w.cols, pgi_cpu_simd_name((pgi_simd_level) level), max_rows, worst);
-            /* 80 rows crosses the 64-row activation blocks of prefill. */
+            /* 80 rows crosses the 64-row activation blocks of prefill; 24,
+             * 32 and 64 are batched-decode sizes that fill several whole
+             * register tiles (8 rows for the K-quants) and task blocks. */
             {
+                static const int larger[] = {24, 32, 64, 80};
+
                 pgi_cpu_matmul_reference(ref, &m.w, x, 80);
-                pgi_cpu_matmul(pools[1], out, &m.w, x, 80);
-                worst = worst_vs_reference(&m, x, out, ref, 80);
-                CHECK(worst <= 1.0, "%s %lldx%lld at %s, 80 rows, 2 threads (worst %.3f)",
-                      pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols,
-                      pgi_cpu_simd_name((pgi_simd_level) level), worst);
+                for (int i = 0; i < 4; i++)
+                    for (int t = 1; t < 3; t++)
+                    {
+                        pgi_cpu_matmul(pools[t], out, &m.w, x, larger[i]);
+                        worst = worst_vs_reference(&m, x, out, ref, larger[i]);
+                        CHECK(worst <= 1.0, "%s %lldx%lld at %s, %d rows, %d threads (worst %.3f)",
+                              pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols,
+                              pgi_cpu_simd_name((pgi_simd_level) level), larger[i], t + 1, worst);
+                    }
                 pgi_cpu_matmul_reference(ref, &m.w, x, max_rows);
             }
         }
