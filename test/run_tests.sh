@@ -258,6 +258,25 @@ start_pgtap_server() {  # start_pgtap_server EXTRA_POSTGRES_OPTIONS
     return $status
 }
 
+# run_tap_script LOGNAME SCRIPT [VAR=VALUE ...] -> sets tap_ok tap_failed
+# Runs a shell suite that prints TAP against the preloaded pgTAP cluster,
+# with the given variables in its environment; a non-zero exit with no
+# failing line counts as one failure.
+run_tap_script() {
+    local log=$1 script=$2 status
+    shift 2
+    env PGHOST="$SOCKDIR" PGPORT="$TEST_PORT" PGUSER=postgres PGDATABASE=pg_infer_test \
+        "$@" bash "$script" >"$LOGDIR/$log" 2>&1
+    status=$?
+    cat "$LOGDIR/$log"
+    tap_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/$log")
+    tap_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/$log")
+    if [ "$status" -ne 0 ] && [ "$tap_failed" -eq 0 ]; then
+        echo "not ok - $script failed (see $LOGDIR/$log)"
+        tap_failed=1
+    fi
+}
+
 run_pg_prove() {  # run_pg_prove DATABASE DIRECTORY LOGNAME -> sets prove_ok prove_failed
     "${PG_PROVE[@]}" -d "$1" "$2" >"$LOGDIR/$3" 2>&1
     local status=$?
@@ -316,32 +335,16 @@ EOF
         # cancellation, the worker's death and restart, 16 concurrent
         # clients, streaming as it happens (TAP, counted as their own phase)
         note "serving: cancellation, worker restart, concurrency, streaming (test/serving_tests.sh)"
-        PGHOST=$SOCKDIR PGPORT=$TEST_PORT PGUSER=postgres PGDATABASE=pg_infer_test \
-            PSQL="$BINDIR/psql" PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client" \
-            PGI_MODEL_DIR="$WORK/models" bash test/serving_tests.sh >"$LOGDIR/serving.log" 2>&1
-        serving_status=$?
-        cat "$LOGDIR/serving.log"
-        serving_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/serving.log")
-        serving_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/serving.log")
-        if [ "$serving_status" -ne 0 ] && [ "$serving_failed" -eq 0 ]; then
-            echo "not ok - test/serving_tests.sh failed (see $LOGDIR/serving.log)"
-            serving_failed=1
-        fi
+        run_tap_script serving.log test/serving_tests.sh PSQL="$BINDIR/psql" \
+            PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client" PGI_MODEL_DIR="$WORK/models"
+        serving_ok=$tap_ok; serving_failed=$tap_failed
 
         # (books, issue 5) contrib/prometheus/pg_infer_queries.yaml served by
         # the real prometheus-postgres-exporter on a loopback port (counted
         # with pgTAP; a missing exporter is a failure)
         note "exporter: the Prometheus queries file (test/exporter_test.sh)"
-        PGHOST="$SOCKDIR" PGPORT="$TEST_PORT" PGUSER=postgres PGDATABASE=pg_infer_test \
-            bash test/exporter_test.sh >"$LOGDIR/exporter.log" 2>&1
-        exporter_status=$?
-        cat "$LOGDIR/exporter.log"
-        exporter_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/exporter.log")
-        exporter_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/exporter.log")
-        if [ "$exporter_status" -ne 0 ] && [ "$exporter_failed" -eq 0 ]; then
-            echo "not ok - test/exporter_test.sh failed (see $LOGDIR/exporter.log)"
-            exporter_failed=1
-        fi
+        run_tap_script exporter.log test/exporter_test.sh
+        exporter_ok=$tap_ok; exporter_failed=$tap_failed
         note "exporter: $exporter_ok passed, $exporter_failed failed (counted with pgTAP)"
         pgtap_ok=$((pgtap_ok + exporter_ok)); pgtap_failed=$((pgtap_failed + exporter_failed))
 
@@ -350,18 +353,10 @@ EOF
         # result was returned (test/durability_tests.sh restarts this server
         # with its last options and leaves it serving; counted with pgTAP)
         note "durability: usage rows across cancels and crashes (test/durability_tests.sh)"
-        PGHOST="$SOCKDIR" PGPORT="$TEST_PORT" PGUSER=postgres PGDATABASE=pg_infer_test \
-            PSQL="$BINDIR/psql" PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
-            PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log" \
-            bash test/durability_tests.sh >"$LOGDIR/durability.log" 2>&1
-        durability_status=$?
-        cat "$LOGDIR/durability.log"
-        durability_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/durability.log")
-        durability_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/durability.log")
-        if [ "$durability_status" -ne 0 ] && [ "$durability_failed" -eq 0 ]; then
-            echo "not ok - test/durability_tests.sh failed (see $LOGDIR/durability.log)"
-            durability_failed=1
-        fi
+        run_tap_script durability.log test/durability_tests.sh PSQL="$BINDIR/psql" \
+            PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
+            PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
+        durability_ok=$tap_ok; durability_failed=$tap_failed
         note "durability: $durability_ok passed, $durability_failed failed (counted with pgTAP)"
         pgtap_ok=$((pgtap_ok + durability_ok)); pgtap_failed=$((pgtap_failed + durability_failed))
 

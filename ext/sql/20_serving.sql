@@ -225,19 +225,7 @@ COMMENT ON VIEW pg_infer_models IS 'One row per loaded model (see pg_infer_model
 GRANT SELECT ON pg_infer_models TO PUBLIC;
 
 -- ---------------------------------------------------------------- access
--- The roles of the books (50_books_tables.sql creates them too): PostgreSQL
--- reserves names beginning with pg_, hence pginfer_*.
-DO $roles$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['pginfer_user', 'pginfer_analyst', 'pginfer_admin'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
-        END IF;
-    END LOOP;
-END
-$roles$;
+-- The roles are created in 10_roles.sql.
 
 -- Inference spends device time and money: pginfer_user and pginfer_admin
 -- may call it, not PUBLIC.  Tokenizing is free and open to everyone.

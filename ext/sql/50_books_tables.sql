@@ -1,7 +1,7 @@
 
 -- ======================================================================
--- The books (issue 5), part 1: roles, price tables, usage, device activity,
--- budgets.  Functions are in 51_books_functions.sql, views in
+-- The books (issue 5), part 1: price tables, usage, device activity,
+-- budgets (the roles are in 10_roles.sql).  Functions are in 51_books_functions.sql, views in
 -- 52_books_views.sql, privileges and row-level security in
 -- 53_books_access.sql.  docs/analytics.md explains the whole.
 --
@@ -9,29 +9,6 @@
 -- whatever the session's TimeZone, so that partitions, budgets and views
 -- agree with each other.
 -- ======================================================================
-
--- ---------------------------------------------------------------- roles
--- PostgreSQL reserves role names beginning with "pg_" (CREATE ROLE
--- pg_infer_user fails with "role name is reserved"), so the roles are
--- pginfer_*.  Roles are cluster-wide and outlive DROP EXTENSION: create them
--- only where absent.
---   pginfer_user     may call the inference functions; sees its own usage
---   pginfer_analyst  reads all usage and the analyst views
---   pginfer_admin    models, prices, budgets (and everything an analyst reads)
-DO $roles$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['pginfer_user', 'pginfer_analyst', 'pginfer_admin'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
-        END IF;
-    END LOOP;
-    IF NOT pg_catalog.pg_has_role('pginfer_admin', 'pginfer_analyst', 'MEMBER') THEN
-        GRANT pginfer_analyst TO pginfer_admin;
-    END IF;
-END
-$roles$;
 
 -- ---------------------------------------------------------------- prices
 CREATE TABLE model_prices (
