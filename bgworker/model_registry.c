@@ -387,6 +387,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	options.max_batch_tokens = pg_infer_max_batch_tokens;
 	options.prefill_chunk = pg_infer_prefill_chunk;
 	options.max_sequences = pg_infer_max_sequences;
+	options.debug_lose_device_at_step = pg_infer_debug_lose_device_at_step;
 	pgi_error_clear(&engine_error);
 	status = pgi_engine_open(&options, &engine, &engine_error);
 	if (status != PGI_OK)

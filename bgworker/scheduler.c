@@ -85,6 +85,7 @@ typedef struct ServingSequence
 	char		error_message[256];	/* finish_reason "error": why */
 	bool		usage_committed;	/* its usage row is committed */
 	bool		shutting_down;	/* answer 57P01: the worker stops */
+	bool		device_lost;	/* failed because its model's device was lost */
 	char		request_id[37];
 } ServingSequence;
 
@@ -953,6 +954,17 @@ unadmitted_count(int slot)
 	return n;
 }
 
+/* Set when a model's device is lost: the worker answers what it can, then
+ * exits so that the postmaster starts a fresh process (a CUDA context with
+ * a sticky error cannot be used again by the process that owns it). */
+static char restart_reason[320];
+
+const char *
+serving_restart_reason(void)
+{
+	return restart_reason[0] != '\0' ? restart_reason : NULL;
+}
+
 static void
 step_model(int slot)
 {
@@ -969,7 +981,17 @@ step_model(int slot)
 	pgi_error_clear(&engine_error);
 	started = GetCurrentTimestamp();
 	status = pgi_engine_step(m->engine, m->outputs, m->max_outputs, &n_outputs, &engine_error);
-	if (status != PGI_OK)
+	if (status == PGI_ERR_DEVICE_LOST)
+	{
+		ereport(WARNING,
+				(errmsg("pg_infer worker: model \"%s\" lost its device: %s", m->name,
+						engine_error.message),
+				 errdetail("Its requests end with an error; the worker restarts to reset the device.")));
+		if (restart_reason[0] == '\0')
+			snprintf(restart_reason, sizeof(restart_reason), "model \"%s\" lost its device: %s",
+					 m->name, engine_error.message);
+	}
+	else if (status != PGI_OK)
 		ereport(WARNING,
 				(errmsg("pg_infer worker: a step of model \"%s\" failed: %s", m->name,
 						engine_error.message),
@@ -1003,6 +1025,7 @@ step_model(int slot)
 					strlcpy(s->error_message,
 							status != PGI_OK ? engine_error.message : "the engine failed the sequence",
 							sizeof(s->error_message));
+					s->device_lost = status == PGI_ERR_DEVICE_LOST;
 					break;
 			}
 			s->timings = o->timings;
@@ -1129,8 +1152,11 @@ answer_finished(ServingSequence *s)
 	{
 		ServingError error;
 
-		serving_error_set(&error, "58000", NULL, "model \"%s\" failed: %s", m->name,
-						  s->error_message);
+		serving_error_set(&error, "58000",
+						  s->device_lost
+						  ? "The pg_infer worker restarts to reset the device; retry in a few seconds."
+						  : NULL,
+						  "model \"%s\" failed: %s", m->name, s->error_message);
 		queue_error(s, &error);
 	}
 	else

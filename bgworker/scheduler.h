@@ -15,6 +15,9 @@ extern long serving_iterate(void);
 /* After a configuration reload: load pg_infer.model_path when it names a
  * model not loaded yet. */
 extern void serving_reload(void);
+
+/* Non-NULL once a model's device is lost: why the worker must restart. */
+extern const char *serving_restart_reason(void);
 /* Answer every open request with an error, record usage, close models. */
 extern void serving_shutdown(void);
 

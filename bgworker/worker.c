@@ -10,6 +10,9 @@
  * Exits: on SIGTERM it leaves the loop and exits with status 1, so that a
  * worker stopped with pg_terminate_backend() is started again after
  * bgw_restart_time (at server shutdown the postmaster restarts nothing).
+ * It exits the same way when a model's device is lost (a CUDA error that
+ * ruins the context): the new process gets a fresh device and reloads the
+ * models.
  */
 #include "../ext/pg_infer.h"
 
@@ -196,6 +199,14 @@ pg_infer_worker_main(Datum main_arg)
 			reload_configuration();
 
 		sleep_ms = serve_requests();
+		if (serving_restart_reason() != NULL)
+		{
+			/* exit code 1: the postmaster starts a new worker after
+			 * bgw_restart_time, which loads the models again */
+			ereport(LOG,
+					(errmsg("pg_infer worker restarting: %s", serving_restart_reason())));
+			break;
+		}
 	}
 
 	set_state(PGI_WORKER_STOPPING);

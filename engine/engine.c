@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -77,6 +78,8 @@ struct pgi_engine {
     int host_logit_rows;
 
     uint64_t steps, tokens_processed, tokens_generated;
+    bool device_lost;
+    char device_lost_message[sizeof(((pgi_error *) 0)->message)];
 };
 
 static double
@@ -419,6 +422,12 @@ pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
 }
 
 bool
+pgi_engine_device_lost(const pgi_engine *e)
+{
+    return e->device_lost;
+}
+
+bool
 pgi_engine_has_work(const pgi_engine *e)
 {
     for (int i = 0; i < e->n_seqs; i++)
@@ -460,6 +469,8 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
     int vocab = e->model->config.vocab_size;
 
     *seq_id = 0;
+    if (e->device_lost)
+        return pgi_fail(err, PGI_ERR_DEVICE_LOST, "%s", e->device_lost_message);
     if (params == NULL)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no sampling parameters");
     if ((st = pgi_sampling_params_check(params, err)) != PGI_OK)
@@ -719,14 +730,24 @@ share_prefixes(pgi_engine *e)
     }
 }
 
+/* The step failed with st: running sequences end with an error, and all
+ * of them when the device is lost (nothing will ever run them). */
 static pgi_status
-fail_running(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n_outputs)
+fail_running(pgi_engine *e, pgi_status st, const pgi_error *err, pgi_step_output *outputs,
+             int max_outputs, int *n_outputs)
 {
+    if (st == PGI_ERR_DEVICE_LOST && !e->device_lost)
+    {
+        e->device_lost = true;
+        snprintf(e->device_lost_message, sizeof(e->device_lost_message), "%s",
+                 err != NULL ? err->message : "the device is lost");
+    }
     for (int i = 0; i < e->n_seqs; i++)
     {
         sequence *s = e->seqs[i];
 
-        if (s->state != SEQ_PREFILL && s->state != SEQ_DECODE)
+        if (s->state != SEQ_PREFILL && s->state != SEQ_DECODE &&
+            !(e->device_lost && s->state == SEQ_WAITING))
             continue;
         finish(e, s, PGI_FINISH_ERROR);
         if (*n_outputs < max_outputs)
@@ -759,6 +780,8 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     double started, finished_at;
 
     *n_outputs = 0;
+    if (e->device_lost)
+        return pgi_fail(err, PGI_ERR_DEVICE_LOST, "%s", e->device_lost_message);
     /* sequences reported finished by the previous step are forgotten now */
     for (int i = e->n_seqs - 1; i >= 0; i--)
         if (e->seqs[i]->state == SEQ_FINISHED)
@@ -868,7 +891,13 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     step.output_rows = e->output_rows;
 
     started = now_ms();
-    st = pgi_forward_run(e->forward, e->kv, &step, &logits, err);
+    if (e->options.debug_lose_device_at_step > 0 &&
+        e->steps + 1 == (uint64_t) e->options.debug_lose_device_at_step)
+        st = pgi_fail(err, PGI_ERR_DEVICE_LOST,
+                      "simulated loss of the device at step %d (debug_lose_device_at_step)",
+                      e->options.debug_lose_device_at_step);
+    else
+        st = pgi_forward_run(e->forward, e->kv, &step, &logits, err);
     if (st == PGI_OK && n_out > 0)
     {
         for (int j = 0; j < n_out; j++)
@@ -879,7 +908,7 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     }
     if (st != PGI_OK)
     {
-        fail_running(e, outputs, max_outputs, n_outputs);
+        fail_running(e, st, err, outputs, max_outputs, n_outputs);
         return st;
     }
     e->steps++;
@@ -916,7 +945,7 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
                                   (size_t) vocab * (size_t) (last - first + 1), err);
         if (st != PGI_OK)
         {
-            fail_running(e, outputs, max_outputs, n_outputs);
+            fail_running(e, st, err, outputs, max_outputs, n_outputs);
             return st;
         }
 

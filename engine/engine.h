@@ -58,6 +58,8 @@ typedef struct pgi_engine_options {
     int prefill_chunk;             /* prompt tokens per sequence per step; 0: max_batch_tokens */
     int max_sequences;             /* running at once; 0: 64 */
     bool disable_prefix_sharing;   /* see pgi_engine_step */
+    int debug_lose_device_at_step; /* > 0: that step fails as if the device were
+                                    * lost (tests of the owner's recovery) */
     pgi_logits_observer logits_observer;
     void *logits_observer_context;
 } pgi_engine_options;
@@ -148,12 +150,18 @@ bool pgi_engine_sequence_timings(const pgi_engine *engine, int64_t seq_id,
 /* True when some sequence is waiting or running (a step would do work). */
 bool pgi_engine_has_work(const pgi_engine *engine);
 
+/* True after a step failed with PGI_ERR_DEVICE_LOST. */
+bool pgi_engine_device_lost(const pgi_engine *engine);
+
 /*
  * One forward pass.  Fills outputs[0..*n_outputs) (at most max_outputs; the
  * engine never reports more than max_sequences per step, so an array of
  * that size always suffices) with every sequence that sampled a token or
  * finished.  A device error fails the step: every running sequence is
  * reported finished with PGI_FINISH_ERROR and the error is returned.
+ * PGI_ERR_DEVICE_LOST also fails the waiting sequences, and from then on
+ * the engine refuses all work: only closing it (and, for a lost CUDA
+ * context, a new process) helps.
  */
 pgi_status pgi_engine_step(pgi_engine *engine, pgi_step_output *outputs, int max_outputs,
                            int *n_outputs, pgi_error *err);

@@ -43,6 +43,7 @@ pgi_status_name(pgi_status code)
         case PGI_ERR_CACHE_FULL: return "cache full";
         case PGI_ERR_DEVICE: return "device error";
         case PGI_ERR_INTERNAL: return "internal error";
+        case PGI_ERR_DEVICE_LOST: return "device lost";
     }
     return "unknown error";
 }

@@ -37,6 +37,7 @@ int			pg_infer_kv_memory = 0;
 int			pg_infer_max_sequences = 64;
 bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
+int			pg_infer_debug_lose_device_at_step = 0;
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -223,6 +224,15 @@ define_settings(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.debug_lose_device_at_step",
+							"Developer option: a model loaded afterwards fails this forward step as if its device were lost.",
+							"Tests the worker's recovery (it fails the requests in flight and restarts). 0: off.",
+							&pg_infer_debug_lose_device_at_step,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_infer.usage_retention",
 							"How long usage partitions are kept (0: forever).",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # serving_tests.sh — serving tests that need more than one session or a
-# clock: cancellation, the worker's death and restart, 16 concurrent
-# clients, streaming as it happens, the queue timeout, a symlink escape.
+# clock: cancellation, the worker's death and restart, a lost device, 16
+# concurrent clients, streaming as it happens, the queue timeout, a symlink
+# escape.
 #
 #   serving_tests.sh            (settings from the environment)
 #
@@ -189,6 +190,43 @@ for _ in $(seq 1 150); do
 done
 wait_for_model
 check "calls work again after the worker restarted" "$EXPECTED" "$(sql "$SHORT")"
+
+# ------------------------------------------------------------ device lost
+# pg_infer.debug_lose_device_at_step makes a model loaded afterwards fail
+# that step as a lost CUDA context does: the call in flight ends with 58000
+# and a hint, its usage row says "error", and the worker restarts by itself
+# and serves the model again.
+MODEL_PATH=$(sql "SELECT path FROM pg_infer_models WHERE name = 'stories260K'")
+sql "ALTER SYSTEM SET pg_infer.debug_lose_device_at_step = 4" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+old_starts=$(sql "SELECT worker_starts FROM pg_infer_status")
+loaded=$(sql "SELECT name FROM load_model('lossy', '$MODEL_PATH')")
+check "a second copy of the model is loaded" "lossy" "$loaded"
+out=$("${Q[@]}" -c "\\set VERBOSITY verbose" \
+    -c "SELECT generate('Once upon a time', model => 'lossy', max_tokens => 32, tag => 'device-lost')" 2>&1)
+sql "ALTER SYSTEM RESET pg_infer.debug_lose_device_at_step" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+if grep -q "58000: model \"lossy\" failed: simulated loss of the device at step 4" <<<"$out" &&
+    grep -q "HINT:  The pg_infer worker restarts to reset the device" <<<"$out"; then
+    ok "a lost device fails the call in flight with 58000 and a hint"
+else
+    not_ok "a lost device fails the call in flight with 58000 and a hint" "$out"
+fi
+for _ in $(seq 1 150); do
+    [ "$(sql "SELECT worker_starts > $old_starts AND worker_state = 'ready' FROM pg_infer_status")" = t ] && break
+    sleep 0.1
+done
+check "the worker restarted by itself" "t" "$(sql "SELECT worker_starts > $old_starts FROM pg_infer_status")"
+for _ in $(seq 1 300); do
+    [ "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'lossy'")" = 1 ] && break
+    sleep 0.1
+done
+check "the restarted worker serves the model again" "$EXPECTED" \
+    "$(sql "SELECT generate('Once upon a time', model => 'lossy', max_tokens => 32)")"
+check "the failed call left a usage row saying error" "error 3" \
+    "$(sql "SELECT finish_reason || ' ' || completion_tokens FROM usage WHERE tag = 'device-lost'")"
+sql "SELECT unload_model('lossy')" >/dev/null
 
 # ------------------------------------------------------------ symlink escape
 if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then

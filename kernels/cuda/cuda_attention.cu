@@ -350,7 +350,7 @@ pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err)
     if (rc != cudaSuccess)
     {
         (void) cudaGetLastError();
-        pgi_fail(err, PGI_ERR_DEVICE, "CUDA error configuring attention: %s",
+        pgi_fail(err, pgi_cuda_status_of(rc), "CUDA error configuring attention: %s",
                  cudaGetErrorString(rc));
         return false;
     }
@@ -373,7 +373,7 @@ build_tiles(pgi_cuda_backend *cb, int tile_tokens)
         rc = cudaStreamSynchronize(cb->stream);
         if (rc != cudaSuccess)
         {
-            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in queued work: %s",
+            pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error in queued work: %s",
                           cudaGetErrorString(rc));
             return false;
         }
@@ -414,7 +414,7 @@ build_tiles(pgi_cuda_backend *cb, int tile_tokens)
                          cudaMemcpyHostToDevice, cb->stream);
     if (rc != cudaSuccess)
     {
-        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error copying attention tiles: %s",
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error copying attention tiles: %s",
                       cudaGetErrorString(rc));
         return false;
     }

@@ -5,7 +5,7 @@
  * Every op is queued on one stream.  Errors of queued work cannot be
  * returned by the void ops, so the first one is kept (pending) and reported
  * by the next end_step, read_floats or argmax as PGI_ERR_DEVICE with CUDA's
- * text.
+ * text (PGI_ERR_DEVICE_LOST when the error is one that ruins the context).
  *
  * CUDA graphs.  A decode step (n_tokens == n_seqs <= 64) is keyed by its
  * shape (n_tokens, n_seqs, max_blocks, n_outputs).  Every launch
@@ -49,7 +49,7 @@ pgi_cuda_check_launch(pgi_cuda_backend *cb, const char *what)
     cudaError_t rc = cudaGetLastError();
 
     if (rc != cudaSuccess)
-        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in %s: %s (%d)", what,
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error in %s: %s (%d)", what,
                       cudaGetErrorString(rc), (int) rc);
 }
 
@@ -64,12 +64,60 @@ take_pending(pgi_cuda_backend *cb, pgi_error *err)
     return pgi_fail(err, code, "%s", cb->pending_message);
 }
 
+/*
+ * Errors after which the context cannot be used again by this process (the
+ * CUDA runtime documents each as leaving "the process in an inconsistent
+ * state"): cudaDeviceReset does not bring it back, only a new process does.
+ * They are reported as PGI_ERR_DEVICE_LOST, and from then on every step
+ * fails the same way, so the owner (the worker) knows to exit and restart.
+ */
+static bool device_lost;
+static char device_lost_message[200];
+
+static bool
+error_is_sticky(cudaError_t rc)
+{
+    switch (rc)
+    {
+        case cudaErrorIllegalAddress:
+        case cudaErrorLaunchTimeout:
+        case cudaErrorAssert:
+        case cudaErrorHardwareStackError:
+        case cudaErrorIllegalInstruction:
+        case cudaErrorMisalignedAddress:
+        case cudaErrorInvalidAddressSpace:
+        case cudaErrorInvalidPc:
+        case cudaErrorLaunchFailure:
+        case cudaErrorECCUncorrectable:
+        case cudaErrorContextIsDestroyed:
+            return true;
+        default:
+            return false;
+    }
+}
+
+pgi_status
+pgi_cuda_status_of(cudaError_t rc)
+{
+    if (rc == cudaErrorMemoryAllocation)
+        return PGI_ERR_OUT_OF_MEMORY;
+    if (error_is_sticky(rc))
+    {
+        if (!device_lost)
+            snprintf(device_lost_message, sizeof(device_lost_message), "%s (%d)",
+                     cudaGetErrorString(rc), (int) rc);
+        device_lost = true;
+        return PGI_ERR_DEVICE_LOST;
+    }
+    return PGI_ERR_DEVICE;
+}
+
 static pgi_status
 device_fail(pgi_error *err, cudaError_t rc, const char *what)
 {
     (void) cudaGetLastError();   /* clear non-sticky errors */
-    return pgi_fail(err, rc == cudaErrorMemoryAllocation ? PGI_ERR_OUT_OF_MEMORY : PGI_ERR_DEVICE,
-                    "CUDA error in %s: %s (%d)", what, cudaGetErrorString(rc), (int) rc);
+    return pgi_fail(err, pgi_cuda_status_of(rc), "CUDA error in %s: %s (%d)", what,
+                    cudaGetErrorString(rc), (int) rc);
 }
 
 #define CUDA_TRY(call, what)                                      \
@@ -203,7 +251,7 @@ flush_graph(pgi_cuda_backend *cb)
             slot->exec = exec;
             rc = cudaGraphLaunch(exec, cb->stream);
             if (rc != cudaSuccess)
-                pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error launching a graph: %s (%d)",
+                pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error launching a graph: %s (%d)",
                               cudaGetErrorString(rc), (int) rc);
         }
         else
@@ -223,7 +271,7 @@ flush_graph(pgi_cuda_backend *cb)
 
             cb->mode = PGI_GRAPH_EAGER;
             if (rc != cudaSuccess)
-                pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error launching a graph: %s (%d)",
+                pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error launching a graph: %s (%d)",
                               cudaGetErrorString(rc), (int) rc);
         }
         else
@@ -306,7 +354,7 @@ pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, s
         *capacity = 0;
         if (rc != cudaSuccess)
         {
-            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error freeing %s: %s", what,
+            pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error freeing %s: %s", what,
                           cudaGetErrorString(rc));
             return false;
         }
@@ -837,6 +885,10 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     }
     if ((st = take_pending(cb, err)) != PGI_OK)
         return st;
+    if (device_lost)
+        return pgi_fail(err, PGI_ERR_DEVICE_LOST,
+                        "the CUDA device is lost after %s; the process must start again",
+                        device_lost_message);
     if (step->n_tokens <= 0 || step->n_seqs <= 0 || step->max_blocks < 0 || step->n_outputs < 0 ||
         step->tokens == NULL || step->positions == NULL || step->seq_index == NULL ||
         step->kv_slots == NULL || (step->max_blocks > 0 && step->block_tables == NULL) ||
@@ -948,7 +1000,7 @@ synchronize(pgi_cuda_backend *cb, pgi_error *err)
     flush_graph(cb);
     rc = cudaStreamSynchronize(cb->stream);
     if (rc != cudaSuccess)
-        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error in queued work: %s (%d)",
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error in queued work: %s (%d)",
                       cudaGetErrorString(rc), (int) rc);
     return take_pending(cb, err);
 }
@@ -976,7 +1028,7 @@ cuda_read_floats(pgi_backend *b, float *host, const float *device, size_t n, pgi
         cudaError_t rc = cudaMemcpyAsync(host, device, n * sizeof(float), cudaMemcpyDeviceToHost,
                                          cb->stream);
         if (rc != cudaSuccess)
-            pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error reading %zu floats: %s (%d)", n,
+            pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error reading %zu floats: %s (%d)", n,
                           cudaGetErrorString(rc), (int) rc);
     }
     st = synchronize(cb, err);
@@ -1017,7 +1069,7 @@ cuda_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int w
     rc = cudaMemcpyAsync(cb->h_argmax, cb->d_argmax, (size_t) n_rows * sizeof(int32_t),
                          cudaMemcpyDeviceToHost, cb->stream);
     if (rc != cudaSuccess)
-        pgi_cuda_note(cb, PGI_ERR_DEVICE, "CUDA error reading argmax: %s (%d)",
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error reading argmax: %s (%d)",
                       cudaGetErrorString(rc), (int) rc);
     if ((st = synchronize(cb, err)) != PGI_OK)
         return st;

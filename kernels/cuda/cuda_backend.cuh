@@ -164,6 +164,9 @@ pgi_as_cuda(pgi_backend *b)
     return (pgi_cuda_backend *) b;
 }
 
+/* What a CUDA error means to the engine: PGI_ERR_OUT_OF_MEMORY,
+ * PGI_ERR_DEVICE_LOST (errors that ruin the context) or PGI_ERR_DEVICE. */
+pgi_status pgi_cuda_status_of(cudaError_t rc);
 /* Record the first failure of queued work (kept until reported). */
 void pgi_cuda_note(pgi_cuda_backend *cb, pgi_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

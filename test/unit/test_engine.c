@@ -910,6 +910,55 @@ test_model_files(void)
     rmdir(dir);
 }
 
+/* A lost device ends every sequence, running or waiting, with an error,
+ * and the engine refuses all work afterwards (pgi_engine_step's contract). */
+static void
+test_device_lost(void)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_error err;
+    pgi_sampling_params p;
+    pgi_step_output out[4];
+    int32_t prompt[3] = {1, 200, 300};
+    int64_t first, second, third;
+    int n = 0, n_error = 0;
+    pgi_status st;
+
+    pgi_engine_options_default(&o);
+    o.model_path = model_path();
+    o.device = "cpu";
+    o.n_threads = 1;
+    o.max_sequences = 2;                /* the third sequence waits */
+    o.debug_lose_device_at_step = 3;
+    CHECK(pgi_engine_open(&o, &e, &err) == PGI_OK, "open with a device loss at step 3");
+    if (e == NULL)
+        return;
+    pgi_sampling_params_default(&p);
+    p.max_tokens = 50;
+    p.ignore_eos = true;
+    CHECK(pgi_engine_add_sequence(e, prompt, 3, &p, &first, &err) == PGI_OK &&
+          pgi_engine_add_sequence(e, prompt, 2, &p, &second, &err) == PGI_OK &&
+          pgi_engine_add_sequence(e, prompt, 1, &p, &third, &err) == PGI_OK, "three sequences added");
+    for (int step = 1; step <= 2; step++)
+        CHECK(pgi_engine_step(e, out, 4, &n, &err) == PGI_OK && n == 2,
+              "step %d runs the two admitted sequences (%d outputs)", step, n);
+    st = pgi_engine_step(e, out, 4, &n, &err);
+    CHECK(st == PGI_ERR_DEVICE_LOST && strstr(err.message, "step 3") != NULL,
+          "step 3 fails: device lost (%s)", err.message);
+    for (int i = 0; i < n; i++)
+        if (out[i].finished && out[i].finish_reason == PGI_FINISH_ERROR)
+            n_error++;
+    CHECK(n == 3 && n_error == 3, "all three sequences, the waiting one too, end with an error (%d of %d)",
+          n_error, n);
+    CHECK(pgi_engine_device_lost(e), "the engine says its device is lost");
+    CHECK(pgi_engine_step(e, out, 4, &n, &err) == PGI_ERR_DEVICE_LOST && n == 0,
+          "later steps fail the same way");
+    CHECK(pgi_engine_add_sequence(e, prompt, 3, &p, &first, &err) == PGI_ERR_DEVICE_LOST,
+          "new sequences are refused");
+    pgi_engine_close(e);
+}
+
 int
 main(void)
 {
@@ -925,5 +974,6 @@ main(void)
     test_random_traffic();
     test_model_files();
     test_attention_paths();
+    test_device_lost();
     return unit_done();
 }
