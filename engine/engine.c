@@ -74,6 +74,8 @@ struct pgi_engine {
     sequence **step_seqs;       /* [max_sequences] */
     sequence **output_seqs;     /* [max_sequences] sequence of each output row */
     int32_t *argmax_ids;        /* [max_sequences] */
+    uint8_t *row_mode;          /* [max_sequences] how output row j picks its token */
+    pgi_logit *top_logits;      /* [max_sequences][PGI_TOP_K_MAX] */
     float *host_logits;         /* [host_logit_rows][vocab] */
     int host_logit_rows;
 
@@ -81,6 +83,8 @@ struct pgi_engine {
     bool device_lost;
     char device_lost_message[sizeof(((pgi_error *) 0)->message)];
 };
+
+enum { ROW_ARGMAX, ROW_TOP_K, ROW_FULL };
 
 static double
 now_ms(void)
@@ -231,6 +235,8 @@ pgi_engine_close(pgi_engine *e)
     pgi_free(e->step_seqs);
     pgi_free(e->output_seqs);
     pgi_free(e->argmax_ids);
+    pgi_free(e->top_logits);
+    pgi_free(e->row_mode);
     pgi_free(e->host_logits);
     pgi_free(e);
 }
@@ -343,11 +349,13 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     e->step_seqs = pgi_calloc((size_t) S, sizeof(sequence *));
     e->output_seqs = pgi_calloc((size_t) S, sizeof(sequence *));
     e->argmax_ids = pgi_calloc((size_t) S, sizeof(int32_t));
+    e->top_logits = pgi_calloc((size_t) S * PGI_TOP_K_MAX, sizeof(pgi_logit));
+    e->row_mode = pgi_calloc((size_t) S, sizeof(uint8_t));
     e->host_logits = pgi_calloc((size_t) vocab, sizeof(float));
     e->host_logit_rows = 1;
     if (!e->tokens || !e->positions || !e->seq_index || !e->kv_slots || !e->output_rows ||
         !e->seq_lengths || !e->block_tables || !e->step_seqs || !e->output_seqs ||
-        !e->argmax_ids || !e->host_logits)
+        !e->argmax_ids || !e->top_logits || !e->row_mode || !e->host_logits)
     {
         st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for step buffers");
         goto fail;
@@ -774,6 +782,7 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     int vocab = e->model->config.vocab_size;
     int n_tokens = 0, n_step_seqs = 0, n_out = 0, table_width = 1;
     bool any_greedy = false;
+    int first_top = -1, last_top = -1, top_k = 0, first_full = -1, last_full = -1;
     const float *logits;
     pgi_step step;
     pgi_status st;
@@ -898,14 +907,63 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
                       e->options.debug_lose_device_at_step);
     else
         st = pgi_forward_run(e->forward, e->kv, &step, &logits, err);
-    if (st == PGI_OK && n_out > 0)
+    /* How each output row picks its token: the device's argmax (greedy),
+     * the device's k best logits (top-k sampling without a penalty), or
+     * the whole row read to the host (other sampling, the observer).  On a
+     * GPU each read is a synchronisation, and a vocabulary of logits per
+     * row costs more than k candidates. */
+    if (st == PGI_OK)
     {
         for (int j = 0; j < n_out; j++)
-            if (!pgi_sampler_needs_logits(&e->output_seqs[j]->sampler))
+        {
+            const pgi_sampler *sampler = &e->output_seqs[j]->sampler;
+            int k = pgi_sampler_candidates_needed(sampler);
+
+            if (!pgi_sampler_needs_logits(sampler))
+                e->row_mode[j] = ROW_ARGMAX;
+            else if (k > 0 && k <= PGI_TOP_K_MAX && e->options.logits_observer == NULL)
+            {
+                e->row_mode[j] = ROW_TOP_K;
+                if (k > top_k)
+                    top_k = k;
+                if (first_top < 0)
+                    first_top = j;
+                last_top = j;
+            }
+            else
+                e->row_mode[j] = ROW_FULL;
+            if (e->row_mode[j] == ROW_FULL || e->options.logits_observer != NULL)
+            {
+                if (first_full < 0)
+                    first_full = j;
+                last_full = j;
+            }
+            if (e->row_mode[j] == ROW_ARGMAX)
                 any_greedy = true;
+        }
         if (any_greedy)
             st = ops->argmax(e->backend, e->argmax_ids, logits, n_out, vocab, err);
+        if (st == PGI_OK && first_top >= 0)
+            st = ops->top_k(e->backend, e->top_logits, logits + (size_t) first_top * (size_t) vocab,
+                            last_top - first_top + 1, vocab, top_k, err);
     }
+    if (st == PGI_OK && first_full >= 0 && last_full - first_full + 1 > e->host_logit_rows)
+    {
+        float *grown = pgi_alloc(sizeof(float) * (size_t) vocab * (size_t) (last_full - first_full + 1));
+
+        if (grown == NULL)
+            st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for logits");
+        else
+        {
+            pgi_free(e->host_logits);
+            e->host_logits = grown;
+            e->host_logit_rows = last_full - first_full + 1;
+        }
+    }
+    if (st == PGI_OK && first_full >= 0)
+        st = ops->read_floats(e->backend, e->host_logits,
+                              logits + (size_t) first_full * (size_t) vocab,
+                              (size_t) vocab * (size_t) (last_full - first_full + 1), err);
     if (st != PGI_OK)
     {
         fail_running(e, st, err, outputs, max_outputs, n_outputs);
@@ -914,58 +972,35 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     e->steps++;
     e->tokens_processed += (uint64_t) n_tokens;
 
-    /* Rows that need full logits (sampling, the observer) come to the host
-     * in one read: on a GPU each read is a synchronisation. */
+    for (int j = 0; j < n_out; j++)
     {
-        int first = -1, last = -1;
+        sequence *s = e->output_seqs[j];
+        const float *row = first_full >= 0 && j >= first_full && j <= last_full
+                               ? e->host_logits + (size_t) (j - first_full) * (size_t) vocab
+                               : NULL;
+        int32_t token;
 
-        for (int j = 0; j < n_out; j++)
-            if (pgi_sampler_needs_logits(&e->output_seqs[j]->sampler) ||
-                e->options.logits_observer != NULL)
+        if (row != NULL && e->options.logits_observer != NULL)
+            e->options.logits_observer(e->options.logits_observer_context, s->id,
+                                       e->positions[e->output_rows[j]], row, vocab);
+        if (e->row_mode[j] == ROW_FULL)
+            token = pgi_sampler_sample(&s->sampler, row);
+        else if (e->row_mode[j] == ROW_TOP_K)
+        {
+            const pgi_logit *top = e->top_logits + (size_t) (j - first_top) * (size_t) top_k;
+            pgi_candidate *c = s->sampler.candidates;
+
+            for (int i = 0; i < top_k; i++)
             {
-                if (first < 0)
-                    first = j;
-                last = j;
+                c[i].id = top[i].id;
+                c[i].logit = top[i].logit;
+                c[i].p = 0.0f;
             }
-        if (first >= 0 && last - first + 1 > e->host_logit_rows)
-        {
-            float *grown = pgi_alloc(sizeof(float) * (size_t) vocab * (size_t) (last - first + 1));
-
-            if (grown == NULL)
-                st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for logits");
-            else
-            {
-                pgi_free(e->host_logits);
-                e->host_logits = grown;
-                e->host_logit_rows = last - first + 1;
-            }
+            token = pgi_sampler_sample_top(&s->sampler, c, top_k);
         }
-        if (st == PGI_OK && first >= 0)
-            st = ops->read_floats(e->backend, e->host_logits, logits + (size_t) first * (size_t) vocab,
-                                  (size_t) vocab * (size_t) (last - first + 1), err);
-        if (st != PGI_OK)
-        {
-            fail_running(e, st, err, outputs, max_outputs, n_outputs);
-            return st;
-        }
-
-        for (int j = 0; j < n_out; j++)
-        {
-            sequence *s = e->output_seqs[j];
-            const float *row = first >= 0 && j >= first && j <= last
-                                   ? e->host_logits + (size_t) (j - first) * (size_t) vocab
-                                   : NULL;
-            int32_t token;
-
-            if (row != NULL && e->options.logits_observer != NULL)
-                e->options.logits_observer(e->options.logits_observer_context, s->id,
-                                           e->positions[e->output_rows[j]], row, vocab);
-            if (pgi_sampler_needs_logits(&s->sampler) && row != NULL)
-                token = pgi_sampler_sample(&s->sampler, row);
-            else
-                token = e->argmax_ids[j];
-            accept_token(e, s, token, now_ms());
-        }
+        else
+            token = e->argmax_ids[j];
+        accept_token(e, s, token, now_ms());
     }
     finished_at = now_ms();
     for (int q = 0; q < n_step_seqs; q++)

@@ -322,12 +322,58 @@ argmax_of(const float *logits, int n)
     return best;
 }
 
+/* The chain after top-k: top-p, min-p, temperature, the draw. */
+static int32_t
+sample_from(pgi_sampler *s, pgi_candidate *c, int n)
+{
+    double u, cumulative;
+
+    pgi_sample_top_p(c, &n, s->params.top_p);
+    pgi_sample_min_p(c, &n, s->params.min_p);
+    for (int i = 0; i < n; i++)
+        c[i].logit /= s->params.temperature;
+    pgi_sample_softmax(c, n);
+    u = pgi_rng_uniform(&s->rng);
+    cumulative = 0.0;
+    for (int i = 0; i < n; i++)
+    {
+        cumulative += c[i].p;
+        if (u < cumulative)
+            return c[i].id;
+    }
+    return c[n - 1].id;
+}
+
+int
+pgi_sampler_candidates_needed(const pgi_sampler *s)
+{
+    /* A penalty changes logits before top-k, so the device's k best
+     * would not be the k best after it. */
+    if (s->params.temperature <= 0.0f || s->history_capacity > 0 || s->params.top_k <= 0 ||
+        s->params.top_k >= s->vocab_size)
+        return 0;
+    return s->params.top_k;
+}
+
+int32_t
+pgi_sampler_sample_top(pgi_sampler *s, pgi_candidate *c, int n)
+{
+    if (s->params.top_k > 0 && n > s->params.top_k)
+        n = s->params.top_k;
+    if (n <= 0)
+        return 0;
+    if (s->params.temperature <= 0.0f)
+        return c[0].id;
+    for (int i = 0; i < n; i++)
+        c[i].p = 0.0f;
+    return sample_from(s, c, n);
+}
+
 int32_t
 pgi_sampler_sample(pgi_sampler *s, const float *logits)
 {
     pgi_candidate *c = s->candidates;
     int n = s->vocab_size;
-    double u, cumulative;
 
     if (!pgi_sampler_needs_logits(s) || c == NULL)
         return argmax_of(logits, n);
@@ -348,20 +394,7 @@ pgi_sampler_sample(pgi_sampler *s, const float *logits)
         return c[best].id;
     }
     pgi_sample_top_k(c, &n, s->params.top_k);
-    pgi_sample_top_p(c, &n, s->params.top_p);
-    pgi_sample_min_p(c, &n, s->params.min_p);
-    for (int i = 0; i < n; i++)
-        c[i].logit /= s->params.temperature;
-    pgi_sample_softmax(c, n);
-    u = pgi_rng_uniform(&s->rng);
-    cumulative = 0.0;
-    for (int i = 0; i < n; i++)
-    {
-        cumulative += c[i].p;
-        if (u < cumulative)
-            return c[i].id;
-    }
-    return c[n - 1].id;
+    return sample_from(s, c, n);
 }
 
 /* ------------------------------------------------------------ stop strings */

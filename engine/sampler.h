@@ -84,6 +84,18 @@ bool pgi_sampler_needs_logits(const pgi_sampler *sampler);
 int32_t pgi_sampler_sample(pgi_sampler *sampler, const float *logits);
 
 /*
+ * Sampling from the k best logits alone.  When the chain starts with top-k
+ * and has no repetition penalty, the k largest logits (found on the device)
+ * decide the token: pgi_sampler_candidates_needed() says how many (0: the
+ * full logits are needed), and pgi_sampler_sample_top() gives the same
+ * token pgi_sampler_sample() would give for the full row.  c holds the
+ * candidates largest first, lower id first on ties (the backend's top_k
+ * order); it is used as scratch.
+ */
+int pgi_sampler_candidates_needed(const pgi_sampler *sampler);
+int32_t pgi_sampler_sample_top(pgi_sampler *sampler, pgi_candidate *c, int n);
+
+/*
  * Steps of the chain, exposed for tests.  They work on candidates[0..*n),
  * as llama.cpp's do: each may reorder (sorted by logit, descending) and
  * shrink *n; p is filled by the ones that need probabilities.

@@ -93,6 +93,15 @@ typedef struct pgi_attention_shape {
     float scale;                  /* usually 1/sqrt(head_dim) */
 } pgi_attention_shape;
 
+/* One candidate of a row of logits (top_k's results). */
+typedef struct pgi_logit {
+    int32_t id;
+    float logit;
+} pgi_logit;
+
+/* The most candidates top_k returns per row. */
+#define PGI_TOP_K_MAX 64
+
 typedef struct pgi_backend_ops {
     void (*destroy)(pgi_backend *b);
 
@@ -152,6 +161,12 @@ typedef struct pgi_backend_ops {
      * waits for queued work. */
     pgi_status (*argmax)(pgi_backend *b, int32_t *host_out, const float *x, int n_rows,
                          int width, pgi_error *err);
+    /* host_out[r * k + i], i < k: the k largest values of row r of x
+     * [n_rows][width], largest first, lower id first on ties; NaN counts as
+     * -infinity.  1 <= k <= PGI_TOP_K_MAX, k <= width.  Waits for queued
+     * work.  A top-k sampler reads k candidates instead of a vocabulary. */
+    pgi_status (*top_k)(pgi_backend *b, pgi_logit *host_out, const float *x, int n_rows,
+                        int width, int k, pgi_error *err);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */

@@ -943,6 +943,44 @@ cpu_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int wi
     return PGI_OK;
 }
 
+/*
+ * The k best of each row kept sorted by insertion: after the first few
+ * hundred values almost every value loses to the k-th at once, so a row
+ * costs about one comparison per logit.
+ */
+static pgi_status
+cpu_top_k(pgi_backend *b, pgi_logit *host_out, const float *x, int n_rows, int width, int k,
+          pgi_error *err)
+{
+    if (k < 1 || k > PGI_TOP_K_MAX || k > width || n_rows < 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "top %d of %d x %d", k, n_rows, width);
+    for (int r = 0; r < n_rows; r++)
+    {
+        const float *row = x + (size_t) r * (size_t) width;
+        pgi_logit *best = host_out + (size_t) r * (size_t) k;
+        int n = 0;
+
+        for (int i = 0; i < width; i++)
+        {
+            float v = isnan(row[i]) ? -INFINITY : row[i];
+            int at;
+
+            /* ids arrive in increasing order, so a tie loses to the kept one */
+            if (n == k && !(v > best[k - 1].logit))
+                continue;
+            at = n < k ? n++ : k - 1;
+            while (at > 0 && v > best[at - 1].logit)
+            {
+                best[at] = best[at - 1];
+                at--;
+            }
+            best[at].id = i;
+            best[at].logit = v;
+        }
+    }
+    return PGI_OK;
+}
+
 static const pgi_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .upload_weight = cpu_upload_weight,
@@ -965,6 +1003,7 @@ static const pgi_backend_ops cpu_ops = {
     .gather_outputs = cpu_gather_outputs,
     .read_floats = cpu_read_floats,
     .argmax = cpu_argmax,
+    .top_k = cpu_top_k,
 };
 
 pgi_backend *

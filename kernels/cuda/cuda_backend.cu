@@ -1115,6 +1115,10 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->d_argmax));
     if (cb->h_argmax != NULL)
         release_quietly(cudaFreeHost(cb->h_argmax));
+    if (cb->d_top_k != NULL)
+        release_quietly(cudaFree(cb->d_top_k));
+    if (cb->h_top_k != NULL)
+        release_quietly(cudaFreeHost(cb->h_top_k));
     if (cb->host_stage != NULL)
         release_quietly(cudaFreeHost(cb->host_stage));
     if (cb->device_stage != NULL)
@@ -1128,6 +1132,63 @@ cuda_destroy(pgi_backend *b)
     if (cb->stream != NULL)
         release_quietly(cudaStreamDestroy(cb->stream));
     pgi_free(cb);
+}
+
+static pgi_status
+cuda_top_k(pgi_backend *b, pgi_logit *host_out, const float *x, int n_rows, int width, int k,
+           pgi_error *err)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    int chunks = pgi_cuda_top_k_chunks(width);
+    size_t results, need;
+    pgi_status st;
+    cudaError_t rc;
+
+    if (k < 1 || k > PGI_TOP_K_MAX || k > width || n_rows < 0 || n_rows > 65535)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "top %d of %d x %d", k, n_rows, width);
+    if (chunks > 1 && (int64_t) chunks * k > 16384)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                        "top_k: rows of %d values are more than the device selects from", width);
+    if (n_rows == 0)
+        return PGI_OK;
+    results = (size_t) n_rows * (size_t) k;
+    need = results * (chunks > 1 ? 1 + (size_t) chunks : 1);
+    flush_graph(cb);
+    if (need > cb->top_k_capacity || results > cb->top_k_host_capacity)
+    {
+        if ((st = synchronize(cb, err)) != PGI_OK)
+            return st;
+        if (need > cb->top_k_capacity)
+        {
+            if (cb->d_top_k != NULL)
+                release_quietly(cudaFree(cb->d_top_k));
+            cb->d_top_k = NULL;
+            cb->top_k_capacity = 0;
+            CUDA_TRY(cudaMalloc((void **) &cb->d_top_k, need * sizeof(pgi_logit)),
+                     "allocating top_k results");
+            cb->top_k_capacity = need;
+        }
+        if (results > cb->top_k_host_capacity)
+        {
+            if (cb->h_top_k != NULL)
+                release_quietly(cudaFreeHost(cb->h_top_k));
+            cb->h_top_k = NULL;
+            cb->top_k_host_capacity = 0;
+            CUDA_TRY(cudaMallocHost((void **) &cb->h_top_k, results * sizeof(pgi_logit)),
+                     "allocating top_k results");
+            cb->top_k_host_capacity = results;
+        }
+    }
+    pgi_cuda_launch_top_k(cb, cb->d_top_k, cb->d_top_k + results, x, n_rows, width, k);
+    rc = cudaMemcpyAsync(cb->h_top_k, cb->d_top_k, results * sizeof(pgi_logit),
+                         cudaMemcpyDeviceToHost, cb->stream);
+    if (rc != cudaSuccess)
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error reading top_k: %s (%d)",
+                      cudaGetErrorString(rc), (int) rc);
+    if ((st = synchronize(cb, err)) != PGI_OK)
+        return st;
+    memcpy(host_out, cb->h_top_k, results * sizeof(pgi_logit));
+    return PGI_OK;
 }
 
 static const pgi_backend_ops cuda_ops = {
@@ -1152,6 +1213,7 @@ static const pgi_backend_ops cuda_ops = {
     cuda_gather_outputs,
     cuda_read_floats,
     cuda_argmax,
+    cuda_top_k,
 };
 
 static pgi_status

@@ -148,6 +148,10 @@ struct pgi_cuda_backend {
     int32_t *d_argmax;
     int32_t *h_argmax;                /* pinned */
     size_t argmax_capacity;
+    pgi_logit *d_top_k;               /* [rows][k] results, then pass 1's [rows][chunks][k] */
+    pgi_logit *h_top_k;               /* pinned [rows][k] */
+    size_t top_k_capacity;            /* pgi_logits in d_top_k */
+    size_t top_k_host_capacity;       /* pgi_logits in h_top_k */
 
     /* CUDA graphs */
     bool graphs_enabled;
@@ -236,6 +240,11 @@ void pgi_cuda_launch_add(pgi_cuda_backend *cb, float *x, const float *y, int64_t
 void pgi_cuda_launch_gather(pgi_cuda_backend *cb, float *out, const float *x, int width);
 void pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const float *x,
                             int n_rows, int width);
+/* cuda_sampling.cu: rows of width split into this many chunks by pass 1 of
+ * top_k, whose results (n_rows * chunks * k) go to partial when > 1. */
+int pgi_cuda_top_k_chunks(int width);
+void pgi_cuda_launch_top_k(pgi_cuda_backend *cb, pgi_logit *device_out, pgi_logit *partial,
+                           const float *x, int n_rows, int width, int k);
 
 /* One-time kernel attributes (shared-memory limits); false on error. */
 bool pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err);

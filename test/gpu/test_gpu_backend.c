@@ -571,6 +571,69 @@ test_small_ops(twin *t)
     weight_free(t, &bias);
 }
 
+/* ------------------------------------------------------------ top_k */
+
+/* The k best of each row, CUDA against the CPU backend (exact: both select,
+ * neither computes), on rows of one selection block (1,000 values) and of
+ * several (40,000: two passes), with ties, NaN and -infinity. */
+static void
+test_top_k(twin *t)
+{
+    static const int widths[] = {1000, 40000};
+    static const int ks[] = {1, 7, 40, PGI_TOP_K_MAX};
+    enum { ROWS = 4 };
+
+    for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); w++)
+    {
+        int width = widths[w];
+        float *a = pgi_alloc(sizeof(float) * (size_t) ROWS * (size_t) width);
+        pgi_logit *cpu_top = pgi_alloc(sizeof(pgi_logit) * ROWS * PGI_TOP_K_MAX);
+        pgi_logit *gpu_top = pgi_alloc(sizeof(pgi_logit) * ROWS * PGI_TOP_K_MAX);
+        twin_buffer x;
+        pgi_error err;
+
+        if (a == NULL || cpu_top == NULL || gpu_top == NULL ||
+            !buffer_make(t, &x, (size_t) ROWS * (size_t) width))
+        {
+            CHECK(false, "top_k set up (width %d)", width);
+            pgi_free(a);
+            pgi_free(cpu_top);
+            pgi_free(gpu_top);
+            continue;
+        }
+        fill_random(a, (size_t) ROWS * (size_t) width, 4.0f);
+        for (int i = 0; i < width; i++)
+        {
+            a[1 * width + i] = floorf(a[1 * width + i] * 2.0f) / 2.0f;   /* many ties */
+            a[3 * width + i] = -INFINITY;                                 /* nothing but -inf */
+        }
+        a[2 * width + 5] = NAN;
+        a[2 * width + width - 1] = 100.0f;
+        if (!load_rows(t, &x, a, ROWS, width))
+            CHECK(false, "top_k rows loaded (width %d)", width);
+        else
+            for (size_t k = 0; k < sizeof(ks) / sizeof(ks[0]); k++)
+            {
+                bool ok = t->cpu->ops->top_k(t->cpu, cpu_top, x.cpu, ROWS, width, ks[k], &err) == PGI_OK;
+
+                if (t->gpu->ops->top_k(t->gpu, gpu_top, x.gpu, ROWS, width, ks[k], &err) != PGI_OK)
+                {
+                    printf("# gpu top_k: %s\n", err.message);
+                    ok = false;
+                }
+                CHECK(ok && memcmp(cpu_top, gpu_top, sizeof(pgi_logit) * ROWS * (size_t) ks[k]) == 0 &&
+                          gpu_top[2 * ks[k]].id == width - 1 && gpu_top[3 * ks[k]].id == 0,
+                      "top_k %d of %d x %d: CUDA equals CPU (first ids %d %d %d %d)", ks[k], ROWS,
+                      width, gpu_top[0].id, gpu_top[ks[k]].id, gpu_top[2 * ks[k]].id,
+                      gpu_top[3 * ks[k]].id);
+            }
+        buffer_free(t, &x);
+        pgi_free(a);
+        pgi_free(cpu_top);
+        pgi_free(gpu_top);
+    }
+}
+
 /* ------------------------------------------------------------ rope + attention */
 
 typedef struct attention_case {
@@ -900,6 +963,7 @@ main(int argc, char **argv)
             test_matmul(&t);
             test_embed(&t);
             test_small_ops(&t);
+            test_top_k(&t);
             test_attention(&t);
         }
         return unit_done();
@@ -937,6 +1001,7 @@ main(int argc, char **argv)
     test_matmul(&t);
     test_embed(&t);
     test_small_ops(&t);
+    test_top_k(&t);
     test_attention(&t);
     t.gpu->ops->destroy(t.gpu);
     t.cpu->ops->destroy(t.cpu);

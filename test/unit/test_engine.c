@@ -910,6 +910,66 @@ test_model_files(void)
     rmdir(dir);
 }
 
+static void
+observe_nothing(void *context, int64_t seq_id, int position, const float *logits, int vocab)
+{
+    (void) context; (void) seq_id; (void) position; (void) logits; (void) vocab;
+}
+
+/* Top-k sampling picks its token from the backend's k best logits; an
+ * observer makes the engine read whole rows instead.  Both must give the
+ * same tokens for the same seed (pgi_sampler_sample_top's contract). */
+static void
+test_top_k_candidates(void)
+{
+    pgi_engine_options o;
+    pgi_engine *plain = NULL, *observed = NULL;
+    pgi_sampling_params p;
+    pgi_generation r1, r2;
+    pgi_error err;
+    int32_t bos = 1;
+
+    pgi_engine_options_default(&o);
+    o.model_path = model_path();
+    o.device = "cpu";
+    o.n_threads = 1;
+    if (pgi_engine_open(&o, &plain, &err) != PGI_OK)
+        plain = NULL;
+    o.logits_observer = observe_nothing;
+    if (pgi_engine_open(&o, &observed, &err) != PGI_OK)
+        observed = NULL;
+    CHECK(plain != NULL && observed != NULL, "two engines open");
+    if (plain != NULL && observed != NULL)
+    {
+        static const struct { float temperature; int top_k; float top_p; } chains[] = {
+            {1.0f, 40, 1.0f}, {1.3f, 64, 0.9f}, {0.7f, 5, 1.0f},
+        };
+
+        for (size_t t = 0; t < sizeof(chains) / sizeof(chains[0]); t++)
+        {
+            pgi_sampling_params_default(&p);
+            p.temperature = chains[t].temperature;
+            p.top_k = chains[t].top_k;
+            p.top_p = chains[t].top_p;
+            p.max_tokens = 60;
+            p.ignore_eos = true;
+            p.seed = 5 + t;
+            pgi_engine_generate(plain, &bos, 1, &p, NULL, NULL, &r1, &err);
+            pgi_engine_generate(observed, &bos, 1, &p, NULL, NULL, &r2, &err);
+            CHECK(r1.n_tokens == 60 && r2.n_tokens == 60 &&
+                      memcmp(r1.tokens, r2.tokens, sizeof(int32_t) * 60) == 0,
+                  "T %.1f top_k %d top_p %.1f: 60 tokens from k candidates = from whole rows",
+                  chains[t].temperature, chains[t].top_k, chains[t].top_p);
+            pgi_free(r1.tokens);
+            pgi_free(r2.tokens);
+        }
+    }
+    if (plain != NULL)
+        pgi_engine_close(plain);
+    if (observed != NULL)
+        pgi_engine_close(observed);
+}
+
 /* A lost device ends every sequence, running or waiting, with an error,
  * and the engine refuses all work afterwards (pgi_engine_step's contract). */
 static void
@@ -974,6 +1034,7 @@ main(void)
     test_random_traffic();
     test_model_files();
     test_attention_paths();
+    test_top_k_candidates();
     test_device_lost();
     return unit_done();
 }
