@@ -143,13 +143,12 @@ pgi_backend_open(const char *device_spec, const char *cuda_library_path,
     create = (pgi_cuda_create_fn) load_symbol(cuda_library_path, PGI_CUDA_CREATE_SYMBOL, report);
     if (create == NULL)
         return pgi_fail(err, PGI_ERR_DEVICE, "CUDA backend unusable: %s", report->cuda_library_error);
+    /* From here on "auto" means this device: a GPU that is present but
+     * cannot take the model is an error, not a silent move to a CPU that
+     * may be a hundred times slower. */
     *out = create(device_index, err);
     if (*out == NULL)
-    {
-        if (!want_cuda)
-            return open_cpu(n_threads, out, report, err);
         return err != NULL && err->code != PGI_OK ? err->code : PGI_ERR_DEVICE;
-    }
     copy_text(report->name, sizeof(report->name), (*out)->device_name);
     return PGI_OK;
 }

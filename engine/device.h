@@ -32,8 +32,9 @@ typedef struct pgi_device_report {
 void pgi_device_probe(const char *cuda_library_path, pgi_device_report *report);
 
 /*
- * Create a backend for device_spec: "auto" (CUDA device 0 when usable,
- * else CPU), "cpu", or "cuda:N" (an error when CUDA is not usable).
+ * Create a backend for device_spec: "auto" (CUDA device 0 when the probe
+ * finds one, else CPU; once a device is found, failing to start on it is an
+ * error), "cpu", or "cuda:N" (an error when CUDA is not usable).
  * n_threads is for the CPU backend (<= 0: one per core).
  */
 pgi_status pgi_backend_open(const char *device_spec, const char *cuda_library_path,

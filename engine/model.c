@@ -414,6 +414,31 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
 
     if (model->uploaded_to != NULL)
         return pgi_fail(err, PGI_ERR_INTERNAL, "model weights are already uploaded");
+    /* A device with memory of its own: refuse a model whose weights cannot
+     * fit before copying any of them, with the sizes in the message. */
+    if (backend->device_memory_total > 0)
+    {
+        size_t need = model->token_embd.n_bytes + model->output_norm.n_bytes +
+                      model->inv_freq.n_bytes +
+                      (model->config.tied_embeddings ? 0 : model->output.n_bytes);
+
+        for (int l = 0; l < model->config.n_layers; l++)
+        {
+            pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];
+
+            list_layer_weights(&model->layers[l], layer_weights);
+            for (int i = 0; i < LAYER_WEIGHT_COUNT; i++)
+                if (layer_weights[i]->host != NULL)
+                    need += layer_weights[i]->n_bytes;
+        }
+        if (need > backend->device_memory_free)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                            "the model's weights need %.1f MiB on %s, which has %.1f MiB free of "
+                            "%.1f MiB",
+                            need / 1048576.0, backend->device_name,
+                            backend->device_memory_free / 1048576.0,
+                            backend->device_memory_total / 1048576.0);
+    }
     model->uploaded_to = backend;
     /* The tied output shares token_embd's device copy rather than uploading
      * the table twice. */

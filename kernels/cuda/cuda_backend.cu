@@ -1262,6 +1262,10 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
         return st;
     if (!pgi_cuda_attention_init(cb, err))
         return err != NULL ? err->code : PGI_ERR_DEVICE;
+    /* what is free for weights and the KV cache once our scratch is taken
+     * (pgi_model_upload refuses a model larger than this up front) */
+    CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    cb->base.device_memory_free = free_bytes;
     /* PGI_CUDA_GRAPHS and PGI_CUDA_INT8_MATVEC (kernels/cuda/README.md):
      * both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
