@@ -17,6 +17,11 @@ EXTENSION   = pg_infer
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_infer.control)
 MODULE_big  = pg_infer
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard ext/*.c bgworker/*.c)))
+# PGXS tracks no header dependencies (Debian's server-dev is not built with
+# --enable-depend): every extension object depends on every project header,
+# so a changed struct in engine/ can never leave a stale object behind.
+PROJECT_HEADERS = $(wildcard ext/*.h bgworker/*.h engine/*.h kernels/*.h)
+$(OBJS) $(OBJS:.o=.bc): $(PROJECT_HEADERS)
 # The install script is assembled from the core script and the parts in
 # ext/sql/ (one file per subsystem, applied in name order).
 SQL_PARTS   = ext/pg_infer--$(EXTVERSION).sql $(sort $(wildcard ext/sql/*.sql))
@@ -288,6 +293,9 @@ bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
 endif
 
 .PHONY: test-gpu bench-gpu
+
+# The CUDA backend on a CPU emulator of CUDA (make test-gpu-emu; test/gpu/emu/README.md).
+include test/gpu/emu/emu.mk
 
 # ---------------------------------------------------------------- serving (issue 4, client side)
 # test/stream_client: a libpq client in single-row mode that reports when

@@ -125,8 +125,9 @@ fi
 record "$packaging_ok" "$packaging_failed" "packaging"
 
 # ------------------------------------------------------------ build
-note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests stream-client)"
-if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests stream-client >"$LOGDIR/build.log" 2>&1; then
+note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests stream-client and the CUDA emulator)"
+if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests stream-client \
+        "$BUILDDIR/pg_infer_cuda_emu.so" "$BUILDDIR/test/gpu/test_gpu_backend" >"$LOGDIR/build.log" 2>&1; then
     tail -n 40 "$LOGDIR/build.log"
     echo "not ok - the build failed (see $LOGDIR/build.log)"
     record 0 1 "build"
@@ -162,6 +163,25 @@ if [ "$unit_status" -ne 0 ] && [ "$unit_failed" -eq 0 ]; then
     unit_failed=1
 fi
 record "$unit_ok" "$unit_failed" "engine unit tests"
+
+# ------------------------------------------------------------ 1b. CUDA kernels, emulated
+# (GPU, issue 6) The CUDA backend's own sources on the CPU emulator of CUDA
+# (test/gpu/emu): the emulator's self-test, then test/gpu/test_gpu_backend
+# against the CPU backend and the golden tokens, twice (the second time with
+# each block's threads in reverse order).  Needs no GPU and no CUDA toolkit.
+note "CUDA backend on the CUDA emulator ($MAKE test-gpu-emu)"
+"$MAKE" "${MAKE_ARGS[@]}" -s test-gpu-emu >"$LOGDIR/gpu-emu.log" 2>&1
+emu_status=$?
+emu_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/gpu-emu.log")
+emu_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/gpu-emu.log")
+grep -E '^not ok [0-9]' "$LOGDIR/gpu-emu.log"
+emu_plans=$(grep -cE '^1\.\.[0-9]+' "$LOGDIR/gpu-emu.log")
+if [ "$emu_plans" -ne 3 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
+    tail -n 20 "$LOGDIR/gpu-emu.log"
+    echo "not ok - make test-gpu-emu failed or did not finish (see $LOGDIR/gpu-emu.log)"
+    emu_failed=$((emu_failed + 1))
+fi
+record "$emu_ok" "$emu_failed" "CUDA backend on the emulator"
 
 # ------------------------------------------------------------ install
 # Stage the extension in $WORK/install, or install it into the system.
@@ -372,6 +392,35 @@ EOF
             run_pg_prove pg_infer_without_preload "$ROOT/test/pgtap/without_preload" \
                 pgtap-without-preload.log
             pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
+        fi
+        stop_server "$PGTAP_DATA"
+
+        # (GPU, issue 6) the worker on the CUDA backend: the same cluster,
+        # with the CUDA emulator (test/gpu/emu) staged as pg_infer_cuda.so
+        # beside pg_infer.so (where the worker looks for the CUDA backend)
+        # and 256 MiB of device memory: two models' backends keep their
+        # scratch (cuBLAS workspace, dequantization slabs), and an 84 MB
+        # model cannot fit in what is left.  Only with a staging directory:
+        # a system install is not overwritten.
+        if [ -d "$STAGE$PKGLIBDIR" ]; then
+            note "CUDA path of the worker on the CUDA emulator (test/gpu_emu_serving.sh)"
+            cp "$ROOT/$BUILDDIR/pg_infer_cuda_emu.so" "$STAGE$PKGLIBDIR/pg_infer_cuda.so"
+            "$ROOT/$BUILDDIR/make_synthetic_model" --type f32 --dim 512 --ffn 2048 --layers 5 \
+                --heads 8 --kv-heads 8 --context 256 --vocab-size 512 \
+                -o "$WORK/models/too_big.gguf" >"$LOGDIR/emu-model.log" 2>&1
+            chmod -R a+rX "$STAGE" "$WORK/models"
+            if ! PGI_EMU_MEMORY_MIB=256 start_pgtap_server "-c shared_preload_libraries=pg_infer"; then
+                tail -n 20 "$LOGDIR/pgtap-server.log"
+                echo "not ok - the server did not start with the CUDA emulator"
+                pgtap_failed=$((pgtap_failed + 1))
+            else
+                run_tap_script gpu-emu-serving.log test/gpu_emu_serving.sh PSQL="$BINDIR/psql" \
+                    PGI_EMU_MEMORY_MIB=256 PGI_BIG_MODEL="$WORK/models/too_big.gguf"
+                note "CUDA path on the emulator: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
+                pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+            fi
+        else
+            note "skipped: the CUDA path on the emulator (no staging directory)"
         fi
         stop_server "$PGTAP_DATA"
     fi

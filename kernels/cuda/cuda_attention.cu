@@ -172,8 +172,12 @@ attention_kernel(attention_args a)
                 {
                     uint4 kq = __ldg((const uint4 *) (a.k_cache + at + d));
                     uint4 vq = __ldg((const uint4 *) (a.v_cache + at + d));
-                    const __half2 *kh = (const __half2 *) &kq;
-                    const __half2 *vh = (const __half2 *) &vq;
+                    /* the 8 halves as 4 __half2 (memcpy: reading a uint4 through a
+                     * __half2 pointer breaks type-based aliasing rules) */
+                    __half2 kh[4], vh[4];
+
+                    memcpy(kh, &kq, sizeof(kh));
+                    memcpy(vh, &vq, sizeof(vh));
 
 #pragma unroll
                     for (int i = 0; i < 4; i++)

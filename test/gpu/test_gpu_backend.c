@@ -571,6 +571,59 @@ test_small_ops(twin *t)
     weight_free(t, &bias);
 }
 
+/* ------------------------------------------------------------ device loss */
+
+/* A kernel that reads an address no allocation owns ruins the context (an
+ * illegal-address fault is sticky for the process): the backend must say
+ * PGI_ERR_DEVICE_LOST, not a plain device error, and keep saying it, so
+ * the worker knows to restart.  Destroying the backend afterwards must not
+ * crash. */
+static void
+test_device_loss(void)
+{
+    enum { ROWS = 64, COLS = 256 };
+    static float host[ROWS * COLS];
+    const float *bogus = (const float *) (uintptr_t) 4096;   /* no allocation is there */
+    pgi_backend *b;
+    pgi_weight w;
+    simple_step s;
+    pgi_error err;
+    float *out;
+    pgi_status st;
+
+    b = create_cuda(0, &err);
+    CHECK(b != NULL, "a second CUDA backend for the device-loss test");
+    if (b == NULL)
+        return;
+    fill_random(host, ROWS * COLS, 1.0f);
+    memset(&w, 0, sizeof(w));
+    w.name = "loss";
+    w.type = PGI_TYPE_F32;
+    w.rows = ROWS;
+    w.cols = COLS;
+    w.n_bytes = sizeof(host);
+    w.host = host;
+    out = b->ops->alloc(b, ROWS);
+    if (out == NULL || b->ops->upload_weight(b, &w, &err) != PGI_OK)
+    {
+        CHECK(false, "device-loss test set up");
+        b->ops->destroy(b);
+        return;
+    }
+    simple_step_init(&s, 1);
+    CHECK(b->ops->begin_step(b, &s.step, &err) == PGI_OK, "a step begins");
+    b->ops->matmul(b, out, &w, bogus, 1);
+    st = b->ops->end_step(b, &err);
+    CHECK(st == PGI_ERR_DEVICE_LOST, "a kernel reading a wild address: device lost (%s: %s)",
+          pgi_status_name(st), err.message);
+    CHECK(b->ops->begin_step(b, &s.step, &err) == PGI_ERR_DEVICE_LOST,
+          "the next step is refused the same way (%s)", err.message);
+    b->ops->release_weight(b, &w);
+    b->ops->free(b, out);
+    b->ops->destroy(b);
+    CHECK(true, "the lost backend was destroyed without a crash");
+}
+
 /* ------------------------------------------------------------ top_k */
 
 /* The k best of each row, CUDA against the CPU backend (exact: both select,
@@ -838,6 +891,9 @@ static void
 test_engine(const char *cuda_library)
 {
     enum { GEN = 64, BATCH = 64, BATCH_GEN = 24 };
+    /* PGI_GPU_TEST_QUICK (the CPU emulator, test/gpu/emu): 16 prompts of 12 tokens */
+    const bool quick = getenv("PGI_GPU_TEST_QUICK") != NULL;
+    const int batch = quick ? 16 : BATCH, batch_gen = quick ? 12 : BATCH_GEN;
     int32_t golden[300];
     int n_golden = load_golden_tokens(golden, 300);
     pgi_engine *e = open_engine(cuda_library);
@@ -872,8 +928,8 @@ test_engine(const char *cuda_library)
     }
 
     /* 64 different prompts: each alone, then all together */
-    params.max_tokens = BATCH_GEN;
-    for (int i = 0; i < BATCH; i++)
+    params.max_tokens = batch_gen;
+    for (int i = 0; i < batch; i++)
     {
         int32_t prompt[4] = {1, 300 + i % 150, 260 + (i * 7) % 200, 400 + (i * 13) % 100};
         int n_prompt = 2 + i % 3;
@@ -888,7 +944,7 @@ test_engine(const char *cuda_library)
         else
             printf("# prompt %d alone: %s\n", i, err.message);
     }
-    for (int i = 0; i < BATCH; i++)
+    for (int i = 0; i < batch; i++)
     {
         int32_t prompt[4] = {1, 300 + i % 150, 260 + (i * 7) % 200, 400 + (i * 13) % 100};
         int n_prompt = 2 + i % 3;
@@ -913,15 +969,15 @@ test_engine(const char *cuda_library)
                 break;
             }
             for (int j = 0; j < n_out; j++)
-                for (int i = 0; i < BATCH; i++)
-                    if (ids[i] == outs[j].seq_id && outs[j].token >= 0 && n_batched[i] < BATCH_GEN)
+                for (int i = 0; i < batch; i++)
+                    if (ids[i] == outs[j].seq_id && outs[j].token >= 0 && n_batched[i] < batch_gen)
                         batched[i][n_batched[i]++] = outs[j].token;
         }
     }
     {
         int equal = 0;
 
-        for (int i = 0; i < BATCH; i++)
+        for (int i = 0; i < batch; i++)
         {
             if (n_alone[i] > 0 && n_alone[i] == n_batched[i] &&
                 memcmp(alone[i], batched[i], sizeof(int32_t) * (size_t) n_alone[i]) == 0)
@@ -931,7 +987,7 @@ test_engine(const char *cuda_library)
                        n_alone[i], n_alone[i] > 0 ? alone[i][0] : -1, n_batched[i],
                        n_batched[i] > 0 ? batched[i][0] : -1);
         }
-        CHECK(equal == BATCH, "batch of %d prompts: %d give the same greedy tokens as alone", BATCH,
+        CHECK(equal == batch, "batch of %d prompts: %d give the same greedy tokens as alone", batch,
               equal);
     }
     pgi_engine_close(e);
@@ -1006,5 +1062,6 @@ main(int argc, char **argv)
     t.gpu->ops->destroy(t.gpu);
     t.cpu->ops->destroy(t.cpu);
     test_engine(path);
+    test_device_loss();     /* last: the process's CUDA context is gone after it */
     return unit_done();
 }

@@ -1,0 +1,72 @@
+# test/gpu/emu/emu.mk — the CUDA emulator (test/gpu/emu/README.md); included
+# by the Makefile after the GPU block.  Needs no GPU and no CUDA toolkit.
+#
+#   make test-gpu-emu        kernels/cuda/*.cu rewritten and built with g++
+#                            against the emulator into $(BUILDDIR)/pg_infer_cuda_emu.so,
+#                            then test_gpu_backend on it (PGI_GPU_TEST_QUICK sizes),
+#                            twice: threads in index order, then in reverse
+#   make test-gpu-emu-asan   the same with -fsanitize=address,undefined, in
+#                            $(BUILDDIR)/asan (every device access bounds-checked)
+#   make test-gpu-emu EMU_TEST_ENV=   the full-size test (slower)
+
+EMU_DIR       = $(BUILDDIR)/emu
+EMU_LIB       = $(BUILDDIR)/pg_infer_cuda_emu.so
+EMU_CXX      ?= g++
+EMU_OPT      ?= -O2
+EMU_SANITIZE ?=
+EMU_TEST_ENV ?= PGI_GPU_TEST_QUICK=1
+EMU_INCLUDES  = -Itest/gpu/emu/include -I$(EMU_DIR) -Ikernels/cuda -Iengine -Ikernels
+EMU_BASEFLAGS = -std=c++17 $(EMU_OPT) -g -fPIC -fvisibility=hidden -pthread $(EMU_SANITIZE)
+# the kernels get nvcc's host warnings (-Wall -Werror); the emulator more
+EMU_KERNEL_CXXFLAGS = $(EMU_BASEFLAGS) -Wall -Werror $(EMU_INCLUDES)
+EMU_CXXFLAGS  = $(EMU_BASEFLAGS) -Wall -Wextra -Wno-unused-parameter -Wshadow -Werror $(EMU_INCLUDES)
+
+EMU_CU_SRCS   = $(sort $(wildcard kernels/cuda/*.cu))
+EMU_GEN_HDRS  = $(patsubst kernels/cuda/%,$(EMU_DIR)/%,$(wildcard kernels/cuda/*.cuh))
+EMU_HDRS      = $(wildcard test/gpu/emu/include/*.h)
+EMU_KERNEL_OBJS = $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/%.o,$(EMU_CU_SRCS))
+EMU_OBJS      = $(EMU_KERNEL_OBJS) \
+                $(EMU_DIR)/runtime/pgi_emu_runtime.o $(EMU_DIR)/runtime/pgi_emu_cublas.o
+
+$(EMU_DIR)/%.cpp: kernels/cuda/%.cu test/gpu/emu/cuda_emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl test/gpu/emu/cuda_emu_rewrite.pl $< $@
+
+$(EMU_DIR)/%.cuh: kernels/cuda/%.cuh test/gpu/emu/cuda_emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl test/gpu/emu/cuda_emu_rewrite.pl $< $@
+
+$(EMU_KERNEL_OBJS): $(EMU_DIR)/%.o: $(EMU_DIR)/%.cpp $(EMU_GEN_HDRS) $(EMU_HDRS) kernels/backend.h kernels/tensor_types.h
+	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -c -o $@ $<
+
+$(EMU_DIR)/runtime/pgi_emu_runtime.o $(EMU_DIR)/runtime/pgi_emu_cublas.o: $(EMU_DIR)/runtime/%.o: test/gpu/emu/%.cpp $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU_LIB): $(EMU_OBJS) $(ENGINE_LIB)
+	$(EMU_CXX) -shared $(EMU_SANITIZE) -o $@ $(EMU_OBJS) $(ENGINE_LIB) \
+	  -Wl,-Bsymbolic -Wl,--exclude-libs,ALL -lpthread -lm
+
+# the emulator's own checks (test_emu.cu, CUDA built the same way)
+EMU_RUNTIME_OBJS = $(EMU_DIR)/runtime/pgi_emu_runtime.o $(EMU_DIR)/runtime/pgi_emu_cublas.o
+$(EMU_DIR)/test/test_emu.cpp: test/gpu/emu/test_emu.cu test/gpu/emu/cuda_emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl test/gpu/emu/cuda_emu_rewrite.pl $< $@
+
+$(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h
+	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -Itest/unit -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
+
+test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu
+	$(EMU_DIR)/test_emu
+	$(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB)
+	@echo "# again, the threads of each block run in reverse order"
+	PGI_EMU_SCHEDULE=reverse $(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB)
+
+EMU_ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+test-gpu-emu-asan:
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	$(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR)/asan ENGINE_OPT=-O1 EMU_OPT=-O1 \
+	  ENGINE_EXTRA_CFLAGS="$(EMU_ASAN_FLAGS)" EMU_SANITIZE="$(EMU_ASAN_FLAGS)" test-gpu-emu
+
+.PHONY: test-gpu-emu test-gpu-emu-asan
+.SECONDARY: $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/%.cpp,$(EMU_CU_SRCS))
