@@ -269,6 +269,19 @@ $(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quan
 	$(NVCC) -O2 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings -Iengine -Ikernels \
 	  -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
+# Small synthetic models, one per tensor type (and a qwen2 with biases and
+# tied embeddings), whose logits test_gpu_backend compares CUDA vs CPU.
+GPU_TEST_MODEL_DIR = $(GPU_TEST_DIR)/models
+GPU_TEST_SHAPE     = --dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --context 256 --vocab-size 512
+GPU_TEST_MODELS    = $(foreach t,f32 f16 bf16 q8_0 q4_0 q4_k_m,$(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf) \
+                     $(GPU_TEST_MODEL_DIR)/tiny-qwen2-q8_0.gguf
+$(GPU_TEST_MODEL_DIR)/tiny-llama-%.gguf: | $(BUILDDIR)/make_synthetic_model
+	@mkdir -p $(dir $@)
+	$(BUILDDIR)/make_synthetic_model --type $* $(GPU_TEST_SHAPE) -o $@ >/dev/null
+$(GPU_TEST_MODEL_DIR)/tiny-qwen2-%.gguf: | $(BUILDDIR)/make_synthetic_model
+	@mkdir -p $(dir $@)
+	$(BUILDDIR)/make_synthetic_model --type $* --arch qwen2 --tied $(GPU_TEST_SHAPE) -o $@ >/dev/null
+
 $(GPU_BENCH_DIR)/bench-1b-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)
 	$(BUILDDIR)/make_synthetic_model --type $* $(GPU_BENCH_SHAPE) --vocab-from $(GPU_BENCH_VOCAB) -o $@
@@ -277,9 +290,9 @@ ifeq ($(CUDA_TARGET),)
 test-gpu bench-gpu:
 	@echo "SKIP: no usable CUDA device (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
 else
-test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units
+test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units $(GPU_TEST_MODELS)
 	$(GPU_TEST_DIR)/test_quant_units
-	$(GPU_TEST_DIR)/test_gpu_backend $(CUDA_LIB)
+	$(GPU_TEST_DIR)/test_gpu_backend $(CUDA_LIB) $(GPU_TEST_MODELS)
 
 bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
 	@if $(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB) >/dev/null; then \
