@@ -41,14 +41,7 @@ else
     as_server_user() { "$@"; }
 fi
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; }
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
-}
-sql() { "${Q[@]}" -c "$1" 2>&1; }
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 now_ms() { date +%s%3N; }
 new_tag() { echo "durability-$1-$$-$RANDOM$RANDOM"; }
 
@@ -251,5 +244,4 @@ for round in 1 2 3; do
         "32|length|generate" "$(usage_rows "$tag")"
 done
 
-echo "1..$n"
-[ "$failures" -eq 0 ]
+tap_done

@@ -22,14 +22,7 @@ set -uo pipefail
 PSQL=${PSQL:-psql}
 Q=("$PSQL" -X -q -At -v ON_ERROR_STOP=1)
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; }
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
-}
-sql() { "${Q[@]}" -c "$1" 2>&1; }
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 
 for _ in $(seq 1 1200); do   # up to 120 s: loading goes through the emulator
     [ "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'stories260K'" 2>/dev/null)" = 1 ] && break
@@ -91,5 +84,4 @@ check "the CPU copy gives the same greedy text" "$EXPECTED" \
     "$(sql "SELECT generate('Once upon a time', model => 'on_cpu', max_tokens => 32)")"
 sql "SELECT unload_model('on_cpu')" >/dev/null
 
-echo "1..$n"
-[ "$failures" -eq 0 ]
+tap_done

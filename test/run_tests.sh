@@ -168,7 +168,8 @@ record "$unit_ok" "$unit_failed" "engine unit tests"
 # (GPU, issue 6) The CUDA backend's own sources on the CPU emulator of CUDA
 # (test/gpu/emu): the emulator's self-test, then test/gpu/test_gpu_backend
 # against the CPU backend and the golden tokens, twice (the second time with
-# each block's threads in reverse order).  Needs no GPU and no CUDA toolkit.
+# each block's threads in reverse order), and bench_gpu run through.  Needs
+# no GPU and no CUDA toolkit.
 note "CUDA backend on the CUDA emulator ($MAKE test-gpu-emu)"
 "$MAKE" "${MAKE_ARGS[@]}" -s test-gpu-emu >"$LOGDIR/gpu-emu.log" 2>&1
 emu_status=$?
@@ -179,6 +180,17 @@ emu_plans=$(grep -cE '^1\.\.[0-9]+' "$LOGDIR/gpu-emu.log")
 if [ "$emu_plans" -ne 3 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
     tail -n 20 "$LOGDIR/gpu-emu.log"
     echo "not ok - make test-gpu-emu failed or did not finish (see $LOGDIR/gpu-emu.log)"
+    emu_failed=$((emu_failed + 1))
+fi
+# The GPU benchmark program, run through with tiny sizes on the emulator
+# (its figures mean nothing there): a GPU session must not find it broken.
+"$MAKE" "${MAKE_ARGS[@]}" -s bench-gpu-emu >"$LOGDIR/bench-gpu-emu.log" 2>&1
+if [ $? -eq 0 ] && [ "$(grep -c '  decode batch 64: ' "$LOGDIR/bench-gpu-emu.log")" -eq 3 ]; then
+    echo "ok - bench_gpu runs through on the emulator (3 models, every figure printed)"
+    emu_ok=$((emu_ok + 1))
+else
+    tail -n 20 "$LOGDIR/bench-gpu-emu.log"
+    echo "not ok - bench_gpu on the emulator (see $LOGDIR/bench-gpu-emu.log)"
     emu_failed=$((emu_failed + 1))
 fi
 record "$emu_ok" "$emu_failed" "CUDA backend on the emulator"

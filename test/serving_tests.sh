@@ -24,14 +24,7 @@ Q=("$PSQL" -X -q -At -v ON_ERROR_STOP=1)
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/pgi_serving.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; }
-check() {  # check DESCRIPTION EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
-}
-sql() { "${Q[@]}" -c "$1" 2>&1; }
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 now_ms() { date +%s%3N; }
 
 wait_for_model() {  # up to 60 s for the worker to serve stories260K
@@ -44,6 +37,14 @@ wait_for_model() {  # up to 60 s for the worker to serve stories260K
 
 queue_idle() {  # running waiting queued, all models
     sql "SELECT coalesce(sum(running), 0) || ' ' || coalesce(sum(waiting), 0) || ' ' || coalesce(max(queued_calls), 0) FROM pg_infer_models"
+}
+
+wait_worker_back() {  # up to 15 s for a worker started after OLD_STARTS to be ready
+    for _ in $(seq 1 150); do
+        [ "$(sql "SELECT worker_starts > $1 AND worker_state = 'ready' FROM pg_infer_status")" = t ] && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 wait_idle() {  # the worker notices a detached caller within a step
@@ -184,10 +185,7 @@ elif [ "$out" = "$EXPECTED" ]; then
 else
     not_ok "a call while the worker is away" "$out"
 fi
-for _ in $(seq 1 150); do
-    [ "$(sql "SELECT worker_starts > $old_starts AND worker_state = 'ready' FROM pg_infer_status")" = t ] && break
-    sleep 0.1
-done
+wait_worker_back "$old_starts"
 wait_for_model
 check "calls work again after the worker restarted" "$EXPECTED" "$(sql "$SHORT")"
 
@@ -213,10 +211,7 @@ if grep -q "58000: model \"lossy\" failed: simulated loss of the device at step 
 else
     not_ok "a lost device fails the call in flight with 58000 and a hint" "$out"
 fi
-for _ in $(seq 1 150); do
-    [ "$(sql "SELECT worker_starts > $old_starts AND worker_state = 'ready' FROM pg_infer_status")" = t ] && break
-    sleep 0.1
-done
+wait_worker_back "$old_starts"
 check "the worker restarted by itself" "t" "$(sql "SELECT worker_starts > $old_starts FROM pg_infer_status")"
 for _ in $(seq 1 300); do
     [ "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'lossy'")" = 1 ] && break
@@ -267,5 +262,4 @@ else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi
 
-echo "1..$n"
-[ "$failures" -eq 0 ]
+tap_done

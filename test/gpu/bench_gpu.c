@@ -43,6 +43,12 @@ random_uniform(void)
     return ((float) (random_state >> 8) / 16777216.0f) * 2.0f - 1.0f;
 }
 
+/* PGI_GPU_BENCH_SMOKE=1: tiny sizes and few repetitions, to check that
+ * this program runs through (on the CUDA emulator, make test); its figures
+ * are then not measurements. */
+static bool smoke;
+static int failures;
+
 static bool
 sync_backend(pgi_backend *b, const float *any_device_float)
 {
@@ -52,6 +58,7 @@ sync_backend(pgi_backend *b, const float *any_device_float)
     if (b->ops->read_floats(b, &sink, any_device_float, 1, &err) != PGI_OK)
     {
         printf("error: %s\n", err.message);
+        failures++;
         return false;
     }
     return true;
@@ -110,13 +117,14 @@ fill_device(pgi_backend *b, float *dst, int n_rows, int width)
 static double
 measure_bandwidth(pgi_backend *b)
 {
-    size_t n = (size_t) 256 << 20;   /* floats: 1 GiB per vector */
+    size_t n = smoke ? (size_t) 1 << 20 : (size_t) 256 << 20;   /* floats: 1 GiB per vector */
     float *x = b->ops->alloc(b, n), *y = b->ops->alloc(b, n);
     double best = 0.0;
 
     if (x == NULL || y == NULL)
     {
         printf("bandwidth: could not allocate 2 GiB\n");
+        failures++;
         b->ops->free(b, x);
         b->ops->free(b, y);
         return 0.0;
@@ -157,19 +165,23 @@ bench_matmul(pgi_backend *b, double bandwidth)
 {
     const uint32_t types[] = {PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0, PGI_TYPE_Q4_0,
                               PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, PGI_TYPE_F32};
-    const int64_t shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};
+    const int64_t full_shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};
+    const int64_t smoke_shapes[][2] = {{256, 256}, {512, 256}, {256, 512}, {300, 256}};
+    const int64_t (*shapes)[2] = smoke ? smoke_shapes : full_shapes;
+    const size_t n_shapes = 4;
     const int n_rows_list[] = {1, 8, 64};
     float *x = b->ops->alloc(b, 64 * 8192), *out = b->ops->alloc(b, 64 * 32000);
 
     if (x == NULL || out == NULL || !fill_device(b, x, 64, 8192))
     {
         printf("matmul bench: setup failed\n");
+        failures++;
         return;
     }
     printf("\n%-6s %-12s %6s %10s %10s %8s\n", "type", "rows x cols", "n_rows", "us/call",
            "GB/s", "of bw");
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++)
-        for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++)
+        for (size_t si = 0; si < n_shapes; si++)
         {
             int64_t rows = shapes[si][0], cols = shapes[si][1];
             size_t row_bytes = pgi_row_bytes(types[ti], cols);
@@ -201,6 +213,7 @@ bench_matmul(pgi_backend *b, double bandwidth)
             if (b->ops->upload_weight(b, &w, &err) != PGI_OK)
             {
                 printf("%-6s upload failed: %s\n", pgi_type_name(types[ti]), err.message);
+                failures++;
                 pgi_free(row);
                 pgi_free(host);
                 continue;
@@ -208,12 +221,12 @@ bench_matmul(pgi_backend *b, double bandwidth)
             for (size_t ni = 0; ni < 3; ni++)
             {
                 int n_rows = n_rows_list[ni];
-                int reps = 50;
+                int reps = smoke ? 2 : 50;
                 double best = 1e30;
 
                 for (int i = 0; i < 3; i++)
                     b->ops->matmul(b, out, &w, x, n_rows);
-                for (int trial = 0; trial < 5; trial++)
+                for (int trial = 0; trial < (smoke ? 1 : 5); trial++)
                 {
                     double t0;
 
@@ -283,12 +296,13 @@ open_model(const char *path, const char *library)
     o.device = bench_device;
     o.cuda_library_path = library;
     o.context_length = 1024;
-    o.kv_memory_bytes = (size_t) 4 << 30;
+    o.kv_memory_bytes = smoke ? (size_t) 64 << 20 : (size_t) 4 << 30;
     o.max_batch_tokens = 512;
     o.max_sequences = 64;
     if (pgi_engine_open(&o, &e, &err) != PGI_OK)
     {
         printf("%s: cannot open on %s: %s\n", path, bench_device, err.message);
+        failures++;
         return NULL;
     }
     return e;
@@ -319,6 +333,7 @@ run_decode(pgi_engine *e, int batch, int gen, int vocab)
         if (pgi_engine_add_sequence(e, prompt, 8, &p, &id, &err) != PGI_OK)
         {
             printf("add_sequence: %s\n", err.message);
+            failures++;
             return 0.0;
         }
     }
@@ -327,6 +342,7 @@ run_decode(pgi_engine *e, int batch, int gen, int vocab)
         if (pgi_engine_step(e, outs, 64, &n_out, &err) != PGI_OK)
         {
             printf("step: %s\n", err.message);
+            failures++;
             return 0.0;
         }
         steps++;
@@ -370,7 +386,7 @@ bench_model(const char *path, const char *library, double bandwidth)
            m->config.n_heads, m->config.n_kv_heads, bytes / 1e6, pgi_engine_backend(e)->device_name);
 
     /* warm up: capture graphs, size scratch */
-    run_decode(e, 1, 16, vocab);
+    run_decode(e, 1, smoke ? 4 : 16, vocab);
 
     /* prefill: one 512-token prompt, time to its first token */
     {
@@ -380,13 +396,14 @@ bench_model(const char *path, const char *library, double bandwidth)
         pgi_sampling_params_default(&p);
         p.max_tokens = 1;
         p.ignore_eos = true;
-        for (int trial = 0; trial < 3; trial++)
+        for (int trial = 0; trial < (smoke ? 1 : 3); trial++)
         {
             for (int j = 0; j < 512; j++)
                 prompt[j] = 10 + (int32_t) ((unsigned) (j * 7919 + trial * 31) % (unsigned) (vocab - 20));
             if (pgi_engine_add_sequence(e, prompt, 512, &p, &id, &err) != PGI_OK)
             {
                 printf("prefill: %s\n", err.message);
+                failures++;
                 break;
             }
             double t0 = now_seconds();
@@ -394,6 +411,7 @@ bench_model(const char *path, const char *library, double bandwidth)
                 if (pgi_engine_step(e, outs, 64, &n_out, &err) != PGI_OK)
                 {
                     printf("prefill step: %s\n", err.message);
+                    failures++;
                     break;
                 }
             double t = now_seconds() - t0;
@@ -403,13 +421,13 @@ bench_model(const char *path, const char *library, double bandwidth)
         printf("  prefill 512 tokens: %.1f ms, %.0f tok/s\n", best * 1e3, 512.0 / best);
     }
 
-    double one = run_decode(e, 1, 128, vocab);
+    double one = run_decode(e, 1, smoke ? 8 : 128, vocab);
     printf("  decode batch 1: %.1f tok/s, %.0f GB/s of weights, %.0f%% of the measured bandwidth\n",
            one, one * bytes / 1e9, bandwidth > 0 ? 100.0 * one * bytes / 1e9 / bandwidth : 0.0);
     const int batches[] = {8, 32, 64};
     for (int i = 0; i < 3; i++)
     {
-        double agg = run_decode(e, batches[i], 64, vocab);
+        double agg = run_decode(e, batches[i], smoke ? 4 : 64, vocab);
 
         printf("  decode batch %d: %.1f tok/s aggregate (%.1fx batch 1)\n", batches[i], agg,
                one > 0 ? agg / one : 0.0);
@@ -423,12 +441,16 @@ main(int argc, char **argv)
     const char *library = argc > 1 ? argv[1] : "build/pg_infer_cuda.so";
     void *handle;
 
+    smoke = getenv("PGI_GPU_BENCH_SMOKE") != NULL && strcmp(getenv("PGI_GPU_BENCH_SMOKE"), "0") != 0;
+    if (smoke)
+        printf("# smoke run (PGI_GPU_BENCH_SMOKE): tiny sizes, the figures are not measurements\n");
+
     if (argc > 2 && strcmp(argv[2], "--cpu") == 0)
     {
         bench_device = "cpu";
         for (int i = 3; i < argc; i++)
             bench_model(argv[i], NULL, 0.0);
-        return 0;
+        return failures > 0;
     }
     handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     pgi_cuda_probe_fn probe;
@@ -469,5 +491,5 @@ main(int argc, char **argv)
     b->ops->destroy(b);
     for (int i = 2; i < argc; i++)
         bench_model(argv[i], library, bandwidth);
-    return 0;
+    return failures > 0;
 }

@@ -62,11 +62,18 @@ test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(
 	@echo "# again, the threads of each block run in reverse order"
 	PGI_EMU_SCHEDULE=reverse $(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB) $(GPU_TEST_MODELS)
 
+# bench_gpu run through on the emulator with tiny sizes (PGI_GPU_BENCH_SMOKE):
+# checks the benchmark program itself, so a GPU session does not find it
+# broken; the figures mean nothing here.
+EMU_BENCH_MODELS = $(foreach t,f16 q8_0 q4_k_m,$(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf)
+bench-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/bench_gpu $(EMU_BENCH_MODELS)
+	PGI_GPU_BENCH_SMOKE=1 $(GPU_TEST_DIR)/bench_gpu $(EMU_LIB) $(EMU_BENCH_MODELS)
+
 EMU_ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 test-gpu-emu-asan:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	$(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR)/asan ENGINE_OPT=-O1 EMU_OPT=-O1 \
 	  ENGINE_EXTRA_CFLAGS="$(EMU_ASAN_FLAGS)" EMU_SANITIZE="$(EMU_ASAN_FLAGS)" test-gpu-emu
 
-.PHONY: test-gpu-emu test-gpu-emu-asan
+.PHONY: test-gpu-emu test-gpu-emu-asan bench-gpu-emu
 .SECONDARY: $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/%.cpp,$(EMU_CU_SRCS))
