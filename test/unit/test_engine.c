@@ -49,6 +49,25 @@ load_golden_text(void)
     return used > 100;
 }
 
+/*
+ * PGI_TEST_DEVICE and PGI_TEST_CUDA_LIBRARY put the engine tests that do
+ * not compare CPU kernels with each other on another backend: make test-gpu
+ * and make test-gpu-emu run this program on cuda:0 too.
+ */
+static const char *
+test_device(void)
+{
+    const char *d = getenv("PGI_TEST_DEVICE");
+
+    return d != NULL && d[0] != '\0' ? d : "cpu";
+}
+
+static const char *
+test_cuda_library(void)
+{
+    return getenv("PGI_TEST_CUDA_LIBRARY");
+}
+
 static pgi_engine *
 open_with(int context, size_t kv_bytes, int block_size)
 {
@@ -58,7 +77,8 @@ open_with(int context, size_t kv_bytes, int block_size)
 
     pgi_engine_options_default(&o);
     o.model_path = model_path();
-    o.device = "cpu";
+    o.device = test_device();
+    o.cuda_library_path = test_cuda_library();
     o.n_threads = 1;
     o.context_length = context;
     o.kv_memory_bytes = kv_bytes;
@@ -931,7 +951,8 @@ test_top_k_candidates(void)
 
     pgi_engine_options_default(&o);
     o.model_path = model_path();
-    o.device = "cpu";
+    o.device = test_device();
+    o.cuda_library_path = test_cuda_library();
     o.n_threads = 1;
     if (pgi_engine_open(&o, &plain, &err) != PGI_OK)
         plain = NULL;
@@ -987,7 +1008,8 @@ test_device_lost(void)
 
     pgi_engine_options_default(&o);
     o.model_path = model_path();
-    o.device = "cpu";
+    o.device = test_device();
+    o.cuda_library_path = test_cuda_library();
     o.n_threads = 1;
     o.max_sequences = 2;                /* the third sequence waits */
     o.debug_lose_device_at_step = 3;
@@ -1025,6 +1047,16 @@ main(void)
     bool have_text = load_golden_text();
 
     CHECK(have_text, "golden text loaded");
+    {
+        pgi_engine *e = open_with(0, 0, 0);
+        const char *kind = e != NULL ? pgi_engine_backend(e)->kind : "none";
+
+        CHECK(strcmp(kind, strncmp(test_device(), "cuda", 4) == 0 ? "cuda" : "cpu") == 0,
+              "the engine tests run on %s (%s)", test_device(),
+              e != NULL ? pgi_engine_backend(e)->device_name : "no engine");
+        if (e != NULL)
+            pgi_engine_close(e);
+    }
     test_open_errors();
     test_add_errors();
     test_admission_and_cancel();

@@ -56,8 +56,11 @@ $(EMU_DIR)/test/test_emu.cpp: test/gpu/emu/test_emu.cu test/gpu/emu/cuda_emu_rew
 $(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h
 	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -Itest/unit -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
 
-test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(GPU_TEST_MODELS)
+test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(GPU_TEST_MODELS) \
+              $(BUILDDIR)/test/unit/test_engine
 	$(EMU_DIR)/test_emu
+	@echo "# the engine's unit tests (admission, prefix sharing, cancels, sampling) on cuda:0"
+	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_engine
 	$(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB) $(GPU_TEST_MODELS)
 	@echo "# again, the threads of each block run in reverse order"
 	PGI_EMU_SCHEDULE=reverse $(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB) $(GPU_TEST_MODELS)
