@@ -127,7 +127,8 @@ record "$packaging_ok" "$packaging_failed" "packaging"
 # ------------------------------------------------------------ build
 note "building ($MAKE ${MAKE_ARGS[*]} all unit-tests stream-client and the CUDA emulator)"
 if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests stream-client \
-        "$BUILDDIR/pg_infer_cuda_emu.so" "$BUILDDIR/test/gpu/test_gpu_backend" >"$LOGDIR/build.log" 2>&1; then
+        "$BUILDDIR/pg_infer_cuda_emu.so" "$BUILDDIR/test/gpu/test_gpu_backend" \
+        "$BUILDDIR/test/gpu/cuda_probe" >"$LOGDIR/build.log" 2>&1; then
     tail -n 40 "$LOGDIR/build.log"
     echo "not ok - the build failed (see $LOGDIR/build.log)"
     record 0 1 "build"
@@ -195,6 +196,16 @@ else
     emu_failed=$((emu_failed + 1))
 fi
 record "$emu_ok" "$emu_failed" "CUDA backend on the emulator"
+# make test-gpu (the same harness on a real device) is not part of make test.
+if [ -f "$ROOT/$BUILDDIR/pg_infer_cuda.so" ] && [ -x "$ROOT/$BUILDDIR/test/gpu/cuda_probe" ]; then
+    if probe_out=$("$ROOT/$BUILDDIR/test/gpu/cuda_probe" "$ROOT/$BUILDDIR/pg_infer_cuda.so" 2>&1); then
+        note "a CUDA device is present: run make test-gpu and make bench-gpu (not part of make test)"
+    else
+        note "skipped: make test-gpu (no usable CUDA device: $(tail -n 1 <<<"$probe_out"))"
+    fi
+else
+    note "skipped: make test-gpu (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
+fi
 
 # ------------------------------------------------------------ install
 # Stage the extension in $WORK/install, or install it into the system.
