@@ -14,6 +14,8 @@
 #                                    set, stories260K configured
 #   PGI_EMU_MEMORY_MIB  the emulated device memory the server was given
 #   PGI_BIG_MODEL       a GGUF file larger than that, readable by the server
+#   PGI_EMU_FAULT_FILE  the server's PGI_EMU_FAULT_FILE (the device-fault test;
+#                       skipped when unset): a path in a directory both may write
 #   PSQL                psql to use (default: psql)
 #
 # Prints TAP; exits 1 when a test failed.
@@ -83,5 +85,44 @@ check "a model can be put on the CPU by name" "cpu" \
 check "the CPU copy gives the same greedy text" "$EXPECTED" \
     "$(sql "SELECT generate('Once upon a time', model => 'on_cpu', max_tokens => 32)")"
 sql "SELECT unload_model('on_cpu')" >/dev/null
+
+# A real device fault in the worker: the emulator's next kernel reads a
+# wild address (PGI_EMU_FAULT_FILE), the CUDA backend reports the context
+# lost, the call in flight ends with 58000 and the hint, the worker
+# restarts by itself and serves from the device again.
+if [ -n "${PGI_EMU_FAULT_FILE:-}" ]; then
+    old_starts=$(sql "SELECT worker_starts FROM pg_infer_status")
+    "${Q[@]}" -c "\\set VERBOSITY verbose" \
+        -c "SELECT generate('Once upon a time', max_tokens => 400, tag => 'emu-fault')" \
+        >"$SCRATCH/fault" 2>&1 &
+    caller=$!
+    for _ in $(seq 1 100); do   # until the call is being computed
+        [ "$(sql "SELECT coalesce(sum(running), 0) FROM pg_infer_models")" != 0 ] && break
+        sleep 0.05
+    done
+    touch "$PGI_EMU_FAULT_FILE"
+    wait $caller
+    if grep -q "58000: model \"stories260K\" failed: .*illegal memory access" "$SCRATCH/fault" &&
+        grep -q "HINT:  The pg_infer worker restarts to reset the device" "$SCRATCH/fault"; then
+        ok "a device fault fails the call in flight: 58000, device lost, with the hint"
+    else
+        not_ok "a device fault fails the call in flight: 58000, device lost, with the hint" \
+            "$(cat "$SCRATCH/fault")"
+    fi
+    check "the fault was consumed" "no" "$([ -e "$PGI_EMU_FAULT_FILE" ] && echo yes || echo no)"
+    for _ in $(seq 1 300); do
+        [ "$(sql "SELECT worker_starts > $old_starts AND worker_state = 'ready' FROM pg_infer_status")" = t ] &&
+            [ "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'stories260K' AND device = 'cuda:0'")" = 1 ] &&
+            break
+        sleep 0.1
+    done
+    check "the worker restarted and holds the model on cuda:0 again" "true|cuda:0" \
+        "$(sql "SELECT (s.worker_starts > $old_starts) || '|' || m.device
+                  FROM pg_infer_status s, pg_infer_models m WHERE m.name = 'stories260K'")"
+    check "the restarted worker serves the reference text from the device" "$EXPECTED" \
+        "$(sql "SELECT generate('Once upon a time', max_tokens => 32)")"
+    check "the failed call's usage row says error" "error" \
+        "$(sql "SELECT finish_reason FROM usage WHERE tag = 'emu-fault'")"
+fi
 
 tap_done

@@ -433,13 +433,16 @@ EOF
                 --heads 8 --kv-heads 8 --context 256 --vocab-size 512 \
                 -o "$WORK/models/too_big.gguf" >"$LOGDIR/emu-model.log" 2>&1
             chmod -R a+rX "$STAGE" "$WORK/models"
-            if ! PGI_EMU_MEMORY_MIB=256 start_pgtap_server "-c shared_preload_libraries=pg_infer"; then
+            mkdir -p "$WORK/emu_fault" && chmod 777 "$WORK/emu_fault"   # the server removes the file
+            if ! PGI_EMU_MEMORY_MIB=256 PGI_EMU_FAULT_FILE="$WORK/emu_fault/fault" \
+                    start_pgtap_server "-c shared_preload_libraries=pg_infer"; then
                 tail -n 20 "$LOGDIR/pgtap-server.log"
                 echo "not ok - the server did not start with the CUDA emulator"
                 pgtap_failed=$((pgtap_failed + 1))
             else
                 run_tap_script gpu-emu-serving.log test/gpu_emu_serving.sh PSQL="$BINDIR/psql" \
-                    PGI_EMU_MEMORY_MIB=256 PGI_BIG_MODEL="$WORK/models/too_big.gguf"
+                    PGI_EMU_MEMORY_MIB=256 PGI_BIG_MODEL="$WORK/models/too_big.gguf" \
+                    PGI_EMU_FAULT_FILE="$WORK/emu_fault/fault"
                 note "CUDA path on the emulator: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
                 pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
             fi

@@ -13,6 +13,8 @@
  *   PGI_EMU_MEMORY_MIB=N     device memory reported and enforced (default 8192)
  *   PGI_EMU_SHARED_OPTIN=N   opt-in shared memory per block in bytes (default
  *                            232448, an H100's)
+ *   PGI_EMU_FAULT_FILE=path  when the file exists, the next kernel faults (illegal
+ *                            address) and the file is removed (tests of device loss)
  *   PGI_EMU_SCHEDULE=reverse run the threads of a block in reverse order (and
  *                            release barriers in reverse): exposes results that
  *                            depend on an unsynchronized order
@@ -816,6 +818,16 @@ static void run_kernel(const kernel_launch &k)
 
 static std::map<const void *, size_t> g_max_dynamic_shared;
 
+/* PGI_EMU_FAULT_FILE=path: when that file exists, the next kernel launched
+ * faults with an illegal address (sticky, as on a GPU) and the file is
+ * removed, so a test can break a running process's device exactly once. */
+static bool injected_fault_due()
+{
+    static const char *path = getenv("PGI_EMU_FAULT_FILE");
+
+    return path != NULL && path[0] != '\0' && unlink(path) == 0;
+}
+
 void submit_launch(const char *name, const void *func, dim3 grid, dim3 block, size_t shared_bytes,
                    cudaStream_t stream, bool args_ok, std::shared_ptr<thread_body> body)
 {
@@ -855,6 +867,12 @@ void submit_launch(const char *name, const void *func, dim3 grid, dim3 block, si
         if (stream != NULL && stream_ok(stream) && stream->capturing)
             stream->invalidated = true;
         fail(rc);
+        return;
+    }
+    if (injected_fault_due())
+    {
+        report("kernel %s: fault injected (PGI_EMU_FAULT_FILE)", name);
+        enqueue(stream, [] { make_sticky(cudaErrorIllegalAddress); });
         return;
     }
     if (!args_ok)
