@@ -116,6 +116,96 @@ pgi_forward_create(pgi_backend *backend, const pgi_model *model, int max_tokens,
     return PGI_OK;
 }
 
+/*
+ * The blocks of one layer.  Every family here is the llama block with a few
+ * additions, each switched by the model's configuration:
+ *   - q/k/v biases (qwen2) when the file has them;
+ *   - an RMS norm of every head of q and k before RoPE (qwen3, gemma3);
+ *   - local layers that attend through a sliding window with their own RoPE
+ *     frequencies (gemma3);
+ *   - RMS norms of the attention and FFN outputs before each residual add
+ *     (gemma3);
+ *   - GELU instead of SiLU in the gated FFN (gemma3).
+ */
+typedef struct layer_context {
+    pgi_forward *f;
+    pgi_kv_cache *kv;
+    int layer;
+    int n_tokens;
+} layer_context;
+
+static void
+attention_block(const layer_context *lc, const pgi_layer_weights *L)
+{
+    pgi_forward *f = lc->f;
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model *m = f->model;
+    const pgi_model_config *c = &m->config;
+    int T = lc->n_tokens;
+    bool local = pgi_model_layer_is_local(c, lc->layer);
+    pgi_attention_shape shape = {
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .scale = c->attention_scale,
+        .window = local ? c->sliding_window : 0,
+        .sinks = NULL,
+    };
+    pgi_rope rope = {
+        .mode = c->rope_mode,
+        .n_dims = c->rope_dims,
+        .inv_freq = local ? &m->inv_freq_swa : &m->inv_freq,
+        .attn_factor = local ? 1.0f : c->rope_attn_factor,
+    };
+
+    ops->rmsnorm(b, f->xn, f->x, &L->attn_norm, T, c->rms_epsilon);
+    ops->matmul(b, f->q, &L->attn_q, f->xn, T);
+    ops->matmul(b, f->k, &L->attn_k, f->xn, T);
+    ops->matmul(b, f->v, &L->attn_v, f->xn, T);
+    if (L->attn_q_bias.host != NULL)
+        ops->add_bias(b, f->q, &L->attn_q_bias, T);
+    if (L->attn_k_bias.host != NULL)
+        ops->add_bias(b, f->k, &L->attn_k_bias, T);
+    if (L->attn_v_bias.host != NULL)
+        ops->add_bias(b, f->v, &L->attn_v_bias, T);
+    if (c->qk_norm)
+    {
+        /* each head is a row of head_dim values */
+        ops->rmsnorm(b, f->q, f->q, &L->attn_q_norm, T * c->n_heads, c->rms_epsilon);
+        ops->rmsnorm(b, f->k, f->k, &L->attn_k_norm, T * c->n_kv_heads, c->rms_epsilon);
+    }
+    ops->rope(b, f->q, f->k, &rope, &shape);
+    ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    ops->matmul(b, f->proj, &L->attn_output, f->attn, T);
+    if (c->post_norms)
+        ops->rmsnorm(b, f->proj, f->proj, &L->attn_post_norm, T, c->rms_epsilon);
+    ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
+}
+
+static void
+ffn_block(const layer_context *lc, const pgi_layer_weights *L)
+{
+    pgi_forward *f = lc->f;
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model_config *c = &f->model->config;
+    int T = lc->n_tokens;
+    int64_t n = (int64_t) T * c->feed_forward_length;
+
+    ops->rmsnorm(b, f->xn, f->x, &L->ffn_norm, T, c->rms_epsilon);
+    ops->matmul(b, f->gate, &L->ffn_gate, f->xn, T);
+    ops->matmul(b, f->up, &L->ffn_up, f->xn, T);
+    if (c->ffn_activation == PGI_FFN_GELU)
+        ops->gelu_mul(b, f->gate, f->gate, f->up, n);
+    else
+        ops->silu_mul(b, f->gate, f->gate, f->up, n);
+    ops->matmul(b, f->proj, &L->ffn_down, f->gate, T);
+    if (c->post_norms)
+        ops->rmsnorm(b, f->proj, f->proj, &L->ffn_post_norm, T, c->rms_epsilon);
+    ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
+}
+
 pgi_status
 pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const float **logits,
                 pgi_error *err)
@@ -126,8 +216,6 @@ pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const fl
     const pgi_model_config *c = &m->config;
     int T = step->n_tokens;
     int64_t dim = c->embedding_length;
-    pgi_attention_shape shape;
-    pgi_rope rope;
     pgi_status st;
 
     *logits = NULL;
@@ -142,44 +230,17 @@ pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const fl
             return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "token id %d is out of range",
                             step->tokens[t]);
 
-    shape.n_heads = c->n_heads;
-    shape.n_kv_heads = c->n_kv_heads;
-    shape.head_dim = c->head_dim;
-    shape.scale = 1.0f / sqrtf((float) c->head_dim);
-    rope.mode = c->rope_mode;
-    rope.n_dims = c->rope_dims;
-    rope.inv_freq = &m->inv_freq;
-
     if ((st = ops->begin_step(b, step, err)) != PGI_OK)
         return st;
     ops->embed(b, f->x, &m->token_embd);
+    if (c->embedding_scale != 1.0f)
+        ops->scale(b, f->x, c->embedding_scale, (int64_t) T * dim);
     for (int l = 0; l < c->n_layers; l++)
     {
-        const pgi_layer_weights *L = &m->layers[l];
+        layer_context lc = {f, kv, l, T};
 
-        /* attention block */
-        ops->rmsnorm(b, f->xn, f->x, &L->attn_norm, T, c->rms_epsilon);
-        ops->matmul(b, f->q, &L->attn_q, f->xn, T);
-        ops->matmul(b, f->k, &L->attn_k, f->xn, T);
-        ops->matmul(b, f->v, &L->attn_v, f->xn, T);
-        if (c->qkv_bias)
-        {
-            ops->add_bias(b, f->q, &L->attn_q_bias, T);
-            ops->add_bias(b, f->k, &L->attn_k_bias, T);
-            ops->add_bias(b, f->v, &L->attn_v_bias, T);
-        }
-        ops->rope(b, f->q, f->k, &rope, &shape);
-        ops->attention(b, f->attn, f->q, f->k, f->v, kv, l, &shape);
-        ops->matmul(b, f->proj, &L->attn_output, f->attn, T);
-        ops->add(b, f->x, f->proj, (int64_t) T * dim);
-
-        /* feed-forward block */
-        ops->rmsnorm(b, f->xn, f->x, &L->ffn_norm, T, c->rms_epsilon);
-        ops->matmul(b, f->gate, &L->ffn_gate, f->xn, T);
-        ops->matmul(b, f->up, &L->ffn_up, f->xn, T);
-        ops->silu_mul(b, f->gate, f->gate, f->up, (int64_t) T * c->feed_forward_length);
-        ops->matmul(b, f->proj, &L->ffn_down, f->gate, T);
-        ops->add(b, f->x, f->proj, (int64_t) T * dim);
+        attention_block(&lc, &m->layers[l]);
+        ffn_block(&lc, &m->layers[l]);
     }
     if (step->n_outputs > 0)
     {

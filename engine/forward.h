@@ -1,5 +1,6 @@
 /*
- * forward.h — the llama forward pass over a backend's operation table.
+ * forward.h — the forward pass of the llama family (llama, qwen2, qwen3,
+ * gemma3, phi3) over a backend's operation table.
  *
  * One pgi_forward_run() computes one pgi_step: any mix of prompt chunks and
  * decode tokens from many sequences.  It uses only the ops of

@@ -119,35 +119,86 @@ bind_layer_tensor(pgi_model *model, int layer, const char *suffix, int64_t rows,
 }
 
 static pgi_status
+bind_optional_layer_tensor(pgi_model *model, int layer, const char *suffix, int64_t cols,
+                           pgi_weight *w, pgi_error *err)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "blk.%d.%s", layer, suffix);
+    return bind_tensor(model, name, 1, cols, true, false, w, NULL, err);
+}
+
+/* What each architecture adds to the llama block (see forward.c). */
+typedef struct architecture_traits {
+    const char *name;
+    pgi_architecture architecture;
+    pgi_rope_mode rope_mode;
+    bool qk_norm;
+    bool post_norms;
+    pgi_ffn_activation ffn_activation;
+    bool scaled_embedding;        /* embeddings times sqrt(dim) */
+    bool fused_gate_up;           /* ffn_up holds gate rows then up rows */
+    bool reads_sliding_window;    /* honours attention.sliding_window */
+    int default_swa_period;
+} architecture_traits;
+
+static const architecture_traits architectures[] = {
+    {"llama", PGI_ARCH_LLAMA, PGI_ROPE_INTERLEAVED, false, false, PGI_FFN_SILU, false, false, false, 0},
+    {"qwen2", PGI_ARCH_QWEN2, PGI_ROPE_NEOX, false, false, PGI_FFN_SILU, false, false, false, 0},
+    {"qwen3", PGI_ARCH_QWEN3, PGI_ROPE_NEOX, true, false, PGI_FFN_SILU, false, false, false, 0},
+    /* gemma3: five local layers, then a global one, unless the file says */
+    {"gemma3", PGI_ARCH_GEMMA3, PGI_ROPE_NEOX, true, true, PGI_FFN_GELU, true, false, true, 6},
+    /* phi3 files may carry a sliding_window that llama.cpp ignores (its
+     * converter does not describe the layer pattern), and so do we */
+    {"phi3", PGI_ARCH_PHI3, PGI_ROPE_NEOX, false, false, PGI_FFN_SILU, false, true, false, 0},
+};
+
+#define SUPPORTED_ARCHITECTURES "llama, qwen2, qwen3, gemma3, phi3"
+
+static const architecture_traits *
+traits_of(pgi_architecture architecture)
+{
+    for (size_t i = 0; i < sizeof(architectures) / sizeof(architectures[0]); i++)
+        if (architectures[i].architecture == architecture)
+            return &architectures[i];
+    return &architectures[0];
+}
+
+bool
+pgi_model_layer_is_local(const pgi_model_config *c, int layer)
+{
+    return c->sliding_window > 0 && c->swa_period > 0 &&
+           layer % c->swa_period < c->swa_period - 1;
+}
+
+static pgi_status
 read_config(const gguf_file *file, int context_override, pgi_model_config *c, pgi_error *err)
 {
     gguf_string arch_string;
     const char *arch;
+    const architecture_traits *traits = NULL;
     pgi_status st;
     char key[128];
     gguf_string scaling_type;
+    bool explicit_head_dim;
 
     memset(c, 0, sizeof(*c));
     if (!gguf_get_string(file, "general.architecture", &arch_string))
         return pgi_fail(err, PGI_ERR_FORMAT, "metadata general.architecture is missing");
-    if (gguf_string_equals(arch_string, "llama"))
-    {
-        c->architecture = PGI_ARCH_LLAMA;
-        c->rope_mode = PGI_ROPE_INTERLEAVED;
-    }
-    else if (gguf_string_equals(arch_string, "qwen2"))
-    {
-        c->architecture = PGI_ARCH_QWEN2;
-        c->rope_mode = PGI_ROPE_NEOX;
-        c->qkv_bias = true;
-    }
-    else
+    for (size_t i = 0; i < sizeof(architectures) / sizeof(architectures[0]); i++)
+        if (gguf_string_equals(arch_string, architectures[i].name))
+            traits = &architectures[i];
+    if (traits == NULL)
         return pgi_fail(err, PGI_ERR_UNSUPPORTED,
-                        "architecture \"%.*s\" is not supported (supported: llama, qwen2)",
+                        "architecture \"%.*s\" is not supported (supported: " SUPPORTED_ARCHITECTURES ")",
                         (int) (arch_string.length > 64 ? 64 : arch_string.length),
                         arch_string.data);
-    snprintf(c->architecture_name, sizeof(c->architecture_name), "%s",
-             c->architecture == PGI_ARCH_LLAMA ? "llama" : "qwen2");
+    c->architecture = traits->architecture;
+    c->rope_mode = traits->rope_mode;
+    c->qk_norm = traits->qk_norm;
+    c->post_norms = traits->post_norms;
+    c->ffn_activation = traits->ffn_activation;
+    snprintf(c->architecture_name, sizeof(c->architecture_name), "%s", traits->name);
     arch = c->architecture_name;
 
     if ((st = read_dimension(file, arch, "context_length", true, &c->trained_context_length, err)) ||
@@ -169,13 +220,33 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
     c->n_kv_heads = c->n_heads;
     if ((st = read_dimension(file, arch, "attention.head_count_kv", false, &c->n_kv_heads, err)))
         return st;
-    if (c->embedding_length % c->n_heads != 0)
-        return pgi_fail(err, PGI_ERR_FORMAT, "embedding length %d is not a multiple of %d heads",
-                        c->embedding_length, c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
         return pgi_fail(err, PGI_ERR_FORMAT, "%d heads are not a multiple of %d KV heads",
                         c->n_heads, c->n_kv_heads);
-    c->head_dim = c->embedding_length / c->n_heads;
+    /* The head size is the file's attention.key_length where it gives one
+     * (qwen3, gemma3: heads need not tile the embedding), else dim / heads. */
+    c->head_dim = 0;
+    if ((st = read_dimension(file, arch, "attention.key_length", false, &c->head_dim, err)))
+        return st;
+    explicit_head_dim = c->head_dim > 0;
+    if (explicit_head_dim)
+    {
+        int value_length = c->head_dim;
+
+        if ((st = read_dimension(file, arch, "attention.value_length", false, &value_length, err)))
+            return st;
+        if (value_length != c->head_dim)
+            return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                            "attention.value_length %d differs from key_length %d", value_length,
+                            c->head_dim);
+    }
+    else
+    {
+        if (c->embedding_length % c->n_heads != 0)
+            return pgi_fail(err, PGI_ERR_FORMAT, "embedding length %d is not a multiple of %d heads",
+                            c->embedding_length, c->n_heads);
+        c->head_dim = c->embedding_length / c->n_heads;
+    }
     if (c->head_dim > 1024)
         return pgi_fail(err, PGI_ERR_UNSUPPORTED, "head size %d is too large", c->head_dim);
     c->rope_dims = c->head_dim;
@@ -191,6 +262,43 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
         return st;
     if (!(c->rope_freq_base > 0.0f) || !(c->rms_epsilon >= 0.0f))
         return pgi_fail(err, PGI_ERR_FORMAT, "rope.freq_base or rms epsilon out of range");
+
+    c->embedding_scale = traits->scaled_embedding ? sqrtf((float) c->embedding_length) : 1.0f;
+    c->attention_scale = 1.0f / sqrtf((float) c->head_dim);
+    /* Gemma 3 27B scales queries by 1/sqrt(dim / heads) instead of the head
+     * size (its query_pre_attn_scalar); llama.cpp tells it by its 62 layers. */
+    if (c->architecture == PGI_ARCH_GEMMA3 && c->n_layers == 62)
+        c->attention_scale = 1.0f / sqrtf((float) c->embedding_length / (float) c->n_heads);
+    {
+        float softcap = 0.0f;
+
+        if ((st = read_float(file, arch, "final_logit_softcapping", &softcap, err)))
+            return st;
+        if (softcap != 0.0f)
+            return pgi_fail(err, PGI_ERR_UNSUPPORTED, "final logit soft-capping is not supported");
+    }
+    if (traits->reads_sliding_window)
+    {
+        if ((st = read_dimension(file, arch, "attention.sliding_window", false, &c->sliding_window,
+                                 err)))
+            return st;
+        c->swa_period = traits->default_swa_period;
+        snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch);
+        if (gguf_find_kv(file, key) != NULL)
+        {
+            uint64_t period;
+
+            if (!gguf_get_u64(file, key, &period) || period == 0 || period > 4096)
+                return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                                "%s is not a layer period we support (a per-layer array?)", key);
+            c->swa_period = (int) period;
+        }
+        c->rope_freq_base_swa = 10000.0f;
+        if ((st = read_float(file, arch, "rope.freq_base_swa", &c->rope_freq_base_swa, err)))
+            return st;
+        if (!(c->rope_freq_base_swa > 0.0f))
+            return pgi_fail(err, PGI_ERR_FORMAT, "rope.freq_base_swa out of range");
+    }
 
     /* RoPE scaling: linear (rope.scaling.type = "linear" with a factor, or
      * the older rope.scale_linear); Llama-3 style scaling arrives as the
@@ -229,6 +337,14 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
     if (!(c->rope_scaling_factor > 0.0f))
         return pgi_fail(err, PGI_ERR_FORMAT, "rope scaling factor %g is out of range",
                         (double) c->rope_scaling_factor);
+    c->rope_attn_factor = 1.0f;
+    if ((st = read_float(file, arch, "rope.scaling.attn_factor", &c->rope_attn_factor, err)) ||
+        (st = read_dimension(file, arch, "rope.scaling.original_context_length", false,
+                             &c->rope_original_context, err)))
+        return st;
+    if (!(c->rope_attn_factor > 0.0f))
+        return pgi_fail(err, PGI_ERR_FORMAT, "rope.scaling.attn_factor %g is out of range",
+                        (double) c->rope_attn_factor);
 
     c->context_length = context_override > 0 ? context_override : c->trained_context_length;
     if (context_override > (1 << 24))
@@ -237,27 +353,70 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
     return PGI_OK;
 }
 
+/* Frequency factors from the file, if any: Llama 3's rope_freqs, or
+ * LongRoPE's short and long sets (phi3), the long ones when the context in
+ * use exceeds the original one.  *factors stays unbound when none. */
 static pgi_status
-compute_inv_freq(pgi_model *model, pgi_error *err)
+bind_rope_factors(pgi_model *model, pgi_weight *factors, bool *found, pgi_error *err)
 {
     pgi_model_config *c = &model->config;
     int half = c->rope_dims / 2;
-    bool has_factors = false;
-    pgi_weight factors;
+    int original = c->rope_original_context > 0 ? c->rope_original_context
+                                                : c->trained_context_length;
+    const char *names[2] = {"rope_freqs.weight",
+                            c->context_length > original ? "rope_factors_long.weight"
+                                                         : "rope_factors_short.weight"};
     pgi_status st;
 
-    memset(&factors, 0, sizeof(factors));
-    st = bind_tensor(model, "rope_freqs.weight", 1, half, true, false, &factors, &has_factors, err);
-    if (st != PGI_OK)
-        return st;
-    if (has_factors)
+    *found = false;
+    for (int i = 0; i < 2 && !*found; i++)
+        if ((st = bind_tensor(model, names[i], 1, half, true, false, factors, found, err)) != PGI_OK)
+            return st;
+    if (*found)
     {
         /* not a parameter of the network proper */
         model->n_parameters -= (uint64_t) half;
         c->rope_scaling = PGI_ROPE_SCALING_FREQ_FACTORS;
     }
+    return PGI_OK;
+}
 
-    model->inv_freq_data = pgi_alloc(sizeof(float) * (size_t) (half > 0 ? half : 1));
+static pgi_status
+bind_inv_freq(pgi_weight *w, const char *name, float *data, int half, pgi_error *err)
+{
+    w->name = pgi_strdup(name);
+    if (w->name == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    w->type = PGI_TYPE_F32;
+    w->rows = 1;
+    w->cols = half;
+    w->n_bytes = sizeof(float) * (size_t) half;
+    w->host = data;
+    return PGI_OK;
+}
+
+/*
+ * RoPE's inverse frequencies base^(-2i/n_dims), divided by the file's
+ * frequency factors and the linear scaling factor.  Local (sliding-window)
+ * layers get their own table from rope.freq_base_swa, unscaled, as llama.cpp
+ * computes them.
+ */
+static pgi_status
+compute_inv_freq(pgi_model *model, pgi_error *err)
+{
+    pgi_model_config *c = &model->config;
+    int half = c->rope_dims / 2;
+    bool has_factors = false, has_local = false;
+    pgi_weight factors;
+    pgi_status st;
+
+    for (int l = 0; l < c->n_layers; l++)
+        has_local |= pgi_model_layer_is_local(c, l);
+    memset(&factors, 0, sizeof(factors));
+    if ((st = bind_rope_factors(model, &factors, &has_factors, err)) != PGI_OK)
+        return st;
+
+    model->inv_freq_data = pgi_alloc(sizeof(float) * (size_t) (half > 0 ? 2 * half : 1));
     if (model->inv_freq_data == NULL)
     {
         pgi_free((void *) factors.name);
@@ -273,26 +432,113 @@ compute_inv_freq(pgi_model *model, pgi_error *err)
 
             if (!(factor > 0.0f) || !isfinite(factor))
             {
+                st = pgi_fail(err, PGI_ERR_FORMAT, "%s[%d] = %g is not positive", factors.name, i,
+                              (double) factor);
                 pgi_free((void *) factors.name);
-                return pgi_fail(err, PGI_ERR_FORMAT, "rope_freqs.weight[%d] = %g is not positive",
-                                i, (double) factor);
+                return st;
             }
             freq /= factor;
         }
         freq /= c->rope_scaling_factor;
         model->inv_freq_data[i] = (float) freq;
+        model->inv_freq_data[half + i] =
+            has_local ? (float) pow((double) c->rope_freq_base_swa, -2.0 * i / (double) c->rope_dims)
+                      : 0.0f;
     }
     pgi_free((void *) factors.name);
 
-    model->inv_freq.name = pgi_strdup("rope inverse frequencies");
-    if (model->inv_freq.name == NULL)
-        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
-    model->inv_freq.type = PGI_TYPE_F32;
-    model->inv_freq.rows = 1;
-    model->inv_freq.cols = half;
-    model->inv_freq.n_bytes = sizeof(float) * (size_t) half;
-    model->inv_freq.host = model->inv_freq_data;
+    if ((st = bind_inv_freq(&model->inv_freq, "rope inverse frequencies", model->inv_freq_data,
+                            half, err)) != PGI_OK)
+        return st;
+    if (has_local &&
+        (st = bind_inv_freq(&model->inv_freq_swa, "rope inverse frequencies (local layers)",
+                            model->inv_freq_data + half, half, err)) != PGI_OK)
+        return st;
     return PGI_OK;
+}
+
+/*
+ * A view of rows [first, first + rows) of a bound matrix, as its own weight
+ * (fused tensors: attn_qkv, phi3's gate|up).  The view owns only its name.
+ */
+static pgi_status
+bind_rows_view(const pgi_weight *whole, int64_t first, int64_t rows, const char *part,
+               pgi_weight *view, pgi_error *err)
+{
+    size_t row_bytes = pgi_row_bytes(whole->type, whole->cols);
+    char name[128];
+
+    snprintf(name, sizeof(name), "%s[%s]", whole->name, part);
+    *view = *whole;
+    view->name = pgi_strdup(name);
+    if (view->name == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory binding %s", name);
+    view->rows = rows;
+    view->n_bytes = row_bytes * (size_t) rows;
+    view->host = (const uint8_t *) whole->host + row_bytes * (size_t) first;
+    return PGI_OK;
+}
+
+/* Q, K and V of layer l: three tensors, or one attn_qkv cut in three. */
+static pgi_status
+bind_attention_inputs(pgi_model *model, int l, pgi_layer_weights *L, pgi_error *err)
+{
+    const pgi_model_config *c = &model->config;
+    int64_t dim = c->embedding_length;
+    int64_t q_dim = (int64_t) c->n_heads * c->head_dim;
+    int64_t kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
+    char name[96];
+    bool fused = false;
+    pgi_weight whole;
+    pgi_status st;
+
+    memset(&whole, 0, sizeof(whole));
+    snprintf(name, sizeof(name), "blk.%d.attn_qkv.weight", l);
+    if ((st = bind_tensor(model, name, q_dim + 2 * kv_dim, dim, false, false, &whole, &fused, err)))
+        return st;
+    if (fused)
+    {
+        st = bind_rows_view(&whole, 0, q_dim, "q", &L->attn_q, err);
+        if (st == PGI_OK)
+            st = bind_rows_view(&whole, q_dim, kv_dim, "k", &L->attn_k, err);
+        if (st == PGI_OK)
+            st = bind_rows_view(&whole, q_dim + kv_dim, kv_dim, "v", &L->attn_v, err);
+        pgi_free((void *) whole.name);
+        return st;
+    }
+    if ((st = bind_layer_tensor(model, l, "attn_q.weight", q_dim, dim, false, &L->attn_q, err)) ||
+        (st = bind_layer_tensor(model, l, "attn_k.weight", kv_dim, dim, false, &L->attn_k, err)) ||
+        (st = bind_layer_tensor(model, l, "attn_v.weight", kv_dim, dim, false, &L->attn_v, err)))
+        return st;
+    /* biases are optional in every family (qwen2 files have them) */
+    if ((st = bind_optional_layer_tensor(model, l, "attn_q.bias", q_dim, &L->attn_q_bias, err)) ||
+        (st = bind_optional_layer_tensor(model, l, "attn_k.bias", kv_dim, &L->attn_k_bias, err)) ||
+        (st = bind_optional_layer_tensor(model, l, "attn_v.bias", kv_dim, &L->attn_v_bias, err)))
+        return st;
+    return PGI_OK;
+}
+
+/* gate and up of layer l: two tensors, or phi3's ffn_up holding both. */
+static pgi_status
+bind_ffn_inputs(pgi_model *model, int l, pgi_layer_weights *L, bool fused, pgi_error *err)
+{
+    const pgi_model_config *c = &model->config;
+    int64_t dim = c->embedding_length, ffn = c->feed_forward_length;
+    pgi_weight whole;
+    pgi_status st;
+
+    if (!fused)
+        return (st = bind_layer_tensor(model, l, "ffn_gate.weight", ffn, dim, false, &L->ffn_gate, err))
+                   ? st
+                   : bind_layer_tensor(model, l, "ffn_up.weight", ffn, dim, false, &L->ffn_up, err);
+    memset(&whole, 0, sizeof(whole));
+    if ((st = bind_layer_tensor(model, l, "ffn_up.weight", 2 * ffn, dim, false, &whole, err)))
+        return st;
+    st = bind_rows_view(&whole, 0, ffn, "gate", &L->ffn_gate, err);
+    if (st == PGI_OK)
+        st = bind_rows_view(&whole, ffn, ffn, "up", &L->ffn_up, err);
+    pgi_free((void *) whole.name);
+    return st;
 }
 
 pgi_status
@@ -303,7 +549,7 @@ pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi
     pgi_status st;
     const gguf_tensor *embd;
     bool has_output = false;
-    int64_t q_dim, kv_dim;
+    int64_t q_dim;
 
     *out = NULL;
     if (context_override < 0)
@@ -330,7 +576,7 @@ pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi
     }
     c->vocab_size = (int) embd->dims[1];
     q_dim = (int64_t) c->n_heads * c->head_dim;
-    kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
+
 
     if ((st = bind_tensor(model, "token_embd.weight", c->vocab_size, c->embedding_length, false,
                           true, &model->token_embd, NULL, err)) ||
@@ -363,20 +609,24 @@ pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi
         int64_t dim = c->embedding_length, ffn = c->feed_forward_length;
 
         if ((st = bind_layer_tensor(model, l, "attn_norm.weight", 1, dim, true, &L->attn_norm, err)) ||
-            (st = bind_layer_tensor(model, l, "attn_q.weight", q_dim, dim, false, &L->attn_q, err)) ||
-            (st = bind_layer_tensor(model, l, "attn_k.weight", kv_dim, dim, false, &L->attn_k, err)) ||
-            (st = bind_layer_tensor(model, l, "attn_v.weight", kv_dim, dim, false, &L->attn_v, err)) ||
+            (st = bind_attention_inputs(model, l, L, err)) ||
             (st = bind_layer_tensor(model, l, "attn_output.weight", dim, q_dim, false,
                                     &L->attn_output, err)) ||
             (st = bind_layer_tensor(model, l, "ffn_norm.weight", 1, dim, true, &L->ffn_norm, err)) ||
-            (st = bind_layer_tensor(model, l, "ffn_gate.weight", ffn, dim, false, &L->ffn_gate, err)) ||
-            (st = bind_layer_tensor(model, l, "ffn_up.weight", ffn, dim, false, &L->ffn_up, err)) ||
+            (st = bind_ffn_inputs(model, l, L, traits_of(c->architecture)->fused_gate_up, err)) ||
             (st = bind_layer_tensor(model, l, "ffn_down.weight", dim, ffn, false, &L->ffn_down, err)))
             goto fail;
-        if (c->qkv_bias &&
-            ((st = bind_layer_tensor(model, l, "attn_q.bias", 1, q_dim, true, &L->attn_q_bias, err)) ||
-             (st = bind_layer_tensor(model, l, "attn_k.bias", 1, kv_dim, true, &L->attn_k_bias, err)) ||
-             (st = bind_layer_tensor(model, l, "attn_v.bias", 1, kv_dim, true, &L->attn_v_bias, err))))
+        if (c->qk_norm &&
+            ((st = bind_layer_tensor(model, l, "attn_q_norm.weight", 1, c->head_dim, true,
+                                     &L->attn_q_norm, err)) ||
+             (st = bind_layer_tensor(model, l, "attn_k_norm.weight", 1, c->head_dim, true,
+                                     &L->attn_k_norm, err))))
+            goto fail;
+        if (c->post_norms &&
+            ((st = bind_layer_tensor(model, l, "post_attention_norm.weight", 1, dim, true,
+                                     &L->attn_post_norm, err)) ||
+             (st = bind_layer_tensor(model, l, "post_ffw_norm.weight", 1, dim, true,
+                                     &L->ffn_post_norm, err))))
             goto fail;
     }
     if ((st = compute_inv_freq(model, err)) != PGI_OK)
@@ -391,7 +641,7 @@ fail:
 
 /* Every weight of a layer, for the loops that treat them alike (upload,
  * release); optional ones (the qwen2 biases) have host == NULL when absent. */
-#define LAYER_WEIGHT_COUNT 12
+#define LAYER_WEIGHT_COUNT 16
 _Static_assert(sizeof(pgi_layer_weights) == LAYER_WEIGHT_COUNT * sizeof(pgi_weight),
                "list_layer_weights must name every weight of a layer");
 
@@ -400,8 +650,9 @@ list_layer_weights(pgi_layer_weights *L, pgi_weight *out[LAYER_WEIGHT_COUNT])
 {
     pgi_weight *all[LAYER_WEIGHT_COUNT] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
                                            &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
-                                           &L->attn_v_bias, &L->ffn_norm, &L->ffn_gate,
-                                           &L->ffn_up, &L->ffn_down};
+                                           &L->attn_v_bias, &L->attn_q_norm, &L->attn_k_norm,
+                                           &L->attn_post_norm, &L->ffn_norm, &L->ffn_gate,
+                                           &L->ffn_up, &L->ffn_down, &L->ffn_post_norm};
 
     memcpy(out, all, sizeof(all));
 }
@@ -419,7 +670,7 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
     if (backend->device_memory_total > 0)
     {
         size_t need = model->token_embd.n_bytes + model->output_norm.n_bytes +
-                      model->inv_freq.n_bytes +
+                      model->inv_freq.n_bytes + model->inv_freq_swa.n_bytes +
                       (model->config.tied_embeddings ? 0 : model->output.n_bytes);
 
         for (int l = 0; l < model->config.n_layers; l++)
@@ -446,7 +697,8 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
     all[1] = &model->output_norm;
     all[2] = &model->inv_freq;
     all[3] = model->config.tied_embeddings ? NULL : &model->output;
-    for (int i = 0; i < 4; i++)
+    all[4] = model->inv_freq_swa.host != NULL ? &model->inv_freq_swa : NULL;
+    for (int i = 0; i < 5; i++)
         if (all[i] != NULL && (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
             return st;
     if (model->config.tied_embeddings)
@@ -489,6 +741,7 @@ pgi_model_free(pgi_model *model)
     release_one(b, &model->output_norm, false);
     release_one(b, &model->output, model->config.tied_embeddings);
     release_one(b, &model->inv_freq, false);
+    release_one(b, &model->inv_freq_swa, false);
     for (int l = 0; model->layers != NULL && l < model->config.n_layers; l++)
     {
         pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];

@@ -84,6 +84,8 @@ typedef struct pgi_rope {
     pgi_rope_mode mode;
     int n_dims;                   /* rotated dims per head (<= head_dim) */
     const pgi_weight *inv_freq;   /* F32 [n_dims/2], scaling already applied */
+    float attn_factor;            /* cos and sin are multiplied by it (1: none;
+                                   * LongRoPE and YaRN scale attention so) */
 } pgi_rope;
 
 typedef struct pgi_attention_shape {
@@ -91,6 +93,12 @@ typedef struct pgi_attention_shape {
     int n_kv_heads;               /* divides n_heads (grouped-query) */
     int head_dim;
     float scale;                  /* usually 1/sqrt(head_dim) */
+    int window;                   /* > 0: a token at position p attends only to
+                                   * positions p - window + 1 .. p (sliding-window
+                                   * layers); 0: to every earlier position */
+    const pgi_weight *sinks;      /* NULL, or F32 [n_heads]: one extra logit per
+                                   * head that joins the softmax's denominator
+                                   * but has no value (attention sinks) */
 } pgi_attention_shape;
 
 /* One candidate of a row of logits (top_k's results). */
@@ -149,6 +157,12 @@ typedef struct pgi_backend_ops {
     /* out[i] = silu(gate[i]) * up[i] */
     void (*silu_mul)(pgi_backend *b, float *out, const float *gate, const float *up,
                      int64_t n);
+    /* out[i] = gelu(gate[i]) * up[i], GELU in its tanh form:
+     * 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) */
+    void (*gelu_mul)(pgi_backend *b, float *out, const float *gate, const float *up,
+                     int64_t n);
+    /* x[i] *= s */
+    void (*scale)(pgi_backend *b, float *x, float s, int64_t n);
     /* x[i] += y[i] */
     void (*add)(pgi_backend *b, float *x, const float *y, int64_t n);
     /* out[j] = x[output_rows[j]] for the step's outputs, rows of width floats. */

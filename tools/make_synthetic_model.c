@@ -38,6 +38,8 @@ typedef struct options {
     const char *vocab_from;
     bool tied;
     const char *arch;
+    int64_t head_dim;              /* 0: dim / heads */
+    int64_t sliding_window;        /* gemma3: tokens a local layer sees (0: none) */
     uint64_t seed;
     float rope_base, rms_eps;
     const char *output;
@@ -102,6 +104,36 @@ name_hash(const char *s)
     return h;
 }
 
+/* ------------------------------------------------------------ families */
+
+/* The tensors and keys a family's files carry beyond llama's (llama.cpp's
+ * converter writes them so). */
+typedef struct family {
+    const char *arch;
+    bool qkv_bias;               /* qwen2 */
+    bool qk_norm;                /* attn_q_norm / attn_k_norm [head_dim] */
+    bool post_norms;             /* post_attention_norm / post_ffw_norm */
+    bool fused;                  /* attn_qkv and ffn_up = gate|up (phi3) */
+    bool writes_head_dim;        /* attention.key_length / value_length */
+} family;
+
+static const family families[] = {
+    {"llama", false, false, false, false, false},
+    {"qwen2", true, false, false, false, false},
+    {"qwen3", false, true, false, false, true},
+    {"gemma3", false, true, true, false, true},
+    {"phi3", false, false, false, true, false},
+};
+
+static const family *
+family_of(const char *arch)
+{
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+        if (strcmp(families[i].arch, arch) == 0)
+            return &families[i];
+    return NULL;
+}
+
 /* ------------------------------------------------------------ the plan */
 
 typedef enum tensor_kind { KIND_MATRIX, KIND_NORM, KIND_BIAS } tensor_kind;
@@ -157,8 +189,9 @@ static int
 make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tensor *plan)
 {
     int n = 0;
-    int64_t head_dim = o->dim / o->heads;
-    int64_t kv_dim = head_dim * o->kv_heads;
+    const family *fam = family_of(o->arch);
+    int64_t q_dim = o->head_dim * o->heads;
+    int64_t kv_dim = o->head_dim * o->kv_heads;
     uint32_t base = tc->matrix_type;
     uint32_t big = tc->k_quant_mix ? PGI_TYPE_Q6_K : base;
     char name[64];
@@ -170,20 +203,40 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
 
 #define BLK(suffix) (snprintf(name, sizeof(name), "blk.%lld." suffix, (long long) l), name)
         plan_add(plan, &n, BLK("attn_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        plan_add(plan, &n, BLK("attn_q.weight"), o->dim, o->dim, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("attn_k.weight"), o->dim, kv_dim, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("attn_v.weight"), o->dim, kv_dim, promoted, KIND_MATRIX);
-        if (strcmp(o->arch, "qwen2") == 0)
+        if (fam->fused)
+            plan_add(plan, &n, BLK("attn_qkv.weight"), o->dim, q_dim + 2 * kv_dim, base,
+                     KIND_MATRIX);
+        else
         {
-            plan_add(plan, &n, BLK("attn_q.bias"), o->dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_q.weight"), o->dim, q_dim, base, KIND_MATRIX);
+            plan_add(plan, &n, BLK("attn_k.weight"), o->dim, kv_dim, base, KIND_MATRIX);
+            plan_add(plan, &n, BLK("attn_v.weight"), o->dim, kv_dim, promoted, KIND_MATRIX);
+        }
+        if (fam->qkv_bias)
+        {
+            plan_add(plan, &n, BLK("attn_q.bias"), q_dim, 0, 0, KIND_BIAS);
             plan_add(plan, &n, BLK("attn_k.bias"), kv_dim, 0, 0, KIND_BIAS);
             plan_add(plan, &n, BLK("attn_v.bias"), kv_dim, 0, 0, KIND_BIAS);
         }
-        plan_add(plan, &n, BLK("attn_output.weight"), o->dim, o->dim, base, KIND_MATRIX);
+        if (fam->qk_norm)
+        {
+            plan_add(plan, &n, BLK("attn_q_norm.weight"), o->head_dim, 0, 0, KIND_NORM);
+            plan_add(plan, &n, BLK("attn_k_norm.weight"), o->head_dim, 0, 0, KIND_NORM);
+        }
+        plan_add(plan, &n, BLK("attn_output.weight"), q_dim, o->dim, base, KIND_MATRIX);
+        if (fam->post_norms)
+            plan_add(plan, &n, BLK("post_attention_norm.weight"), o->dim, 0, 0, KIND_NORM);
         plan_add(plan, &n, BLK("ffn_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, base, KIND_MATRIX);
+        if (fam->fused)
+            plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, 2 * o->ffn, base, KIND_MATRIX);
+        else
+        {
+            plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, base, KIND_MATRIX);
+            plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, base, KIND_MATRIX);
+        }
         plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, promoted, KIND_MATRIX);
+        if (fam->post_norms)
+            plan_add(plan, &n, BLK("post_ffw_norm.weight"), o->dim, 0, 0, KIND_NORM);
 #undef BLK
     }
     plan_add(plan, &n, "output_norm.weight", o->dim, 0, 0, KIND_NORM);
@@ -281,7 +334,15 @@ add_metadata(gguf_writer *w, const options *o, const type_choice *tc, int64_t n_
     ADD(gguf_writer_add_u32(w, KEY("block_count"), (uint32_t) o->layers, err));
     ADD(gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t) o->heads, err));
     ADD(gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t) o->kv_heads, err));
-    ADD(gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t) (o->dim / o->heads), err));
+    ADD(gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t) o->head_dim, err));
+    if (family_of(o->arch)->writes_head_dim)
+    {
+        ADD(gguf_writer_add_u32(w, KEY("attention.key_length"), (uint32_t) o->head_dim, err));
+        ADD(gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t) o->head_dim, err));
+    }
+    if (o->sliding_window > 0)
+        ADD(gguf_writer_add_u32(w, KEY("attention.sliding_window"), (uint32_t) o->sliding_window,
+                                err));
     ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err));
     ADD(gguf_writer_add_f32(w, KEY("rope.freq_base"), o->rope_base, err));
     ADD(gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t) n_vocab, err));
@@ -303,7 +364,11 @@ usage(void)
             "  --vocab-from FILE    copy tokenizer.* from a GGUF (e.g. a vocab-only file)\n"
             "  --vocab-size N       without --vocab-from: a generated vocabulary of N tokens\n"
             "  --tied               no output.weight (the embedding is reused)\n"
-            "  --arch llama|qwen2   qwen2 adds Q/K/V biases (default llama)\n"
+            "  --arch llama|qwen2|qwen3|gemma3|phi3   the family's tensors and keys (default llama):\n"
+            "                       qwen2 Q/K/V biases; qwen3 Q/K norms; gemma3 Q/K norms, post norms,\n"
+            "                       GELU; phi3 fused attn_qkv and gate|up\n"
+            "  --head-dim N         head size when not dim/heads (qwen3, gemma3)\n"
+            "  --sliding-window N   gemma3: local layers see N tokens (5 local : 1 global)\n"
             "  --rope-base F --rms-eps F   (defaults 10000, 1e-5)\n"
             "  --seed N             (default 1)\n");
 }
@@ -323,8 +388,8 @@ parse_int(const char *s, int64_t *out)
 static bool
 parse_options(int argc, char **argv, options *o)
 {
-    *o = (options) {"f16", 768, 2048, 12, 12, 0, 2048, 0, NULL, false, "llama", 1, 10000.0f, 1e-5f,
-                    NULL};
+    *o = (options) {"f16", 768, 2048, 12, 12, 0, 2048, 0, NULL, false, "llama", 0, 0, 1, 10000.0f,
+                    1e-5f, NULL};
     for (int i = 1; i < argc; i++)
     {
         const char *a = argv[i];
@@ -364,6 +429,10 @@ parse_options(int argc, char **argv, options *o)
             o->vocab_from = v;
         else if (strcmp(a, "--arch") == 0)
             o->arch = v;
+        else if (strcmp(a, "--head-dim") == 0)
+            ok = parse_int(v, &o->head_dim);
+        else if (strcmp(a, "--sliding-window") == 0)
+            ok = parse_int(v, &o->sliding_window);
         else if (strcmp(a, "--seed") == 0)
             o->seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--rope-base") == 0)
@@ -390,15 +459,29 @@ parse_options(int argc, char **argv, options *o)
         fprintf(stderr, "make_synthetic_model: -o FILE is required\n");
         return false;
     }
-    if (strcmp(o->arch, "llama") != 0 && strcmp(o->arch, "qwen2") != 0)
+    if (family_of(o->arch) == NULL)
     {
-        fprintf(stderr, "make_synthetic_model: --arch must be llama or qwen2\n");
+        fprintf(stderr, "make_synthetic_model: --arch must be one of llama, qwen2, qwen3, gemma3, "
+                        "phi3\n");
         return false;
     }
-    if (o->dim % o->heads != 0 || o->heads % o->kv_heads != 0 || (o->dim / o->heads) % 2 != 0)
+    if (o->head_dim == 0 && o->dim % o->heads != 0)
     {
-        fprintf(stderr, "make_synthetic_model: dim must split into heads of an even size, "
-                        "and heads into kv-heads groups\n");
+        fprintf(stderr, "make_synthetic_model: dim must split into heads (or give --head-dim)\n");
+        return false;
+    }
+    if (o->head_dim == 0)
+        o->head_dim = o->dim / o->heads;
+    if (o->heads % o->kv_heads != 0 || o->head_dim % 2 != 0)
+    {
+        fprintf(stderr, "make_synthetic_model: heads must be of an even size and split into "
+                        "kv-heads groups\n");
+        return false;
+    }
+    if (o->head_dim * o->heads != o->dim && !family_of(o->arch)->writes_head_dim)
+    {
+        fprintf(stderr, "make_synthetic_model: --head-dim other than dim/heads needs an arch that "
+                        "records it (qwen3, gemma3)\n");
         return false;
     }
     if (o->vocab_from == NULL && o->vocab_size == 0)
@@ -465,7 +548,7 @@ main(int argc, char **argv)
     else
         n_vocab = o.vocab_size;
 
-    plan = pgi_calloc((size_t) (o.layers * 12 + 4), sizeof(planned_tensor));
+    plan = pgi_calloc((size_t) (o.layers * 18 + 4), sizeof(planned_tensor));
     if (plan == NULL)
     {
         fprintf(stderr, "make_synthetic_model: out of memory\n");

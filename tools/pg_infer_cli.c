@@ -433,7 +433,11 @@ cmd_info(const cli_args *a)
     printf("\n");
     printf("rms_epsilon:     %g\n", (double) c->rms_epsilon);
     printf("tied_embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
-    printf("qkv_bias:        %s\n", c->qkv_bias ? "yes" : "no");
+    printf("qkv_bias:        %s\n", model->layers[0].attn_q_bias.host != NULL ? "yes" : "no");
+    printf("qk_norm:         %s\n", c->qk_norm ? "yes" : "no");
+    printf("head_dim:        %d\n", c->head_dim);
+    if (c->sliding_window > 0)
+        printf("sliding_window:  %d (every %d-th layer global)\n", c->sliding_window, c->swa_period);
     printf("tensor types:    ");
     for (int t = 0; t < PGI_TYPE_COUNT; t++)
         if (model->type_counts[t] > 0)

@@ -319,8 +319,8 @@ cpu_rope(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
         {
             float theta = (float) s->positions[t] * inv_freq[i];
 
-            cos_theta[i] = cosf(theta);
-            sin_theta[i] = sinf(theta);
+            cos_theta[i] = cosf(theta) * rope->attn_factor;
+            sin_theta[i] = sinf(theta) * rope->attn_factor;
         }
         rope_rows(q + (size_t) t * q_width, shape->n_heads, shape->head_dim, rope, cos_theta,
                   sin_theta);
@@ -347,6 +347,8 @@ typedef struct attend_job {
     float *out;              /* [head_dim] */
     const int32_t *table;    /* the sequence's block table */
     int n_keys;
+    int first_key;           /* keys before it are outside a sliding window */
+    float sink;              /* the head's sink logit, -INFINITY when none */
     int kv_offset;           /* kv_head * head_dim */
     int head_dim;
     float scale;
@@ -359,7 +361,7 @@ attend_scalar(pgi_kv_cache *kv, int layer, const attend_job *j)
     int block_size = kv->g.block_size;
     float max_score = -INFINITY, sum = 0.0f, inv_sum;
 
-    for (int k = 0; k < j->n_keys; k++)
+    for (int k = j->first_key; k < j->n_keys; k++)
     {
         const float *key = kv_row(kv, layer, 0, j->table[k / block_size], k % block_size) + j->kv_offset;
         float dot = 0.0f;
@@ -370,14 +372,19 @@ attend_scalar(pgi_kv_cache *kv, int layer, const attend_job *j)
         if (j->scores[k] > max_score)
             max_score = j->scores[k];
     }
-    for (int k = 0; k < j->n_keys; k++)
+    /* a sink takes part in the maximum and the sum, and adds no value */
+    if (j->sink > max_score)
+        max_score = j->sink;
+    if (j->sink > -INFINITY)
+        sum += expf(j->sink - max_score);
+    for (int k = j->first_key; k < j->n_keys; k++)
     {
         j->scores[k] = expf(j->scores[k] - max_score);
         sum += j->scores[k];
     }
     inv_sum = 1.0f / sum;
     memset(j->out, 0, sizeof(float) * (size_t) j->head_dim);
-    for (int k = 0; k < j->n_keys; k++)
+    for (int k = j->first_key; k < j->n_keys; k++)
     {
         const float *value = kv_row(kv, layer, 1, j->table[k / block_size], k % block_size) + j->kv_offset;
         float p = j->scores[k] * inv_sum;
@@ -420,9 +427,10 @@ exp_avx2(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
 
-/* softmax of scores[0..n) in place */
+/* softmax of scores[0..n) in place, with an optional sink logit that joins
+ * the maximum and the denominator only (-INFINITY: none) */
 __attribute__((target("avx2,fma"))) static void
-softmax_avx2(float *scores, int n)
+softmax_avx2(float *scores, int n, float sink)
 {
     __m256 vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
     float max_score = -INFINITY, sum, inv_sum;
@@ -434,6 +442,8 @@ softmax_avx2(float *scores, int n)
     for (; k < n; k++)
         if (scores[k] > max_score)
             max_score = scores[k];
+    if (sink > max_score)
+        max_score = sink;
     vmax = _mm256_set1_ps(max_score);
     for (k = 0; k + 8 <= n; k += 8)
     {
@@ -443,6 +453,8 @@ softmax_avx2(float *scores, int n)
         vsum = _mm256_add_ps(vsum, e);
     }
     sum = pgi_avx2_sum(vsum);
+    if (sink > -INFINITY)
+        sum += expf(sink - max_score);
     for (; k < n; k++)
     {
         scores[k] = expf(scores[k] - max_score);
@@ -511,7 +523,11 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
             scores[k] = pgi_avx2_sum(a) * j->scale;
         }
     }
-    softmax_avx2(j->scores, n);
+    /* keys before the window were scored with the rest (the loops stay
+     * block-aligned) and are given no weight */
+    softmax_avx2(j->scores + j->first_key, n - j->first_key, j->sink);
+    for (int k = 0; k < j->first_key; k++)
+        j->scores[k] = 0.0f;
 
     /* weighted sum of V, 64 output floats at a time in eight registers */
     {
@@ -664,9 +680,12 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
     }
     for (int r = 0; r < ATTENTION_TILE; r++)
     {
-        int own = jobs[r < count ? r : count - 1].n_keys;
+        const attend_job *jr = &jobs[r < count ? r : count - 1];
+        int own = jr->n_keys;
 
-        softmax_avx2(sc[r], own);
+        softmax_avx2(sc[r] + jr->first_key, own - jr->first_key, jr->sink);
+        for (int k = 0; k < jr->first_key; k++)
+            sc[r][k] = 0.0f;
         for (int k = own; k < n; k++)
             sc[r][k] = 0.0f;
     }
@@ -765,6 +784,8 @@ attention_worker(void *arg, int thread_index, int n_threads)
                 }
             job->q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
             job->out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+            job->first_key = sh->window > 0 && job->n_keys > sh->window ? job->n_keys - sh->window : 0;
+            job->sink = sh->sinks != NULL ? ((const float *) sh->sinks->host)[h] : -INFINITY;
             job->kv_offset = (h / group) * head_dim;
             job->head_dim = head_dim;
             job->scale = sh->scale;
@@ -901,6 +922,28 @@ cpu_silu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int
         pgi_threadpool_run(cb->pool, silu_worker, &args);
 }
 
+/* GELU in its tanh form, the one the gemma family's FFN uses (and
+ * llama.cpp's GELU op computes). */
+static void
+cpu_gelu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int64_t n)
+{
+    const float c = 0.7978845608028654f;      /* sqrt(2 / pi) */
+
+    for (int64_t i = 0; i < n; i++)
+    {
+        float g = gate[i];
+
+        out[i] = 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
+
+static void
+cpu_scale(pgi_backend *b, float *x, float s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
 static void
 cpu_add(pgi_backend *b, float *x, const float *y, int64_t n)
 {
@@ -999,6 +1042,8 @@ static const pgi_backend_ops cpu_ops = {
     .rope = cpu_rope,
     .attention = cpu_attention,
     .silu_mul = cpu_silu_mul,
+    .gelu_mul = cpu_gelu_mul,
+    .scale = cpu_scale,
     .add = cpu_add,
     .gather_outputs = cpu_gather_outputs,
     .read_floats = cpu_read_floats,

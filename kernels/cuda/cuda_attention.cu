@@ -445,6 +445,13 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
                       shape->n_heads, shape->n_kv_heads, hd, layer);
         return;
     }
+    if (shape->window > 0 || shape->sinks != NULL)
+    {
+        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
+                      "attention: sliding windows and attention sinks are not implemented on CUDA "
+                      "yet");
+        return;
+    }
     memset(&a, 0, sizeof(a));
     a.group = shape->n_heads / shape->n_kv_heads;
 

@@ -393,7 +393,7 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_ROPE:
             pgi_cuda_launch_rope(cb, op->out, (float *) op->a, op->rope_mode, op->rope_dims,
-                                 &op->w, &op->shape);
+                                 &op->w, op->factor, &op->shape);
             break;
         case PGI_OP_ATTENTION:
             pgi_cuda_launch_attention(cb, op->out, op->a, op->b, op->c, op->kv, op->layer,
@@ -401,6 +401,12 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_SILU_MUL:
             pgi_cuda_launch_silu_mul(cb, op->out, op->a, op->b, op->n);
+            break;
+        case PGI_OP_GELU_MUL:
+            pgi_cuda_launch_gelu_mul(cb, op->out, op->a, op->b, op->n);
+            break;
+        case PGI_OP_SCALE:
+            pgi_cuda_launch_scale(cb, op->out, op->factor, op->n);
             break;
         case PGI_OP_ADD:
             pgi_cuda_launch_add(cb, op->out, op->a, op->n);
@@ -428,6 +434,19 @@ new_record(pgi_op_record *op, pgi_op_kind kind)
 {
     memset(op, 0, sizeof(*op));
     op->kind = kind;
+}
+
+/* Field by field, so that the record's padding stays zero: records are
+ * compared byte for byte. */
+static void
+set_shape(pgi_attention_shape *dst, const pgi_attention_shape *src)
+{
+    dst->n_heads = src->n_heads;
+    dst->n_kv_heads = src->n_kv_heads;
+    dst->head_dim = src->head_dim;
+    dst->scale = src->scale;
+    dst->window = src->window;
+    dst->sinks = src->sinks;
 }
 
 static bool
@@ -507,8 +526,9 @@ cuda_rope(pgi_backend *b, float *q, float *k, const pgi_rope *rope,
     op.a = k;
     op.rope_mode = (int) rope->mode;
     op.rope_dims = rope->n_dims;
+    op.factor = rope->attn_factor;
     set_wref(&op.w, rope->inv_freq);
-    op.shape = *shape;
+    set_shape(&op.shape, shape);
     dispatch(cb, &op);
 }
 
@@ -528,7 +548,7 @@ cuda_attention(pgi_backend *b, float *out, const float *q, const float *k, const
     op.c = v;
     op.kv = kv;
     op.layer = layer;
-    op.shape = *shape;
+    set_shape(&op.shape, shape);
     dispatch(cb, &op);
 }
 
@@ -541,6 +561,31 @@ cuda_silu_mul(pgi_backend *b, float *out, const float *gate, const float *up, in
     op.out = out;
     op.a = gate;
     op.b = up;
+    op.n = n;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_gelu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int64_t n)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_GELU_MUL);
+    op.out = out;
+    op.a = gate;
+    op.b = up;
+    op.n = n;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_scale(pgi_backend *b, float *x, float s, int64_t n)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_SCALE);
+    op.out = x;
+    op.factor = s;
     op.n = n;
     dispatch(pgi_as_cuda(b), &op);
 }
@@ -1209,6 +1254,8 @@ static const pgi_backend_ops cuda_ops = {
     cuda_rope,
     cuda_attention,
     cuda_silu_mul,
+    cuda_gelu_mul,
+    cuda_scale,
     cuda_add,
     cuda_gather_outputs,
     cuda_read_floats,

@@ -58,7 +58,9 @@ typedef enum pgi_op_kind {
     PGI_OP_ATTENTION,
     PGI_OP_SILU_MUL,
     PGI_OP_ADD,
-    PGI_OP_GATHER
+    PGI_OP_GATHER,
+    PGI_OP_GELU_MUL,
+    PGI_OP_SCALE
 } pgi_op_kind;
 
 /* One queued operation with everything needed to launch it again.  Records
@@ -75,6 +77,7 @@ struct pgi_op_record {
     float eps;
     int rope_mode;
     int rope_dims;
+    float factor;             /* scale's factor, rope's attn_factor */
     pgi_attention_shape shape;
     pgi_kv_cache *kv;
     int layer;
@@ -230,10 +233,14 @@ void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wvi
                                  const float *x, int n_rows);
 void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows);
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
-                          const pgi_wref *inv_freq, const pgi_attention_shape *shape);
+                          const pgi_wref *inv_freq, float attn_factor,
+                          const pgi_attention_shape *shape);
 void pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                                const float *v, pgi_kv_cache *kv, int layer,
                                const pgi_attention_shape *shape);
+void pgi_cuda_launch_gelu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
+                              const float *up, int64_t n);
+void pgi_cuda_launch_scale(pgi_cuda_backend *cb, float *x, float s, int64_t n);
 void pgi_cuda_launch_silu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
                               const float *up, int64_t n);
 void pgi_cuda_launch_add(pgi_cuda_backend *cb, float *x, const float *y, int64_t n);

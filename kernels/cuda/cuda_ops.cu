@@ -1,5 +1,5 @@
 /*
- * cuda_ops.cu — the small ops: embed, rmsnorm, add_bias, rope, silu_mul,
+ * cuda_ops.cu — the small ops: embed, rmsnorm, add_bias, rope, silu_mul, gelu_mul, scale,
  * add, gather_outputs, argmax.  Each reads the step's arrays from device
  * memory (never host values) so that a captured graph stays valid for any
  * step of the same shape.
@@ -161,7 +161,7 @@ pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, i
 
 __global__ void
 rope_kernel(float *q, float *k, const float *inv_freq, const int32_t *positions, int n_heads,
-            int n_kv_heads, int head_dim, int n_dims, int neox)
+            int n_kv_heads, int head_dim, int n_dims, int neox, float attn_factor)
 {
     int t = blockIdx.x;
     int half = n_dims / 2;
@@ -181,6 +181,8 @@ rope_kernel(float *q, float *k, const float *inv_freq, const int32_t *positions,
         float s, c;
 
         sincosf(theta, &s, &c);
+        s *= attn_factor;
+        c *= attn_factor;
         float x0 = v[a], x1 = v[z];
         v[a] = x0 * c - x1 * s;
         v[z] = x0 * s + x1 * c;
@@ -189,7 +191,7 @@ rope_kernel(float *q, float *k, const float *inv_freq, const int32_t *positions,
 
 void
 pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
-                     const pgi_wref *inv_freq, const pgi_attention_shape *shape)
+                     const pgi_wref *inv_freq, float attn_factor, const pgi_attention_shape *shape)
 {
     if (inv_freq->device == NULL || inv_freq->type != PGI_TYPE_F32 ||
         inv_freq->rows * inv_freq->cols < n_dims / 2)
@@ -207,7 +209,7 @@ pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_d
     }
     rope_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(
         q, k, (const float *) inv_freq->device, cb->d_positions, shape->n_heads,
-        shape->n_kv_heads, shape->head_dim, n_dims, mode == PGI_ROPE_NEOX);
+        shape->n_kv_heads, shape->head_dim, n_dims, mode == PGI_ROPE_NEOX, attn_factor);
     pgi_cuda_check_launch(cb, "rope");
 }
 
@@ -233,6 +235,46 @@ pgi_cuda_launch_silu_mul(pgi_cuda_backend *cb, float *out, const float *gate, co
         return;
     silu_mul_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(out, gate, up, n);
     pgi_cuda_check_launch(cb, "silu_mul");
+}
+
+/* GELU in its tanh form, as the CPU backend computes it */
+__global__ void
+gelu_mul_kernel(float *out, const float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+    {
+        float g = gate[i];
+
+        out[i] = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
+
+void
+pgi_cuda_launch_gelu_mul(pgi_cuda_backend *cb, float *out, const float *gate, const float *up,
+                         int64_t n)
+{
+    if (n <= 0)
+        return;
+    gelu_mul_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(out, gate, up, n);
+    pgi_cuda_check_launch(cb, "gelu_mul");
+}
+
+__global__ void
+scale_kernel(float *x, float s, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
+         i += (int64_t) gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+void
+pgi_cuda_launch_scale(pgi_cuda_backend *cb, float *x, float s, int64_t n)
+{
+    if (n <= 0)
+        return;
+    scale_kernel<<<grid_for(n, 256), 256, 0, cb->stream>>>(x, s, n);
+    pgi_cuda_check_launch(cb, "scale");
 }
 
 __global__ void
