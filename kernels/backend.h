@@ -110,6 +110,70 @@ typedef struct pgi_logit {
 /* The most candidates top_k returns per row. */
 #define PGI_TOP_K_MAX 64
 
+/*
+ * Mixture of experts (qwen3moe, gpt-oss, ...).
+ *
+ * A layer has n_expert feed-forward networks ("experts") of equal shape and
+ * a router (a matmul the engine does itself: logits = x . W_router^T, plus
+ * its bias where the model has one).  moe_route picks each token's k
+ * experts and their weights from the logits; moe_ffn runs only the picked
+ * experts and sums their outputs:
+ *     out[t] = sum_j weights[t][j] * FFN_{ids[t][j]}(x[t])
+ *     FFN_e(x) = down_e(act(gate_e . x + gate_bias_e, up_e . x + up_bias_e)) + down_bias_e
+ *
+ * The file's 3-D expert tensors ([n_embd, n_ff, n_expert] for gate and up,
+ * [n_ff, n_embd, n_expert] for down) are n_expert matrices one after
+ * another, so each is bound as one pgi_weight of rows = n_expert * rows per
+ * expert: expert e is rows [e*R, (e+1)*R).  Upload and release treat it as
+ * any other matrix.  Biases of experts ([R, n_expert] in the file) are F32
+ * pgi_weights of rows = n_expert, cols = R: expert e's bias is row e.
+ */
+
+/* The most experts a token may use (k). */
+#define PGI_MOE_MAX_K 32
+
+typedef enum pgi_moe_gating {
+    /* p = softmax(logits) over all n_expert experts; the k largest are
+     * picked and their p are the weights (qwen3moe and most MoE models). */
+    PGI_MOE_GATING_SOFTMAX = 0,
+    /* The k largest raw logits are picked; the weights are the softmax of
+     * those k logits only (gpt-oss). */
+    PGI_MOE_GATING_SOFTMAX_TOPK = 1
+} pgi_moe_gating;
+
+typedef struct pgi_moe_router {
+    int n_expert;                 /* width of a row of logits */
+    int k;                        /* experts per token: 1 <= k <= min(n_expert, PGI_MOE_MAX_K) */
+    pgi_moe_gating gating;
+    /* after gating: divide the k weights by their sum, clamped below at
+     * 2^-14 (GGUF key <arch>.expert_weights_norm; true in Qwen3-MoE files) */
+    int normalize;
+    /* then multiply them by this (<arch>.expert_weights_scale; 1 = none,
+     * 0 is taken as 1 as the key's absence means) */
+    float scale;
+} pgi_moe_router;
+
+typedef enum pgi_moe_activation {
+    /* silu(g) * u (SwiGLU: qwen3moe) */
+    PGI_MOE_ACT_SILU = 0,
+    /* gpt-oss's clamped SwiGLU, alpha 1.702, limit 7:
+     *   g' = min(g, 7), u' = clamp(u, -7, 7),  g' * sigmoid(1.702 g') * (u' + 1) */
+    PGI_MOE_ACT_SWIGLU_OAI = 1
+} pgi_moe_activation;
+
+typedef struct pgi_moe_experts {
+    int n_expert;
+    int64_t n_embd;               /* width of x and out */
+    int64_t n_ff;                 /* hidden width of one expert */
+    const pgi_weight *gate;       /* rows n_expert * n_ff, cols n_embd */
+    const pgi_weight *up;         /* rows n_expert * n_ff, cols n_embd */
+    const pgi_weight *down;       /* rows n_expert * n_embd, cols n_ff */
+    const pgi_weight *gate_bias;  /* NULL, or F32 rows n_expert, cols n_ff */
+    const pgi_weight *up_bias;    /* NULL, or F32 rows n_expert, cols n_ff */
+    const pgi_weight *down_bias;  /* NULL, or F32 rows n_expert, cols n_embd */
+    pgi_moe_activation activation;
+} pgi_moe_experts;
+
 typedef struct pgi_backend_ops {
     void (*destroy)(pgi_backend *b);
 
@@ -181,6 +245,28 @@ typedef struct pgi_backend_ops {
      * work.  A top-k sampler reads k candidates instead of a vocabulary. */
     pgi_status (*top_k)(pgi_backend *b, pgi_logit *host_out, const float *x, int n_rows,
                         int width, int k, pgi_error *err);
+
+    /* Mixture of experts (see pgi_moe_router above).  logits [n_tokens]
+     * [n_expert] -> ids [n_tokens][k] (int32) and weights [n_tokens][k],
+     * all device memory (int32 arrays may be taken from alloc: 4-byte
+     * elements).  A token's experts are listed best first; equal logits go
+     * to the lower expert id first; NaN counts as -infinity.  Selection
+     * compares logits in both gating modes (softmax preserves their order).
+     * Rows with a bad router (k out of range) get ids -1 and weights 0. */
+    void (*moe_route)(pgi_backend *b, int32_t *ids, float *weights, const float *logits,
+                      int n_tokens, const pgi_moe_router *router);
+    /* out[n_tokens][n_embd] = sum over j < k of weights[t][j] *
+     * FFN_{ids[t][j]}(x[t]) (overwritten, not accumulated).  Only the
+     * experts some token picked are computed: the step's (token, j) pairs
+     * are grouped by expert and each such expert multiplies just its rows,
+     * once per call; per token the terms are added in increasing expert
+     * id.  An id outside [0, n_expert) contributes nothing.  x, ids,
+     * weights and out are device memory; out must not alias x.
+     * On CUDA the ids are read back to the host to size the groups (one
+     * small synchronizing copy per call; such steps are not captured as
+     * CUDA graphs). */
+    void (*moe_ffn)(pgi_backend *b, float *out, const float *x, const int32_t *ids,
+                    const float *weights, int n_tokens, int k, const pgi_moe_experts *experts);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */

@@ -39,6 +39,7 @@ typedef struct cpu_backend {
     int32_t *tile_first;
     int n_tiles;
     int tiles_capacity;
+    pgi_cpu_moe_scratch moe;
 } cpu_backend;
 
 #define ATTENTION_TILE 4
@@ -69,6 +70,7 @@ cpu_destroy(pgi_backend *b)
     pgi_threadpool_destroy(cb->pool);
     pgi_free(cb->scores);
     pgi_free(cb->tile_first);
+    pgi_cpu_moe_scratch_free(&cb->moe);
     pgi_free(cb);
 }
 
@@ -1024,6 +1026,22 @@ cpu_top_k(pgi_backend *b, pgi_logit *host_out, const float *x, int n_rows, int w
     return PGI_OK;
 }
 
+static void
+cpu_moe_route(pgi_backend *b, int32_t *ids, float *weights, const float *logits, int n_tokens,
+              const pgi_moe_router *router)
+{
+    pgi_cpu_moe_route(ids, weights, logits, n_tokens, router);
+}
+
+static void
+cpu_moe_ffn(pgi_backend *b, float *out, const float *x, const int32_t *ids, const float *weights,
+            int n_tokens, int k, const pgi_moe_experts *experts)
+{
+    cpu_backend *cb = as_cpu(b);
+
+    pgi_cpu_moe_ffn(cb->pool, &cb->moe, out, x, ids, weights, n_tokens, k, experts);
+}
+
 static const pgi_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .upload_weight = cpu_upload_weight,
@@ -1049,6 +1067,8 @@ static const pgi_backend_ops cpu_ops = {
     .read_floats = cpu_read_floats,
     .argmax = cpu_argmax,
     .top_k = cpu_top_k,
+    .moe_route = cpu_moe_route,
+    .moe_ffn = cpu_moe_ffn,
 };
 
 pgi_backend *

@@ -49,4 +49,22 @@ void pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, i
 /* Dequantize row `row` of w into dst (w->cols floats), fastest path. */
 void pgi_cpu_dequantize_row(const pgi_weight *w, int64_t row, float *dst);
 
+/* ---- mixture of experts (moe.c): kernels/backend.h's moe_route and
+ * moe_ffn.  The scratch is the caller's (the backend's), grown as needed;
+ * moe_ffn fills out with NaN when it cannot run (bad descriptor, no
+ * memory): it has no error channel. ---- */
+typedef struct pgi_cpu_moe_scratch {
+    void *index;          /* int32 counts, offsets, pairs by expert */
+    size_t index_bytes;
+    void *data;           /* float rows of the largest group */
+    size_t data_bytes;
+} pgi_cpu_moe_scratch;
+
+void pgi_cpu_moe_route(int32_t *ids, float *weights, const float *logits, int n_tokens,
+                       const pgi_moe_router *router);
+void pgi_cpu_moe_ffn(pgi_threadpool *pool, pgi_cpu_moe_scratch *scratch, float *out,
+                     const float *x, const int32_t *ids, const float *weights, int n_tokens,
+                     int k, const pgi_moe_experts *experts);
+void pgi_cpu_moe_scratch_free(pgi_cpu_moe_scratch *scratch);
+
 #endif
