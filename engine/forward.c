@@ -22,6 +22,10 @@ struct pgi_forward {
     float *out_rows; /* gathered rows [max_outputs][dim] */
     float *out_norm; /* [max_outputs][dim] */
     float *logits;   /* [max_outputs][vocab] */
+    /* mixture of experts only */
+    float *router;   /* router logits [max_tokens][n_experts] */
+    float *expert_ids;     /* int32 [max_tokens][n_experts_used] (4-byte slots) */
+    float *expert_weights; /* [max_tokens][n_experts_used] */
 };
 
 int
@@ -39,7 +43,7 @@ pgi_forward_max_outputs(const pgi_forward *forward)
 void
 pgi_forward_free(pgi_forward *f)
 {
-    float **buffers[12];
+    float **buffers[15];
     int n = 0;
 
     if (f == NULL)
@@ -56,6 +60,9 @@ pgi_forward_free(pgi_forward *f)
     buffers[n++] = &f->out_rows;
     buffers[n++] = &f->out_norm;
     buffers[n++] = &f->logits;
+    buffers[n++] = &f->router;
+    buffers[n++] = &f->expert_ids;
+    buffers[n++] = &f->expert_weights;
     for (int i = 0; i < n; i++)
         if (*buffers[i] != NULL)
             f->backend->ops->free(f->backend, *buffers[i]);
@@ -69,7 +76,7 @@ pgi_forward_create(pgi_backend *backend, const pgi_model *model, int max_tokens,
     const pgi_model_config *c = &model->config;
     pgi_forward *f;
     size_t T, O, q_dim, kv_dim;
-    struct { float **slot; size_t n; } plan[12];
+    struct { float **slot; size_t n; } plan[15];
     int n = 0;
 
     *out = NULL;
@@ -100,6 +107,12 @@ pgi_forward_create(pgi_backend *backend, const pgi_model *model, int max_tokens,
     PLAN(out_rows, O * (size_t) c->embedding_length);
     PLAN(out_norm, O * (size_t) c->embedding_length);
     PLAN(logits, O * (size_t) c->vocab_size);
+    if (c->n_experts > 0)
+    {
+        PLAN(router, T * (size_t) c->n_experts);
+        PLAN(expert_ids, T * (size_t) c->n_experts_used);
+        PLAN(expert_weights, T * (size_t) c->n_experts_used);
+    }
 #undef PLAN
     for (int i = 0; i < n; i++)
     {
@@ -125,7 +138,10 @@ pgi_forward_create(pgi_backend *backend, const pgi_model *model, int max_tokens,
  *     frequencies (gemma3);
  *   - RMS norms of the attention and FFN outputs before each residual add
  *     (gemma3);
- *   - GELU instead of SiLU in the gated FFN (gemma3).
+ *   - GELU instead of SiLU in the gated FFN (gemma3);
+ *   - attention sinks and an output bias (gpt-oss);
+ *   - a mixture of experts in place of the FFN (qwen3moe, gpt-oss): a router
+ *     picks each token's experts, and only those run.
  */
 typedef struct layer_context {
     pgi_forward *f;
@@ -150,13 +166,13 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
         .head_dim = c->head_dim,
         .scale = c->attention_scale,
         .window = local ? c->sliding_window : 0,
-        .sinks = NULL,
+        .sinks = c->attention_sinks ? &L->attn_sinks : NULL,
     };
     pgi_rope rope = {
         .mode = c->rope_mode,
         .n_dims = c->rope_dims,
         .inv_freq = local ? &m->inv_freq_swa : &m->inv_freq,
-        .attn_factor = local ? 1.0f : c->rope_attn_factor,
+        .attn_factor = c->rope_attn_factor,
     };
 
     ops->rmsnorm(b, f->xn, f->x, &L->attn_norm, T, c->rms_epsilon);
@@ -178,6 +194,8 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
     ops->rope(b, f->q, f->k, &rope, &shape);
     ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
     ops->matmul(b, f->proj, &L->attn_output, f->attn, T);
+    if (L->attn_output_bias.host != NULL)
+        ops->add_bias(b, f->proj, &L->attn_output_bias, T);
     if (c->post_norms)
         ops->rmsnorm(b, f->proj, f->proj, &L->attn_post_norm, T, c->rms_epsilon);
     ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
@@ -203,6 +221,45 @@ ffn_block(const layer_context *lc, const pgi_layer_weights *L)
     ops->matmul(b, f->proj, &L->ffn_down, f->gate, T);
     if (c->post_norms)
         ops->rmsnorm(b, f->proj, f->proj, &L->ffn_post_norm, T, c->rms_epsilon);
+    ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
+}
+
+static void
+moe_block(const layer_context *lc, const pgi_layer_weights *L)
+{
+    pgi_forward *f = lc->f;
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model_config *c = &f->model->config;
+    int T = lc->n_tokens;
+    int32_t *ids = (int32_t *) f->expert_ids;
+    pgi_moe_router router = {
+        .n_expert = c->n_experts,
+        .k = c->n_experts_used,
+        .gating = c->expert_gating,
+        .normalize = c->expert_weights_norm,
+        .scale = c->expert_weights_scale,
+    };
+    pgi_moe_experts experts = {
+        .n_expert = c->n_experts,
+        .n_embd = c->embedding_length,
+        .n_ff = c->expert_ffn_length,
+        .gate = &L->ffn_gate_exps,
+        .up = &L->ffn_up_exps,
+        .down = &L->ffn_down_exps,
+        .gate_bias = L->ffn_gate_exps_bias.host != NULL ? &L->ffn_gate_exps_bias : NULL,
+        .up_bias = L->ffn_up_exps_bias.host != NULL ? &L->ffn_up_exps_bias : NULL,
+        .down_bias = L->ffn_down_exps_bias.host != NULL ? &L->ffn_down_exps_bias : NULL,
+        .activation = c->ffn_activation == PGI_FFN_SWIGLU_OAI ? PGI_MOE_ACT_SWIGLU_OAI
+                                                              : PGI_MOE_ACT_SILU,
+    };
+
+    ops->rmsnorm(b, f->xn, f->x, &L->ffn_norm, T, c->rms_epsilon);
+    ops->matmul(b, f->router, &L->ffn_router, f->xn, T);
+    if (L->ffn_router_bias.host != NULL)
+        ops->add_bias(b, f->router, &L->ffn_router_bias, T);
+    ops->moe_route(b, ids, f->expert_weights, f->router, T, &router);
+    ops->moe_ffn(b, f->proj, f->xn, ids, f->expert_weights, T, c->n_experts_used, &experts);
     ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
 }
 
@@ -240,7 +297,10 @@ pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const fl
         layer_context lc = {f, kv, l, T};
 
         attention_block(&lc, &m->layers[l]);
-        ffn_block(&lc, &m->layers[l]);
+        if (c->n_experts > 0)
+            moe_block(&lc, &m->layers[l]);
+        else
+            ffn_block(&lc, &m->layers[l]);
     }
     if (step->n_outputs > 0)
     {

@@ -83,7 +83,8 @@ bind_tensor(pgi_model *model, const char *name, int64_t rows, int64_t cols, bool
                         pgi_type_name(t->type));
     for (uint32_t d = 1; d < t->n_dims; d++)
         t_rows *= t->dims[d];
-    if (t->n_dims == 0 || t->n_dims > 2 || t->dims[0] != cols || t_rows != rows)
+    /* a 3-D tensor (experts) is bound as its matrices one after another */
+    if (t->n_dims == 0 || t->n_dims > 3 || t->dims[0] != cols || t_rows != rows)
         return pgi_fail(err, PGI_ERR_FORMAT,
                         "tensor %s has shape [%lld, %lld] (%u dims), expected [%lld, %lld]", name,
                         (long long) t->dims[0], (long long) (t->n_dims > 1 ? t->dims[1] : 1),
@@ -140,20 +141,85 @@ typedef struct architecture_traits {
     bool fused_gate_up;           /* ffn_up holds gate rows then up rows */
     bool reads_sliding_window;    /* honours attention.sliding_window */
     int default_swa_period;
+    bool local_rope_is_global;    /* local layers rotate as the global ones */
+    bool attention_sinks;         /* attn_sinks and attn_output.bias */
+    const char *ffn_norm_name;    /* the FFN's input norm (NULL: ffn_norm) */
+    bool experts;                 /* mixture of experts */
+    pgi_moe_gating expert_gating;
+    bool expert_weights_norm;     /* the family always renormalises */
 } architecture_traits;
 
 static const architecture_traits architectures[] = {
-    {"llama", PGI_ARCH_LLAMA, PGI_ROPE_INTERLEAVED, false, false, PGI_FFN_SILU, false, false, false, 0},
-    {"qwen2", PGI_ARCH_QWEN2, PGI_ROPE_NEOX, false, false, PGI_FFN_SILU, false, false, false, 0},
-    {"qwen3", PGI_ARCH_QWEN3, PGI_ROPE_NEOX, true, false, PGI_FFN_SILU, false, false, false, 0},
+    {.name = "llama", .architecture = PGI_ARCH_LLAMA, .rope_mode = PGI_ROPE_INTERLEAVED},
+    {.name = "qwen2", .architecture = PGI_ARCH_QWEN2, .rope_mode = PGI_ROPE_NEOX},
+    {.name = "qwen3", .architecture = PGI_ARCH_QWEN3, .rope_mode = PGI_ROPE_NEOX, .qk_norm = true},
     /* gemma3: five local layers, then a global one, unless the file says */
-    {"gemma3", PGI_ARCH_GEMMA3, PGI_ROPE_NEOX, true, true, PGI_FFN_GELU, true, false, true, 6},
+    {.name = "gemma3", .architecture = PGI_ARCH_GEMMA3, .rope_mode = PGI_ROPE_NEOX,
+     .qk_norm = true, .post_norms = true, .ffn_activation = PGI_FFN_GELU,
+     .scaled_embedding = true, .reads_sliding_window = true, .default_swa_period = 6},
     /* phi3 files may carry a sliding_window that llama.cpp ignores (its
      * converter does not describe the layer pattern), and so do we */
-    {"phi3", PGI_ARCH_PHI3, PGI_ROPE_NEOX, false, false, PGI_FFN_SILU, false, true, false, 0},
+    {.name = "phi3", .architecture = PGI_ARCH_PHI3, .rope_mode = PGI_ROPE_NEOX,
+     .fused_gate_up = true},
+    /* qwen3moe: softmax over all experts, the picked ones renormalised (its
+     * graph in llama.cpp always renormalises, whatever the file's key) */
+    {.name = "qwen3moe", .architecture = PGI_ARCH_QWEN3MOE, .rope_mode = PGI_ROPE_NEOX,
+     .qk_norm = true, .experts = true, .expert_gating = PGI_MOE_GATING_SOFTMAX,
+     .expert_weights_norm = true},
+    /* gpt-oss: local (even) and global (odd) layers alternate, both with the
+     * file's YaRN RoPE; attention sinks; the FFN norm is stored as
+     * post_attention_norm; softmax over the k picked experts' logits */
+    {.name = "gpt-oss", .architecture = PGI_ARCH_GPT_OSS, .rope_mode = PGI_ROPE_NEOX,
+     .ffn_activation = PGI_FFN_SWIGLU_OAI, .reads_sliding_window = true,
+     .default_swa_period = 2, .local_rope_is_global = true, .attention_sinks = true,
+     .ffn_norm_name = "post_attention_norm.weight", .experts = true,
+     .expert_gating = PGI_MOE_GATING_SOFTMAX_TOPK},
 };
 
-#define SUPPORTED_ARCHITECTURES "llama, qwen2, qwen3, gemma3, phi3"
+#define SUPPORTED_ARCHITECTURES "llama, qwen2, qwen3, gemma3, phi3, qwen3moe, gpt-oss"
+
+/* The expert keys: a dense family must have none (or a count of 0); an
+ * expert family needs the count, the number used and each expert's FFN
+ * length (llama.cpp falls back to feed_forward_length / used when the last
+ * is missing). */
+static pgi_status
+read_experts(const gguf_file *file, const char *arch, const architecture_traits *traits,
+             pgi_model_config *c, pgi_error *err)
+{
+    char key[128];
+    uint64_t experts = 0;
+    pgi_status st;
+
+    snprintf(key, sizeof(key), "%s.expert_count", arch);
+    if (!traits->experts)
+    {
+        if (gguf_get_u64(file, key, &experts) && experts > 0)
+            return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                            "%s = %llu: mixture of experts is not part of the %s architecture",
+                            key, (unsigned long long) experts, arch);
+        return PGI_OK;
+    }
+    if ((st = read_dimension(file, arch, "expert_count", true, &c->n_experts, err)) ||
+        (st = read_dimension(file, arch, "expert_used_count", true, &c->n_experts_used, err)))
+        return st;
+    if (c->n_experts > 4096 || c->n_experts_used > c->n_experts ||
+        c->n_experts_used > PGI_MOE_MAX_K)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "%d experts with %d used per token is not supported (at most 4096 and %d)",
+                        c->n_experts, c->n_experts_used, PGI_MOE_MAX_K);
+    c->expert_ffn_length = c->feed_forward_length / c->n_experts_used;
+    if ((st = read_dimension(file, arch, "expert_feed_forward_length", false,
+                             &c->expert_ffn_length, err)))
+        return st;
+    c->expert_gating = traits->expert_gating;
+    c->expert_weights_norm = traits->expert_weights_norm;
+    c->expert_weights_scale = 1.0f;
+    if ((st = read_float(file, arch, "expert_weights_scale", &c->expert_weights_scale, err)))
+        return st;
+    if (c->expert_weights_scale == 0.0f)
+        c->expert_weights_scale = 1.0f;
+    return PGI_OK;
+}
 
 static const architecture_traits *
 traits_of(pgi_architecture architecture)
@@ -198,6 +264,7 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
     c->qk_norm = traits->qk_norm;
     c->post_norms = traits->post_norms;
     c->ffn_activation = traits->ffn_activation;
+    c->attention_sinks = traits->attention_sinks;
     snprintf(c->architecture_name, sizeof(c->architecture_name), "%s", traits->name);
     arch = c->architecture_name;
 
@@ -207,16 +274,8 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
         (st = read_dimension(file, arch, "block_count", true, &c->n_layers, err)) ||
         (st = read_dimension(file, arch, "attention.head_count", true, &c->n_heads, err)))
         return st;
-    {
-        uint64_t experts = 0;
-
-        /* dense models may carry expert_count = 0 */
-        snprintf(key, sizeof(key), "%s.expert_count", arch);
-        if (gguf_get_u64(file, key, &experts) && experts > 0)
-            return pgi_fail(err, PGI_ERR_UNSUPPORTED,
-                            "mixture-of-experts models (%s = %llu) are not supported", key,
-                            (unsigned long long) experts);
-    }
+    if ((st = read_experts(file, arch, traits, c, err)) != PGI_OK)
+        return st;
     c->n_kv_heads = c->n_heads;
     if ((st = read_dimension(file, arch, "attention.head_count_kv", false, &c->n_kv_heads, err)))
         return st;
@@ -315,10 +374,28 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
             if ((st = read_float(file, arch, "rope.scaling.factor", &c->rope_scaling_factor, err)))
                 return st;
         }
+        else if (gguf_string_equals(scaling_type, "yarn"))
+        {
+            float log_multiplier = 0.0f;
+
+            c->rope_scaling = PGI_ROPE_SCALING_YARN;
+            c->yarn_beta_fast = 32.0f;
+            c->yarn_beta_slow = 1.0f;
+            c->yarn_ext_factor = 1.0f;
+            if ((st = read_float(file, arch, "rope.scaling.factor", &c->rope_scaling_factor, err)) ||
+                (st = read_float(file, arch, "rope.scaling.yarn_beta_fast", &c->yarn_beta_fast, err)) ||
+                (st = read_float(file, arch, "rope.scaling.yarn_beta_slow", &c->yarn_beta_slow, err)) ||
+                (st = read_float(file, arch, "rope.scaling.yarn_ext_factor", &c->yarn_ext_factor, err)) ||
+                (st = read_float(file, arch, "rope.scaling.yarn_log_multiplier", &log_multiplier, err)))
+                return st;
+            if (log_multiplier != 0.0f)
+                return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                                "YaRN with rope.scaling.yarn_log_multiplier is not supported");
+        }
         else if (!gguf_string_equals(scaling_type, "llama3"))
             return pgi_fail(err, PGI_ERR_UNSUPPORTED,
                             "rope scaling type \"%.*s\" is not supported (supported: none, linear, "
-                            "llama3)",
+                            "yarn, llama3)",
                             (int) (scaling_type.length > 32 ? 32 : scaling_type.length),
                             scaling_type.data);
     }
@@ -396,6 +473,39 @@ bind_inv_freq(pgi_weight *w, const char *name, float *data, int half, pgi_error 
 }
 
 /*
+ * YaRN (rope.scaling.type "yarn", gpt-oss) as llama.cpp computes it: pair i's
+ * angle is interpolated (divided by the factor) or extrapolated (kept) with
+ * a linear ramp between two correction dimensions found from the original
+ * context and beta_fast / beta_slow; cos and sin are then scaled by
+ * 1 + 0.1 ln(factor).  Both parts are fixed per pair, so they fold into the
+ * inverse frequency and the rope's attn_factor.
+ */
+static double
+yarn_correction_dim(const pgi_model_config *c, double n_rotations)
+{
+    int original = c->rope_original_context > 0 ? c->rope_original_context
+                                                : c->trained_context_length;
+
+    return c->rope_dims * log(original / (n_rotations * 2.0 * M_PI)) /
+           (2.0 * log((double) c->rope_freq_base));
+}
+
+static double
+yarn_frequency_scale(const pgi_model_config *c, int pair)
+{
+    double low = floor(yarn_correction_dim(c, c->yarn_beta_fast));
+    double high = ceil(yarn_correction_dim(c, c->yarn_beta_slow));
+    double y, ramp, mix, interpolate = 1.0 / c->rope_scaling_factor;
+
+    low = low > 0.0 ? low : 0.0;
+    high = high < c->rope_dims - 1 ? high : c->rope_dims - 1;
+    y = (pair - low) / (high - low > 0.001 ? high - low : 0.001);
+    ramp = 1.0 - (y < 0.0 ? 0.0 : y > 1.0 ? 1.0 : y);
+    mix = ramp * c->yarn_ext_factor;
+    return interpolate * (1.0 - mix) + mix;
+}
+
+/*
  * RoPE's inverse frequencies base^(-2i/n_dims), divided by the file's
  * frequency factors and the linear scaling factor.  Local (sliding-window)
  * layers get their own table from rope.freq_base_swa, unscaled, as llama.cpp
@@ -439,13 +549,22 @@ compute_inv_freq(pgi_model *model, pgi_error *err)
             }
             freq /= factor;
         }
-        freq /= c->rope_scaling_factor;
+        if (c->rope_scaling == PGI_ROPE_SCALING_YARN)
+            freq *= yarn_frequency_scale(c, i);
+        else
+            freq /= c->rope_scaling_factor;
         model->inv_freq_data[i] = (float) freq;
         model->inv_freq_data[half + i] =
             has_local ? (float) pow((double) c->rope_freq_base_swa, -2.0 * i / (double) c->rope_dims)
                       : 0.0f;
     }
     pgi_free((void *) factors.name);
+    if (c->rope_scaling == PGI_ROPE_SCALING_YARN && c->yarn_ext_factor != 0.0f &&
+        c->rope_scaling_factor > 1.0f)
+        c->rope_attn_factor *= 1.0f + 0.1f * logf(c->rope_scaling_factor);
+    /* gpt-oss's local layers rotate exactly as its global ones */
+    if (traits_of(c->architecture)->local_rope_is_global)
+        memcpy(model->inv_freq_data + half, model->inv_freq_data, sizeof(float) * (size_t) half);
 
     if ((st = bind_inv_freq(&model->inv_freq, "rope inverse frequencies", model->inv_freq_data,
                             half, err)) != PGI_OK)
@@ -516,6 +635,39 @@ bind_attention_inputs(pgi_model *model, int l, pgi_layer_weights *L, pgi_error *
         (st = bind_optional_layer_tensor(model, l, "attn_v.bias", kv_dim, &L->attn_v_bias, err)))
         return st;
     return PGI_OK;
+}
+
+/* The experts of layer l and their router (mixture-of-experts families). */
+static pgi_status
+bind_experts(pgi_model *model, int l, pgi_layer_weights *L, pgi_error *err)
+{
+    const pgi_model_config *c = &model->config;
+    int64_t dim = c->embedding_length, ff = c->expert_ffn_length, n = c->n_experts;
+    bool biased = c->architecture == PGI_ARCH_GPT_OSS;
+    char name[96];
+    pgi_status st;
+
+    if ((st = bind_layer_tensor(model, l, "ffn_gate_inp.weight", n, dim, false, &L->ffn_router, err)) ||
+        (st = bind_layer_tensor(model, l, "ffn_gate_exps.weight", n * ff, dim, false,
+                                &L->ffn_gate_exps, err)) ||
+        (st = bind_layer_tensor(model, l, "ffn_up_exps.weight", n * ff, dim, false,
+                                &L->ffn_up_exps, err)) ||
+        (st = bind_layer_tensor(model, l, "ffn_down_exps.weight", n * dim, ff, false,
+                                &L->ffn_down_exps, err)))
+        return st;
+    if (!biased)
+        return PGI_OK;
+    if ((st = bind_layer_tensor(model, l, "ffn_gate_inp.bias", 1, n, true, &L->ffn_router_bias, err)))
+        return st;
+    /* expert biases: one F32 row per expert */
+    snprintf(name, sizeof(name), "blk.%d.ffn_gate_exps.bias", l);
+    if ((st = bind_tensor(model, name, n, ff, true, true, &L->ffn_gate_exps_bias, NULL, err)))
+        return st;
+    snprintf(name, sizeof(name), "blk.%d.ffn_up_exps.bias", l);
+    if ((st = bind_tensor(model, name, n, ff, true, true, &L->ffn_up_exps_bias, NULL, err)))
+        return st;
+    snprintf(name, sizeof(name), "blk.%d.ffn_down_exps.bias", l);
+    return bind_tensor(model, name, n, dim, true, true, &L->ffn_down_exps_bias, NULL, err);
 }
 
 /* gate and up of layer l: two tensors, or phi3's ffn_up holding both. */
@@ -608,13 +760,27 @@ pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi
         pgi_layer_weights *L = &model->layers[l];
         int64_t dim = c->embedding_length, ffn = c->feed_forward_length;
 
+        const architecture_traits *traits = traits_of(c->architecture);
+
         if ((st = bind_layer_tensor(model, l, "attn_norm.weight", 1, dim, true, &L->attn_norm, err)) ||
             (st = bind_attention_inputs(model, l, L, err)) ||
             (st = bind_layer_tensor(model, l, "attn_output.weight", dim, q_dim, false,
                                     &L->attn_output, err)) ||
-            (st = bind_layer_tensor(model, l, "ffn_norm.weight", 1, dim, true, &L->ffn_norm, err)) ||
-            (st = bind_ffn_inputs(model, l, L, traits_of(c->architecture)->fused_gate_up, err)) ||
-            (st = bind_layer_tensor(model, l, "ffn_down.weight", dim, ffn, false, &L->ffn_down, err)))
+            (st = bind_layer_tensor(model, l,
+                                    traits->ffn_norm_name ? traits->ffn_norm_name : "ffn_norm.weight",
+                                    1, dim, true, &L->ffn_norm, err)))
+            goto fail;
+        if (c->n_experts > 0)
+            st = bind_experts(model, l, L, err);
+        else if ((st = bind_ffn_inputs(model, l, L, traits->fused_gate_up, err)) == PGI_OK)
+            st = bind_layer_tensor(model, l, "ffn_down.weight", dim, ffn, false, &L->ffn_down, err);
+        if (st != PGI_OK)
+            goto fail;
+        if (c->attention_sinks &&
+            ((st = bind_layer_tensor(model, l, "attn_sinks.weight", 1, c->n_heads, true,
+                                     &L->attn_sinks, err)) ||
+             (st = bind_layer_tensor(model, l, "attn_output.bias", 1, dim, true,
+                                     &L->attn_output_bias, err))))
             goto fail;
         if (c->qk_norm &&
             ((st = bind_layer_tensor(model, l, "attn_q_norm.weight", 1, c->head_dim, true,
@@ -641,7 +807,7 @@ fail:
 
 /* Every weight of a layer, for the loops that treat them alike (upload,
  * release); optional ones (the qwen2 biases) have host == NULL when absent. */
-#define LAYER_WEIGHT_COUNT 16
+#define LAYER_WEIGHT_COUNT 26
 _Static_assert(sizeof(pgi_layer_weights) == LAYER_WEIGHT_COUNT * sizeof(pgi_weight),
                "list_layer_weights must name every weight of a layer");
 
@@ -652,7 +818,12 @@ list_layer_weights(pgi_layer_weights *L, pgi_weight *out[LAYER_WEIGHT_COUNT])
                                            &L->attn_output, &L->attn_q_bias, &L->attn_k_bias,
                                            &L->attn_v_bias, &L->attn_q_norm, &L->attn_k_norm,
                                            &L->attn_post_norm, &L->ffn_norm, &L->ffn_gate,
-                                           &L->ffn_up, &L->ffn_down, &L->ffn_post_norm};
+                                           &L->ffn_up, &L->ffn_down, &L->ffn_post_norm,
+                                           &L->attn_output_bias, &L->attn_sinks, &L->ffn_router,
+                                           &L->ffn_router_bias, &L->ffn_gate_exps,
+                                           &L->ffn_up_exps, &L->ffn_down_exps,
+                                           &L->ffn_gate_exps_bias, &L->ffn_up_exps_bias,
+                                           &L->ffn_down_exps_bias};
 
     memcpy(out, all, sizeof(all));
 }

@@ -2,9 +2,9 @@
  * model.h — a llama-family transformer bound to the tensors of a GGUF file.
  *
  * pgi_model_load() reads the configuration from the file's metadata
- * (architectures llama, qwen2, qwen3, gemma3, phi3), finds every tensor the forward pass
- * needs and checks its type and exact shape against that configuration, so
- * that nothing later has to.  Weights are not copied: pgi_weight.host points
+ * (architectures llama, qwen2, qwen3, gemma3, phi3, qwen3moe, gpt-oss), finds
+ * every tensor the forward pass needs and checks its type and exact shape
+ * against that configuration, so that nothing later has to.  Weights are not copied: pgi_weight.host points
  * into the file mapping, which must outlive the model.
  */
 #ifndef PGI_MODEL_H
@@ -22,20 +22,24 @@ typedef enum pgi_architecture {
     PGI_ARCH_QWEN2 = 2,
     PGI_ARCH_QWEN3 = 3,
     PGI_ARCH_GEMMA3 = 4,
-    PGI_ARCH_PHI3 = 5
+    PGI_ARCH_PHI3 = 5,
+    PGI_ARCH_QWEN3MOE = 6,
+    PGI_ARCH_GPT_OSS = 7
 } pgi_architecture;
 
 typedef enum pgi_rope_scaling {
     PGI_ROPE_SCALING_NONE = 0,
     PGI_ROPE_SCALING_LINEAR = 1,     /* positions divided by a factor */
-    PGI_ROPE_SCALING_FREQ_FACTORS = 2 /* per-frequency factors (rope_freqs.weight, Llama 3.1;
-                                       * rope_factors_{short,long}.weight, LongRoPE) */
+    PGI_ROPE_SCALING_FREQ_FACTORS = 2, /* per-frequency factors (rope_freqs.weight, Llama 3.1;
+                                        * rope_factors_{short,long}.weight, LongRoPE) */
+    PGI_ROPE_SCALING_YARN = 3         /* YaRN (gpt-oss) */
 } pgi_rope_scaling;
 
 /* The gated feed-forward's activation: act(gate) * up. */
 typedef enum pgi_ffn_activation {
     PGI_FFN_SILU = 0,
-    PGI_FFN_GELU = 1                  /* tanh form: gemma3 */
+    PGI_FFN_GELU = 1,                 /* tanh form: gemma3 */
+    PGI_FFN_SWIGLU_OAI = 2            /* gpt-oss's clamped SwiGLU (experts only) */
 } pgi_ffn_activation;
 
 typedef struct pgi_model_config {
@@ -54,7 +58,9 @@ typedef struct pgi_model_config {
     float rope_freq_base;
     pgi_rope_scaling rope_scaling;
     float rope_scaling_factor;    /* linear scaling factor (1 when none) */
-    float rope_attn_factor;       /* rope.scaling.attn_factor (1 when none) */
+    float rope_attn_factor;       /* cos/sin scale: rope.scaling.attn_factor (1 when none),
+                                   * times YaRN's magnitude correction */
+    float yarn_beta_fast, yarn_beta_slow, yarn_ext_factor;
     int rope_original_context;    /* rope.scaling.original_context_length (0: none) */
     pgi_rope_mode rope_mode;
     float rms_epsilon;
@@ -71,6 +77,15 @@ typedef struct pgi_model_config {
     int sliding_window;           /* tokens a local layer sees, 0: none */
     int swa_period;
     float rope_freq_base_swa;     /* RoPE base of local layers (no scaling there) */
+    bool attention_sinks;         /* attn_sinks per layer (gpt-oss) */
+    /* mixture of experts (qwen3moe, gpt-oss): the FFN of every layer is
+     * n_experts experts of expert_ffn_length, n_experts_used per token */
+    int n_experts;                /* 0: a dense FFN */
+    int n_experts_used;
+    int expert_ffn_length;
+    pgi_moe_gating expert_gating;
+    bool expert_weights_norm;
+    float expert_weights_scale;
 } pgi_model_config;
 
 /* Every tensor a layer may have; the ones a family lacks have host == NULL. */
@@ -83,6 +98,13 @@ typedef struct pgi_layer_weights {
     pgi_weight ffn_norm;
     pgi_weight ffn_gate, ffn_up, ffn_down;              /* views of a fused gate|up (phi3) */
     pgi_weight ffn_post_norm;
+    pgi_weight attn_output_bias;                        /* gpt-oss */
+    pgi_weight attn_sinks;                              /* [n_heads]: attention_sinks */
+    /* mixture of experts: the router and the experts (3-D tensors bound as
+     * n_experts matrices one after another, see kernels/backend.h) */
+    pgi_weight ffn_router, ffn_router_bias;
+    pgi_weight ffn_gate_exps, ffn_up_exps, ffn_down_exps;
+    pgi_weight ffn_gate_exps_bias, ffn_up_exps_bias, ffn_down_exps_bias;
 } pgi_layer_weights;
 
 typedef struct pgi_model {

@@ -39,7 +39,11 @@ typedef struct options {
     bool tied;
     const char *arch;
     int64_t head_dim;              /* 0: dim / heads */
-    int64_t sliding_window;        /* gemma3: tokens a local layer sees (0: none) */
+    int64_t sliding_window;        /* gemma3, gpt-oss: tokens a local layer sees (0: none) */
+    int64_t experts, experts_used, expert_ffn;   /* qwen3moe, gpt-oss */
+    const char *expert_type_name;  /* NULL: the --type's matrix type */
+    uint32_t expert_type;          /* resolved from expert_type_name (UINT32_MAX: none) */
+    int64_t yarn_factor, yarn_original;   /* YaRN RoPE scaling (0: none) */
     uint64_t seed;
     float rope_base, rms_eps;
     const char *output;
@@ -110,19 +114,23 @@ name_hash(const char *s)
  * converter writes them so). */
 typedef struct family {
     const char *arch;
-    bool qkv_bias;               /* qwen2 */
+    bool qkv_bias;               /* qwen2, gpt-oss */
     bool qk_norm;                /* attn_q_norm / attn_k_norm [head_dim] */
     bool post_norms;             /* post_attention_norm / post_ffw_norm */
     bool fused;                  /* attn_qkv and ffn_up = gate|up (phi3) */
     bool writes_head_dim;        /* attention.key_length / value_length */
+    bool experts;                /* ffn_gate_inp and *_exps instead of the FFN */
+    bool oai;                    /* gpt-oss: sinks, output and expert biases, its FFN norm name */
 } family;
 
 static const family families[] = {
-    {"llama", false, false, false, false, false},
-    {"qwen2", true, false, false, false, false},
-    {"qwen3", false, true, false, false, true},
-    {"gemma3", false, true, true, false, true},
-    {"phi3", false, false, false, true, false},
+    {"llama", false, false, false, false, false, false, false},
+    {"qwen2", true, false, false, false, false, false, false},
+    {"qwen3", false, true, false, false, true, false, false},
+    {"gemma3", false, true, true, false, true, false, false},
+    {"phi3", false, false, false, true, false, false, false},
+    {"qwen3moe", false, true, false, false, true, true, false},
+    {"gpt-oss", true, false, false, false, true, true, true},
 };
 
 static const family *
@@ -140,7 +148,7 @@ typedef enum tensor_kind { KIND_MATRIX, KIND_NORM, KIND_BIAS } tensor_kind;
 
 typedef struct planned_tensor {
     char name[64];
-    int64_t dims[2];
+    int64_t dims[3];
     uint32_t n_dims;
     uint32_t type;
     uint32_t wanted;             /* the recipe's type before any fallback */
@@ -179,10 +187,21 @@ plan_add(planned_tensor *plan, int *n, const char *name, int64_t d0, int64_t d1,
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->dims[0] = d0;
     t->dims[1] = d1;
+    t->dims[2] = 1;
     t->n_dims = d1 > 0 ? 2 : 1;
     t->wanted = kind == KIND_MATRIX ? type : PGI_TYPE_F32;
     t->type = kind == KIND_MATRIX ? fit_type(type, d0) : PGI_TYPE_F32;
     t->kind = kind;
+}
+
+/* A 3-D tensor: n matrices of d1 rows of d0 (the experts). */
+static void
+plan_add_3d(planned_tensor *plan, int *n, const char *name, int64_t d0, int64_t d1, int64_t d2,
+            uint32_t type, tensor_kind kind)
+{
+    plan_add(plan, n, name, d0, d1, type, kind);
+    plan[*n - 1].dims[2] = d2;
+    plan[*n - 1].n_dims = 3;
 }
 
 static int
@@ -194,6 +213,7 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
     int64_t kv_dim = o->head_dim * o->kv_heads;
     uint32_t base = tc->matrix_type;
     uint32_t big = tc->k_quant_mix ? PGI_TYPE_Q6_K : base;
+    uint32_t expert = o->expert_type != UINT32_MAX ? o->expert_type : base;
     char name[64];
 
     plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, o->tied ? big : base, KIND_MATRIX);
@@ -224,17 +244,46 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
             plan_add(plan, &n, BLK("attn_k_norm.weight"), o->head_dim, 0, 0, KIND_NORM);
         }
         plan_add(plan, &n, BLK("attn_output.weight"), q_dim, o->dim, base, KIND_MATRIX);
+        if (fam->oai)
+        {
+            plan_add(plan, &n, BLK("attn_output.bias"), o->dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_sinks.weight"), o->heads, 0, 0, KIND_BIAS);
+        }
         if (fam->post_norms)
             plan_add(plan, &n, BLK("post_attention_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        plan_add(plan, &n, BLK("ffn_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        if (fam->fused)
+        /* gpt-oss stores its FFN norm under this name */
+        plan_add(plan, &n, fam->oai ? BLK("post_attention_norm.weight") : BLK("ffn_norm.weight"),
+                 o->dim, 0, 0, KIND_NORM);
+        if (fam->experts)
+        {
+            /* the router stays F32, as llama.cpp's quantizer keeps it */
+            plan_add(plan, &n, BLK("ffn_gate_inp.weight"), o->dim, o->experts, PGI_TYPE_F32,
+                     KIND_MATRIX);
+            plan_add_3d(plan, &n, BLK("ffn_gate_exps.weight"), o->dim, o->expert_ffn, o->experts,
+                        expert, KIND_MATRIX);
+            plan_add_3d(plan, &n, BLK("ffn_up_exps.weight"), o->dim, o->expert_ffn, o->experts,
+                        expert, KIND_MATRIX);
+            plan_add_3d(plan, &n, BLK("ffn_down_exps.weight"), o->expert_ffn, o->dim, o->experts,
+                        expert, KIND_MATRIX);
+            if (fam->oai)
+            {
+                plan_add(plan, &n, BLK("ffn_gate_inp.bias"), o->experts, 0, 0, KIND_BIAS);
+                plan_add(plan, &n, BLK("ffn_gate_exps.bias"), o->expert_ffn, o->experts, 0,
+                         KIND_BIAS);
+                plan_add(plan, &n, BLK("ffn_up_exps.bias"), o->expert_ffn, o->experts, 0,
+                         KIND_BIAS);
+                plan_add(plan, &n, BLK("ffn_down_exps.bias"), o->dim, o->experts, 0, KIND_BIAS);
+            }
+        }
+        else if (fam->fused)
             plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, 2 * o->ffn, base, KIND_MATRIX);
         else
         {
             plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, base, KIND_MATRIX);
             plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, base, KIND_MATRIX);
         }
-        plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, promoted, KIND_MATRIX);
+        if (!fam->experts)
+            plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, promoted, KIND_MATRIX);
         if (fam->post_norms)
             plan_add(plan, &n, BLK("post_ffw_norm.weight"), o->dim, 0, 0, KIND_NORM);
 #undef BLK
@@ -343,6 +392,21 @@ add_metadata(gguf_writer *w, const options *o, const type_choice *tc, int64_t n_
     if (o->sliding_window > 0)
         ADD(gguf_writer_add_u32(w, KEY("attention.sliding_window"), (uint32_t) o->sliding_window,
                                 err));
+    if (o->yarn_factor > 0)
+    {
+        ADD(gguf_writer_add_string(w, KEY("rope.scaling.type"), "yarn", err));
+        ADD(gguf_writer_add_f32(w, KEY("rope.scaling.factor"), (float) o->yarn_factor, err));
+        ADD(gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"),
+                                (uint32_t) (o->yarn_original > 0 ? o->yarn_original : o->context),
+                                err));
+    }
+    if (family_of(o->arch)->experts)
+    {
+        ADD(gguf_writer_add_u32(w, KEY("expert_count"), (uint32_t) o->experts, err));
+        ADD(gguf_writer_add_u32(w, KEY("expert_used_count"), (uint32_t) o->experts_used, err));
+        ADD(gguf_writer_add_u32(w, KEY("expert_feed_forward_length"), (uint32_t) o->expert_ffn,
+                                err));
+    }
     ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err));
     ADD(gguf_writer_add_f32(w, KEY("rope.freq_base"), o->rope_base, err));
     ADD(gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t) n_vocab, err));
@@ -364,11 +428,19 @@ usage(void)
             "  --vocab-from FILE    copy tokenizer.* from a GGUF (e.g. a vocab-only file)\n"
             "  --vocab-size N       without --vocab-from: a generated vocabulary of N tokens\n"
             "  --tied               no output.weight (the embedding is reused)\n"
-            "  --arch llama|qwen2|qwen3|gemma3|phi3   the family's tensors and keys (default llama):\n"
-            "                       qwen2 Q/K/V biases; qwen3 Q/K norms; gemma3 Q/K norms, post norms,\n"
-            "                       GELU; phi3 fused attn_qkv and gate|up\n"
+            "  --arch llama|qwen2|qwen3|gemma3|phi3|qwen3moe|gpt-oss   the family's tensors and\n"
+            "                       keys (default llama): qwen2 Q/K/V biases; qwen3 Q/K norms;\n"
+            "                       gemma3 Q/K norms, post norms, GELU; phi3 fused attn_qkv and\n"
+            "                       gate|up; qwen3moe Q/K norms and experts; gpt-oss experts with\n"
+            "                       biases, attention sinks, sliding window\n"
             "  --head-dim N         head size when not dim/heads (qwen3, gemma3)\n"
-            "  --sliding-window N   gemma3: local layers see N tokens (5 local : 1 global)\n"
+            "  --sliding-window N   gemma3: local layers see N tokens (5 local : 1 global);\n"
+            "                       gpt-oss: every other layer (default 128)\n"
+            "  --yarn F [--yarn-original N]   YaRN RoPE scaling by F from an original context of\n"
+            "                       N (default --context)\n"
+            "  --experts N --experts-used K [--expert-ffn N] [--expert-type TYPE]\n"
+            "                       qwen3moe, gpt-oss: N experts of FFN width N (default --ffn),\n"
+            "                       K per token, in TYPE (default the --type's base type)\n"
             "  --rope-base F --rms-eps F   (defaults 10000, 1e-5)\n"
             "  --seed N             (default 1)\n");
 }
@@ -388,8 +460,9 @@ parse_int(const char *s, int64_t *out)
 static bool
 parse_options(int argc, char **argv, options *o)
 {
-    *o = (options) {"f16", 768, 2048, 12, 12, 0, 2048, 0, NULL, false, "llama", 0, 0, 1, 10000.0f,
-                    1e-5f, NULL};
+    *o = (options) {.type_name = "f16", .dim = 768, .ffn = 2048, .layers = 12, .heads = 12,
+                    .context = 2048, .arch = "llama", .expert_type = UINT32_MAX, .seed = 1,
+                    .rope_base = 10000.0f, .rms_eps = 1e-5f};
     for (int i = 1; i < argc; i++)
     {
         const char *a = argv[i];
@@ -433,6 +506,18 @@ parse_options(int argc, char **argv, options *o)
             ok = parse_int(v, &o->head_dim);
         else if (strcmp(a, "--sliding-window") == 0)
             ok = parse_int(v, &o->sliding_window);
+        else if (strcmp(a, "--experts") == 0)
+            ok = parse_int(v, &o->experts);
+        else if (strcmp(a, "--experts-used") == 0)
+            ok = parse_int(v, &o->experts_used);
+        else if (strcmp(a, "--expert-ffn") == 0)
+            ok = parse_int(v, &o->expert_ffn);
+        else if (strcmp(a, "--expert-type") == 0)
+            o->expert_type_name = v;
+        else if (strcmp(a, "--yarn") == 0)
+            ok = parse_int(v, &o->yarn_factor);
+        else if (strcmp(a, "--yarn-original") == 0)
+            ok = parse_int(v, &o->yarn_original);
         else if (strcmp(a, "--seed") == 0)
             o->seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--rope-base") == 0)
@@ -462,7 +547,7 @@ parse_options(int argc, char **argv, options *o)
     if (family_of(o->arch) == NULL)
     {
         fprintf(stderr, "make_synthetic_model: --arch must be one of llama, qwen2, qwen3, gemma3, "
-                        "phi3\n");
+                        "phi3, qwen3moe, gpt-oss\n");
         return false;
     }
     if (o->head_dim == 0 && o->dim % o->heads != 0)
@@ -478,6 +563,17 @@ parse_options(int argc, char **argv, options *o)
                         "kv-heads groups\n");
         return false;
     }
+    if (family_of(o->arch)->experts &&
+        (o->experts == 0 || o->experts_used == 0 || o->experts_used > o->experts))
+    {
+        fprintf(stderr, "make_synthetic_model: --arch %s needs --experts N and --experts-used K "
+                        "(K <= N)\n", o->arch);
+        return false;
+    }
+    if (family_of(o->arch)->experts && o->expert_ffn == 0)
+        o->expert_ffn = o->ffn;
+    if (strcmp(o->arch, "gpt-oss") == 0 && o->sliding_window == 0)
+        o->sliding_window = 128;    /* a key llama.cpp requires of gpt-oss files */
     if (o->head_dim * o->heads != o->dim && !family_of(o->arch)->writes_head_dim)
     {
         fprintf(stderr, "make_synthetic_model: --head-dim other than dim/heads needs an arch that "
@@ -528,6 +624,17 @@ main(int argc, char **argv)
         usage();
         return 2;
     }
+    if (o.expert_type_name != NULL)
+    {
+        for (size_t i = 0; i < sizeof(type_choices) / sizeof(type_choices[0]); i++)
+            if (strcmp(type_choices[i].name, o.expert_type_name) == 0)
+                o.expert_type = type_choices[i].matrix_type;
+        if (o.expert_type == UINT32_MAX)
+        {
+            fprintf(stderr, "make_synthetic_model: unknown --expert-type %s\n", o.expert_type_name);
+            return 2;
+        }
+    }
 
     TRY(gguf_writer_create(&w, &err));
     if (o.vocab_from != NULL)
@@ -548,7 +655,7 @@ main(int argc, char **argv)
     else
         n_vocab = o.vocab_size;
 
-    plan = pgi_calloc((size_t) (o.layers * 18 + 4), sizeof(planned_tensor));
+    plan = pgi_calloc((size_t) (o.layers * 28 + 4), sizeof(planned_tensor));
     if (plan == NULL)
     {
         fprintf(stderr, "make_synthetic_model: out of memory\n");
@@ -591,7 +698,7 @@ main(int argc, char **argv)
     for (int i = 0; i < n_tensors; i++)
     {
         const planned_tensor *t = &plan[i];
-        int64_t rows = t->n_dims == 2 ? t->dims[1] : 1;
+        int64_t rows = t->n_dims >= 2 ? t->dims[1] * t->dims[2] : 1;
         size_t row_bytes = pgi_row_bytes(t->type, t->dims[0]);
         rng r = {o.seed * 0x9e3779b97f4a7c15ull ^ name_hash(t->name), false, 0.0f};
 

@@ -894,12 +894,33 @@ test_model_files(void)
     s.experts = 8;
     st = load_tiny(&s, path, &m, &f, &err);
     CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "expert_count") != NULL,
-          "a mixture-of-experts model is refused (%s)", err.message);
+          "experts in a dense family (llama) are refused (%s)", err.message);
     s.experts = 0;
+    /* YaRN, factor 4, original context 64, head size 8, base 5000, beta
+     * 32 / 1: the correction dims are floor(8 ln(64 / (32 * 2 pi)) /
+     * (2 ln 5000)) -> 0 and ceil(8 ln(64 / (2 pi)) / (2 ln 5000)) =
+     * ceil(1.09) = 2, so pair i keeps (1 - i/2) of its frequency unscaled:
+     * pair 0 all, pair 1 half (0.11892071 * (0.25 * 0.5 + 0.5) =
+     * 0.07432544), pairs 2 and 3 none (5000^-0.75 / 4 = 4.2044820e-4); cos
+     * and sin grow by 1 + 0.1 ln 4. */
     s.scaling_type = "yarn";
     st = load_tiny(&s, path, &m, &f, &err);
-    CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "yarn") != NULL,
-          "yarn scaling refused by name");
+    CHECK(st == PGI_OK && m->config.rope_scaling == PGI_ROPE_SCALING_YARN &&
+              fabs(m->inv_freq_data[0] - 1.0) < 1e-6 &&
+              fabs(m->inv_freq_data[1] - 0.07432544) < 1e-7 &&
+              fabs(m->inv_freq_data[3] - 4.2044820e-4) < 1e-9 &&
+              fabs(m->config.rope_attn_factor - 1.1386294) < 1e-6,
+          "YaRN frequencies and magnitude as worked out by hand (%s)",
+          st == PGI_OK ? "loaded" : err.message);
+    if (st == PGI_OK)
+    {
+        pgi_model_free(m);
+        gguf_close(f);
+    }
+    s.scaling_type = "su";
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "\"su\"") != NULL,
+          "an unknown rope scaling type is refused by name");
     s.scaling_type = NULL;
 
     /* qwen2: the NEOX-permuted twin of a llama model with zero biases gives
