@@ -14,6 +14,32 @@
 /* Q4_K: sub-block j's 6-bit scale and min from the packed scales[12]. */
 void pgi_q4_k_scale_min(const uint8_t *scales, int j, uint8_t *scale, uint8_t *min);
 
+/*
+ * Any block of the integer-coded types added after Q4_K/Q6_K (Q4_1, Q5_0,
+ * Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS, MXFP4) in one common form:
+ *     element e = (d * scale[s]) * q[e] - dmin * min[s],   s = e / sub
+ * evaluated in exactly that order, which is the order of ggml's
+ * dequantizers, so the result is bit for bit theirs.  Types without
+ * sub-block scales have sub = block size and scale[0] = 1; types without
+ * a minimum have dmin = 0 and min[] = 0; Q4_1/Q5_1's "+ m" is dmin = -m,
+ * min[0] = 1.  The reference dequantizer and dot products use this form;
+ * the fast kernels unpack the bits themselves and are tested against it.
+ */
+typedef struct pgi_unpacked_block {
+    float d, dmin;
+    int n;                    /* elements in the block: 32 or 256 */
+    int sub;                  /* elements per scale: 16, 32 or n */
+    int8_t q[PGI_QK_K];
+    int16_t scale[16];
+    int16_t min[16];
+} pgi_unpacked_block;
+
+/* False (and *u untouched) for types not in that list. */
+bool pgi_unpack_block(uint32_t type_id, const void *block, pgi_unpacked_block *u);
+
+/* Q3_K: sub-block i's 6-bit scale (0..63, the format subtracts 32). */
+int pgi_q3_k_scale(const uint8_t *scales, int i);
+
 /* Scalar activation quantizers (round to nearest, ties to even). */
 void pgi_quantize_row_q8_0(const float *x, pgi_block_q8_0 *blocks, int64_t n);
 void pgi_quantize_row_q8_k(const float *x, pgi_block_q8_k *blocks, int64_t n);
@@ -56,6 +82,25 @@ pgi_activation_format pgi_activation_format_of(uint32_t weight_type);
 /* Kernels for a weight type at a level; false when none (then the scalar
  * kernels of matmul.c are used). */
 bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
+/* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
+ * asked by pgi_matmul_kernel_avx2 for the types it has none of. */
+bool pgi_matmul_kernel_avx2_more(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
+/* The AVX2 kernels' activation rows for the 32-element types: the Q8_0
+ * blocks, then from a 32-byte boundary each block's scale as a float
+ * (float(half d), the same value); pgi_q8_0_x_row_bytes is the whole row.
+ * Only meaningful where the CPU has AVX2 (the quantizers are compiled for
+ * it). */
+static inline size_t
+pgi_q8_0_scales_offset(int64_t cols)
+{
+    return ((size_t) (cols / 32) * sizeof(pgi_block_q8_0) + 31) & ~(size_t) 31;
+}
+
+size_t pgi_q8_0_x_row_bytes(int64_t cols);
+void pgi_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
+void pgi_quantize_q8_k_avx2(const float *x, void *dst, int64_t n);
 
 /* Scalar dot products shared by the reference and the scalar kernels. */
 float pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const void *x_row);
