@@ -427,17 +427,21 @@ cmd_info(const cli_args *a)
            c->rope_mode == PGI_ROPE_NEOX ? "neox" : "interleaved", c->rope_dims,
            (double) c->rope_freq_base,
            c->rope_scaling == PGI_ROPE_SCALING_NONE ? "none"
-           : c->rope_scaling == PGI_ROPE_SCALING_LINEAR ? "linear" : "frequency factors");
-    if (c->rope_scaling == PGI_ROPE_SCALING_LINEAR)
+           : c->rope_scaling == PGI_ROPE_SCALING_LINEAR ? "linear"
+           : c->rope_scaling == PGI_ROPE_SCALING_YARN ? "yarn" : "frequency factors");
+    if (c->rope_scaling == PGI_ROPE_SCALING_LINEAR || c->rope_scaling == PGI_ROPE_SCALING_YARN)
         printf(" x%g", (double) c->rope_scaling_factor);
     printf("\n");
     printf("rms_epsilon:     %g\n", (double) c->rms_epsilon);
     printf("tied_embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
     printf("qkv_bias:        %s\n", model->layers[0].attn_q_bias.host != NULL ? "yes" : "no");
     printf("qk_norm:         %s\n", c->qk_norm ? "yes" : "no");
-    printf("head_dim:        %d\n", c->head_dim);
     if (c->sliding_window > 0)
-        printf("sliding_window:  %d (every %d-th layer global)\n", c->sliding_window, c->swa_period);
+        printf("sliding_window:  %d tokens in local layers (%d local, then 1 global)\n",
+               c->sliding_window, c->swa_period - 1);
+    if (c->n_experts > 0)
+        printf("experts:         %d, %d per token, FFN %d each\n", c->n_experts, c->n_experts_used,
+               c->expert_ffn_length);
     printf("tensor types:    ");
     for (int t = 0; t < PGI_TYPE_COUNT; t++)
         if (model->type_counts[t] > 0)
