@@ -196,20 +196,22 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
          float *out, size_t os, const int R, const int C)
 {
     __m256 acc[3][4];
-    float offset_acc[3][4];
+    __m128 offset_acc[3];         /* Q4_1/Q5_1: m * dx * sum(x), lane c for x row c */
     int64_t nb = cols / 32;
     size_t scales_offset = pgi_q8_0_scales_offset(cols), sums_at = sums_offset(cols);
 
     for (int r = 0; r < R; r++)
+    {
         for (int c = 0; c < C; c++)
-        {
             acc[r][c] = _mm256_setzero_ps();
-            offset_acc[r][c] = 0.0f;
-        }
+        offset_acc[r] = _mm_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++)
     {
         __m256i xq[4];
         __m256 dx[4];
+        float xsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        __m128 xsums;
 
         for (int c = 0; c < C; c++)
         {
@@ -217,7 +219,10 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
 
             xq[c] = _mm256_loadu_si256((const __m256i *) xb->qs);
             dx[c] = _mm256_broadcast_ss((const float *) (x + c * xs + scales_offset) + b);
+            if (kind_is_affine(kind))
+                xsum[c] = ((const float *) (x + c * xs + sums_at))[b];
         }
+        xsums = _mm_loadu_ps(xsum);
         for (int r = 0; r < R; r++)
         {
             float d, m;
@@ -229,14 +234,19 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
                 __m256 p = _mm256_cvtepi32_ps(dot32(kind, wq, xq[c]));
 
                 acc[r][c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, dx[c]), acc[r][c]);
-                if (kind_is_affine(kind))
-                    offset_acc[r][c] += m * ((const float *) (x + c * xs + sums_at))[b];
             }
+            if (kind_is_affine(kind))
+                offset_acc[r] = _mm_fmadd_ps(_mm_set1_ps(m), xsums, offset_acc[r]);
         }
     }
     for (int r = 0; r < R; r++)
+    {
+        float offsets[4];
+
+        _mm_storeu_ps(offsets, offset_acc[r]);
         for (int c = 0; c < C; c++)
-            out[c * os + r] = pgi_avx2_sum(acc[r][c]) + offset_acc[r][c];
+            out[c * os + r] = pgi_avx2_sum(acc[r][c]) + offsets[c];
+    }
 }
 
 /* Decode: one weight row read sequentially, two blocks per step. */
