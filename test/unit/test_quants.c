@@ -804,6 +804,242 @@ test_round_trips(void)
     }
 }
 
+/*
+ * Round trips of the new types' encoders.  Each bound is the worst error
+ * our encoder can make, per group of elements sharing a scale, derived from
+ * the format's step (see quants_reference.c for the encoders):
+ *   Q4_1/Q5_1: step = (hi - lo)/nmax, error <= step/2 plus the half-precision
+ *              rounding of d and m (2^-11 relative each; 2^-10 of |lo| + |hi|).
+ *   Q5_0:      as Q4_0 with 16 steps: |d| = amax/16, error <= |d| (the +16
+ *              code clamps to +15) plus the scale's rounding.
+ *   IQ4_NL:    |d| = amax/127; the widest gaps between levels are 24 (89 to
+ *              113: half is 12) and 113 to 127 at the top end (14), so
+ *              error <= 14 |d| (+0.1% for the half-precision d).
+ *   IQ4_XS:    each sub-block's scale s = amax_s/127 is quantized to a
+ *              multiple of d = max s/32 (error <= d, at the clamp to 31);
+ *              error <= 14 (s + d) + 127 d.
+ *   MXFP4:     2^(e-128) >= amax/12 and the E2M1 gaps are at most 4 steps:
+ *              error <= 2 * 2^(e-128) < amax/3 (the smallest e that fits
+ *              has 6 steps < amax, i.e. step < amax/6).
+ *   Q2_K:      per 16: step <= (hi - lo)/3 + d (scale rounded up to a
+ *              multiple of d = max scale/15), plus up to dmin = max min/15
+ *              of overshoot at the top: error <= step/2 + dmin.
+ *   Q3_K:      per 16: step = d |l| in [amax/4, amax/4 + d], d = max/31;
+ *              codes round (<= step/2) except +4 steps clamp to +3
+ *              (<= step): error <= amax/4 + d.
+ *   Q5_K:      Q4_K's bound with 31 steps: step <= (hi - lo)/31 + max
+ *              scale/63, error <= step/2 + max min/63.
+ * The relative RMS errors are checked against ceilings about 1.5 times
+ * what these encoders reach on this input, so one that got worse shows.
+ */
+typedef struct round_trip_stats {
+    int bad;
+    double rms;                   /* relative: sqrt(sum err^2 / sum x^2) */
+} round_trip_stats;
+
+/* Bound for element i of a group of `len` elements at x (block at blk). */
+typedef float (*group_bound_fn)(const float *x, int len, const float *blk, int blk_len);
+
+static float
+range_of(const float *x, int len, float *lo, float *hi)
+{
+    *lo = x[0];
+    *hi = x[0];
+    for (int i = 1; i < len; i++)
+    {
+        *lo = fminf(*lo, x[i]);
+        *hi = fmaxf(*hi, x[i]);
+    }
+    return *hi - *lo;
+}
+
+static float
+amax_of(const float *x, int len)
+{
+    float m = 0;
+
+    for (int i = 0; i < len; i++)
+        m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+static float
+bound_q4_1(const float *x, int len, const float *blk, int blk_len)
+{
+    float lo, hi, range = range_of(x, len, &lo, &hi);
+
+    return 0.5f * range / 15 * 1.001f + (fabsf(lo) + fabsf(hi)) * ldexpf(1, -10) + 1e-7f;
+}
+
+static float
+bound_q5_1(const float *x, int len, const float *blk, int blk_len)
+{
+    float lo, hi, range = range_of(x, len, &lo, &hi);
+
+    return 0.5f * range / 31 * 1.001f + (fabsf(lo) + fabsf(hi)) * ldexpf(1, -10) + 1e-7f;
+}
+
+static float
+bound_q5_0(const float *x, int len, const float *blk, int blk_len)
+{
+    return amax_of(x, len) / 16 * (1.0f + 16.0f / 2048);
+}
+
+static float
+bound_iq4_nl(const float *x, int len, const float *blk, int blk_len)
+{
+    return 14.0f * amax_of(x, len) / 127 * 1.001f + 1e-7f;
+}
+
+static float
+bound_iq4_xs(const float *x, int len, const float *blk, int blk_len)
+{
+    float s = amax_of(x, len) / 127, d = amax_of(blk, blk_len) / 127 / 32;
+
+    return (14.0f * (s + d) + 127.0f * d) * 1.001f + 1e-7f;
+}
+
+static float
+bound_mxfp4(const float *x, int len, const float *blk, int blk_len)
+{
+    return amax_of(x, len) / 3;
+}
+
+static float
+bound_q2_k(const float *x, int len, const float *blk, int blk_len)
+{
+    float lo, hi, max_scale = 0, max_min = 0;
+
+    for (int s = 0; s < blk_len / 16; s++)
+    {
+        float l, h;
+
+        range_of(blk + 16 * s, 16, &l, &h);
+        l = fminf(l, 0);
+        max_scale = fmaxf(max_scale, (h - l) / 3);
+        max_min = fmaxf(max_min, -l);
+    }
+    range_of(x, len, &lo, &hi);
+    lo = fminf(lo, 0);
+    return 1.01f * (((hi - lo) / 3 + max_scale / 15) / 2 + max_min / 15) + 1e-7f;
+}
+
+static float
+bound_q3_k(const float *x, int len, const float *blk, int blk_len)
+{
+    float max_sub = 0;
+
+    for (int s = 0; s < blk_len / 16; s++)
+        max_sub = fmaxf(max_sub, amax_of(blk + 16 * s, 16) / 4);
+    return 1.01f * (amax_of(x, len) / 4 + max_sub / 31) + 1e-7f;
+}
+
+static float
+bound_q5_k(const float *x, int len, const float *blk, int blk_len)
+{
+    float lo, hi, max_scale = 0, max_min = 0;
+
+    for (int s = 0; s < blk_len / 32; s++)
+    {
+        float l, h;
+
+        range_of(blk + 32 * s, 32, &l, &h);
+        l = fminf(l, 0);
+        max_scale = fmaxf(max_scale, (h - l) / 31);
+        max_min = fmaxf(max_min, -l);
+    }
+    range_of(x, len, &lo, &hi);
+    lo = fminf(lo, 0);
+    return 1.01f * (((hi - lo) / 31 + max_scale / 63) / 2 + max_min / 63) + 1e-7f;
+}
+
+static round_trip_stats
+round_trip(uint32_t type, const float *x, int n, int group, group_bound_fn bound)
+{
+    static float y[N_ROUND];
+    static uint8_t buf[N_ROUND * 4];
+    int block = (int) pgi_type_info_of(type)->block_elements;
+    round_trip_stats st = {0, 0};
+    double sq = 0, ref = 0;
+
+    pgi_quantize_row(type, x, buf, n);
+    pgi_dequantize_row(type, buf, y, n);
+    for (int g = 0; g < n / group; g++)
+    {
+        const float *xg = x + group * g;
+        const float *blk = x + (group * g / block) * block;
+        float b = bound(xg, group, blk, block);
+
+        for (int i = 0; i < group; i++)
+        {
+            float err = fabsf(y[group * g + i] - xg[i]);
+
+            if (!(err <= b))
+                st.bad++;
+            sq += (double) err * err;
+            ref += (double) xg[i] * xg[i];
+        }
+    }
+    st.rms = sqrt(sq / ref);
+    return st;
+}
+
+static void
+test_new_round_trips(void)
+{
+    static float x[N_ROUND];
+    static const struct {
+        uint32_t type;
+        int group;
+        group_bound_fn bound;
+        double rms_ceiling;
+    } cases[] = {
+        {PGI_TYPE_Q4_1, 32, bound_q4_1, 0.045},
+        {PGI_TYPE_Q5_1, 32, bound_q5_1, 0.022},
+        {PGI_TYPE_Q5_0, 32, bound_q5_0, 0.04},
+        {PGI_TYPE_IQ4_NL, 32, bound_iq4_nl, 0.09},
+        {PGI_TYPE_IQ4_XS, 32, bound_iq4_xs, 0.09},
+        {PGI_TYPE_MXFP4, 32, bound_mxfp4, 0.15},
+        {PGI_TYPE_Q2_K, 16, bound_q2_k, 0.20},
+        {PGI_TYPE_Q3_K, 16, bound_q3_k, 0.15},
+        {PGI_TYPE_Q5_K, 32, bound_q5_k, 0.022},
+    };
+
+    /* blocks of different magnitudes, some offset from zero, and one block
+     * of each 1024 all negative (the minimum-based types' other case) */
+    for (int i = 0; i < N_ROUND; i++)
+        x[i] = next_random() * (i % 512 < 256 ? 1.0f : 3.0f) + (i % 1024 < 512 ? 0.0f : 0.5f)
+             - (i % 1024 >= 768 ? 5.0f : 0.0f);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+    {
+        round_trip_stats st = round_trip(cases[c].type, x, N_ROUND, cases[c].group, cases[c].bound);
+
+        CHECK(st.bad == 0, "%s round trip within its step bound (%d bad)", pgi_type_name(cases[c].type),
+              st.bad);
+        CHECK(st.rms < cases[c].rms_ceiling, "%s relative RMS error %.4f < %.2f",
+              pgi_type_name(cases[c].type), st.rms, cases[c].rms_ceiling);
+    }
+    /* zeros stay zeros, and tiny values do not divide by zero */
+    {
+        static float y[512];
+        static uint8_t buf[512 * 4];
+
+        for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+        {
+            int bad = 0;
+
+            memset(x, 0, sizeof(float) * 512);
+            x[3] = 1e-30f;
+            pgi_quantize_row(cases[c].type, x, buf, 512);
+            pgi_dequantize_row(cases[c].type, buf, y, 512);
+            for (int i = 0; i < 512; i++)
+                if (!(fabsf(y[i] - x[i]) <= 1e-29f))
+                    bad++;
+            CHECK(bad == 0, "%s: zeros (and one 1e-30) come back (%d bad)", pgi_type_name(cases[c].type), bad);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -822,5 +1058,6 @@ main(void)
     test_q5_k_by_hand();
     test_iq4_xs_by_hand();
     test_round_trips();
+    test_new_round_trips();
     return unit_done();
 }
