@@ -132,7 +132,7 @@ while read -r kind name prompts quantize args; do
     ref_started=$SECONDS
     desc="make_synthetic_model ${args//$SHARED_MODELS/\$SHARED_MODELS}"
     [ "$quantize" = - ] || desc="$desc, then llama_ref quantize $quantize"
-    tmp=$OUT/$name.txt.tmp
+    tmp=$WORK/$name.txt.tmp
     {
         echo "# llama.cpp reference for case $name of test/crosscheck/cases.txt (make crosscheck)"
         echo "# llama.cpp $COMMIT (node-llama-cpp $NODE_LLAMA_CPP_VERSION, release $RELEASE), CPU, F32 K/V cache"
