@@ -55,15 +55,18 @@ mkdir -p "$WORK" "$MODELS" "$OUT"
 
 # ------------------------------------------------------------ 1. the package
 PKG=$REF_DIR/node_modules/node-llama-cpp
-installed=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$PKG/package.json" 2>/dev/null | head -n 1)
+installed=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$PKG/package.json" 2>/dev/null | head -n 1 || true)
 if [ "$installed" != "$NODE_LLAMA_CPP_VERSION" ]; then
     say "installing node-llama-cpp@$NODE_LLAMA_CPP_VERSION into $REF_DIR"
     command -v "$NPM" >/dev/null || die "npm not found (install Node.js, or set PGI_LLAMA_REF_DIR to a directory holding node_modules/node-llama-cpp)"
     mkdir -p "$REF_DIR"
     # --ignore-scripts: the postinstall step would look for a GPU build;
-    # the prebuilt CPU binaries come with @node-llama-cpp/linux-x64.
-    "$NPM" install --prefix "$REF_DIR" --no-save --no-audit --no-fund --ignore-scripts \
-        "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >"$WORK/npm.log" 2>&1 ||
+    # the prebuilt CPU binaries are @node-llama-cpp/linux-x64, named here so
+    # that --omit=optional can leave out the CUDA/Vulkan/ARM builds (about
+    # 650 MB of the 730 MB the package pulls in with them).
+    "$NPM" install --prefix "$REF_DIR" --no-save --no-audit --no-fund --ignore-scripts --omit=optional \
+        "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" "@node-llama-cpp/linux-x64@$NODE_LLAMA_CPP_VERSION" \
+        >"$WORK/npm.log" 2>&1 ||
         { tail -n 20 "$WORK/npm.log"; die "npm install failed (log: $WORK/npm.log)"; }
 fi
 BINS=$REF_DIR/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
