@@ -19,7 +19,10 @@
 #
 # Arguments: case names, to redo only those (default: all).
 # Environment: BUILDDIR, CC, SHARED_MODELS (as for make), PGI_LLAMA_REF_DIR,
-# NPM (default npm), CROSSCHECK_THREADS (default 2).
+# NPM (default npm), CROSSCHECK_THREADS (the quantizer's threads, default
+# 2), CROSSCHECK_GREEDY_THREADS (llama.cpp's threads for the greedy runs,
+# default 1: the output is the same with 1 or 2, and one thread cannot be
+# slowed 100x by ggml's spinning workers when other jobs share the cores).
 # Exits non-zero when something fails; a case our engine refuses as
 # unsupported (a tensor type not implemented yet) is reported, not failed.
 
@@ -33,6 +36,7 @@ BUILDDIR=${BUILDDIR:-build}
 CC=${CC:-cc}
 NPM=${NPM:-npm}
 THREADS=${CROSSCHECK_THREADS:-2}
+GREEDY_THREADS=${CROSSCHECK_GREEDY_THREADS:-1}
 SHARED_MODELS=${SHARED_MODELS:-$(cd "$ROOT/.." && pwd)/shared/models}
 WORK=$BUILDDIR/crosscheck
 REF_DIR=${PGI_LLAMA_REF_DIR:-$WORK/npm}
@@ -152,7 +156,7 @@ while read -r kind name prompts quantize args; do
     fi
     for i in "${!list[@]}"; do
         echo "prompt $i" >>"$tmp"
-        "$LLAMA_REF" greedy "$model" "$flag" "${list[$i]}" --steps "$STEPS" --threads "$THREADS" --logits-max "$LOGITS_MAX" \
+        "$LLAMA_REF" greedy "$model" "$flag" "${list[$i]}" --steps "$STEPS" --threads "$GREEDY_THREADS" --logits-max "$LOGITS_MAX" \
             >>"$tmp" 2>"$WORK/$name.greedy.log" ||
             die "$name: llama_ref greedy failed (log: $WORK/$name.greedy.log)"
     done
