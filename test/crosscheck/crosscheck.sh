@@ -164,6 +164,9 @@ while read -r kind name prompts quantize args; do
     say "$name: reference written ($(stat -c %s "$OUT/$name.txt") bytes; llama.cpp greedy $((SECONDS - ref_started)) s; case $((SECONDS - case_started)) s)"
 done <"$CASES"
 [ ${#names[@]} -gt 0 ] || die "no case matched"
+for n in "$@"; do
+    [[ " ${names[*]} " == *" $n "* ]] || die "no case $n in $CASES"
+done
 
 # ------------------------------------------------------------ 4. ours against them
 say "our engine against the references: $BUILDDIR/test/unit/test_crosscheck ${names[*]}"
