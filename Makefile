@@ -343,3 +343,25 @@ bench-sql: all $(STREAM_CLIENT)
 	  bash test/bench/sql_bench.sh $(BENCH_SQL_CLIENTS)
 
 .PHONY: stream-client bench-sql
+
+# ---------------------------------------------------------------- crosscheck (llama.cpp as the reference)
+# make crosscheck: llama.cpp (the prebuilt library of the npm package
+# node-llama-cpp, installed into $(BUILDDIR)/crosscheck/npm or
+# PGI_LLAMA_REF_DIR) runs every case of test/crosscheck/cases.txt, rewrites
+# test/crosscheck/reference/, and our engine is compared with it at once
+# (test/crosscheck/README.md).  Needs npm (or PGI_LLAMA_REF_DIR) and a
+# network the first time; never part of make or make test.  make test runs
+# test_crosscheck (an ordinary unit test) against the committed files.
+#   make crosscheck CROSSCHECK_CASES="llama-f32 qwen2-tied-q8_0"   only those
+CROSSCHECK_CASES ?=
+export PGI_CROSSCHECK_DATA := $(abspath $(CURDIR)/test/crosscheck)
+export PGI_CROSSCHECK_BUILDDIR := $(abspath $(BUILDDIR))
+
+# test_crosscheck writes its models with make_synthetic_model.
+$(BUILDDIR)/test/unit/test_crosscheck: | $(BUILDDIR)/make_synthetic_model
+
+crosscheck: $(BUILDDIR)/make_synthetic_model $(BUILDDIR)/test/unit/test_crosscheck
+	BUILDDIR="$(BUILDDIR)" CC="$(CC)" SHARED_MODELS="$(SHARED_MODELS)" \
+	  bash test/crosscheck/crosscheck.sh $(CROSSCHECK_CASES)
+
+.PHONY: crosscheck
