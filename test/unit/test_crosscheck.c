@@ -514,7 +514,9 @@ run_case(const xcase *c, bool explicit_case)
     static reference ref;
     char path[4096];
     const char *type = case_type(c);
-    const tolerance *tol = find_tolerance(type);
+    /* a line naming the case itself takes precedence over its type's */
+    const tolerance *tol = find_tolerance(c->name) != NULL ? find_tolerance(c->name)
+                                                            : find_tolerance(type);
     pgi_engine_options options;
     pgi_engine *engine = NULL;
     pgi_error err;
