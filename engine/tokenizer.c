@@ -213,6 +213,7 @@ static const pre_tokenizer_name pre_tokenizer_names[] = {
     {"smaug-bpe", PGI_PRE_LLAMA3, false, false, true},
     {"qwen2", PGI_PRE_QWEN2, false, false, false},
     {"deepseek-r1-qwen", PGI_PRE_QWEN2, false, false, false},
+    {"qwen35", PGI_PRE_QWEN35, false, false, false},
     {"stablelm2", PGI_PRE_QWEN2, false, false, true},
     {"megrez", PGI_PRE_QWEN2, false, false, true},
     {"deepseek-llm", PGI_PRE_DEEPSEEK_LLM, false, false, false},

@@ -51,7 +51,7 @@ typedef enum pgi_token_type {
  * PGI_ERR_UNSUPPORTED and the name in the message, an unknown
  * tokenizer.ggml.model or (for "gpt2") an unknown tokenizer.ggml.pre.
  * Supported pre-tokenizers: "default" (also when the key is absent),
- * "llama3"/"llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder", "falcon",
+ * "llama3"/"llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder", "falcon",
  * "mpt", "starcoder", "refact", "gpt-2", and the aliases llama.cpp maps to
  * the same patterns (llama-v3, falcon3, dbrx, smaug-bpe, deepseek-r1-qwen,
  * stablelm2, megrez, phi-2, roberta-bpe, gigachat, olmo, jais, codeshell,
