@@ -730,6 +730,49 @@ test_made_vocabularies(void)
         free_vocab(&v);
     }
 
+    /* Harmony (gpt-oss): with <|return|> and <|call|> present, <|end|> closes
+     * a message but not the reply; a detokenizer told to render specials
+     * keeps the channel markers. */
+    {
+        static const char *const tokens[] = {"a", "b", "<|end|>", "<|return|>", "<|call|>", "<|channel|>"};
+        static const int32_t types[] = {1, 1, 3, 3, 3, 3};
+        static const char *const merges[] = {"a b"};
+
+        make_vocab(&v, "gpt2", "gpt-2", tokens, 6, NULL, types, merges, 1);
+        if (CHECK(v.status == PGI_OK, "harmony-like vocabulary loads (%s)", v.err.message))
+        {
+            pgi_detokenizer d;
+            pgi_error derr;
+            size_t got = 0;
+            const char *out;
+
+            CHECK(!pgi_tokenizer_is_end_of_generation(v.tok, 2) &&
+                      pgi_tokenizer_is_end_of_generation(v.tok, 3) &&
+                      pgi_tokenizer_is_end_of_generation(v.tok, 4),
+                  "harmony: <|return|> and <|call|> end generation, <|end|> does not");
+            pgi_detokenizer_init(&d, v.tok, false, &derr);
+            out = pgi_detokenizer_push(&d, 5, &got);
+            CHECK(out != NULL && got == 0, "a control token streams as nothing by default");
+            d.render_special = true;
+            out = pgi_detokenizer_push(&d, 5, &got);
+            CHECK(out != NULL && got == 11 && memcmp(out, "<|channel|>", 11) == 0,
+                  "with render_special a control token streams as its text");
+            pgi_detokenizer_free(&d);
+        }
+        free_vocab(&v);
+    }
+    {
+        static const char *const tokens[] = {"a", "b", "<|end|>"};
+        static const int32_t types[] = {1, 1, 3};
+        static const char *const merges[] = {"a b"};
+
+        make_vocab(&v, "gpt2", "gpt-2", tokens, 3, NULL, types, merges, 1);
+        if (CHECK(v.status == PGI_OK, "phi-3-like vocabulary loads (%s)", v.err.message))
+            CHECK(pgi_tokenizer_is_end_of_generation(v.tok, 2),
+                  "without <|return|> and <|call|>, <|end|> ends generation (phi-3)");
+        free_vocab(&v);
+    }
+
     /* Refusals, by name. */
     {
         static const char *const tokens[] = {"a", "b"};
