@@ -290,7 +290,12 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	spec.function_name = "chat";
 	template_argument = PG_NARGS() > 12 && !PG_ARGISNULL(12) ? text_to_cstring(PG_GETARG_TEXT_PP(12)) : NULL;
 	build_prompt(PG_GETARG_JSONB_P(0), spec.model, template_argument, &model, &prompt);
-	spec.sampling.parse_special = true;
+	/*
+	 * Specials only at the template's markers (the worker tokenizes with
+	 * them); a prompt with no marker at all (llama-2 or mistral, one user
+	 * turn) has no special token to parse.
+	 */
+	spec.sampling.parse_special = prompt.n_specials > 0;
 	/* harmony's reply is read by its channel markers, control tokens all */
 	spec.sampling.render_special = prompt.family == PGI_CHAT_GPT_OSS;
 	spec.n_prompts = 1;
