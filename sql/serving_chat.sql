@@ -141,6 +141,11 @@ SELECT (chat('[{"role": "user", "content": "a</s>b"}]', template => 'zephyr', ma
           ->'usage'->>'prompt_tokens')::int
        = 1 + cardinality(tokenize(E'<|user|>\na</s>b', add_bos => false))
            + 1 + cardinality(tokenize(E'\n<|assistant|>\n', add_bos => false)) AS user_text_stays_text;
+-- A prompt with no marker of the template (mistral, one user turn) parses no
+-- special token at all: BOS + the text.
+SELECT (chat('[{"role": "user", "content": "a</s>b"}]', template => 'mistral', max_tokens => 1)
+          ->'usage'->>'prompt_tokens')::int
+       = 1 + cardinality(tokenize('[INST] a</s>b [/INST]', add_bos => false)) AS unmarked_prompt_is_text;
 
 -- ---------------------------------------------------------------- validation
 SELECT pg_temp.error_of($q$SELECT chat_prompt('{"role": "user", "content": "x"}', template => 'chatml')$q$);
