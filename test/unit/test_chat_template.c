@@ -431,6 +431,56 @@ test_marked_tokenization(void)
     pgi_tokenizer_free(tok);
 }
 
+/* A token's id by its text, or -1. */
+static int32_t
+token_id(const pgi_tokenizer *tok, const char *text)
+{
+    size_t want = strlen(text);
+
+    for (int32_t i = 0; i < pgi_tokenizer_vocab_size(tok); i++)
+    {
+        size_t len;
+        const char *t = pgi_tokenizer_token_text(tok, i, &len);
+
+        if (len == want && memcmp(t, text, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Qwen 3.5's test vocabulary (llama.cpp's ggml-vocab-qwen35, which has the
+ * Qwen2 token list: no <think> token): the turn markers are tokens of their
+ * own, and <think> is tokenized as text. */
+static void
+test_qwen35_markers(void)
+{
+    pgi_tokenizer *tok = load_vocab("qwen35");
+    pgi_chat_prompt p;
+    pgi_error err;
+    int32_t *ids = NULL;
+    int n = 0;
+    int32_t start, end;
+
+    if (!CHECK(tok != NULL, "qwen35 vocabulary loads"))
+        return;
+    start = token_id(tok, "<|im_start|>");
+    end = token_id(tok, "<|im_end|>");
+    CHECK(start == 151644 && end == 151645 && token_id(tok, "<think>") == -1,
+          "qwen35 test vocabulary: <|im_start|> %d, <|im_end|> %d, no <think>", start, end);
+    if (pgi_chat_render(PGI_CHAT_QWEN35, conversation, (int) N_ELEMENTS(conversation), NULL, &p, &err) ==
+            PGI_OK &&
+        pgi_tokenize_marked(tok, p.text, p.length, false, p.specials, p.n_specials, &ids, &n, &err) == PGI_OK)
+    {
+        CHECK(count_id(ids, n, start) == 5 && count_id(ids, n, end) == 4 && ids[0] == start,
+              "qwen3.5 prompt: 5 <|im_start|> and 4 <|im_end|> tokens");
+        pgi_free(ids);
+        pgi_chat_prompt_free(&p);
+    }
+    else
+        CHECK(false, "qwen3.5 prompt renders and tokenizes (%s)", err.message);
+    pgi_tokenizer_free(tok);
+}
+
 int
 main(void)
 {
@@ -439,5 +489,6 @@ main(void)
     test_prefix_property();
     test_reasoning_split();
     test_marked_tokenization();
+    test_qwen35_markers();
     return unit_done();
 }
