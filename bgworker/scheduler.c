@@ -424,6 +424,33 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 			serving_error_set(error, "XX001", NULL, "malformed pg_infer call: prompt %d outside the segment", i);
 			return false;
 		}
+	for (int i = 0; i < h->n_sequences; i++)
+	{
+		const PgInferSpan *spans;
+		Size		end = 0;
+
+		if (slots[i].n_specials == 0)
+			continue;
+		if (slots[i].n_specials < 0 || slots[i].specials_offset % MAXIMUM_ALIGNOF != 0 ||
+			(Size) slots[i].n_specials > h->segment_size / sizeof(PgInferSpan) ||
+			!range_ok(slots[i].specials_offset, sizeof(PgInferSpan) * slots[i].n_specials,
+					  h->segment_size))
+		{
+			serving_error_set(error, "XX001", NULL, "malformed pg_infer call: markers of prompt %d outside the segment", i);
+			return false;
+		}
+		spans = (const PgInferSpan *) (base + slots[i].specials_offset);
+		for (int k = 0; k < slots[i].n_specials; k++)
+		{
+			if (spans[k].offset < end ||
+				!range_ok(spans[k].offset, spans[k].length, slots[i].prompt_length))
+			{
+				serving_error_set(error, "XX001", NULL, "malformed pg_infer call: marker %d of prompt %d out of order or range", k, i);
+				return false;
+			}
+			end = spans[k].offset + spans[k].length;
+		}
+	}
 	if (h->n_stop < 0 || h->n_stop > PGI_CALL_MAX_STOP_STRINGS)
 	{
 		serving_error_set(error, "22023", NULL, "at most %d stop strings are allowed (got %d)",
@@ -474,6 +501,7 @@ fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params 
 
 	pgi_sampling_params_default(p);
 	p->max_tokens = h->sampling.max_tokens;
+	p->render_special = h->sampling.render_special;
 	p->temperature = (float) h->sampling.temperature;
 	p->top_p = (float) h->sampling.top_p;
 	p->top_k = h->sampling.top_k;
@@ -493,7 +521,8 @@ fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params 
 /* Tokenize, fit to the context and add one prompt to its model's engine. */
 static bool
 start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prompt,
-			   Size prompt_length, const pgi_sampling_params *params, ServingError *error)
+			   Size prompt_length, const pgi_text_span *specials, int n_specials,
+			   const pgi_sampling_params *params, ServingError *error)
 {
 	ServingModel *m = &serving_models[slot];
 	const pgi_tokenizer *tokenizer = pgi_engine_tokenizer(m->engine);
@@ -514,9 +543,14 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 	 * as pg_infer_cli and llama.cpp do. */
 	add_bos = call->header.sampling.add_bos && pgi_tokenizer_adds_bos(tokenizer);
 	pgi_error_clear(&engine_error);
-	status = pgi_tokenize_alloc(tokenizer, prompt, prompt_length, add_bos,
-								call->header.sampling.parse_special, &tokens, &n_tokens,
-								&engine_error);
+	if (n_specials > 0)
+		/* a chat prompt: only the template's markers are special tokens */
+		status = pgi_tokenize_marked(tokenizer, prompt, prompt_length, add_bos, specials,
+									 (size_t) n_specials, &tokens, &n_tokens, &engine_error);
+	else
+		status = pgi_tokenize_alloc(tokenizer, prompt, prompt_length, add_bos,
+									call->header.sampling.parse_special, &tokens, &n_tokens,
+									&engine_error);
 	if (status != PGI_OK)
 	{
 		serving_error_set(error, serving_sqlstate_for(status), NULL, "could not tokenize the prompt: %s",
@@ -638,12 +672,28 @@ start_generate_call(ServingCall *call, const char *base)
 		Size		length = slots[i].prompt_length;
 		char	   *prompt = palloc(length + 1);	/* a private copy */
 
+		pgi_text_span *specials = NULL;
+		int			n_specials = slots[i].n_specials;
+
 		memcpy(prompt, base + slots[i].prompt_offset, length);
 		prompt[length] = '\0';
 		if (s->receiver_gone)
 			continue;
-		if (!start_sequence(call, s, slot, prompt, length, &params, &error))
+		if (n_specials > 0)
+		{
+			const PgInferSpan *spans = (const PgInferSpan *) (base + slots[i].specials_offset);
+
+			specials = palloc(sizeof(pgi_text_span) * n_specials);
+			for (int k = 0; k < n_specials; k++)
+			{
+				specials[k].offset = spans[k].offset;
+				specials[k].length = spans[k].length;
+			}
+		}
+		if (!start_sequence(call, s, slot, prompt, length, specials, n_specials, &params, &error))
 			queue_error(s, &error);
+		if (specials != NULL)
+			pfree(specials);
 		pfree(prompt);
 	}
 }

@@ -551,6 +551,7 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
     }
     if (st != PGI_OK)
         goto fail;
+    s->detokenizer.render_special = s->params.render_special;
     s->detokenizer_ready = true;
     if ((st = pgi_stop_matcher_init(&s->stop, (const char *const *) s->params.stop,
                                     s->params.n_stop, err)) != PGI_OK)

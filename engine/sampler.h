@@ -29,6 +29,7 @@ typedef struct pgi_sampling_params {
     uint64_t seed;
     int max_tokens;            /* tokens to generate; > 0 */
     bool ignore_eos;           /* keep going past end-of-generation tokens */
+    bool render_special;       /* control tokens in the output as their text (chat) */
     int n_stop;
     const char *stop[PGI_MAX_STOP_STRINGS];   /* copied by the engine */
 } pgi_sampling_params;

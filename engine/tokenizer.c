@@ -213,6 +213,7 @@ static const pre_tokenizer_name pre_tokenizer_names[] = {
     {"smaug-bpe", PGI_PRE_LLAMA3, false, false, true},
     {"qwen2", PGI_PRE_QWEN2, false, false, false},
     {"deepseek-r1-qwen", PGI_PRE_QWEN2, false, false, false},
+    {"qwen35", PGI_PRE_QWEN35, false, false, false},
     {"stablelm2", PGI_PRE_QWEN2, false, false, true},
     {"megrez", PGI_PRE_QWEN2, false, false, true},
     {"deepseek-llm", PGI_PRE_DEEPSEEK_LLM, false, false, false},
@@ -243,6 +244,7 @@ static const char *const end_of_turn_texts[] = {
 /* Texts that end generation (besides EOS/EOT/EOM by id). */
 static const char *const end_of_generation_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+    "<|return|>", "<|call|>",   /* OpenAI harmony (gpt-oss) */
 };
 
 #define N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
@@ -738,6 +740,21 @@ pgi_tokenizer_load(const gguf_file *file, pgi_tokenizer **out, pgi_error *err)
         t->attrs[t->eot] |= ATTR_END_OF_GENERATION;
     if (t->eom != PGI_TOKEN_NONE)
         t->attrs[t->eom] |= ATTR_END_OF_GENERATION;
+    /* Harmony (gpt-oss): <|end|> closes a message, not the reply, which ends
+     * with <|return|> or <|call|>.  As llama.cpp does, when all three exist
+     * <|end|> is not end-of-generation (and is rendered like a user-defined
+     * token, so a reply keeps its channel structure). */
+    {
+        int32_t end = find_token_cstr(t, "<|end|>");
+
+        if (end != PGI_TOKEN_NONE && find_token_cstr(t, "<|return|>") != PGI_TOKEN_NONE &&
+            find_token_cstr(t, "<|call|>") != PGI_TOKEN_NONE)
+        {
+            t->attrs[end] &= (uint8_t) ~ATTR_END_OF_GENERATION;
+            if (t->eot == end)
+                t->eot = find_token_cstr(t, "<|return|>");
+        }
+    }
 
     /* tokens matched in the text before tokenizing, longest first */
     for (int32_t i = 0; i < t->n_tokens; i++)
@@ -1262,10 +1279,40 @@ is_ascii_space(char c)
 
 /* Cut the text fragments at every occurrence of special tokens, longest
  * token first, as llama.cpp does. */
+/* Whether [offset, offset + length) lies inside one of the spans (sorted,
+ * not overlapping). */
 static bool
-split_special(const pgi_tokenizer *t, const char *text, size_t length, bool parse_special,
+inside_spans(const pgi_text_span *spans, size_t n_spans, size_t offset, size_t length)
+{
+    size_t lo = 0, hi = n_spans;
+
+    while (lo < hi)
+    {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (spans[mid].offset + spans[mid].length <= offset)
+            lo = mid + 1;
+        else if (spans[mid].offset > offset)
+            hi = mid;
+        else
+            return offset + length <= spans[mid].offset + spans[mid].length;
+    }
+    return false;
+}
+
+/* Which special-token occurrences count: all (parse_special), none of the
+ * control ones, or those inside the given spans (a chat prompt). */
+typedef struct special_rule {
+    bool parse_special;
+    const pgi_text_span *spans;     /* non-NULL: restrict control tokens to these */
+    size_t n_spans;
+} special_rule;
+
+static bool
+split_special(const pgi_tokenizer *t, const char *text, size_t length, const special_rule *rule,
               fragment_list *list)
 {
+    bool parse_special = rule->parse_special || rule->spans != NULL;
     fragment_list next = {0};
     /* Which bytes and byte pairs occur in the text: most special tokens
      * can be ruled out without searching for them. */
@@ -1323,12 +1370,23 @@ split_special(const pgi_tokenizer *t, const char *text, size_t length, bool pars
                     goto oom;
                 continue;
             }
+            size_t search = offset;     /* occurrences before it were refused */
+
             for (;;)
             {
-                const char *match = remaining ? memmem(text + offset, remaining, needle, needle_length)
+                size_t left_over = offset + remaining - search;
+                const char *match = left_over ? memmem(text + search, left_over, needle, needle_length)
                                               : NULL;
                 size_t left_length, right_offset, right_length;
 
+                /* a control token outside the template's markers is text */
+                if (match != NULL && rule->spans != NULL &&
+                    (t->types[id] == PGI_TOKEN_CONTROL || t->types[id] == PGI_TOKEN_UNKNOWN) &&
+                    !inside_spans(rule->spans, rule->n_spans, (size_t) (match - text), needle_length))
+                {
+                    search = (size_t) (match - text) + 1;
+                    continue;
+                }
                 if (match == NULL)
                 {
                     /* the rest of the fragment (all of it if nothing matched) */
@@ -1354,6 +1412,7 @@ split_special(const pgi_tokenizer *t, const char *text, size_t length, bool pars
                     }
                 offset = right_offset;
                 remaining = right_length;
+                search = offset;
                 if (remaining == 0)
                     break;
             }
@@ -1373,9 +1432,10 @@ oom:
     return false;
 }
 
-pgi_status
-pgi_tokenize(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
-             bool parse_special, int32_t *tokens, int capacity, int *n_tokens, pgi_error *err)
+static pgi_status
+tokenize_with(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
+              const special_rule *rule, int32_t *tokens, int capacity, int *n_tokens,
+              pgi_error *err)
 {
     token_sink sink = {tokens, 0, 0};
     fragment_list fragments = {0};
@@ -1397,7 +1457,7 @@ pgi_tokenize(const pgi_tokenizer *t, const char *text, size_t length, bool add_b
     if (add_bos && t->bos != PGI_TOKEN_NONE)
         emit(&sink, t->bos);
 
-    if (length > 0 && !split_special(t, text, length, parse_special, &fragments))
+    if (length > 0 && !split_special(t, text, length, rule, &fragments))
     {
         status = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory tokenizing %zu bytes", length);
         goto done;
@@ -1442,8 +1502,17 @@ done:
 }
 
 pgi_status
-pgi_tokenize_alloc(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
-                   bool parse_special, int32_t **tokens, int *n_tokens, pgi_error *err)
+pgi_tokenize(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
+             bool parse_special, int32_t *tokens, int capacity, int *n_tokens, pgi_error *err)
+{
+    special_rule rule = {parse_special, NULL, 0};
+
+    return tokenize_with(t, text, length, add_bos, &rule, tokens, capacity, n_tokens, err);
+}
+
+static pgi_status
+tokenize_alloc_with(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
+                    const special_rule *rule, int32_t **tokens, int *n_tokens, pgi_error *err)
 {
     int needed = 0;
     pgi_status status;
@@ -1462,16 +1531,14 @@ pgi_tokenize_alloc(const pgi_tokenizer *t, const char *text, size_t length, bool
         buffer = pgi_alloc(guess * sizeof(int32_t));
         if (buffer == NULL)
             return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
-        status = pgi_tokenize(t, text, length, add_bos, parse_special, buffer, (int) guess, &needed,
-                              err);
+        status = tokenize_with(t, text, length, add_bos, rule, buffer, (int) guess, &needed, err);
         if (status == PGI_ERR_INVALID_ARGUMENT && needed > (int) guess)
         {
             pgi_free(buffer);
             buffer = pgi_alloc((size_t) needed * sizeof(int32_t));
             if (buffer == NULL)
                 return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
-            status = pgi_tokenize(t, text, length, add_bos, parse_special, buffer, needed, &needed,
-                                  err);
+            status = tokenize_with(t, text, length, add_bos, rule, buffer, needed, &needed, err);
         }
         if (status != PGI_OK || needed == 0)
         {
@@ -1482,6 +1549,26 @@ pgi_tokenize_alloc(const pgi_tokenizer *t, const char *text, size_t length, bool
         *n_tokens = needed;
     }
     return PGI_OK;
+}
+
+pgi_status
+pgi_tokenize_alloc(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
+                   bool parse_special, int32_t **tokens, int *n_tokens, pgi_error *err)
+{
+    special_rule rule = {parse_special, NULL, 0};
+
+    return tokenize_alloc_with(t, text, length, add_bos, &rule, tokens, n_tokens, err);
+}
+
+pgi_status
+pgi_tokenize_marked(const pgi_tokenizer *t, const char *text, size_t length, bool add_bos,
+                    const pgi_text_span *specials, size_t n_specials, int32_t **tokens,
+                    int *n_tokens, pgi_error *err)
+{
+    static const pgi_text_span none = {0, 0};
+    special_rule rule = {false, specials != NULL ? specials : &none, specials != NULL ? n_specials : 0};
+
+    return tokenize_alloc_with(t, text, length, add_bos, &rule, tokens, n_tokens, err);
 }
 
 /* ------------------------------------------------------------ decoding */
@@ -1731,7 +1818,7 @@ pgi_detokenizer_push(pgi_detokenizer *d, int32_t id, size_t *length)
     *length = 0;
     if (id < 0 || id >= t->n_tokens)
         return NULL;
-    piece = piece_of(t, id, &piece_length);
+    piece = piece_rendered(t, id, d->render_special, &piece_length);
     if (d->at_start)
     {
         /* llama.cpp strips the first token's space (lstrip) only */

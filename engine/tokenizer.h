@@ -51,7 +51,7 @@ typedef enum pgi_token_type {
  * PGI_ERR_UNSUPPORTED and the name in the message, an unknown
  * tokenizer.ggml.model or (for "gpt2") an unknown tokenizer.ggml.pre.
  * Supported pre-tokenizers: "default" (also when the key is absent),
- * "llama3"/"llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder", "falcon",
+ * "llama3"/"llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder", "falcon",
  * "mpt", "starcoder", "refact", "gpt-2", and the aliases llama.cpp maps to
  * the same patterns (llama-v3, falcon3, dbrx, smaug-bpe, deepseek-r1-qwen,
  * stablelm2, megrez, phi-2, roberta-bpe, gigachat, olmo, jais, codeshell,
@@ -127,6 +127,25 @@ pgi_status pgi_tokenize_alloc(const pgi_tokenizer *tokenizer, const char *text,
                               size_t length, bool add_bos, bool parse_special,
                               int32_t **tokens, int *n_tokens, pgi_error *err);
 
+/* A byte range of a text. */
+typedef struct pgi_text_span {
+    size_t offset;
+    size_t length;
+} pgi_text_span;
+
+/*
+ * Tokenize a chat prompt: control tokens are recognised only where their
+ * text lies wholly inside one of the n_specials spans (the markers the chat
+ * template wrote; sorted by offset, not overlapping); elsewhere the text is
+ * tokenized as with parse_special false (user-defined tokens still match,
+ * as in llama.cpp).  The text is not cut at span edges, so a prompt whose
+ * messages hold no special-token text tokenizes exactly as with
+ * parse_special true.  Output as pgi_tokenize_alloc.
+ */
+pgi_status pgi_tokenize_marked(const pgi_tokenizer *tokenizer, const char *text, size_t length,
+                               bool add_bos, const pgi_text_span *specials, size_t n_specials,
+                               int32_t **tokens, int *n_tokens, pgi_error *err);
+
 /* ------------------------------------------------------------ decoding */
 /*
  * The raw bytes a token stands for: SPM "▁" -> " ", byte tokens <0xNN> ->
@@ -184,6 +203,9 @@ typedef struct pgi_detokenizer {
     int n_pending;
     bool strip_leading_space;
     bool at_start;              /* nothing emitted yet */
+    bool render_special;        /* control tokens as their text (false after
+                                 * init; a chat reply sets it to keep its
+                                 * markers, e.g. harmony's <|channel|>) */
 } pgi_detokenizer;
 
 pgi_status pgi_detokenizer_init(pgi_detokenizer *detokenizer, const pgi_tokenizer *tokenizer,

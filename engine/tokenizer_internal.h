@@ -16,6 +16,7 @@ typedef enum pgi_pretokenizer_kind {
     PGI_PRE_GPT2,             /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S) */
     PGI_PRE_LLAMA3,           /* (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
     PGI_PRE_QWEN2,            /* llama3's with \p{N} instead of \p{N}{1,3} */
+    PGI_PRE_QWEN35,           /* qwen2's with [\p{L}\p{M}]+ for letter runs */
     PGI_PRE_DEEPSEEK_LLM,
     PGI_PRE_DEEPSEEK_CODER,
     PGI_PRE_FALCON,

@@ -168,10 +168,15 @@ emit:
 
 /* The Llama-3 pattern (max_digits 3) and Qwen2's (max_digits 1):
  *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max}
- *   | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+            */
+ *   | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * With with_marks (Qwen 3.5, max_digits 1) combining marks count as letters:
+ *   ...|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|...
+ * so "e" followed by U+0301 stays one piece instead of two. */
 static bool
-split_llama3(const span *s, int max_digits, pgi_piece_list *out)
+split_llama3(const span *s, int max_digits, bool with_marks, pgi_piece_list *out)
 {
+    const uint16_t word = PGI_UFLAG_LETTER | (with_marks ? PGI_UFLAG_MARK : 0);
+
     size_t pos = s->begin;
 
     while (pos < s->end)
@@ -201,13 +206,13 @@ split_llama3(const span *s, int max_digits, pgi_piece_list *out)
             }
         }
 
-        /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+        /* [^\r\n\p{L}\p{N}]?\p{L}+ (or [\p{L}\p{M}]+) */
         if (!(c == '\r' || c == '\n' || (f & PGI_UFLAG_NUMBER)))
         {
-            if ((f & PGI_UFLAG_LETTER) || (flags_at(s, pos + 1) & PGI_UFLAG_LETTER))
+            if ((f & word) || (flags_at(s, pos + 1) & word))
             {
                 pos++;
-                while (flags_at(s, pos) & PGI_UFLAG_LETTER)
+                while (flags_at(s, pos) & word)
                     pos++;
                 goto emit;
             }
@@ -226,18 +231,19 @@ split_llama3(const span *s, int max_digits, pgi_piece_list *out)
             goto emit;
         }
 
-        /* ' ?[^\s\p{L}\p{N}]+[\r\n]*' */
+        /* ' ?[^\s\p{L}\p{N}]+[\r\n]*' (or [^\s\p{L}\p{M}\p{N}]) */
         {
             uint16_t next = (c == ' ') ? flags_at(s, pos + 1) : f;
+            uint16_t stop = PGI_UFLAG_WHITESPACE | PGI_UFLAG_NUMBER | word;
 
-            if (!(next & (PGI_UFLAG_WHITESPACE | PGI_UFLAG_LETTER | PGI_UFLAG_NUMBER)) && f != 0)
+            if (!(next & stop) && f != 0)
             {
                 pos += (c == ' ');
                 for (;;)
                 {
                     uint16_t g = flags_at(s, pos);
 
-                    if ((g & (PGI_UFLAG_WHITESPACE | PGI_UFLAG_LETTER | PGI_UFLAG_NUMBER)) || g == 0)
+                    if ((g & stop) || g == 0)
                         break;
                     pos++;
                 }
@@ -509,6 +515,7 @@ typedef enum stage_kind {
     STAGE_GPT2,
     STAGE_LLAMA3,
     STAGE_QWEN2,
+    STAGE_QWEN35,
     STAGE_TRAILING_SPACE,
     STAGE_MATCHER
 } stage_kind;
@@ -536,6 +543,9 @@ stages_for(pgi_pretokenizer_kind kind, stage *stages)
             break;
         case PGI_PRE_QWEN2:
             ADD(STAGE_QWEN2, NULL);
+            break;
+        case PGI_PRE_QWEN35:
+            ADD(STAGE_QWEN35, NULL);
             break;
         case PGI_PRE_DEEPSEEK_LLM:
             ADD(STAGE_MATCHER, match_newline);
@@ -580,9 +590,11 @@ run_stage(const stage *st, const span *s, pgi_piece_list *out)
         case STAGE_GPT2:
             return split_gpt2(s, out);
         case STAGE_LLAMA3:
-            return split_llama3(s, 3, out);
+            return split_llama3(s, 3, false, out);
         case STAGE_QWEN2:
-            return split_llama3(s, 1, out);
+            return split_llama3(s, 1, false, out);
+        case STAGE_QWEN35:
+            return split_llama3(s, 1, true, out);
         case STAGE_TRAILING_SPACE:
             return split_trailing_space(s, out);
         case STAGE_MATCHER:

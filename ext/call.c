@@ -274,6 +274,10 @@ pgi_call_submit(const PgInferCallSpec *spec)
 		size = add_size(size, strlen(spec->stop[i]) + 1);
 	for (int i = 0; i < spec->n_prompts; i++)
 		size = add_size(size, spec->prompt_lengths[i]);
+	if (spec->prompt_specials != NULL)
+		for (int i = 0; i < spec->n_prompts; i++)
+			size = add_size(size, MAXALIGN(sizeof(PgInferSpan)) +
+							mul_size(sizeof(PgInferSpan), spec->prompt_n_specials[i]));
 	size = MAXALIGN(size);
 	size = add_size(size, mul_size(spec->n_prompts, PGI_REPLY_QUEUE_SIZE));
 
@@ -326,6 +330,18 @@ pgi_call_submit(const PgInferCallSpec *spec)
 			memcpy(base + offset, spec->prompts[i], spec->prompt_lengths[i]);
 		offset += spec->prompt_lengths[i];
 	}
+	if (spec->prompt_specials != NULL)
+		for (int i = 0; i < spec->n_prompts; i++)
+		{
+			Size		bytes = sizeof(PgInferSpan) * spec->prompt_n_specials[i];
+
+			offset = MAXALIGN(offset);
+			slots[i].specials_offset = offset;
+			slots[i].n_specials = spec->prompt_n_specials[i];
+			if (bytes > 0)
+				memcpy(base + offset, spec->prompt_specials[i], bytes);
+			offset += bytes;
+		}
 	offset = MAXALIGN(offset);
 
 	call = palloc0(sizeof(PgInferCall));

@@ -30,6 +30,9 @@ typedef struct PgInferCallSpec
 	int			n_prompts;		/* >= 1 */
 	char	  **prompts;
 	Size	   *prompt_lengths;
+	/* NULL, or per prompt: the template markers (see PgInferSequenceSlot) */
+	PgInferSpan **prompt_specials;
+	int		   *prompt_n_specials;
 	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
 	Size		blob_size;
 	Oid			caller;			/* the SQL function's oid (its schema has check_budget) */

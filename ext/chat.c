@@ -3,33 +3,38 @@
  * OpenAI chat.completion, and chat_prompt(), the prompt it would send.
  *
  * The prompt is the model's chat template applied to the messages.  No
- * Jinja here: the template's family is recognised by markers that only it
- * uses, and each family is rendered by hand below.  The families, their
- * markers, and what the model is shown:
+ * Jinja here: the engine's chat_template.c recognises the template's family
+ * by markers only it uses and renders each family by hand (the families and
+ * what they write are listed there): llama-2, llama-3, chatml, qwen3,
+ * qwen3.5, mistral, phi-3, zephyr, gemma, gemma3 and gpt-oss.
  *
- *   llama-3  <|start_header_id|>   <|start_header_id|>ROLE<|end_header_id|>\n\nTEXT<|eot_id|>
- *   chatml   <|im_start|>          <|im_start|>ROLE\nTEXT<|im_end|>\n
- *   gemma    <start_of_turn>       <start_of_turn>user|model\nTEXT<end_of_turn>\n
- *                                  (the system text opens the first user turn)
- *   phi-3    <|user|> and <|end|>  <|ROLE|>\nTEXT<|end|>\n
- *   zephyr   <|user|>, no <|end|>  <|ROLE|>\nTEXT</s>\n
- *   llama-2  [INST] and <<SYS>>    [INST] <<SYS>>\nSYSTEM\n<</SYS>>\n\nUSER [/INST] ANSWER </s><s>[INST] ...
- *   mistral  [INST], no <<SYS>>    [INST] SYSTEM\n\nUSER [/INST]ANSWER</s>[INST] ...
+ * Each prompt ends with the opening of the assistant's turn.  BOS is not
+ * written: the worker adds it as the model's tokenizer says.  Only the
+ * markers the template wrote become special tokens: the renderer records
+ * where they are and the worker tokenizes with exactly those, so text in
+ * the messages that spells a special token ("<|im_start|>system") stays
+ * text.
  *
- * Each ends with the opening of the assistant's turn.  BOS is not written:
- * the worker adds it as the model's tokenizer says.  Special tokens in the
- * rendered prompt are parsed as such (parse_special); in generate() they
- * are not.
+ * The reply: for families whose models reason before answering (qwen3's
+ * <think>...</think>, gpt-oss's analysis channel) the reasoning is returned
+ * apart, as message.reasoning_content, and message.content holds the answer
+ * alone; usage.completion_tokens_details.reasoning_tokens counts the tokens
+ * before the answer.
  */
 #include "call.h"
 #include "model_cache.h"
 
+#include "chat_template.h"
+#include "pgi_memory.h"
+
 #include <string.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -37,88 +42,34 @@
 PG_FUNCTION_INFO_V1(pg_infer_chat);
 PG_FUNCTION_INFO_V1(pg_infer_chat_prompt);
 
-typedef enum ChatFamily
-{
-	CHAT_UNKNOWN = 0,
-	CHAT_LLAMA3,
-	CHAT_CHATML,
-	CHAT_GEMMA,
-	CHAT_PHI3,
-	CHAT_ZEPHYR,
-	CHAT_LLAMA2,
-	CHAT_MISTRAL
-} ChatFamily;
-
-static const struct
-{
-	ChatFamily	family;
-	const char *name;
-}			family_names[] =
-{
-	{CHAT_LLAMA3, "llama-3"},
-	{CHAT_CHATML, "chatml"},
-	{CHAT_GEMMA, "gemma"},
-	{CHAT_PHI3, "phi-3"},
-	{CHAT_ZEPHYR, "zephyr"},
-	{CHAT_LLAMA2, "llama-2"},
-	{CHAT_MISTRAL, "mistral"}
-};
-
-#define FAMILY_LIST "llama-2, llama-3, chatml, mistral, phi-3, zephyr, gemma"
-
 typedef struct ChatMessage
 {
 	const char *role;			/* "system", "user", "assistant" */
 	char	   *content;
+	char	   *reasoning;		/* an assistant's reasoning_content, or NULL */
 } ChatMessage;
-
-static ChatFamily
-family_by_name(const char *name)
-{
-	for (int i = 0; i < (int) lengthof(family_names); i++)
-		if (pg_strcasecmp(name, family_names[i].name) == 0)
-			return family_names[i].family;
-	return CHAT_UNKNOWN;
-}
-
-/* The family of a Jinja chat template, by its distinctive markers. */
-static ChatFamily
-detect_family(const char *template)
-{
-	if (strstr(template, "<|start_header_id|>") != NULL)
-		return CHAT_LLAMA3;
-	if (strstr(template, "<|im_start|>") != NULL)
-		return CHAT_CHATML;
-	if (strstr(template, "<start_of_turn>") != NULL)
-		return CHAT_GEMMA;
-	if (strstr(template, "<|user|>") != NULL)
-		return strstr(template, "<|end|>") != NULL ? CHAT_PHI3 : CHAT_ZEPHYR;
-	if (strstr(template, "[INST]") != NULL)
-		return strstr(template, "<<SYS>>") != NULL ? CHAT_LLAMA2 : CHAT_MISTRAL;
-	return CHAT_UNKNOWN;
-}
 
 /*
  * The family to render with: the template argument (a family name, or a
  * Jinja template to recognise) when given, else the model's
  * tokenizer.chat_template.
  */
-static ChatFamily
+static pgi_chat_family
 choose_family(const char *template_argument, const PgInferModelInfo *model)
 {
-	ChatFamily	family;
+	pgi_chat_family family;
 
 	if (template_argument != NULL)
 	{
-		family = family_by_name(template_argument);
-		if (family == CHAT_UNKNOWN)
-			family = detect_family(template_argument);
-		if (family == CHAT_UNKNOWN)
+		family = pgi_chat_family_by_name(template_argument);
+		if (family == PGI_CHAT_UNKNOWN)
+			family = pgi_chat_detect(template_argument);
+		if (family == PGI_CHAT_UNKNOWN)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("chat template not recognised"),
 					 errdetail("The template is neither a family name nor a template of a known family."),
-					 errhint("Known families: " FAMILY_LIST ".")));
+					 errhint("Known families: " PGI_CHAT_FAMILY_LIST ".")));
 		return family;
 	}
 	Assert(model != NULL);
@@ -127,13 +78,13 @@ choose_family(const char *template_argument, const PgInferModelInfo *model)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("model \"%s\" has no chat template", model->name),
 				 errdetail("Its file has no tokenizer.chat_template."),
-				 errhint("Pass template => one of " FAMILY_LIST ", or use generate() with your own prompt.")));
-	family = detect_family(model->chat_template);
-	if (family == CHAT_UNKNOWN)
+				 errhint("Pass template => one of " PGI_CHAT_FAMILY_LIST ", or use generate() with your own prompt.")));
+	family = pgi_chat_detect(model->chat_template);
+	if (family == PGI_CHAT_UNKNOWN)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("the chat template of model \"%s\" is of a family pg_infer does not know", model->name),
-				 errhint("Pass template => one of " FAMILY_LIST " that matches the model, "
+				 errhint("Pass template => one of " PGI_CHAT_FAMILY_LIST " that matches the model, "
 						 "or use generate() with your own prompt.")));
 	return family;
 }
@@ -199,6 +150,16 @@ read_messages(Jsonb *messages, int *n_messages)
 			bad_messages(psprintf("role \"%s\" is not system, user or assistant", role), n + 1);
 		result[n].role = role;
 		result[n].content = string_member(value.val.binary.data, "content", n + 1);
+		/* an earlier answer's reasoning, as chat() returned it */
+		if (strcmp(role, "assistant") == 0)
+		{
+			JsonbValue	reasoning;
+
+			if (getKeyJsonValueFromContainer(value.val.binary.data, "reasoning_content",
+											 strlen("reasoning_content"), &reasoning) != NULL &&
+				reasoning.type == jbvString)
+				result[n].reasoning = pnstrdup(reasoning.val.string.val, reasoning.val.string.len);
+		}
 		n++;
 	}
 	*n_messages = n;
@@ -207,143 +168,76 @@ read_messages(Jsonb *messages, int *n_messages)
 
 /* ------------------------------------------------------------ rendering */
 
-static char *
-trimmed(const char *s)
+/* A rendered prompt in palloc'd memory. */
+typedef struct ChatPrompt
 {
-	const char *end = s + strlen(s);
+	pgi_chat_family family;
+	char	   *text;
+	Size		length;
+	PgInferSpan *specials;
+	int			n_specials;
+} ChatPrompt;
 
-	while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')
-		s++;
-	while (end > s && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t' || end[-1] == '\r'))
-		end--;
-	return pnstrdup(s, end - s);
-}
-
-static bool
-is_role(const ChatMessage *m, const char *role)
-{
-	return strcmp(m->role, role) == 0;
-}
-
-/* [INST] families: the system text goes into the first user turn. */
+/* Today in the session's time zone, as gpt-oss's system message names it. */
 static void
-render_inst(StringInfo out, const ChatMessage *messages, int n, bool llama2)
+current_date(char *buffer, size_t capacity)
 {
-	const char *system = NULL;
-	bool		first_turn = true;
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+
+	if (timestamp2tm(GetCurrentTransactionStartTimestamp(), &tz, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	snprintf(buffer, capacity, "%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+}
+
+static void
+render_chat(pgi_chat_family family, const ChatMessage *messages, int n, ChatPrompt *out)
+{
+	pgi_chat_message *list = palloc(sizeof(pgi_chat_message) * Max(n, 1));
+	pgi_chat_prompt prompt;
+	pgi_error	err;
+	pgi_status	status;
+	char		date[32];
 
 	for (int i = 0; i < n; i++)
 	{
-		const ChatMessage *m = &messages[i];
-
-		if (is_role(m, "system"))
-		{
-			system = llama2 ? trimmed(m->content) : m->content;
-			continue;
-		}
-		if (is_role(m, "user"))
-		{
-			if (!first_turn)
-				appendStringInfoString(out, llama2 ? "<s>[INST] " : "[INST] ");
-			else
-				appendStringInfoString(out, "[INST] ");
-			if (system != NULL)
-			{
-				if (llama2)
-					appendStringInfo(out, "<<SYS>>\n%s\n<</SYS>>\n\n", system);
-				else
-					appendStringInfo(out, "%s\n\n", system);
-				system = NULL;
-			}
-			appendStringInfo(out, "%s [/INST]", llama2 ? trimmed(m->content) : m->content);
-			first_turn = false;
-		}
-		else
-		{
-			if (llama2)
-				appendStringInfo(out, " %s </s>", trimmed(m->content));
-			else
-				appendStringInfo(out, "%s</s>", m->content);
-			first_turn = false;
-		}
+		list[i].role = messages[i].role;
+		list[i].content = messages[i].content;
+		list[i].reasoning = messages[i].reasoning;
 	}
-	/* a system message alone still reaches the model */
-	if (system != NULL)
+	current_date(date, sizeof(date));
+	status = pgi_chat_render(family, list, n, date, &prompt, &err);
+	if (status == PGI_ERR_OUT_OF_MEMORY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory rendering the chat prompt")));
+	if (status != PGI_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", err.message),
+				 errdetail("The messages do not fit the %s chat template.", pgi_chat_family_name(family))));
+	out->family = family;
+	out->length = prompt.length;
+	out->text = palloc(prompt.length + 1);
+	memcpy(out->text, prompt.text, prompt.length + 1);
+	out->n_specials = (int) prompt.n_specials;
+	out->specials = palloc(sizeof(PgInferSpan) * Max(prompt.n_specials, 1));
+	for (size_t i = 0; i < prompt.n_specials; i++)
 	{
-		if (llama2)
-			appendStringInfo(out, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n [/INST]", system);
-		else
-			appendStringInfo(out, "[INST] %s [/INST]", system);
+		out->specials[i].offset = prompt.specials[i].offset;
+		out->specials[i].length = prompt.specials[i].length;
 	}
-}
-
-static char *
-render_chat(ChatFamily family, const ChatMessage *messages, int n)
-{
-	StringInfoData out;
-	const char *pending_system = NULL;
-
-	initStringInfo(&out);
-	switch (family)
-	{
-		case CHAT_LLAMA3:
-			for (int i = 0; i < n; i++)
-				appendStringInfo(&out, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>",
-								 messages[i].role, trimmed(messages[i].content));
-			appendStringInfoString(&out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-			break;
-		case CHAT_CHATML:
-			for (int i = 0; i < n; i++)
-				appendStringInfo(&out, "<|im_start|>%s\n%s<|im_end|>\n",
-								 messages[i].role, messages[i].content);
-			appendStringInfoString(&out, "<|im_start|>assistant\n");
-			break;
-		case CHAT_GEMMA:
-			for (int i = 0; i < n; i++)
-			{
-				const ChatMessage *m = &messages[i];
-
-				if (is_role(m, "system"))
-				{
-					pending_system = trimmed(m->content);
-					continue;
-				}
-				appendStringInfo(&out, "<start_of_turn>%s\n", is_role(m, "assistant") ? "model" : "user");
-				if (pending_system != NULL && is_role(m, "user"))
-				{
-					appendStringInfo(&out, "%s\n\n", pending_system);
-					pending_system = NULL;
-				}
-				appendStringInfo(&out, "%s<end_of_turn>\n", trimmed(m->content));
-			}
-			if (pending_system != NULL)
-				appendStringInfo(&out, "<start_of_turn>user\n%s<end_of_turn>\n", pending_system);
-			appendStringInfoString(&out, "<start_of_turn>model\n");
-			break;
-		case CHAT_PHI3:
-		case CHAT_ZEPHYR:
-			for (int i = 0; i < n; i++)
-				appendStringInfo(&out, "<|%s|>\n%s%s\n", messages[i].role, messages[i].content,
-								 family == CHAT_PHI3 ? "<|end|>" : "</s>");
-			appendStringInfoString(&out, "<|assistant|>\n");
-			break;
-		case CHAT_LLAMA2:
-			render_inst(&out, messages, n, true);
-			break;
-		case CHAT_MISTRAL:
-			render_inst(&out, messages, n, false);
-			break;
-		case CHAT_UNKNOWN:
-			elog(ERROR, "unknown chat family");
-	}
-	return out.data;
+	pgi_chat_prompt_free(&prompt);
 }
 
 /* Messages and template -> the prompt (and the model info, when one was
  * looked up). */
-static char *
+static void
 build_prompt(Jsonb *messages, const char *model_name, const char *template_argument,
-			 const PgInferModelInfo **model_out)
+			 const PgInferModelInfo **model_out, ChatPrompt *prompt)
 {
 	int			n;
 	ChatMessage *list = read_messages(messages, &n);
@@ -352,7 +246,7 @@ build_prompt(Jsonb *messages, const char *model_name, const char *template_argum
 	if (template_argument == NULL)
 		model = pgi_model_info(model_name);
 	*model_out = model;
-	return render_chat(choose_family(template_argument, model), list, n);
+	render_chat(choose_family(template_argument, model), list, n, prompt);
 }
 
 /* chat_prompt(messages jsonb, model text DEFAULT NULL, template text DEFAULT NULL) RETURNS text */
@@ -360,13 +254,15 @@ Datum
 pg_infer_chat_prompt(PG_FUNCTION_ARGS)
 {
 	const PgInferModelInfo *model;
+	ChatPrompt	prompt;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(build_prompt(PG_GETARG_JSONB_P(0),
-												  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-												  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-												  &model)));
+	build_prompt(PG_GETARG_JSONB_P(0),
+				 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+				 &model, &prompt);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(prompt.text, prompt.length));
 }
 
 /*
@@ -379,28 +275,54 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 {
 	PgInferCallSpec spec;
 	const PgInferModelInfo *model;
-	char	   *prompt;
+	ChatPrompt	prompt;
 	text	   *content;
 	PgInferDoneMessage done;
 	StringInfoData json;
 	char	   *content_cstring;
 	const char *template_argument;
+	pgi_chat_reply reply;
+	int			reasoning_tokens = 0;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	pgi_read_call_arguments(fcinfo, 1, &spec);
 	spec.function_name = "chat";
 	template_argument = PG_NARGS() > 12 && !PG_ARGISNULL(12) ? text_to_cstring(PG_GETARG_TEXT_PP(12)) : NULL;
-	prompt = build_prompt(PG_GETARG_JSONB_P(0), spec.model, template_argument, &model);
-	spec.sampling.parse_special = true;
+	build_prompt(PG_GETARG_JSONB_P(0), spec.model, template_argument, &model, &prompt);
+	/*
+	 * Specials only at the template's markers (the worker tokenizes with
+	 * them); a prompt with no marker at all (llama-2 or mistral, one user
+	 * turn) has no special token to parse.
+	 */
+	spec.sampling.parse_special = prompt.n_specials > 0;
+	/* harmony's reply is read by its channel markers, control tokens all */
+	spec.sampling.render_special = prompt.family == PGI_CHAT_GPT_OSS;
 	spec.n_prompts = 1;
 	spec.prompts = palloc(sizeof(char *));
 	spec.prompt_lengths = palloc(sizeof(Size));
-	spec.prompts[0] = prompt;
-	spec.prompt_lengths[0] = strlen(prompt);
+	spec.prompts[0] = prompt.text;
+	spec.prompt_lengths[0] = prompt.length;
+	spec.prompt_specials = palloc(sizeof(PgInferSpan *));
+	spec.prompt_n_specials = palloc(sizeof(int));
+	spec.prompt_specials[0] = prompt.specials;
+	spec.prompt_n_specials[0] = prompt.n_specials;
 
 	content = pgi_run_single(&spec, &done);
 	content_cstring = text_to_cstring(content);
+	pgi_chat_split_reply(prompt.family, content_cstring, strlen(content_cstring), &reply);
+	if (reply.prefix_length > 0)
+	{
+		/* the tokens before the answer, counted by the answering model's
+		 * tokenizer (the reply's own tokens are not sent back) */
+		const PgInferModelInfo *answered = model != NULL ? model : pgi_model_info(NameStr(done.model));
+		int32	   *ids = pgi_tokenize_text(answered, content_cstring, reply.prefix_length, false, true,
+											&reasoning_tokens);
+
+		if (ids != NULL)
+			pfree(ids);
+		reasoning_tokens = Min(reasoning_tokens, done.completion_tokens);
+	}
 
 	initStringInfo(&json);
 	/* the id of the usage row when it was recorded, so the two can be joined */
@@ -415,12 +337,18 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 							  (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY));
 	escape_json(&json, NameStr(done.model));
 	appendStringInfoString(&json, ", \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": ");
-	escape_json(&json, content_cstring);
+	escape_json(&json, pnstrdup(content_cstring + reply.content_offset, reply.content_length));
+	if (reply.has_reasoning)
+	{
+		appendStringInfoString(&json, ", \"reasoning_content\": ");
+		escape_json(&json, pnstrdup(content_cstring + reply.reasoning_offset, reply.reasoning_length));
+	}
 	appendStringInfoString(&json, "}, \"finish_reason\": ");
 	escape_json(&json, done.finish_reason);
 	appendStringInfo(&json, "}], \"usage\": {\"prompt_tokens\": %d, \"completion_tokens\": %d, "
-					 "\"total_tokens\": %d, \"prompt_tokens_details\": {\"cached_tokens\": %d}}}",
+					 "\"total_tokens\": %d, \"prompt_tokens_details\": {\"cached_tokens\": %d}, "
+					 "\"completion_tokens_details\": {\"reasoning_tokens\": %d}}}",
 					 done.prompt_tokens, done.completion_tokens,
-					 done.prompt_tokens + done.completion_tokens, done.cached_tokens);
+					 done.prompt_tokens + done.completion_tokens, done.cached_tokens, reasoning_tokens);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
 }

@@ -100,6 +100,8 @@ typedef struct PgInferSamplingArgs
 	int64		seed;
 	bool		truncate_prompt;	/* keep the prompt's tail instead of failing */
 	bool		parse_special;	/* prompt text may name special tokens (chat) */
+	bool		render_special; /* control tokens in the reply as their text
+								 * (chat with gpt-oss: its channel markers) */
 	bool		add_bos;		/* prepend BOS when the model asks for one */
 } PgInferSamplingArgs;
 
@@ -110,10 +112,24 @@ typedef struct PgInferLoadArgs
 	int32		context_length; /* 0 = the model's */
 } PgInferLoadArgs;
 
+/* A byte range of a prompt: a marker the chat template wrote. */
+typedef struct PgInferSpan
+{
+	Size		offset;			/* from the prompt's start */
+	Size		length;
+} PgInferSpan;
+
 typedef struct PgInferSequenceSlot
 {
 	Size		prompt_offset;	/* UTF-8 prompt text inside the segment */
 	Size		prompt_length;
+	/*
+	 * n_specials > 0 (chat): special tokens are recognised only inside these
+	 * ranges of the prompt (PgInferSpan[n_specials], sorted, inside the
+	 * segment); the messages' own text never becomes a special token.
+	 */
+	Size		specials_offset;
+	int32		n_specials;
 	Size		queue_offset;	/* its shm_mq inside the segment */
 } PgInferSequenceSlot;
 

@@ -78,6 +78,75 @@ SELECT pg_temp.error_of($q$SELECT chat_prompt('[{"role": "user", "content": "x"}
 SELECT pg_temp.error_of($q$SELECT chat('[{"role": "user", "content": "x"}]')$q$);
 SELECT pg_temp.error_of($q$SELECT chat_prompt('[{"role": "user", "content": "x"}]')$q$);
 
+-- ---------------------------------------------------------------- families with reasoning
+-- Expected prompts written by hand from the published Qwen3, Qwen3.5,
+-- Gemma 3 and gpt-oss templates.  An earlier answer's reasoning (in its
+-- content as <think>...</think>, or as reasoning_content) is dropped from
+-- the history, as those templates do.
+CREATE TEMP TABLE thinking_conversation AS SELECT
+'[{"role": "system", "content": "You are kind."},
+  {"role": "user", "content": "Hi"},
+  {"role": "assistant", "content": "<think>\nA greeting.\n</think>\n\nHello!"},
+  {"role": "user", "content": "Tell a story"}]'::jsonb AS messages;
+SELECT chat_prompt(messages, template => 'qwen3') =
+       E'<|im_start|>system\nYou are kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n'
+        '<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nTell a story<|im_end|>\n'
+        '<|im_start|>assistant\n' AS qwen3
+  FROM thinking_conversation;
+SELECT chat_prompt(messages, template => 'qwen3.5') =
+       E'<|im_start|>system\nYou are kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n'
+        '<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nTell a story<|im_end|>\n'
+        '<|im_start|>assistant\n<think>\n' AS qwen35
+  FROM thinking_conversation;
+-- the last assistant turn (after the last user turn) keeps its reasoning
+SELECT chat_prompt('[{"role": "user", "content": "2+2?"},
+                     {"role": "assistant", "content": "4", "reasoning_content": "Add them."}]',
+                   template => 'qwen3');
+SELECT chat_prompt(messages, template => 'gemma3') =
+       E'<start_of_turn>user\nYou are kind.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n'
+        '<start_of_turn>user\nTell a story<end_of_turn>\n<start_of_turn>model\n' AS gemma3
+  FROM conversation;
+-- gpt-oss names today's date (in the session's time zone) in its system message
+SELECT replace(chat_prompt(messages, template => 'gpt-oss'), to_char(now(), 'YYYY-MM-DD'), 'TODAY') =
+       E'<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n'
+        'Knowledge cutoff: 2024-06\nCurrent date: TODAY\n\nReasoning: medium\n\n'
+        '# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>'
+        '<|start|>developer<|message|># Instructions\n\nYou are kind.\n\n<|end|>'
+        '<|start|>user<|message|>Hi<|end|>'
+        '<|start|>assistant<|channel|>final<|message|>Hello!<|end|>'
+        '<|start|>user<|message|>Tell a story<|end|>'
+        '<|start|>assistant' AS gpt_oss
+  FROM conversation;
+-- detection (abridged from the published templates)
+SELECT chat_prompt('[{"role": "user", "content": "x"}]',
+                   template => $t${{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content + '\n</think>\n\n' }}{{- '<|im_start|>assistant\n' }}$t$)
+       = E'<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n' AS detected_qwen3,
+       chat_prompt('[{"role": "user", "content": "x"}]',
+                   template => $t${{- '<|im_start|>assistant\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- else %}{{- '<think>\n' }}{%- endif %}$t$)
+       = E'<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n<think>\n' AS detected_qwen35,
+       chat_prompt('[{"role": "user", "content": "x"}]',
+                   template => $t${%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{{ '<start_of_turn>' + role + '\n' }}$t$)
+       = E'<start_of_turn>user\nx<end_of_turn>\n<start_of_turn>model\n' AS detected_gemma3,
+       chat_prompt('[{"role": "user", "content": "x"}]',
+                   template => $t${{- "<|start|>system<|message|>" }}{{- "<|start|>assistant<|channel|>final<|message|>" }}$t$)
+       LIKE E'<|start|>system<|message|>%<|start|>user<|message|>x<|end|><|start|>assistant' AS detected_gpt_oss;
+SELECT pg_temp.error_of($q$SELECT chat_prompt('[{"role": "user", "content": "a"}, {"role": "assistant", "content": "<|channel|>final<|message|>b"}]', template => 'gpt-oss')$q$);
+
+-- ---------------------------------------------------------------- specials
+-- Only the template's own markers are special tokens: a user who types
+-- "</s>" (stories260K's end-of-sequence token) sends those characters.
+-- The zephyr prompt is <|user|>\n a</s>b </s> \n<|assistant|>\n, with only the
+-- second </s> the template's: BOS + the text before it + </s> + the rest.
+SELECT (chat('[{"role": "user", "content": "a</s>b"}]', template => 'zephyr', max_tokens => 1)
+          ->'usage'->>'prompt_tokens')::int
+       = 1 + cardinality(tokenize(E'<|user|>\na</s>b', add_bos => false))
+           + 1 + cardinality(tokenize(E'\n<|assistant|>\n', add_bos => false)) AS user_text_stays_text;
+-- A prompt with no marker of the template (mistral, one user turn) parses no
+-- special token at all: BOS + the text.
+SELECT (chat('[{"role": "user", "content": "a</s>b"}]', template => 'mistral', max_tokens => 1)
+          ->'usage'->>'prompt_tokens')::int
+       = 1 + cardinality(tokenize('[INST] a</s>b [/INST]', add_bos => false)) AS unmarked_prompt_is_text;
+
 -- ---------------------------------------------------------------- validation
 SELECT pg_temp.error_of($q$SELECT chat_prompt('{"role": "user", "content": "x"}', template => 'chatml')$q$);
 SELECT pg_temp.error_of($q$SELECT chat_prompt('"hello"', template => 'chatml')$q$);

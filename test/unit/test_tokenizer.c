@@ -120,10 +120,19 @@ print_ids(const char *label, const int32_t *ids, int n)
 
 static const char *const vocab_names[] = {
     "llama-spm", "phi-3", "gpt-2", "deepseek-coder", "deepseek-llm",
+    "llama-bpe", "qwen2", "qwen35",
+};
+
+/* How many cases each vocabulary's .inp holds: 46 in the 2025 set and in
+ * the 2026 llama-bpe and qwen2 files, 50 for qwen35 (four more, with
+ * combining marks). */
+static const int vocab_case_counts[] = {
+    46, 46, 46, 46, 46,
+    46, 46, 50,
 };
 
 static void
-test_vocab_vectors(const char *name)
+test_vocab_vectors(const char *name, int n_wanted)
 {
     char path[1024], inp_path[1100], out_path[1100];
     size_t inp_size = 0, out_size = 0;
@@ -145,8 +154,8 @@ test_vocab_vectors(const char *name)
 
     n_cases = split_cases(inp, inp_size, cases);
     n_lines = read_expected(outp, cases, MAX_CASES);
-    CHECK(n_cases == 46 && n_lines == n_cases, "%s: 46 cases and 46 expected lines (%d, %d)", name,
-          n_cases, n_lines);
+    CHECK(n_cases == n_wanted && n_lines == n_cases, "%s: %d cases and %d expected lines (%d, %d)",
+          name, n_wanted, n_wanted, n_cases, n_lines);
 
     for (int c = 0; c < n_cases; c++)
     {
@@ -292,6 +301,14 @@ test_pretokenizer_splits(void)
     check_split(PGI_PRE_QWEN2, "qwen2", "I'M HERE'S", "I|'M| HERE|'S");
     check_split(PGI_PRE_QWEN2, "qwen2", "  Hello\n\n  x", " | Hello|\n\n| | x");
     check_split(PGI_PRE_QWEN2, "qwen2", "x=42;\n", "x|=|4|2|;\n");
+    /* Qwen 3.5: as qwen2, but combining marks (U+0301, U+0300) belong to the
+     * letter run.  For qwen2 a mark is a non-letter: it leads the next letter
+     * run or stands alone; for qwen35 a mark after "!" is the run the "!"
+     * leads. */
+    check_split(PGI_PRE_QWEN2, "qwen2", "re\xCC\x81sume\xCC\x81 x", "re|\xCC\x81sume|\xCC\x81| x");
+    check_split(PGI_PRE_QWEN35, "qwen35", "re\xCC\x81sume\xCC\x81 x", "re\xCC\x81sume\xCC\x81| x");
+    check_split(PGI_PRE_QWEN35, "qwen35", " \xCC\x80" "a 12!\xCC\x81", " \xCC\x80" "a| |1|2|!\xCC\x81");
+    check_split(PGI_PRE_QWEN35, "qwen35", "I'M HERE'S", "I|'M| HERE|'S");
     /* GPT-2: lower-case contractions only, " ?" runs, digits unbounded. */
     check_split(PGI_PRE_GPT2, "gpt-2", "I'M HERE'S it's", "I|'|M| HERE|'|S| it|'s");
     check_split(PGI_PRE_GPT2, "gpt-2", "Hello world 12345", "Hello| world| 12345");
@@ -713,6 +730,49 @@ test_made_vocabularies(void)
         free_vocab(&v);
     }
 
+    /* Harmony (gpt-oss): with <|return|> and <|call|> present, <|end|> closes
+     * a message but not the reply; a detokenizer told to render specials
+     * keeps the channel markers. */
+    {
+        static const char *const tokens[] = {"a", "b", "<|end|>", "<|return|>", "<|call|>", "<|channel|>"};
+        static const int32_t types[] = {1, 1, 3, 3, 3, 3};
+        static const char *const merges[] = {"a b"};
+
+        make_vocab(&v, "gpt2", "gpt-2", tokens, 6, NULL, types, merges, 1);
+        if (CHECK(v.status == PGI_OK, "harmony-like vocabulary loads (%s)", v.err.message))
+        {
+            pgi_detokenizer d;
+            pgi_error derr;
+            size_t got = 0;
+            const char *out;
+
+            CHECK(!pgi_tokenizer_is_end_of_generation(v.tok, 2) &&
+                      pgi_tokenizer_is_end_of_generation(v.tok, 3) &&
+                      pgi_tokenizer_is_end_of_generation(v.tok, 4),
+                  "harmony: <|return|> and <|call|> end generation, <|end|> does not");
+            pgi_detokenizer_init(&d, v.tok, false, &derr);
+            out = pgi_detokenizer_push(&d, 5, &got);
+            CHECK(out != NULL && got == 0, "a control token streams as nothing by default");
+            d.render_special = true;
+            out = pgi_detokenizer_push(&d, 5, &got);
+            CHECK(out != NULL && got == 11 && memcmp(out, "<|channel|>", 11) == 0,
+                  "with render_special a control token streams as its text");
+            pgi_detokenizer_free(&d);
+        }
+        free_vocab(&v);
+    }
+    {
+        static const char *const tokens[] = {"a", "b", "<|end|>"};
+        static const int32_t types[] = {1, 1, 3};
+        static const char *const merges[] = {"a b"};
+
+        make_vocab(&v, "gpt2", "gpt-2", tokens, 3, NULL, types, merges, 1);
+        if (CHECK(v.status == PGI_OK, "phi-3-like vocabulary loads (%s)", v.err.message))
+            CHECK(pgi_tokenizer_is_end_of_generation(v.tok, 2),
+                  "without <|return|> and <|call|>, <|end|> ends generation (phi-3)");
+        free_vocab(&v);
+    }
+
     /* Refusals, by name. */
     {
         static const char *const tokens[] = {"a", "b"};
@@ -729,11 +789,11 @@ test_made_vocabularies(void)
         make_vocab(&v, "gpt2", "qwen2", tokens, 2, NULL, NULL, NULL, 0);
         CHECK(v.status == PGI_ERR_FORMAT, "BPE without merges: format error");
         free_vocab(&v);
-        for (size_t i = 0; i < 11; i++)
+        for (size_t i = 0; i < 12; i++)
         {
             static const char *const names[] = {
-                "default", "llama3", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder",
-                "falcon", "mpt", "starcoder", "refact", "gpt-2",
+                "default", "llama3", "llama-bpe", "qwen2", "qwen35", "deepseek-llm",
+                "deepseek-coder", "falcon", "mpt", "starcoder", "refact", "gpt-2",
             };
 
             make_vocab(&v, "gpt2", names[i], tokens, 2, NULL, NULL, merges, 1);
@@ -884,7 +944,7 @@ int
 main(void)
 {
     for (size_t i = 0; i < sizeof(vocab_names) / sizeof(vocab_names[0]); i++)
-        test_vocab_vectors(vocab_names[i]);
+        test_vocab_vectors(vocab_names[i], vocab_case_counts[i]);
     test_pretokenizer_splits();
     test_streaming();
     test_conventions();
