@@ -658,9 +658,9 @@ registry_load_configured(void)
 	{
 		/* the administrator's setting may name a link; the worker opens
 		 * the file without following one */
-		char		resolved[MAXPGPATH];
+		char		resolved[PATH_MAX];
 
-		if (realpath(args.path, resolved) != NULL)
+		if (realpath(args.path, resolved) != NULL && strlen(resolved) < sizeof(args.path))
 			strlcpy(args.path, resolved, sizeof(args.path));
 	}
 
