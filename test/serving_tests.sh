@@ -274,7 +274,9 @@ if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
     D=$PGI_MODEL_DIR
     SRC=$D/stories260K.gguf
     VQ=("${Q[@]}" -c "\\set VERBOSITY verbose")
-    starts_before=$(sql "SELECT worker_starts FROM pg_infer_status")
+    # the same worker process throughout: a crash would restart it (and
+    # every session) with another pid
+    worker_before=$(sql "SELECT worker_pid FROM pg_infer_status")
 
     # -- 1. the file of a loaded model changes
     cp "$SRC" "$D/mutable.gguf"
@@ -285,7 +287,7 @@ if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
     head -c 1185376 /dev/urandom >"$D/mutable.gguf"   # other bytes, in place, as cp does
     check "after other bytes were written over its file, the same text" "$EXPECTED" \
         "$(timeout 30 "${Q[@]}" -c "SELECT generate('Once upon a time', model => 'mutable', max_tokens => 32)" 2>&1)"
-    check "the worker did not restart" "$starts_before" "$(sql "SELECT worker_starts FROM pg_infer_status")"
+    check "the worker did not restart" "$worker_before" "$(sql "SELECT worker_pid FROM pg_infer_status")"
     out=$(timeout 30 "${VQ[@]}" -c "SELECT tokenize('Once', model => 'mutable')" 2>&1)
     if grep -q "55000: the file of model \"mutable\" changed after the model was loaded" <<<"$out"; then
         ok "a backend does not read a tokenizer from the changed file (55000)"
@@ -417,7 +419,7 @@ if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
     sql "ALTER SYSTEM RESET pg_infer.model_path" >/dev/null
     sql "SELECT pg_reload_conf()" >/dev/null
     unblock_fifo "$D/fifo.gguf"
-    check "the worker never restarted during these tests" "$starts_before" "$(sql "SELECT worker_starts FROM pg_infer_status")"
+    check "the worker never restarted during these tests" "$worker_before" "$(sql "SELECT worker_pid FROM pg_infer_status")"
     rm -rf "$OUTSIDE"
 else
     echo "# skipped: model files (PGI_MODEL_DIR not set or not writable)"
