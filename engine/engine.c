@@ -410,6 +410,11 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
         goto fail;
     if ((st = pgi_model_upload(e->model, e->backend, err)) != PGI_OK)
         goto fail;
+    /* A device with memory of its own (CUDA) computes from its copy of the
+     * weights, made by the upload: the host copy, the size of the file, is
+     * given back.  The CPU backend computes from the host copy. */
+    if (e->backend->device_memory_total > 0)
+        gguf_release_tensor_data(e->file);
 
     e->context_length = c->context_length;
     e->block_size = options->kv_block_size > 0 ? options->kv_block_size : 16;

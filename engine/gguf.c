@@ -1085,6 +1085,21 @@ fail:
     return status;
 }
 
+void
+gguf_release_tensor_data(gguf_file *f)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t begin, end;
+
+    if (f->owned != OWN_MAP || page <= 0)
+        return;
+    /* whole pages of the data section only: the metadata stays */
+    begin = ((size_t) f->data_offset + (size_t) page - 1) / (size_t) page * (size_t) page;
+    end = f->held / (size_t) page * (size_t) page;
+    if (end > begin)
+        (void) madvise((void *) (f->base + begin), end - begin, MADV_DONTNEED);
+}
+
 bool
 gguf_data_loaded(const gguf_file *file)
 {

@@ -101,6 +101,11 @@ pgi_status gguf_load_data(gguf_file *file, int fd, gguf_chunk_callback on_chunk,
                           void *context, pgi_error *err);
 bool gguf_data_loaded(const gguf_file *file);
 
+/* Give the pages of the tensor data back to the system (a file from
+ * gguf_load_data): the data then reads as zeros.  For a backend that keeps
+ * its own copy of every weight (a GPU), once the weights are uploaded. */
+void gguf_release_tensor_data(gguf_file *file);
+
 /* gguf_open_fd on a path (opened O_NONBLOCK: a FIFO is refused, never
  * waited on): the metadata only, for readers of the tokenizer. */
 pgi_status gguf_open_metadata(const char *path, gguf_file **out, pgi_error *err);
