@@ -702,6 +702,15 @@ registry_load_at_start(void)
 
 			if (registry_find(list.models[i].name) >= 0)
 				continue;
+			{
+				/* rows written before paths were stored resolved may name
+				 * a link; the worker opens without following one */
+				char		resolved[PATH_MAX];
+
+				if (realpath(list.models[i].args.path, resolved) != NULL &&
+					strlen(resolved) < sizeof(list.models[i].args.path))
+					strlcpy(list.models[i].args.path, resolved, sizeof(list.models[i].args.path));
+			}
 			if (!registry_load(list.models[i].name, &list.models[i].args, true, NULL, &error))
 				ereport(WARNING,
 						(errmsg("pg_infer worker could not load registered model \"%s\": %s",

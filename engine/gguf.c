@@ -57,6 +57,7 @@ struct gguf_file {
     size_t held;
     int owned;                   /* OWN_NONE, OWN_HEAP (pgi_alloc), OWN_MAP (mmap) */
     size_t metadata_end;         /* end of the tensor infos */
+    struct timespec mtime;       /* of the file when its metadata was read */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -964,7 +965,10 @@ gguf_open_fd(int fd, const char *name, gguf_file **out, pgi_error *err)
         held = want;
         status = parse_buffer(buffer, held, size, OWN_HEAP, &starved, out, err);
         if (status == PGI_OK)
+        {
+            (*out)->mtime = st.st_mtim;
             return PGI_OK;
+        }
         if (!starved || held == size)
             break;
         if (held >= GGUF_MAX_METADATA_BYTES)
@@ -981,11 +985,21 @@ gguf_open_fd(int fd, const char *name, gguf_file **out, pgi_error *err)
     return status;
 }
 
+/* The file still has the size and modification time its metadata was read
+ * with: a file written while it is loaded is refused, not half-loaded. */
+static bool
+same_file_state(int fd, const gguf_file *f)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t) st.st_size == f->size &&
+           st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec;
+}
+
 pgi_status
 gguf_load_data(gguf_file *f, int fd, gguf_chunk_callback on_chunk, void *context,
                pgi_error *err)
 {
-    struct stat st;
     size_t keep = f->metadata_end, chunk;
     uint8_t *map, *scratch = NULL;
     gguf_file *full = NULL;
@@ -995,7 +1009,7 @@ gguf_load_data(gguf_file *f, int fd, gguf_chunk_callback on_chunk, void *context
 
     if (f->owned != OWN_HEAP)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_load_data: not a file from gguf_open_fd");
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != f->size)
+    if (!same_file_state(fd, f))
         return pgi_fail(err, PGI_ERR_IO, "the model file changed while it was being loaded");
     /* Keep what the tensors need; bytes after the last one are only hashed. */
     for (uint64_t i = 0; i < f->n_tensors; i++)
@@ -1059,7 +1073,7 @@ gguf_load_data(gguf_file *f, int fd, gguf_chunk_callback on_chunk, void *context
 
         while ((n = pread(fd, &extra, 1, (off_t) f->size)) < 0 && errno == EINTR)
             ;
-        if (n != 0 || fstat(fd, &st) != 0 || (uint64_t) st.st_size != f->size)
+        if (n != 0 || !same_file_state(fd, f))
         {
             status = pgi_fail(err, PGI_ERR_IO, "the model file changed while it was being loaded");
             goto fail;

@@ -344,6 +344,7 @@ typedef struct chunk_log {
     uint64_t hash;         /* FNV-1a of every byte given, in order */
     int calls;
     int cancel_after;      /* > 0: return false on that call */
+    const char *append_to; /* non-NULL: append a byte to this file on the first call */
 } chunk_log;
 
 static uint64_t
@@ -363,6 +364,16 @@ log_chunk(void *context, const void *bytes, size_t length)
     chunk_log *log = context;
 
     log->calls++;
+    if (log->append_to != NULL && log->calls == 1)
+    {
+        FILE *f = fopen(log->append_to, "ab");
+
+        if (f != NULL)
+        {
+            fputc(0, f);
+            fclose(f);
+        }
+    }
     log->bytes += length;
     log->hash = fnv(log->hash, bytes, length);
     return log->cancel_after == 0 || log->calls < log->cancel_after;
@@ -434,6 +445,14 @@ test_big_files(void)
     CHECK(st == PGI_ERR_CANCELLED && e == NULL && log.calls == 2 && log.bytes < tail_size / 4,
           "a callback returning false cancels the load (%s; %d calls, %llu bytes)",
           pgi_status_name(st), log.calls, (unsigned long long) log.bytes);
+
+    /* a file written while it loads is refused, not half-loaded */
+    memset(&log, 0, sizeof(log));
+    log.append_to = tail;
+    st = pgi_engine_open(&o, &e, &err);
+    CHECK(st == PGI_ERR_IO && e == NULL && strstr(err.message, "changed while it was being loaded"),
+          "a file written to while it loads is refused (%s: %s)", pgi_status_name(st), err.message);
+    CHECK(truncate(tail, (off_t) tail_size) == 0, "the file, back to its size");
 
     /* the caller's descriptor: the file it opened is the file loaded, even
      * when the path names something else by then */
