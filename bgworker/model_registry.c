@@ -22,6 +22,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +32,7 @@
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -74,27 +77,48 @@ registry_resolve(const char *requested, ServingError *error)
 
 /* ------------------------------------------------------------ the file */
 
-/* Checks the file can be read; its sha256 into digest (hex). */
+/* Whether path names something inside directory dir (both absolute, dir
+ * without links). */
 static bool
-check_and_digest(const char *path, char *digest, ServingError *error)
+path_is_under(const char *path, const char *dir)
 {
-	int			fd;
-	struct stat st;
-	pg_cryptohash_ctx *hash;
-	uint8		sum[PG_SHA256_DIGEST_LENGTH];
-	char	   *buffer;
-	bool		ok = true;
-	ResourceOwner saved_owner;
-	ResourceOwner owner;
+	size_t		length = strlen(dir);
 
-	memset(error, 0, sizeof(*error));
-	fd = open(path, O_RDONLY | PG_BINARY, 0);
+	while (length > 1 && dir[length - 1] == '/')
+		length--;
+	if (length == 1 && dir[0] == '/')
+		return path[0] == '/';
+	return strncmp(path, dir, length) == 0 && path[length] == '/';
+}
+
+/*
+ * Open the model file once, and check the descriptor: a regular file (a
+ * FIFO or device is refused, never waited on: O_NONBLOCK), not reached
+ * through a symbolic link in its last component (O_NOFOLLOW: the backend
+ * passes the resolved path), the very file the backend checked (device and
+ * inode), and for a non-superuser's load under pg_infer.model_dir.  The
+ * engine then reads this descriptor, so the file checked is the file
+ * loaded.  -1 with *error filled on failure.
+ */
+static int
+open_model_file(const PgInferLoadArgs *args, struct stat *st, ServingError *error)
+{
+	const char *path = args->path;
+	int			fd;
+
+	if (pg_infer_debug_load_delay_ms > 0)
+		pg_usleep((long) pg_infer_debug_load_delay_ms * 1000L);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | PG_BINARY, 0);
 	if (fd < 0)
 	{
 		int			saved = errno;
 
 		if (saved == ENOENT || saved == ENOTDIR)
 			serving_error_set(error, "58P01", NULL, "model file \"%s\" does not exist", path);
+		else if (saved == ELOOP)
+			serving_error_set(error, "42501",
+							  "The path was checked with its links resolved; it must not become a symbolic link before the worker opens it.",
+							  "model file \"%s\" is a symbolic link", path);
 		else if (saved == EACCES || saved == EPERM)
 			serving_error_set(error, "42501",
 							  "The server's operating-system user must be able to read the file.",
@@ -102,84 +126,88 @@ check_and_digest(const char *path, char *digest, ServingError *error)
 		else
 			serving_error_set(error, "58030", NULL, "could not open model file \"%s\": %s", path,
 							  strerror(saved));
-		return false;
+		return -1;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	if (fstat(fd, st) != 0)
 	{
-		serving_error_set(error, "58030", NULL, "model file \"%s\" is not a regular file", path);
+		serving_error_set(error, "58030", NULL, "could not stat model file \"%s\": %s", path,
+						  strerror(errno));
 		close(fd);
-		return false;
+		return -1;
 	}
-
-	/* the server's cryptohash is tracked by a resource owner; the worker
-	 * has none between transactions */
-	saved_owner = CurrentResourceOwner;
-	owner = ResourceOwnerCreate(NULL, "pg_infer model digest");
-	CurrentResourceOwner = owner;
-	hash = pg_cryptohash_create(PG_SHA256);
-	buffer = palloc(1024 * 1024);
-	if (hash == NULL || pg_cryptohash_init(hash) < 0)
-		ok = false;
-	while (ok)
+	if (!S_ISREG(st->st_mode))
 	{
-		ssize_t		n = read(fd, buffer, 1024 * 1024);
+		serving_error_set(error, "42809", NULL, "model file \"%s\" is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (args->file_checked &&
+		((uint64) st->st_dev != args->file_dev || (uint64) st->st_ino != args->file_ino))
+	{
+		serving_error_set(error, "55000", "Load the model again.",
+						  "model file \"%s\" was replaced after it was checked", path);
+		close(fd);
+		return -1;
+	}
+	if (args->under_model_dir)
+	{
+		char		resolved_dir[PATH_MAX];
+		char		resolved[PATH_MAX];
+		struct stat named;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
+		if (pg_infer_model_dir == NULL || pg_infer_model_dir[0] == '\0' ||
+			realpath(pg_infer_model_dir, resolved_dir) == NULL ||
+			realpath(path, resolved) == NULL || !path_is_under(resolved, resolved_dir) ||
+			stat(resolved, &named) != 0 || named.st_dev != st->st_dev ||
+			named.st_ino != st->st_ino)
 		{
-			serving_error_set(error, "58030", NULL, "could not read model file \"%s\": %s", path,
-							  strerror(errno));
-			ok = false;
-			break;
+			serving_error_set(error, "42501",
+							  "Non-superusers may only load files under pg_infer.model_dir.",
+							  "model file \"%s\" is outside pg_infer.model_dir", path);
+			close(fd);
+			return -1;
 		}
-		if (n == 0)
-			break;
-		if (pg_cryptohash_update(hash, (uint8 *) buffer, n) < 0)
-			ok = false;
 	}
-	if (ok && pg_cryptohash_final(hash, sum, sizeof(sum)) < 0)
-		ok = false;
-	close(fd);
-	pfree(buffer);
-	pg_cryptohash_free(hash);
-	CurrentResourceOwner = saved_owner;
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, true);
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, false, true);
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, false, true);
-	ResourceOwnerDelete(owner);
-	if (!ok)
+	return fd;
+}
+
+/* While the engine reads the file: its sha256, and whether to go on. */
+typedef struct LoadProgress
+{
+	pg_cryptohash_ctx *hash;
+	bool		hash_failed;
+	pg_atomic_uint32 *cancel;
+	bool		cancelled;
+} LoadProgress;
+
+static bool
+load_chunk(void *context, const void *bytes, size_t length)
+{
+	LoadProgress *progress = context;
+
+	if (pg_cryptohash_update(progress->hash, (const uint8 *) bytes, length) < 0)
 	{
-		if (error->sqlstate[0] == '\0')
-			serving_error_set(error, "XX000", NULL, "could not compute the sha256 of \"%s\"", path);
+		progress->hash_failed = true;
 		return false;
 	}
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		snprintf(digest + 2 * i, 3, "%02x", sum[i]);
+	if ((progress->cancel != NULL &&
+		 pg_atomic_read_u32(progress->cancel) != PGI_CANCEL_NONE) ||
+		ShutdownRequestPending)
+	{
+		progress->cancelled = true;
+		return false;
+	}
 	return true;
 }
 
+/* One SQLSTATE mapping (serving_sqlstate_for); at load, a context length the
+ * model cannot take is the caller's argument. */
 static const char *
 load_sqlstate(pgi_status status)
 {
-	switch (status)
-	{
-		case PGI_ERR_IO:
-			return "58030";
-		case PGI_ERR_FORMAT:
-			return "22P03";
-		case PGI_ERR_UNSUPPORTED:
-			return "0A000";
-		case PGI_ERR_OUT_OF_MEMORY:
-			return "53200";
-		case PGI_ERR_DEVICE:
-			return "58000";
-		case PGI_ERR_INVALID_ARGUMENT:
-		case PGI_ERR_CONTEXT_FULL:
-			return "22023";
-		default:
-			return "XX000";
-	}
+	if (status == PGI_ERR_CONTEXT_FULL)
+		return "22023";
+	return serving_sqlstate_for(status);
 }
 
 /* The most common type among the model's weights, F32 only when nothing else. */
@@ -203,7 +231,7 @@ main_tensor_type(const pgi_model *model)
 /* ------------------------------------------------------------ publishing */
 
 static void
-publish_slot(int slot, const pgi_engine *engine, const char *requested_device)
+publish_slot(int slot, const pgi_engine *engine, const struct stat *st)
 {
 	ServingModel *m = &serving_models[slot];
 	PgInferLoadedModel *shared = &pg_infer_shared->models[slot];
@@ -223,6 +251,10 @@ publish_slot(int slot, const pgi_engine *engine, const char *requested_device)
 	shared->parameters = (int64) model->n_parameters;
 	shared->loaded_at = GetCurrentTimestamp();
 	shared->generation = m->generation;
+	shared->file_dev = (uint64) st->st_dev;
+	shared->file_ino = (uint64) st->st_ino;
+	shared->file_size = (int64) st->st_size;
+	shared->file_mtime_ns = (int64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 	LWLockRelease(pg_infer_shared->lock);
 	registry_publish_live(slot);
 }
@@ -327,8 +359,14 @@ close_slot(int slot)
 
 bool
 registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_table,
-			  ServingError *error)
+			  pg_atomic_uint32 *cancel, ServingError *error)
 {
+	int			fd;
+	struct stat st;
+	LoadProgress progress;
+	uint8		sum[PG_SHA256_DIGEST_LENGTH];
+	ResourceOwner saved_owner;
+	ResourceOwner owner;
 	int			slot = registry_find(name);
 	bool		replacing = slot >= 0;
 	char		digest[65];
@@ -373,11 +411,16 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 						  args->context_length);
 		return false;
 	}
-	if (!check_and_digest(args->path, digest, error))
+	fd = open_model_file(args, &st, error);
+	if (fd < 0)
 		return false;
 
 	pgi_engine_options_default(&options);
 	options.model_path = args->path;
+	options.have_model_fd = true;
+	options.model_fd = fd;
+	options.on_load_chunk = load_chunk;
+	options.on_load_context = &progress;
 	options.device = device;
 	options.cuda_library_path = strcmp(device, "cpu") == 0 || !pg_infer_shared->cuda_library_loaded
 		? NULL : pg_infer_shared->cuda_library_path;
@@ -389,13 +432,56 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	options.max_sequences = pg_infer_max_sequences;
 	options.debug_lose_device_at_step = pg_infer_debug_lose_device_at_step;
 	pgi_error_clear(&engine_error);
-	status = pgi_engine_open(&options, &engine, &engine_error);
+
+	/*
+	 * The engine reads the header, checks it, then reads the rest in
+	 * pieces, each of which is hashed here (models.digest is the sha256 of
+	 * the bytes loaded) and ends the load if the caller cancelled.  The
+	 * server's cryptohash is tracked by a resource owner; the worker has
+	 * none between transactions.
+	 */
+	memset(&progress, 0, sizeof(progress));
+	progress.cancel = cancel;
+	saved_owner = CurrentResourceOwner;
+	owner = ResourceOwnerCreate(NULL, "pg_infer model load");
+	CurrentResourceOwner = owner;
+	progress.hash = pg_cryptohash_create(PG_SHA256);
+	if (progress.hash == NULL || pg_cryptohash_init(progress.hash) < 0)
+	{
+		status = PGI_ERR_INTERNAL;
+		progress.hash_failed = true;
+	}
+	else
+		status = pgi_engine_open(&options, &engine, &engine_error);
+	close(fd);
+	if (status == PGI_OK && pg_cryptohash_final(progress.hash, sum, sizeof(sum)) < 0)
+		progress.hash_failed = true;
+	pg_cryptohash_free(progress.hash);
+	CurrentResourceOwner = saved_owner;
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, true);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, false, true);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, false, true);
+	ResourceOwnerDelete(owner);
+	if (progress.hash_failed)
+	{
+		if (engine != NULL)
+			pgi_engine_close(engine);
+		serving_error_set(error, "XX000", NULL, "could not compute the sha256 of \"%s\"", args->path);
+		return false;
+	}
+	if (status == PGI_ERR_CANCELLED && progress.cancelled)
+	{
+		serving_error_set(error, "57014", NULL, "loading model \"%s\" was cancelled", name);
+		return false;
+	}
 	if (status != PGI_OK)
 	{
 		serving_error_set(error, load_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
 						  name, args->path, engine_error.message);
 		return false;
 	}
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		snprintf(digest + 2 * i, 3, "%02x", sum[i]);
 
 	if (replacing)
 	{
@@ -419,7 +505,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	m->outputs = MemoryContextAllocZero(TopMemoryContext,
 										sizeof(pgi_step_output) * (Size) m->max_outputs);
 	m->generation = generation;
-	publish_slot(slot, engine, device);
+	publish_slot(slot, engine, &st);
 
 	ereport(LOG,
 			(errmsg("pg_infer worker loaded model \"%s\" from \"%s\" on %s", name, args->path,
@@ -569,6 +655,14 @@ registry_load_configured(void)
 		snprintf(args.path, sizeof(args.path), "%s/%s", pg_infer_model_dir, pg_infer_model_path);
 	else
 		strlcpy(args.path, pg_infer_model_path, sizeof(args.path));
+	{
+		/* the administrator's setting may name a link; the worker opens
+		 * the file without following one */
+		char		resolved[PATH_MAX];
+
+		if (realpath(args.path, resolved) != NULL && strlen(resolved) < sizeof(args.path))
+			strlcpy(args.path, resolved, sizeof(args.path));
+	}
 
 	if (pg_infer_default_model != NULL && pg_infer_default_model[0] != '\0')
 		strlcpy(name, pg_infer_default_model, sizeof(name));
@@ -582,7 +676,7 @@ registry_load_configured(void)
 	}
 	if (registry_find(name) >= 0)
 		return;
-	if (!registry_load(name, &args, true, &error))
+	if (!registry_load(name, &args, true, NULL, &error))
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("pg_infer worker could not load pg_infer.model_path: %s", error.message),
@@ -608,7 +702,16 @@ registry_load_at_start(void)
 
 			if (registry_find(list.models[i].name) >= 0)
 				continue;
-			if (!registry_load(list.models[i].name, &list.models[i].args, true, &error))
+			{
+				/* rows written before paths were stored resolved may name
+				 * a link; the worker opens without following one */
+				char		resolved[PATH_MAX];
+
+				if (realpath(list.models[i].args.path, resolved) != NULL &&
+					strlen(resolved) < sizeof(list.models[i].args.path))
+					strlcpy(list.models[i].args.path, resolved, sizeof(list.models[i].args.path));
+			}
+			if (!registry_load(list.models[i].name, &list.models[i].args, true, NULL, &error))
 				ereport(WARNING,
 						(errmsg("pg_infer worker could not load registered model \"%s\": %s",
 								list.models[i].name, error.message),

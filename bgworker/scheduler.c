@@ -169,6 +169,12 @@ serving_sqlstate_for(pgi_status status)
 			return "58000";
 		case PGI_ERR_IO:
 			return "58030";
+		case PGI_ERR_FORMAT:
+			return "22P03";
+		case PGI_ERR_UNSUPPORTED:
+			return "0A000";
+		case PGI_ERR_CANCELLED:
+			return "57014";
 		default:
 			return "XX000";
 	}
@@ -618,7 +624,7 @@ answer_model_call(ServingCall *call, const char *base)
 		PgInferLoadArgs args;
 
 		memcpy(&args, base + call->header.blob_offset, sizeof(args));
-		ok = registry_load(name, &args, true, &error);
+		ok = registry_load(name, &args, true, &call->shared_header->cancel_requested, &error);
 	}
 	else
 		ok = registry_unload(name, &error);

@@ -59,9 +59,10 @@ extern ServingModel serving_models[PGI_MAX_LOADED_MODELS];
 extern void registry_load_at_start(void);
 /* Load pg_infer.model_path unless a model of that name is loaded. */
 extern void registry_load_configured(void);
-/* Load (or replace) a model; false with *error filled on failure. */
+/* Load (or replace) a model; false with *error filled on failure.  cancel
+ * (may be NULL): the caller's cancel flag, polled while the file is read. */
 extern bool registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_table,
-						  ServingError *error);
+						  pg_atomic_uint32 *cancel, ServingError *error);
 extern bool registry_unload(const char *name, ServingError *error);
 /* Slot of a loaded model by name, or -1. */
 extern int	registry_find(const char *name);

@@ -1,8 +1,11 @@
 #include "engine.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "forward.h"
 #include "kv_cache.h"
@@ -100,6 +103,7 @@ pgi_engine_options_default(pgi_engine_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->device = "auto";
+    o->model_fd = -1;
 }
 
 const char *
@@ -241,6 +245,115 @@ pgi_engine_close(pgi_engine *e)
     pgi_free(e);
 }
 
+/* An unsigned metadata value of the architecture, when present as one. */
+static bool
+arch_u64(const gguf_file *f, const char *arch, const char *suffix, uint64_t *value)
+{
+    char key[160];
+
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    return gguf_get_u64(f, key, value);
+}
+
+/*
+ * What the header asks for, against the file and the PGI_MAX_* limits,
+ * before the weights are read or anything is allocated for the model: a
+ * small file must not make the engine allocate (or walk) structures for
+ * millions of layers, or size buffers for an absurd context or vocabulary.
+ */
+static pgi_status
+check_header_limits(const gguf_file *f, int context_override, pgi_error *err)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t limit;
+    } dims[] = {
+        {"block_count", PGI_MAX_LAYERS},
+        {"embedding_length", PGI_MAX_EMBEDDING},
+        {"feed_forward_length", PGI_MAX_FFN},
+        {"expert_feed_forward_length", PGI_MAX_FFN},
+        {"attention.head_count", PGI_MAX_HEADS},
+        {"attention.head_count_kv", PGI_MAX_HEADS},
+        {"expert_count", PGI_MAX_EXPERTS},
+        {"expert_used_count", PGI_MAX_EXPERTS},
+    };
+    gguf_string arch_string;
+    char arch[64];
+    uint64_t value;
+    const gguf_tensor *embd;
+    gguf_value_type element_type;
+
+    if (!gguf_get_string(f, "general.architecture", &arch_string) || arch_string.length == 0 ||
+        arch_string.length >= sizeof(arch))
+        return PGI_OK;   /* the model loader says what is wrong */
+    memcpy(arch, arch_string.data, (size_t) arch_string.length);
+    arch[arch_string.length] = '\0';
+    for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++)
+        if (arch_u64(f, arch, dims[i].suffix, &value) && value > dims[i].limit)
+            return pgi_fail(err, PGI_ERR_FORMAT, "%s.%s is %llu, more than the limit of %llu",
+                            arch, dims[i].suffix, (unsigned long long) value,
+                            (unsigned long long) dims[i].limit);
+    /* every layer has tensors of its own (a file without any tensors is
+     * left to the model loader, which names what it lacks) */
+    if (arch_u64(f, arch, "block_count", &value) && gguf_tensor_count(f) > 0 &&
+        value > gguf_tensor_count(f))
+        return pgi_fail(err, PGI_ERR_FORMAT,
+                        "%s.block_count is %llu but the file has only %llu tensors", arch,
+                        (unsigned long long) value, (unsigned long long) gguf_tensor_count(f));
+    if (context_override > PGI_MAX_CONTEXT)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT,
+                        "context length %d is more than the limit of %d", context_override,
+                        PGI_MAX_CONTEXT);
+    if (context_override <= 0 && arch_u64(f, arch, "context_length", &value) &&
+        value > PGI_MAX_CONTEXT)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "the model's context of %llu tokens is more than the limit of %d; "
+                        "load it with a smaller context length",
+                        (unsigned long long) value, PGI_MAX_CONTEXT);
+    embd = gguf_find_tensor(f, "token_embd.weight");
+    if (embd != NULL && embd->n_dims >= 2 && embd->dims[1] > PGI_MAX_VOCAB)
+        return pgi_fail(err, PGI_ERR_FORMAT,
+                        "token_embd.weight has %lld rows, more than the limit of %d tokens",
+                        (long long) embd->dims[1], PGI_MAX_VOCAB);
+    if (gguf_get_array(f, "tokenizer.ggml.tokens", &element_type, &value) &&
+        value > PGI_MAX_VOCAB)
+        return pgi_fail(err, PGI_ERR_FORMAT,
+                        "tokenizer.ggml.tokens has %llu tokens, more than the limit of %d",
+                        (unsigned long long) value, PGI_MAX_VOCAB);
+    return PGI_OK;
+}
+
+/* The metadata, checked, then the weights: all into private memory. */
+static pgi_status
+read_model_file(const pgi_engine_options *options, gguf_file **file, pgi_error *err)
+{
+    int fd = options->model_fd;
+    pgi_status st;
+
+    *file = NULL;
+    if (!options->have_model_fd)
+    {
+        /* O_NONBLOCK: a FIFO is refused as not a regular file, not waited on */
+        fd = open(options->model_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return pgi_fail(err, PGI_ERR_IO, "cannot open \"%s\": %s", options->model_path,
+                            strerror(errno));
+    }
+    st = gguf_open_fd(fd, options->model_path, file, err);
+    if (st == PGI_OK)
+        st = check_header_limits(*file, options->context_length, err);
+    if (st == PGI_OK)
+        st = gguf_load_data(*file, fd, options->on_load_chunk, options->on_load_context, err);
+    if (st != PGI_OK && *file != NULL)
+    {
+        gguf_close(*file);
+        *file = NULL;
+    }
+    if (!options->have_model_fd)
+        close(fd);
+    return st;
+}
+
 pgi_status
 pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *err)
 {
@@ -268,10 +381,18 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     e->options.cuda_library_path = NULL;
     e->next_id = 1;
 
-    if ((st = gguf_open(options->model_path, &e->file, err)) != PGI_OK)
+    if ((st = read_model_file(options, &e->file, err)) != PGI_OK)
         goto fail;
     if ((st = pgi_model_load(e->file, options->context_length, &e->model, err)) != PGI_OK)
         goto fail;
+    if (pgi_model_kv_bytes_per_token(&e->model->config) > PGI_MAX_KV_BYTES_PER_TOKEN)
+    {
+        st = pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                      "the model's KV cache needs %zu bytes per token, more than the limit of %zu",
+                      pgi_model_kv_bytes_per_token(&e->model->config),
+                      PGI_MAX_KV_BYTES_PER_TOKEN);
+        goto fail;
+    }
     if ((st = pgi_tokenizer_load(e->file, &e->tokenizer, err)) != PGI_OK)
         goto fail;
     c = &e->model->config;
@@ -289,6 +410,11 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
         goto fail;
     if ((st = pgi_model_upload(e->model, e->backend, err)) != PGI_OK)
         goto fail;
+    /* A device with memory of its own (CUDA) computes from its copy of the
+     * weights, made by the upload: the host copy, the size of the file, is
+     * given back.  The CPU backend computes from the host copy. */
+    if (e->backend->device_memory_total > 0)
+        gguf_release_tensor_data(e->file);
 
     e->context_length = c->context_length;
     e->block_size = options->kv_block_size > 0 ? options->kv_block_size : 16;

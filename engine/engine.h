@@ -1,7 +1,10 @@
 /*
  * engine.h — the inference engine as the worker, the CLI and the tests use it.
  *
- *   pgi_engine_open()          load a GGUF model onto a device (CPU or CUDA)
+ *   pgi_engine_open()          load a GGUF model onto a device (CPU or CUDA):
+ *                              the file is read into private memory (see
+ *                              gguf.h), its header checked against the
+ *                              PGI_MAX_* limits before the weights are read
  *   pgi_engine_add_sequence()  queue a prompt (token ids) with sampling
  *                              parameters; returns a sequence id
  *   pgi_engine_step()          ONE forward pass over every running sequence:
@@ -62,7 +65,28 @@ typedef struct pgi_engine_options {
                                     * lost (tests of the owner's recovery) */
     pgi_logits_observer logits_observer;
     void *logits_observer_context;
+    /* The model file, already opened and checked by the caller (it stays
+     * the caller's): read through this descriptor, so the file checked is
+     * the file loaded; model_path then only names it in messages. */
+    bool have_model_fd;
+    int model_fd;
+    /* Every byte of the file, in order, as the load reads it (after the
+     * header has been validated): to hash it, and to cancel the load by
+     * returning false (PGI_ERR_CANCELLED). */
+    gguf_chunk_callback on_load_chunk;
+    void *on_load_context;
 } pgi_engine_options;
+
+/* What a model's header may ask for (pgi_engine_open refuses more, before
+ * reading the weights). */
+#define PGI_MAX_LAYERS          1024
+#define PGI_MAX_CONTEXT         (1 << 20)
+#define PGI_MAX_VOCAB           (1 << 20)
+#define PGI_MAX_EMBEDDING       (1 << 16)
+#define PGI_MAX_FFN             (1 << 17)
+#define PGI_MAX_HEADS           4096
+#define PGI_MAX_EXPERTS         1024
+#define PGI_MAX_KV_BYTES_PER_TOKEN ((size_t) 16 << 20)
 
 void pgi_engine_options_default(pgi_engine_options *options);
 

@@ -36,11 +36,28 @@
 #define GGUF_MIN_KV_BYTES      (8 + 4 + 1)          /* empty key, type, a u8 */
 #define GGUF_MIN_TENSOR_BYTES  (8 + 4 + 8 + 4 + 8)  /* empty name, 1 dim */
 #define GGUF_VALUE_TYPE_COUNT  13
+/* What a header may ask for (far above any real model: the largest
+ * vocabularies have ~262k tokens and ~500k merges, chat templates tens of
+ * KiB, models under 4,000 tensors and 100 metadata keys).  A file beyond
+ * them is refused before the reader allocates for it. */
+#define GGUF_MAX_KVS           (1u << 16)
+#define GGUF_MAX_TENSORS       (1u << 16)
+#define GGUF_MAX_STRING_BYTES  ((uint64_t) 16 << 20)
+#define GGUF_MAX_ARRAY_COUNT   ((uint64_t) 1 << 24)
+/* Files are read in pieces of this size; the metadata (everything before
+ * the data section) is read first, growing from the first piece, and may be
+ * at most GGUF_MAX_METADATA_BYTES. */
+#define GGUF_READ_CHUNK        ((size_t) 4 << 20)
+#define GGUF_FIRST_READ        ((size_t) 1 << 20)
+#define GGUF_MAX_METADATA_BYTES ((size_t) 256 << 20)
 
 struct gguf_file {
     const uint8_t *base;
-    size_t size;
-    bool mapped;                 /* base is our mmap, unmapped at close */
+    size_t size;                 /* of the file; base holds the first `held` bytes */
+    size_t held;
+    int owned;                   /* OWN_NONE, OWN_HEAP (pgi_alloc), OWN_MAP (mmap) */
+    size_t metadata_end;         /* end of the tensor infos */
+    struct timespec mtime;       /* of the file when its metadata was read */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -78,10 +95,20 @@ load_u16(const uint8_t *p)
     return (uint16_t) (p[0] | p[1] << 8);
 }
 
+enum { OWN_NONE = 0, OWN_HEAP, OWN_MAP };
+
+/*
+ * A cursor over the bytes read so far (size) of a file of file_size bytes.
+ * Counts and lengths are checked against the file; a read past the bytes
+ * at hand that the file could satisfy sets *starved, and the caller reads
+ * more and parses again.
+ */
 typedef struct cursor {
     const uint8_t *base;
     size_t size;
     size_t pos;
+    size_t file_size;
+    bool *starved;
 } cursor;
 
 static size_t
@@ -90,10 +117,28 @@ cursor_left(const cursor *c)
     return c->size - c->pos;
 }
 
+/* Bytes left in the file (not only those read). */
+static size_t
+file_left(const cursor *c)
+{
+    return c->file_size - c->pos;
+}
+
+/* Whether n more bytes are at hand; notes a starved read. */
+static bool
+have(const cursor *c, uint64_t n)
+{
+    if (n <= cursor_left(c))
+        return true;
+    if (n <= file_left(c) && c->starved != NULL)
+        *c->starved = true;
+    return false;
+}
+
 static bool
 take_u32(cursor *c, uint32_t *v)
 {
-    if (cursor_left(c) < 4)
+    if (!have(c, 4))
         return false;
     *v = load_u32(c->base + c->pos);
     c->pos += 4;
@@ -103,7 +148,7 @@ take_u32(cursor *c, uint32_t *v)
 static bool
 take_u64(cursor *c, uint64_t *v)
 {
-    if (cursor_left(c) < 8)
+    if (!have(c, 8))
         return false;
     *v = load_u64(c->base + c->pos);
     c->pos += 8;
@@ -118,7 +163,7 @@ take_string(cursor *c, gguf_string *s)
 
     if (!take_u64(c, &length))
         return false;
-    if (length > cursor_left(c))
+    if (length > GGUF_MAX_STRING_BYTES || !have(c, length))
     {
         c->pos -= 8;
         return false;
@@ -342,10 +387,14 @@ parse_array(gguf_file *f, cursor *c, gguf_kv *kv, uint64_t kv_index, pgi_error *
         uint64_t *offsets;
 
         /* Each string takes at least its 8-byte length. */
-        if (count > cursor_left(c) / 8)
+        if (count > file_left(c) / 8)
             return pgi_fail(err, PGI_ERR_FORMAT,
                             "kv '%s': array of %llu strings cannot fit in the %zu bytes left",
-                            name, (unsigned long long) count, cursor_left(c));
+                            name, (unsigned long long) count, file_left(c));
+        if (count > GGUF_MAX_ARRAY_COUNT)
+            return pgi_fail(err, PGI_ERR_FORMAT,
+                            "kv '%s': array of %llu elements exceeds the limit of %llu", name,
+                            (unsigned long long) count, (unsigned long long) GGUF_MAX_ARRAY_COUNT);
         if (count == 0)
             return PGI_OK;
         offsets = pgi_alloc((size_t) count * sizeof(uint64_t));
@@ -370,9 +419,12 @@ parse_array(gguf_file *f, cursor *c, gguf_kv *kv, uint64_t kv_index, pgi_error *
     {
         size_t element_size = gguf_value_type_size(element_type);
 
-        if (count > cursor_left(c) / element_size)
+        if (count > file_left(c) / element_size || count > GGUF_MAX_ARRAY_COUNT ||
+            !have(c, count * element_size))
             return pgi_fail(err, PGI_ERR_FORMAT,
-                            "kv '%s': array of %llu %s values (%zu bytes each) runs past end of file",
+                            count > file_left(c) / element_size || count <= GGUF_MAX_ARRAY_COUNT
+                                ? "kv '%s': array of %llu %s values (%zu bytes each) runs past end of file"
+                                : "kv '%s': array of %llu %s values (%zu bytes each) exceeds the limit of 2^24 elements",
                             name, (unsigned long long) count, value_type_name(element_type),
                             element_size);
         c->pos += (size_t) count * element_size;
@@ -432,7 +484,7 @@ parse_kvs(gguf_file *f, cursor *c, pgi_error *err)
         {
             size_t size = gguf_value_type_size(type);
 
-            if (cursor_left(c) < size)
+            if (!have(c, size))
                 return pgi_fail(err, PGI_ERR_FORMAT, "kv '%s': %s value truncated", name,
                                 value_type_name(type));
             decode_scalar(kv, c->base + c->pos);
@@ -663,7 +715,9 @@ check_tensor_data(gguf_file *f, pgi_error *err)
                             name, (unsigned long long) begin,
                             (unsigned long long) saturating_add(begin, t->n_bytes), f->size);
         }
-        t->data = f->base + f->data_offset + t->offset;
+        /* NULL while only the metadata has been read */
+        t->data = f->data_offset + t->offset + t->n_bytes <= f->held
+            ? f->base + f->data_offset + t->offset : NULL;
     }
 
     ranges = pgi_calloc((size_t) f->n_tensors, sizeof(tensor_range));
@@ -695,16 +749,21 @@ check_tensor_data(gguf_file *f, pgi_error *err)
 }
 
 static pgi_status
-parse(gguf_file *f, pgi_error *err)
+parse(gguf_file *f, bool *starved, pgi_error *err)
 {
-    cursor c = {f->base, f->size, 0};
+    cursor c = {f->base, f->held, 0, f->size, starved};
     uint32_t version;
     uint64_t left;
 
-    if (f->size < GGUF_MAGIC_SIZE || memcmp(f->base, "GGUF", GGUF_MAGIC_SIZE) != 0)
+    if (f->held < GGUF_MAGIC_SIZE || memcmp(f->base, "GGUF", GGUF_MAGIC_SIZE) != 0)
     {
         if (f->size < GGUF_MAGIC_SIZE)
             return pgi_fail(err, PGI_ERR_FORMAT, "not a GGUF file: only %zu bytes", f->size);
+        if (f->held < GGUF_MAGIC_SIZE)
+        {
+            *starved = true;
+            return pgi_fail(err, PGI_ERR_FORMAT, "GGUF header truncated");
+        }
         return pgi_fail(err, PGI_ERR_FORMAT,
                         "not a GGUF file: magic is %02x %02x %02x %02x, expected \"GGUF\"",
                         f->base[0], f->base[1], f->base[2], f->base[3]);
@@ -731,8 +790,15 @@ parse(gguf_file *f, pgi_error *err)
     if (!take_u64(&c, &f->n_tensors) || !take_u64(&c, &f->n_kv))
         return pgi_fail(err, PGI_ERR_FORMAT, "GGUF header truncated (%zu bytes)", f->size);
 
-    /* Bound the counts by the bytes their smallest encodings would need. */
-    left = cursor_left(&c);
+    /* Bound the counts by the reader's limits and by the bytes their
+     * smallest encodings would need, before allocating for them. */
+    if (f->n_kv > GGUF_MAX_KVS)
+        return pgi_fail(err, PGI_ERR_FORMAT, "kv count %llu exceeds the limit of %u",
+                        (unsigned long long) f->n_kv, GGUF_MAX_KVS);
+    if (f->n_tensors > GGUF_MAX_TENSORS)
+        return pgi_fail(err, PGI_ERR_FORMAT, "tensor count %llu exceeds the limit of %u",
+                        (unsigned long long) f->n_tensors, GGUF_MAX_TENSORS);
+    left = file_left(&c);
     if (f->n_kv > left / GGUF_MIN_KV_BYTES || f->n_kv >= UINT32_MAX)
         return pgi_fail(err, PGI_ERR_FORMAT,
                         "kv count %llu cannot fit in a file of %zu bytes",
@@ -757,30 +823,36 @@ parse(gguf_file *f, pgi_error *err)
         if (st != PGI_OK)
             return st;
     }
+    f->metadata_end = c.pos;
 
     /* The data section starts at the next multiple of the alignment. */
     f->data_offset = ((uint64_t) c.pos + f->alignment - 1) / f->alignment * f->alignment;
     return check_tensor_data(f, err);
 }
 
+/* Parse a buffer of which `held` bytes of a `size`-byte file are at hand. */
 static pgi_status
-open_buffer(const uint8_t *data, size_t size, bool mapped, gguf_file **out, pgi_error *err)
+parse_buffer(const uint8_t *data, size_t held, size_t size, int owned, bool *starved,
+             gguf_file **out, pgi_error *err)
 {
     gguf_file *f = pgi_calloc(1, sizeof(gguf_file));
     pgi_status st;
 
+    *out = NULL;
     if (f == NULL)
         return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "no memory for a GGUF file");
     f->base = data;
+    f->held = held;
     f->size = size;
-    f->mapped = mapped;
-    st = parse(f, err);
+    f->owned = OWN_NONE;
+    *starved = false;
+    st = parse(f, starved, err);
     if (st != PGI_OK)
     {
-        f->mapped = false;   /* the caller unmaps on failure */
-        gguf_close(f);
+        gguf_close(f);   /* the caller frees data on failure */
         return st;
     }
+    f->owned = owned;
     *out = f;
     return PGI_OK;
 }
@@ -788,73 +860,305 @@ open_buffer(const uint8_t *data, size_t size, bool mapped, gguf_file **out, pgi_
 pgi_status
 gguf_open_memory(const void *data, size_t size, gguf_file **out, pgi_error *err)
 {
+    bool starved;
+
     if (out == NULL)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_open_memory: out is NULL");
     *out = NULL;
     if (data == NULL && size != 0)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_open_memory: data is NULL");
-    return open_buffer(data != NULL ? data : (const void *) "", size, false, out, err);
+    return parse_buffer(data != NULL ? data : (const void *) "", size, size, OWN_NONE,
+                        &starved, out, err);
+}
+
+/* Read exactly length bytes at offset; false with errno set (EIO for a
+ * file that ended early). */
+static bool
+read_at(int fd, void *buffer, size_t length, uint64_t offset)
+{
+    size_t done = 0;
+
+    while (done < length)
+    {
+        ssize_t n = pread(fd, (char *) buffer + done, length - done, (off_t) (offset + done));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return false;
+        if (n == 0)
+        {
+            errno = EIO;
+            return false;
+        }
+        done += (size_t) n;
+    }
+    return true;
+}
+
+static void
+prefix_message(pgi_error *err, const char *name)
+{
+    char prefixed[sizeof(((pgi_error *) 0)->message)];
+
+    if (err == NULL || name == NULL)
+        return;
+    /* Truncation is acceptable; checking the result keeps gcc content. */
+    if (snprintf(prefixed, sizeof(prefixed), "%s: %s", name, err->message) >= 0)
+        memcpy(err->message, prefixed, sizeof(prefixed));
+}
+
+static pgi_status
+check_descriptor(int fd, const char *name, struct stat *st, pgi_error *err)
+{
+    if (fstat(fd, st) != 0)
+        return pgi_fail(err, PGI_ERR_IO, "cannot stat \"%s\": %s", name, strerror(errno));
+    if (!S_ISREG(st->st_mode))
+        return pgi_fail(err, PGI_ERR_IO, "\"%s\" is not a regular file", name);
+    if (st->st_size < GGUF_HEADER_SIZE)
+        return pgi_fail(err, PGI_ERR_FORMAT, "\"%s\" is not a GGUF file: only %lld bytes",
+                        name, (long long) st->st_size);
+    if ((uint64_t) st->st_size > SIZE_MAX / 2)
+        return pgi_fail(err, PGI_ERR_IO, "\"%s\" is too large", name);
+    return PGI_OK;
+}
+
+pgi_status
+gguf_open_fd(int fd, const char *name, gguf_file **out, pgi_error *err)
+{
+    struct stat st;
+    size_t size, held = 0, want = GGUF_FIRST_READ;
+    uint8_t *buffer = NULL;
+    pgi_status status;
+
+    if (out == NULL)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_open_fd: out is NULL");
+    *out = NULL;
+    if (name == NULL)
+        name = "model file";
+    if ((status = check_descriptor(fd, name, &st, err)) != PGI_OK)
+        return status;
+    size = (size_t) st.st_size;
+    for (;;)
+    {
+        bool starved = false;
+        uint8_t *grown;
+
+        if (want > size)
+            want = size;
+        grown = pgi_realloc(buffer, held, want);
+        if (grown == NULL)
+        {
+            pgi_free(buffer);
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "no memory to read the metadata of \"%s\"",
+                            name);
+        }
+        buffer = grown;
+        if (!read_at(fd, buffer + held, want - held, held))
+        {
+            int e = errno;
+
+            pgi_free(buffer);
+            return pgi_fail(err, PGI_ERR_IO, "cannot read \"%s\": %s", name,
+                            e == EIO ? "the file is shorter than its size (it changed)" : strerror(e));
+        }
+        held = want;
+        status = parse_buffer(buffer, held, size, OWN_HEAP, &starved, out, err);
+        if (status == PGI_OK)
+        {
+            (*out)->mtime = st.st_mtim;
+            return PGI_OK;
+        }
+        if (!starved || held == size)
+            break;
+        if (held >= GGUF_MAX_METADATA_BYTES)
+        {
+            status = pgi_fail(err, PGI_ERR_FORMAT,
+                              "the metadata is larger than the limit of %zu MiB",
+                              GGUF_MAX_METADATA_BYTES >> 20);
+            break;
+        }
+        want = held * 4 > GGUF_MAX_METADATA_BYTES ? GGUF_MAX_METADATA_BYTES : held * 4;
+    }
+    pgi_free(buffer);
+    prefix_message(err, name);
+    return status;
+}
+
+/* The file still has the size and modification time its metadata was read
+ * with: a file written while it is loaded is refused, not half-loaded. */
+static bool
+same_file_state(int fd, const gguf_file *f)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t) st.st_size == f->size &&
+           st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec;
+}
+
+pgi_status
+gguf_load_data(gguf_file *f, int fd, gguf_chunk_callback on_chunk, void *context,
+               pgi_error *err)
+{
+    size_t keep = f->metadata_end, chunk;
+    uint8_t *map, *scratch = NULL;
+    gguf_file *full = NULL;
+    bool starved;
+    pgi_status status;
+    uint64_t pos;
+
+    if (f->owned != OWN_HEAP)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_load_data: not a file from gguf_open_fd");
+    if (!same_file_state(fd, f))
+        return pgi_fail(err, PGI_ERR_IO, "the model file changed while it was being loaded");
+    /* Keep what the tensors need; bytes after the last one are only hashed. */
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+    {
+        uint64_t end = f->data_offset + f->tensors[i].offset + f->tensors[i].n_bytes;
+
+        if (end > keep)
+            keep = (size_t) end;
+    }
+    if (keep < f->held)
+        keep = f->held;
+    map = mmap(NULL, keep, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
+                        "no memory to hold the model file (%.1f MiB)", keep / 1048576.0);
+#ifdef MADV_HUGEPAGE
+    (void) madvise(map, keep, MADV_HUGEPAGE);
+#endif
+    memcpy(map, f->base, f->held);
+    if (on_chunk != NULL && !on_chunk(context, map, f->held))
+    {
+        status = pgi_fail(err, PGI_ERR_CANCELLED, "loading was cancelled");
+        goto fail;
+    }
+    for (pos = f->held; pos < f->size; pos += chunk)
+    {
+        uint8_t *target;
+
+        chunk = f->size - pos < GGUF_READ_CHUNK ? (size_t) (f->size - pos) : GGUF_READ_CHUNK;
+        if (pos < keep)
+        {
+            if (chunk > keep - pos)
+                chunk = (size_t) (keep - pos);
+            target = map + pos;
+        }
+        else
+        {
+            if (scratch == NULL && (scratch = pgi_alloc(GGUF_READ_CHUNK)) == NULL)
+            {
+                status = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+                goto fail;
+            }
+            target = scratch;
+        }
+        if (!read_at(fd, target, chunk, pos))
+        {
+            status = pgi_fail(err, PGI_ERR_IO, "cannot read the model file: %s",
+                              errno == EIO ? "it is shorter than its size (it changed)"
+                                           : strerror(errno));
+            goto fail;
+        }
+        if (on_chunk != NULL && !on_chunk(context, target, chunk))
+        {
+            status = pgi_fail(err, PGI_ERR_CANCELLED, "loading was cancelled");
+            goto fail;
+        }
+    }
+    {
+        char extra;
+        ssize_t n;
+
+        while ((n = pread(fd, &extra, 1, (off_t) f->size)) < 0 && errno == EINTR)
+            ;
+        if (n != 0 || !same_file_state(fd, f))
+        {
+            status = pgi_fail(err, PGI_ERR_IO, "the model file changed while it was being loaded");
+            goto fail;
+        }
+    }
+    pgi_free(scratch);
+    scratch = NULL;
+    (void) mprotect(map, keep, PROT_READ);
+    /* The same metadata bytes, parsed again where they now live. */
+    status = parse_buffer(map, keep, f->size, OWN_MAP, &starved, &full, err);
+    if (status != PGI_OK)
+        goto fail;
+    full->held = keep;
+    free_contents(f);
+    pgi_free((void *) f->base);
+    *f = *full;
+    pgi_free(full);
+    return PGI_OK;
+
+fail:
+    pgi_free(scratch);
+    munmap(map, keep);
+    return status;
+}
+
+void
+gguf_release_tensor_data(gguf_file *f)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t begin, end;
+
+    if (f->owned != OWN_MAP || page <= 0)
+        return;
+    /* whole pages of the data section only: the metadata stays */
+    begin = ((size_t) f->data_offset + (size_t) page - 1) / (size_t) page * (size_t) page;
+    end = f->held / (size_t) page * (size_t) page;
+    if (end > begin)
+        (void) madvise((void *) (f->base + begin), end - begin, MADV_DONTNEED);
+}
+
+bool
+gguf_data_loaded(const gguf_file *file)
+{
+    return file->owned != OWN_HEAP;
 }
 
 pgi_status
 gguf_open(const char *path, gguf_file **out, pgi_error *err)
 {
-    struct stat st;
-    void *map;
     int fd;
     pgi_status status;
-    char prefixed[sizeof(((pgi_error *) 0)->message)];
 
     if (out == NULL || path == NULL)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_open: path or out is NULL");
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not block the open; it is refused as not a
+     * regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return pgi_fail(err, PGI_ERR_IO, "cannot open \"%s\": %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0)
+    status = gguf_open_fd(fd, path, out, err);
+    if (status == PGI_OK && (status = gguf_load_data(*out, fd, NULL, NULL, err)) != PGI_OK)
     {
-        int e = errno;
+        gguf_close(*out);
+        *out = NULL;
+        prefix_message(err, path);
+    }
+    close(fd);
+    return status;
+}
 
-        close(fd);
-        return pgi_fail(err, PGI_ERR_IO, "cannot stat \"%s\": %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode))
-    {
-        close(fd);
-        return pgi_fail(err, PGI_ERR_IO, "\"%s\" is not a regular file", path);
-    }
-    if (st.st_size < GGUF_HEADER_SIZE)
-    {
-        close(fd);
-        return pgi_fail(err, PGI_ERR_FORMAT, "\"%s\" is not a GGUF file: only %lld bytes",
-                        path, (long long) st.st_size);
-    }
-    if ((uint64_t) st.st_size > SIZE_MAX)
-    {
-        close(fd);
-        return pgi_fail(err, PGI_ERR_IO, "\"%s\" is too large to map", path);
-    }
-    map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED)
-    {
-        int e = errno;
+pgi_status
+gguf_open_metadata(const char *path, gguf_file **out, pgi_error *err)
+{
+    int fd;
+    pgi_status status;
 
-        close(fd);
-        return pgi_fail(err, PGI_ERR_IO, "cannot map \"%s\": %s", path, strerror(e));
-    }
-    close(fd);   /* the mapping keeps the file alive */
-
-    status = open_buffer(map, (size_t) st.st_size, true, out, err);
-    if (status != PGI_OK)
-    {
-        munmap(map, (size_t) st.st_size);
-        if (err != NULL)
-        {
-            /* Truncation is acceptable; checking the result keeps gcc content. */
-            if (snprintf(prefixed, sizeof(prefixed), "%s: %s", path, err->message) >= 0)
-                memcpy(err->message, prefixed, sizeof(prefixed));
-        }
-    }
+    if (out == NULL || path == NULL)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "gguf_open_metadata: path or out is NULL");
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return pgi_fail(err, PGI_ERR_IO, "cannot open \"%s\": %s", path, strerror(errno));
+    status = gguf_open_fd(fd, path, out, err);
+    close(fd);
     return status;
 }
 
@@ -864,8 +1168,10 @@ gguf_close(gguf_file *file)
     if (file == NULL)
         return;
     free_contents(file);
-    if (file->mapped)
-        munmap((void *) file->base, file->size);
+    if (file->owned == OWN_MAP)
+        munmap((void *) file->base, file->held);
+    else if (file->owned == OWN_HEAP)
+        pgi_free((void *) file->base);
     pgi_free(file);
 }
 

@@ -1,10 +1,19 @@
 /*
  * gguf.h — a validating, memory-mapped reader of GGUF v2/v3 files.
  *
- * gguf_open() maps the file read-only and checks every count, length,
- * offset, type and shape against the file's size before anything else may
- * look at it; after a successful open all accessors are bounds-safe.  Tensor
- * data is never copied: gguf_tensor.data points into the mapping.
+ * gguf_open() reads the file into private memory and checks every count,
+ * length, offset, type and shape against the file's size before anything
+ * else may look at it; after a successful open all accessors are
+ * bounds-safe.  gguf_tensor.data points into that private copy, so what
+ * happens to the file afterwards (truncated, rewritten, replaced) cannot
+ * reach a loaded model: no shared mapping of the file is ever made.
+ *
+ * The metadata (header, key/values, tensor infos) is read first, in pieces
+ * growing from 1 MiB, and validated against the file's size and the
+ * reader's limits (at most 65536 keys, 65536 tensors, 16 MiB per string,
+ * 2^24 array elements, 256 MiB of metadata) before anything is allocated
+ * for it; the tensor data is read only after that (gguf_load_data), so a
+ * hostile or huge file is refused before its bulk is touched.
  */
 #ifndef PGI_GGUF_H
 #define PGI_GGUF_H
@@ -69,10 +78,37 @@ typedef struct gguf_tensor {
 
 typedef struct gguf_file gguf_file;
 
-/* Map and validate a file.  On failure returns an error code, fills err
- * (PGI_ERR_IO for open/mmap problems, PGI_ERR_FORMAT for bad contents) and
- * leaves *out NULL. */
+/* Read and validate a whole file (gguf_open_fd + gguf_load_data).  On
+ * failure returns an error code, fills err (PGI_ERR_IO for open/read
+ * problems, PGI_ERR_FORMAT for bad contents) and leaves *out NULL. */
 pgi_status gguf_open(const char *path, gguf_file **out, pgi_error *err);
+
+/* The metadata of an open regular file, read into private memory and
+ * validated; tensors' data are NULL until gguf_load_data.  The descriptor
+ * stays the caller's.  name is used in messages. */
+pgi_status gguf_open_fd(int fd, const char *name, gguf_file **out, pgi_error *err);
+
+/* Called with every byte of the file, in order, while gguf_load_data reads
+ * it (to hash it, and to stop: return false to cancel the load). */
+typedef bool (*gguf_chunk_callback)(void *context, const void *bytes, size_t length);
+
+/* Read the tensor data of a file from gguf_open_fd (the same descriptor)
+ * into a private anonymous mapping (read-only once filled).  A file whose
+ * size changed since gguf_open_fd is refused (PGI_ERR_IO); a callback that
+ * returns false gives PGI_ERR_CANCELLED.  On failure the file stays
+ * metadata-only. */
+pgi_status gguf_load_data(gguf_file *file, int fd, gguf_chunk_callback on_chunk,
+                          void *context, pgi_error *err);
+bool gguf_data_loaded(const gguf_file *file);
+
+/* Give the pages of the tensor data back to the system (a file from
+ * gguf_load_data): the data then reads as zeros.  For a backend that keeps
+ * its own copy of every weight (a GPU), once the weights are uploaded. */
+void gguf_release_tensor_data(gguf_file *file);
+
+/* gguf_open_fd on a path (opened O_NONBLOCK: a FIFO is refused, never
+ * waited on): the metadata only, for readers of the tokenizer. */
+pgi_status gguf_open_metadata(const char *path, gguf_file **out, pgi_error *err);
 
 /* Validate a buffer already in memory (the caller keeps it alive until
  * gguf_close). Used by the fuzzer and tests. */

@@ -44,6 +44,7 @@ pgi_status_name(pgi_status code)
         case PGI_ERR_DEVICE: return "device error";
         case PGI_ERR_INTERNAL: return "internal error";
         case PGI_ERR_DEVICE_LOST: return "device lost";
+        case PGI_ERR_CANCELLED: return "cancelled";
     }
     return "unknown error";
 }

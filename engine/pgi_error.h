@@ -21,8 +21,9 @@ typedef enum pgi_status {
     PGI_ERR_CACHE_FULL,      /* no KV-cache blocks left for this sequence */
     PGI_ERR_DEVICE,          /* backend (CUDA) failure */
     PGI_ERR_INTERNAL,        /* a bug: an invariant did not hold */
-    PGI_ERR_DEVICE_LOST      /* the device's state is gone (a sticky CUDA error):
+    PGI_ERR_DEVICE_LOST,     /* the device's state is gone (a sticky CUDA error):
                               * only a new process can use it again */
+    PGI_ERR_CANCELLED        /* the caller's callback asked to stop (a cancelled load) */
 } pgi_status;
 
 typedef struct pgi_error {

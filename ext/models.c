@@ -9,7 +9,11 @@
  * to pg_infer.model_dir.
  *
  * The worker loads the model in its own transaction and registers it in
- * the models table: a load is not undone by the caller's rollback.
+ * the models table: a load is not undone by the caller's rollback.  It
+ * opens the resolved path once, without following a link, and loads it
+ * only if it is still the file checked here (device and inode) and, for a
+ * non-superuser, still under pg_infer.model_dir: a path swapped after this
+ * check (a FIFO, a link out of the directory) is refused, never waited on.
  */
 #include "call.h"
 
@@ -102,16 +106,15 @@ outside_model_dir(const char *given, const char *resolved, const char *model_dir
 			 errhint("Non-superusers may only load files under pg_infer.model_dir.")));
 }
 
-/* The file to load, absolute and with links resolved; checked. */
+/* The file to load, absolute and with links resolved; checked.  Its stat
+ * into *st: the worker loads the file only if it still has that identity. */
 static char *
-resolve_model_path(const char *path)
+resolve_model_path(const char *path, struct stat *st)
 {
 	const char *model_dir = pg_infer_model_dir != NULL ? pg_infer_model_dir : "";
 	char	   *joined;
 	char		resolved[PATH_MAX];
 	char		resolved_dir[PATH_MAX];
-	struct stat st;
-
 	if (is_absolute_path(path))
 		joined = pstrdup(path);
 	else
@@ -160,11 +163,11 @@ resolve_model_path(const char *path)
 	if (!superuser() && !path_is_under(resolved, resolved_dir))
 		outside_model_dir(path, resolved, resolved_dir);
 
-	if (stat(resolved, &st) != 0)
+	if (stat(resolved, st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not stat model file \"%s\": %m", resolved)));
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st->st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("model path \"%s\" is not a regular file", resolved)));
@@ -231,6 +234,7 @@ pg_infer_load_model(PG_FUNCTION_ARGS)
 	char	   *path;
 	PgInferLoadArgs args;
 	PgInferLoadedModel loaded;
+	struct stat st;
 	TupleDesc	tupdesc;
 	Datum		values[7];
 	bool		nulls[7] = {false, false, false, false, false, false, false};
@@ -257,7 +261,12 @@ pg_infer_load_model(PG_FUNCTION_ARGS)
 					 errmsg("context_length must be at least 1"),
 					 errdetail("context_length is %d; NULL means the model's own.", args.context_length)));
 	}
-	strlcpy(args.path, resolve_model_path(path), sizeof(args.path));
+	strlcpy(args.path, resolve_model_path(path, &st), sizeof(args.path));
+	/* what the worker checks again on the descriptor it opens */
+	args.file_checked = true;
+	args.file_dev = (uint64) st.st_dev;
+	args.file_ino = (uint64) st.st_ino;
+	args.under_model_dir = !superuser();
 
 	run_model_call(PGI_CALL_LOAD_MODEL, name, &args);
 

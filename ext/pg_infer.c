@@ -38,6 +38,7 @@ int			pg_infer_max_sequences = 64;
 bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
+int			pg_infer_debug_load_delay_ms = 0;
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -232,6 +233,15 @@ define_settings(void)
 							0, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.debug_load_delay_ms",
+							"Developer option: the worker waits this long before it opens a model file to load.",
+							"Tests that a file swapped after the backend's check is refused. 0: off.",
+							&pg_infer_debug_load_delay_ms,
+							0, 0, 60000,
+							PGC_SIGHUP,
+							GUC_NOT_IN_SAMPLE | GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_infer.usage_retention",

@@ -89,6 +89,7 @@ extern int	pg_infer_max_sequences;
 extern bool pg_infer_usage_recording;
 extern int	pg_infer_usage_retention;	/* minutes; 0 = keep everything */
 extern int	pg_infer_debug_lose_device_at_step;	/* tests only; 0 = off */
+extern int	pg_infer_debug_load_delay_ms;	/* tests only; 0 = off */
 
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;

@@ -110,6 +110,14 @@ typedef struct PgInferLoadArgs
 	char		path[MAXPGPATH];	/* absolute, already checked by the backend */
 	char		device[32];		/* "" = pg_infer.device */
 	int32		context_length; /* 0 = the model's */
+	/* The file the backend checked (stat of the resolved path): the worker
+	 * opens the path once and loads it only if it is still that file. */
+	bool		file_checked;
+	uint64		file_dev;
+	uint64		file_ino;
+	/* A non-superuser's load: the worker checks again that the file it
+	 * opened lies under pg_infer.model_dir. */
+	bool		under_model_dir;
 } PgInferLoadArgs;
 
 /* A byte range of a prompt: a marker the chat template wrote. */
@@ -223,6 +231,12 @@ typedef struct PgInferLoadedModel
 	int64		parameters;
 	TimestampTz loaded_at;
 	uint32		generation;		/* bumps on every (re)load, for backend caches */
+	/* The loaded file as the worker opened it: a backend reading the
+	 * tokenizer checks it still has this identity, size and mtime. */
+	uint64		file_dev;
+	uint64		file_ino;
+	int64		file_size;
+	int64		file_mtime_ns;
 
 	/* live, updated by the worker every step */
 	int32		running;

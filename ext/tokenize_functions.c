@@ -9,7 +9,10 @@
 #include "call.h"
 #include "model_cache.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../engine/gguf.h"
 #include "../engine/pgi_memory.h"
@@ -46,6 +49,48 @@ forget(CachedModel *entry)
 	memset(entry, 0, sizeof(*entry));
 }
 
+/*
+ * The metadata of the loaded model's file, read into private memory (the
+ * weights are not read).  The file must still be the one the worker loaded
+ * (device, inode, size, mtime), so the tokenizer is the model's; opened
+ * O_NONBLOCK and O_NOFOLLOW, so a FIFO or a link put in its place is
+ * refused, never waited on.  *file NULL with *error filled on an engine
+ * error; an ERROR for a changed file.
+ */
+static void
+open_model_metadata(const PgInferLoadedModel *model, gguf_file **file, pgi_error *error)
+{
+	int			fd;
+	struct stat st;
+	pgi_status	status;
+
+	*file = NULL;
+	fd = open(model->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | PG_BINARY, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open the file of model \"%s\": %m", NameStr(model->name)),
+				 errdetail("The file is \"%s\".", model->path)));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+		(uint64) st.st_dev != model->file_dev || (uint64) st.st_ino != model->file_ino ||
+		(int64) st.st_size != model->file_size ||
+		(int64) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != model->file_mtime_ns)
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the file of model \"%s\" changed after the model was loaded",
+						NameStr(model->name)),
+				 errdetail("The file is \"%s\"; the worker serves the model as it was loaded.",
+						   model->path),
+				 errhint("Load the model again with load_model() to use the new file.")));
+	}
+	status = gguf_open_fd(fd, model->path, file, error);
+	close(fd);
+	if (status != PGI_OK)
+		*file = NULL;
+}
+
 static void
 load_entry(CachedModel *entry, const PgInferLoadedModel *model)
 {
@@ -55,7 +100,8 @@ load_entry(CachedModel *entry, const PgInferLoadedModel *model)
 	gguf_string template;
 
 	pgi_error_clear(&error);
-	if (gguf_open(model->path, &file, &error) != PGI_OK)
+	open_model_metadata(model, &file, &error);
+	if (file == NULL)
 		ereport(ERROR,
 				(errcode(error.code == PGI_ERR_IO ? ERRCODE_UNDEFINED_FILE : ERRCODE_DATA_CORRUPTED),
 				 errmsg("could not read the tokenizer of model \"%s\": %s",

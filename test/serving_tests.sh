@@ -262,4 +262,167 @@ else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi
 
+# ------------------------------------------------------------ model files (issue 11)
+# A loaded model is immune to its file (it is read into private memory); a
+# hostile or huge file is refused before it is hashed or allocated for; a
+# load stops when its caller cancels; a path swapped after the backend's
+# check (a FIFO, a link out of pg_infer.model_dir) is refused, never waited
+# on.  `timeout` guards every call that used to hang; unblock_fifo lets a
+# reader that still waits on a FIFO go.
+unblock_fifo() { [ -p "$1" ] && timeout 2 bash -c "exec 3>'$1'" 2>/dev/null; rm -f "$1"; }
+if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
+    D=$PGI_MODEL_DIR
+    SRC=$D/stories260K.gguf
+    VQ=("${Q[@]}" -c "\\set VERBOSITY verbose")
+    # the same worker process throughout: a crash would restart it (and
+    # every session) with another pid
+    worker_before=$(sql "SELECT worker_pid FROM pg_infer_status")
+
+    # -- 1. the file of a loaded model changes
+    cp "$SRC" "$D/mutable.gguf"
+    check "a copy of the model is loaded" "mutable" "$(sql "SELECT name FROM load_model('mutable', 'mutable.gguf')")"
+    truncate -s 200000 "$D/mutable.gguf"
+    check "after truncate -s 200000 of its file, the model generates the same text" "$EXPECTED" \
+        "$(timeout 30 "${Q[@]}" -c "SELECT generate('Once upon a time', model => 'mutable', max_tokens => 32)" 2>&1)"
+    head -c 1185376 /dev/urandom >"$D/mutable.gguf"   # other bytes, in place, as cp does
+    check "after other bytes were written over its file, the same text" "$EXPECTED" \
+        "$(timeout 30 "${Q[@]}" -c "SELECT generate('Once upon a time', model => 'mutable', max_tokens => 32)" 2>&1)"
+    check "the worker did not restart" "$worker_before" "$(sql "SELECT worker_pid FROM pg_infer_status")"
+    out=$(timeout 30 "${VQ[@]}" -c "SELECT tokenize('Once', model => 'mutable')" 2>&1)
+    if grep -q "55000: the file of model \"mutable\" changed after the model was loaded" <<<"$out"; then
+        ok "a backend does not read a tokenizer from the changed file (55000)"
+    else
+        not_ok "a backend does not read a tokenizer from the changed file" "$out"
+    fi
+    sql "SELECT unload_model('mutable')" >/dev/null
+    rm -f "$D/mutable.gguf"
+
+    # -- 3. hostile and huge files
+    cp "$SRC" "$D/blocks.gguf"
+    at=$(grep -obUaF 'llama.block_count' "$D/blocks.gguf" | head -1 | cut -d: -f1)
+    # the key (17 bytes), its type (u32 4), then its u32 value: 2^24, little-endian
+    printf '\x00\x00\x00\x01' | dd of="$D/blocks.gguf" bs=1 seek=$((at + 17 + 4)) conv=notrunc status=none
+    start=$(now_ms)
+    out=$(timeout 120 "${VQ[@]}" -c "SELECT load_model('blocks', 'blocks.gguf')" 2>&1)
+    elapsed=$(( $(now_ms) - start ))
+    if grep -q "22P03: .*block_count is 16777216, more than the limit of 1024" <<<"$out" && [ "$elapsed" -lt 5000 ]; then
+        ok "a 1.2 MB file declaring 2^24 layers is refused (22P03) in ${elapsed} ms"
+    else
+        not_ok "a 1.2 MB file declaring 2^24 layers is refused at once" "$out (${elapsed} ms)"
+    fi
+    rm -f "$D/blocks.gguf"
+
+    truncate -s 8G "$D/sparse.gguf"
+    start=$(now_ms)
+    out=$(timeout 120 "${VQ[@]}" -c "SELECT load_model('sparse', 'sparse.gguf')" 2>&1)
+    elapsed=$(( $(now_ms) - start ))
+    if grep -q "22P03: .*not a GGUF file" <<<"$out" && [ "$elapsed" -lt 3000 ]; then
+        ok "an 8 GB file of zeros is refused (22P03) in ${elapsed} ms, before it is hashed"
+    else
+        not_ok "an 8 GB file of zeros is refused before it is hashed" "$out (${elapsed} ms)"
+    fi
+    rm -f "$D/sparse.gguf"
+
+    # a valid model followed by 3 GB of zeros: hashing it takes seconds
+    cp "$SRC" "$D/big.gguf"
+    truncate -s 3G "$D/big.gguf"
+    out=$(timeout 120 "${Q[@]}" -c "SET statement_timeout = '300ms'" -c "SELECT load_model('big', 'big.gguf')" 2>&1)
+    if grep -q "canceling statement due to statement timeout" <<<"$out"; then
+        ok "statement_timeout ends a load_model() call"
+    else
+        not_ok "statement_timeout ends a load_model() call" "$out"
+    fi
+    check "a call after the cancelled load is answered" "$EXPECTED" "$(timeout 60 "${Q[@]}" -c "$SHORT" 2>&1)"
+    check "the worker stopped the cancelled load: no model \"big\"" "0" \
+        "$(sql "SELECT count(*) FROM pg_infer_models WHERE name = 'big'")"
+    rm -f "$D/big.gguf"
+
+    # -- 4. a path swapped after the backend's check
+    OUTSIDE=$(mktemp -d "${TMPDIR:-/tmp}/pgi_outside.XXXXXX")
+    cp "$SRC" "$OUTSIDE/swap.gguf"
+    cp "$SRC" "$OUTSIDE/s.gguf"
+    chmod -R a+rX "$OUTSIDE"
+    sql "CREATE ROLE pgi_files_admin IN ROLE pginfer_admin" >/dev/null
+    sql "ALTER SYSTEM SET pg_infer.debug_load_delay_ms = 2000" >/dev/null
+    sql "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+    # load_model(NAME, PATH) as a pginfer_admin member in the background; the
+    # worker waits 2 s before opening; SWAP runs meanwhile
+    swapped_load() {  # NAME PATH SWAP...
+        local name=$1 path=$2 pid
+        shift 2
+        timeout 30 "${VQ[@]}" -c "SET ROLE pgi_files_admin" -c "SELECT load_model('$name', '$path')" >"$SCRATCH/swap.out" 2>&1 &
+        pid=$!
+        sleep 1
+        "$@"
+        start=$(now_ms)
+        wait $pid
+        elapsed=$(( $(now_ms) - start ))
+    }
+    cp "$SRC" "$D/swap.gguf"
+    swapped_load swap swap.gguf bash -c "rm '$D/swap.gguf' && ln -s '$OUTSIDE/swap.gguf' '$D/swap.gguf'"
+    if grep -q "42501: model file \".*swap.gguf\" is a symbolic link" "$SCRATCH/swap.out"; then
+        ok "a file turned into a link out of pg_infer.model_dir after the check is refused (42501)"
+    else
+        not_ok "a file turned into a link out of pg_infer.model_dir after the check is refused" "$(cat "$SCRATCH/swap.out")"
+    fi
+    rm -f "$D/swap.gguf"
+
+    cp "$SRC" "$D/swap.gguf"
+    swapped_load swap swap.gguf bash -c "rm '$D/swap.gguf' && mkfifo -m 644 '$D/swap.gguf'"
+    if grep -q "42809: model file \".*swap.gguf\" is not a regular file" "$SCRATCH/swap.out" && [ "$elapsed" -lt 10000 ]; then
+        ok "a file turned into a FIFO after the check is refused (42809), not waited on"
+    else
+        not_ok "a file turned into a FIFO after the check is refused, not waited on" "$(cat "$SCRATCH/swap.out") (${elapsed} ms)"
+    fi
+    unblock_fifo "$D/swap.gguf"
+
+    mkdir -p "$D/sub"
+    cp "$SRC" "$D/sub/s.gguf"
+    chmod -R a+rX "$D/sub"
+    swapped_load sub sub/s.gguf bash -c "mv '$D/sub' '$D/sub.old' && ln -s '$OUTSIDE' '$D/sub'"
+    if grep -qE "55000: model file \".*s.gguf\" was replaced after it was checked|42501: .*outside pg_infer.model_dir" "$SCRATCH/swap.out"; then
+        ok "a directory turned into a link out of pg_infer.model_dir after the check is refused: $(grep -o 'ERROR: .*' "$SCRATCH/swap.out" | head -1)"
+    else
+        not_ok "a directory turned into a link out of pg_infer.model_dir after the check is refused" "$(cat "$SCRATCH/swap.out")"
+    fi
+    rm -rf "$D/sub" "$D/sub.old"
+    sql "ALTER SYSTEM RESET pg_infer.debug_load_delay_ms" >/dev/null
+    sql "SELECT pg_reload_conf()" >/dev/null
+    sql "DROP ROLE pgi_files_admin" >/dev/null
+    check "the swapped loads left no model behind" "0" "$(sql "SELECT count(*) FROM pg_infer_models WHERE name IN ('swap', 'sub')")"
+
+    # the backends' tokenizer cache: the loaded model's file became a FIFO
+    cp "$SRC" "$D/tok.gguf"
+    sql "SELECT load_model('tok', 'tok.gguf')" >/dev/null
+    rm -f "$D/tok.gguf"
+    mkfifo -m 644 "$D/tok.gguf"
+    start=$(now_ms)
+    out=$(timeout 10 "${VQ[@]}" -c "SELECT tokenize('Once', model => 'tok')" 2>&1)
+    status=$?
+    elapsed=$(( $(now_ms) - start ))
+    unblock_fifo "$D/tok.gguf"
+    if [ "$status" -ne 124 ] && grep -q "55000: the file of model \"tok\" changed after the model was loaded" <<<"$out"; then
+        ok "tokenize() does not wait on a FIFO put in place of the model's file (55000, ${elapsed} ms)"
+    else
+        not_ok "tokenize() does not wait on a FIFO put in place of the model's file" "$out (status $status, ${elapsed} ms)"
+    fi
+    sql "SELECT unload_model('tok')" >/dev/null
+
+    # pg_infer.model_path naming a FIFO: the worker warns and goes on serving
+    mkfifo -m 644 "$D/fifo.gguf"
+    sql "ALTER SYSTEM SET pg_infer.model_path = '$D/fifo.gguf'" >/dev/null
+    sql "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+    check "with pg_infer.model_path naming a FIFO the worker still serves" "$EXPECTED" \
+        "$(timeout 15 "${Q[@]}" -c "$SHORT" 2>&1)"
+    sql "ALTER SYSTEM RESET pg_infer.model_path" >/dev/null
+    sql "SELECT pg_reload_conf()" >/dev/null
+    unblock_fifo "$D/fifo.gguf"
+    check "the worker never restarted during these tests" "$worker_before" "$(sql "SELECT worker_pid FROM pg_infer_status")"
+    rm -rf "$OUTSIDE"
+else
+    echo "# skipped: model files (PGI_MODEL_DIR not set or not writable)"
+fi
+
 tap_done

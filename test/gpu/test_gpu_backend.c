@@ -825,7 +825,7 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     pgi_kv_geometry g = {1, c->n_kv_heads, c->head_dim, BLOCK, N_BLOCKS};
     pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
     pgi_attention_shape shape = {c->n_heads, c->n_kv_heads, c->head_dim,
-                                 1.0f / sqrtf((float) c->head_dim)};
+                                 1.0f / sqrtf((float) c->head_dim), 0, NULL};
     int32_t tables[2 * MAX_BLOCKS], lengths[2];
     int32_t *tokens = pgi_alloc(sizeof(int32_t) * (size_t) max_tokens * 5);
     int32_t *positions = tokens + max_tokens, *seq_index = positions + max_tokens;

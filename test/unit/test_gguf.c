@@ -812,10 +812,95 @@ test_hostile(void)
     CHECK(pgi_memory_in_use() == start, "hostile files: all memory returned");
 }
 
+/*
+ * What a header may ask for (gguf.h): counts past the reader's limits are
+ * refused by the limit before anything is allocated for them, even where
+ * the bytes would hold them; metadata larger than the first 1 MiB read is
+ * read in growing pieces; metadata-only opens leave tensor data NULL.
+ */
+static void
+test_limits(void)
+{
+    size_t start = pgi_memory_in_use();
+    /* 70000 minimal tensor records (32 bytes) fit in this buffer */
+    size_t size = 24 + (size_t) 70000 * 32 + 64;
+    uint8_t *buffer = pgi_calloc(1, size);
+    gguf_file *f = NULL;
+    pgi_error err = {0};
+    uint64_t a, b;
+    gguf_string s;
+
+    memcpy(buffer, "GGUF", 4);
+    put_u32(buffer + 4, 3);
+    put_u64(buffer + 8, 70000);   /* tensors */
+    put_u64(buffer + 16, 0);
+    CHECK(gguf_open_memory(buffer, size, &f, &err) == PGI_ERR_FORMAT &&
+              strstr(err.message, "tensor count 70000 exceeds the limit of 65536") != NULL,
+          "70000 tensors: refused by the limit (%s)", err.message);
+    put_u64(buffer + 8, 0);
+    put_u64(buffer + 16, 70000);  /* kvs */
+    CHECK(gguf_open_memory(buffer, size, &f, &err) == PGI_ERR_FORMAT &&
+              strstr(err.message, "kv count 70000 exceeds the limit of 65536") != NULL,
+          "70000 key/values: refused by the limit (%s)", err.message);
+    pgi_free(buffer);
+
+    /* one u8 array of 2^24 + 1 elements, all in the buffer */
+    size = 24 + 8 + 1 + 4 + 4 + 8 + ((size_t) 1 << 24) + 1;
+    buffer = pgi_calloc(1, size);
+    memcpy(buffer, "GGUF", 4);
+    put_u32(buffer + 4, 3);
+    put_u64(buffer + 8, 0);
+    put_u64(buffer + 16, 1);
+    put_u64(buffer + 24, 1);
+    buffer[32] = 'a';
+    put_u32(buffer + 33, GGUF_VALUE_ARRAY);
+    put_u32(buffer + 37, GGUF_VALUE_UINT8);
+    put_u64(buffer + 41, ((uint64_t) 1 << 24) + 1);
+    CHECK(gguf_open_memory(buffer, size, &f, &err) == PGI_ERR_FORMAT &&
+              strstr(err.message, "exceeds the limit") != NULL,
+          "an array of 2^24 + 1 elements: refused by the limit (%s)", err.message);
+    /* a string of 16 MiB + 1 bytes */
+    put_u32(buffer + 33, GGUF_VALUE_STRING);
+    put_u64(buffer + 37, ((uint64_t) 16 << 20) + 1);
+    CHECK(gguf_open_memory(buffer, size, &f, &err) == PGI_ERR_FORMAT,
+          "a string of 16 MiB + 1 bytes: refused (%s)", err.message);
+    pgi_free(buffer);
+
+    /* 7.8 MB of metadata (a 128k-token BPE vocabulary) read in pieces */
+    CHECK(gguf_open_metadata(model_path("vocab/ggml-vocab-llama-bpe.gguf"), &f, &err) == PGI_OK,
+          "llama-bpe metadata-only open (%s)", err.message);
+    if (f != NULL)
+    {
+        CHECK(gguf_get_array(f, "tokenizer.ggml.tokens", NULL, &a) && a == 128256,
+              "llama-bpe metadata-only: 128256 tokens");
+        CHECK(gguf_get_array(f, "tokenizer.ggml.merges", NULL, &b) && b > 200000 &&
+                  gguf_array_string(f, "tokenizer.ggml.merges", b - 1, &s) && s.length > 0,
+              "llama-bpe metadata-only: its last merge is readable (%llu merges)",
+              (unsigned long long) b);
+        gguf_close(f);
+    }
+    CHECK(gguf_open_metadata(model_path("stories260K.gguf"), &f, &err) == PGI_OK &&
+              !gguf_data_loaded(f) && gguf_tensor_count(f) == 48,
+          "stories260K metadata-only: 48 tensors known, the data not loaded");
+    if (f != NULL)
+    {
+        const gguf_tensor *last = gguf_tensor_at(f, 0);
+
+        for (uint64_t i = 1; i < gguf_tensor_count(f); i++)
+            if (gguf_tensor_at(f, i)->offset > last->offset)
+                last = gguf_tensor_at(f, i);
+        /* the first read is 1 MiB of the 1185376 bytes: the last tensor is beyond it */
+        CHECK(last->data == NULL, "stories260K metadata-only: the last tensor's data is not read");
+        gguf_close(f);
+    }
+    CHECK(pgi_memory_in_use() == start, "limits: all memory returned");
+}
+
 int
 main(void)
 {
     test_stories260k();
+    test_limits();
     test_vocab("ggml-vocab-llama-spm.gguf", "llama", 32000, 29871, "\xe2\x96\x81");
     test_vocab("ggml-vocab-phi-3.gguf", "llama", 32064, 1, "<s>");
     test_vocab("ggml-vocab-gpt-2.gguf", "gpt2", 50257, 50256, "<|endoftext|>");
