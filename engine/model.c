@@ -202,11 +202,12 @@ read_experts(const gguf_file *file, const char *arch, const architecture_traits 
     if ((st = read_dimension(file, arch, "expert_count", true, &c->n_experts, err)) ||
         (st = read_dimension(file, arch, "expert_used_count", true, &c->n_experts_used, err)))
         return st;
-    if (c->n_experts > 4096 || c->n_experts_used > c->n_experts ||
-        c->n_experts_used > PGI_MOE_MAX_K)
+    /* the expert count itself is bounded with the other header limits
+     * (PGI_MAX_EXPERTS, engine.c) */
+    if (c->n_experts_used > c->n_experts || c->n_experts_used > PGI_MOE_MAX_K)
         return pgi_fail(err, PGI_ERR_UNSUPPORTED,
-                        "%d experts with %d used per token is not supported (at most 4096 and %d)",
-                        c->n_experts, c->n_experts_used, PGI_MOE_MAX_K);
+                        "%d experts used per token of %d is not supported (at most %d)",
+                        c->n_experts_used, c->n_experts, PGI_MOE_MAX_K);
     c->expert_ffn_length = c->feed_forward_length / c->n_experts_used;
     if ((st = read_dimension(file, arch, "expert_feed_forward_length", false,
                              &c->expert_ffn_length, err)))
