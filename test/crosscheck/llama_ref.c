@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "llama.h"
 
@@ -420,6 +421,109 @@ cmd_greedy(int argc, char **argv)
     return 0;
 }
 
+/*
+ * The peer of `pg_infer_cli bench`, measured the same way: one untimed
+ * warm-up (touches the weights, starts the threads), then R repetitions of
+ * a prefill of one prompt of P tokens (one llama_decode) and G tokens
+ * decoded one at a time with greedy picks; one JSON line of the mean rates.
+ */
+static double
+seconds_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int
+cmd_bench(int argc, char **argv)
+{
+    int prompt = 128, gen = 64, reps = 3, threads = 2, n_vocab;
+    double prefill_total = 0.0, decode_total = 0.0;
+    static llama_token tokens[MAX_TOKENS];
+    struct llama_context_params cp;
+    struct llama_model *model;
+    struct llama_context *ctx;
+
+    if (argc < 3)
+        return fail("usage: llama_ref bench MODEL.gguf [--prompt-tokens P] [--gen-tokens G] "
+                    "[--repetitions R] [--threads N]");
+    for (int i = 3; i < argc; i++)
+    {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = v != NULL;
+
+        if (ok && strcmp(a, "--prompt-tokens") == 0)
+            ok = parse_int(v, &prompt) && prompt > 0;
+        else if (ok && strcmp(a, "--gen-tokens") == 0)
+            ok = parse_int(v, &gen);
+        else if (ok && strcmp(a, "--repetitions") == 0)
+            ok = parse_int(v, &reps) && reps > 0;
+        else if (ok && strcmp(a, "--threads") == 0)
+            ok = parse_int(v, &threads) && threads > 0;
+        else
+            ok = false;
+        if (!ok)
+            return fail("llama_ref bench: bad option %s", a);
+        i++;
+    }
+    if (prompt + gen > MAX_TOKENS)
+        return fail("llama_ref bench: at most %d tokens", MAX_TOKENS);
+    start_backend();
+    model = llama_model_load_from_file(argv[2], llama_model_default_params());
+    if (model == NULL)
+        return fail("llama_ref bench: cannot load %s", argv[2]);
+    n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t) (prompt + gen + 16);
+    cp.n_batch = cp.n_ubatch = (uint32_t) prompt;
+    cp.n_threads = cp.n_threads_batch = threads;
+    ctx = llama_init_from_model(model, cp);
+    if (ctx == NULL)
+        return fail("llama_ref bench: cannot create a context");
+    for (int i = 0; i < prompt; i++)
+        tokens[i] = 3 + (llama_token) (((int64_t) i * 7919) % (n_vocab - 3));
+    for (int r = -1; r < reps; r++)
+    {
+        double t0, t1, t2;
+        llama_token next;
+
+        llama_memory_clear(llama_get_memory(ctx), true);
+        t0 = seconds_now();
+        if (llama_decode(ctx, llama_batch_get_one(tokens, prompt)) != 0)
+            return fail("llama_ref bench: prefill failed");
+        (void) llama_get_logits_ith(ctx, -1);
+        t1 = seconds_now();
+        for (int g = 0; g < gen; g++)
+        {
+            const float *logits = llama_get_logits_ith(ctx, -1);
+            int best = 0;
+
+            for (int i = 1; i < n_vocab; i++)
+                if (logits[i] > logits[best])
+                    best = i;
+            next = best;
+            if (llama_decode(ctx, llama_batch_get_one(&next, 1)) != 0)
+                return fail("llama_ref bench: decode failed");
+        }
+        (void) llama_get_logits_ith(ctx, -1);
+        t2 = seconds_now();
+        if (r >= 0)
+        {
+            prefill_total += t1 - t0;
+            decode_total += t2 - t1;
+        }
+    }
+    printf("{\"peer\": \"llama.cpp\", \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+           "\"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d, \"repetitions\": %d}\n",
+           (double) prompt * reps / prefill_total, gen > 0 ? (double) gen * reps / decode_total : 0.0,
+           threads, prompt, gen, reps);
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -427,8 +531,12 @@ main(int argc, char **argv)
         return cmd_quantize(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "greedy") == 0)
         return cmd_greedy(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "bench") == 0)
+        return cmd_bench(argc, argv);
     fprintf(stderr, "usage: llama_ref quantize IN.gguf OUT.gguf FTYPE [--threads N]\n"
                     "       llama_ref greedy MODEL.gguf (--tokens \"1 2 3\" | --prompt TEXT) [--steps N]\n"
-                    "                [--threads N] [--kv f32|f16] [--logits-max N]\n");
+                    "                [--threads N] [--kv f32|f16] [--logits-max N]\n"
+                    "       llama_ref bench MODEL.gguf [--prompt-tokens P] [--gen-tokens G]\n"
+                    "                [--repetitions R] [--threads N]\n");
     return 2;
 }
