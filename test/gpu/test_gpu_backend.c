@@ -1004,9 +1004,11 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
  * filler block F.  On the CPU F holds finite values (its attention reads
  * and then discards keys before the window); on CUDA F holds NaN (K and V
  * scaled by NaN before they are stored), so any key before the window that
- * CUDA loads, even masked, turns its output into NaN.  The fill steps use
- * window 1 (each token sees itself: cheap on the emulator); the decode
- * steps the case's shape, n_decode times (eager, capture, replays).
+ * CUDA loads, even masked, turns its output into NaN.  The fill steps
+ * (prefill, 128 tokens each) use window 1 (each token sees itself: cheap on
+ * the emulator) while a token's window would reach F, then the case's
+ * shape, checked; the decode steps the case's shape, n_decode times
+ * (eager, capture, replays).
  */
 static void
 test_attention_long_case(twin *t, const attention_case *c, int n_decode)
@@ -1021,6 +1023,8 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
     float *host = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width * 3);
     float *cpu_out = pgi_alloc(sizeof(float) * (size_t) 2 * (size_t) q_width);
     float *gpu_out = pgi_alloc(sizeof(float) * (size_t) 2 * (size_t) q_width);
+    float *prefill_cpu = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width);
+    float *prefill_gpu = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width);
     pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
     pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
                                      1.0f / sqrtf((float) c->head_dim), c->window, NULL};
@@ -1036,10 +1040,11 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
              c->sinks ? ", sinks" : "");
     fill_shape.window = 1;
     /* block 0 is F; each sequence gets fresh blocks from the one holding
-     * position start - window - BLOCK (a block more than its windows need) */
+     * position start - window - FILL_MAX - BLOCK: the last ~FILL_MAX + BLOCK
+     * prefill tokens see only written keys */
     for (int sq = 0; sq < 2; sq++)
     {
-        int from = (start_pos[sq] - c->window - BLOCK) / BLOCK;
+        int from = (start_pos[sq] - c->window - FILL_MAX - BLOCK) / BLOCK;
 
         first_block[sq] = from;
         for (int b = 0; b < MAX_BLOCKS; b++)
@@ -1074,10 +1079,16 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
         int from = sq < 0 ? 0 : first_block[sq] * BLOCK;
         int to = sq < 0 ? BLOCK : start_pos[sq];
 
-        for (int p0 = from; p0 < to && ok; p0 += FILL_MAX)
+        /* window-1 steps end where the checked ones begin */
+        int checked_from = sq < 0 ? to : from + (c->window > 0 ? c->window - 1 : 0);
+
+        for (int p0 = from, n; p0 < to && ok; p0 += n)
         {
-            int n = to - p0 < FILL_MAX ? to - p0 : FILL_MAX;
+            int end = p0 < checked_from ? checked_from : to;
+
+            n = end - p0 < FILL_MAX ? end - p0 : FILL_MAX;
             int seq = sq < 0 ? 0 : sq;
+            bool checked;
             pgi_step step;
 
             for (int i = 0; i < n; i++)
@@ -1116,9 +1127,23 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
                 t->gpu->ops->scale(t->gpu, k.gpu, NAN, (int64_t) n * kv_width);
                 t->gpu->ops->scale(t->gpu, v.gpu, NAN, (int64_t) n * kv_width);
             }
-            t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &fill_shape);
-            t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &fill_shape);
+            /* steps whose tokens' windows lie in written blocks: the
+             * case's shape (prefill tiles), checked */
+            checked = p0 >= checked_from;
+            t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0,
+                                   checked ? &shape_cpu : &fill_shape);
+            t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0,
+                                   checked ? &shape_gpu : &fill_shape);
             ok = end_both(t);
+            if (ok && checked && read_both(t, &out, prefill_cpu, prefill_gpu, (size_t) n * q_width))
+            {
+                double e = relative_error(prefill_gpu, prefill_cpu, (size_t) n * q_width);
+
+                CHECK(e <= 3e-3,
+                      "attention %s, prefill of seq %d at %d (%d tokens): CUDA (no key before the "
+                      "window read) vs CPU %.2e <= 3e-3",
+                      label, sq, p0, n, e);
+            }
         }
     }
     CHECK(ok, "attention %s: filled", label);
@@ -1186,6 +1211,8 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
     pgi_free(host);
     pgi_free(cpu_out);
     pgi_free(gpu_out);
+    pgi_free(prefill_cpu);
+    pgi_free(prefill_gpu);
 }
 
 static void
