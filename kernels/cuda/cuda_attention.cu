@@ -16,8 +16,8 @@
  *   - Decode-shaped steps (one token per sequence): a tile is one token, and
  *     the keys are split into chunks (flash-decoding) spread over the grid's
  *     z dimension; a second kernel merges the chunks' partial results.  The
- *     chunk count depends only on max_blocks, so a captured graph fits
- *     every step of the same shape.
+ *     chunk count depends only on max_blocks (and the layer's window), so a
+ *     captured graph fits every step of the same shape.
  *   - Other steps (prompt chunks): tiles of up to 64 query rows of one
  *     sequence built on the host; each tile covers keys from its first
  *     token's first key to its last position with per-row causal masking,
