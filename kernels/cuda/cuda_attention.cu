@@ -16,11 +16,26 @@
  *   - Decode-shaped steps (one token per sequence): a tile is one token, and
  *     the keys are split into chunks (flash-decoding) spread over the grid's
  *     z dimension; a second kernel merges the chunks' partial results.  The
- *     chunk count depends only on max_blocks, so a captured graph fits
- *     every step of the same shape.
+ *     chunk count depends only on max_blocks (and the layer's window), so a
+ *     captured graph fits every step of the same shape.
  *   - Other steps (prompt chunks): tiles of up to 64 query rows of one
- *     sequence built on the host; each tile covers keys 0..its last position
- *     with per-row causal masking, in one pass (no split).
+ *     sequence built on the host; each tile covers keys from its first
+ *     token's first key to its last position with per-row causal masking,
+ *     in one pass (no split).
+ *
+ * Sliding windows: a token at position p sees keys p - window + 1 .. p.
+ * Keys are counted from the start of that window, not from 0, so keys
+ * before it are never loaded: decode chunks split the window (their count
+ * follows min(window, max_blocks * block_size)), and a prefill tile starts
+ * at its first token's window (rows of later tokens mask the keys their
+ * own window has left).  A window of 128 at a context of 8192 reads ~128
+ * keys per token.
+ *
+ * Attention sinks: one logit per head with no value.  It is the initial
+ * state of the online softmax of chunk 0 (running max = sink, running
+ * sum = 1, accumulators 0), so it takes part in the maximum and the
+ * denominator exactly once: the merge combines chunks as usual, and chunk 0
+ * always exists (it holds the window's first key).
  */
 #include "cuda_backend.cuh"
 
@@ -35,6 +50,7 @@ struct attention_args {
     const int32_t *seq_index;
     const int32_t *block_tables;
     const int32_t *tiles;         /* (first token, count) pairs; NULL: one token per tile */
+    const float *sinks;           /* [n_heads] sink logits, or NULL */
     float *partial;               /* [token][head][chunk][head_dim + 2] when n_chunks > 1 */
     int max_blocks;
     int n_heads;
@@ -45,8 +61,16 @@ struct attention_args {
     int tile_tokens;              /* most tokens in a tile (sizes shared memory) */
     int chunk_len;
     int n_chunks;
+    int window;                   /* > 0: keys position - window + 1 .. position */
     float scale;
 };
+
+/* The first key a query at `position` attends to. */
+__device__ __forceinline__ int
+window_first_key(int position, int window)
+{
+    return window > 0 && position >= window ? position - window + 1 : 0;
+}
 
 static size_t
 attention_shared_bytes(int query_rows, int head_dim)
@@ -113,11 +137,14 @@ attention_kernel(attention_args a)
 
     const int seq = a.seq_index[t0];
     const int last_position = a.positions[t0 + nt - 1];
-    const int key_begin = chunk * a.chunk_len;
-    const int key_end = min(key_begin + a.chunk_len, last_position + 1);
+    /* the tile's first token has the earliest window; chunks count from it
+     * (chunk_len is INT_MAX for prefill tiles: no overflow below) */
+    const int key_begin = window_first_key(a.positions[t0], a.window) + chunk * a.chunk_len;
+    const int key_end = last_position + 1 - key_begin > a.chunk_len ? key_begin + a.chunk_len
+                                                                     : last_position + 1;
 
     if (key_begin >= key_end)
-        return;   /* this chunk lies past the window (the merge skips it) */
+        return;   /* this chunk lies past the token's position (the merge skips it) */
 
     for (int e = tid; e < rows * hd; e += n_threads)
     {
@@ -128,8 +155,13 @@ attention_kernel(attention_args a)
     }
     for (int r = tid; r < rows; r += n_threads)
     {
-        M[r] = -INFINITY;
-        L[r] = 0.0f;
+        /* a sink is a key of weight e^sink and value 0 seen before all
+         * others, in chunk 0 only (chunk 0 holds every token's first key) */
+        float sink = a.sinks != NULL && chunk == 0 ? a.sinks[kv_head * G + r % G] : -INFINITY;
+        bool has_sink = sink > -INFINITY;   /* -inf and NaN: none, as on the CPU */
+
+        M[r] = has_sink ? sink : -INFINITY;
+        L[r] = has_sink ? 1.0f : 0.0f;
     }
 
     float acc[PGI_ATTN_MAX_ACC];
@@ -225,7 +257,8 @@ attention_kernel(attention_args a)
             int query_position = a.positions[t0 + r / G];
             float s = -INFINITY;
 
-            if (key_base[j] >= 0 && p <= query_position)
+            if (key_base[j] >= 0 && p <= query_position &&
+                p >= window_first_key(query_position, a.window))
             {
                 const float *qr = Qs + (size_t) r * hd;
                 const float *kr = Ks + (size_t) j * (hd + 1);
@@ -307,13 +340,15 @@ attention_kernel(attention_args a)
 }
 
 /* Merge the chunks of each (token, head): out = sum_c acc_c e^(m_c - m) /
- * sum_c l_c e^(m_c - m). */
+ * sum_c l_c e^(m_c - m).  A sink is already in chunk 0's m and l. */
 __global__ void
 attention_merge_kernel(float *out, const float *partial, const int32_t *positions, int n_heads,
-                       int head_dim, int chunk_len, int n_chunks)
+                       int head_dim, int chunk_len, int n_chunks, int window)
 {
     int token = blockIdx.x, head = blockIdx.y;
-    int used = (positions[token] + chunk_len) / chunk_len;
+    int position = positions[token];
+    /* the chunks attention_kernel wrote: those starting at or before position */
+    int used = (position - window_first_key(position, window) + chunk_len) / chunk_len;
     const float *pp = partial + ((size_t) token * n_heads + head) * n_chunks * (head_dim + 2);
     float m = -INFINITY, denominator = 0.0f;
 
@@ -429,7 +464,7 @@ build_tiles(pgi_cuda_backend *cb, int tile_tokens)
 void
 pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                           const float *v, pgi_kv_cache *kv, int layer,
-                          const pgi_attention_shape *shape)
+                          const pgi_attention_shape *shape, const pgi_wref *sinks)
 {
     const pgi_kv_geometry *g = &kv->g;
     attention_args a;
@@ -445,11 +480,25 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
                       shape->n_heads, shape->n_kv_heads, hd, layer);
         return;
     }
-    if (shape->window > 0 || shape->sinks != NULL)
+    /* the sinks come as the record's copy of the weight (device pointer and
+     * size), never through shape->sinks: a replayed record must not read
+     * the caller's pgi_weight, which may be gone */
+    if (shape->sinks != NULL &&
+        (sinks == NULL || sinks->device == NULL || sinks->type != PGI_TYPE_F32 ||
+         sinks->rows * sinks->cols != shape->n_heads))
     {
-        pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
-                      "attention: sliding windows and attention sinks are not implemented on CUDA "
-                      "yet");
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT,
+                      "attention: sinks must be an uploaded F32 weight of one value per head "
+                      "(%d), not type %u [%lld x %lld]",
+                      shape->n_heads, sinks != NULL ? (unsigned) sinks->type : 0u,
+                      sinks != NULL ? (long long) sinks->rows : 0LL,
+                      sinks != NULL ? (long long) sinks->cols : 0LL);
+        return;
+    }
+    if (shape->window < 0)
+    {
+        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "attention: window %d is negative",
+                      shape->window);
         return;
     }
     memset(&a, 0, sizeof(a));
@@ -458,15 +507,19 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
     int threads;
     if (decode_shaped)
     {
+        /* keys one token can see: chunks split that span, counted from the
+         * token's first key, so a window needs no chunks for keys before it */
         int64_t max_context = (int64_t) cb->max_blocks * g->block_size;
-        int64_t chunks = (max_context + PGI_ATTN_DECODE_CHUNK - 1) / PGI_ATTN_DECODE_CHUNK;
+        int64_t span = shape->window > 0 && shape->window < max_context ? shape->window
+                                                                         : max_context;
+        int64_t chunks = (span + PGI_ATTN_DECODE_CHUNK - 1) / PGI_ATTN_DECODE_CHUNK;
 
         if (chunks < 1)
             chunks = 1;
         if (chunks > PGI_ATTN_MAX_SPLITS)
             chunks = PGI_ATTN_MAX_SPLITS;
         a.n_chunks = (int) chunks;
-        a.chunk_len = (int) ((max_context + chunks - 1) / chunks);
+        a.chunk_len = (int) ((span + chunks - 1) / chunks);
         a.chunk_len = (a.chunk_len + PGI_ATTN_KEY_TILE - 1) / PGI_ATTN_KEY_TILE * PGI_ATTN_KEY_TILE;
         if (a.chunk_len < PGI_ATTN_KEY_TILE)
             a.chunk_len = PGI_ATTN_KEY_TILE;
@@ -537,6 +590,8 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
     a.head_dim = hd;
     a.block_size = g->block_size;
     a.scale = shape->scale;
+    a.window = shape->window;
+    a.sinks = shape->sinks != NULL ? (const float *) sinks->device : NULL;
 
     dim3 grid(decode_shaped ? cb->n_tokens : cb->n_tiles, shape->n_kv_heads, a.n_chunks);
     attention_kernel<<<grid, threads, shared_bytes, cb->stream>>>(a);
@@ -547,7 +602,8 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
         int merge_threads = hd < 32 ? 32 : (hd > 256 ? 256 : hd);
 
         attention_merge_kernel<<<merge_grid, merge_threads, 0, cb->stream>>>(
-            out, cb->attn_partial, cb->d_positions, shape->n_heads, hd, a.chunk_len, a.n_chunks);
+            out, cb->attn_partial, cb->d_positions, shape->n_heads, hd, a.chunk_len, a.n_chunks,
+            a.window);
         pgi_cuda_check_launch(cb, "attention merge");
     }
 }

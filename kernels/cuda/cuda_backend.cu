@@ -397,7 +397,7 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_ATTENTION:
             pgi_cuda_launch_attention(cb, op->out, op->a, op->b, op->c, op->kv, op->layer,
-                                      &op->shape);
+                                      &op->shape, &op->w);
             break;
         case PGI_OP_SILU_MUL:
             pgi_cuda_launch_silu_mul(cb, op->out, op->a, op->b, op->n);
@@ -549,6 +549,10 @@ cuda_attention(pgi_backend *b, float *out, const float *q, const float *k, const
     op.kv = kv;
     op.layer = layer;
     set_shape(&op.shape, shape);
+    /* the sinks' device pointer is a kernel argument of a captured graph:
+     * recorded (and compared) by value, so a weight uploaded again elsewhere
+     * does not replay the old pointer, and replays never read *shape->sinks */
+    set_wref(&op.w, shape->sinks);
     dispatch(cb, &op);
 }
 

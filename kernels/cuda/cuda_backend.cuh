@@ -72,7 +72,7 @@ struct pgi_op_record {
     const float *a;
     const float *b;
     const float *c;
-    pgi_wref w;
+    pgi_wref w;               /* the weight; attention: its sinks */
     int64_t n;
     float eps;
     int rope_mode;
@@ -235,9 +235,10 @@ void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bi
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
                           const pgi_wref *inv_freq, float attn_factor,
                           const pgi_attention_shape *shape);
+/* sinks: the record's copy of shape->sinks (read instead of it), or NULL */
 void pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                                const float *v, pgi_kv_cache *kv, int layer,
-                               const pgi_attention_shape *shape);
+                               const pgi_attention_shape *shape, const pgi_wref *sinks);
 void pgi_cuda_launch_gelu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
                               const float *up, int64_t n);
 void pgi_cuda_launch_scale(pgi_cuda_backend *cb, float *x, float s, int64_t n);

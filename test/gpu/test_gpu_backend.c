@@ -17,7 +17,10 @@
  *   matmul CUDA vs CPU backend: 2e-2 (the CPU rounds x to 8 bits for the
  *     quantized types)
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
- *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16)
+ *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16), also
+ *     with sliding windows and sinks, through graph replays, and at
+ *     contexts above 8192 where the keys before every window are NaN on
+ *     CUDA only (see test_attention_long_case)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
  *   prompts gives each the same tokens as run alone.
  *   whole models given on the command line (one per tensor type): each
@@ -38,6 +41,9 @@
 #include "unit.h"
 
 static pgi_cuda_create_fn create_cuda;
+/* --check-harness-on-cpu --ops: a CPU backend stands in for CUDA (it reads
+ * keys before a window and drops them, so it gets no NaN keys there) */
+static bool gpu_is_cpu;
 
 typedef struct twin {
     pgi_backend *cpu;
@@ -811,11 +817,29 @@ test_top_k(twin *t)
 typedef struct attention_case {
     int n_heads, n_kv_heads, head_dim, rope_dims;
     pgi_rope_mode mode;
+    float attn_factor;
+    int window;                   /* 0: whole causal context */
+    bool sinks;
 } attention_case;
+
+/* One sink logit per head, in [-2, 4]: comparable to the scores, so the
+ * sink takes a visible share of the softmax. */
+static bool
+sinks_make(twin *t, twin_weight *w, int n_heads)
+{
+    float values[64];
+
+    for (int h = 0; h < n_heads && h < 64; h++)
+        values[h] = 1.0f + 3.0f * random_uniform();
+    return n_heads <= 64 && weight_make(t, w, "sinks", PGI_TYPE_F32, 1, n_heads, values);
+}
 
 /* Two sequences: seq 0 has `len0` tokens, seq 1 `len1`, prefilled in one
  * step; then `n_decode` decode steps of one token each, all of the same
- * shape (so the CUDA backend captures and replays a graph). */
+ * shape (so the CUDA backend captures and replays a graph).  With sinks,
+ * the fourth decode step (a replay) comes with new sink values in a new
+ * device allocation of the same pgi_weight: the replay must not use the
+ * captured pointer. */
 static void
 test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_decode)
 {
@@ -824,8 +848,9 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     int max_tokens = len0 + len1;
     pgi_kv_geometry g = {1, c->n_kv_heads, c->head_dim, BLOCK, N_BLOCKS};
     pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
-    pgi_attention_shape shape = {c->n_heads, c->n_kv_heads, c->head_dim,
-                                 1.0f / sqrtf((float) c->head_dim), 0, NULL};
+    pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
+                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL};
+    pgi_attention_shape shape_gpu = shape_cpu;
     int32_t tables[2 * MAX_BLOCKS], lengths[2];
     int32_t *tokens = pgi_alloc(sizeof(int32_t) * (size_t) max_tokens * 5);
     int32_t *positions = tokens + max_tokens, *seq_index = positions + max_tokens;
@@ -835,31 +860,40 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     float *cpu_out = pgi_alloc(sizeof(float) * (size_t) max_tokens * (size_t) q_width);
     float *gpu_out = pgi_alloc(sizeof(float) * (size_t) max_tokens * (size_t) q_width);
     twin_buffer q, k, v, out;
-    twin_weight freq;
+    twin_weight freq, sinks;
     pgi_rope rope_cpu, rope_gpu;
     pgi_error err;
-    char label[96];
+    char label[160];
 
-    snprintf(label, sizeof(label), "%d heads/%d kv, head_dim %d, %s rope %d", c->n_heads,
-             c->n_kv_heads, c->head_dim, c->mode == PGI_ROPE_NEOX ? "neox" : "interleaved",
-             c->rope_dims);
+    snprintf(label, sizeof(label), "%d heads/%d kv, head_dim %d, %s rope %d x%g, window %d%s",
+             c->n_heads, c->n_kv_heads, c->head_dim,
+             c->mode == PGI_ROPE_NEOX ? "neox" : "interleaved", c->rope_dims,
+             (double) c->attn_factor, c->window, c->sinks ? ", sinks" : "");
     for (int i = 0; i < c->rope_dims / 2; i++)
         inv_freq[i] = powf(10000.0f, -2.0f * i / (float) c->rope_dims);
+    memset(&sinks, 0, sizeof(sinks));
     if (!buffer_make(t, &q, (size_t) max_tokens * q_width) ||
         !buffer_make(t, &k, (size_t) max_tokens * kv_width) ||
         !buffer_make(t, &v, (size_t) max_tokens * kv_width) ||
         !buffer_make(t, &out, (size_t) max_tokens * q_width) ||
         !weight_make(t, &freq, "inv_freq", PGI_TYPE_F32, 1, c->rope_dims / 2, inv_freq) ||
+        (c->sinks && !sinks_make(t, &sinks, c->n_heads)) ||
         t->cpu->ops->kv_create(t->cpu, &g, &kv_cpu, &err) != PGI_OK ||
         t->gpu->ops->kv_create(t->gpu, &g, &kv_gpu, &err) != PGI_OK)
     {
         CHECK(false, "attention %s set up", label);
         return;
     }
+    if (c->sinks)
+    {
+        shape_cpu.sinks = &sinks.cpu;
+        shape_gpu.sinks = &sinks.gpu;
+    }
     rope_cpu.mode = rope_gpu.mode = c->mode;
     rope_cpu.n_dims = rope_gpu.n_dims = c->rope_dims;
     rope_cpu.inv_freq = &freq.cpu;
     rope_gpu.inv_freq = &freq.gpu;
+    rope_cpu.attn_factor = rope_gpu.attn_factor = c->attn_factor;
     /* seq 0 owns blocks 0.., seq 1 blocks 50.. (not adjacent: the table
      * matters) */
     for (int i = 0; i < MAX_BLOCKS; i++)
@@ -904,6 +938,19 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         step.n_outputs = 0;
         step.output_rows = outputs;
 
+        if (c->sinks && round == 4)
+        {
+            /* new values at a new device address, same pgi_weight structs */
+            twin_weight fresh;
+
+            if (!sinks_make(t, &fresh, c->n_heads))
+            {
+                CHECK(false, "attention %s: new sinks", label);
+                break;
+            }
+            weight_free(t, &sinks);
+            sinks = fresh;
+        }
         fill_random(host, (size_t) n * q_width, 1.0f);
         fill_random(host + (size_t) n * q_width, (size_t) n * kv_width, 1.0f);
         fill_random(host + (size_t) n * q_width * 2, (size_t) n * kv_width, 1.0f);
@@ -917,10 +964,10 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         load_rows(t, &v, host + (size_t) n * q_width * 2, n, kv_width);
         if (!step_both(t, &step))
             break;
-        t->cpu->ops->rope(t->cpu, q.cpu, k.cpu, &rope_cpu, &shape);
-        t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape);
-        t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape);
-        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape);
+        t->cpu->ops->rope(t->cpu, q.cpu, k.cpu, &rope_cpu, &shape_cpu);
+        t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape_gpu);
+        t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape_cpu);
+        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
         if (!end_both(t))
         {
             CHECK(false, "attention %s round %d ran", label, round);
@@ -947,6 +994,8 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     buffer_free(t, &v);
     buffer_free(t, &out);
     weight_free(t, &freq);
+    if (c->sinks)
+        weight_free(t, &sinks);
     pgi_free(tokens);
     pgi_free(inv_freq);
     pgi_free(host);
@@ -954,18 +1003,252 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     pgi_free(gpu_out);
 }
 
+/*
+ * Decode at contexts above 8192 with a window.  Two sequences at positions
+ * LONG_POS0.. and LONG_POS1..; only their last blocks (the windows and a
+ * little more) are written with keys, every block before points to one
+ * filler block F.  On the CPU F holds finite values (its attention reads
+ * and then discards keys before the window); on CUDA F holds NaN (K and V
+ * scaled by NaN before they are stored), so any key before the window that
+ * CUDA loads, even masked, turns its output into NaN.  The fill steps
+ * (prefill, 128 tokens each) use window 1 (each token sees itself: cheap on
+ * the emulator) while a token's window would reach F, then the case's
+ * shape, checked; the decode steps the case's shape, n_decode times
+ * (eager, capture, replays).
+ */
+static void
+test_attention_long_case(twin *t, const attention_case *c, int n_decode)
+{
+    enum { BLOCK = 16, MAX_BLOCKS = 560, FILL_MAX = 128, LONG_POS0 = 8500, LONG_POS1 = 8200 };
+    const int start_pos[2] = {LONG_POS0, LONG_POS1};
+    int q_width = c->n_heads * c->head_dim, kv_width = c->n_kv_heads * c->head_dim;
+    int first_block[2], n_blocks = 1;
+    int32_t *tables = pgi_alloc(sizeof(int32_t) * 2 * MAX_BLOCKS);
+    int32_t tokens[FILL_MAX], positions[FILL_MAX], seq_index[FILL_MAX], slots[FILL_MAX];
+    int32_t lengths[2];
+    float *host = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width * 3);
+    float *cpu_out = pgi_alloc(sizeof(float) * (size_t) 2 * (size_t) q_width);
+    float *gpu_out = pgi_alloc(sizeof(float) * (size_t) 2 * (size_t) q_width);
+    float *prefill_cpu = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width);
+    float *prefill_gpu = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width);
+    pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
+    pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
+                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL};
+    pgi_attention_shape shape_gpu, fill_shape = shape_cpu;
+    twin_buffer q, k, v, out;
+    twin_weight sinks;
+    pgi_error err;
+    char label[128];
+    bool ok = true;
+
+    snprintf(label, sizeof(label), "long context %d/%d, %d heads/%d kv, head_dim %d, window %d%s",
+             LONG_POS0, LONG_POS1, c->n_heads, c->n_kv_heads, c->head_dim, c->window,
+             c->sinks ? ", sinks" : "");
+    fill_shape.window = 1;
+    /* block 0 is F; each sequence gets fresh blocks from the one holding
+     * position start - window - FILL_MAX - BLOCK: the last ~FILL_MAX + BLOCK
+     * prefill tokens see only written keys */
+    for (int sq = 0; sq < 2; sq++)
+    {
+        int from = (start_pos[sq] - c->window - FILL_MAX - BLOCK) / BLOCK;
+
+        first_block[sq] = from;
+        for (int b = 0; b < MAX_BLOCKS; b++)
+            tables[sq * MAX_BLOCKS + b] = b < from ? 0 : n_blocks + (b - from);
+        n_blocks += MAX_BLOCKS - from;
+    }
+    pgi_kv_geometry g = {1, c->n_kv_heads, c->head_dim, BLOCK, n_blocks};
+
+    memset(&sinks, 0, sizeof(sinks));
+    if (!buffer_make(t, &q, (size_t) FILL_MAX * q_width) ||
+        !buffer_make(t, &k, (size_t) FILL_MAX * kv_width) ||
+        !buffer_make(t, &v, (size_t) FILL_MAX * kv_width) ||
+        !buffer_make(t, &out, (size_t) FILL_MAX * q_width) ||
+        (c->sinks && !sinks_make(t, &sinks, c->n_heads)) ||
+        t->cpu->ops->kv_create(t->cpu, &g, &kv_cpu, &err) != PGI_OK ||
+        t->gpu->ops->kv_create(t->gpu, &g, &kv_gpu, &err) != PGI_OK)
+    {
+        CHECK(false, "attention %s set up", label);
+        return;
+    }
+    shape_gpu = shape_cpu;
+    if (c->sinks)
+    {
+        shape_cpu.sinks = &sinks.cpu;
+        shape_gpu.sinks = &sinks.gpu;
+    }
+
+    /* fill: F first (positions 0..BLOCK-1 of seq 0, whose table starts
+     * with F), then each sequence's written blocks up to its start */
+    for (int sq = -1; sq < 2 && ok; sq++)
+    {
+        int from = sq < 0 ? 0 : first_block[sq] * BLOCK;
+        int to = sq < 0 ? BLOCK : start_pos[sq];
+
+        /* window-1 steps end where the checked ones begin */
+        int checked_from = sq < 0 ? to : from + (c->window > 0 ? c->window - 1 : 0);
+
+        for (int p0 = from, n; p0 < to && ok; p0 += n)
+        {
+            int end = p0 < checked_from ? checked_from : to;
+
+            n = end - p0 < FILL_MAX ? end - p0 : FILL_MAX;
+            int seq = sq < 0 ? 0 : sq;
+            bool checked;
+            pgi_step step;
+
+            for (int i = 0; i < n; i++)
+            {
+                int p = p0 + i;
+
+                tokens[i] = i;
+                positions[i] = p;
+                seq_index[i] = seq;
+                slots[i] = tables[seq * MAX_BLOCKS + p / BLOCK] * BLOCK + p % BLOCK;
+            }
+            lengths[0] = lengths[1] = 0;
+            lengths[seq] = p0 + n;
+            memset(&step, 0, sizeof(step));
+            step.n_tokens = n;
+            step.tokens = tokens;
+            step.positions = positions;
+            step.seq_index = seq_index;
+            step.kv_slots = slots;
+            step.n_seqs = 1 + seq;   /* never n_tokens: not decode-shaped */
+            step.max_blocks = MAX_BLOCKS;
+            step.block_tables = tables;
+            step.seq_lengths = lengths;
+            step.output_rows = tokens;
+            fill_random(host, (size_t) n * q_width, 1.0f);
+            fill_random(host + (size_t) n * q_width, (size_t) n * kv_width, 1.0f);
+            fill_random(host + (size_t) n * q_width * 2, (size_t) n * kv_width, 1.0f);
+            ok = load_rows(t, &q, host, n, q_width) &&
+                 load_rows(t, &k, host + (size_t) n * q_width, n, kv_width) &&
+                 load_rows(t, &v, host + (size_t) n * q_width * 2, n, kv_width) &&
+                 step_both(t, &step);
+            if (!ok)
+                break;
+            if (sq < 0 && !gpu_is_cpu)
+            {
+                t->gpu->ops->scale(t->gpu, k.gpu, NAN, (int64_t) n * kv_width);
+                t->gpu->ops->scale(t->gpu, v.gpu, NAN, (int64_t) n * kv_width);
+            }
+            /* steps whose tokens' windows lie in written blocks: the
+             * case's shape (prefill tiles), checked */
+            checked = p0 >= checked_from;
+            t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0,
+                                   checked ? &shape_cpu : &fill_shape);
+            t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0,
+                                   checked ? &shape_gpu : &fill_shape);
+            ok = end_both(t);
+            if (ok && checked && read_both(t, &out, prefill_cpu, prefill_gpu, (size_t) n * q_width))
+            {
+                double e = relative_error(prefill_gpu, prefill_cpu, (size_t) n * q_width);
+
+                CHECK(e <= 3e-3,
+                      "attention %s, prefill of seq %d at %d (%d tokens): CUDA (no key before the "
+                      "window read) vs CPU %.2e <= 3e-3",
+                      label, sq, p0, n, e);
+            }
+        }
+    }
+    CHECK(ok, "attention %s: filled", label);
+
+    for (int round = 0; round < n_decode && ok; round++)
+    {
+        pgi_step step;
+
+        for (int sq = 0; sq < 2; sq++)
+        {
+            int p = start_pos[sq] + round;
+
+            tokens[sq] = sq;
+            positions[sq] = p;
+            seq_index[sq] = sq;
+            slots[sq] = tables[sq * MAX_BLOCKS + p / BLOCK] * BLOCK + p % BLOCK;
+            lengths[sq] = p + 1;
+        }
+        memset(&step, 0, sizeof(step));
+        step.n_tokens = 2;
+        step.tokens = tokens;
+        step.positions = positions;
+        step.seq_index = seq_index;
+        step.kv_slots = slots;
+        step.n_seqs = 2;
+        step.max_blocks = MAX_BLOCKS;
+        step.block_tables = tables;
+        step.seq_lengths = lengths;
+        step.output_rows = tokens;
+        fill_random(host, (size_t) 2 * q_width, 1.0f);
+        fill_random(host + (size_t) 2 * q_width, (size_t) 2 * kv_width, 1.0f);
+        fill_random(host + (size_t) 4 * q_width, (size_t) 2 * kv_width, 1.0f);
+        if (!load_rows(t, &q, host, 2, q_width) ||
+            !load_rows(t, &k, host + (size_t) 2 * q_width, 2, kv_width) ||
+            !load_rows(t, &v, host + (size_t) 4 * q_width, 2, kv_width) || !step_both(t, &step))
+        {
+            CHECK(false, "attention %s round %d set up", label, round);
+            break;
+        }
+        t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape_cpu);
+        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        if (!end_both(t))
+        {
+            CHECK(false, "attention %s round %d ran", label, round);
+            break;
+        }
+        if (read_both(t, &out, cpu_out, gpu_out, (size_t) 2 * q_width))
+        {
+            double e = relative_error(gpu_out, cpu_out, (size_t) 2 * q_width);
+
+            CHECK(e <= 3e-3,
+                  "attention %s round %d: CUDA (no key before the window read) vs CPU %.2e <= 3e-3",
+                  label, round, e);
+        }
+    }
+    t->cpu->ops->kv_destroy(t->cpu, kv_cpu);
+    t->gpu->ops->kv_destroy(t->gpu, kv_gpu);
+    buffer_free(t, &q);
+    buffer_free(t, &k);
+    buffer_free(t, &v);
+    buffer_free(t, &out);
+    if (c->sinks)
+        weight_free(t, &sinks);
+    pgi_free(tables);
+    pgi_free(host);
+    pgi_free(cpu_out);
+    pgi_free(gpu_out);
+    pgi_free(prefill_cpu);
+    pgi_free(prefill_gpu);
+}
+
 static void
 test_attention(twin *t)
 {
+    /* heads, KV heads, head_dim, rotary dims, mode, attn_factor, window, sinks */
     const attention_case cases[] = {
-        {8, 2, 64, 64, PGI_ROPE_INTERLEAVED},
-        {8, 8, 8, 8, PGI_ROPE_INTERLEAVED},      /* stories260K-like */
-        {4, 2, 128, 64, PGI_ROPE_NEOX},          /* partial rotary */
+        {8, 2, 64, 64, PGI_ROPE_INTERLEAVED, 1.0f, 0, false},
+        {8, 8, 8, 8, PGI_ROPE_INTERLEAVED, 1.0f, 0, false},      /* stories260K-like */
+        {4, 2, 128, 64, PGI_ROPE_NEOX, 1.0f, 0, false},          /* partial rotary */
+        /* windows and sinks, GQA groups 1, 4, 8; attn_factor as LongRoPE's */
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.19f, 16, true},
+        {8, 1, 64, 64, PGI_ROPE_INTERLEAVED, 1.0f, 3, true},
+        {4, 4, 128, 128, PGI_ROPE_NEOX, 0.8f, 1, true},
+        {8, 8, 8, 8, PGI_ROPE_INTERLEAVED, 1.0f, 100, false},    /* > len0, < len1 */
+        {8, 2, 64, 64, PGI_ROPE_INTERLEAVED, 1.0f, 0, true},     /* sinks through the split-K merge */
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 300, true},          /* a window split in 2 chunks */
+        {4, 1, 128, 128, PGI_ROPE_NEOX, 1.0f, 1000, false},      /* window > every context */
+    };
+    const attention_case long_cases[] = {
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 128, true},
+        {8, 1, 64, 64, PGI_ROPE_NEOX, 1.0f, 1000, true},         /* 4 chunks of 256 */
+        {4, 4, 128, 128, PGI_ROPE_NEOX, 1.0f, 100, false},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         /* seq 1 long enough to cross decode chunks (split-K) */
         test_attention_case(t, &cases[i], 5, 250, 5);
+    for (size_t i = 0; i < sizeof(long_cases) / sizeof(long_cases[0]); i++)
+        test_attention_long_case(t, &long_cases[i], 5);
 }
 
 /* ------------------------------------------------------------ engine */
@@ -1135,6 +1418,7 @@ main(int argc, char **argv)
              * rounding of x, beyond the CUDA tolerances) */
             t.cpu = pgi_cpu_backend_create(1, &err);
             t.gpu = pgi_cpu_backend_create(1, &err);
+            gpu_is_cpu = true;
             test_matmul(&t);
             test_embed(&t);
             test_small_ops(&t);
