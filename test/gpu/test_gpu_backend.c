@@ -412,6 +412,250 @@ test_matmul(twin *t)
     test_matmul_type(t, PGI_TYPE_F16, 64, 172, 64);
 }
 
+/* ------------------------------------------------------------ mixture of experts */
+
+/* Both backends' int32 ids, read through read_floats (4-byte elements). */
+static bool
+read_ids(twin *t, const twin_buffer *b, int32_t *cpu_ids, int32_t *gpu_ids, size_t n)
+{
+    float *c = pgi_alloc(sizeof(float) * n), *g = pgi_alloc(sizeof(float) * n);
+    bool ok = read_both(t, b, c, g, n);
+
+    memcpy(cpu_ids, c, sizeof(int32_t) * n);
+    memcpy(gpu_ids, g, sizeof(int32_t) * n);
+    pgi_free(c);
+    pgi_free(g);
+    return ok;
+}
+
+typedef struct moe_twin {
+    twin_weight gate, up, down, gate_b, up_b, down_b;
+    pgi_moe_experts cpu_ex, gpu_ex;
+} moe_twin;
+
+/* Expert tensors of `type` (rows n_expert * per-expert rows); `poisoned`
+ * experts get NaN values (quantized: 1e30, which the reference quantizer
+ * turns into infinite scales without undefined float-to-int casts). */
+static bool
+moe_make(twin *t, moe_twin *m, uint32_t type, int n_expert, int64_t n_embd, int64_t n_ff,
+         bool biases, pgi_moe_activation act, const bool *poisoned)
+{
+    size_t big = (size_t) n_expert * (size_t) (n_embd * n_ff);
+    float *values = pgi_alloc(sizeof(float) * big);
+    bool ok;
+
+    memset(m, 0, sizeof(*m));
+#define MOE_FILL(scale, per_expert, poison)                                       \
+    do {                                                                         \
+        fill_random(values, big, (scale));                                       \
+        for (int e_ = 0; poisoned != NULL && e_ < n_expert; e_++)                \
+            if (poisoned[e_])                                                    \
+                for (size_t i_ = 0; i_ < (size_t) (per_expert); i_++)            \
+                    values[(size_t) e_ * (size_t) (per_expert) + i_] = (poison); \
+    } while (0)
+    float poison = type == PGI_TYPE_F32 ? NAN : 1e30f;
+
+    MOE_FILL(6.0f / sqrtf((float) n_embd), n_ff * n_embd, poison);
+    ok = weight_make(t, &m->gate, "gate_exps", type, n_expert * n_ff, n_embd, values);
+    MOE_FILL(6.0f / sqrtf((float) n_embd), n_ff * n_embd, poison);
+    ok = ok && weight_make(t, &m->up, "up_exps", type, n_expert * n_ff, n_embd, values);
+    MOE_FILL(2.0f / sqrtf((float) n_ff), n_ff * n_embd, poison);
+    ok = ok && weight_make(t, &m->down, "down_exps", type, n_expert * n_embd, n_ff, values);
+    if (biases)
+    {
+        MOE_FILL(1.0f, n_ff, NAN);
+        ok = ok && weight_make(t, &m->gate_b, "gate_exps.bias", PGI_TYPE_F32, n_expert, n_ff, values);
+        MOE_FILL(1.0f, n_ff, NAN);
+        ok = ok && weight_make(t, &m->up_b, "up_exps.bias", PGI_TYPE_F32, n_expert, n_ff, values);
+        MOE_FILL(0.5f, n_embd, NAN);
+        ok = ok && weight_make(t, &m->down_b, "down_exps.bias", PGI_TYPE_F32, n_expert, n_embd, values);
+    }
+#undef MOE_FILL
+    pgi_free(values);
+    m->cpu_ex.n_expert = m->gpu_ex.n_expert = n_expert;
+    m->cpu_ex.n_embd = m->gpu_ex.n_embd = n_embd;
+    m->cpu_ex.n_ff = m->gpu_ex.n_ff = n_ff;
+    m->cpu_ex.activation = m->gpu_ex.activation = act;
+    m->cpu_ex.gate = &m->gate.cpu;
+    m->cpu_ex.up = &m->up.cpu;
+    m->cpu_ex.down = &m->down.cpu;
+    m->gpu_ex.gate = &m->gate.gpu;
+    m->gpu_ex.up = &m->up.gpu;
+    m->gpu_ex.down = &m->down.gpu;
+    if (biases)
+    {
+        m->cpu_ex.gate_bias = &m->gate_b.cpu;
+        m->cpu_ex.up_bias = &m->up_b.cpu;
+        m->cpu_ex.down_bias = &m->down_b.cpu;
+        m->gpu_ex.gate_bias = &m->gate_b.gpu;
+        m->gpu_ex.up_bias = &m->up_b.gpu;
+        m->gpu_ex.down_bias = &m->down_b.gpu;
+    }
+    return ok;
+}
+
+static void
+moe_free(twin *t, moe_twin *m)
+{
+    twin_weight *all[6] = {&m->gate, &m->up, &m->down, &m->gate_b, &m->up_b, &m->down_b};
+
+    for (int i = 0; i < 6; i++)
+        if (all[i]->host != NULL)
+            weight_free(t, all[i]);
+}
+
+static double
+moe_tolerance(uint32_t type)
+{
+    /* two products in a row; CUDA rounds x to int8 blocks (<= 8 rows) or
+     * F16 (cuBLAS) where the CPU rounds to Q8_0 / Q8_K */
+    if (type == PGI_TYPE_F32)
+        return 1e-4;
+    if (type == PGI_TYPE_F16)
+        return 3e-3;
+    if (type == PGI_TYPE_BF16)
+        return 2e-2;
+    return 4e-2;
+}
+
+static void
+test_moe_type(twin *t, uint32_t type)
+{
+    static const int cases[][2] = {{1, 1}, {1, 4}, {3, 2}, {17, 4}, {64, 2}};
+    int n_expert = 8;
+    int64_t n_embd = 256, n_ff = 256;
+    double worst = 0, worst_w = 0;
+    bool ids_same = true, ok = true;
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]) && ok; c++)
+    {
+        int n_tokens = cases[c][0], k = cases[c][1];
+        /* alternate qwen3moe-like and gpt-oss-like layers */
+        bool oai = c % 2 == 1;
+        pgi_moe_router router = {n_expert, k, oai ? PGI_MOE_GATING_SOFTMAX_TOPK : PGI_MOE_GATING_SOFTMAX,
+                                 oai ? 0 : 1, 1.0f};
+        size_t n_pairs = (size_t) (n_tokens * k), n_out = (size_t) n_tokens * (size_t) n_embd;
+        float *logits = pgi_alloc(sizeof(float) * (size_t) (n_tokens * n_expert));
+        float *x = pgi_alloc(sizeof(float) * n_out);
+        float *cpu_out = pgi_alloc(sizeof(float) * n_out), *gpu_out = pgi_alloc(sizeof(float) * n_out);
+        float *cpu_w = pgi_alloc(sizeof(float) * n_pairs), *gpu_w = pgi_alloc(sizeof(float) * n_pairs);
+        int32_t *cpu_ids = pgi_alloc(sizeof(int32_t) * n_pairs), *gpu_ids = pgi_alloc(sizeof(int32_t) * n_pairs);
+        twin_buffer lb = {0}, xb = {0}, ob = {0}, ib = {0}, wb = {0};
+        moe_twin m;
+
+        fill_random(logits, (size_t) (n_tokens * n_expert), 3.0f);
+        /* a tie between experts 2 and 5 in token 0 */
+        logits[2] = logits[5] = 4.0f;
+        fill_random(x, n_out, 0.5f);
+        ok = moe_make(t, &m, type, n_expert, n_embd, n_ff, oai,
+                      oai ? PGI_MOE_ACT_SWIGLU_OAI : PGI_MOE_ACT_SILU, NULL) &&
+             buffer_make(t, &lb, (size_t) (n_tokens * n_expert)) && buffer_make(t, &xb, n_out) &&
+             buffer_make(t, &ob, n_out) && buffer_make(t, &ib, n_pairs) && buffer_make(t, &wb, n_pairs) &&
+             load_rows(t, &lb, logits, n_tokens, n_expert) && load_rows(t, &xb, x, n_tokens, (int) n_embd);
+        if (ok)
+        {
+            t->cpu->ops->moe_route(t->cpu, (int32_t *) ib.cpu, wb.cpu, lb.cpu, n_tokens, &router);
+            t->gpu->ops->moe_route(t->gpu, (int32_t *) ib.gpu, wb.gpu, lb.gpu, n_tokens, &router);
+            t->cpu->ops->moe_ffn(t->cpu, ob.cpu, xb.cpu, (const int32_t *) ib.cpu, wb.cpu, n_tokens, k,
+                                 &m.cpu_ex);
+            t->gpu->ops->moe_ffn(t->gpu, ob.gpu, xb.gpu, (const int32_t *) ib.gpu, wb.gpu, n_tokens, k,
+                                 &m.gpu_ex);
+            ok = read_ids(t, &ib, cpu_ids, gpu_ids, n_pairs) && read_both(t, &wb, cpu_w, gpu_w, n_pairs) &&
+                 read_both(t, &ob, cpu_out, gpu_out, n_out);
+        }
+        if (ok)
+        {
+            ids_same = ids_same && memcmp(cpu_ids, gpu_ids, sizeof(int32_t) * n_pairs) == 0;
+            worst_w = fmax(worst_w, relative_error(gpu_w, cpu_w, n_pairs));
+            worst = fmax(worst, relative_error(gpu_out, cpu_out, n_out));
+        }
+        moe_free(t, &m);
+        buffer_free(t, &lb);
+        buffer_free(t, &xb);
+        buffer_free(t, &ob);
+        buffer_free(t, &ib);
+        buffer_free(t, &wb);
+        pgi_free(logits);
+        pgi_free(x);
+        pgi_free(cpu_out);
+        pgi_free(gpu_out);
+        pgi_free(cpu_w);
+        pgi_free(gpu_w);
+        pgi_free(cpu_ids);
+        pgi_free(gpu_ids);
+    }
+    CHECK(ok, "moe %s: experts uploaded, ops ran, results read", pgi_type_name(type));
+    CHECK(ok && ids_same && worst_w <= 1e-6,
+          "moe_route (both gatings, a tie): CUDA ids equal the CPU's, weights %.2e <= 1e-6", worst_w);
+    CHECK(ok && worst <= moe_tolerance(type),
+          "moe_ffn %s, 8 experts 256x256, tokens 1..64, k 1..4, SiLU / gpt-oss SwiGLU with biases: "
+          "CUDA vs CPU %.2e <= %.0e", pgi_type_name(type), worst, moe_tolerance(type));
+}
+
+/* Experts no token picked hold NaN on both backends: the outputs stay
+ * finite (their weights are never read), and agree. */
+static void
+test_moe_unpicked(twin *t, uint32_t type)
+{
+    static const bool poisoned[8] = {true, false, true, false, true, true, false, true};
+    static const int pick[3] = {1, 3, 6};
+    int n_tokens = 12, k = 2;
+    int64_t n_embd = 256;
+    size_t n_out = (size_t) n_tokens * (size_t) n_embd;
+    float *x = pgi_alloc(sizeof(float) * n_out), *cpu_out = pgi_alloc(sizeof(float) * n_out);
+    float *gpu_out = pgi_alloc(sizeof(float) * n_out);
+    float ids_f[24], w[24];
+    twin_buffer xb = {0}, ob = {0}, ib = {0}, wb = {0};
+    moe_twin m;
+    bool ok, finite = true;
+
+    for (int i = 0; i < n_tokens; i++)
+    {
+        int32_t a = pick[i % 3], b = pick[(i + 1) % 3];
+
+        memcpy(&ids_f[2 * i], &a, 4);
+        memcpy(&ids_f[2 * i + 1], &b, 4);
+        w[2 * i] = 0.6f;
+        w[2 * i + 1] = 0.4f;
+    }
+    fill_random(x, n_out, 0.5f);
+    ok = moe_make(t, &m, type, 8, n_embd, 256, true, PGI_MOE_ACT_SWIGLU_OAI, poisoned) &&
+         buffer_make(t, &xb, n_out) && buffer_make(t, &ob, n_out) && buffer_make(t, &ib, 24) &&
+         buffer_make(t, &wb, 24) && load_rows(t, &xb, x, n_tokens, (int) n_embd) &&
+         load_rows(t, &ib, ids_f, n_tokens, 2) && load_rows(t, &wb, w, n_tokens, 2);
+    if (ok)
+    {
+        t->cpu->ops->moe_ffn(t->cpu, ob.cpu, xb.cpu, (const int32_t *) ib.cpu, wb.cpu, n_tokens, k, &m.cpu_ex);
+        t->gpu->ops->moe_ffn(t->gpu, ob.gpu, xb.gpu, (const int32_t *) ib.gpu, wb.gpu, n_tokens, k, &m.gpu_ex);
+        ok = read_both(t, &ob, cpu_out, gpu_out, n_out);
+    }
+    for (size_t i = 0; ok && i < n_out; i++)
+        finite = finite && isfinite(gpu_out[i]) && isfinite(cpu_out[i]);
+    CHECK(ok && finite && relative_error(gpu_out, cpu_out, n_out) <= moe_tolerance(type),
+          "moe_ffn %s: experts no token picked are NaN, outputs finite on both and agree",
+          pgi_type_name(type));
+    moe_free(t, &m);
+    buffer_free(t, &xb);
+    buffer_free(t, &ob);
+    buffer_free(t, &ib);
+    buffer_free(t, &wb);
+    pgi_free(x);
+    pgi_free(cpu_out);
+    pgi_free(gpu_out);
+}
+
+static void
+test_moe(twin *t)
+{
+    const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
+                              PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K};
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        test_moe_type(t, types[i]);
+    test_moe_unpicked(t, PGI_TYPE_F32);
+    test_moe_unpicked(t, PGI_TYPE_Q6_K);
+}
+
 /* ------------------------------------------------------------ embed */
 
 static void
@@ -1140,6 +1384,7 @@ main(int argc, char **argv)
             test_small_ops(&t);
             test_top_k(&t);
             test_attention(&t);
+            test_moe(&t);
         }
         return unit_done();
     }
@@ -1178,6 +1423,7 @@ main(int argc, char **argv)
     test_small_ops(&t);
     test_top_k(&t);
     test_attention(&t);
+    test_moe(&t);
     t.gpu->ops->destroy(t.gpu);
     t.cpu->ops->destroy(t.cpu);
     test_engine(path);
