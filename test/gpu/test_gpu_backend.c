@@ -16,6 +16,11 @@
  *     quantized weights, rounded to F16); BF16 1e-2 (x rounded to BF16)
  *   matmul CUDA vs CPU backend: 2e-2 (the CPU rounds x to 8 bits for the
  *     quantized types)
+ *   moe_route: ids equal the CPU's, weights 1e-6; moe_ffn vs the CPU
+ *     backend: F32 1e-4, F16 3e-3, BF16 2e-2 (cuBLAS rounds x to the
+ *     weight's type), quantized 4e-2 (two products in a row, each
+ *     rounding x differently from the CPU); experts no token picked hold
+ *     NaN and the outputs stay finite
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
  *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
