@@ -13,8 +13,9 @@
  * id: its tokens' rows of x are gathered into one block, multiplied by the
  * expert's gate and up rows (the ordinary matmul paths: matrix-vector
  * kernels up to 8 rows, cuBLAS above, on a view of the expert's rows,
- * pgi_cuda_view_rows), biased, activated, multiplied by its down rows,
- * biased, and added into out scaled by each pair's weight.  Experts no pair
+ * pgi_cuda_view_rows), biased and activated (one kernel), multiplied by its
+ * down rows, and biased and added into out scaled by each pair's weight
+ * (one kernel): 7 launches per picked expert with the int8 matvec path.  Experts no pair
  * picked cost nothing.  The read-back keeps every launch size on the host;
  * its cost is one synchronization per MoE layer and step (tens of
  * microseconds), and a step holding one is never captured as a CUDA graph.
@@ -138,26 +139,21 @@ moe_gather_kernel(float *dst, const float *x, const int32_t *pairs, int k, int c
     }
 }
 
-/* x[r] += bias (one row of width) for r < c. */
+/* g = act(g + gate_bias, u + up_bias), the formulas of pgi_moe_activate,
+ * over c rows of width n_ff; the biases (one row each) may be NULL. */
 __global__ void
-moe_bias_kernel(float *x, const float *bias, int c, int64_t width)
-{
-    int64_t n = (int64_t) c * width;
-
-    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
-         i += (int64_t) gridDim.x * blockDim.x)
-        x[i] += bias[i % width];
-}
-
-/* g = act(g, u), the formulas of pgi_moe_activate. */
-__global__ void
-moe_activate_kernel(float *g, const float *u, int64_t n, int act)
+moe_activate_kernel(float *g, const float *u, const float *gate_bias, const float *up_bias,
+                    int64_t n, int64_t n_ff, int act)
 {
     for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
          i += (int64_t) gridDim.x * blockDim.x)
     {
         float a = g[i], b = u[i];
 
+        if (gate_bias != NULL)
+            a += gate_bias[i % n_ff];
+        if (up_bias != NULL)
+            b += up_bias[i % n_ff];
         if (act == PGI_MOE_ACT_SWIGLU_OAI)
         {
             /* comparisons, not fminf: a NaN stays a NaN */
@@ -170,22 +166,27 @@ moe_activate_kernel(float *g, const float *u, int64_t n, int act)
     }
 }
 
-/* out[token of pairs[r]] += weights[pairs[r]] * d[r]: one thread per
- * column walks the rows in order, so a token named twice by one expert
- * (never by moe_route) is still summed without a race. */
+/* out[token of pairs[r]] += weights[pairs[r]] * (d[r] + bias) (bias one
+ * row, may be NULL): one thread per column walks the rows in order, so a
+ * token named twice by one expert (never by moe_route) is still summed
+ * without a race. */
 __global__ void
-moe_scatter_kernel(float *out, const float *d, const int32_t *pairs, const float *weights, int k,
-                   int c, int64_t width)
+moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t *pairs,
+                   const float *weights, int k, int c, int64_t width)
 {
     for (int64_t col = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; col < width;
          col += (int64_t) gridDim.x * blockDim.x)
+    {
+        float b = bias != NULL ? bias[col] : 0.0f;
+
         for (int r = 0; r < c; r++)
         {
             int32_t p = pairs[r];
 
             out[(size_t) (p / k) * (size_t) width + (size_t) col] +=
-                weights[p] * d[(size_t) r * (size_t) width + (size_t) col];
+                weights[p] * (d[(size_t) r * (size_t) width + (size_t) col] + b);
         }
+    }
 }
 
 /* The pinned host buffer: ids [n_pairs], pairs by expert [n_pairs], counts
@@ -217,6 +218,13 @@ ensure_host(pgi_cuda_backend *cb, size_t ints)
     }
     cb->moe_host_ints = ints + ints / 4;
     return true;
+}
+
+/* Expert e's row of a bias (rows n_expert), or NULL. */
+static const float *
+bias_row(const pgi_weight *bias, int e)
+{
+    return bias != NULL ? (const float *) bias->device + (size_t) e * (size_t) bias->cols : NULL;
 }
 
 static bool
@@ -317,22 +325,13 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
         pgi_cuda_check_launch(cb, "moe_ffn gather");
         pgi_cuda_launch_matmul_view(cb, gate, ex->gate->type, &gv, xg, c);
         pgi_cuda_launch_matmul_view(cb, up, ex->up->type, &uv, xg, c);
-        if (ex->gate_bias != NULL)
-            moe_bias_kernel<<<grid_of((int64_t) c * n_ff, 256), 256, 0, cb->stream>>>(
-                gate, (const float *) ex->gate_bias->device + (size_t) e * (size_t) n_ff, c, n_ff);
-        if (ex->up_bias != NULL)
-            moe_bias_kernel<<<grid_of((int64_t) c * n_ff, 256), 256, 0, cb->stream>>>(
-                up, (const float *) ex->up_bias->device + (size_t) e * (size_t) n_ff, c, n_ff);
         moe_activate_kernel<<<grid_of((int64_t) c * n_ff, 256), 256, 0, cb->stream>>>(
-            gate, up, (int64_t) c * n_ff, (int) ex->activation);
+            gate, up, bias_row(ex->gate_bias, e), bias_row(ex->up_bias, e), (int64_t) c * n_ff,
+            n_ff, (int) ex->activation);
         pgi_cuda_check_launch(cb, "moe_ffn activation");
         pgi_cuda_launch_matmul_view(cb, down, ex->down->type, &dv, gate, c);
-        if (ex->down_bias != NULL)
-            moe_bias_kernel<<<grid_of((int64_t) c * n_embd, 256), 256, 0, cb->stream>>>(
-                down, (const float *) ex->down_bias->device + (size_t) e * (size_t) n_embd, c,
-                n_embd);
-        moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(out, down, pairs, weights,
-                                                                         k, c, n_embd);
+        moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
+            out, down, bias_row(ex->down_bias, e), pairs, weights, k, c, n_embd);
         pgi_cuda_check_launch(cb, "moe_ffn scatter");
     }
 }
