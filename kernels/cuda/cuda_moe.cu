@@ -9,16 +9,19 @@
  * moe_ffn: the ids are read back to the host (one small copy and a stream
  * synchronization per call), the (token, slot) pairs are grouped by expert
  * there (pgi_moe_group, shared with the CPU backend) and the grouping is
- * copied up again.  Then, for each expert some pair picked, in increasing
- * id: its tokens' rows of x are gathered into one block, multiplied by the
- * expert's gate and up rows (the ordinary matmul paths: matrix-vector
- * kernels up to 8 rows, cuBLAS above, on a view of the expert's rows,
- * pgi_cuda_view_rows), biased and activated (one kernel), multiplied by its
- * down rows, and biased and added into out scaled by each pair's weight
- * (one kernel): 7 launches per picked expert with the int8 matvec path.  Experts no pair
- * picked cost nothing.  The read-back keeps every launch size on the host;
- * its cost is one synchronization per MoE layer and step (tens of
- * microseconds), and a step holding one is never captured as a CUDA graph.
+ * copied up again.  The picked experts' rows of x are gathered into one
+ * block in expert order.  Then:
+ *   - every group at most 8 rows (decode, batched decode): one launch per
+ *     product covers all picked experts (moe_matvec_kernel: a block per
+ *     (rows of the expert, picked expert), float x against the decoded
+ *     weights), then one activation (with biases) and one weighted scatter
+ *     into out: 7 launches per MoE layer whatever k;
+ *   - larger groups (prefill): expert by expert, the ordinary matmul paths
+ *     (cuBLAS) on a view of the expert's rows (pgi_cuda_view_rows).
+ * Experts no pair picked cost nothing and their weights are never read.
+ * The read-back keeps every launch size on the host; its cost is one
+ * synchronization per MoE layer and step (tens of microseconds), and a step
+ * holding one is never captured as a CUDA graph.
  */
 #include "cuda_backend.cuh"
 
@@ -139,21 +142,31 @@ moe_gather_kernel(float *dst, const float *x, const int32_t *pairs, int k, int c
     }
 }
 
+/* The expert of row r of a block of grouped rows: row_expert[r], or e for
+ * every row when row_expert is NULL (one expert's block). */
+__device__ __forceinline__ int
+row_expert_of(const int32_t *row_expert, int e, int64_t r)
+{
+    return row_expert != NULL ? row_expert[r] : e;
+}
+
 /* g = act(g + gate_bias, u + up_bias), the formulas of pgi_moe_activate,
- * over c rows of width n_ff; the biases (one row each) may be NULL. */
+ * over rows of width n_ff; the biases ([n_expert][n_ff]) may be NULL. */
 __global__ void
 moe_activate_kernel(float *g, const float *u, const float *gate_bias, const float *up_bias,
-                    int64_t n, int64_t n_ff, int act)
+                    const int32_t *row_expert, int e, int64_t n, int64_t n_ff, int act)
 {
     for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
          i += (int64_t) gridDim.x * blockDim.x)
     {
         float a = g[i], b = u[i];
+        size_t bias_at = (size_t) row_expert_of(row_expert, e, i / n_ff) * (size_t) n_ff +
+                         (size_t) (i % n_ff);
 
         if (gate_bias != NULL)
-            a += gate_bias[i % n_ff];
+            a += gate_bias[bias_at];
         if (up_bias != NULL)
-            b += up_bias[i % n_ff];
+            b += up_bias[bias_at];
         if (act == PGI_MOE_ACT_SWIGLU_OAI)
         {
             /* comparisons, not fminf: a NaN stays a NaN */
@@ -166,31 +179,117 @@ moe_activate_kernel(float *g, const float *u, const float *gate_bias, const floa
     }
 }
 
-/* out[token of pairs[r]] += weights[pairs[r]] * (d[r] + bias) (bias one
- * row, may be NULL): one thread per column walks the rows in order, so a
- * token named twice by one expert (never by moe_route) is still summed
- * without a race. */
+/* out[token of pairs[r]] += weights[pairs[r]] * (d[r] + bias of the row's
+ * expert) for r < c (bias [n_expert][width], may be NULL): one thread per
+ * column walks the rows in order, so the terms of a token are added in
+ * increasing expert id and a token named twice by one expert (never by
+ * moe_route) is still summed without a race. */
 __global__ void
-moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t *pairs,
-                   const float *weights, int k, int c, int64_t width)
+moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t *row_expert, int e,
+                   const int32_t *pairs, const float *weights, int k, int c, int64_t width)
 {
     for (int64_t col = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; col < width;
          col += (int64_t) gridDim.x * blockDim.x)
-    {
-        float b = bias != NULL ? bias[col] : 0.0f;
-
         for (int r = 0; r < c; r++)
         {
             int32_t p = pairs[r];
+            float b = bias != NULL
+                ? bias[(size_t) row_expert_of(row_expert, e, r) * (size_t) width + (size_t) col]
+                : 0.0f;
 
             out[(size_t) (p / k) * (size_t) width + (size_t) col] +=
                 weights[p] * (d[(size_t) r * (size_t) width + (size_t) col] + b);
         }
+}
+
+/* Small groups (decode, batched decode): one launch multiplies every picked
+ * expert's rows.  Block (x, y) computes weight rows [x*WARPS, x*WARPS +
+ * WARPS) of the y-th picked expert (groups[y] = {expert, first row, count})
+ * against that expert's count rows of x, one warp per weight row, each
+ * lane decoding units of the row (quant_units.cuh) and multiplying them
+ * with up to 8 rows of x at a time; x stays float.  The weights of each
+ * picked expert are read once per 8 of its rows. */
+#define PGI_MOE_GROUP_ROWS 8
+
+template <int T>
+__global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
+moe_matvec_kernel(float *out, pgi_wview w, size_t q_row, size_t s_row, int64_t rows_per_expert,
+                  const int32_t *groups, const float *x)
+{
+    typedef pgi_unit<T> unit;
+    int lane = threadIdx.x & 31;
+    int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
+    const int32_t *g = groups + 3 * (size_t) blockIdx.y;
+    int e = g[0], first = g[1], c = g[2];
+
+    if (row >= rows_per_expert)
+        return;
+    pgi_wview v = pgi_wview_from_row(w, q_row, s_row, (int64_t) e * rows_per_expert, rows_per_expert);
+    int64_t n_units = unit::per_row(v.cols);
+
+    for (int r0 = 0; r0 < c; r0 += PGI_MOE_GROUP_ROWS)
+    {
+        int nr = c - r0 < PGI_MOE_GROUP_ROWS ? c - r0 : PGI_MOE_GROUP_ROWS;
+        float acc[PGI_MOE_GROUP_ROWS];
+
+#pragma unroll
+        for (int r = 0; r < PGI_MOE_GROUP_ROWS; r++)
+            acc[r] = 0.0f;
+        for (int64_t u = lane; u < n_units; u += 32)
+        {
+            float vals[unit::U];
+            int64_t c0 = unit::decode(v, row, u, vals);
+
+#pragma unroll
+            for (int r = 0; r < PGI_MOE_GROUP_ROWS; r++)
+                if (r < nr)
+                {
+                    const float *xr = x + (size_t) (first + r0 + r) * (size_t) v.cols;
+                    float sum = 0.0f;
+
+                    for (int i = 0; i < unit::U / 2; i++)
+                        sum += __ldg(xr + c0 + i) * vals[i];
+                    for (int i = 0; i < unit::U - unit::U / 2; i++)
+                        sum += __ldg(xr + c0 + unit::GAP + i) * vals[unit::U / 2 + i];
+                    acc[r] += sum;
+                }
+        }
+#pragma unroll
+        for (int r = 0; r < PGI_MOE_GROUP_ROWS; r++)
+        {
+            float sum = pgi_warp_sum(acc[r]);
+
+            if (lane == 0 && r < nr)
+                out[(size_t) (first + r0 + r) * (size_t) rows_per_expert + (size_t) row] = sum;
+        }
     }
 }
 
-/* The pinned host buffer: ids [n_pairs], pairs by expert [n_pairs], counts
- * [2 * n_expert]. */
+/* out [n_rows][rows per expert] for every group of rows, one launch. */
+static void
+launch_moe_matvec(pgi_cuda_backend *cb, float *out, const pgi_weight *w, int64_t rows_per_expert,
+                  const int32_t *groups, int n_groups, const float *x)
+{
+    int wt = pgi_cuda_wtype_of(w->type, w->cols);
+    size_t q_row, s_row;
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    dim3 grid((unsigned) ((rows_per_expert + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS),
+              (unsigned) n_groups);
+    dim3 block(PGI_CUDA_MATVEC_WARPS * 32);
+
+    pgi_cuda_row_strides(w->type, w->cols, &q_row, &s_row);
+    PGI_WTYPE_SWITCH(wt, T,
+                     (moe_matvec_kernel<T><<<grid, block, 0, cb->stream>>>(
+                          out, view, q_row, s_row, rows_per_expert, groups, x)),
+                     pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "moe_ffn: type %s is not supported on CUDA",
+                                   pgi_type_name(w->type));
+                     return);
+    pgi_cuda_check_launch(cb, "moe_ffn expert products");
+}
+
+/* The pinned host buffer: ids [n_pairs], then what is copied up in one
+ * piece: pairs by expert [n_pairs], groups [n_expert][3], the expert of
+ * each grouped row [n_pairs]; then counts [2 * n_expert]. */
 static bool
 ensure_host(pgi_cuda_backend *cb, size_t ints)
 {
@@ -220,26 +319,27 @@ ensure_host(pgi_cuda_backend *cb, size_t ints)
     return true;
 }
 
-/* Expert e's row of a bias (rows n_expert), or NULL. */
-static const float *
-bias_row(const pgi_weight *bias, int e)
-{
-    return bias != NULL ? (const float *) bias->device + (size_t) e * (size_t) bias->cols : NULL;
-}
-
 static bool
 weight_on_device(const pgi_weight *w)
 {
     return w == NULL || w->device != NULL;
 }
 
+static const float *
+bias_base(const pgi_weight *bias)
+{
+    return bias != NULL ? (const float *) bias->device : NULL;
+}
+
 void
 pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t *ids,
                  const float *weights, int n_tokens, int k, const pgi_moe_experts *ex)
 {
-    int n_pairs, max_count = 0, first = 0;
-    int32_t *h_ids, *h_order, *h_counts;
-    size_t floats, bytes;
+    int n_pairs, n_valid, n_groups = 0, max_count = 0;
+    int32_t *h_ids, *h_order, *h_groups, *h_row_expert, *h_counts;
+    size_t floats, bytes, up_ints;
+    int64_t n_ff = ex->n_ff, n_embd = ex->n_embd;
+    bool grouped;
     cudaError_t rc;
 
     if (n_tokens <= 0)
@@ -258,11 +358,14 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
         return;
     }
     n_pairs = n_tokens * k;
-    if (!ensure_host(cb, 2 * (size_t) n_pairs + 2 * (size_t) ex->n_expert))
+    up_ints = 2 * (size_t) n_pairs + 3 * (size_t) ex->n_expert;
+    if (!ensure_host(cb, (size_t) n_pairs + up_ints + 2 * (size_t) ex->n_expert))
         return;
     h_ids = cb->moe_host;
     h_order = h_ids + n_pairs;
-    h_counts = h_order + n_pairs;
+    h_groups = h_order + n_pairs;
+    h_row_expert = h_groups + 3 * ex->n_expert;
+    h_counts = h_row_expert + n_pairs;
 
     /* the ids, to size each expert's group on the host */
     rc = cudaMemcpyAsync(h_ids, ids, (size_t) n_pairs * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -275,44 +378,84 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
                       cudaGetErrorString(rc), (int) rc);
         return;
     }
-    pgi_moe_group(h_ids, n_pairs, ex->n_expert, h_counts, h_order);
-    for (int e = 0; e < ex->n_expert; e++)
-        if (h_counts[e] > max_count)
-            max_count = h_counts[e];
+    n_valid = pgi_moe_group(h_ids, n_pairs, ex->n_expert, h_counts, h_order);
+    for (int e = 0, first = 0; e < ex->n_expert; e++)
+    {
+        int c = h_counts[e];
 
-    /* device scratch: gathered x [max][n_embd], gate and up [max][n_ff],
-     * down [max][n_embd], then the pairs by expert [n_pairs] */
-    floats = (size_t) max_count * (2 * (size_t) ex->n_embd + 2 * (size_t) ex->n_ff);
-    floats = (floats + 3) / 4 * 4;
-    bytes = floats * sizeof(float) + (size_t) n_pairs * sizeof(int32_t);
+        if (c == 0)
+            continue;
+        h_groups[3 * n_groups] = e;
+        h_groups[3 * n_groups + 1] = first;
+        h_groups[3 * n_groups + 2] = c;
+        n_groups++;
+        for (int r = 0; r < c; r++)
+            h_row_expert[first + r] = e;
+        first += c;
+        if (c > max_count)
+            max_count = c;
+    }
+    /* every group small (decode, batched decode): one launch per product
+     * over all picked experts; otherwise (prefill) expert by expert, each
+     * through the ordinary matmul (cuBLAS for the large groups) */
+    grouped = max_count <= PGI_MOE_GROUP_ROWS;
+
+    /* device scratch: x rows [m][n_embd], gate and up [m][n_ff], down
+     * [m][n_embd] for m = n_valid (grouped) or the largest group, then the
+     * pairs, groups and row experts */
+    {
+        size_t m = grouped ? (size_t) n_valid : (size_t) max_count;
+
+        floats = m * (2 * (size_t) n_embd + 2 * (size_t) n_ff);
+        floats = (floats + 3) / 4 * 4;
+    }
+    bytes = floats * sizeof(float) + up_ints * sizeof(int32_t);
     if (!pgi_cuda_ensure_scratch(cb, &cb->moe_scratch, &cb->moe_scratch_bytes, bytes,
                                  "moe_ffn rows"))
         return;
+    size_t m = grouped ? (size_t) n_valid : (size_t) max_count;
     float *xg = (float *) cb->moe_scratch;
-    float *gate = xg + (size_t) max_count * (size_t) ex->n_embd;
-    float *up = gate + (size_t) max_count * (size_t) ex->n_ff;
-    float *down = up + (size_t) max_count * (size_t) ex->n_ff;
+    float *gate = xg + m * (size_t) n_embd;
+    float *up = gate + m * (size_t) n_ff;
+    float *down = up + m * (size_t) n_ff;
     int32_t *d_order = (int32_t *) ((float *) cb->moe_scratch + floats);
+    int32_t *d_groups = d_order + n_pairs;
+    int32_t *d_row_expert = d_groups + 3 * ex->n_expert;
 
-    rc = cudaMemsetAsync(out, 0, (size_t) n_tokens * (size_t) ex->n_embd * sizeof(float), cb->stream);
-    if (rc == cudaSuccess && max_count > 0)
-        rc = cudaMemcpyAsync(d_order, h_order, (size_t) n_pairs * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, cb->stream);
+    rc = cudaMemsetAsync(out, 0, (size_t) n_tokens * (size_t) n_embd * sizeof(float), cb->stream);
+    if (rc == cudaSuccess && n_valid > 0)
+        rc = cudaMemcpyAsync(d_order, h_order, up_ints * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             cb->stream);
     if (rc != cudaSuccess)
     {
         pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error in moe_ffn: %s (%d)",
                       cudaGetErrorString(rc), (int) rc);
         return;
     }
-    for (int e = 0; e < ex->n_expert; e++)
+    if (n_valid == 0)
+        return;
+    if (grouped)
     {
-        int c = h_counts[e];
+        moe_gather_kernel<<<grid_of((int64_t) n_valid * n_embd, 256), 256, 0, cb->stream>>>(
+            xg, x, d_order, k, n_valid, n_embd);
+        pgi_cuda_check_launch(cb, "moe_ffn gather");
+        launch_moe_matvec(cb, gate, ex->gate, n_ff, d_groups, n_groups, xg);
+        launch_moe_matvec(cb, up, ex->up, n_ff, d_groups, n_groups, xg);
+        moe_activate_kernel<<<grid_of((int64_t) n_valid * n_ff, 256), 256, 0, cb->stream>>>(
+            gate, up, bias_base(ex->gate_bias), bias_base(ex->up_bias), d_row_expert, 0,
+            (int64_t) n_valid * n_ff, n_ff, (int) ex->activation);
+        pgi_cuda_check_launch(cb, "moe_ffn activation");
+        launch_moe_matvec(cb, down, ex->down, n_embd, d_groups, n_groups, gate);
+        moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
+            out, down, bias_base(ex->down_bias), d_row_expert, 0, d_order, weights, k, n_valid,
+            n_embd);
+        pgi_cuda_check_launch(cb, "moe_ffn scatter");
+        return;
+    }
+    for (int g = 0; g < n_groups; g++)
+    {
+        int e = h_groups[3 * g], first = h_groups[3 * g + 1], c = h_groups[3 * g + 2];
         const int32_t *pairs = d_order + first;
-        int64_t n_ff = ex->n_ff, n_embd = ex->n_embd;
-
-        first += c;
-        if (c == 0)
-            continue;
         pgi_wview gv = pgi_cuda_view_rows(ex->gate->device, ex->gate->type, ex->gate->rows,
                                           ex->gate->cols, (int64_t) e * n_ff, n_ff);
         pgi_wview uv = pgi_cuda_view_rows(ex->up->device, ex->up->type, ex->up->rows,
@@ -326,12 +469,12 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
         pgi_cuda_launch_matmul_view(cb, gate, ex->gate->type, &gv, xg, c);
         pgi_cuda_launch_matmul_view(cb, up, ex->up->type, &uv, xg, c);
         moe_activate_kernel<<<grid_of((int64_t) c * n_ff, 256), 256, 0, cb->stream>>>(
-            gate, up, bias_row(ex->gate_bias, e), bias_row(ex->up_bias, e), (int64_t) c * n_ff,
-            n_ff, (int) ex->activation);
+            gate, up, bias_base(ex->gate_bias), bias_base(ex->up_bias), NULL, e,
+            (int64_t) c * n_ff, n_ff, (int) ex->activation);
         pgi_cuda_check_launch(cb, "moe_ffn activation");
         pgi_cuda_launch_matmul_view(cb, down, ex->down->type, &dv, gate, c);
         moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
-            out, down, bias_row(ex->down_bias, e), pairs, weights, k, c, n_embd);
+            out, down, bias_base(ex->down_bias), NULL, e, pairs, weights, k, c, n_embd);
         pgi_cuda_check_launch(cb, "moe_ffn scatter");
     }
 }

@@ -19,8 +19,10 @@
  *   moe_route: ids equal the CPU's, weights 1e-6; moe_ffn vs the CPU
  *     backend: F32 1e-4, F16 3e-3, BF16 2e-2 (cuBLAS rounds x to the
  *     weight's type), quantized 4e-2 (two products in a row, each
- *     rounding x differently from the CPU); experts no token picked hold
- *     NaN and the outputs stay finite
+ *     rounding x differently from the CPU); with at most 8 rows per
+ *     expert (one launch for all experts, float x) vs float64 of the
+ *     dequantized experts 1e-4; experts no token picked hold NaN and the
+ *     outputs stay finite
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
  *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
@@ -509,6 +511,65 @@ moe_free(twin *t, moe_twin *m)
             weight_free(t, all[i]);
 }
 
+/* One token's output computed in double from the dequantized expert
+ * weights (x unrounded): what the CUDA backend's single-launch path for
+ * small groups computes (float x against decoded weights). */
+static void
+moe_reference_token(const moe_twin *m, uint32_t type, const float *x, const int32_t *ids,
+                    const float *w, int k, double *out)
+{
+    const pgi_moe_experts *ex = &m->cpu_ex;
+    int64_t n_embd = ex->n_embd, n_ff = ex->n_ff;
+    size_t in_bytes = pgi_row_bytes(type, n_embd), ff_bytes = pgi_row_bytes(type, n_ff);
+    float *row = pgi_alloc(sizeof(float) * (size_t) (n_embd > n_ff ? n_embd : n_ff));
+    double *h = pgi_alloc(sizeof(double) * (size_t) n_ff);
+
+    for (int64_t o = 0; o < n_embd; o++)
+        out[o] = 0.0;
+    for (int j = 0; j < k; j++)
+    {
+        int e = ids[j];
+
+        for (int64_t f = 0; f < n_ff; f++)
+        {
+            double g = 0.0, u = 0.0;
+            size_t r = (size_t) (e * n_ff + f);
+
+            pgi_dequantize_row(type, (const uint8_t *) m->gate.host + r * in_bytes, row, n_embd);
+            for (int64_t i = 0; i < n_embd; i++)
+                g += (double) row[i] * x[i];
+            pgi_dequantize_row(type, (const uint8_t *) m->up.host + r * in_bytes, row, n_embd);
+            for (int64_t i = 0; i < n_embd; i++)
+                u += (double) row[i] * x[i];
+            if (ex->gate_bias != NULL)
+            {
+                g += ((const float *) m->gate_b.host)[r];
+                u += ((const float *) m->up_b.host)[r];
+            }
+            if (ex->activation == PGI_MOE_ACT_SWIGLU_OAI)
+            {
+                double a = g < 7.0 ? g : 7.0, b = u < -7.0 ? -7.0 : (u > 7.0 ? 7.0 : u);
+
+                h[f] = a / (1.0 + exp(-1.702 * a)) * (b + 1.0);
+            }
+            else
+                h[f] = g / (1.0 + exp(-g)) * u;
+        }
+        for (int64_t o = 0; o < n_embd; o++)
+        {
+            size_t r = (size_t) (e * n_embd + o);
+            double d = ex->down_bias != NULL ? ((const float *) m->down_b.host)[r] : 0.0;
+
+            pgi_dequantize_row(type, (const uint8_t *) m->down.host + r * ff_bytes, row, n_ff);
+            for (int64_t f = 0; f < n_ff; f++)
+                d += (double) row[f] * h[f];
+            out[o] += (double) w[j] * d;
+        }
+    }
+    pgi_free(row);
+    pgi_free(h);
+}
+
 static double
 moe_tolerance(uint32_t type)
 {
@@ -529,7 +590,7 @@ test_moe_type(twin *t, uint32_t type)
     static const int cases[][2] = {{1, 1}, {1, 4}, {3, 2}, {17, 4}, {64, 2}};
     int n_expert = 8;
     int64_t n_embd = 256, n_ff = 256;
-    double worst = 0, worst_w = 0;
+    double worst = 0, worst_w = 0, worst_small = 0;
     bool ids_same = true, ok = true;
 
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]) && ok; c++)
@@ -574,6 +635,19 @@ test_moe_type(twin *t, uint32_t type)
             worst_w = fmax(worst_w, relative_error(gpu_w, cpu_w, n_pairs));
             worst = fmax(worst, relative_error(gpu_out, cpu_out, n_out));
         }
+        /* at most 8 rows per expert (all of these cases): the CUDA
+         * backend's one-launch path, float x against the decoded weights,
+         * so float64 of the same agrees to float accumulation */
+        if (ok && n_pairs <= 8)
+        {
+            double *ref = pgi_alloc(sizeof(double) * n_out);
+
+            for (int tk = 0; tk < n_tokens; tk++)
+                moe_reference_token(&m, type, x + (size_t) tk * (size_t) n_embd, gpu_ids + tk * k,
+                                    gpu_w + tk * k, k, ref + (size_t) tk * (size_t) n_embd);
+            worst_small = fmax(worst_small, relative_error_d(gpu_out, ref, n_out));
+            pgi_free(ref);
+        }
         moe_free(t, &m);
         buffer_free(t, &lb);
         buffer_free(t, &xb);
@@ -595,21 +669,24 @@ test_moe_type(twin *t, uint32_t type)
     CHECK(ok && worst <= moe_tolerance(type),
           "moe_ffn %s, 8 experts 256x256, tokens 1..64, k 1..4, SiLU / gpt-oss SwiGLU with biases: "
           "CUDA vs CPU %.2e <= %.0e", pgi_type_name(type), worst, moe_tolerance(type));
+    CHECK(ok && worst_small <= 1e-4,
+          "moe_ffn %s, 1 or 3 tokens (all experts' products in one launch): CUDA vs float64 of the "
+          "dequantized experts %.2e <= 1e-4", pgi_type_name(type), worst_small);
 }
 
 /* Experts no token picked hold NaN on both backends: the outputs stay
  * finite (their weights are never read), and agree. */
 static void
-test_moe_unpicked(twin *t, uint32_t type)
+test_moe_unpicked(twin *t, uint32_t type, int n_tokens)
 {
     static const bool poisoned[8] = {true, false, true, false, true, true, false, true};
     static const int pick[3] = {1, 3, 6};
-    int n_tokens = 12, k = 2;
+    int k = 2;
     int64_t n_embd = 256;
     size_t n_out = (size_t) n_tokens * (size_t) n_embd;
     float *x = pgi_alloc(sizeof(float) * n_out), *cpu_out = pgi_alloc(sizeof(float) * n_out);
     float *gpu_out = pgi_alloc(sizeof(float) * n_out);
-    float ids_f[24], w[24];
+    float ids_f[64], w[64];
     twin_buffer xb = {0}, ob = {0}, ib = {0}, wb = {0};
     moe_twin m;
     bool ok, finite = true;
@@ -625,8 +702,8 @@ test_moe_unpicked(twin *t, uint32_t type)
     }
     fill_random(x, n_out, 0.5f);
     ok = moe_make(t, &m, type, 8, n_embd, 256, true, PGI_MOE_ACT_SWIGLU_OAI, poisoned) &&
-         buffer_make(t, &xb, n_out) && buffer_make(t, &ob, n_out) && buffer_make(t, &ib, 24) &&
-         buffer_make(t, &wb, 24) && load_rows(t, &xb, x, n_tokens, (int) n_embd) &&
+         buffer_make(t, &xb, n_out) && buffer_make(t, &ob, n_out) &&
+         buffer_make(t, &ib, (size_t) (n_tokens * k)) && buffer_make(t, &wb, (size_t) (n_tokens * k)) && load_rows(t, &xb, x, n_tokens, (int) n_embd) &&
          load_rows(t, &ib, ids_f, n_tokens, 2) && load_rows(t, &wb, w, n_tokens, 2);
     if (ok)
     {
@@ -637,8 +714,9 @@ test_moe_unpicked(twin *t, uint32_t type)
     for (size_t i = 0; ok && i < n_out; i++)
         finite = finite && isfinite(gpu_out[i]) && isfinite(cpu_out[i]);
     CHECK(ok && finite && relative_error(gpu_out, cpu_out, n_out) <= moe_tolerance(type),
-          "moe_ffn %s: experts no token picked are NaN, outputs finite on both and agree",
-          pgi_type_name(type));
+          "moe_ffn %s, %d tokens on 3 of 8 experts (%s): experts no token picked are NaN, "
+          "outputs finite on both and agree", pgi_type_name(type), n_tokens,
+          n_tokens * k / 3 <= 8 ? "one launch for all" : "expert by expert");
     moe_free(t, &m);
     buffer_free(t, &xb);
     buffer_free(t, &ob);
@@ -749,8 +827,10 @@ test_moe(twin *t)
 
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         test_moe_type(t, types[i]);
-    test_moe_unpicked(t, PGI_TYPE_F32);
-    test_moe_unpicked(t, PGI_TYPE_Q6_K);
+    test_moe_unpicked(t, PGI_TYPE_F32, 12);
+    test_moe_unpicked(t, PGI_TYPE_Q6_K, 12);
+    test_moe_unpicked(t, PGI_TYPE_Q8_0, 30);
+    test_moe_unpicked(t, PGI_TYPE_Q4_K, 30);
     test_moe_graph_steps(t);
 }
 
