@@ -819,6 +819,48 @@ test_moe_graph_steps(twin *t)
     pgi_free(router_w);
 }
 
+/* A descriptor whose shapes disagree is reported by the next synchronizing
+ * call; the backend goes on, and ids of -1 contribute nothing (out = 0). */
+static void
+test_moe_bad_descriptor(twin *t)
+{
+    float ids_f[2], w[2] = {0.5f, 0.5f}, got[256];
+    int32_t none = -1;
+    twin_buffer xb = {0}, ob = {0}, ib = {0}, wb = {0};
+    moe_twin m;
+    pgi_error err;
+    pgi_status st = PGI_OK;
+    bool ok, zero = true;
+
+    memcpy(&ids_f[0], &none, 4);
+    memcpy(&ids_f[1], &none, 4);
+    for (int i = 0; i < 256; i++)
+        got[i] = 0.25f;
+    ok = moe_make(t, &m, PGI_TYPE_F32, 4, 256, 256, false, PGI_MOE_ACT_SILU, NULL) &&
+         buffer_make(t, &xb, 256) && buffer_make(t, &ob, 256) && buffer_make(t, &ib, 2) &&
+         buffer_make(t, &wb, 2) && load_rows(t, &xb, got, 1, 256) && load_rows(t, &ib, ids_f, 1, 2) &&
+         load_rows(t, &wb, w, 1, 2);
+    if (ok)
+    {
+        m.gpu_ex.n_ff = 128;
+        t->gpu->ops->moe_ffn(t->gpu, ob.gpu, xb.gpu, (const int32_t *) ib.gpu, wb.gpu, 1, 2, &m.gpu_ex);
+        st = t->gpu->ops->read_floats(t->gpu, got, ob.gpu, 256, &err);
+        m.gpu_ex.n_ff = 256;
+        t->gpu->ops->moe_ffn(t->gpu, ob.gpu, xb.gpu, (const int32_t *) ib.gpu, wb.gpu, 1, 2, &m.gpu_ex);
+        ok = t->gpu->ops->read_floats(t->gpu, got, ob.gpu, 256, &err) == PGI_OK;
+        for (int i = 0; i < 256; i++)
+            zero = zero && got[i] == 0.0f;
+    }
+    CHECK(st == PGI_ERR_INVALID_ARGUMENT, "moe_ffn with n_ff disagreeing with the matrices: "
+          "reported as an invalid argument (%d)", (int) st);
+    CHECK(ok && zero, "then a valid call whose ids are all -1: out is 0");
+    moe_free(t, &m);
+    buffer_free(t, &xb);
+    buffer_free(t, &ob);
+    buffer_free(t, &ib);
+    buffer_free(t, &wb);
+}
+
 static void
 test_moe(twin *t)
 {
@@ -832,6 +874,7 @@ test_moe(twin *t)
     test_moe_unpicked(t, PGI_TYPE_Q8_0, 30);
     test_moe_unpicked(t, PGI_TYPE_Q4_K, 30);
     test_moe_graph_steps(t);
+    test_moe_bad_descriptor(t);
 }
 
 /* ------------------------------------------------------------ embed */
