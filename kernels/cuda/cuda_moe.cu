@@ -9,19 +9,19 @@
  * moe_ffn: the ids are read back to the host (one small copy and a stream
  * synchronization per call), the (token, slot) pairs are grouped by expert
  * there (pgi_moe_group, shared with the CPU backend) and the grouping is
- * copied up again.  The picked experts' rows of x are gathered into one
- * block in expert order.  Then:
- *   - every group at most 8 rows (decode, batched decode): one launch per
- *     product covers all picked experts (moe_matvec_kernel: a block per
- *     (rows of the expert, picked expert), float x against the decoded
- *     weights), then one activation (with biases) and one weighted scatter
- *     into out: 7 launches per MoE layer whatever k;
- *   - larger groups (prefill): expert by expert, the ordinary matmul paths
- *     (cuBLAS) on a view of the expert's rows (pgi_cuda_view_rows).
- * Experts no pair picked cost nothing and their weights are never read.
- * The read-back keeps every launch size on the host; its cost is one
- * synchronization per MoE layer and step (tens of microseconds), and a step
- * holding one is never captured as a CUDA graph.
+ * copied up again.  The picked rows of x are gathered into one block in
+ * expert order (one launch).  Gate and up, then down: the experts with at
+ * most 16 rows (decode, batched decode: all of them) in one launch per
+ * product (moe_matvec_kernel: a block per (rows of the expert, expert),
+ * float x against the decoded weights), the larger groups (prefill) expert
+ * by expert through the ordinary matmul paths (cuBLAS) on a view of the
+ * expert's rows (pgi_cuda_view_rows).  Biases and the activation are one
+ * launch over all rows, and so is the weighted sum into out: a decode
+ * step's MoE layer is 7 launches whatever k.  Experts no pair picked cost
+ * nothing and their weights are never read.  The read-back keeps every
+ * launch size on the host; its cost is one synchronization per MoE layer
+ * and step (tens of microseconds), and a step holding one is never captured
+ * as a CUDA graph.
  */
 #include "cuda_backend.cuh"
 
@@ -142,26 +142,18 @@ moe_gather_kernel(float *dst, const float *x, const int32_t *pairs, int k, int c
     }
 }
 
-/* The expert of row r of a block of grouped rows: row_expert[r], or e for
- * every row when row_expert is NULL (one expert's block). */
-__device__ __forceinline__ int
-row_expert_of(const int32_t *row_expert, int e, int64_t r)
-{
-    return row_expert != NULL ? row_expert[r] : e;
-}
-
 /* g = act(g + gate_bias, u + up_bias), the formulas of pgi_moe_activate,
- * over rows of width n_ff; the biases ([n_expert][n_ff]) may be NULL. */
+ * over rows of width n_ff, row r belonging to expert row_expert[r]; the
+ * biases ([n_expert][n_ff]) may be NULL. */
 __global__ void
 moe_activate_kernel(float *g, const float *u, const float *gate_bias, const float *up_bias,
-                    const int32_t *row_expert, int e, int64_t n, int64_t n_ff, int act)
+                    const int32_t *row_expert, int64_t n, int64_t n_ff, int act)
 {
     for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n;
          i += (int64_t) gridDim.x * blockDim.x)
     {
         float a = g[i], b = u[i];
-        size_t bias_at = (size_t) row_expert_of(row_expert, e, i / n_ff) * (size_t) n_ff +
-                         (size_t) (i % n_ff);
+        size_t bias_at = (size_t) row_expert[i / n_ff] * (size_t) n_ff + (size_t) (i % n_ff);
 
         if (gate_bias != NULL)
             a += gate_bias[bias_at];
@@ -179,13 +171,12 @@ moe_activate_kernel(float *g, const float *u, const float *gate_bias, const floa
     }
 }
 
-/* out[token of pairs[r]] += weights[pairs[r]] * (d[r] + bias of the row's
- * expert) for r < c (bias [n_expert][width], may be NULL): one thread per
- * column walks the rows in order, so the terms of a token are added in
- * increasing expert id and a token named twice by one expert (never by
- * moe_route) is still summed without a race. */
+/* out[token of pairs[r]] += weights[pairs[r]] * (d[r] + bias of expert
+ * row_expert[r]) for r < c (bias [n_expert][width], may be NULL): one
+ * thread per column walks the rows in order, so the terms of a token are
+ * added in increasing expert id, without atomics. */
 __global__ void
-moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t *row_expert, int e,
+moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t *row_expert,
                    const int32_t *pairs, const float *weights, int k, int c, int64_t width)
 {
     for (int64_t col = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; col < width;
@@ -194,7 +185,7 @@ moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t 
         {
             int32_t p = pairs[r];
             float b = bias != NULL
-                ? bias[(size_t) row_expert_of(row_expert, e, r) * (size_t) width + (size_t) col]
+                ? bias[(size_t) row_expert[r] * (size_t) width + (size_t) col]
                 : 0.0f;
 
             out[(size_t) (p / k) * (size_t) width + (size_t) col] +=
@@ -210,6 +201,10 @@ moe_scatter_kernel(float *out, const float *d, const float *bias, const int32_t 
  * with up to 8 rows of x at a time; x stays float.  The weights of each
  * picked expert are read once per 8 of its rows. */
 #define PGI_MOE_GROUP_ROWS 8
+/* Groups of at most this many rows go through moe_matvec_kernel (weights
+ * decoded once per 8 rows); larger ones through the ordinary matmul, where
+ * cuBLAS uses them better. */
+#define PGI_MOE_SMALL_GROUP 16
 
 template <int T>
 __global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
@@ -335,11 +330,10 @@ void
 pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t *ids,
                  const float *weights, int n_tokens, int k, const pgi_moe_experts *ex)
 {
-    int n_pairs, n_valid, n_groups = 0, max_count = 0;
+    int n_pairs, n_valid, n_small = 0;
     int32_t *h_ids, *h_order, *h_groups, *h_row_expert, *h_counts;
     size_t floats, bytes, up_ints;
     int64_t n_ff = ex->n_ff, n_embd = ex->n_embd;
-    bool grouped;
     cudaError_t rc;
 
     if (n_tokens <= 0)
@@ -379,45 +373,37 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
         return;
     }
     n_valid = pgi_moe_group(h_ids, n_pairs, ex->n_expert, h_counts, h_order);
+    /* the small groups (decode, batched decode) go to one launch per
+     * product: groups {expert, first row, rows} */
     for (int e = 0, first = 0; e < ex->n_expert; e++)
     {
         int c = h_counts[e];
 
-        if (c == 0)
-            continue;
-        h_groups[3 * n_groups] = e;
-        h_groups[3 * n_groups + 1] = first;
-        h_groups[3 * n_groups + 2] = c;
-        n_groups++;
         for (int r = 0; r < c; r++)
             h_row_expert[first + r] = e;
+        if (c > 0 && c <= PGI_MOE_SMALL_GROUP)
+        {
+            h_groups[3 * n_small] = e;
+            h_groups[3 * n_small + 1] = first;
+            h_groups[3 * n_small + 2] = c;
+            n_small++;
+        }
         first += c;
-        if (c > max_count)
-            max_count = c;
     }
-    /* every group small (decode, batched decode): one launch per product
-     * over all picked experts; otherwise (prefill) expert by expert, each
-     * through the ordinary matmul (cuBLAS for the large groups) */
-    grouped = max_count <= PGI_MOE_GROUP_ROWS;
 
-    /* device scratch: x rows [m][n_embd], gate and up [m][n_ff], down
-     * [m][n_embd] for m = n_valid (grouped) or the largest group, then the
-     * pairs, groups and row experts */
-    {
-        size_t m = grouped ? (size_t) n_valid : (size_t) max_count;
-
-        floats = m * (2 * (size_t) n_embd + 2 * (size_t) n_ff);
-        floats = (floats + 3) / 4 * 4;
-    }
+    /* device scratch: the picked rows in expert order, x [n_valid][n_embd],
+     * gate and up [n_valid][n_ff], down [n_valid][n_embd]; then the pairs,
+     * groups and row experts */
+    floats = (size_t) n_valid * (2 * (size_t) n_embd + 2 * (size_t) n_ff);
+    floats = (floats + 3) / 4 * 4;
     bytes = floats * sizeof(float) + up_ints * sizeof(int32_t);
     if (!pgi_cuda_ensure_scratch(cb, &cb->moe_scratch, &cb->moe_scratch_bytes, bytes,
                                  "moe_ffn rows"))
         return;
-    size_t m = grouped ? (size_t) n_valid : (size_t) max_count;
     float *xg = (float *) cb->moe_scratch;
-    float *gate = xg + m * (size_t) n_embd;
-    float *up = gate + m * (size_t) n_ff;
-    float *down = up + m * (size_t) n_ff;
+    float *gate = xg + (size_t) n_valid * (size_t) n_embd;
+    float *up = gate + (size_t) n_valid * (size_t) n_ff;
+    float *down = up + (size_t) n_valid * (size_t) n_ff;
     int32_t *d_order = (int32_t *) ((float *) cb->moe_scratch + floats);
     int32_t *d_groups = d_order + n_pairs;
     int32_t *d_row_expert = d_groups + 3 * ex->n_expert;
@@ -434,47 +420,56 @@ pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t
     }
     if (n_valid == 0)
         return;
-    if (grouped)
+    moe_gather_kernel<<<grid_of((int64_t) n_valid * n_embd, 256), 256, 0, cb->stream>>>(
+        xg, x, d_order, k, n_valid, n_embd);
+    pgi_cuda_check_launch(cb, "moe_ffn gather");
+
+    /* gate and up: the small groups in one launch each, the large ones
+     * (prefill) expert by expert through the ordinary matmul (cuBLAS) on a
+     * view of the expert's rows */
+    if (n_small > 0)
     {
-        moe_gather_kernel<<<grid_of((int64_t) n_valid * n_embd, 256), 256, 0, cb->stream>>>(
-            xg, x, d_order, k, n_valid, n_embd);
-        pgi_cuda_check_launch(cb, "moe_ffn gather");
-        launch_moe_matvec(cb, gate, ex->gate, n_ff, d_groups, n_groups, xg);
-        launch_moe_matvec(cb, up, ex->up, n_ff, d_groups, n_groups, xg);
-        moe_activate_kernel<<<grid_of((int64_t) n_valid * n_ff, 256), 256, 0, cb->stream>>>(
-            gate, up, bias_base(ex->gate_bias), bias_base(ex->up_bias), d_row_expert, 0,
-            (int64_t) n_valid * n_ff, n_ff, (int) ex->activation);
-        pgi_cuda_check_launch(cb, "moe_ffn activation");
-        launch_moe_matvec(cb, down, ex->down, n_embd, d_groups, n_groups, gate);
-        moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
-            out, down, bias_base(ex->down_bias), d_row_expert, 0, d_order, weights, k, n_valid,
-            n_embd);
-        pgi_cuda_check_launch(cb, "moe_ffn scatter");
-        return;
+        launch_moe_matvec(cb, gate, ex->gate, n_ff, d_groups, n_small, xg);
+        launch_moe_matvec(cb, up, ex->up, n_ff, d_groups, n_small, xg);
     }
-    for (int g = 0; g < n_groups; g++)
+    for (int e = 0, first = 0; e < ex->n_expert; first += h_counts[e], e++)
     {
-        int e = h_groups[3 * g], first = h_groups[3 * g + 1], c = h_groups[3 * g + 2];
-        const int32_t *pairs = d_order + first;
+        int c = h_counts[e];
+
+        if (c <= PGI_MOE_SMALL_GROUP)
+            continue;
         pgi_wview gv = pgi_cuda_view_rows(ex->gate->device, ex->gate->type, ex->gate->rows,
                                           ex->gate->cols, (int64_t) e * n_ff, n_ff);
         pgi_wview uv = pgi_cuda_view_rows(ex->up->device, ex->up->type, ex->up->rows,
                                           ex->up->cols, (int64_t) e * n_ff, n_ff);
+
+        pgi_cuda_launch_matmul_view(cb, gate + (size_t) first * (size_t) n_ff, ex->gate->type, &gv,
+                                    xg + (size_t) first * (size_t) n_embd, c);
+        pgi_cuda_launch_matmul_view(cb, up + (size_t) first * (size_t) n_ff, ex->up->type, &uv,
+                                    xg + (size_t) first * (size_t) n_embd, c);
+    }
+    moe_activate_kernel<<<grid_of((int64_t) n_valid * n_ff, 256), 256, 0, cb->stream>>>(
+        gate, up, bias_base(ex->gate_bias), bias_base(ex->up_bias), d_row_expert,
+        (int64_t) n_valid * n_ff, n_ff, (int) ex->activation);
+    pgi_cuda_check_launch(cb, "moe_ffn activation");
+
+    /* down, the same way */
+    if (n_small > 0)
+        launch_moe_matvec(cb, down, ex->down, n_embd, d_groups, n_small, gate);
+    for (int e = 0, first = 0; e < ex->n_expert; first += h_counts[e], e++)
+    {
+        int c = h_counts[e];
+
+        if (c <= PGI_MOE_SMALL_GROUP)
+            continue;
         pgi_wview dv = pgi_cuda_view_rows(ex->down->device, ex->down->type, ex->down->rows,
                                           ex->down->cols, (int64_t) e * n_embd, n_embd);
 
-        moe_gather_kernel<<<grid_of((int64_t) c * n_embd, 256), 256, 0, cb->stream>>>(
-            xg, x, pairs, k, c, n_embd);
-        pgi_cuda_check_launch(cb, "moe_ffn gather");
-        pgi_cuda_launch_matmul_view(cb, gate, ex->gate->type, &gv, xg, c);
-        pgi_cuda_launch_matmul_view(cb, up, ex->up->type, &uv, xg, c);
-        moe_activate_kernel<<<grid_of((int64_t) c * n_ff, 256), 256, 0, cb->stream>>>(
-            gate, up, bias_base(ex->gate_bias), bias_base(ex->up_bias), NULL, e,
-            (int64_t) c * n_ff, n_ff, (int) ex->activation);
-        pgi_cuda_check_launch(cb, "moe_ffn activation");
-        pgi_cuda_launch_matmul_view(cb, down, ex->down->type, &dv, gate, c);
-        moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
-            out, down, bias_base(ex->down_bias), NULL, e, pairs, weights, k, c, n_embd);
-        pgi_cuda_check_launch(cb, "moe_ffn scatter");
+        pgi_cuda_launch_matmul_view(cb, down + (size_t) first * (size_t) n_embd, ex->down->type,
+                                    &dv, gate + (size_t) first * (size_t) n_ff, c);
     }
+    /* biased, weighted and added into out, rows in expert order */
+    moe_scatter_kernel<<<grid_of(n_embd, 128), 128, 0, cb->stream>>>(
+        out, down, bias_base(ex->down_bias), d_row_expert, d_order, weights, k, n_valid, n_embd);
+    pgi_cuda_check_launch(cb, "moe_ffn scatter");
 }
