@@ -295,8 +295,10 @@ ensure_host(pgi_cuda_backend *cb, size_t ints)
     if (cb->moe_host != NULL)
     {
         /* the previous call's upload from it may still be queued */
-        if (cudaStreamSynchronize(cb->stream) != cudaSuccess)
-            pgi_cuda_check_launch(cb, "moe_ffn");
+        rc = cudaStreamSynchronize(cb->stream);
+        if (rc != cudaSuccess)
+            pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error in queued work: %s (%d)",
+                          cudaGetErrorString(rc), (int) rc);
         (void) cudaFreeHost(cb->moe_host);
     }
     cb->moe_host = NULL;
