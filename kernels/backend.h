@@ -138,7 +138,10 @@ typedef struct pgi_moe_router {
     int k;                        /* experts per token: 1 <= k <= min(n_expert, PGI_MOE_MAX_K) */
     pgi_moe_gating gating;
     /* after gating: divide the k weights by their sum, clamped below at
-     * 2^-14 (GGUF key <arch>.expert_weights_norm; true in Qwen3-MoE files) */
+     * 2^-14.  qwen3moe: always (its graph renormalises whatever the file
+     * says: Qwen3-MoE's norm_topk_prob); gpt-oss: never (its softmax over
+     * the k already sums to 1); other architectures: GGUF key
+     * <arch>.expert_weights_norm */
     int normalize;
     /* then multiply them by this (<arch>.expert_weights_scale; 1 = none,
      * 0 is taken as 1 as the key's absence means) */
