@@ -146,7 +146,10 @@ typedef struct pgi_moe_router {
     int k;                        /* experts per token: 1 <= k <= min(n_expert, PGI_MOE_MAX_K) */
     pgi_moe_gating gating;
     /* after gating: divide the k weights by their sum, clamped below at
-     * 2^-14 (GGUF key <arch>.expert_weights_norm; true in Qwen3-MoE files) */
+     * 2^-14.  qwen3moe: always (its graph renormalises whatever the file
+     * says: Qwen3-MoE's norm_topk_prob); gpt-oss: never (its softmax over
+     * the k already sums to 1); other architectures: GGUF key
+     * <arch>.expert_weights_norm */
     int normalize;
     /* then multiply them by this (<arch>.expert_weights_scale; 1 = none,
      * 0 is taken as 1 as the key's absence means) */
@@ -252,7 +255,8 @@ typedef struct pgi_backend_ops {
      * elements).  A token's experts are listed best first; equal logits go
      * to the lower expert id first; NaN counts as -infinity.  Selection
      * compares logits in both gating modes (softmax preserves their order).
-     * Rows with a bad router (k out of range) get ids -1 and weights 0. */
+     * A row with no finite logit gets weights 0; with a bad router (k out
+     * of range) every row gets ids -1 and weights 0.  Needs no step. */
     void (*moe_route)(pgi_backend *b, int32_t *ids, float *weights, const float *logits,
                       int n_tokens, const pgi_moe_router *router);
     /* out[n_tokens][n_embd] = sum over j < k of weights[t][j] *
@@ -261,7 +265,10 @@ typedef struct pgi_backend_ops {
      * are grouped by expert and each such expert multiplies just its rows,
      * once per call; per token the terms are added in increasing expert
      * id.  An id outside [0, n_expert) contributes nothing.  x, ids,
-     * weights and out are device memory; out must not alias x.
+     * weights and out are device memory; out must not alias x.  A
+     * descriptor whose shapes disagree (pgi_moe_experts) fills out with NaN
+     * on the CPU and is reported as PGI_ERR_INVALID_ARGUMENT by CUDA's next
+     * synchronizing call.  Needs no step.
      * On CUDA the ids are read back to the host to size the groups (one
      * small synchronizing copy per call; such steps are not captured as
      * CUDA graphs). */

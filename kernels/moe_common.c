@@ -25,7 +25,7 @@ pgi_moe_route_row(int32_t *ids, float *weights, const float *logits, const pgi_m
 
     if (k < 1 || k > PGI_MOE_MAX_K || k > r->n_expert)
     {
-        for (int j = 0; j < k && j < PGI_MOE_MAX_K; j++)
+        for (int j = 0; j < k; j++)
         {
             ids[j] = -1;
             weights[j] = 0.0f;

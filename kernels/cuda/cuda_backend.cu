@@ -414,6 +414,9 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
         case PGI_OP_GATHER:
             pgi_cuda_launch_gather(cb, op->out, op->a, (int) op->n);
             break;
+        case PGI_OP_MOE_ROUTE:
+            pgi_cuda_launch_moe_route(cb, op->ids, op->out, op->a, op->n_rows, &op->router);
+            break;
         default:
             pgi_cuda_note(cb, PGI_ERR_INTERNAL, "unknown CUDA op %d", op->kind);
             break;
@@ -619,6 +622,42 @@ cuda_gather_outputs(pgi_backend *b, float *out, const float *x, int width)
     op.a = x;
     op.n = width;
     dispatch(cb, &op);
+}
+
+static void
+cuda_moe_route(pgi_backend *b, int32_t *ids, float *weights, const float *logits, int n_tokens,
+               const pgi_moe_router *router)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MOE_ROUTE);
+    op.ids = ids;
+    op.out = weights;
+    op.a = logits;
+    op.n_rows = n_tokens;
+    /* field by field: the record is compared byte for byte */
+    op.router.n_expert = router->n_expert;
+    op.router.k = router->k;
+    op.router.gating = router->gating;
+    op.router.normalize = router->normalize;
+    op.router.scale = router->scale;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+/* Not a recorded op: it reads the ids back to the host (cuda_moe.cu), which
+ * a stream capture cannot hold.  The step leaves graph mode (running what
+ * it queued so far) and its shape is never captured again. */
+static void
+cuda_moe_ffn(pgi_backend *b, float *out, const float *x, const int32_t *ids, const float *weights,
+             int n_tokens, int k, const pgi_moe_experts *experts)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+
+    if (cb->mode != PGI_GRAPH_EAGER)
+        leave_graph_mode(cb);
+    if (cb->current != NULL)
+        cb->current->failures = 3;
+    pgi_cuda_moe_ffn(cb, out, x, ids, weights, n_tokens, k, experts);
 }
 
 /* ------------------------------------------------------------ memory */
@@ -1164,6 +1203,10 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->d_argmax));
     if (cb->h_argmax != NULL)
         release_quietly(cudaFreeHost(cb->h_argmax));
+    if (cb->moe_scratch != NULL)
+        release_quietly(cudaFree(cb->moe_scratch));
+    if (cb->moe_host != NULL)
+        release_quietly(cudaFreeHost(cb->moe_host));
     if (cb->d_top_k != NULL)
         release_quietly(cudaFree(cb->d_top_k));
     if (cb->h_top_k != NULL)
@@ -1265,6 +1308,8 @@ static const pgi_backend_ops cuda_ops = {
     cuda_read_floats,
     cuda_argmax,
     cuda_top_k,
+    cuda_moe_route,
+    cuda_moe_ffn,
 };
 
 static pgi_status

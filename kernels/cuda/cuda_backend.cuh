@@ -60,7 +60,8 @@ typedef enum pgi_op_kind {
     PGI_OP_ADD,
     PGI_OP_GATHER,
     PGI_OP_GELU_MUL,
-    PGI_OP_SCALE
+    PGI_OP_SCALE,
+    PGI_OP_MOE_ROUTE
 } pgi_op_kind;
 
 /* One queued operation with everything needed to launch it again.  Records
@@ -81,6 +82,8 @@ struct pgi_op_record {
     pgi_attention_shape shape;
     pgi_kv_cache *kv;
     int layer;
+    int32_t *ids;                 /* moe_route */
+    pgi_moe_router router;
 };
 
 typedef enum pgi_graph_mode {
@@ -156,6 +159,12 @@ struct pgi_cuda_backend {
     size_t top_k_capacity;            /* pgi_logits in d_top_k */
     size_t top_k_host_capacity;       /* pgi_logits in h_top_k */
 
+    /* mixture of experts (cuda_moe.cu) */
+    void *moe_scratch;                /* device: grouped rows and pair lists */
+    size_t moe_scratch_bytes;
+    int32_t *moe_host;                /* pinned: ids read back, pairs by expert, counts */
+    size_t moe_host_ints;
+
     /* CUDA graphs */
     bool graphs_enabled;
     pgi_graph_mode mode;
@@ -190,6 +199,10 @@ void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, c
                              int n_rows, float eps);
 void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                             int n_rows);
+/* The same on a view (a whole weight, or rows of one from
+ * pgi_cuda_view_rows) of a weight of file type `type`. */
+void pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type,
+                                 const pgi_wview *w, const float *x, int n_rows);
 /* The end of both matrix-vector kernels: the warp of weight row `row` sums
  * each of its R partial dot products and lane 0 stores them in out
  * [R][n_out_rows]. */
@@ -253,6 +266,14 @@ void pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const flo
 int pgi_cuda_top_k_chunks(int width);
 void pgi_cuda_launch_top_k(pgi_cuda_backend *cb, pgi_logit *device_out, pgi_logit *partial,
                            const float *x, int n_rows, int width, int k);
+
+/* cuda_moe.cu: moe_route (queued, recordable) and moe_ffn (reads the ids
+ * back to group the pairs by expert: synchronizes the stream; the caller
+ * leaves graph capture first). */
+void pgi_cuda_launch_moe_route(pgi_cuda_backend *cb, int32_t *ids, float *weights,
+                               const float *logits, int n_tokens, const pgi_moe_router *router);
+void pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const int32_t *ids,
+                      const float *weights, int n_tokens, int k, const pgi_moe_experts *experts);
 
 /* One-time kernel attributes (shared-memory limits); false on error. */
 bool pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err);

@@ -177,15 +177,18 @@ cublas_ok(pgi_cuda_backend *cb, cublasStatus_t st, const char *what)
     return false;
 }
 
+/* w is the weight's view (a whole weight, or rows of one: pgi_cuda_view_rows)
+ * and type its file type. */
 static void
-matmul_cublas(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x, int n_rows)
+matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &view,
+              const float *x, int n_rows)
 {
     const float one = 1.0f, zero = 0.0f;
+    const pgi_wview *w = &view;
     int m = (int) w->rows, k = (int) w->cols;
     int64_t n_x = (int64_t) n_rows * w->cols;
-    cudaDataType_t x_type = w->type == PGI_TYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-    int wt = pgi_cuda_wtype_of(w->type, w->cols);
-    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    cudaDataType_t x_type = type == PGI_TYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    int wt = pgi_cuda_wtype_of(type, w->cols);
 
     if (w->rows > 0x7fffffff || w->cols > 0x7fffffff)
     {
@@ -193,11 +196,11 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *
                       (long long) w->rows, (long long) w->cols);
         return;
     }
-    if (w->type == PGI_TYPE_F32)
+    if (type == PGI_TYPE_F32)
     {
         cublas_ok(cb,
                   cublasSgemm(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_rows, k, &one,
-                              (const float *) w->device, k, x, k, &zero, out, m),
+                              (const float *) w->data, k, x, k, &zero, out, m),
                   "SGEMM");
         return;
     }
@@ -205,18 +208,18 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *
     if (!pgi_cuda_ensure_scratch(cb, &cb->x_half, &cb->x_half_bytes, (size_t) n_x * 2,
                                  "matmul activations"))
         return;
-    if (w->type == PGI_TYPE_BF16)
+    if (type == PGI_TYPE_BF16)
         to_bf16_kernel<<<grid_for(n_x, 256), 256, 0, cb->stream>>>((__nv_bfloat16 *) cb->x_half,
                                                                    x, n_x);
     else
         to_half_kernel<<<grid_for(n_x, 256), 256, 0, cb->stream>>>((__half *) cb->x_half, x, n_x);
     pgi_cuda_check_launch(cb, "matmul activation conversion");
 
-    if (w->type == PGI_TYPE_F16 || w->type == PGI_TYPE_BF16)
+    if (type == PGI_TYPE_F16 || type == PGI_TYPE_BF16)
     {
         cublas_ok(cb,
                   cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n_rows, k, &one,
-                               w->device, x_type, k, cb->x_half, x_type, k, &zero, out,
+                               w->data, x_type, k, cb->x_half, x_type, k, &zero, out,
                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "GemmEx");
         return;
@@ -244,7 +247,7 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *
                           dequantize_f16_kernel<T><<<grid_for(units, 256), 256, 0, cb->stream>>>(
                               scratch, view, row0, rows)),
                          pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: type %s",
-                                       pgi_type_name(w->type));
+                                       pgi_type_name(type));
                          return);
         pgi_cuda_check_launch(cb, "matmul dequantization");
         if (!cublas_ok(cb,
@@ -261,8 +264,6 @@ void
 pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                        int n_rows)
 {
-    int wt = pgi_cuda_wtype_of(w->type, w->cols);
-
     if (n_rows <= 0)
         return;
     if (w->device == NULL)
@@ -270,18 +271,30 @@ pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, cons
         pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "matmul: weight not uploaded");
         return;
     }
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    pgi_cuda_launch_matmul_view(cb, out, w->type, &view, x, n_rows);
+}
+
+void
+pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
+                            const float *x, int n_rows)
+{
+    int wt = pgi_cuda_wtype_of(type, w->cols);
+
+    if (n_rows <= 0)
+        return;
     if (wt < 0)
     {
         pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: type %s is not supported on CUDA",
-                      pgi_type_name(w->type));
+                      pgi_type_name(type));
         return;
     }
     if (n_rows > PGI_CUDA_MATVEC_MAX_ROWS)
     {
-        matmul_cublas(cb, out, w, x, n_rows);
+        matmul_cublas(cb, out, type, *w, x, n_rows);
         return;
     }
-    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    const pgi_wview &view = *w;
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
     if (cb->int8_matvec && pgi_cuda_has_qdot(wt))

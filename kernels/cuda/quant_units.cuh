@@ -494,6 +494,47 @@ pgi_cuda_view(const void *device, uint32_t type, int64_t rows, int64_t cols)
     return w;
 }
 
+/* Rows [row0, row0 + n_rows) of a weight of `rows` rows as a view of their
+ * own (one expert of a mixture-of-experts tensor, whose experts are stacked
+ * rows).  Every device layout above is one region of per-row data (row r
+ * at r * q_row bytes) followed, for the repacked types, by a 16-byte
+ * aligned region of per-row scales (row r at aux_offset + r * s_row): the
+ * view moves data to row0's quants and aux_offset so that data + aux_offset
+ * still lands on row0's scales.  q_row and s_row are read off the layout
+ * of 16 rows, which has no padding, so nothing here names a type; a type
+ * whose layout is not of this form needs its own case (test_gpu_backend's
+ * MoE checks of every type against the CPU catch one that does not fit). */
+static inline void
+pgi_cuda_row_strides(uint32_t type, int64_t cols, size_t *q_row, size_t *s_row)
+{
+    size_t aux16 = 0;
+    size_t total16 = pgi_cuda_device_bytes(type, 16, cols, &aux16);
+
+    *q_row = (aux16 != 0 ? aux16 : total16) / 16;
+    *s_row = aux16 != 0 ? (total16 - aux16) / 16 : 0;
+}
+
+/* w moved to start at row row0 (strides from pgi_cuda_row_strides). */
+PGI_HD pgi_wview
+pgi_wview_from_row(pgi_wview w, size_t q_row, size_t s_row, int64_t row0, int64_t n_rows)
+{
+    w.data += (size_t) row0 * q_row;
+    w.rows = n_rows;
+    if (s_row != 0)
+        w.aux_offset = w.aux_offset + (size_t) row0 * s_row - (size_t) row0 * q_row;
+    return w;
+}
+
+static inline pgi_wview
+pgi_cuda_view_rows(const void *device, uint32_t type, int64_t rows, int64_t cols, int64_t row0,
+                   int64_t n_rows)
+{
+    size_t q_row, s_row;
+
+    pgi_cuda_row_strides(type, cols, &q_row, &s_row);
+    return pgi_wview_from_row(pgi_cuda_view(device, type, rows, cols), q_row, s_row, row0, n_rows);
+}
+
 /* ---- integer dot products: weights against x quantized to int8 ----
  *
  * For the quantized weight types the matrix-vector kernels quantize each

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <algorithm>
 #include <vector>
 
 static int failures = 0, checks = 0;
@@ -88,6 +89,46 @@ test_type(uint32_t type, int64_t rows, int64_t cols, unsigned seed)
             mismatches++;
     snprintf(what, sizeof(what), "%s %lldx%lld: unit decode equals reference (%zu mismatches)",
              pgi_type_name(type), (long long) rows, (long long) cols, mismatches);
+    check(mismatches == 0, what);
+}
+
+/* pgi_cuda_view_rows: each expert's rows of a stacked tensor, viewed on
+ * their own, decode to the same values as those rows of the whole tensor
+ * (the scales of repacked types found through the moved aux_offset). */
+static void
+test_view_rows(uint32_t type, int n_expert, int64_t rows_per_expert, int64_t cols, unsigned seed)
+{
+    char what[200];
+    int64_t rows = (int64_t) n_expert * rows_per_expert;
+    size_t row_bytes = pgi_row_bytes(type, cols);
+    size_t aux_offset = 0;
+    size_t device_bytes = pgi_cuda_device_bytes(type, rows, cols, &aux_offset);
+    std::vector<float> src((size_t) (rows * cols)), whole(src.size()), part((size_t) (rows_per_expert * cols));
+    std::vector<uint8_t> file(row_bytes * (size_t) rows), device(device_bytes + 16);
+    int wtype = pgi_cuda_wtype_of(type, cols);
+    size_t mismatches = 0;
+
+    for (size_t i = 0; i < src.size(); i++)
+        src[i] = random_float(&seed) * (float) (1 + (i / (size_t) cols) % 5);
+    for (int64_t r = 0; r < rows; r++)
+        pgi_quantize_row(type, src.data() + r * cols, file.data() + (size_t) r * row_bytes, cols);
+    pgi_cuda_repack(type, rows, cols, file.data(), device.data(), aux_offset);
+    pgi_wview w = { device.data(), rows, cols, aux_offset };
+    decode_dispatch(wtype, w, whole);
+    for (int e = 0; e < n_expert; e++)
+    {
+        pgi_wview v = pgi_cuda_view_rows(device.data(), type, rows, cols, e * rows_per_expert,
+                                         rows_per_expert);
+
+        std::fill(part.begin(), part.end(), NAN);
+        decode_dispatch(wtype, v, part);
+        for (size_t i = 0; i < part.size(); i++)
+            if (!(part[i] == whole[(size_t) (e * rows_per_expert * cols) + i]))
+                mismatches++;
+    }
+    snprintf(what, sizeof(what), "%s: %d experts of %lldx%lld, each expert's row view decodes as "
+             "its rows of the whole (%zu mismatches)", pgi_type_name(type), n_expert,
+             (long long) rows_per_expert, (long long) cols, mismatches);
     check(mismatches == 0, what);
 }
 
@@ -190,6 +231,11 @@ main(void)
     for (uint32_t type : { (uint32_t) PGI_TYPE_Q8_0, (uint32_t) PGI_TYPE_Q4_0,
                            (uint32_t) PGI_TYPE_Q4_K, (uint32_t) PGI_TYPE_Q6_K })
         test_qdot(type, 6, 1024, 100u + type);
+    /* mixture-of-experts views: every type, and the scalar float paths */
+    for (uint32_t type : types)
+        test_view_rows(type, 5, 7, 512, 200u + type);
+    test_view_rows(PGI_TYPE_F32, 3, 5, 172, 300u);
+    test_view_rows(PGI_TYPE_F16, 3, 5, 172, 301u);
     printf("1..%d\n", checks);
     return failures == 0 ? 0 : 1;
 }
