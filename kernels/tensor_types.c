@@ -14,15 +14,15 @@ static const pgi_type_info type_table[PGI_TYPE_COUNT] = {
     [0]  = {"F32", 1, 4, true},
     [1]  = {"F16", 1, 2, true},
     [2]  = {"Q4_0", 32, 18, true},
-    [3]  = {"Q4_1", 32, 20, false},
-    [6]  = {"Q5_0", 32, 22, false},
-    [7]  = {"Q5_1", 32, 24, false},
+    [3]  = {"Q4_1", 32, 20, true},
+    [6]  = {"Q5_0", 32, 22, true},
+    [7]  = {"Q5_1", 32, 24, true},
     [8]  = {"Q8_0", 32, 34, true},
     [9]  = {"Q8_1", 32, 36, false},
-    [10] = {"Q2_K", 256, 84, false},
-    [11] = {"Q3_K", 256, 110, false},
+    [10] = {"Q2_K", 256, 84, true},
+    [11] = {"Q3_K", 256, 110, true},
     [12] = {"Q4_K", 256, 144, true},
-    [13] = {"Q5_K", 256, 176, false},
+    [13] = {"Q5_K", 256, 176, true},
     [14] = {"Q6_K", 256, 210, true},
     /* An activation format only: never a weight we multiply by. */
     [15] = {"Q8_K", 256, 292, false},
@@ -30,10 +30,10 @@ static const pgi_type_info type_table[PGI_TYPE_COUNT] = {
     [17] = {"IQ2_XS", 256, 74, false},
     [18] = {"IQ3_XXS", 256, 98, false},
     [19] = {"IQ1_S", 256, 50, false},
-    [20] = {"IQ4_NL", 32, 18, false},
+    [20] = {"IQ4_NL", 32, 18, true},
     [21] = {"IQ3_S", 256, 110, false},
     [22] = {"IQ2_S", 256, 82, false},
-    [23] = {"IQ4_XS", 256, 136, false},
+    [23] = {"IQ4_XS", 256, 136, true},
     [24] = {"I8", 1, 1, false},
     [25] = {"I16", 1, 2, false},
     [26] = {"I32", 1, 4, false},
@@ -43,6 +43,15 @@ static const pgi_type_info type_table[PGI_TYPE_COUNT] = {
     [30] = {"BF16", 1, 2, true},
     [34] = {"TQ1_0", 256, 54, false},
     [35] = {"TQ2_0", 256, 66, false},
+    [39] = {"MXFP4", 32, 17, true},
+};
+
+/* IQ4_NL's levels and MXFP4's doubled E2M1 values (ggml-common.h). */
+const int8_t pgi_iq4_nl_values[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113
+};
+const int8_t pgi_mxfp4_values[16] = {
+    0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12
 };
 
 const pgi_type_info *
@@ -173,6 +182,17 @@ pgi_f32_to_f16(float f)
             q++;                        /* may carry into the exponent, up to inf: correct */
         return (pgi_f16) (sign | q);
     }
+}
+
+float
+pgi_e8m0_to_f32_half(uint8_t e)
+{
+    /* 2^(e - 128): for e >= 2 a normal float with biased exponent e - 1;
+     * e = 1 and 0 are the subnormals 2^-127 and 2^-128 (mantissa bits 22
+     * and 21). */
+    if (e < 2)
+        return bits_float(0x00200000u << e);
+    return bits_float((uint32_t) (e - 1) << 23);
 }
 
 float

@@ -14,6 +14,32 @@
 /* Q4_K: sub-block j's 6-bit scale and min from the packed scales[12]. */
 void pgi_q4_k_scale_min(const uint8_t *scales, int j, uint8_t *scale, uint8_t *min);
 
+/*
+ * Any block of the integer-coded types added after Q4_K/Q6_K (Q4_1, Q5_0,
+ * Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS, MXFP4) in one common form:
+ *     element e = (d * scale[s]) * q[e] - dmin * min[s],   s = e / sub
+ * evaluated in exactly that order, which is the order of ggml's
+ * dequantizers, so the result is bit for bit theirs.  Types without
+ * sub-block scales have sub = block size and scale[0] = 1; types without
+ * a minimum have dmin = 0 and min[] = 0; Q4_1/Q5_1's "+ m" is dmin = -m,
+ * min[0] = 1.  The reference dequantizer and dot products use this form;
+ * the fast kernels unpack the bits themselves and are tested against it.
+ */
+typedef struct pgi_unpacked_block {
+    float d, dmin;
+    int n;                    /* elements in the block: 32 or 256 */
+    int sub;                  /* elements per scale: 16, 32 or n */
+    int8_t q[PGI_QK_K];
+    int16_t scale[16];
+    int16_t min[16];
+} pgi_unpacked_block;
+
+/* False (and *u untouched) for types not in that list. */
+bool pgi_unpack_block(uint32_t type_id, const void *block, pgi_unpacked_block *u);
+
+/* Q3_K: sub-block i's 6-bit scale (0..63, the format subtracts 32). */
+int pgi_q3_k_scale(const uint8_t *scales, int i);
+
 /* Scalar activation quantizers (round to nearest, ties to even). */
 void pgi_quantize_row_q8_0(const float *x, pgi_block_q8_0 *blocks, int64_t n);
 void pgi_quantize_row_q8_k(const float *x, pgi_block_q8_k *blocks, int64_t n);

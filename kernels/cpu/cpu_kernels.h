@@ -37,7 +37,7 @@ void pgi_threadpool_run(pgi_threadpool *pool, pgi_parallel_fn fn, void *arg);
 
 /* ---- matrix products ----
  * out[r][o] = sum_i x[r][i] * W[o][i] for r < n_rows, o < w->rows, reading W
- * in its own type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).  x is quantized
+ * in its own type (any type marked supported in tensor_types.c).  x is quantized
  * to the matching activation format (Q8_0 / Q8_K) where the type's dot
  * product works on integers.  Work is split across the pool. */
 void pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w,

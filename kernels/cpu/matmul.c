@@ -3,9 +3,16 @@
  * nearly all of a transformer's time.
  *
  * Integer-quantized weights are multiplied in their own format: x is first
- * quantized to the matching activation format (Q8_0 for Q8_0/Q4_0 weights,
- * Q8_K for the K-quants), once per product, and the dot products run on
- * integers with one float scale per block.  Half and bfloat16 weights are
+ * quantized to the matching activation format, once per product, and the
+ * dot products run on integers with one float scale per block:
+ *   Q8_0 activations for the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0,
+ *   Q5_1, IQ4_NL, MXFP4), Q8_K for the 256-element ones (Q2_K, Q3_K, Q4_K,
+ *   Q5_K, Q6_K, IQ4_XS).
+ * Q4_1/Q5_1 (weight = d q + m) also need each block's sum of x; ggml keeps
+ * it in a separate Q8_1 format, we take it from the Q8_0 quants instead:
+ * the reference adds them up, the AVX2 kernels store it next to the
+ * blocks when they quantize x (see matmul_avx2_more.c), so both use the
+ * same integers and no second activation format is needed.  Half and bfloat16 weights are
  * widened to float on the fly.  The reference (pgi_cpu_matmul_reference)
  * uses the same activation quantization, so fast kernels can be checked
  * against it tightly.
@@ -33,9 +40,18 @@ pgi_activation_format_of(uint32_t weight_type)
     {
         case PGI_TYPE_Q8_0:
         case PGI_TYPE_Q4_0:
+        case PGI_TYPE_Q4_1:
+        case PGI_TYPE_Q5_0:
+        case PGI_TYPE_Q5_1:
+        case PGI_TYPE_IQ4_NL:
+        case PGI_TYPE_MXFP4:
             return PGI_ACT_Q8_0;
+        case PGI_TYPE_Q2_K:
+        case PGI_TYPE_Q3_K:
         case PGI_TYPE_Q4_K:
+        case PGI_TYPE_Q5_K:
         case PGI_TYPE_Q6_K:
+        case PGI_TYPE_IQ4_XS:
             return PGI_ACT_Q8_K;
         default:
             return PGI_ACT_F32;
@@ -158,6 +174,57 @@ dot_q6_k_q8_k(int64_t cols, const pgi_block_q6_k *w, const pgi_block_q8_k *x)
     return sum;
 }
 
+/* The other integer types, through their unpacked form: per block (and
+ * per sub-block scale) an integer sum of q * x, and for types with a
+ * minimum the integer sum of x, so
+ *     dot = d * dx * sum_s scale[s] * sum(q x)  -  dmin * dx * sum_s min[s] * sum(x).
+ * 32-element types pair with Q8_0 activation blocks, 256-element ones with
+ * Q8_K. */
+static float
+dot_unpacked(uint32_t weight_type, int64_t cols, const uint8_t *w, const void *x_row)
+{
+    const pgi_type_info *info = pgi_type_info_of(weight_type);
+    pgi_unpacked_block u;
+    float sum = 0.0f;
+
+    for (int64_t b = 0; b < cols / info->block_elements; b++)
+    {
+        const int8_t *xq;
+        float dx;
+        int32_t scaled = 0, mins = 0;
+
+        pgi_unpack_block(weight_type, w + b * info->block_bytes, &u);
+        if (u.n == PGI_QK8_0)
+        {
+            const pgi_block_q8_0 *xb = (const pgi_block_q8_0 *) x_row + b;
+
+            xq = xb->qs;
+            dx = pgi_f16_to_f32(xb->d);
+        }
+        else
+        {
+            const pgi_block_q8_k *xb = (const pgi_block_q8_k *) x_row + b;
+
+            xq = xb->qs;
+            dx = xb->d;
+        }
+        for (int s = 0; s < u.n / u.sub; s++)
+        {
+            int32_t isum = 0, xsum = 0;
+
+            for (int i = s * u.sub; i < (s + 1) * u.sub; i++)
+            {
+                isum += (int32_t) u.q[i] * xq[i];
+                xsum += xq[i];
+            }
+            scaled += u.scale[s] * isum;
+            mins += u.min[s] * xsum;
+        }
+        sum += u.d * dx * (float) scaled - u.dmin * dx * (float) mins;
+    }
+    return sum;
+}
+
 float
 pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const void *x_row)
 {
@@ -171,6 +238,16 @@ pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const v
             return dot_q4_k_q8_k(cols, w_row, x_row);
         case PGI_TYPE_Q6_K:
             return dot_q6_k_q8_k(cols, w_row, x_row);
+        case PGI_TYPE_Q4_1:
+        case PGI_TYPE_Q5_0:
+        case PGI_TYPE_Q5_1:
+        case PGI_TYPE_Q2_K:
+        case PGI_TYPE_Q3_K:
+        case PGI_TYPE_Q5_K:
+        case PGI_TYPE_IQ4_NL:
+        case PGI_TYPE_IQ4_XS:
+        case PGI_TYPE_MXFP4:
+            return dot_unpacked(weight_type, cols, w_row, x_row);
         case PGI_TYPE_F32:
         case PGI_TYPE_F16:
         case PGI_TYPE_BF16:
@@ -249,6 +326,15 @@ SCALAR_TILE(PGI_TYPE_Q8_0, scalar_tile_q8_0)
 SCALAR_TILE(PGI_TYPE_Q4_0, scalar_tile_q4_0)
 SCALAR_TILE(PGI_TYPE_Q4_K, scalar_tile_q4_k)
 SCALAR_TILE(PGI_TYPE_Q6_K, scalar_tile_q6_k)
+SCALAR_TILE(PGI_TYPE_Q4_1, scalar_tile_q4_1)
+SCALAR_TILE(PGI_TYPE_Q5_0, scalar_tile_q5_0)
+SCALAR_TILE(PGI_TYPE_Q5_1, scalar_tile_q5_1)
+SCALAR_TILE(PGI_TYPE_Q2_K, scalar_tile_q2_k)
+SCALAR_TILE(PGI_TYPE_Q3_K, scalar_tile_q3_k)
+SCALAR_TILE(PGI_TYPE_Q5_K, scalar_tile_q5_k)
+SCALAR_TILE(PGI_TYPE_IQ4_NL, scalar_tile_iq4_nl)
+SCALAR_TILE(PGI_TYPE_IQ4_XS, scalar_tile_iq4_xs)
+SCALAR_TILE(PGI_TYPE_MXFP4, scalar_tile_mxfp4)
 
 static void
 quantize_q8_0_scalar(const float *x, void *dst, int64_t n)
@@ -283,6 +369,15 @@ scalar_kernel_for(uint32_t type, pgi_matmul_kernel *k)
         case PGI_TYPE_Q4_0: k->tile = scalar_tile_q4_0; k->quantize = quantize_q8_0_scalar; return true;
         case PGI_TYPE_Q4_K: k->tile = scalar_tile_q4_k; k->quantize = quantize_q8_k_scalar; return true;
         case PGI_TYPE_Q6_K: k->tile = scalar_tile_q6_k; k->quantize = quantize_q8_k_scalar; return true;
+        case PGI_TYPE_Q4_1: k->tile = scalar_tile_q4_1; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_Q5_0: k->tile = scalar_tile_q5_0; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_Q5_1: k->tile = scalar_tile_q5_1; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_IQ4_NL: k->tile = scalar_tile_iq4_nl; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_MXFP4: k->tile = scalar_tile_mxfp4; k->quantize = quantize_q8_0_scalar; return true;
+        case PGI_TYPE_Q2_K: k->tile = scalar_tile_q2_k; k->quantize = quantize_q8_k_scalar; return true;
+        case PGI_TYPE_Q3_K: k->tile = scalar_tile_q3_k; k->quantize = quantize_q8_k_scalar; return true;
+        case PGI_TYPE_Q5_K: k->tile = scalar_tile_q5_k; k->quantize = quantize_q8_k_scalar; return true;
+        case PGI_TYPE_IQ4_XS: k->tile = scalar_tile_iq4_xs; k->quantize = quantize_q8_k_scalar; return true;
         default: return false;
     }
 }

@@ -21,7 +21,7 @@
  * quantization step; they are not the error-minimising searches llama.cpp's
  * quantize tool uses, which only matters for the quality of synthetic models.
  */
-#include "tensor_types.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -157,6 +157,225 @@ dequantize_q8_k(const pgi_block_q8_k *blocks, float *dst, int64_t n)
             dst[b * PGI_QK_K + i] = blocks[b].d * (float) blocks[b].qs[i];
 }
 
+/* ------------------------------------------- the unpacked common form */
+
+/* Elements j and j + 16 of a 32-element group share byte j of qs: low
+ * nibble, high nibble (Q4_0's layout, used by Q4_1, Q5_0, Q5_1, IQ4_NL,
+ * MXFP4 and IQ4_XS's sub-blocks). */
+static inline int
+nibble_of(const uint8_t *qs, int e)
+{
+    return e < 16 ? (qs[e] & 0x0f) : (qs[e - 16] >> 4);
+}
+
+/* Q5_0/Q5_1: the fifth bit of element e is bit e of the little-endian
+ * 32-bit word qh, i.e. bit e % 8 of byte e / 8. */
+static inline int
+q5_high_bit(const uint8_t *qh, int e)
+{
+    return (qh[e / 8] >> (e % 8)) & 1;
+}
+
+/* Q2_K/Q3_K: element e = 128h + 32j + l keeps its low 2 bits in bits
+ * 2j..2j+1 of qs[32h + l] (and Q3_K its third bit in bit 4h + j of
+ * hmask[l]). */
+static inline int
+k_2bit_byte(int e)
+{
+    return 32 * (e / 128) + e % 32;
+}
+
+static inline int
+k_2bit_shift(int e)
+{
+    return 2 * ((e % 128) / 32);
+}
+
+static inline int
+q3_k_hmask_bit(int e)
+{
+    return 4 * (e / 128) + (e % 128) / 32;
+}
+
+/* Q3_K's 16 six-bit scales: the low 4 bits of scale i are the low (i < 8)
+ * or high (i >= 8) nibble of byte i % 8; the top 2 bits are bits
+ * 2(i/4)..2(i/4)+1 of byte 8 + i % 4. */
+int
+pgi_q3_k_scale(const uint8_t *scales, int i)
+{
+    int low = (scales[i % 8] >> (4 * (i / 8))) & 0x0f;
+    int high = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+
+    return low | (high << 4);
+}
+
+/* Q5_K: element e = 64c + 32k + l (k = 0: low nibbles, 1: high nibbles of
+ * qs[32c + l]); its fifth bit is bit 2c + k of qh[l]. */
+static inline int
+q5_k_code(const pgi_block_q5_k *b, int e)
+{
+    int c = e / 64, k = (e % 64) / 32, l = e % 32;
+    int low = k ? (b->qs[32 * c + l] >> 4) : (b->qs[32 * c + l] & 0x0f);
+
+    return low | (((b->qh[l] >> (2 * c + k)) & 1) << 4);
+}
+
+/* IQ4_XS: sub-block s's 6-bit scale, low 4 bits from nibble s % 2 of
+ * scales_l[s / 2], top 2 bits from bits 2s..2s+1 of scales_h. */
+static inline int
+iq4_xs_scale(const pgi_block_iq4_xs *b, int s)
+{
+    return ((b->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | (((b->scales_h >> (2 * s)) & 3) << 4);
+}
+
+static void
+unpacked_init(pgi_unpacked_block *u, int n, int sub, float d, float dmin)
+{
+    u->n = n;
+    u->sub = sub;
+    u->d = d;
+    u->dmin = dmin;
+    for (int s = 0; s < 16; s++)
+    {
+        u->scale[s] = 1;
+        u->min[s] = 0;
+    }
+}
+
+bool
+pgi_unpack_block(uint32_t type_id, const void *block, pgi_unpacked_block *u)
+{
+    switch (type_id)
+    {
+        case PGI_TYPE_Q4_1:
+        {
+            const pgi_block_q4_1 *b = block;
+
+            unpacked_init(u, 32, 32, pgi_f16_to_f32(b->d), -pgi_f16_to_f32(b->m));
+            u->min[0] = 1;
+            for (int e = 0; e < 32; e++)
+                u->q[e] = (int8_t) nibble_of(b->qs, e);
+            return true;
+        }
+        case PGI_TYPE_Q5_0:
+        {
+            const pgi_block_q5_0 *b = block;
+
+            unpacked_init(u, 32, 32, pgi_f16_to_f32(b->d), 0.0f);
+            for (int e = 0; e < 32; e++)
+                u->q[e] = (int8_t) ((nibble_of(b->qs, e) | (q5_high_bit(b->qh, e) << 4)) - 16);
+            return true;
+        }
+        case PGI_TYPE_Q5_1:
+        {
+            const pgi_block_q5_1 *b = block;
+
+            unpacked_init(u, 32, 32, pgi_f16_to_f32(b->d), -pgi_f16_to_f32(b->m));
+            u->min[0] = 1;
+            for (int e = 0; e < 32; e++)
+                u->q[e] = (int8_t) (nibble_of(b->qs, e) | (q5_high_bit(b->qh, e) << 4));
+            return true;
+        }
+        case PGI_TYPE_IQ4_NL:
+        {
+            const pgi_block_iq4_nl *b = block;
+
+            unpacked_init(u, 32, 32, pgi_f16_to_f32(b->d), 0.0f);
+            for (int e = 0; e < 32; e++)
+                u->q[e] = pgi_iq4_nl_values[nibble_of(b->qs, e)];
+            return true;
+        }
+        case PGI_TYPE_MXFP4:
+        {
+            const pgi_block_mxfp4 *b = block;
+
+            unpacked_init(u, 32, 32, pgi_e8m0_to_f32_half(b->e), 0.0f);
+            for (int e = 0; e < 32; e++)
+                u->q[e] = pgi_mxfp4_values[nibble_of(b->qs, e)];
+            return true;
+        }
+        case PGI_TYPE_Q2_K:
+        {
+            const pgi_block_q2_k *b = block;
+
+            unpacked_init(u, PGI_QK_K, 16, pgi_f16_to_f32(b->d), pgi_f16_to_f32(b->dmin));
+            for (int s = 0; s < 16; s++)
+            {
+                u->scale[s] = (int16_t) (b->scales[s] & 0x0f);
+                u->min[s] = (int16_t) (b->scales[s] >> 4);
+            }
+            for (int e = 0; e < PGI_QK_K; e++)
+                u->q[e] = (int8_t) ((b->qs[k_2bit_byte(e)] >> k_2bit_shift(e)) & 3);
+            return true;
+        }
+        case PGI_TYPE_Q3_K:
+        {
+            const pgi_block_q3_k *b = block;
+
+            unpacked_init(u, PGI_QK_K, 16, pgi_f16_to_f32(b->d), 0.0f);
+            for (int s = 0; s < 16; s++)
+                u->scale[s] = (int16_t) (pgi_q3_k_scale(b->scales, s) - 32);
+            /* a clear high bit means "subtract 4": codes -4..3 */
+            for (int e = 0; e < PGI_QK_K; e++)
+                u->q[e] = (int8_t) (((b->qs[k_2bit_byte(e)] >> k_2bit_shift(e)) & 3) +
+                                    4 * ((b->hmask[e % 32] >> q3_k_hmask_bit(e)) & 1) - 4);
+            return true;
+        }
+        case PGI_TYPE_Q5_K:
+        {
+            const pgi_block_q5_k *b = block;
+
+            unpacked_init(u, PGI_QK_K, 32, pgi_f16_to_f32(b->d), pgi_f16_to_f32(b->dmin));
+            for (int s = 0; s < 8; s++)
+            {
+                uint8_t sc, m;
+
+                pgi_q4_k_scale_min(b->scales, s, &sc, &m);
+                u->scale[s] = sc;
+                u->min[s] = m;
+            }
+            for (int e = 0; e < PGI_QK_K; e++)
+                u->q[e] = (int8_t) q5_k_code(b, e);
+            return true;
+        }
+        case PGI_TYPE_IQ4_XS:
+        {
+            const pgi_block_iq4_xs *b = block;
+
+            unpacked_init(u, PGI_QK_K, 32, pgi_f16_to_f32(b->d), 0.0f);
+            for (int s = 0; s < 8; s++)
+            {
+                u->scale[s] = (int16_t) (iq4_xs_scale(b, s) - 32);
+                for (int e = 0; e < 32; e++)
+                    u->q[32 * s + e] = pgi_iq4_nl_values[nibble_of(b->qs + 16 * s, e)];
+            }
+            return true;
+        }
+        default:
+            return false;
+    }
+}
+
+static void
+dequantize_unpacked(uint32_t type_id, const void *src, float *dst, int64_t n)
+{
+    const pgi_type_info *info = pgi_type_info_of(type_id);
+    pgi_unpacked_block u;
+
+    for (int64_t b = 0; b < n / info->block_elements; b++)
+    {
+        float *y = dst + b * info->block_elements;
+
+        pgi_unpack_block(type_id, (const uint8_t *) src + b * info->block_bytes, &u);
+        for (int e = 0; e < u.n; e++)
+        {
+            int s = e / u.sub;
+
+            y[e] = (u.d * (float) u.scale[s]) * (float) u.q[e] - u.dmin * (float) u.min[s];
+        }
+    }
+}
+
 void
 pgi_dequantize_row(uint32_t type_id, const void *src, float *dst, int64_t n)
 {
@@ -187,6 +406,17 @@ pgi_dequantize_row(uint32_t type_id, const void *src, float *dst, int64_t n)
             break;
         case PGI_TYPE_Q8_K:
             dequantize_q8_k(src, dst, n);
+            break;
+        case PGI_TYPE_Q4_1:
+        case PGI_TYPE_Q5_0:
+        case PGI_TYPE_Q5_1:
+        case PGI_TYPE_Q2_K:
+        case PGI_TYPE_Q3_K:
+        case PGI_TYPE_Q5_K:
+        case PGI_TYPE_IQ4_NL:
+        case PGI_TYPE_IQ4_XS:
+        case PGI_TYPE_MXFP4:
+            dequantize_unpacked(type_id, src, dst, n);
             break;
         default:
             /* Callers check pgi_type_info_of(..)->supported first; zeros
@@ -410,6 +640,349 @@ quantize_q6_k(const float *x, pgi_block_q6_k *blocks, int64_t n)
     }
 }
 
+/* Codes 0..15 of a 32-element group into Q4_0's nibble layout (the fifth
+ * bit, when there is one, goes to pack_q5_high_bits). */
+static void
+pack_nibbles(const uint8_t *codes, uint8_t *qs)
+{
+    for (int j = 0; j < 16; j++)
+        qs[j] = (uint8_t) ((codes[j] & 0x0f) | ((codes[j + 16] & 0x0f) << 4));
+}
+
+static void
+pack_q5_high_bits(const uint8_t *codes, uint8_t *qh)
+{
+    memset(qh, 0, 4);
+    for (int e = 0; e < 32; e++)
+        qh[e / 8] |= (uint8_t) (((codes[e] >> 4) & 1) << (e % 8));
+}
+
+/* Q4_1 / Q5_1: the block's range [lo, hi] over nmax steps, m = lo. */
+static void
+quantize_affine_32(const float *xb, int nmax, pgi_f16 *d_out, pgi_f16 *m_out, uint8_t *codes)
+{
+    float lo = xb[0], hi = xb[0], d, m, id;
+
+    for (int i = 1; i < 32; i++)
+    {
+        lo = fminf(lo, xb[i]);
+        hi = fmaxf(hi, xb[i]);
+    }
+    *d_out = pgi_f32_to_f16((hi - lo) / (float) nmax);
+    *m_out = pgi_f32_to_f16(lo);
+    d = pgi_f16_to_f32(*d_out);
+    m = pgi_f16_to_f32(*m_out);
+    id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < 32; i++)
+        codes[i] = (uint8_t) clamp_int((int) lrintf((xb[i] - m) * id), 0, nmax);
+}
+
+static void
+quantize_q4_1(const float *x, pgi_block_q4_1 *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK4_1; b++)
+    {
+        uint8_t codes[32];
+
+        quantize_affine_32(x + b * PGI_QK4_1, 15, &blocks[b].d, &blocks[b].m, codes);
+        pack_nibbles(codes, blocks[b].qs);
+    }
+}
+
+static void
+quantize_q5_1(const float *x, pgi_block_q5_1 *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK5_1; b++)
+    {
+        uint8_t codes[32];
+
+        quantize_affine_32(x + b * PGI_QK5_1, 31, &blocks[b].d, &blocks[b].m, codes);
+        pack_nibbles(codes, blocks[b].qs);
+        pack_q5_high_bits(codes, blocks[b].qh);
+    }
+}
+
+/* Q5_0: as Q4_0 with 32 levels, d = m/-16. */
+static void
+quantize_q5_0(const float *x, pgi_block_q5_0 *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK5_0; b++)
+    {
+        const float *xb = x + b * PGI_QK5_0;
+        uint8_t codes[32];
+        float d, id;
+
+        blocks[b].d = pgi_f32_to_f16(signed_max(xb, 32) / -16.0f);
+        d = pgi_f16_to_f32(blocks[b].d);
+        id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int i = 0; i < 32; i++)
+            codes[i] = (uint8_t) clamp_int((int) floorf(xb[i] * id + 16.5f), 0, 31);
+        pack_nibbles(codes, blocks[b].qs);
+        pack_q5_high_bits(codes, blocks[b].qh);
+    }
+}
+
+/* Index of the table value v (times d) nearest to x; first on ties. */
+static int
+nearest_level(const int8_t *table, float d, float x)
+{
+    int best = 0;
+    float best_err = INFINITY;
+
+    for (int k = 0; k < 16; k++)
+    {
+        float err = fabsf(x - d * (float) table[k]);
+
+        if (err < best_err)
+        {
+            best_err = err;
+            best = k;
+        }
+    }
+    return best;
+}
+
+/* IQ4_NL: d = m/-127 so the largest-magnitude element is exactly the
+ * table's -127; the others take the nearest level. */
+static void
+quantize_iq4_nl(const float *x, pgi_block_iq4_nl *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK4_NL; b++)
+    {
+        const float *xb = x + b * PGI_QK4_NL;
+        uint8_t codes[32];
+        float d;
+
+        blocks[b].d = pgi_f32_to_f16(signed_max(xb, 32) / -127.0f);
+        d = pgi_f16_to_f32(blocks[b].d);
+        for (int i = 0; i < 32; i++)
+            codes[i] = (uint8_t) nearest_level(pgi_iq4_nl_values, d, xb[i]);
+        pack_nibbles(codes, blocks[b].qs);
+    }
+}
+
+/* IQ4_XS: each sub-block's own scale m/-127 is quantized to 6 bits (as
+ * scale - 32 in -32..31) against d = (the largest-magnitude one)/-32; the
+ * levels are then chosen with the quantized scale. */
+static void
+quantize_iq4_xs(const float *x, pgi_block_iq4_xs *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK_K; b++)
+    {
+        const float *xb = x + b * PGI_QK_K;
+        pgi_block_iq4_xs *blk = &blocks[b];
+        float sub_scale[8], biggest = 0.0f, d, id;
+
+        for (int s = 0; s < 8; s++)
+        {
+            sub_scale[s] = signed_max(xb + 32 * s, 32) / -127.0f;
+            if (fabsf(sub_scale[s]) > fabsf(biggest))
+                biggest = sub_scale[s];
+        }
+        blk->d = pgi_f32_to_f16(biggest / -32.0f);
+        d = pgi_f16_to_f32(blk->d);
+        id = d != 0.0f ? 1.0f / d : 0.0f;
+        blk->scales_h = 0;
+        memset(blk->scales_l, 0, sizeof(blk->scales_l));
+        for (int s = 0; s < 8; s++)
+        {
+            int l = clamp_int((int) lrintf(sub_scale[s] * id), -32, 31);
+            uint8_t codes[32];
+
+            blk->scales_l[s / 2] |= (uint8_t) (((l + 32) & 0x0f) << (4 * (s % 2)));
+            blk->scales_h |= (uint16_t) (((l + 32) >> 4) << (2 * s));
+            for (int i = 0; i < 32; i++)
+                codes[i] = (uint8_t) nearest_level(pgi_iq4_nl_values, d * (float) l, xb[32 * s + i]);
+            pack_nibbles(codes, blk->qs + 16 * s);
+        }
+    }
+}
+
+/* MXFP4: the smallest exponent e whose largest level (12 * 2^(e-128))
+ * still covers max|x|; then the nearest level for each element. */
+static void
+quantize_mxfp4(const float *x, pgi_block_mxfp4 *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK_MXFP4; b++)
+    {
+        const float *xb = x + b * PGI_QK_MXFP4;
+        float amax = max_abs(xb, 32), d;
+        uint8_t codes[32];
+        int e = 0;
+
+        if (amax > 0.0f)
+        {
+            int exponent;
+
+            frexpf(amax / 12.0f, &exponent);          /* amax/12 < 2^exponent */
+            e = clamp_int(exponent + 128, 0, 254);
+            while (e > 0 && 12.0f * pgi_e8m0_to_f32_half((uint8_t) (e - 1)) >= amax)
+                e--;
+            while (e < 254 && 12.0f * pgi_e8m0_to_f32_half((uint8_t) e) < amax)
+                e++;
+        }
+        blocks[b].e = (uint8_t) e;
+        d = pgi_e8m0_to_f32_half((uint8_t) e);
+        for (int i = 0; i < 32; i++)
+            codes[i] = (uint8_t) nearest_level(pgi_mxfp4_values, d, xb[i]);
+        pack_nibbles(codes, blocks[b].qs);
+    }
+}
+
+/* Q2_K: per sub-block of 16 the range [min(0, lo), hi] over 3 steps, scale
+ * and min rounded up to 4-bit multiples of d = max scale/15 and dmin = max
+ * min/15 (as Q4_K's encoder does with 6 bits). */
+static void
+quantize_q2_k(const float *x, pgi_block_q2_k *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK_K; b++)
+    {
+        const float *xb = x + b * PGI_QK_K;
+        pgi_block_q2_k *blk = &blocks[b];
+        float sub_scale[16], sub_min[16], max_scale = 0.0f, max_min = 0.0f, d, dmin;
+
+        for (int s = 0; s < 16; s++)
+        {
+            float lo = 0.0f, hi = -INFINITY;
+
+            for (int i = 0; i < 16; i++)
+            {
+                lo = fminf(lo, xb[16 * s + i]);
+                hi = fmaxf(hi, xb[16 * s + i]);
+            }
+            if (hi < lo)
+                hi = lo;
+            sub_scale[s] = (hi - lo) / 3.0f;
+            sub_min[s] = -lo;
+            max_scale = fmaxf(max_scale, sub_scale[s]);
+            max_min = fmaxf(max_min, sub_min[s]);
+        }
+        blk->d = pgi_f32_to_f16(max_scale / 15.0f);
+        blk->dmin = pgi_f32_to_f16(max_min / 15.0f);
+        d = pgi_f16_to_f32(blk->d);
+        dmin = pgi_f16_to_f32(blk->dmin);
+        memset(blk->qs, 0, sizeof(blk->qs));
+        for (int s = 0; s < 16; s++)
+        {
+            int sc = d > 0.0f ? clamp_int((int) ceilf(sub_scale[s] / d - 1e-4f), 0, 15) : 0;
+            int m = dmin > 0.0f ? clamp_int((int) ceilf(sub_min[s] / dmin - 1e-4f), 0, 15) : 0;
+            float step = d * (float) sc, offset = dmin * (float) m;
+
+            blk->scales[s] = (uint8_t) (sc | (m << 4));
+            for (int i = 0; i < 16; i++)
+            {
+                int e = 16 * s + i;
+                int q = step > 0.0f ? clamp_int((int) lrintf((xb[e] + offset) / step), 0, 3) : 0;
+
+                blk->qs[k_2bit_byte(e)] |= (uint8_t) (q << k_2bit_shift(e));
+            }
+        }
+    }
+}
+
+/* Q3_K: per sub-block of 16, scale m/-4 (m the element of largest
+ * magnitude) so codes span -4..4; the scales are quantized to -32..31
+ * against d = max|scale|/31, rounded away from zero so the codes still
+ * reach; +4 clamps to 3. */
+static void
+quantize_q3_k(const float *x, pgi_block_q3_k *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK_K; b++)
+    {
+        const float *xb = x + b * PGI_QK_K;
+        pgi_block_q3_k *blk = &blocks[b];
+        float sub_scale[16], max_scale = 0.0f, d;
+
+        for (int s = 0; s < 16; s++)
+        {
+            sub_scale[s] = signed_max(xb + 16 * s, 16) / -4.0f;
+            max_scale = fmaxf(max_scale, fabsf(sub_scale[s]));
+        }
+        blk->d = pgi_f32_to_f16(max_scale / 31.0f);
+        d = pgi_f16_to_f32(blk->d);
+        memset(blk->hmask, 0, sizeof(blk->hmask));
+        memset(blk->qs, 0, sizeof(blk->qs));
+        memset(blk->scales, 0, sizeof(blk->scales));
+        for (int s = 0; s < 16; s++)
+        {
+            int l = 0, packed;
+            float step;
+
+            if (d > 0.0f)
+            {
+                l = clamp_int((int) ceilf(fabsf(sub_scale[s]) / d - 1e-4f), 0, 31);
+                if (sub_scale[s] < 0.0f)
+                    l = -l;
+            }
+            packed = l + 32;
+            blk->scales[s % 8] |= (uint8_t) ((packed & 0x0f) << (4 * (s / 8)));
+            blk->scales[8 + s % 4] |= (uint8_t) ((packed >> 4) << (2 * (s / 4)));
+            step = d * (float) l;
+            for (int i = 0; i < 16; i++)
+            {
+                int e = 16 * s + i;
+                int q = step != 0.0f ? clamp_int((int) lrintf(xb[e] / step), -4, 3) : 0;
+                int u = q + 4;                  /* 0..7: low 2 bits + "no subtract" bit */
+
+                blk->qs[k_2bit_byte(e)] |= (uint8_t) ((u & 3) << k_2bit_shift(e));
+                blk->hmask[e % 32] |= (uint8_t) ((u >> 2) << q3_k_hmask_bit(e));
+            }
+        }
+    }
+}
+
+/* Q5_K: Q4_K's encoder with 32 levels per sub-block. */
+static void
+quantize_q5_k(const float *x, pgi_block_q5_k *blocks, int64_t n)
+{
+    for (int64_t b = 0; b < n / PGI_QK_K; b++)
+    {
+        const float *xb = x + b * PGI_QK_K;
+        pgi_block_q5_k *blk = &blocks[b];
+        float sub_scale[8], sub_min[8], max_scale = 0.0f, max_min = 0.0f;
+        uint8_t sc[8], m[8];
+        float d, dmin;
+
+        for (int j = 0; j < 8; j++)
+        {
+            float lo = 0.0f, hi = -INFINITY;
+
+            for (int i = 0; i < 32; i++)
+            {
+                lo = fminf(lo, xb[32 * j + i]);
+                hi = fmaxf(hi, xb[32 * j + i]);
+            }
+            if (hi < lo)
+                hi = lo;
+            sub_scale[j] = (hi - lo) / 31.0f;
+            sub_min[j] = -lo;
+            max_scale = fmaxf(max_scale, sub_scale[j]);
+            max_min = fmaxf(max_min, sub_min[j]);
+        }
+        blk->d = pgi_f32_to_f16(max_scale / 63.0f);
+        blk->dmin = pgi_f32_to_f16(max_min / 63.0f);
+        d = pgi_f16_to_f32(blk->d);
+        dmin = pgi_f16_to_f32(blk->dmin);
+        for (int j = 0; j < 8; j++)
+        {
+            sc[j] = (uint8_t) (d > 0.0f ? clamp_int((int) ceilf(sub_scale[j] / d - 1e-4f), 0, 63) : 0);
+            m[j] = (uint8_t) (dmin > 0.0f ? clamp_int((int) ceilf(sub_min[j] / dmin - 1e-4f), 0, 63) : 0);
+        }
+        pack_q4_k_scales(blk->scales, sc, m);
+        memset(blk->qh, 0, sizeof(blk->qh));
+        memset(blk->qs, 0, sizeof(blk->qs));
+        for (int e = 0; e < PGI_QK_K; e++)
+        {
+            int j = e / 32, c = e / 64, k = (e % 64) / 32, l = e % 32;
+            float step = d * sc[j], offset = dmin * m[j];
+            int q = step > 0.0f ? clamp_int((int) lrintf((xb[e] + offset) / step), 0, 31) : 0;
+
+            blk->qs[32 * c + l] |= (uint8_t) ((q & 0x0f) << (4 * k));
+            blk->qh[l] |= (uint8_t) ((q >> 4) << (2 * c + k));
+        }
+    }
+}
+
 void
 pgi_quantize_row(uint32_t type_id, const float *src, void *dst, int64_t n)
 {
@@ -440,6 +1013,33 @@ pgi_quantize_row(uint32_t type_id, const float *src, void *dst, int64_t n)
             break;
         case PGI_TYPE_Q8_K:
             pgi_quantize_row_q8_k(src, dst, n);
+            break;
+        case PGI_TYPE_Q4_1:
+            quantize_q4_1(src, dst, n);
+            break;
+        case PGI_TYPE_Q5_0:
+            quantize_q5_0(src, dst, n);
+            break;
+        case PGI_TYPE_Q5_1:
+            quantize_q5_1(src, dst, n);
+            break;
+        case PGI_TYPE_Q2_K:
+            quantize_q2_k(src, dst, n);
+            break;
+        case PGI_TYPE_Q3_K:
+            quantize_q3_k(src, dst, n);
+            break;
+        case PGI_TYPE_Q5_K:
+            quantize_q5_k(src, dst, n);
+            break;
+        case PGI_TYPE_IQ4_NL:
+            quantize_iq4_nl(src, dst, n);
+            break;
+        case PGI_TYPE_IQ4_XS:
+            quantize_iq4_xs(src, dst, n);
+            break;
+        case PGI_TYPE_MXFP4:
+            quantize_mxfp4(src, dst, n);
             break;
         default:
             break;

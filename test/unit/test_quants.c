@@ -44,9 +44,32 @@ test_type_table(void)
     CHECK(pgi_row_bytes(PGI_TYPE_F32, INT64_MAX) == 0, "a row whose size overflows is 0");
     CHECK(pgi_type_info_of(PGI_TYPE_Q4_K) && pgi_type_info_of(PGI_TYPE_Q4_K)->supported,
           "Q4_K is supported");
-    CHECK(pgi_type_info_of(PGI_TYPE_Q5_K) && !pgi_type_info_of(PGI_TYPE_Q5_K)->supported,
-          "Q5_K is known but not supported");
-    CHECK(pgi_type_info_of(39) == NULL && pgi_type_info_of(1000) == NULL, "unknown ids give NULL");
+    CHECK(pgi_type_info_of(17) && !pgi_type_info_of(17)->supported,
+          "IQ2_XS is known but not supported");
+    CHECK(pgi_type_info_of(PGI_TYPE_Q8_1) && !pgi_type_info_of(PGI_TYPE_Q8_1)->supported,
+          "Q8_1 is known but not supported");
+    CHECK(pgi_type_info_of(40) == NULL && pgi_type_info_of(38) == NULL && pgi_type_info_of(1000) == NULL,
+          "unknown ids give NULL");
+    /* The nine types added with their kernels: ids from ggml.h, block
+     * elements and bytes from ggml-common.h's block structs. */
+    {
+        static const struct { uint32_t id; const char *name; uint32_t elements, bytes; } added[] = {
+            {3, "Q4_1", 32, 20}, {6, "Q5_0", 32, 22}, {7, "Q5_1", 32, 24},
+            {10, "Q2_K", 256, 84}, {11, "Q3_K", 256, 110}, {13, "Q5_K", 256, 176},
+            {20, "IQ4_NL", 32, 18}, {23, "IQ4_XS", 256, 136}, {39, "MXFP4", 32, 17},
+        };
+
+        for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
+        {
+            const pgi_type_info *info = pgi_type_info_of(added[i].id);
+
+            CHECK(info != NULL && info->supported && strcmp(info->name, added[i].name) == 0 &&
+                  info->block_elements == added[i].elements && info->block_bytes == added[i].bytes,
+                  "type %u is %s, supported, %u elements in %u bytes", added[i].id, added[i].name,
+                  added[i].elements, added[i].bytes);
+        }
+    }
+    CHECK(pgi_row_bytes(PGI_TYPE_MXFP4, 64) == 34, "MXFP4 row of 64 is 34 bytes");
     CHECK(strcmp(pgi_type_name(PGI_TYPE_Q6_K), "Q6_K") == 0, "name of Q6_K");
     CHECK(strcmp(pgi_type_name(PGI_TYPE_BF16), "BF16") == 0, "name of BF16");
     CHECK(strcmp(pgi_type_name(17), "IQ2_XS") == 0, "name of IQ2_XS");
