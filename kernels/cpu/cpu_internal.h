@@ -83,6 +83,25 @@ pgi_activation_format pgi_activation_format_of(uint32_t weight_type);
  * kernels of matmul.c are used). */
 bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
 
+/* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
+ * asked by pgi_matmul_kernel_avx2 for the types it has none of. */
+bool pgi_matmul_kernel_avx2_more(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
+/* The AVX2 kernels' activation rows for the 32-element types: the Q8_0
+ * blocks, then from a 32-byte boundary each block's scale as a float
+ * (float(half d), the same value); pgi_q8_0_x_row_bytes is the whole row.
+ * Only meaningful where the CPU has AVX2 (the quantizers are compiled for
+ * it). */
+static inline size_t
+pgi_q8_0_scales_offset(int64_t cols)
+{
+    return ((size_t) (cols / 32) * sizeof(pgi_block_q8_0) + 31) & ~(size_t) 31;
+}
+
+size_t pgi_q8_0_x_row_bytes(int64_t cols);
+void pgi_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
+void pgi_quantize_q8_k_avx2(const float *x, void *dst, int64_t n);
+
 /* Scalar dot products shared by the reference and the scalar kernels. */
 float pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const void *x_row);
 

@@ -116,11 +116,11 @@ float_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x
 static inline size_t
 q8_0_scales_offset(int64_t cols)
 {
-    return ((size_t) (cols / 32) * sizeof(pgi_block_q8_0) + 31) & ~(size_t) 31;
+    return pgi_q8_0_scales_offset(cols);
 }
 
-static size_t
-q8_0_x_row_bytes(int64_t cols)
+size_t
+pgi_q8_0_x_row_bytes(int64_t cols)
 {
     return q8_0_scales_offset(cols) + (size_t) (cols / 32) * sizeof(float);
 }
@@ -520,8 +520,8 @@ KQ_TILE_ENTRY(tile_q6_k, q6_k_tile)
 
 /* ------------------------------------------------ activation quantizers */
 
-AVX2_FN void
-quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
+__attribute__((target("avx2,fma,f16c"))) void
+pgi_quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
 {
     pgi_block_q8_0 *blocks = dst;
     float *scales = (float *) ((uint8_t *) dst + q8_0_scales_offset(n));
@@ -555,8 +555,8 @@ quantize_q8_0_avx2(const float *x, void *dst, int64_t n)
     }
 }
 
-AVX2_FN void
-quantize_q8_k_avx2(const float *x, void *dst, int64_t n)
+__attribute__((target("avx2,fma,f16c"))) void
+pgi_quantize_q8_k_avx2(const float *x, void *dst, int64_t n)
 {
     pgi_block_q8_k *blocks = dst;
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -618,19 +618,20 @@ pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel)
             *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL, NULL};
             return true;
         case PGI_TYPE_Q8_0:
-            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, quantize_q8_0_avx2, q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
             return true;
         case PGI_TYPE_Q4_0:
-            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, quantize_q8_0_avx2, q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
             return true;
         case PGI_TYPE_Q4_K:
-            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, KQ_TILE_COLS, quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
             return true;
         case PGI_TYPE_Q6_K:
-            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, KQ_TILE_COLS, quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
             return true;
         default:
-            return false;
+            /* the types added later have their kernels in matmul_avx2_more.c */
+            return pgi_matmul_kernel_avx2_more(weight_type, kernel);
     }
 }
 

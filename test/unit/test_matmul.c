@@ -102,8 +102,9 @@ static double
 worst_vs_exact(const test_matrix *m, const float *x, const float *ref, int n_rows)
 {
     uint32_t t = m->w.type;
-    int block = (t == PGI_TYPE_Q8_0 || t == PGI_TYPE_Q4_0) ? 32
-              : (t == PGI_TYPE_Q4_K || t == PGI_TYPE_Q6_K) ? 256 : 0;
+    /* quantized types: the block of their activation format (Q8_0: 32, Q8_K: 256) */
+    int block = (t == PGI_TYPE_F32 || t == PGI_TYPE_F16 || t == PGI_TYPE_BF16) ? 0
+              : (int) pgi_type_info_of(t)->block_elements;
     double per_step = (block == 32) ? 0.5625 / 127 : 0.5 / 127;
     double worst = 0;
 
@@ -278,6 +279,15 @@ main(void)
     test_type(PGI_TYPE_Q4_0, q32_shapes, 3, pools);
     test_type(PGI_TYPE_Q4_K, k_shapes, 3, pools);
     test_type(PGI_TYPE_Q6_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_Q4_1, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q5_0, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q5_1, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_IQ4_NL, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_MXFP4, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q2_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_Q3_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_Q5_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_IQ4_XS, k_shapes, 3, pools);
     for (int t = 0; t < 3; t++)
         pgi_threadpool_destroy(pools[t]);
     return unit_done();
