@@ -11,12 +11,30 @@
  * same model at different precisions.  Rows are generated, converted and
  * streamed to the file one at a time, so memory stays at a few rows.
  *
- * Q4_K_M follows llama.cpp's recipe for that file type: Q4_K everywhere,
- * Q6_K for output.weight (token_embd.weight when tied), and Q6_K for attn_v
- * and ffn_down in the layers where use_more_bits(i, n) holds: the first and
- * last eighth of the layers and every third layer between.  Norms and biases
- * are F32.  A row length that is not a whole number of blocks falls back
- * (Q4_K -> Q4_0 -> F16, Q6_K -> Q8_0 -> F16), as llama.cpp also falls back.
+ * The quantized types follow llama.cpp's recipes for their file types
+ * (llama_tensor_get_type_impl in llama-quant.cpp, for a dense llama/qwen2
+ * model without an importance matrix).  use_more_bits(i, n) holds in the
+ * first and last eighth of the layers and every third layer between;
+ * n_gqa is heads / kv-heads.
+ *   q4_k_m   Q4_K; Q6_K for attn_v and ffn_down where use_more_bits.
+ *   q5_k_m   Q5_K; Q6_K for attn_v and ffn_down where use_more_bits.
+ *   q3_k_m   Q3_K; attn_v Q5_K in layers 0-1, else Q4_K; ffn_down Q5_K in
+ *            the first sixteenth of the layers, else Q4_K; attn_output Q4_K.
+ *   q2_k     Q2_K; attn_v Q4_K if n_gqa >= 4, else Q3_K; attn_output and
+ *            ffn_down Q3_K.
+ *   iq4_nl, iq4_xs   that type; attn_v Q5_K if n_gqa >= 4; ffn_down Q5_K in
+ *            the first eighth of the layers.
+ *   q4_1, q5_0, q5_1   that type everywhere.
+ * and for all of them output.weight (token_embd.weight when tied) is Q6_K.
+ *   mxfp4    llama.cpp's MXFP4_MOE puts MXFP4 only on the 3-D expert
+ *            tensors and Q8_0 on everything else; a dense model has no
+ *            expert tensors, so here every matrix but the output is MXFP4
+ *            (the output Q8_0, as there), to give a model in that type.
+ *   q4_0, q8_0, f16, bf16, f32   that type everywhere.
+ * Norms and biases are F32.  A row length that is not a whole number of
+ * blocks falls back as llama.cpp's tensor_type_fallback does: Q2_K, Q3_K
+ * -> Q4_0; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; IQ4_XS -> IQ4_NL; and
+ * a 32-element type that still does not fit -> F16.
  */
 #include <math.h>
 #include <stdint.h>
@@ -43,21 +61,42 @@ typedef struct options {
     const char *output;
 } options;
 
-/* The base tensor type, file_type id of each --type. */
+/* Which of llama.cpp's per-tensor rules a --type follows (see above). */
+typedef enum recipe {
+    RECIPE_UNIFORM,              /* the base type everywhere */
+    RECIPE_Q6_K_OUTPUT,          /* ... but output.weight Q6_K */
+    RECIPE_Q4_K_M,
+    RECIPE_Q5_K_M,
+    RECIPE_Q3_K_M,
+    RECIPE_Q2_K,
+    RECIPE_IQ4,
+    RECIPE_MXFP4
+} recipe;
+
+/* The base tensor type, file_type id and recipe of each --type. */
 typedef struct type_choice {
     const char *name;
     uint32_t matrix_type;
-    uint32_t file_type;          /* llama_ftype numbering */
-    bool k_quant_mix;            /* the Q4_K_M recipe */
+    uint32_t file_type;          /* llama_ftype numbering (llama.h) */
+    recipe rules;
 } type_choice;
 
 static const type_choice type_choices[] = {
-    {"f32", PGI_TYPE_F32, 0, false},
-    {"f16", PGI_TYPE_F16, 1, false},
-    {"bf16", PGI_TYPE_BF16, 32, false},
-    {"q8_0", PGI_TYPE_Q8_0, 7, false},
-    {"q4_0", PGI_TYPE_Q4_0, 2, false},
-    {"q4_k_m", PGI_TYPE_Q4_K, 15, true},
+    {"f32", PGI_TYPE_F32, 0, RECIPE_UNIFORM},
+    {"f16", PGI_TYPE_F16, 1, RECIPE_UNIFORM},
+    {"bf16", PGI_TYPE_BF16, 32, RECIPE_UNIFORM},
+    {"q8_0", PGI_TYPE_Q8_0, 7, RECIPE_UNIFORM},
+    {"q4_0", PGI_TYPE_Q4_0, 2, RECIPE_UNIFORM},
+    {"q4_1", PGI_TYPE_Q4_1, 3, RECIPE_Q6_K_OUTPUT},
+    {"q5_0", PGI_TYPE_Q5_0, 8, RECIPE_Q6_K_OUTPUT},
+    {"q5_1", PGI_TYPE_Q5_1, 9, RECIPE_Q6_K_OUTPUT},
+    {"q2_k", PGI_TYPE_Q2_K, 10, RECIPE_Q2_K},
+    {"q3_k_m", PGI_TYPE_Q3_K, 12, RECIPE_Q3_K_M},
+    {"q4_k_m", PGI_TYPE_Q4_K, 15, RECIPE_Q4_K_M},
+    {"q5_k_m", PGI_TYPE_Q5_K, 17, RECIPE_Q5_K_M},
+    {"iq4_nl", PGI_TYPE_IQ4_NL, 25, RECIPE_IQ4},
+    {"iq4_xs", PGI_TYPE_IQ4_XS, 30, RECIPE_IQ4},
+    {"mxfp4", PGI_TYPE_MXFP4, 38, RECIPE_MXFP4},
 };
 
 /* ------------------------------------------------------------ random */
@@ -121,17 +160,78 @@ use_more_bits(int64_t layer, int64_t n_layers)
     return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
 }
 
+/* The matrices the recipes tell apart. */
+typedef enum role {
+    ROLE_TOKEN_EMBD, ROLE_OUTPUT, ROLE_ATTN_Q, ROLE_ATTN_K, ROLE_ATTN_V, ROLE_ATTN_OUTPUT,
+    ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN
+} role;
+
+/* The type the recipe wants for a matrix of `role` in `layer`, before any
+ * fallback for its row length. */
+static uint32_t
+recipe_type(const type_choice *tc, const options *o, role r, int64_t layer)
+{
+    uint32_t base = tc->matrix_type;
+    int64_t n = o->layers, n_gqa = o->heads / o->kv_heads;
+
+    if (r == ROLE_OUTPUT || (r == ROLE_TOKEN_EMBD && o->tied))
+    {
+        /* a row that is not whole base blocks makes llama.cpp pick Q8_0 */
+        if (tc->rules == RECIPE_UNIFORM)
+            return base;
+        if (tc->rules == RECIPE_MXFP4 || pgi_row_bytes(base, o->dim) == 0)
+            return PGI_TYPE_Q8_0;
+        return PGI_TYPE_Q6_K;
+    }
+    switch (tc->rules)
+    {
+        case RECIPE_Q4_K_M:
+        case RECIPE_Q5_K_M:
+            if ((r == ROLE_ATTN_V || r == ROLE_FFN_DOWN) && use_more_bits(layer, n))
+                return PGI_TYPE_Q6_K;
+            return base;
+        case RECIPE_Q3_K_M:
+            if (r == ROLE_ATTN_V)
+                return layer < 2 ? PGI_TYPE_Q5_K : PGI_TYPE_Q4_K;
+            if (r == ROLE_FFN_DOWN)
+                return layer < n / 16 ? PGI_TYPE_Q5_K : PGI_TYPE_Q4_K;
+            if (r == ROLE_ATTN_OUTPUT)
+                return PGI_TYPE_Q4_K;
+            return base;
+        case RECIPE_Q2_K:
+            if (r == ROLE_ATTN_V)
+                return n_gqa >= 4 ? PGI_TYPE_Q4_K : PGI_TYPE_Q3_K;
+            if (r == ROLE_FFN_DOWN || r == ROLE_ATTN_OUTPUT)
+                return PGI_TYPE_Q3_K;
+            return base;
+        case RECIPE_IQ4:
+            if (r == ROLE_ATTN_V && n_gqa >= 4)
+                return PGI_TYPE_Q5_K;
+            if (r == ROLE_FFN_DOWN && layer < n / 8)
+                return PGI_TYPE_Q5_K;
+            return base;
+        default:
+            return base;
+    }
+}
+
 /* The type a row of `row` elements can take, falling back when the row is
- * not a whole number of blocks. */
+ * not a whole number of blocks (llama.cpp's tensor_type_fallback). */
 static uint32_t
 fit_type(uint32_t wanted, int64_t row)
 {
     while (pgi_row_bytes(wanted, row) == 0)
     {
-        if (wanted == PGI_TYPE_Q4_K)
+        if (wanted == PGI_TYPE_Q2_K || wanted == PGI_TYPE_Q3_K)
             wanted = PGI_TYPE_Q4_0;
+        else if (wanted == PGI_TYPE_Q4_K)
+            wanted = PGI_TYPE_Q5_0;
+        else if (wanted == PGI_TYPE_Q5_K)
+            wanted = PGI_TYPE_Q5_1;
         else if (wanted == PGI_TYPE_Q6_K)
             wanted = PGI_TYPE_Q8_0;
+        else if (wanted == PGI_TYPE_IQ4_XS)
+            wanted = PGI_TYPE_IQ4_NL;
         else
             return PGI_TYPE_F16;
     }
@@ -159,36 +259,36 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
     int n = 0;
     int64_t head_dim = o->dim / o->heads;
     int64_t kv_dim = head_dim * o->kv_heads;
-    uint32_t base = tc->matrix_type;
-    uint32_t big = tc->k_quant_mix ? PGI_TYPE_Q6_K : base;
     char name[64];
 
-    plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, o->tied ? big : base, KIND_MATRIX);
+    plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, recipe_type(tc, o, ROLE_TOKEN_EMBD, 0),
+             KIND_MATRIX);
     for (int64_t l = 0; l < o->layers; l++)
     {
-        uint32_t promoted = tc->k_quant_mix && use_more_bits(l, o->layers) ? PGI_TYPE_Q6_K : base;
-
 #define BLK(suffix) (snprintf(name, sizeof(name), "blk.%lld." suffix, (long long) l), name)
+#define TYPE(r) recipe_type(tc, o, r, l)
         plan_add(plan, &n, BLK("attn_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        plan_add(plan, &n, BLK("attn_q.weight"), o->dim, o->dim, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("attn_k.weight"), o->dim, kv_dim, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("attn_v.weight"), o->dim, kv_dim, promoted, KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_q.weight"), o->dim, o->dim, TYPE(ROLE_ATTN_Q), KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_k.weight"), o->dim, kv_dim, TYPE(ROLE_ATTN_K), KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_v.weight"), o->dim, kv_dim, TYPE(ROLE_ATTN_V), KIND_MATRIX);
         if (strcmp(o->arch, "qwen2") == 0)
         {
             plan_add(plan, &n, BLK("attn_q.bias"), o->dim, 0, 0, KIND_BIAS);
             plan_add(plan, &n, BLK("attn_k.bias"), kv_dim, 0, 0, KIND_BIAS);
             plan_add(plan, &n, BLK("attn_v.bias"), kv_dim, 0, 0, KIND_BIAS);
         }
-        plan_add(plan, &n, BLK("attn_output.weight"), o->dim, o->dim, base, KIND_MATRIX);
+        plan_add(plan, &n, BLK("attn_output.weight"), o->dim, o->dim, TYPE(ROLE_ATTN_OUTPUT), KIND_MATRIX);
         plan_add(plan, &n, BLK("ffn_norm.weight"), o->dim, 0, 0, KIND_NORM);
-        plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, base, KIND_MATRIX);
-        plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, promoted, KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, TYPE(ROLE_FFN_GATE), KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, TYPE(ROLE_FFN_UP), KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, TYPE(ROLE_FFN_DOWN), KIND_MATRIX);
+#undef TYPE
 #undef BLK
     }
     plan_add(plan, &n, "output_norm.weight", o->dim, 0, 0, KIND_NORM);
     if (!o->tied)
-        plan_add(plan, &n, "output.weight", o->dim, n_vocab, big, KIND_MATRIX);
+        plan_add(plan, &n, "output.weight", o->dim, n_vocab, recipe_type(tc, o, ROLE_OUTPUT, 0),
+                 KIND_MATRIX);
     return n;
 }
 
@@ -297,7 +397,9 @@ usage(void)
 {
     fprintf(stderr,
             "usage: make_synthetic_model [options] -o FILE\n"
-            "  --type f32|f16|bf16|q8_0|q4_0|q4_k_m   tensor type (default f16)\n"
+            "  --type T             tensor type (default f16), with llama.cpp's recipe for\n"
+            "                       mixed types: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1\n"
+            "                       q2_k q3_k_m q4_k_m q5_k_m iq4_nl iq4_xs mxfp4\n"
             "  --dim N --ffn N --layers N --heads N --kv-heads N --context N\n"
             "                                         shape (default 768 2048 12 12 12 2048)\n"
             "  --vocab-from FILE    copy tokenizer.* from a GGUF (e.g. a vocab-only file)\n"
