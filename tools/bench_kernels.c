@@ -138,7 +138,10 @@ main(int argc, char **argv)
     static const struct { const char *name; uint32_t type; } all_types[] = {
         {"F32", PGI_TYPE_F32}, {"F16", PGI_TYPE_F16}, {"BF16", PGI_TYPE_BF16},
         {"Q8_0", PGI_TYPE_Q8_0}, {"Q4_0", PGI_TYPE_Q4_0}, {"Q4_K", PGI_TYPE_Q4_K},
-        {"Q6_K", PGI_TYPE_Q6_K},
+        {"Q6_K", PGI_TYPE_Q6_K}, {"Q4_1", PGI_TYPE_Q4_1}, {"Q5_0", PGI_TYPE_Q5_0},
+        {"Q5_1", PGI_TYPE_Q5_1}, {"IQ4_NL", PGI_TYPE_IQ4_NL}, {"MXFP4", PGI_TYPE_MXFP4},
+        {"Q2_K", PGI_TYPE_Q2_K}, {"Q3_K", PGI_TYPE_Q3_K}, {"Q5_K", PGI_TYPE_Q5_K},
+        {"IQ4_XS", PGI_TYPE_IQ4_XS},
     };
     static const int64_t decode_shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
     static const int64_t prefill_shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}};

@@ -196,20 +196,22 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
          float *out, size_t os, const int R, const int C)
 {
     __m256 acc[3][4];
-    float offset_acc[3][4];
+    __m128 offset_acc[3];         /* Q4_1/Q5_1: m * dx * sum(x), lane c for x row c */
     int64_t nb = cols / 32;
     size_t scales_offset = pgi_q8_0_scales_offset(cols), sums_at = sums_offset(cols);
 
     for (int r = 0; r < R; r++)
+    {
         for (int c = 0; c < C; c++)
-        {
             acc[r][c] = _mm256_setzero_ps();
-            offset_acc[r][c] = 0.0f;
-        }
+        offset_acc[r] = _mm_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++)
     {
         __m256i xq[4];
         __m256 dx[4];
+        float xsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        __m128 xsums;
 
         for (int c = 0; c < C; c++)
         {
@@ -217,7 +219,10 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
 
             xq[c] = _mm256_loadu_si256((const __m256i *) xb->qs);
             dx[c] = _mm256_broadcast_ss((const float *) (x + c * xs + scales_offset) + b);
+            if (kind_is_affine(kind))
+                xsum[c] = ((const float *) (x + c * xs + sums_at))[b];
         }
+        xsums = _mm_loadu_ps(xsum);
         for (int r = 0; r < R; r++)
         {
             float d, m;
@@ -229,14 +234,19 @@ q32_tile(int kind, int64_t cols, const uint8_t *w, size_t ws, const uint8_t *x, 
                 __m256 p = _mm256_cvtepi32_ps(dot32(kind, wq, xq[c]));
 
                 acc[r][c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, dx[c]), acc[r][c]);
-                if (kind_is_affine(kind))
-                    offset_acc[r][c] += m * ((const float *) (x + c * xs + sums_at))[b];
             }
+            if (kind_is_affine(kind))
+                offset_acc[r] = _mm_fmadd_ps(_mm_set1_ps(m), xsums, offset_acc[r]);
         }
     }
     for (int r = 0; r < R; r++)
+    {
+        float offsets[4];
+
+        _mm_storeu_ps(offsets, offset_acc[r]);
         for (int c = 0; c < C; c++)
-            out[c * os + r] = pgi_avx2_sum(acc[r][c]) + offset_acc[r][c];
+            out[c * os + r] = pgi_avx2_sum(acc[r][c]) + offsets[c];
+    }
 }
 
 /* Decode: one weight row read sequentially, two blocks per step. */
@@ -313,6 +323,25 @@ scales_for_pair(__m256i half_scales, int g)
                                                              c, e, c, e, c, e, c, e, c, e, c, e, c, e, c, e));
 }
 
+/* Q3_K's 16 six-bit scales minus 32, as signed bytes: four at a time, the
+ * low 4 bits are the low (scales 0..7) or high (8..15) nibbles of bytes
+ * 0..7 and the top 2 bits the bit pairs 0-1, 2-3, 4-5, 6-7 of bytes 8..11
+ * (pgi_q3_k_scale's rule, one 32-bit word per four scales). */
+AVX2_INLINE __m128i
+q3_k_scales(const uint8_t *packed)
+{
+    uint32_t lo0, lo1, top, s[4];
+
+    memcpy(&lo0, packed, 4);
+    memcpy(&lo1, packed + 4, 4);
+    memcpy(&top, packed + 8, 4);
+    s[0] = (lo0 & 0x0f0f0f0fu) | ((top & 0x03030303u) << 4);
+    s[1] = (lo1 & 0x0f0f0f0fu) | (((top >> 2) & 0x03030303u) << 4);
+    s[2] = ((lo0 >> 4) & 0x0f0f0f0fu) | (((top >> 4) & 0x03030303u) << 4);
+    s[3] = ((lo1 >> 4) & 0x0f0f0f0fu) | (((top >> 6) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *) s), _mm_set1_epi8(32));
+}
+
 /* Q2_K and Q3_K share their shape: 2-bit codes in bits 2g..2g+1 of
  * qs[32h + l] for element 128h + 32g + l, 16 scales of 16 elements.  Q2_K:
  * 4-bit scale and min per sub-block; Q3_K: a third bit from hmask, signed
@@ -336,11 +365,8 @@ q23_k_tile(bool is_q3, int64_t cols, const uint8_t *w, const uint8_t *x, size_t 
         if (is_q3)
         {
             const pgi_block_q3_k *wb = (const pgi_block_q3_k *) w + b;
-            int8_t sc[16];
 
-            for (int s = 0; s < 16; s++)
-                sc[s] = (int8_t) (pgi_q3_k_scale(wb->scales, s) - 32);
-            scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) sc));
+            scales16 = _mm256_cvtepi8_epi16(q3_k_scales(wb->scales));
             hmask = _mm256_loadu_si256((const __m256i *) wb->hmask);
             qs = wb->qs;
             d = _cvtsh_ss(wb->d);

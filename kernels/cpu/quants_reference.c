@@ -17,6 +17,22 @@
  *   Q6_K        per sub-block of 16: scale = m/-32 (m the element of largest
  *               magnitude), scales quantized to int8 against d = max/127;
  *               codes recomputed with the quantized scale, clamped to 6 bits.
+ *   Q4_1, Q5_1  the block's range [lo, hi] over 15 / 31 steps, m = lo.
+ *   Q5_0        as Q4_0 with 32 levels: d = m/-16.
+ *   IQ4_NL      d = m/-127 (m maps to the table's -127), nearest level.
+ *   IQ4_XS      sub-block scales m/-127 quantized to 6 bits against
+ *               d = (largest)/-32, then the nearest level per element.
+ *   MXFP4       the smallest exponent whose top level (6 * 2^(e-127))
+ *               covers max|x|, nearest E2M1 level per element.
+ *   Q2_K, Q5_K  as Q4_K (range [min(0, lo), hi], scales and mins rounded
+ *               up), with 4 (Q2_K, 4-bit scales, sub-blocks of 16) or 32
+ *               levels.
+ *   Q3_K        per sub-block of 16 scale = m/-4, quantized to 6 bits
+ *               (signed) against d = max|scale|/31, rounded away from zero;
+ *               codes -4..3.
+ * The newer types decode through one unpacked form (pgi_unpack_block):
+ * (d * scale) * q - dmin * min, the order of ggml's own dequantizers, so
+ * the floats are bit for bit theirs (checked against ggml's to_float).
  * These are simple, valid encoders with errors of the order of one
  * quantization step; they are not the error-minimising searches llama.cpp's
  * quantize tool uses, which only matters for the quality of synthetic models.

@@ -842,11 +842,21 @@ test_model_files(void)
     }
     s.tied = false;
 
-    s.q_type = PGI_TYPE_Q5_0;
+    /* Q8_1: a known type (ggml's activation format) the engine does not
+     * compute with */
+    s.q_type = PGI_TYPE_Q8_1;
     st = load_tiny(&s, path, &m, &f, &err);
     CHECK(st == PGI_ERR_UNSUPPORTED && strstr(err.message, "blk.0.attn_q.weight") != NULL &&
-              strstr(err.message, "Q5_0") != NULL,
-          "a Q5_0 tensor is refused by tensor and type name (%s)", err.message);
+              strstr(err.message, "Q8_1") != NULL,
+          "a Q8_1 tensor is refused by tensor and type name (%s)", err.message);
+    s.q_type = PGI_TYPE_Q5_0;
+    st = load_tiny(&s, path, &m, &f, &err);
+    CHECK(st == PGI_OK && m->layers[0].attn_q.type == PGI_TYPE_Q5_0, "a Q5_0 tensor is accepted");
+    if (st == PGI_OK)
+    {
+        pgi_model_free(m);
+        gguf_close(f);
+    }
     s.q_type = PGI_TYPE_Q8_0;
     st = load_tiny(&s, path, &m, &f, &err);
     CHECK(st == PGI_OK && m->layers[0].attn_q.type == PGI_TYPE_Q8_0, "a Q8_0 tensor is accepted");

@@ -163,6 +163,21 @@ test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **poo
         ref = pgi_alloc(sizeof(float) * (size_t) (shapes[s].rows * 80));
         for (int64_t i = 0; i < shapes[s].cols * 80; i++)
             x[i] = next_random() * (1.0f + (float) (i % 5));
+        /* The backend's row lookup (embeddings) finds row r of the matrix. */
+        {
+            float *row = pgi_alloc(sizeof(float) * (size_t) shapes[s].cols);
+            int bad = 0;
+
+            for (int64_t r = 0; r < m.w.rows && row != NULL; r += (m.w.rows > 1 ? m.w.rows - 1 : 1))
+            {
+                pgi_cpu_dequantize_row(&m.w, r, row);
+                if (memcmp(row, m.dequantized + r * m.w.cols, sizeof(float) * (size_t) m.w.cols) != 0)
+                    bad++;
+            }
+            CHECK(row != NULL && bad == 0, "%s %lldx%lld: pgi_cpu_dequantize_row gives the first and last rows",
+                  pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols);
+            pgi_free(row);
+        }
         {
             double worst_exact;
 
