@@ -273,7 +273,8 @@ $(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quan
 # tied embeddings), whose logits test_gpu_backend compares CUDA vs CPU.
 GPU_TEST_MODEL_DIR = $(GPU_TEST_DIR)/models
 GPU_TEST_SHAPE     = --dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --context 256 --vocab-size 512
-GPU_TEST_MODELS    = $(foreach t,f32 f16 bf16 q8_0 q4_0 q4_k_m,$(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf) \
+GPU_TEST_MODELS    = $(foreach t,f32 f16 bf16 q8_0 q4_0 q4_k_m q4_1 q5_0 q5_1 q5_k_m q3_k_m q2_k iq4_nl iq4_xs mxfp4,\
+                       $(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf) \
                      $(GPU_TEST_MODEL_DIR)/tiny-qwen2-q8_0.gguf
 $(GPU_TEST_MODEL_DIR)/tiny-llama-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)

@@ -85,6 +85,15 @@ pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w
         case PGI_CW_Q4_0: launch_matvec_int8<PGI_CW_Q4_0>(cb, out, *w, x, n_rows); break;
         case PGI_CW_Q4_K: launch_matvec_int8<PGI_CW_Q4_K>(cb, out, *w, x, n_rows); break;
         case PGI_CW_Q6_K: launch_matvec_int8<PGI_CW_Q6_K>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q4_1: launch_matvec_int8<PGI_CW_Q4_1>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q5_0: launch_matvec_int8<PGI_CW_Q5_0>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q5_1: launch_matvec_int8<PGI_CW_Q5_1>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q2_K: launch_matvec_int8<PGI_CW_Q2_K>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q3_K: launch_matvec_int8<PGI_CW_Q3_K>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_Q5_K: launch_matvec_int8<PGI_CW_Q5_K>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_IQ4_NL: launch_matvec_int8<PGI_CW_IQ4_NL>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_IQ4_XS: launch_matvec_int8<PGI_CW_IQ4_XS>(cb, out, *w, x, n_rows); break;
+        case PGI_CW_MXFP4: launch_matvec_int8<PGI_CW_MXFP4>(cb, out, *w, x, n_rows); break;
         default:
             pgi_cuda_note(cb, PGI_ERR_INTERNAL, "no integer matmul for kernel type %d", wtype);
             return;

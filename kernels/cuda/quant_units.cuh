@@ -12,6 +12,23 @@
  *   Q6_K            each 210-byte block split into its first 208 bytes
  *                   (ql, qh, scales) in 208-byte blocks, then the f16 super-
  *                   block scales d ([rows][cols/256]).
+ *   Q4_1            nibbles ([rows][cols/32][16]), then per block the pair
+ *                   (d, m) as two f16 (4 bytes).
+ *   Q5_0, Q5_1      nibbles ([blocks][16]), then the 32 fifth bits of each
+ *                   block as a u32 (at blocks*16, 16-byte aligned), then d
+ *                   (Q5_0) or the pair (d, m) (Q5_1) per block.
+ *   IQ4_NL          as Q4_0: table indices ([blocks][16]), then d (f16).
+ *   MXFP4           as Q4_0: E2M1 codes ([blocks][16]), then the E8M0
+ *                   exponent byte of each block.
+ *   Q2_K            each 84-byte block split into its scales and quants
+ *                   (80 bytes), then per block (d, dmin) as two f16.
+ *   Q3_K            each 110-byte block split into hmask and quants (96
+ *                   bytes), then per block 16 bytes: the 12 packed scales,
+ *                   d (f16) and two zero bytes.
+ *   Q5_K            the file's 176-byte blocks unchanged (16-byte multiple;
+ *                   qh at 16 and qs at 48 are aligned).
+ *   IQ4_XS          each 136-byte block split into its 128 bytes of table
+ *                   indices, then per block 8 bytes: d, scales_h, scales_l.
  *
  * A unit is what one thread decodes with a few 16-byte loads: U values laid
  * out as two runs of U/2 consecutive columns, the first starting at column
@@ -46,7 +63,16 @@ enum pgi_cuda_wtype {
     PGI_CW_F32_SCALAR = 7,
     PGI_CW_F16_SCALAR = 8,
     PGI_CW_BF16_SCALAR = 9,
-    PGI_CW_COUNT = 10
+    PGI_CW_Q4_1 = 10,
+    PGI_CW_Q5_0 = 11,
+    PGI_CW_Q5_1 = 12,
+    PGI_CW_Q2_K = 13,
+    PGI_CW_Q3_K = 14,
+    PGI_CW_Q5_K = 15,
+    PGI_CW_IQ4_NL = 16,
+    PGI_CW_IQ4_XS = 17,
+    PGI_CW_MXFP4 = 18,
+    PGI_CW_COUNT = 19
 };
 
 /* A weight as kernels see it: its device bytes and the offset (bytes) of
@@ -117,6 +143,14 @@ PGI_HD pgi_vec16 pgi_load16(const uint8_t *p)
     return r;
 }
 
+/* Bytes 4k..4k+3 of a vector as an int. */
+PGI_HD int pgi_vec_int(const pgi_vec16 &v, int k)
+{
+    int r;
+    memcpy(&r, v.b + 4 * k, 4);
+    return r;
+}
+
 PGI_HD uint16_t pgi_load_u16(const uint8_t *p)
 {
 #ifdef __CUDA_ARCH__
@@ -124,6 +158,17 @@ PGI_HD uint16_t pgi_load_u16(const uint8_t *p)
 #else
     uint16_t v;
     memcpy(&v, p, 2);
+    return v;
+#endif
+}
+
+PGI_HD uint32_t pgi_load_u32(const uint8_t *p)
+{
+#ifdef __CUDA_ARCH__
+    return __ldg((const unsigned int *) p);
+#else
+    uint32_t v;
+    memcpy(&v, p, 4);
     return v;
 #endif
 }
@@ -154,6 +199,88 @@ PGI_HD void pgi_q4k_scale_min(int j, const uint8_t *q, float *scale, float *min)
         *scale = (float) ((a & 0xF) | ((b >> 6) << 4));
         *min = (float) ((a >> 4) | ((c >> 6) << 4));
     }
+}
+
+/* Q3_K: the 6-bit scale of sub-block s (0..15) from the 12 packed bytes at
+ * q, minus 32: low 4 bits from byte s % 8 (low nibble for s < 8, high
+ * nibble after), high 2 bits from byte 8 + s % 4 at bit 2 * (s / 4). */
+PGI_HD int pgi_q3k_scale(int s, const uint8_t *q)
+{
+    uint8_t low = pgi_load_u8(q + (s & 7));
+    uint8_t high = pgi_load_u8(q + 8 + (s & 3));
+    int lo = s < 8 ? (low & 15) : (low >> 4);
+
+    return (lo | (((high >> (2 * (s >> 2))) & 3) << 4)) - 32;
+}
+
+/* MXFP4's E8M0 block exponent as the float 2^(e - 128): the file's E2M1
+ * codes are stored doubled (below), so the block scale is halved to match.
+ * e = 0 and 1 give the subnormals 2^-128 and 2^-127. */
+PGI_HD float pgi_e8m0_half_to_float(uint8_t e)
+{
+    uint32_t bits = e < 2 ? (uint32_t) 0x00200000u << e : (uint32_t) (e - 1) << 23;
+    float f;
+
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+/* Byte n of the result is byte (s >> 4n) & 7 of the 8 bytes y:x. */
+PGI_HD uint32_t pgi_byte_perm(uint32_t x, uint32_t y, uint32_t s)
+{
+#ifdef __CUDA_ARCH__
+    return __byte_perm(x, y, s);
+#else
+    uint64_t both = ((uint64_t) y << 32) | x;
+    uint32_t r = 0;
+
+    for (int n = 0; n < 4; n++)
+        r |= (uint32_t) ((both >> (8 * ((s >> (4 * n)) & 7))) & 0xffu) << (8 * n);
+    return r;
+#endif
+}
+
+/* The non-linear 4-bit types map each code to an int8 through a table of
+ * 16 entries, held here as four little-endian words (no memory: a table in
+ * __constant__ or local memory would cost a load per lookup, and these
+ * functions must also run on the host).
+ *   IQ4_NL / IQ4_XS: -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113
+ *   MXFP4 (E2M1 values doubled): 0 1 2 3 4 6 8 12 and the same negated */
+struct pgi_table16 {
+    uint32_t w0, w1, w2, w3;
+};
+
+PGI_HD pgi_table16 pgi_iq4nl_table(void)
+{
+    pgi_table16 t = { 0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u };
+    return t;
+}
+
+PGI_HD pgi_table16 pgi_fp4_table(void)
+{
+    pgi_table16 t = { 0x03020100u, 0x0C080604u, 0xFDFEFF00u, 0xF4F8FAFCu };
+    return t;
+}
+
+/* Four codes (one per byte, 0..15) to their four table bytes: two byte
+ * permutes look each code up in entries 0..7 and 8..15 (a permute only
+ * reads 3 bits of its selector), and bit 3 of the code picks the result. */
+PGI_HD int pgi_lookup4(uint32_t codes, const pgi_table16 &t)
+{
+    uint32_t x = codes | (codes >> 4);
+    uint32_t selector = (x & 0xFFu) | ((x >> 8) & 0xFF00u);
+    uint32_t low = pgi_byte_perm(t.w0, t.w1, selector);
+    uint32_t high = pgi_byte_perm(t.w2, t.w3, selector);
+    uint32_t pick = ((codes >> 3) & 0x01010101u) * 0xFFu;
+
+    return (int) ((low & ~pick) | (high & pick));
+}
+
+/* The 4 bits b (0..15) spread to bit 4 of each of 4 bytes: the fifth bits
+ * of Q5_0 / Q5_1 quants, 4 at a time. */
+PGI_HD int pgi_spread4_bit4(uint32_t b)
+{
+    return (int) (((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25));
 }
 
 template <int T> struct pgi_unit;
@@ -329,6 +456,263 @@ template <> struct pgi_unit<PGI_CW_Q6_K> {
     }
 };
 
+/* Blocks of 32 below (Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4): a unit is one whole
+ * block, as for Q4_0; byte j of its 16 quant bytes holds element j (low
+ * nibble) and element j + 16 (high nibble). */
+PGI_HD size_t pgi_block32_index(const pgi_wview &w, int64_t row, int64_t u)
+{
+    return (size_t) row * (size_t) (w.cols / 32) + (size_t) u;
+}
+
+/* The fifth bits of Q5_0 / Q5_1: a u32 per block after the nibbles. */
+PGI_HD uint32_t pgi_q5_high_bits(const pgi_wview &w, size_t block)
+{
+    size_t n_blocks = (size_t) w.rows * (size_t) (w.cols / 32);
+
+    return pgi_load_u32(w.data + n_blocks * 16 + block * 4);
+}
+
+/* Q4_1: d * q + m, q the nibble. */
+template <> struct pgi_unit<PGI_CW_Q4_1> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4));
+        float m = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4 + 2));
+        for (int i = 0; i < 16; i++)
+        {
+            v[i] = (float) (q.b[i] & 15) * d + m;
+            v[16 + i] = (float) (q.b[i] >> 4) * d + m;
+        }
+        return u * 32;
+    }
+};
+
+/* Q5_0: d * (q - 16), q = nibble | fifth bit << 4; bit i of the block's
+ * u32 belongs to element i. */
+template <> struct pgi_unit<PGI_CW_Q5_0> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        uint32_t qh = pgi_q5_high_bits(w, block);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 2));
+        for (int i = 0; i < 16; i++)
+        {
+            int lo = (int) ((q.b[i] & 15) | (((qh >> i) & 1) << 4)) - 16;
+            int hi = (int) ((q.b[i] >> 4) | (((qh >> (16 + i)) & 1) << 4)) - 16;
+            v[i] = (float) lo * d;
+            v[16 + i] = (float) hi * d;
+        }
+        return u * 32;
+    }
+};
+
+/* Q5_1: d * q + m with the 5-bit q of Q5_0. */
+template <> struct pgi_unit<PGI_CW_Q5_1> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        uint32_t qh = pgi_q5_high_bits(w, block);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4));
+        float m = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4 + 2));
+        for (int i = 0; i < 16; i++)
+        {
+            unsigned lo = (q.b[i] & 15) | (((qh >> i) & 1) << 4);
+            unsigned hi = (q.b[i] >> 4) | (((qh >> (16 + i)) & 1) << 4);
+            v[i] = (float) lo * d + m;
+            v[16 + i] = (float) hi * d + m;
+        }
+        return u * 32;
+    }
+};
+
+/* The table types: 16 code bytes to 32 values d * table[code], 4 codes per
+ * lookup. */
+PGI_HD void pgi_decode_table32(const pgi_vec16 &q, const pgi_table16 &t, float d, float *v)
+{
+    for (int k = 0; k < 4; k++)
+    {
+        uint32_t codes = (uint32_t) pgi_vec_int(q, k);
+        int low = pgi_lookup4(codes & 0x0F0F0F0Fu, t);
+        int high = pgi_lookup4((codes >> 4) & 0x0F0F0F0Fu, t);
+
+        for (int i = 0; i < 4; i++)
+        {
+            v[4 * k + i] = d * (float) (int8_t) (low >> (8 * i));
+            v[16 + 4 * k + i] = d * (float) (int8_t) (high >> (8 * i));
+        }
+    }
+}
+
+/* IQ4_NL: d * table[code]. */
+template <> struct pgi_unit<PGI_CW_IQ4_NL> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 2));
+        pgi_decode_table32(q, pgi_iq4nl_table(), d, v);
+        return u * 32;
+    }
+};
+
+/* MXFP4: 2^(e - 128) * (doubled E2M1 value of the code). */
+template <> struct pgi_unit<PGI_CW_MXFP4> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_e8m0_half_to_float(pgi_load_u8(w.data + w.aux_offset + block));
+        pgi_decode_table32(q, pgi_fp4_table(), d, v);
+        return u * 32;
+    }
+};
+
+/* Q2_K and Q3_K share their geometry: 2-bit quants of column 128n + 32j + l
+ * (n half, j 0..3, l 0..31) sit in byte 32n + l of qs at bit 2j, with a
+ * scale per 16 columns (sub-block 8n + 2j + l/16).  Unit k (0..7) of a
+ * block is n = k/4, p = (k/2)%2, h = k%2: the 16 qs bytes 32n + 16h .. +16
+ * at shifts 4p (columns 128n + 64p + 16h + i, sub-block 8n + 4p + h) and
+ * 4p + 2 (32 columns further, sub-block + 2). */
+struct pgi_k2_geometry {
+    int n, p, h;
+    PGI_HD explicit pgi_k2_geometry(int k) : n(k / 4), p((k / 2) % 2), h(k % 2) {}
+    PGI_HD int qs_offset() const { return 32 * n + 16 * h; }
+    PGI_HD int sub() const { return 8 * n + 4 * p + h; }
+    PGI_HD int shift() const { return 4 * p; }
+    PGI_HD int column() const { return 128 * n + 64 * p + 16 * h; }
+};
+
+/* Q2_K: d * (sc & 15) * q - dmin * (sc >> 4), sc the sub-block's byte. */
+template <> struct pgi_unit<PGI_CW_Q2_K> {
+    static constexpr int U = 32, GAP = 32;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        int64_t block = u / 8;
+        pgi_k2_geometry g((int) (u % 8));
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        const uint8_t *base = w.data + block_index * 80;
+        pgi_vec16 q = pgi_load16(base + 16 + g.qs_offset());
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 4));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 4 + 2));
+        uint8_t sc1 = pgi_load_u8(base + g.sub()), sc2 = pgi_load_u8(base + g.sub() + 2);
+        float d1 = d * (float) (sc1 & 15), m1 = dmin * (float) (sc1 >> 4);
+        float d2 = d * (float) (sc2 & 15), m2 = dmin * (float) (sc2 >> 4);
+        int s = g.shift();
+        for (int i = 0; i < 16; i++)
+        {
+            v[i] = d1 * (float) ((q.b[i] >> s) & 3) - m1;
+            v[16 + i] = d2 * (float) ((q.b[i] >> (s + 2)) & 3) - m2;
+        }
+        return block * 256 + g.column();
+    }
+};
+
+/* Q3_K: d * (scale - 32) * (q - 4), q = 2 low bits | hmask bit << 2; the
+ * hmask bit of column 128n + 32j + l is bit 4n + j of hmask byte l. */
+template <> struct pgi_unit<PGI_CW_Q3_K> {
+    static constexpr int U = 32, GAP = 32;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        int64_t block = u / 8;
+        pgi_k2_geometry g((int) (u % 8));
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        const uint8_t *base = w.data + block_index * 96;
+        const uint8_t *aux = w.data + w.aux_offset + block_index * 16;
+        pgi_vec16 q = pgi_load16(base + 32 + g.qs_offset());
+        pgi_vec16 hm = pgi_load16(base + 16 * g.h);
+        float d = pgi_half_bits_to_float(pgi_load_u16(aux + 12));
+        float d1 = d * (float) pgi_q3k_scale(g.sub(), aux);
+        float d2 = d * (float) pgi_q3k_scale(g.sub() + 2, aux);
+        int s = g.shift(), bit = 4 * g.n + 2 * g.p;
+        for (int i = 0; i < 16; i++)
+        {
+            int lo = (int) ((q.b[i] >> s) & 3) - (((hm.b[i] >> bit) & 1) ? 0 : 4);
+            int hi = (int) ((q.b[i] >> (s + 2)) & 3) - (((hm.b[i] >> (bit + 1)) & 1) ? 0 : 4);
+            v[i] = d1 * (float) lo;
+            v[16 + i] = d2 * (float) hi;
+        }
+        return block * 256 + g.column();
+    }
+};
+
+/* Q5_K unit k (0..7): as Q4_K (qs bytes 16k..16k+15, columns 64j + l and
+ * 64j + 32 + l, j = k/2, l in [16(k%2), +16)), the fifth bits in qh[l] at
+ * bits 2j (low nibbles) and 2j + 1 (high nibbles). */
+template <> struct pgi_unit<PGI_CW_Q5_K> {
+    static constexpr int U = 32, GAP = 32;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        int j = k / 2;
+        int l0 = (k & 1) * 16;
+        const uint8_t *base =
+            w.data + ((size_t) row * (size_t) (w.cols / 256) + (size_t) block) * 176;
+        pgi_vec16 q = pgi_load16(base + 48 + 16 * k);
+        pgi_vec16 qh = pgi_load16(base + 16 + l0);
+        float d = pgi_half_bits_to_float(pgi_load_u16(base));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(base + 2));
+        float sc1, m1, sc2, m2;
+        pgi_q4k_scale_min(2 * j, base + 4, &sc1, &m1);
+        pgi_q4k_scale_min(2 * j + 1, base + 4, &sc2, &m2);
+        float d1 = d * sc1, mm1 = dmin * m1;
+        float d2 = d * sc2, mm2 = dmin * m2;
+        for (int i = 0; i < 16; i++)
+        {
+            unsigned lo = (q.b[i] & 15) | (((qh.b[i] >> (2 * j)) & 1) << 4);
+            unsigned hi = (q.b[i] >> 4) | (((qh.b[i] >> (2 * j + 1)) & 1) << 4);
+            v[i] = d1 * (float) lo - mm1;
+            v[16 + i] = d2 * (float) hi - mm2;
+        }
+        return block * 256 + 64 * j + l0;
+    }
+};
+
+/* IQ4_XS: 8 sub-blocks of 32 like IQ4_NL blocks, each scaled by
+ * d * (ls - 32), ls = 4 bits of scales_l and 2 of scales_h.  Unit k is
+ * sub-block k. */
+PGI_HD float pgi_iq4xs_scale(const uint8_t *aux, int k)
+{
+    float d = pgi_half_bits_to_float(pgi_load_u16(aux));
+    uint16_t high = pgi_load_u16(aux + 2);
+    uint8_t low = pgi_load_u8(aux + 4 + k / 2);
+    int ls = ((low >> (4 * (k % 2))) & 15) | (((high >> (2 * k)) & 3) << 4);
+
+    return d * (float) (ls - 32);
+}
+
+template <> struct pgi_unit<PGI_CW_IQ4_XS> {
+    static constexpr int U = 32, GAP = 16;
+    static PGI_HD int64_t per_row(int64_t cols) { return cols / 32; }
+    static PGI_HD int64_t decode(const pgi_wview &w, int64_t row, int64_t u, float *v)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        pgi_vec16 q = pgi_load16(w.data + block_index * 128 + 16 * k);
+        float dl = pgi_iq4xs_scale(w.data + w.aux_offset + block_index * 8, k);
+        pgi_decode_table32(q, pgi_iq4nl_table(), dl, v);
+        return block * 256 + 32 * k;
+    }
+};
+
 /* ---- host side: sizes and repacking (file bytes -> device layout) ---- */
 
 /* Bytes of the device layout for a weight of this file type; 0 when the
@@ -358,6 +742,41 @@ pgi_cuda_device_bytes(uint32_t type, int64_t rows, int64_t cols, size_t *aux_off
             if (c % 256) return 0;
             *aux_offset = pgi_align16(r * (c / 256) * 208);
             return *aux_offset + r * (c / 256) * 2;
+        case 3:                                             /* Q4_1 */
+            if (c % 32) return 0;
+            *aux_offset = pgi_align16(r * (c / 32) * 16);
+            return *aux_offset + r * (c / 32) * 4;
+        case 6:                                             /* Q5_0 */
+            if (c % 32) return 0;
+            *aux_offset = pgi_align16(r * (c / 32) * 20);
+            return *aux_offset + r * (c / 32) * 2;
+        case 7:                                             /* Q5_1 */
+            if (c % 32) return 0;
+            *aux_offset = pgi_align16(r * (c / 32) * 20);
+            return *aux_offset + r * (c / 32) * 4;
+        case 20:                                            /* IQ4_NL */
+            if (c % 32) return 0;
+            *aux_offset = pgi_align16(r * (c / 32) * 16);
+            return *aux_offset + r * (c / 32) * 2;
+        case 39:                                            /* MXFP4 */
+            if (c % 32) return 0;
+            *aux_offset = pgi_align16(r * (c / 32) * 16);
+            return *aux_offset + r * (c / 32);
+        case 10:                                            /* Q2_K */
+            if (c % 256) return 0;
+            *aux_offset = r * (c / 256) * 80;
+            return *aux_offset + r * (c / 256) * 4;
+        case 11:                                            /* Q3_K */
+            if (c % 256) return 0;
+            *aux_offset = r * (c / 256) * 96;
+            return *aux_offset + r * (c / 256) * 16;
+        case 13:                                            /* Q5_K */
+            if (c % 256) return 0;
+            return r * (c / 256) * 176;
+        case 23:                                            /* IQ4_XS */
+            if (c % 256) return 0;
+            *aux_offset = r * (c / 256) * 128;
+            return *aux_offset + r * (c / 256) * 8;
         default: return 0;
     }
 }
@@ -376,6 +795,15 @@ pgi_cuda_file_bytes(uint32_t type, int64_t rows, int64_t cols)
         case 2: return c % 32 ? 0 : r * (c / 32) * 18;
         case 12: return c % 256 ? 0 : r * (c / 256) * 144;
         case 14: return c % 256 ? 0 : r * (c / 256) * 210;
+        case 3: return c % 32 ? 0 : r * (c / 32) * 20;
+        case 6: return c % 32 ? 0 : r * (c / 32) * 22;
+        case 7: return c % 32 ? 0 : r * (c / 32) * 24;
+        case 20: return c % 32 ? 0 : r * (c / 32) * 18;
+        case 39: return c % 32 ? 0 : r * (c / 32) * 17;
+        case 10: return c % 256 ? 0 : r * (c / 256) * 84;
+        case 11: return c % 256 ? 0 : r * (c / 256) * 110;
+        case 13: return c % 256 ? 0 : r * (c / 256) * 176;
+        case 23: return c % 256 ? 0 : r * (c / 256) * 136;
         default: return 0;
     }
 }
@@ -384,7 +812,8 @@ pgi_cuda_file_bytes(uint32_t type, int64_t rows, int64_t cols)
 static inline bool
 pgi_cuda_needs_repack(uint32_t type)
 {
-    return type == 8 || type == 2 || type == 14;
+    return type == 8 || type == 2 || type == 14 || type == 3 || type == 6 || type == 7 ||
+           type == 20 || type == 39 || type == 10 || type == 11 || type == 23;
 }
 
 /* Write the device layout of `src` (file bytes) into dst (device_bytes). */
@@ -420,6 +849,74 @@ pgi_cuda_repack(uint32_t type, int64_t rows, int64_t cols, const uint8_t *src, u
                 memcpy(dst + aux_offset + b * 2, src + b * 210 + 208, 2);
             }
             break;
+        case 3:                         /* Q4_1: d, m | qs[16] */
+            n_blocks = (size_t) rows * (size_t) (cols / 32);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + aux_offset + b * 4, src + b * 20, 4);
+                memcpy(dst + b * 16, src + b * 20 + 4, 16);
+            }
+            break;
+        case 6:                         /* Q5_0: d | qh[4] | qs[16] */
+            n_blocks = (size_t) rows * (size_t) (cols / 32);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + aux_offset + b * 2, src + b * 22, 2);
+                memcpy(dst + n_blocks * 16 + b * 4, src + b * 22 + 2, 4);
+                memcpy(dst + b * 16, src + b * 22 + 6, 16);
+            }
+            break;
+        case 7:                         /* Q5_1: d, m | qh[4] | qs[16] */
+            n_blocks = (size_t) rows * (size_t) (cols / 32);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + aux_offset + b * 4, src + b * 24, 4);
+                memcpy(dst + n_blocks * 16 + b * 4, src + b * 24 + 4, 4);
+                memcpy(dst + b * 16, src + b * 24 + 8, 16);
+            }
+            break;
+        case 20:                        /* IQ4_NL: d | qs[16] */
+            n_blocks = (size_t) rows * (size_t) (cols / 32);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + aux_offset + b * 2, src + b * 18, 2);
+                memcpy(dst + b * 16, src + b * 18 + 2, 16);
+            }
+            break;
+        case 39:                        /* MXFP4: e | qs[16] */
+            n_blocks = (size_t) rows * (size_t) (cols / 32);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                dst[aux_offset + b] = src[b * 17];
+                memcpy(dst + b * 16, src + b * 17 + 1, 16);
+            }
+            break;
+        case 10:                        /* Q2_K: scales[16], qs[64] | d, dmin */
+            n_blocks = (size_t) rows * (size_t) (cols / 256);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + b * 80, src + b * 84, 80);
+                memcpy(dst + aux_offset + b * 4, src + b * 84 + 80, 4);
+            }
+            break;
+        case 11:                        /* Q3_K: hmask[32], qs[64] | scales[12], d */
+            n_blocks = (size_t) rows * (size_t) (cols / 256);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + b * 96, src + b * 110, 96);
+                memcpy(dst + aux_offset + b * 16, src + b * 110 + 96, 14);
+                dst[aux_offset + b * 16 + 14] = 0;
+                dst[aux_offset + b * 16 + 15] = 0;
+            }
+            break;
+        case 23:                        /* IQ4_XS: d, scales_h, scales_l[4] | qs[128] */
+            n_blocks = (size_t) rows * (size_t) (cols / 256);
+            for (size_t b = 0; b < n_blocks; b++)
+            {
+                memcpy(dst + aux_offset + b * 8, src + b * 136, 8);
+                memcpy(dst + b * 128, src + b * 136 + 8, 128);
+            }
+            break;
         default:
             memcpy(dst, src, pgi_cuda_file_bytes(type, rows, cols));
             break;
@@ -439,6 +936,15 @@ pgi_cuda_wtype_of(uint32_t type, int64_t cols)
         case 2: return PGI_CW_Q4_0;
         case 12: return PGI_CW_Q4_K;
         case 14: return PGI_CW_Q6_K;
+        case 3: return PGI_CW_Q4_1;
+        case 6: return PGI_CW_Q5_0;
+        case 7: return PGI_CW_Q5_1;
+        case 10: return PGI_CW_Q2_K;
+        case 11: return PGI_CW_Q3_K;
+        case 13: return PGI_CW_Q5_K;
+        case 20: return PGI_CW_IQ4_NL;
+        case 23: return PGI_CW_IQ4_XS;
+        case 39: return PGI_CW_MXFP4;
         default: return -1;
     }
 }
@@ -476,6 +982,15 @@ PGI_HD void pgi_decode_row(const pgi_wview &w, int64_t row, float *dst)
         case PGI_CW_F32_SCALAR: { constexpr int T = PGI_CW_F32_SCALAR; body; } break;   \
         case PGI_CW_F16_SCALAR: { constexpr int T = PGI_CW_F16_SCALAR; body; } break;   \
         case PGI_CW_BF16_SCALAR: { constexpr int T = PGI_CW_BF16_SCALAR; body; } break; \
+        case PGI_CW_Q4_1: { constexpr int T = PGI_CW_Q4_1; body; } break;    \
+        case PGI_CW_Q5_0: { constexpr int T = PGI_CW_Q5_0; body; } break;    \
+        case PGI_CW_Q5_1: { constexpr int T = PGI_CW_Q5_1; body; } break;    \
+        case PGI_CW_Q2_K: { constexpr int T = PGI_CW_Q2_K; body; } break;    \
+        case PGI_CW_Q3_K: { constexpr int T = PGI_CW_Q3_K; body; } break;    \
+        case PGI_CW_Q5_K: { constexpr int T = PGI_CW_Q5_K; body; } break;    \
+        case PGI_CW_IQ4_NL: { constexpr int T = PGI_CW_IQ4_NL; body; } break; \
+        case PGI_CW_IQ4_XS: { constexpr int T = PGI_CW_IQ4_XS; body; } break; \
+        case PGI_CW_MXFP4: { constexpr int T = PGI_CW_MXFP4; body; } break;  \
         default: otherwise; break;                                           \
     }
 
@@ -609,13 +1124,6 @@ PGI_HD pgi_vec16 pgi_xq_load16(const pgi_xq_view &x, int64_t c)
     return pgi_load16((const uint8_t *) x.q + c);
 }
 
-PGI_HD int pgi_vec_int(const pgi_vec16 &v, int k)
-{
-    int r;
-    memcpy(&r, v.b + 4 * k, 4);
-    return r;
-}
-
 template <int T> struct pgi_qdot;
 
 /* Q8_0: 16 quants against 16 x quants, one scale each. */
@@ -726,12 +1234,242 @@ template <> struct pgi_qdot<PGI_CW_Q6_K> {
     }
 };
 
+/* Sum of the x quants of 32-block u (the two sums of 16). */
+PGI_HD int pgi_xq_sum32(const pgi_xq_view &x, int64_t u)
+{
+    return x.sum16[2 * u] + x.sum16[2 * u + 1];
+}
+
+/* Q4_1: d * dot(q, x) + m * sum(x). */
+template <> struct pgi_qdot<PGI_CW_Q4_1> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4));
+        float m = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4 + 2));
+        pgi_vec16 x_low = pgi_xq_load16(x, u * 32), x_high = pgi_xq_load16(x, u * 32 + 16);
+        int sum = 0;
+
+        for (int k = 0; k < 4; k++)
+        {
+            int qk = pgi_vec_int(q, k);
+
+            sum = pgi_dp4a(qk & 0x0F0F0F0F, pgi_vec_int(x_low, k), sum);
+            sum = pgi_dp4a((qk >> 4) & 0x0F0F0F0F, pgi_vec_int(x_high, k), sum);
+        }
+        return x.d[u] * (d * (float) sum + m * (float) pgi_xq_sum32(x, u));
+    }
+};
+
+/* Q5_0 / Q5_1: the 5-bit quants (0..31) of 32-block u dotted with x. */
+PGI_HD int pgi_q5_dot(const pgi_wview &w, size_t block, int64_t u, const pgi_xq_view &x)
+{
+    pgi_vec16 q = pgi_load16(w.data + block * 16);
+    uint32_t qh = pgi_q5_high_bits(w, block);
+    pgi_vec16 x_low = pgi_xq_load16(x, u * 32), x_high = pgi_xq_load16(x, u * 32 + 16);
+    int sum = 0;
+
+    for (int k = 0; k < 4; k++)
+    {
+        int qk = pgi_vec_int(q, k);
+        int low = (qk & 0x0F0F0F0F) | pgi_spread4_bit4((qh >> (4 * k)) & 15);
+        int high = ((qk >> 4) & 0x0F0F0F0F) | pgi_spread4_bit4((qh >> (16 + 4 * k)) & 15);
+
+        sum = pgi_dp4a(low, pgi_vec_int(x_low, k), sum);
+        sum = pgi_dp4a(high, pgi_vec_int(x_high, k), sum);
+    }
+    return sum;
+}
+
+/* Q5_0: d * (dot(q, x) - 16 * sum(x)). */
+template <> struct pgi_qdot<PGI_CW_Q5_0> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 2));
+        int sum = pgi_q5_dot(w, block, u, x) - 16 * pgi_xq_sum32(x, u);
+
+        return d * x.d[u] * (float) sum;
+    }
+};
+
+/* Q5_1: d * dot(q, x) + m * sum(x). */
+template <> struct pgi_qdot<PGI_CW_Q5_1> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4));
+        float m = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 4 + 2));
+        int sum = pgi_q5_dot(w, block, u, x);
+
+        return x.d[u] * (d * (float) sum + m * (float) pgi_xq_sum32(x, u));
+    }
+};
+
+/* The table types: table bytes (int8) of 16 codes against x, 4 at a time. */
+PGI_HD int pgi_table_dot32(const pgi_vec16 &q, const pgi_table16 &t, const pgi_xq_view &x,
+                           int64_t c)
+{
+    pgi_vec16 x_low = pgi_xq_load16(x, c), x_high = pgi_xq_load16(x, c + 16);
+    int sum = 0;
+
+    for (int k = 0; k < 4; k++)
+    {
+        uint32_t codes = (uint32_t) pgi_vec_int(q, k);
+
+        sum = pgi_dp4a(pgi_lookup4(codes & 0x0F0F0F0Fu, t), pgi_vec_int(x_low, k), sum);
+        sum = pgi_dp4a(pgi_lookup4((codes >> 4) & 0x0F0F0F0Fu, t), pgi_vec_int(x_high, k), sum);
+    }
+    return sum;
+}
+
+template <> struct pgi_qdot<PGI_CW_IQ4_NL> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block * 2));
+
+        return d * x.d[u] * (float) pgi_table_dot32(q, pgi_iq4nl_table(), x, u * 32);
+    }
+};
+
+template <> struct pgi_qdot<PGI_CW_MXFP4> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        size_t block = pgi_block32_index(w, row, u);
+        pgi_vec16 q = pgi_load16(w.data + block * 16);
+        float d = pgi_e8m0_half_to_float(pgi_load_u8(w.data + w.aux_offset + block));
+
+        return d * x.d[u] * (float) pgi_table_dot32(q, pgi_fp4_table(), x, u * 32);
+    }
+};
+
+template <> struct pgi_qdot<PGI_CW_IQ4_XS> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        pgi_vec16 q = pgi_load16(w.data + block_index * 128 + 16 * k);
+        float dl = pgi_iq4xs_scale(w.data + w.aux_offset + block_index * 8, k);
+
+        return dl * x.d[u] * (float) pgi_table_dot32(q, pgi_iq4nl_table(), x, u * 32);
+    }
+};
+
+/* Q2_K: per run of 16, d * (sc & 15) * dot(q, x) - dmin * (sc >> 4) * sum(x). */
+template <> struct pgi_qdot<PGI_CW_Q2_K> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        pgi_k2_geometry g((int) (u % 8));
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        const uint8_t *base = w.data + block_index * 80;
+        pgi_vec16 q = pgi_load16(base + 16 + g.qs_offset());
+        float d = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 4));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(w.data + w.aux_offset + block_index * 4 + 2));
+        uint8_t sc1 = pgi_load_u8(base + g.sub()), sc2 = pgi_load_u8(base + g.sub() + 2);
+        int64_t c_low = block * 256 + g.column(), c_high = c_low + 32;
+        pgi_vec16 x_low = pgi_xq_load16(x, c_low), x_high = pgi_xq_load16(x, c_high);
+        int s = g.shift();
+        int sum_low = 0, sum_high = 0;
+
+        for (int i = 0; i < 4; i++)
+        {
+            int qi = pgi_vec_int(q, i);
+
+            sum_low = pgi_dp4a((qi >> s) & 0x03030303, pgi_vec_int(x_low, i), sum_low);
+            sum_high = pgi_dp4a((qi >> (s + 2)) & 0x03030303, pgi_vec_int(x_high, i), sum_high);
+        }
+        return x.d[c_low / 32] * (d * (float) (sc1 & 15) * (float) sum_low -
+                                  dmin * (float) (sc1 >> 4) * (float) x.sum16[c_low / 16]) +
+               x.d[c_high / 32] * (d * (float) (sc2 & 15) * (float) sum_high -
+                                   dmin * (float) (sc2 >> 4) * (float) x.sum16[c_high / 16]);
+    }
+};
+
+/* Q3_K: per run of 16, d * (scale - 32) * (dot(q3, x) - 4 * sum(x)), q3 the
+ * 3-bit value 2 low bits | hmask bit << 2. */
+template <> struct pgi_qdot<PGI_CW_Q3_K> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        pgi_k2_geometry g((int) (u % 8));
+        size_t block_index = (size_t) row * (size_t) (w.cols / 256) + (size_t) block;
+        const uint8_t *base = w.data + block_index * 96;
+        const uint8_t *aux = w.data + w.aux_offset + block_index * 16;
+        pgi_vec16 q = pgi_load16(base + 32 + g.qs_offset());
+        pgi_vec16 hm = pgi_load16(base + 16 * g.h);
+        float d = pgi_half_bits_to_float(pgi_load_u16(aux + 12));
+        int sc1 = pgi_q3k_scale(g.sub(), aux), sc2 = pgi_q3k_scale(g.sub() + 2, aux);
+        int64_t c_low = block * 256 + g.column(), c_high = c_low + 32;
+        pgi_vec16 x_low = pgi_xq_load16(x, c_low), x_high = pgi_xq_load16(x, c_high);
+        int s = g.shift(), bit = 4 * g.n + 2 * g.p;
+        int sum_low = 0, sum_high = 0;
+
+        for (int i = 0; i < 4; i++)
+        {
+            int qi = pgi_vec_int(q, i), hi = pgi_vec_int(hm, i);
+            int v_low = ((qi >> s) & 0x03030303) | (((hi >> bit) & 0x01010101) << 2);
+            int v_high = ((qi >> (s + 2)) & 0x03030303) | (((hi >> (bit + 1)) & 0x01010101) << 2);
+
+            sum_low = pgi_dp4a(v_low, pgi_vec_int(x_low, i), sum_low);
+            sum_high = pgi_dp4a(v_high, pgi_vec_int(x_high, i), sum_high);
+        }
+        sum_low -= 4 * x.sum16[c_low / 16];
+        sum_high -= 4 * x.sum16[c_high / 16];
+        return d * ((float) sc1 * x.d[c_low / 32] * (float) sum_low +
+                    (float) sc2 * x.d[c_high / 32] * (float) sum_high);
+    }
+};
+
+/* Q5_K: as Q4_K with the fifth bit: d*sc*dot(q, x) - dmin*m*sum(x) per run. */
+template <> struct pgi_qdot<PGI_CW_Q5_K> {
+    static PGI_HD float dot(const pgi_wview &w, int64_t row, int64_t u, const pgi_xq_view &x)
+    {
+        int64_t block = u / 8;
+        int k = (int) (u % 8);
+        int j = k / 2;
+        int l0 = (k & 1) * 16;
+        const uint8_t *base =
+            w.data + ((size_t) row * (size_t) (w.cols / 256) + (size_t) block) * 176;
+        pgi_vec16 q = pgi_load16(base + 48 + 16 * k);
+        pgi_vec16 qh = pgi_load16(base + 16 + l0);
+        float d = pgi_half_bits_to_float(pgi_load_u16(base));
+        float dmin = pgi_half_bits_to_float(pgi_load_u16(base + 2));
+        float sc1, m1, sc2, m2;
+        pgi_q4k_scale_min(2 * j, base + 4, &sc1, &m1);
+        pgi_q4k_scale_min(2 * j + 1, base + 4, &sc2, &m2);
+        int64_t c_low = block * 256 + 64 * j + l0, c_high = c_low + 32;
+        pgi_vec16 x_low = pgi_xq_load16(x, c_low), x_high = pgi_xq_load16(x, c_high);
+        int sum_low = 0, sum_high = 0;
+
+        for (int i = 0; i < 4; i++)
+        {
+            int qi = pgi_vec_int(q, i), hi = pgi_vec_int(qh, i);
+            int v_low = (qi & 0x0F0F0F0F) | (((hi >> (2 * j)) & 0x01010101) << 4);
+            int v_high = ((qi >> 4) & 0x0F0F0F0F) | (((hi >> (2 * j + 1)) & 0x01010101) << 4);
+
+            sum_low = pgi_dp4a(v_low, pgi_vec_int(x_low, i), sum_low);
+            sum_high = pgi_dp4a(v_high, pgi_vec_int(x_high, i), sum_high);
+        }
+        float dx_low = x.d[c_low / 32], dx_high = x.d[c_high / 32];
+        return dx_low * (d * sc1 * (float) sum_low - dmin * m1 * (float) x.sum16[c_low / 16]) +
+               dx_high * (d * sc2 * (float) sum_high - dmin * m2 * (float) x.sum16[c_high / 16]);
+    }
+};
+
 /* True for the types with an integer dot product. */
 static inline bool
 pgi_cuda_has_qdot(int wtype)
 {
     return wtype == PGI_CW_Q8_0 || wtype == PGI_CW_Q4_0 || wtype == PGI_CW_Q4_K ||
-           wtype == PGI_CW_Q6_K;
+           wtype == PGI_CW_Q6_K || wtype == PGI_CW_Q4_1 || wtype == PGI_CW_Q5_0 ||
+           wtype == PGI_CW_Q5_1 || wtype == PGI_CW_Q2_K || wtype == PGI_CW_Q3_K ||
+           wtype == PGI_CW_Q5_K || wtype == PGI_CW_IQ4_NL || wtype == PGI_CW_IQ4_XS ||
+           wtype == PGI_CW_MXFP4;
 }
 
 #endif

@@ -304,9 +304,15 @@ matmul_tolerance(uint32_t type, int n_rows)
 static bool
 is_quantized(uint32_t type)
 {
-    return type == PGI_TYPE_Q8_0 || type == PGI_TYPE_Q4_0 || type == PGI_TYPE_Q4_K ||
-           type == PGI_TYPE_Q6_K;
+    return type != PGI_TYPE_F32 && type != PGI_TYPE_F16 && type != PGI_TYPE_BF16;
 }
+
+/* The quantized types the CUDA backend added after the first four. */
+static const uint32_t newer_quant_types[] = {
+    PGI_TYPE_Q4_1, PGI_TYPE_Q5_0, PGI_TYPE_Q5_1,   PGI_TYPE_Q2_K,  PGI_TYPE_Q3_K,
+    PGI_TYPE_Q5_K, PGI_TYPE_IQ4_NL, PGI_TYPE_IQ4_XS, PGI_TYPE_MXFP4,
+};
+#define N_NEWER_QUANT_TYPES (sizeof(newer_quant_types) / sizeof(newer_quant_types[0]))
 
 /* The CUDA backend's documented rounding of x for quantized weights at
  * n_rows <= 8: blocks of 32, scale = max|x| / 127, q = rint(x / scale)
@@ -423,6 +429,59 @@ test_matmul(twin *t)
     test_matmul_type(t, PGI_TYPE_F32, 64, 172, 1);
     test_matmul_type(t, PGI_TYPE_F16, 64, 172, 3);
     test_matmul_type(t, PGI_TYPE_F16, 64, 172, 64);
+    /* the newer quantized types: one row and the last matrix-vector size
+     * (int8 dp4a path), just past it and a batch (cuBLAS over F16
+     * dequantized slabs), a prefill-sized step; output counts that leave
+     * a partial block of warps, rows of 3 super-blocks */
+    for (size_t i = 0; i < N_NEWER_QUANT_TYPES; i++)
+    {
+        static const int shapes[][3] = {
+            {190, 512, 1}, {190, 512, 8}, {190, 512, 9}, {190, 512, 64}, {37, 768, 3},
+            {37, 768, 200},
+        };
+
+        for (size_t j = 0; j < sizeof(shapes) / sizeof(shapes[0]); j++)
+            test_matmul_type(t, newer_quant_types[i], shapes[j][0], shapes[j][1], shapes[j][2]);
+    }
+}
+
+/* A type the backend cannot compute with is refused at upload, by name. */
+static void
+test_upload_refusals(twin *t)
+{
+    static const struct { uint32_t type; int64_t cols; } refused[] = {
+        {PGI_TYPE_Q8_1, 256},   /* never a weight type */
+        {17, 256},              /* IQ2_XS: no CUDA decoder */
+        {PGI_TYPE_Q8_K, 256},
+    };
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+    {
+        size_t row_bytes = pgi_row_bytes(refused[i].type, refused[i].cols);
+        uint8_t *host = pgi_alloc(row_bytes * 4 + 1);
+        pgi_weight w;
+        pgi_error err;
+        pgi_status st;
+
+        memset(&w, 0, sizeof(w));
+        memset(host, 0, row_bytes * 4 + 1);
+        w.name = "refused.weight";
+        w.type = refused[i].type;
+        w.rows = 4;
+        w.cols = refused[i].cols;
+        w.n_bytes = row_bytes * 4;
+        w.host = host;
+        memset(&err, 0, sizeof(err));
+        st = t->gpu->ops->upload_weight(t->gpu, &w, &err);
+        CHECK(st == PGI_ERR_UNSUPPORTED && w.device == NULL &&
+                  strstr(err.message, pgi_type_name(refused[i].type)) != NULL &&
+                  strstr(err.message, "refused.weight") != NULL,
+              "upload of a %s weight refused by name: %s", pgi_type_name(refused[i].type),
+              err.message);
+        if (st == PGI_OK)
+            t->gpu->ops->release_weight(t->gpu, &w);
+        pgi_free(host);
+    }
 }
 
 /* ------------------------------------------------------------ mixture of experts */
@@ -891,8 +950,10 @@ test_moe(twin *t)
 static void
 test_embed(twin *t)
 {
-    const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
-                              PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K};
+    const uint32_t types[] = {PGI_TYPE_F32,  PGI_TYPE_F16,  PGI_TYPE_BF16,   PGI_TYPE_Q8_0,
+                              PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K,   PGI_TYPE_Q4_1,
+                              PGI_TYPE_Q5_0, PGI_TYPE_Q5_1, PGI_TYPE_Q2_K,   PGI_TYPE_Q3_K,
+                              PGI_TYPE_Q5_K, PGI_TYPE_IQ4_NL, PGI_TYPE_IQ4_XS, PGI_TYPE_MXFP4};
     const int64_t rows = 40, cols = 512;
     float values[40 * 512], expected[4 * 512], cpu_out[4 * 512], gpu_out[4 * 512];
     simple_step s;
@@ -1927,6 +1988,7 @@ main(int argc, char **argv)
         return unit_done();
 
     test_matmul(&t);
+    test_upload_refusals(&t);
     test_embed(&t);
     test_small_ops(&t);
     test_top_k(&t);

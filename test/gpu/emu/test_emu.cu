@@ -84,8 +84,13 @@ enum { THREADS = 96, GRID_X = 2, GRID_Y = 3 };
 
 struct lane_results {
     int xor_sum, down, up, broadcast, neighbour, dynamic, dp4a;
-    unsigned tx, bx, by;
+    unsigned byte_perm, tx, bx, by;
 };
+
+/* __byte_perm: byte n of the result is byte (s >> 4n) & 7 of y:x (CUDA's
+ * documented selector, 3 bits; bit 3 of a nibble is not read) */
+static const unsigned byte_perm_selectors[3] = { 0x7531u, 0x0123u, 0xF8E4u };
+static const unsigned byte_perm_expected[3] = { 0x77553311u, 0x00112233u, 0x77006644u };
 
 __global__ void semantics_kernel(lane_results *out)
 {
@@ -109,6 +114,7 @@ __global__ void semantics_kernel(lane_results *out)
     r->neighbour = slots[(t + 1) % THREADS];
     r->dynamic = dynamic_ints[t];
     r->dp4a = __dp4a((int) 0x80ff7f01, (int) (0x01020304u * (unsigned) (lane + 1)), t);
+    r->byte_perm = __byte_perm(0x33221100u, 0x77665544u, byte_perm_selectors[lane % 3]);
     r->tx = threadIdx.x;
     r->bx = blockIdx.x;
     r->by = blockIdx.y;
@@ -149,10 +155,11 @@ static void test_semantics()
             bad += r.neighbour != value((t + 1) % THREADS);
             bad += r.dynamic != value(THREADS - 1 - t);
             bad += r.dp4a != dp4a_reference((int) 0x80ff7f01, (int) (0x01020304u * (unsigned) (lane + 1)), t);
+            bad += r.byte_perm != byte_perm_expected[lane % 3];
             bad += r.tx != (unsigned) t || r.bx != (unsigned) (block % GRID_X) ||
                    r.by != (unsigned) (block / GRID_X);
         }
-    CHECK(bad == 0, "shuffles (xor, down, up, broadcast), __syncthreads, shared memory, dp4a and "
+    CHECK(bad == 0, "shuffles (xor, down, up, broadcast), __syncthreads, shared memory, dp4a, byte_perm and "
           "indices in %d threads (%d wrong)", n, bad);
     cudaFree(d);
     free(h);

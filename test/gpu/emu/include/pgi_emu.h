@@ -509,6 +509,18 @@ static inline unsigned __dp4a(unsigned a, unsigned b, unsigned c)
     return c;
 }
 
+/* byte n of the result is byte ((s >> 4n) & 7) of the 8 bytes y:x (x the
+ * low four); the plain __byte_perm ignores bit 3 of each selector nibble */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s)
+{
+    uint64_t both = ((uint64_t) y << 32) | x;
+    unsigned r = 0;
+
+    for (int n = 0; n < 4; n++)
+        r |= (unsigned) ((both >> (8 * ((s >> (4 * n)) & 7))) & 0xffu) << (8 * n);
+    return r;
+}
+
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 /* __expf, __logf, __sinf, __cosf: glibc declares them (the accurate versions) */
 static inline float __fdividef(float a, float b) { return a / b; }
