@@ -269,19 +269,36 @@ $(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quan
 	$(NVCC) -O2 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings -Iengine -Ikernels \
 	  -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
-# Small synthetic models, one per tensor type (and a qwen2 with biases and
-# tied embeddings), whose logits test_gpu_backend compares CUDA vs CPU.
+# Small synthetic models, one per tensor type, and one per architecture
+# beyond llama (the qwen2 one with biases and tied embeddings), whose logits
+# test_gpu_backend compares CUDA vs CPU.  The architectures' own settings
+# are those of their cases in test/crosscheck/cases.txt, where the CPU is
+# compared with llama.cpp.
 GPU_TEST_MODEL_DIR = $(GPU_TEST_DIR)/models
 GPU_TEST_SHAPE     = --dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --context 256 --vocab-size 512
+GPU_TEST_ARCHS     = qwen2:q8_0 qwen3:q8_0 gemma3:f16 phi3:q4_k_m qwen3moe:q8_0 gpt-oss:mxfp4
 GPU_TEST_MODELS    = $(foreach t,f32 f16 bf16 q8_0 q4_0 q4_k_m q4_1 q5_0 q5_1 q5_k_m q3_k_m q2_k iq4_nl iq4_xs mxfp4,\
                        $(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf) \
-                     $(GPU_TEST_MODEL_DIR)/tiny-qwen2-q8_0.gguf
+                     $(foreach a,$(GPU_TEST_ARCHS),$(GPU_TEST_MODEL_DIR)/tiny-$(subst :,-,$(a)).gguf)
+GPU_ARCH_ARGS_qwen2    = --arch qwen2 --tied
+GPU_ARCH_ARGS_qwen3    = --arch qwen3 --head-dim 32
+GPU_ARCH_ARGS_gemma3   = --arch gemma3 --tied --head-dim 32 --sliding-window 8 --layers 6
+GPU_ARCH_ARGS_phi3     = --arch phi3
+GPU_ARCH_ARGS_qwen3moe = --arch qwen3moe --head-dim 32 --experts 8 --experts-used 2 --expert-ffn 128
+GPU_ARCH_ARGS_gpt-oss  = --arch gpt-oss --head-dim 32 --experts 8 --experts-used 2 --expert-ffn 128 \
+                         --sliding-window 8 --yarn 4 --yarn-original 64
+# gpt-oss-mxfp4: MXFP4 experts, Q8_0 elsewhere, as gpt-oss files are
+GPU_ARCH_TYPE_mxfp4    = --type q8_0 --expert-type mxfp4
 $(GPU_TEST_MODEL_DIR)/tiny-llama-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)
 	$(BUILDDIR)/make_synthetic_model --type $* $(GPU_TEST_SHAPE) -o $@ >/dev/null
-$(GPU_TEST_MODEL_DIR)/tiny-qwen2-%.gguf: | $(BUILDDIR)/make_synthetic_model
-	@mkdir -p $(dir $@)
-	$(BUILDDIR)/make_synthetic_model --type $* --arch qwen2 --tied $(GPU_TEST_SHAPE) -o $@ >/dev/null
+define gpu_arch_model
+$(GPU_TEST_MODEL_DIR)/tiny-$(subst :,-,$(1)).gguf: | $(BUILDDIR)/make_synthetic_model
+	@mkdir -p $$(dir $$@)
+	$(BUILDDIR)/make_synthetic_model $(GPU_TEST_SHAPE) $(GPU_ARCH_ARGS_$(word 1,$(subst :, ,$(1)))) \
+	  $(or $(GPU_ARCH_TYPE_$(word 2,$(subst :, ,$(1)))),--type $(word 2,$(subst :, ,$(1)))) -o $$@ >/dev/null
+endef
+$(foreach a,$(GPU_TEST_ARCHS),$(eval $(call gpu_arch_model,$(a))))
 
 $(GPU_BENCH_DIR)/bench-1b-%.gguf: | $(BUILDDIR)/make_synthetic_model
 	@mkdir -p $(dir $@)
