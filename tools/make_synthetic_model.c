@@ -62,6 +62,7 @@ typedef struct options {
     const char *expert_type_name;  /* NULL: the --type's matrix type */
     uint32_t expert_type;          /* resolved from expert_type_name (UINT32_MAX: none) */
     int64_t yarn_factor, yarn_original;   /* YaRN RoPE scaling (0: none) */
+    int64_t longrope_original;     /* LongRoPE factors from this original context (0: none) */
     uint64_t seed;
     float rope_base, rms_eps;
     const char *output;
@@ -183,7 +184,9 @@ family_of(const char *arch)
 
 /* ------------------------------------------------------------ the plan */
 
-typedef enum tensor_kind { KIND_MATRIX, KIND_NORM, KIND_BIAS } tensor_kind;
+/* KIND_ROPE_FACTORS: LongRoPE's per-frequency divisors, 1 + scale * i
+ * (the tensor's dims[1] carries the scale in hundredths) */
+typedef enum tensor_kind { KIND_MATRIX, KIND_NORM, KIND_BIAS, KIND_ROPE_FACTORS } tensor_kind;
 
 typedef struct planned_tensor {
     char name[64];
@@ -191,6 +194,7 @@ typedef struct planned_tensor {
     uint32_t n_dims;
     uint32_t type;
     uint32_t wanted;             /* the recipe's type before any fallback */
+    int factor_step;             /* KIND_ROPE_FACTORS: hundredths added per frequency */
     tensor_kind kind;
 } planned_tensor;
 
@@ -391,6 +395,14 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
 #undef TYPE
 #undef BLK
     }
+    if (o->longrope_original > 0)
+    {
+        /* short factors near 1, long ones growing to several times */
+        plan_add(plan, &n, "rope_factors_short.weight", o->head_dim / 2, 0, 0, KIND_ROPE_FACTORS);
+        plan[n - 1].factor_step = 2;
+        plan_add(plan, &n, "rope_factors_long.weight", o->head_dim / 2, 0, 0, KIND_ROPE_FACTORS);
+        plan[n - 1].factor_step = 25;
+    }
     plan_add(plan, &n, "output_norm.weight", o->dim, 0, 0, KIND_NORM);
     if (!o->tied)
         plan_add(plan, &n, "output.weight", o->dim, n_vocab, recipe_type(tc, o, ROLE_OUTPUT, 0),
@@ -496,6 +508,17 @@ add_metadata(gguf_writer *w, const options *o, const type_choice *tc, int64_t n_
     if (o->sliding_window > 0)
         ADD(gguf_writer_add_u32(w, KEY("attention.sliding_window"), (uint32_t) o->sliding_window,
                                 err));
+    if (o->longrope_original > 0)
+    {
+        /* Phi-3's converter: attn_factor = sqrt(1 + ln(ctx / orig) / ln(orig)) */
+        double scale = (double) o->context / (double) o->longrope_original;
+
+        ADD(gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"),
+                                (uint32_t) o->longrope_original, err));
+        ADD(gguf_writer_add_f32(w, KEY("rope.scaling.attn_factor"),
+                                scale > 1.0 ? (float) sqrt(1.0 + log(scale) / log((double) o->longrope_original))
+                                            : 1.0f, err));
+    }
     if (o->yarn_factor > 0)
     {
         ADD(gguf_writer_add_string(w, KEY("rope.scaling.type"), "yarn", err));
@@ -542,6 +565,8 @@ usage(void)
             "  --head-dim N         head size when not dim/heads (qwen3, gemma3)\n"
             "  --sliding-window N   gemma3: local layers see N tokens (5 local : 1 global);\n"
             "                       gpt-oss: every other layer (default 128)\n"
+            "  --longrope N         phi3: LongRoPE short and long factors and attn_factor, for an\n"
+            "                       original context of N (the long ones apply above it)\n"
             "  --yarn F [--yarn-original N]   YaRN RoPE scaling by F from an original context of\n"
             "                       N (default --context)\n"
             "  --experts N --experts-used K [--expert-ffn N] [--expert-type TYPE]\n"
@@ -624,6 +649,8 @@ parse_options(int argc, char **argv, options *o)
             ok = parse_int(v, &o->yarn_factor);
         else if (strcmp(a, "--yarn-original") == 0)
             ok = parse_int(v, &o->yarn_original);
+        else if (strcmp(a, "--longrope") == 0)
+            ok = parse_int(v, &o->longrope_original);
         else if (strcmp(a, "--seed") == 0)
             o->seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--rope-base") == 0)
@@ -761,7 +788,7 @@ main(int argc, char **argv)
     else
         n_vocab = o.vocab_size;
 
-    plan = pgi_calloc((size_t) (o.layers * 28 + 4), sizeof(planned_tensor));
+    plan = pgi_calloc((size_t) (o.layers * 28 + 8), sizeof(planned_tensor));
     if (plan == NULL)
     {
         fprintf(stderr, "make_synthetic_model: out of memory\n");
@@ -811,7 +838,8 @@ main(int argc, char **argv)
         for (int64_t j = 0; j < rows; j++)
         {
             for (int64_t k = 0; k < t->dims[0]; k++)
-                row[k] = t->kind == KIND_NORM ? 1.0f + 0.02f * normal(&r) : 0.02f * normal(&r);
+                row[k] = t->kind == KIND_ROPE_FACTORS ? 1.0f + 0.01f * (float) t->factor_step * (float) k
+                         : t->kind == KIND_NORM ? 1.0f + 0.02f * normal(&r) : 0.02f * normal(&r);
             pgi_quantize_row(t->type, row, converted, t->dims[0]);
             TRY(gguf_writer_write_data(w, converted, row_bytes, &err));
         }
