@@ -483,10 +483,13 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
     int n = j->n_keys;
     int block_size = kv->g.block_size;
     size_t stride = kv->kv_dim;
+    /* a sliding window starts inside some block: blocks before it are not
+     * read at all */
+    int b_start = j->first_key / block_size * block_size;
 
     /* scores, four keys at a time: independent accumulators, one combined
      * horizontal sum */
-    for (int b0 = 0; b0 < n; b0 += block_size)
+    for (int b0 = b_start; b0 < n; b0 += block_size)
     {
         const float *rows = kv_row(kv, layer, 0, j->table[b0 / block_size], 0) + j->kv_offset;
         int m = n - b0 < block_size ? n - b0 : block_size;
@@ -525,10 +528,10 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
             scores[k] = pgi_avx2_sum(a) * j->scale;
         }
     }
-    /* keys before the window were scored with the rest (the loops stay
-     * block-aligned) and are given no weight */
+    /* keys of the window's first block that precede the window were scored
+     * with the rest (the loops stay block-aligned) and are given no weight */
     softmax_avx2(j->scores + j->first_key, n - j->first_key, j->sink);
-    for (int k = 0; k < j->first_key; k++)
+    for (int k = b_start; k < j->first_key; k++)
         j->scores[k] = 0.0f;
 
     /* weighted sum of V, 64 output floats at a time in eight registers */
@@ -541,7 +544,7 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
             __m256 o3 = _mm256_setzero_ps(), o4 = _mm256_setzero_ps(), o5 = _mm256_setzero_ps();
             __m256 o6 = _mm256_setzero_ps(), o7 = _mm256_setzero_ps();
 
-            for (int b0 = 0; b0 < n; b0 += block_size)
+            for (int b0 = b_start; b0 < n; b0 += block_size)
             {
                 const float *v = kv_row(kv, layer, 1, j->table[b0 / block_size], 0) + j->kv_offset + c0;
                 int m = n - b0 < block_size ? n - b0 : block_size;
@@ -573,7 +576,7 @@ attend_avx2(pgi_kv_cache *kv, int layer, const attend_job *j)
         {
             __m256 o = _mm256_setzero_ps();
 
-            for (int b0 = 0; b0 < n; b0 += block_size)
+            for (int b0 = b_start; b0 < n; b0 += block_size)
             {
                 const float *v = kv_row(kv, layer, 1, j->table[b0 / block_size], 0) + j->kv_offset + c0;
                 int m = n - b0 < block_size ? n - b0 : block_size;
@@ -601,6 +604,8 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
     int n = jobs[count - 1].n_keys;
     int block_size = kv->g.block_size;
     size_t stride = kv->kv_dim;
+    /* the first query's window starts earliest: no block before it is read */
+    int b_start = j0->first_key / block_size * block_size;
     const float *q[ATTENTION_TILE];
     float *sc[ATTENTION_TILE];
 
@@ -611,7 +616,7 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
         sc[r] = j0->scores + (size_t) r * score_stride;
     }
 
-    for (int b0 = 0; b0 < n; b0 += block_size)
+    for (int b0 = b_start; b0 < n; b0 += block_size)
     {
         const float *rows = kv_row(kv, layer, 0, j0->table[b0 / block_size], 0) + j0->kv_offset;
         int m = n - b0 < block_size ? n - b0 : block_size;
@@ -686,7 +691,7 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
         int own = jr->n_keys;
 
         softmax_avx2(sc[r] + jr->first_key, own - jr->first_key, jr->sink);
-        for (int k = 0; k < jr->first_key; k++)
+        for (int k = b_start; k < jr->first_key; k++)
             sc[r][k] = 0.0f;
         for (int k = own; k < n; k++)
             sc[r][k] = 0.0f;
@@ -700,7 +705,7 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
         __m256 o20 = _mm256_setzero_ps(), o21 = _mm256_setzero_ps();
         __m256 o30 = _mm256_setzero_ps(), o31 = _mm256_setzero_ps();
 
-        for (int b0 = 0; b0 < n; b0 += block_size)
+        for (int b0 = b_start; b0 < n; b0 += block_size)
         {
             const float *v = kv_row(kv, layer, 1, j0->table[b0 / block_size], 0) + j0->kv_offset + c0;
             int m = n - b0 < block_size ? n - b0 : block_size;
