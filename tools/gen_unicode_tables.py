@@ -9,7 +9,7 @@ Usage: python3 tools/gen_unicode_tables.py [output-dir [categories-file]]
                    "# DerivedGeneralCategory-<version>.txt"; default:
                    tools/unicode/DerivedGeneralCategory-15.1.0.txt, the
                    version llama.cpp's tables have (Python 3.11's unicodedata
-                   is 14.0, whose categories differ for 5,116 code points).
+                   is 14.0, which puts 5,116 code points in another class).
                    "unicodedata" takes Python's own.
 
 The table is two-stage: code points are split into blocks of 256; the first
