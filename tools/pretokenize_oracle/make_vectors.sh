@@ -26,7 +26,7 @@ git clone -q "$bundle" "$work/llama.cpp" 2>/dev/null
 gcc -std=c11 -O1 -Wall -Wextra -Werror -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
     "$here/oracle.c" "$bins/libllama.v0.4.0.so" "$bins/libggml.v0.4.0.so" "$bins/libggml-base.so" \
     -Wl,-rpath,"$bins" -o "$work/oracle"
-python3 "$here/make_vocab.py" "$work/vocab.gguf" "$lmax" gpt-4o
+python3 -B "$here/make_vocab.py" "$work/vocab.gguf" "$lmax" gpt-4o
 
 cat <<'HEADER'
 # gpt-4o (o200k) pre-tokenizer splits, as llama.cpp makes them.
