@@ -895,7 +895,7 @@ test_gpt4o_vectors(void)
         pgi_free(pieces.lengths);
         line = end + 1;
     }
-    CHECK(malformed == 0 && n_cases == 204, "gpt-4o vectors: 204 well-formed cases (%d, %d malformed)",
+    CHECK(malformed == 0 && n_cases == 205, "gpt-4o vectors: 205 well-formed cases (%d, %d malformed)",
           n_cases, malformed);
     CHECK(passed == n_cases, "gpt-4o: %d/%d splits match llama.cpp's", passed, n_cases);
     pgi_free(data);
