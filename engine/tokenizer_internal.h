@@ -19,6 +19,8 @@ typedef enum pgi_pretokenizer_kind {
     PGI_PRE_QWEN35,           /* qwen2's with [\p{L}\p{M}]+ for letter runs */
     PGI_PRE_DEEPSEEK_LLM,
     PGI_PRE_DEEPSEEK_CODER,
+    PGI_PRE_GPT4O,            /* o200k (gpt-oss, Phi-4-mini, Llama 4): letter runs split by ASCII case,
+                               * \p{N}{1,3}, " ?[^\s\p{L}\p{N}]+[\r\n/]*", white space as llama3 */
     PGI_PRE_FALCON,
     PGI_PRE_STARCODER         /* \p{N}, then gpt-2 (also refact) */
 } pgi_pretokenizer_kind;

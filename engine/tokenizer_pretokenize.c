@@ -509,6 +509,169 @@ split_trailing_space(const span *s, pgi_piece_list *out)
     return push_piece(out, p - s->begin) && push_piece(out, s->end - p);
 }
 
+/* ----------------------------------------------------- gpt-4o (o200k) */
+
+/*
+ * The o200k pattern, as llama.cpp runs it.  tokenizer.json has
+ *   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|...)?
+ *   |[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?
+ *   |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * but llama.cpp replaces the two case classes by "a letter that is not
+ * a-z" and "a letter that is not A-Z", and runs std::regex over text in
+ * which every non-ASCII character is collapsed to one byte per category.
+ * So only ASCII letters have a case: a non-ASCII letter belongs to both
+ * classes whatever its case, and a combining mark is no letter at all (it
+ * stops a letter run; it can be the one character before the next run).
+ * Every character starts some alternative, so there are no gaps.
+ */
+
+/* A letter of "[^a-z]" (upper) or "[^A-Z]" (lower) in llama.cpp's sense. */
+static inline bool
+gpt4o_upper(const span *s, size_t pos)
+{
+    return has_flag(s, pos, PGI_UFLAG_LETTER) && !(s->cps[pos] >= 'a' && s->cps[pos] <= 'z');
+}
+
+static inline bool
+gpt4o_lower(const span *s, size_t pos)
+{
+    return has_flag(s, pos, PGI_UFLAG_LETTER) && !(s->cps[pos] >= 'A' && s->cps[pos] <= 'Z');
+}
+
+/* [^\s\p{L}\p{N}] */
+static inline bool
+gpt4o_other(const span *s, size_t pos)
+{
+    return pos < s->end &&
+           !has_flag(s, pos, PGI_UFLAG_WHITESPACE | PGI_UFLAG_LETTER | PGI_UFLAG_NUMBER);
+}
+
+/* (?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])? : its length. */
+static size_t
+gpt4o_contraction(const span *s, size_t pos)
+{
+    uint32_t n1, n2;
+
+    if (pos + 1 >= s->end || s->cps[pos] != '\'')
+        return 0;
+    n1 = ascii_lower(s->cps[pos + 1]);
+    if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd')
+        return 2;
+    if (pos + 2 >= s->end)
+        return 0;
+    n2 = ascii_lower(s->cps[pos + 2]);
+    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))
+        return 3;
+    return 0;
+}
+
+/* The two letter-run alternatives, P?U*L+C? then P?U+L*C?; the end of the
+ * match, or 0 (a match never ends at the piece's first position). */
+static size_t
+gpt4o_letters(const span *s, size_t pos)
+{
+    uint32_t c = s->cps[pos];
+    size_t p = pos, q, end;
+    bool found_lower = false;
+    size_t last_lower = 0;
+
+    /* The optional [^\r\n\p{L}\p{N}]: taking it is tried first, and leaving
+     * it out cannot help, since that character is no letter. */
+    if (c != '\r' && c != '\n' && !has_flag(s, pos, PGI_UFLAG_LETTER | PGI_UFLAG_NUMBER))
+        p++;
+
+    /* U* is greedy and gives back characters until L+ can start: L+
+     * starts at the last position up to the end of the U run that is a
+     * lower letter (a non-ASCII letter inside the run, or the a-z after it). */
+    for (q = p; gpt4o_upper(s, q); q++)
+        if (gpt4o_lower(s, q))
+        {
+            found_lower = true;
+            last_lower = q;
+        }
+    if (gpt4o_lower(s, q))
+    {
+        found_lower = true;
+        last_lower = q;
+    }
+    if (found_lower)
+    {
+        end = last_lower;
+        while (gpt4o_lower(s, end))
+            end++;
+    }
+    else if (q > p)
+        end = q;            /* U+ with an empty L*: what follows is no letter */
+    else
+        return 0;
+    return end + gpt4o_contraction(s, end);
+}
+
+static bool
+split_gpt4o(const span *s, pgi_piece_list *out)
+{
+    size_t pos = s->begin;
+
+    while (pos < s->end)
+    {
+        size_t start = pos;
+        uint32_t c = s->cps[pos];
+        size_t end = gpt4o_letters(s, pos);
+
+        if (end != 0)
+        {
+            pos = end;
+            goto emit;
+        }
+
+        /* \p{N}{1,3} */
+        if (has_flag(s, pos, PGI_UFLAG_NUMBER))
+        {
+            while (pos - start < 3 && has_flag(s, pos, PGI_UFLAG_NUMBER))
+                pos++;
+            goto emit;
+        }
+
+        /* ' ?[^\s\p{L}\p{N}]+[\r\n/]*' */
+        if (gpt4o_other(s, c == ' ' ? pos + 1 : pos))
+        {
+            pos += (c == ' ');
+            while (gpt4o_other(s, pos))
+                pos++;
+            while (pos < s->end && (s->cps[pos] == '\r' || s->cps[pos] == '\n' || s->cps[pos] == '/'))
+                pos++;
+            goto emit;
+        }
+
+        /* What is left starts with white space. */
+        {
+            size_t n_space = 0;
+            size_t after_last_newline = 0;   /* 0: none seen */
+
+            while (is_space(s, pos + n_space))
+            {
+                uint32_t w = s->cps[pos + n_space];
+
+                if (w == '\r' || w == '\n')
+                    after_last_newline = pos + n_space + 1;
+                n_space++;
+            }
+            if (after_last_newline > 0)
+                pos = after_last_newline;             /* \s*[\r\n]+ */
+            else if (n_space > 1 && pos + n_space < s->end)
+                pos += n_space - 1;                   /* \s+(?!\S) */
+            else if (n_space > 0)
+                pos += n_space;                       /* \s+ */
+            else
+                pos += 1;                             /* not reached */
+        }
+emit:
+        if (!push_piece(out, pos - start))
+            return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------ driver */
 
 typedef enum stage_kind {
@@ -517,6 +680,7 @@ typedef enum stage_kind {
     STAGE_QWEN2,
     STAGE_QWEN35,
     STAGE_TRAILING_SPACE,
+    STAGE_GPT4O,
     STAGE_MATCHER
 } stage_kind;
 
@@ -562,6 +726,9 @@ stages_for(pgi_pretokenizer_kind kind, stage *stages)
             ADD(STAGE_MATCHER, match_cjk);
             ADD(STAGE_MATCHER, match_one_number);
             break;
+        case PGI_PRE_GPT4O:
+            ADD(STAGE_GPT4O, NULL);
+            break;
         case PGI_PRE_FALCON:
             ADD(STAGE_MATCHER, match_falcon_punctuation);
             ADD(STAGE_GPT2, NULL);
@@ -597,6 +764,8 @@ run_stage(const stage *st, const span *s, pgi_piece_list *out)
             return split_llama3(s, 1, true, out);
         case STAGE_TRAILING_SPACE:
             return split_trailing_space(s, out);
+        case STAGE_GPT4O:
+            return split_gpt4o(s, out);
         case STAGE_MATCHER:
             return split_by_matches(s, st->matcher, out);
     }

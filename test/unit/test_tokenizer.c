@@ -804,6 +804,196 @@ test_made_vocabularies(void)
     }
 }
 
+/* ------------------------------------------------ gpt-4o (o200k) splits */
+
+/* test/unit/data/pretokenize-gpt-4o.txt (its header says how llama.cpp
+ * made it), or the same file under $PGI_TEST_DATA. */
+static const char *
+gpt4o_vectors_path(void)
+{
+    static char path[4096];
+    const char *dir = getenv("PGI_TEST_DATA");
+
+    snprintf(path, sizeof(path), "%s/pretokenize-gpt-4o.txt", dir != NULL ? dir : "test/unit/data");
+    return path;
+}
+
+/* One line of the vectors file: "piece" "piece" ...  Appends the bytes to
+ * text and each piece's byte length to lengths; false when malformed. */
+static bool
+parse_quoted_pieces(const char *line, const char *line_end, char *text, size_t text_cap,
+                    size_t *text_length, size_t *lengths, size_t lengths_cap, size_t *n_pieces)
+{
+    const char *p = line;
+
+    *text_length = 0;
+    *n_pieces = 0;
+    while (p < line_end)
+    {
+        size_t begin = *text_length;
+
+        if (*n_pieces > 0)
+        {
+            if (*p != ' ')
+                return false;
+            p++;
+        }
+        if (p >= line_end || *p != '"' || *n_pieces == lengths_cap)
+            return false;
+        p++;
+        while (p < line_end && *p != '"')
+        {
+            char c = *p++;
+
+            if (c == '\\')
+            {
+                if (p >= line_end)
+                    return false;
+                c = *p++;
+                if (c == 'n')
+                    c = '\n';
+                else if (c == 'r')
+                    c = '\r';
+                else if (c == 't')
+                    c = '\t';
+                else if (c == 'x')
+                {
+                    char hex[3] = {0};
+
+                    if (line_end - p < 2)
+                        return false;
+                    hex[0] = p[0];
+                    hex[1] = p[1];
+                    c = (char) strtol(hex, NULL, 16);
+                    p += 2;
+                }
+                else if (c != '"' && c != '\\')
+                    return false;
+            }
+            if (*text_length == text_cap)
+                return false;
+            text[(*text_length)++] = c;
+        }
+        if (p >= line_end || *text_length == begin)
+            return false;       /* unterminated, or an empty piece */
+        p++;
+        lengths[(*n_pieces)++] = *text_length - begin;
+    }
+    return *n_pieces > 0;
+}
+
+static void
+test_gpt4o_vectors(void)
+{
+    size_t size = 0;
+    char *data = test_read_file(gpt4o_vectors_path(), &size);
+    int n_cases = 0, passed = 0, malformed = 0, line_number = 0;
+    static char text[4096];
+    static uint32_t cps[4096];
+    static size_t byte_lengths[1024], cp_lengths[1024];
+
+    if (!CHECK(data != NULL, "gpt-4o vectors readable (%s)", gpt4o_vectors_path()))
+        return;
+    for (char *line = data; line < data + size;)
+    {
+        char *end = memchr(line, '\n', (size_t) (data + size - line));
+        size_t text_length, n_pieces, n_cps = 0, at = 0;
+        pgi_piece_list pieces = {0};
+        pgi_error err;
+        bool same;
+
+        if (end == NULL)
+            end = data + size;
+        line_number++;
+        if (line[0] == '#')
+        {
+            line = end + 1;
+            continue;
+        }
+        n_cases++;
+        if (!parse_quoted_pieces(line, end, text, sizeof(text), &text_length, byte_lengths, 1024,
+                                 &n_pieces))
+        {
+            printf("# gpt-4o vectors line %d is malformed\n", line_number);
+            malformed++;
+            line = end + 1;
+            continue;
+        }
+        /* the expected pieces in code points */
+        for (size_t k = 0; k < n_pieces; k++)
+        {
+            size_t piece_end = at + byte_lengths[k];
+
+            cp_lengths[k] = 0;
+            while (at < piece_end)
+            {
+                size_t used;
+
+                cps[n_cps++] = pgi_utf8_decode((const unsigned char *) text + at, text_length - at,
+                                               &used);
+                at += used;
+                cp_lengths[k]++;
+            }
+        }
+        same = at == text_length &&
+               pgi_pretokenize(PGI_PRE_GPT4O, cps, n_cps, &pieces, &err) == PGI_OK &&
+               pieces.count == n_pieces;
+        for (size_t k = 0; same && k < n_pieces; k++)
+            same = pieces.lengths[k] == cp_lengths[k];
+        if (same)
+            passed++;
+        else
+        {
+            printf("# gpt-4o vectors line %d differs: expected", line_number);
+            for (size_t k = 0; k < n_pieces; k++)
+                printf(" %zu", cp_lengths[k]);
+            printf(", got");
+            for (size_t k = 0; k < pieces.count; k++)
+                printf(" %u", pieces.lengths[k]);
+            printf(" (code points a piece)\n");
+        }
+        pgi_free(pieces.lengths);
+        line = end + 1;
+    }
+    CHECK(malformed == 0 && n_cases == 205, "gpt-4o vectors: 205 well-formed cases (%d, %d malformed)",
+          n_cases, malformed);
+    CHECK(passed == n_cases, "gpt-4o: %d/%d splits match llama.cpp's", passed, n_cases);
+    pgi_free(data);
+
+    /* A few by hand, in llama.cpp's sense of case: only ASCII letters have
+     * one, and a mark ends a letter run. */
+    check_split(PGI_PRE_GPT4O, "gpt-4o", "getHTTPResponseCode", "get|HTTPResponse|Code");
+    check_split(PGI_PRE_GPT4O, "gpt-4o", "HELLO'S world's", "HELLO'S| world's");
+    check_split(PGI_PRE_GPT4O, "gpt-4o", "\xC3\x89" "COLE", "\xC3\x89|COLE");   /* ÉCOLE */
+    check_split(PGI_PRE_GPT4O, "gpt-4o", "1234567 ok?\n/x", "123|456|7| ok|?\n/|x");
+}
+
+/* The names llama.cpp maps to the gpt-4o split are accepted, and the
+ * tokenizer splits with it before merging: "aBc" is "a" "Bc" here, so the
+ * lower-ranked "a B" merge never applies and [a, Bc] comes out. */
+static void
+test_gpt4o_names(void)
+{
+    static const char *const names[] = {"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"};
+    static const char *const tokens[] = {"a", "B", "c", "aB", "aBc", "Bc"};
+    static const char *const merges[] = {"a B", "aB c", "B c"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    {
+        made_vocab v;
+        int32_t ids[8];
+        int n = 0;
+        pgi_error err;
+
+        make_vocab(&v, "gpt2", names[i], tokens, 6, NULL, NULL, merges, 3);
+        CHECK(v.status == PGI_OK && strcmp(pgi_tokenizer_pre_name(v.tok), names[i]) == 0 &&
+                  pgi_tokenize(v.tok, "aBc", 3, false, false, ids, 8, &n, &err) == PGI_OK && n == 2 &&
+                  ids[0] == 0 && ids[1] == 5,
+              "pre-tokenizer '%s' accepted; 'aBc' -> [0 5]", names[i]);
+        free_vocab(&v);
+    }
+}
+
 /* ------------------------------------------------ robustness and speed */
 
 static void
@@ -949,6 +1139,8 @@ main(void)
     test_streaming();
     test_conventions();
     test_made_vocabularies();
+    test_gpt4o_vectors();
+    test_gpt4o_names();
     test_stories_golden();
     test_random_and_speed();
     return unit_done();
