@@ -267,6 +267,9 @@ pgi_call_submit(const PgInferCallSpec *spec)
 				 errmsg("tag is too long"),
 				 errdetail("A tag has at most %d bytes.", PGI_TAG_LENGTH - 1)));
 
+	for (int i = 0; i < spec->n_prompts; i++)
+		pg_infer_check_input_size(spec->prompt_lengths[i], "the prompt");
+
 	/* layout: header, slots, blob, stop strings, prompts, queues */
 	slots_size = MAXALIGN(sizeof(PgInferSequenceSlot) * spec->n_prompts);
 	size = header_size + slots_size + MAXALIGN(spec->blob_size);

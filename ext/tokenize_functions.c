@@ -172,6 +172,7 @@ pgi_tokenize_text(const PgInferModelInfo *model, const char *text, Size length,
 	int32	   *tokens;
 	pgi_error	error;
 
+	pg_infer_check_input_size(length, "the text to tokenize");
 	pgi_error_clear(&error);
 	if (pgi_tokenize_alloc(model->tokenizer, text, length, add_bos, parse_special,
 						   &engine_tokens, n_tokens, &error) != PGI_OK)
@@ -257,6 +258,8 @@ pg_infer_detokenize(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	array = PG_GETARG_ARRAYTYPE_P(0);
+	pg_infer_check_input_size((Size) ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)),
+							  "the array of token ids");
 	model = pgi_model_info(PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	vocab = pgi_tokenizer_vocab_size(model->tokenizer);
 	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls, &n);
