@@ -26,6 +26,7 @@
 #include "serving.h"
 
 #include "../ext/counters.h"
+#include "../ext/text_utf8.h"
 
 #include <math.h>
 
@@ -77,6 +78,7 @@ typedef struct ServingSequence
 	bool		final_queued;	/* DONE or ERROR is in the outbox */
 	bool		closed;			/* nothing more to send or to do */
 	bool		text_sent;		/* some TEXT has been sent */
+	PgiUtf8Pending utf8;		/* an incomplete character held back */
 
 	/* set when it finishes, until its usage row is committed */
 	bool		finishing;
@@ -1061,7 +1063,17 @@ step_model(int slot)
 		if (s == NULL)
 			continue;
 		queue_admitted(s, &o->timings);
-		queue_text(s, o->text, o->text_length);
+		if (o->text_length > 0 || (o->finished && s->utf8.length > 0))
+		{
+			/* the one place text leaves the engine toward a backend: valid
+			 * UTF-8, no NUL (text_utf8.h); the end flushes what is held */
+			StringInfoData text;
+
+			initStringInfo(&text);
+			pgi_utf8_append(&text, &s->utf8, o->text, o->text_length, o->finished);
+			queue_text(s, text.data, text.len);
+			pfree(text.data);
+		}
 		if (o->finished)
 		{
 			const char *reason;

@@ -8,6 +8,7 @@
  */
 #include "call.h"
 #include "model_cache.h"
+#include "text_utf8.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -299,5 +301,15 @@ pg_infer_detokenize(PG_FUNCTION_ARGS)
 		pfree(buffer);
 		capacity = (size_t) length;
 	}
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(buffer, (int) length));
+	{
+		/* valid UTF-8 without NUL (text_utf8.h), in the database's encoding */
+		StringInfoData valid;
+		PgiUtf8Pending pending = {{0}, 0};
+		char	   *converted;
+
+		initStringInfo(&valid);
+		pgi_utf8_append(&valid, &pending, buffer, (Size) length, true);
+		converted = pg_any_to_server(valid.data, valid.len, PG_UTF8);
+		PG_RETURN_TEXT_P(cstring_to_text(converted));
+	}
 }

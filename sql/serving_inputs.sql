@@ -46,3 +46,46 @@ SET ROLE pgi_inputs_plain;
 SELECT pg_temp.error_of($$SET pg_infer.max_input_bytes = '1GB'$$);
 RESET ROLE;
 DROP ROLE pgi_inputs_plain;
+
+-- 12. text is valid UTF-8 without NUL.  stories260K's byte tokens are ids
+-- 3 + byte: 198 is <0xC3>, 172 <0xA9>, 3 <0x00>, 100 <0x61> ('a').
+SELECT encode(convert_to(detokenize(ARRAY[198]), 'UTF8'), 'hex') AS lone_lead_byte;
+SELECT encode(convert_to(detokenize(ARRAY[100, 3, 100]), 'UTF8'), 'hex') AS nul_between;
+SELECT encode(convert_to(detokenize(ARRAY[198, 172]), 'UTF8'), 'hex') AS complete_e_acute;
+SELECT encode(convert_to(detokenize(ARRAY[172, 100]), 'UTF8'), 'hex') AS lone_continuation;
+-- hot sampling emits byte tokens at random: every result, and every piece of
+-- a stream, is valid UTF-8 (convert_from checks) without NUL
+SELECT count(*) AS bad_results
+  FROM generate_series(1, 40) AS seed,
+       LATERAL generate('Once', temperature => 5, seed => seed, max_tokens => 48) AS g
+ WHERE position('\x00'::bytea IN convert_to(g, 'UTF8')) > 0
+    OR convert_from(convert_to(g, 'UTF8'), 'UTF8') IS NULL;
+-- ... and the case is exercised: some of those 40 held bytes that were no
+-- text (now U+FFFD)
+SELECT count(*) > 0 AS some_replaced
+  FROM generate_series(1, 40) AS seed,
+       LATERAL generate('Once', temperature => 5, seed => seed, max_tokens => 48) AS g
+ WHERE strpos(g, U&'\FFFD') > 0;
+SELECT count(*) AS bad_pieces
+  FROM generate_series(1, 10) AS seed,
+       LATERAL generate_stream('Once', temperature => 5, seed => seed, max_tokens => 48) AS piece
+ WHERE position('\x00'::bytea IN convert_to(piece, 'UTF8')) > 0
+    OR convert_from(convert_to(piece, 'UTF8'), 'UTF8') IS NULL;
+-- a tag in a SQL_ASCII database is checked before it is stored: 22021
+CREATE DATABASE pgi_inputs_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c pgi_inputs_ascii
+SET client_min_messages = warning;
+CREATE EXTENSION pg_infer;
+RESET client_min_messages;
+CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE query;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+SELECT pg_temp.error_of($$SELECT generate('Once', max_tokens => 1, tag => E'caf\xc3\xa9')$$);
+SELECT pg_temp.error_of($$SELECT generate('Once', max_tokens => 1, tag => E'bad\xff')$$);
+\c contrib_regression
+DROP DATABASE pgi_inputs_ascii;
