@@ -501,6 +501,26 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	return true;
 }
 
+/*
+ * The seed of prompt `index` (0-based) of a call whose seed is `seed`: the
+ * first prompt samples with the seed itself (generate_batch(ARRAY[p], seed
+ * => s) is generate(p, seed => s)); prompt i > 0 with splitmix64(seed + i),
+ * so identical prompts give distinct samples, reproducibly.  Documented in
+ * docs/serving.md.
+ */
+static uint64
+sequence_seed(uint64 seed, int index)
+{
+	uint64		z;
+
+	if (index == 0)
+		return seed;
+	z = seed + (uint64) index * UINT64CONST(0x9E3779B97F4A7C15);
+	z = (z ^ (z >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64CONST(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
 static void
 fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params *p,
 			  MemoryContext context)
@@ -656,6 +676,7 @@ start_generate_call(ServingCall *call, const char *base)
 		(const PgInferSequenceSlot *) (base + call->header.sequences_offset);
 	ServingError error;
 	pgi_sampling_params params;
+	uint64		call_seed;
 	int			slot;
 
 	if (call->header.n_stop > PGI_MAX_STOP_STRINGS)
@@ -674,6 +695,7 @@ start_generate_call(ServingCall *call, const char *base)
 		return;
 	}
 	fill_sampling(&call->header, base, &params, call->context);
+	call_seed = params.seed;
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
@@ -698,6 +720,7 @@ start_generate_call(ServingCall *call, const char *base)
 				specials[k].length = spans[k].length;
 			}
 		}
+		params.seed = sequence_seed(call_seed, i);
 		if (!start_sequence(call, s, slot, prompt, length, specials, n_specials, &params, &error))
 			queue_error(s, &error);
 		if (specials != NULL)

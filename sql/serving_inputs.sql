@@ -89,3 +89,21 @@ SELECT pg_temp.error_of($$SELECT generate('Once', max_tokens => 1, tag => E'caf\
 SELECT pg_temp.error_of($$SELECT generate('Once', max_tokens => 1, tag => E'bad\xff')$$);
 \c contrib_regression
 DROP DATABASE pgi_inputs_ascii;
+
+-- 13b. generate_batch gives each prompt its own seed: the first prompt the
+-- seed itself (as generate() does), prompt i > 0 splitmix64(seed + i).
+CREATE TEMP TABLE batch_a AS
+SELECT ord, completion FROM generate_batch(array_fill('Once'::text, ARRAY[4]),
+                                           temperature => 1, seed => 42, max_tokens => 24);
+CREATE TEMP TABLE batch_b AS
+SELECT ord, completion FROM generate_batch(array_fill('Once'::text, ARRAY[4]),
+                                           temperature => 1, seed => 42, max_tokens => 24);
+SELECT count(*) AS prompts, count(DISTINCT completion) AS distinct_samples FROM batch_a;
+-- reproducible
+SELECT count(*) AS differing FROM batch_a JOIN batch_b USING (ord)
+ WHERE batch_a.completion IS DISTINCT FROM batch_b.completion;
+SELECT completion = generate('Once', temperature => 1, seed => 42, max_tokens => 24) AS first_is_generate
+  FROM batch_a WHERE ord = 1;
+-- without a seed, identical prompts differ too
+SELECT count(DISTINCT completion) > 1 AS unseeded_differ
+  FROM generate_batch(array_fill('Once'::text, ARRAY[4]), temperature => 1, max_tokens => 24);
