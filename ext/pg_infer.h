@@ -92,8 +92,8 @@ extern int	pg_infer_debug_lose_device_at_step;	/* tests only; 0 = off */
 extern int	pg_infer_debug_load_delay_ms;	/* tests only; 0 = off */
 extern int	pg_infer_max_input_bytes;	/* kB */
 
-/* pg_infer.max_input_bytes's default: 4 MB of text (or 4M token ids) */
-#define PGI_DEFAULT_MAX_INPUT_KB 4096
+/* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
+#define PGI_DEFAULT_MAX_INPUT_KB 1024
 
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;

@@ -21,15 +21,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- 2. every input is bounded by pg_infer.max_input_bytes (4 MB by default),
+-- 2. every input is bounded by pg_infer.max_input_bytes (1 MB by default),
 -- before any tokenizing: 54000, naming the setting.
 SHOW pg_infer.max_input_bytes;
 SELECT pg_temp.error_of($$SELECT count_tokens(repeat('hello world ', 400000))$$);
 SELECT pg_temp.error_of($$SELECT tokenize(repeat('hello world ', 400000))$$);
-SELECT pg_temp.error_of($$SELECT detokenize(array_fill(100, ARRAY[4194305]))$$);
+SELECT pg_temp.error_of($$SELECT detokenize(array_fill(100, ARRAY[1048577]))$$);
 SELECT pg_temp.error_of($$SELECT generate(repeat('hello world ', 400000), max_tokens => 1)$$);
 -- just under the limit is tokenized
-SELECT count_tokens(repeat('a', 4194304)) > 0 AS counted;
+SELECT count_tokens(repeat('a', 1048576)) > 0 AS counted;
 SET pg_infer.max_input_bytes = '1kB';
 SELECT count_tokens(repeat('a', 1024)) > 0 AS counted;
 SELECT pg_temp.error_of($$SELECT count_tokens(repeat('a', 1025))$$);
