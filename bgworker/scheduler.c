@@ -26,6 +26,7 @@
 #include "serving.h"
 
 #include "../ext/counters.h"
+#include "../ext/text_utf8.h"
 
 #include <math.h>
 
@@ -77,6 +78,7 @@ typedef struct ServingSequence
 	bool		final_queued;	/* DONE or ERROR is in the outbox */
 	bool		closed;			/* nothing more to send or to do */
 	bool		text_sent;		/* some TEXT has been sent */
+	PgiUtf8Pending utf8;		/* an incomplete character held back */
 
 	/* set when it finishes, until its usage row is committed */
 	bool		finishing;
@@ -499,6 +501,26 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	return true;
 }
 
+/*
+ * The seed of prompt `index` (0-based) of a call whose seed is `seed`: the
+ * first prompt samples with the seed itself (generate_batch(ARRAY[p], seed
+ * => s) is generate(p, seed => s)); prompt i > 0 with splitmix64(seed + i),
+ * so identical prompts give distinct samples, reproducibly.  Documented in
+ * docs/serving.md.
+ */
+static uint64
+sequence_seed(uint64 seed, int index)
+{
+	uint64		z;
+
+	if (index == 0)
+		return seed;
+	z = seed + (uint64) index * UINT64CONST(0x9E3779B97F4A7C15);
+	z = (z ^ (z >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64CONST(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
 static void
 fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params *p,
 			  MemoryContext context)
@@ -654,6 +676,7 @@ start_generate_call(ServingCall *call, const char *base)
 		(const PgInferSequenceSlot *) (base + call->header.sequences_offset);
 	ServingError error;
 	pgi_sampling_params params;
+	uint64		call_seed;
 	int			slot;
 
 	if (call->header.n_stop > PGI_MAX_STOP_STRINGS)
@@ -672,6 +695,7 @@ start_generate_call(ServingCall *call, const char *base)
 		return;
 	}
 	fill_sampling(&call->header, base, &params, call->context);
+	call_seed = params.seed;
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
@@ -696,6 +720,7 @@ start_generate_call(ServingCall *call, const char *base)
 				specials[k].length = spans[k].length;
 			}
 		}
+		params.seed = sequence_seed(call_seed, i);
 		if (!start_sequence(call, s, slot, prompt, length, specials, n_specials, &params, &error))
 			queue_error(s, &error);
 		if (specials != NULL)
@@ -1061,7 +1086,17 @@ step_model(int slot)
 		if (s == NULL)
 			continue;
 		queue_admitted(s, &o->timings);
-		queue_text(s, o->text, o->text_length);
+		if (o->text_length > 0 || (o->finished && s->utf8.length > 0))
+		{
+			/* the one place text leaves the engine toward a backend: valid
+			 * UTF-8, no NUL (text_utf8.h); the end flushes what is held */
+			StringInfoData text;
+
+			initStringInfo(&text);
+			pgi_utf8_append(&text, &s->utf8, o->text, o->text_length, o->finished);
+			queue_text(s, text.data, text.len);
+			pfree(text.data);
+		}
 		if (o->finished)
 		{
 			const char *reason;

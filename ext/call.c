@@ -25,6 +25,7 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
@@ -266,6 +267,19 @@ pgi_call_submit(const PgInferCallSpec *spec)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tag is too long"),
 				 errdetail("A tag has at most %d bytes.", PGI_TAG_LENGTH - 1)));
+	/* a SQL_ASCII database checks no text: a tag is stored in the books, so
+	 * it must be ASCII there (elsewhere the text type has checked it) */
+	if (GetDatabaseEncoding() == PG_SQL_ASCII)
+		for (const char *p = tag; *p != '\0'; p++)
+			if (IS_HIGHBIT_SET(*p))
+				ereport(ERROR,
+						(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+						 errmsg("tag must be ASCII in a SQL_ASCII database"),
+						 errdetail("Byte 0x%02x at offset %d is not ASCII.",
+								   (unsigned char) *p, (int) (p - tag))));
+
+	for (int i = 0; i < spec->n_prompts; i++)
+		pg_infer_check_input_size(spec->prompt_lengths[i], "the prompt");
 
 	/* layout: header, slots, blob, stop strings, prompts, queues */
 	slots_size = MAXALIGN(sizeof(PgInferSequenceSlot) * spec->n_prompts);
@@ -476,8 +490,12 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 					call->next_poll = i;	/* keep reading this stream */
 					event->type = PGI_EVENT_TEXT;
 					event->ordinal = i;
-					event->text = (const char *) data + 1;
-					event->text_length = n - 1;
+					/* the worker sends whole UTF-8 characters without NUL
+					 * (text_utf8.h): in the database's encoding here */
+					event->text = pg_any_to_server((const char *) data + 1, (int) (n - 1),
+												   PG_UTF8);
+					event->text_length = event->text == (const char *) data + 1 ? n - 1 :
+						strlen(event->text);
 					return true;
 				case PGI_MSG_DONE:
 					memset(&seq->done, 0, sizeof(seq->done));

@@ -39,6 +39,7 @@ bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
+int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -49,6 +50,23 @@ static shmem_request_hook_type previous_shmem_request_hook = NULL;
 static shmem_startup_hook_type previous_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
+
+/*
+ * The one check of pg_infer.max_input_bytes: an input of `bytes` bytes (or,
+ * for detokenize, ids) given to `what` is refused with 54000 before any work
+ * is done on it.
+ */
+void
+pg_infer_check_input_size(Size bytes, const char *what)
+{
+	if (bytes > (Size) pg_infer_max_input_bytes * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is longer than pg_infer.max_input_bytes", what),
+				 errdetail("It has %zu; pg_infer.max_input_bytes is %d kB.", bytes,
+						   pg_infer_max_input_bytes),
+				 errhint("A superuser can raise pg_infer.max_input_bytes.")));
+}
 
 const char *
 pg_infer_worker_state_name(PgInferWorkerState state)
@@ -251,6 +269,15 @@ define_settings(void)
 							90 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_input_bytes",
+							"Largest text one call may tokenize (a prompt, the text of tokenize() or count_tokens()); also the most ids detokenize() takes.",
+							"Checked before any tokenizing, so no role can make a backend or the worker allocate or compute in proportion to a huge input.",
+							&pg_infer_max_input_bytes,
+							PGI_DEFAULT_MAX_INPUT_KB, 1, 1048576,
+							PGC_SUSET,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_infer");

@@ -90,6 +90,10 @@ extern bool pg_infer_usage_recording;
 extern int	pg_infer_usage_retention;	/* minutes; 0 = keep everything */
 extern int	pg_infer_debug_lose_device_at_step;	/* tests only; 0 = off */
 extern int	pg_infer_debug_load_delay_ms;	/* tests only; 0 = off */
+extern int	pg_infer_max_input_bytes;	/* kB */
+
+/* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
+#define PGI_DEFAULT_MAX_INPUT_KB 1024
 
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;
@@ -97,6 +101,7 @@ extern PgInferQueue *pg_infer_queue;
 /* Errors out unless shared memory is set up, i.e. unless the library was
  * preloaded.  Every SQL-callable function calls it first. */
 extern void pg_infer_require_preload(void);
+extern void pg_infer_check_input_size(Size bytes, const char *what);
 
 extern const char *pg_infer_worker_state_name(PgInferWorkerState state);
 

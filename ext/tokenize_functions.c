@@ -8,6 +8,7 @@
  */
 #include "call.h"
 #include "model_cache.h"
+#include "text_utf8.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -172,6 +174,7 @@ pgi_tokenize_text(const PgInferModelInfo *model, const char *text, Size length,
 	int32	   *tokens;
 	pgi_error	error;
 
+	pg_infer_check_input_size(length, "the text to tokenize");
 	pgi_error_clear(&error);
 	if (pgi_tokenize_alloc(model->tokenizer, text, length, add_bos, parse_special,
 						   &engine_tokens, n_tokens, &error) != PGI_OK)
@@ -257,6 +260,8 @@ pg_infer_detokenize(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	array = PG_GETARG_ARRAYTYPE_P(0);
+	pg_infer_check_input_size((Size) ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)),
+							  "the array of token ids");
 	model = pgi_model_info(PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	vocab = pgi_tokenizer_vocab_size(model->tokenizer);
 	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls, &n);
@@ -296,5 +301,15 @@ pg_infer_detokenize(PG_FUNCTION_ARGS)
 		pfree(buffer);
 		capacity = (size_t) length;
 	}
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(buffer, (int) length));
+	{
+		/* valid UTF-8 without NUL (text_utf8.h), in the database's encoding */
+		StringInfoData valid;
+		PgiUtf8Pending pending = {{0}, 0};
+		char	   *converted;
+
+		initStringInfo(&valid);
+		pgi_utf8_append(&valid, &pending, buffer, (Size) length, true);
+		converted = pg_any_to_server(valid.data, valid.len, PG_UTF8);
+		PG_RETURN_TEXT_P(cstring_to_text(converted));
+	}
 }
