@@ -77,20 +77,6 @@ registry_resolve(const char *requested, ServingError *error)
 
 /* ------------------------------------------------------------ the file */
 
-/* Whether path names something inside directory dir (both absolute, dir
- * without links). */
-static bool
-path_is_under(const char *path, const char *dir)
-{
-	size_t		length = strlen(dir);
-
-	while (length > 1 && dir[length - 1] == '/')
-		length--;
-	if (length == 1 && dir[0] == '/')
-		return path[0] == '/';
-	return strncmp(path, dir, length) == 0 && path[length] == '/';
-}
-
 /*
  * Open the model file once, and check the descriptor: a regular file (a
  * FIFO or device is refused, never waited on: O_NONBLOCK), not reached
@@ -157,7 +143,7 @@ open_model_file(const PgInferLoadArgs *args, struct stat *st, ServingError *erro
 
 		if (pg_infer_model_dir == NULL || pg_infer_model_dir[0] == '\0' ||
 			realpath(pg_infer_model_dir, resolved_dir) == NULL ||
-			realpath(path, resolved) == NULL || !path_is_under(resolved, resolved_dir) ||
+			realpath(path, resolved) == NULL || !pg_infer_path_is_under(resolved, resolved_dir) ||
 			stat(resolved, &named) != 0 || named.st_dev != st->st_dev ||
 			named.st_ino != st->st_ino)
 		{

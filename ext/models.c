@@ -83,9 +83,8 @@ check_model_name(const char *name)
 				 errdetail("At most %d bytes.", NAMEDATALEN - 1)));
 }
 
-/* Whether path names something inside directory dir (both absolute). */
-static bool
-path_is_under(const char *path, const char *dir)
+bool
+pg_infer_path_is_under(const char *path, const char *dir)
 {
 	size_t		length = strlen(dir);
 
@@ -142,7 +141,7 @@ resolve_model_path(const char *path, struct stat *st)
 					 errmsg("only superusers may load models while pg_infer.model_dir is not set"),
 					 errhint("Ask an administrator to set pg_infer.model_dir to the directory of the model files.")));
 		/* said before looking at the file: no probing outside the directory */
-		if (!path_is_under(joined, model_dir) && !path_is_under(joined, resolved_dir))
+		if (!pg_infer_path_is_under(joined, model_dir) && !pg_infer_path_is_under(joined, resolved_dir))
 			outside_model_dir(path, joined, resolved_dir);
 	}
 	if (realpath(joined, resolved) == NULL)
@@ -160,7 +159,7 @@ resolve_model_path(const char *path, struct stat *st)
 				 errmsg("could not access model file \"%s\": %m", path)));
 	}
 	/* and after resolving symbolic links */
-	if (!superuser() && !path_is_under(resolved, resolved_dir))
+	if (!superuser() && !pg_infer_path_is_under(resolved, resolved_dir))
 		outside_model_dir(path, resolved, resolved_dir);
 
 	if (stat(resolved, st) != 0)

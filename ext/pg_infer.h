@@ -102,6 +102,10 @@ extern PgInferQueue *pg_infer_queue;
  * preloaded.  Every SQL-callable function calls it first. */
 extern void pg_infer_require_preload(void);
 extern void pg_infer_check_input_size(Size bytes, const char *what);
+/* Whether an absolute path names something inside an absolute directory
+ * (the one rule of pg_infer.model_dir, for the backend's check and the
+ * worker's; ext/models.c). */
+extern bool pg_infer_path_is_under(const char *path, const char *dir);
 
 extern const char *pg_infer_worker_state_name(PgInferWorkerState state);
 
