@@ -168,10 +168,10 @@ record "$unit_ok" "$unit_failed" "engine unit tests"
 # ------------------------------------------------------------ 1b. CUDA kernels, emulated
 # (GPU, issue 6) The CUDA backend's own sources on the CPU emulator of CUDA
 # (test/gpu/emu): the emulator's self-test, the engine's unit tests on
-# cuda:0, then test/gpu/test_gpu_backend against the CPU backend and the
-# golden tokens, twice (the second time with each block's threads in
-# reverse order), and bench_gpu run through.  Needs no GPU and no CUDA
-# toolkit.
+# cuda:0, cross-check cases against llama.cpp's references on cuda:0, then
+# test/gpu/test_gpu_backend against the CPU backend and the golden tokens,
+# twice (the second time with each block's threads in reverse order): five
+# TAP plans; then bench_gpu run through.  Needs no GPU and no CUDA toolkit.
 note "CUDA backend on the CUDA emulator ($MAKE test-gpu-emu)"
 "$MAKE" "${MAKE_ARGS[@]}" -s test-gpu-emu >"$LOGDIR/gpu-emu.log" 2>&1
 emu_status=$?
@@ -179,7 +179,7 @@ emu_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/gpu-emu.log")
 emu_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/gpu-emu.log")
 grep -E '^not ok [0-9]' "$LOGDIR/gpu-emu.log"
 emu_plans=$(grep -cE '^1\.\.[0-9]+' "$LOGDIR/gpu-emu.log")
-if [ "$emu_plans" -ne 4 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
+if [ "$emu_plans" -ne 5 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
     tail -n 20 "$LOGDIR/gpu-emu.log"
     echo "not ok - make test-gpu-emu failed or did not finish (see $LOGDIR/gpu-emu.log)"
     emu_failed=$((emu_failed + 1))

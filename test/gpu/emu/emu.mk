@@ -56,11 +56,19 @@ $(EMU_DIR)/test/test_emu.cpp: test/gpu/emu/test_emu.cu test/gpu/emu/cuda_emu_rew
 $(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h
 	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -Itest/unit -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
 
+# Cross-check cases (test/crosscheck/cases.txt) whose 64 greedy steps are
+# compared with llama.cpp on the emulated cuda:0 too: one per family, F16
+# and quantized, MXFP4 experts (about 80 s on the emulator).
+EMU_CROSSCHECK_CASES = llama-q4_k_m qwen2-tied-q8_0 qwen3-f16 gemma3-q8_0 qwen3moe-q8_0 gpt-oss-mxfp4
+
 test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(GPU_TEST_MODELS) \
-              $(BUILDDIR)/test/unit/test_engine
+              $(BUILDDIR)/test/unit/test_engine $(BUILDDIR)/test/unit/test_crosscheck
 	$(EMU_DIR)/test_emu
 	@echo "# the engine's unit tests (admission, prefix sharing, cancels, sampling) on cuda:0"
 	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_engine
+	@echo "# llama.cpp's greedy tokens and logits on cuda:0"
+	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_crosscheck \
+	  $(EMU_CROSSCHECK_CASES)
 	$(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB) $(GPU_TEST_MODELS)
 	@echo "# again, the threads of each block run in reverse order"
 	PGI_EMU_SCHEDULE=reverse $(EMU_TEST_ENV) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_LIB) $(GPU_TEST_MODELS)
