@@ -22,10 +22,17 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard ext/*.c bgworker/*.c)))
 # so a changed struct in engine/ can never leave a stale object behind.
 PROJECT_HEADERS = $(wildcard ext/*.h bgworker/*.h engine/*.h kernels/*.h)
 $(OBJS) $(OBJS:.o=.bc): $(PROJECT_HEADERS)
-# The install script is assembled from the core script and the parts in
-# ext/sql/ (one file per subsystem, applied in name order).
-SQL_PARTS   = ext/pg_infer--$(EXTVERSION).sql $(sort $(wildcard ext/sql/*.sql))
-DATA_built  = pg_infer--$(EXTVERSION).sql
+# What installs is a chain, as for pg_stat_statements: the 0.1.0 script as
+# it shipped (frozen: test/upgrade checks its digest) and one upgrade script
+# per later version.  Each is assembled from its directory, ext/sql/<version>/,
+# in name order; a version's directory holds only what that version changed.
+# CREATE EXTENSION pg_infer at the default version runs the whole chain.
+SQL_VERSIONS = $(sort $(notdir $(wildcard ext/sql/[0-9]*)))
+SQL_BASE     = $(firstword $(SQL_VERSIONS))
+# Consecutive pairs, "0.1.0--0.2.0 0.2.0--0.3.0 ...": the upgrade steps.
+SQL_STEPS    = $(filter-out %--,$(join $(addsuffix --,$(SQL_VERSIONS)),$(wordlist 2,999,$(SQL_VERSIONS))))
+SQL_SCRIPTS  = pg_infer--$(SQL_BASE).sql $(patsubst %,pg_infer--%.sql,$(SQL_STEPS))
+DATA_built   = $(SQL_SCRIPTS)
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 
@@ -36,8 +43,13 @@ SHARED_MODELS ?= $(abspath $(CURDIR)/../shared/models)
 export PGI_SHARED_MODELS := $(SHARED_MODELS)
 export PGI_DEMO_MODEL := $(abspath $(CURDIR)/models/stories260K.gguf)
 
-pg_infer--$(EXTVERSION).sql: $(SQL_PARTS)
+pg_infer--$(SQL_BASE).sql: $(sort $(wildcard ext/sql/$(SQL_BASE)/*.sql))
 	cat $^ > $@
+define sql_step_rule
+pg_infer--$(1).sql: $$(sort $$(wildcard ext/sql/$$(lastword $$(subst --, ,$(1)))/*.sql))
+	cat $$^ > $$@
+endef
+$(foreach step,$(SQL_STEPS),$(eval $(call sql_step_rule,$(step))))
 
 # ---------------------------------------------------------------- engine
 ENGINE_SRCS  = $(sort $(wildcard engine/*.c kernels/*.c kernels/cpu/*.c))

@@ -38,7 +38,17 @@ check(($provided->{version} // '') eq $control_version, "META.json provides pg_i
 check(defined $provided->{file} && -f $provided->{file}, "the file META.json provides exists");
 check(($meta->{prereqs}{runtime}{requires}{PostgreSQL} // '') eq '15.0.0',
       "META.json requires PostgreSQL 15.0.0 at run time");
-check(-f "ext/pg_infer--$control_version.sql", "ext/pg_infer--$control_version.sql exists");
+# The install is a chain: ext/sql/<version>/ for the first version and for
+# each upgrade step, the last of which is the control file's version.
+opendir(my $dh, 'ext/sql') or die "ext/sql: $!";
+my @versions = sort grep { /^\d+\.\d+\.\d+$/ && -d "ext/sql/$_" } readdir($dh);
+closedir($dh);
+check(@versions && $versions[-1] eq $control_version,
+      "the newest of ext/sql/<version>/ (@versions) is the control file's version");
+for my $v (@versions) {
+    my @parts = glob("ext/sql/$v/*.sql");
+    check(@parts > 0, "ext/sql/$v/ holds the script parts of $v");
+}
 
 my $header = slurp('ext/pg_infer.h') // '';
 my ($library_version) = $header =~ /#define\s+PG_INFER_LIBRARY_VERSION\s+"([^"]+)"/;

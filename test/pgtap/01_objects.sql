@@ -1,10 +1,11 @@
--- The SQL objects of pg_infer 0.1.0 and their signatures.
+-- The SQL objects of pg_infer and their signatures.
 BEGIN;
 SELECT plan(14);
 
 SELECT has_extension('pg_infer', 'pg_infer is installed');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'), '0.1.0',
-          'installed version is 0.1.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'),
+          (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_infer'),
+          'installed version is the control file''s default version');
 
 SELECT has_function('public', 'pg_infer_status', ARRAY[]::name[],
                     'pg_infer_status() exists');
