@@ -1,10 +1,13 @@
 /*
- * serving.h — the worker's serving side: what scheduler.c, model_registry.c
- * and usage_writer.c share.  Only the worker process includes it.
+ * serving.h — the worker's serving side: what the serving loop, the model
+ * registry and the usage writer share.  Only the worker process includes it.
  *
- *   scheduler.c       request intake from the shared queue, the step loop
- *                     (continuous batching over every loaded model), replies
- *                     through each sequence's shm_mq, cancellation
+ *   serving_loop.c    the loop: one forward step per model with work
+ *                     (continuous batching), cancellation; with
+ *                     call_intake.c (calls from the shared queue),
+ *                     reply_outbox.c (replies through each sequence's
+ *                     shm_mq) and usage_commit.c (usage rows of finished
+ *                     sequences, answered once durable): see serving_call.h
  *   model_registry.c  load/unload of models (engines), their digest, the
  *                     PgInferLoadedModel slots in shared memory and the
  *                     `models` registry table
@@ -125,8 +128,8 @@ extern bool serving_run_in_transaction(const char *what, serving_transaction_bod
  * extension is not installed.  Call inside a transaction. */
 extern const char *serving_extension_schema(void);
 
-/* ------------------------------------------------------------ scheduler */
+/* ------------------------------------------------------------ loop */
 
-#include "scheduler.h"
+#include "serving_loop.h"
 
 #endif							/* PG_INFER_SERVING_H */

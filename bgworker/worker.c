@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "../engine/device.h"
-#include "scheduler.h"
+#include "serving_loop.h"
 
 #include "miscadmin.h"
 #include "pgstat.h"
