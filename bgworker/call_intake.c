@@ -247,7 +247,7 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 									&engine_error);
 	if (status != PGI_OK)
 	{
-		serving_error_set(error, serving_sqlstate_for(status), NULL, "could not tokenize the prompt: %s",
+		serving_error_set(error, pgi_status_sqlstate(status), NULL, "could not tokenize the prompt: %s",
 						  engine_error.message);
 		return false;
 	}
@@ -258,7 +258,7 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 
 		if (!call->header.sampling.truncate_prompt)
 		{
-			serving_error_set(error, "54000",
+			serving_error_set(error, pgi_status_sqlstate(PGI_ERR_CONTEXT_FULL),
 							  "Shorten the prompt, or pass truncate_prompt => true to keep its end.",
 							  "prompt of %d tokens is longer than the context of model \"%s\" (%d tokens)",
 							  n_tokens, m->name, context_length);
@@ -283,7 +283,7 @@ start_sequence(ServingCall *call, ServingSequence *s, int slot, const char *prom
 	pgi_free(tokens);
 	if (status != PGI_OK)
 	{
-		serving_error_set(error, serving_sqlstate_for(status), NULL, "%s", engine_error.message);
+		serving_error_set(error, pgi_status_sqlstate(status), NULL, "%s", engine_error.message);
 		return false;
 	}
 	s->model_slot = slot;

@@ -186,16 +186,6 @@ load_chunk(void *context, const void *bytes, size_t length)
 	return true;
 }
 
-/* One SQLSTATE mapping (serving_sqlstate_for); at load, a context length the
- * model cannot take is the caller's argument. */
-static const char *
-load_sqlstate(pgi_status status)
-{
-	if (status == PGI_ERR_CONTEXT_FULL)
-		return "22023";
-	return serving_sqlstate_for(status);
-}
-
 /* The most common type among the model's weights, F32 only when nothing else. */
 static const char *
 main_tensor_type(const pgi_model *model)
@@ -462,7 +452,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	}
 	if (status != PGI_OK)
 	{
-		serving_error_set(error, load_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
+		serving_error_set(error, pgi_status_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
 						  name, args->path, engine_error.message);
 		return false;
 	}

@@ -49,33 +49,6 @@ serving_error_set(ServingError *error, const char *sqlstate, const char *hint,
 		strlcpy(error->hint, hint, sizeof(error->hint));
 }
 
-const char *
-serving_sqlstate_for(pgi_status status)
-{
-	switch (status)
-	{
-		case PGI_ERR_INVALID_ARGUMENT:
-			return "22023";
-		case PGI_ERR_CONTEXT_FULL:
-			return "54000";
-		case PGI_ERR_CACHE_FULL:
-		case PGI_ERR_OUT_OF_MEMORY:
-			return "53200";
-		case PGI_ERR_DEVICE:
-			return "58000";
-		case PGI_ERR_IO:
-			return "58030";
-		case PGI_ERR_FORMAT:
-			return "22P03";
-		case PGI_ERR_UNSUPPORTED:
-			return "0A000";
-		case PGI_ERR_CANCELLED:
-			return "57014";
-		default:
-			return "XX000";
-	}
-}
-
 /* ------------------------------------------------------------ outbox */
 
 void

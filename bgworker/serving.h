@@ -25,6 +25,7 @@
 
 #include "../ext/pg_infer.h"
 #include "../ext/protocol.h"
+#include "../ext/sqlstate.h"
 
 #include "access/xlogdefs.h"
 
@@ -33,8 +34,6 @@ typedef PgInferErrorMessage ServingError;
 
 extern void serving_error_set(ServingError *error, const char *sqlstate, const char *hint,
 							  const char *format,...) pg_attribute_printf(4, 5);
-/* The SQLSTATE for an engine status (sequence admission and steps). */
-extern const char *serving_sqlstate_for(pgi_status status);
 
 /* ------------------------------------------------------------ models */
 
