@@ -50,9 +50,9 @@ typedef struct ServingSequence
 
 	/* set when it finishes, until its usage row is committed */
 	bool		finishing;
-	char		finish_reason[16];
+	pgi_finish_reason finish_reason;
 	pgi_sequence_timings timings;
-	char		error_message[256];	/* finish_reason "error": why */
+	char		error_message[256];	/* PGI_FINISH_ERROR: why */
 	bool		usage_committed;	/* its usage row is committed */
 	bool		shutting_down;	/* answer 57P01: the worker stops */
 	bool		device_lost;	/* failed because its model's device was lost */
@@ -94,7 +94,7 @@ extern void outbox_close_if_done(ServingSequence *s);
 
 /* usage_commit.c */
 extern void usage_commit_start(void);
-extern void finishing_add(ServingSequence *s, const char *reason);
+extern void finishing_add(ServingSequence *s, pgi_finish_reason reason);
 extern void finishing_commit(void);
 extern void finishing_answer_durable(bool busy);
 extern bool finishing_waiting_for_flush(void);

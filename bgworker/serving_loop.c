@@ -98,14 +98,15 @@ forget_engine_sequence(ServingSequence *s)
 
 /* ------------------------------------------------------------ cancellation */
 
-static const char *
+static pgi_finish_reason
 cancel_finish_reason(uint32 reason)
 {
-	return reason == PGI_CANCEL_TIMEOUT || reason == PGI_CANCEL_QUEUE_TIMEOUT ? "timeout" : "cancelled";
+	return reason == PGI_CANCEL_TIMEOUT || reason == PGI_CANCEL_QUEUE_TIMEOUT ?
+		PGI_FINISH_TIMEOUT : PGI_FINISH_CANCELLED;
 }
 
 static void
-drop_from_engine(ServingSequence *s, const char *reason)
+drop_from_engine(ServingSequence *s, pgi_finish_reason reason)
 {
 	ServingModel *m = &serving_models[s->model_slot];
 
@@ -278,25 +279,16 @@ step_model(int slot)
 		}
 		if (o->finished)
 		{
-			const char *reason;
+			pgi_finish_reason reason = o->finish_reason;
 
-			switch (o->finish_reason)
+			if (reason != PGI_FINISH_EOS && reason != PGI_FINISH_STOP &&
+				reason != PGI_FINISH_LENGTH && reason != PGI_FINISH_CONTEXT)
 			{
-				case PGI_FINISH_EOS:
-				case PGI_FINISH_STOP:
-					reason = "stop";
-					break;
-				case PGI_FINISH_LENGTH:
-				case PGI_FINISH_CONTEXT:
-					reason = "length";
-					break;
-				default:
-					reason = "error";
-					strlcpy(s->error_message,
-							status != PGI_OK ? engine_error.message : "the engine failed the sequence",
-							sizeof(s->error_message));
-					s->device_lost = status == PGI_ERR_DEVICE_LOST;
-					break;
+				reason = PGI_FINISH_ERROR;
+				strlcpy(s->error_message,
+						status != PGI_OK ? engine_error.message : "the engine failed the sequence",
+						sizeof(s->error_message));
+				s->device_lost = status == PGI_ERR_DEVICE_LOST;
 			}
 			s->timings = o->timings;
 			forget_engine_sequence(s);
@@ -447,7 +439,7 @@ serving_shutdown(void)
 			if (!s->closed && s->in_engine)
 			{
 				s->shutting_down = true;
-				drop_from_engine(s, "error");
+				drop_from_engine(s, PGI_FINISH_ERROR);
 			}
 		}
 	}

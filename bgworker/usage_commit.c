@@ -64,12 +64,12 @@ usage_commit_start(void)
 /* A sequence finished (or was dropped): its usage row goes into this
  * iteration's commit. */
 void
-finishing_add(ServingSequence *s, const char *reason)
+finishing_add(ServingSequence *s, pgi_finish_reason reason)
 {
 	if (s->finishing)
 		return;
 	s->finishing = true;
-	strlcpy(s->finish_reason, reason, sizeof(s->finish_reason));
+	s->finish_reason = reason;
 	if (n_finishing == finishing_capacity)
 	{
 		finishing_capacity = finishing_capacity ? finishing_capacity * 2 : 64;
@@ -136,7 +136,8 @@ fill_usage_row(const ServingSequence *s, UsageRow *row, TimestampTz now)
 	row->prompt_tokens = s->admitted || t->generated_tokens > 0 ? t->prompt_tokens : 0;
 	row->cached_tokens = Min(t->cached_tokens, row->prompt_tokens);
 	row->completion_tokens = t->generated_tokens;
-	strlcpy(row->finish_reason, s->finish_reason, sizeof(row->finish_reason));
+	strlcpy(row->finish_reason, pgi_finish_reason_name(s->finish_reason),
+			sizeof(row->finish_reason));
 	row->queue_ms = t->queue_ms;
 	row->ttft_ms = t->generated_tokens > 0 ? t->time_to_first_token_ms : NAN;
 	row->total_ms = t->total_ms;
@@ -188,9 +189,9 @@ finishing_commit(void)
 		pg_infer_counters_record(rows[i].model, s->call->header.role_id,
 								 s->call->header.database_id, rows[i].prompt_tokens,
 								 rows[i].cached_tokens, rows[i].completion_tokens,
-								 strcmp(rows[i].finish_reason, "error") == 0 ||
-								 strcmp(rows[i].finish_reason, "timeout") == 0,
-								 strcmp(rows[i].finish_reason, "cancelled") == 0,
+								 s->finish_reason == PGI_FINISH_ERROR ||
+								 s->finish_reason == PGI_FINISH_TIMEOUT,
+								 s->finish_reason == PGI_FINISH_CANCELLED,
 								 rows[i].total_ms, rows[i].ttft_ms, rows[i].device_ms);
 		add_durable(s);
 	}
@@ -211,7 +212,7 @@ answer_finished(ServingSequence *s)
 						  "the pg_infer worker is shutting down");
 		outbox_error(s, &error);
 	}
-	else if (strcmp(s->finish_reason, "error") == 0)
+	else if (s->finish_reason == PGI_FINISH_ERROR)
 	{
 		ServingError error;
 
@@ -228,7 +229,8 @@ answer_finished(ServingSequence *s)
 
 		memset(&done, 0, sizeof(done));
 		done.type = PGI_MSG_DONE;
-		strlcpy(done.finish_reason, s->finish_reason, sizeof(done.finish_reason));
+		strlcpy(done.finish_reason, pgi_finish_reason_name(s->finish_reason),
+				sizeof(done.finish_reason));
 		done.usage_id = s->usage_committed ? (int64) usage_number(s) : 0;
 		if (s->usage_committed)
 			strlcpy(done.request_id, s->request_id, sizeof(done.request_id));
