@@ -31,6 +31,13 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+/* The protocol's limits are the engine's (ext/ does not include the engine's
+ * sampler.h): a call the backend accepted is one the engine accepts. */
+StaticAssertDecl(PGI_CALL_MAX_STOP_STRINGS == PGI_MAX_STOP_STRINGS,
+				 "stop strings per call: protocol.h and engine/sampler.h differ");
+StaticAssertDecl(PGI_CALL_MAX_STOP_LENGTH == PGI_MAX_STOP_LENGTH,
+				 "stop string length: protocol.h and engine/sampler.h differ");
+
 static int	our_generation;
 static ServingCall *current_call;	/* being taken, for the error path */
 
@@ -205,7 +212,7 @@ fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params 
 	p->min_p = (float) h->sampling.min_p;
 	p->repeat_penalty = (float) h->sampling.repetition_penalty;
 	p->seed = h->sampling.has_seed ? (uint64) h->sampling.seed : pg_prng_uint64(&pg_global_prng_state);
-	p->n_stop = Min(h->n_stop, PGI_MAX_STOP_STRINGS);
+	p->n_stop = h->n_stop;	/* checked: at most PGI_CALL_MAX_STOP_STRINGS */
 	for (int i = 0; i < p->n_stop; i++)
 	{
 		const char *stop = base + offset;
@@ -343,14 +350,6 @@ start_generate_call(ServingCall *call, const char *base)
 	uint64		call_seed;
 	int			slot;
 
-	if (call->header.n_stop > PGI_MAX_STOP_STRINGS)
-	{
-		serving_error_set(&error, "22023", NULL, "at most %d stop strings are allowed (got %d)",
-						  PGI_MAX_STOP_STRINGS, call->header.n_stop);
-		for (int i = 0; i < call->n_sequences; i++)
-			outbox_error(&call->sequences[i], &error);
-		return;
-	}
 	slot = registry_resolve(NameStr(call->header.model), &error);
 	if (slot < 0)
 	{

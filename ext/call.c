@@ -19,6 +19,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "../engine/sampler.h"
+
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -50,12 +52,12 @@ void
 pgi_sampling_defaults(PgInferSamplingArgs *sampling)
 {
 	memset(sampling, 0, sizeof(*sampling));
-	sampling->max_tokens = 256;
-	sampling->temperature = 0.0;
-	sampling->top_p = 1.0;
-	sampling->top_k = 0;
-	sampling->min_p = 0.0;
-	sampling->repetition_penalty = 1.0;
+	sampling->max_tokens = PGI_DEFAULT_MAX_TOKENS;
+	sampling->temperature = PGI_DEFAULT_TEMPERATURE;
+	sampling->top_p = PGI_DEFAULT_TOP_P;
+	sampling->top_k = PGI_DEFAULT_TOP_K;
+	sampling->min_p = PGI_DEFAULT_MIN_P;
+	sampling->repetition_penalty = PGI_DEFAULT_REPEAT_PENALTY;
 	sampling->has_seed = false;
 	sampling->truncate_prompt = false;
 	sampling->parse_special = false;

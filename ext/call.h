@@ -88,7 +88,7 @@ extern bool pgi_call_next_event(PgInferCall *call, PgInferEvent *event);
 /* Detaches (telling the worker to stop, if anything is still running). */
 extern void pgi_call_end(PgInferCall *call);
 
-/* Sampling arguments at their defaults (greedy, 256 tokens...). */
+/* Sampling arguments at their defaults (engine/sampler.h's PGI_DEFAULT_*). */
 extern void pgi_sampling_defaults(PgInferSamplingArgs *sampling);
 
 /* The model a call would use: the argument, else pg_infer.default_model,

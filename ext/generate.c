@@ -33,9 +33,6 @@ typedef struct Port Port;
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
-/* The engine's limit on a stop string's length (engine/sampler.h). */
-#define PGI_ENGINE_MAX_STOP_LENGTH 256
-
 PG_FUNCTION_INFO_V1(pg_infer_generate);
 PG_FUNCTION_INFO_V1(pg_infer_generate_stream);
 PG_FUNCTION_INFO_V1(pg_infer_generate_batch);
@@ -138,11 +135,11 @@ pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spe
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop strings must not be empty")));
-			if (strlen(stop) > PGI_ENGINE_MAX_STOP_LENGTH)
+			if (strlen(stop) > PGI_CALL_MAX_STOP_LENGTH)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop string is too long"),
-						 errdetail("A stop string has at most %d bytes.", PGI_ENGINE_MAX_STOP_LENGTH)));
+						 errdetail("A stop string has at most %d bytes.", PGI_CALL_MAX_STOP_LENGTH)));
 			spec->stop[spec->n_stop++] = stop;
 		}
 	}

@@ -8,6 +8,8 @@
 #include "pg_infer.h"
 #include "counters.h"
 
+#include "../engine/tokenizer.h"
+
 #include <limits.h>
 #include <string.h>
 
@@ -40,6 +42,10 @@ int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
+
+/* a prompt within pg_infer.max_input_bytes is never too long for the engine */
+StaticAssertDecl((uint64) PGI_MAX_INPUT_KB_LIMIT * 1024 <= PGI_MAX_TOKENIZE_BYTES,
+				 "pg_infer.max_input_bytes must stay within the tokenizer's limit");
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -275,7 +281,7 @@ define_settings(void)
 							"Largest text one call may tokenize (a prompt, the text of tokenize() or count_tokens()); also the most ids detokenize() takes.",
 							"Checked before any tokenizing, so no role can make a backend or the worker allocate or compute in proportion to a huge input.",
 							&pg_infer_max_input_bytes,
-							PGI_DEFAULT_MAX_INPUT_KB, 1, 1048576,
+							PGI_DEFAULT_MAX_INPUT_KB, 1, PGI_MAX_INPUT_KB_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);

@@ -94,6 +94,8 @@ extern int	pg_infer_max_input_bytes;	/* kB */
 
 /* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
 #define PGI_DEFAULT_MAX_INPUT_KB 1024
+/* its largest value: just under the engine's PGI_MAX_TOKENIZE_BYTES */
+#define PGI_MAX_INPUT_KB_LIMIT (512 * 1024 - 1)
 
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;

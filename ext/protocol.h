@@ -47,6 +47,7 @@
 #define PGI_REPLY_QUEUE_SIZE      (64 * 1024)	/* bytes per sequence */
 #define PGI_TAG_LENGTH            128
 #define PGI_CALL_MAX_STOP_STRINGS 8	/* = the engine's PGI_MAX_STOP_STRINGS */
+#define PGI_CALL_MAX_STOP_LENGTH  256	/* bytes; = the engine's PGI_MAX_STOP_LENGTH */
 #define PGI_MAX_LOADED_MODELS     8
 
 /* ------------------------------------------------------------------ queue */
