@@ -25,6 +25,7 @@
 
 #include "../ext/pg_infer.h"
 #include "../ext/protocol.h"
+#include "../ext/model_choice.h"
 #include "../ext/sqlstate.h"
 
 #include "access/xlogdefs.h"
@@ -68,7 +69,8 @@ extern bool registry_load(const char *name, const PgInferLoadArgs *args, bool re
 extern bool registry_unload(const char *name, ServingError *error);
 /* Slot of a loaded model by name, or -1. */
 extern int	registry_find(const char *name);
-/* The model a request names ("" = default); -1 with *error filled. */
+/* The model a request names, by the one rule of ext/model_choice.h; -1
+ * with *error filled. */
 extern int	registry_resolve(const char *requested, ServingError *error);
 /* Copy live engine figures into the shared slot. */
 extern void registry_publish_live(int slot);

@@ -83,16 +83,6 @@ pgi_require_worker(void)
 						 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
 }
 
-const char *
-pgi_effective_model_name(const char *requested)
-{
-	if (requested != NULL && requested[0] != '\0')
-		return requested;
-	if (pg_infer_default_model != NULL)
-		return pg_infer_default_model;
-	return "";
-}
-
 bool
 pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 {
@@ -104,7 +94,7 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 	{
 		PgInferLoadedModel *m = &pg_infer_shared->models[i];
 
-		if (m->in_use && (name[0] == '\0' || strcmp(NameStr(m->name), name) == 0))
+		if (m->in_use && strcmp(NameStr(m->name), name) == 0)
 		{
 			memcpy(out, m, sizeof(*out));
 			found = true;
@@ -115,24 +105,24 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 }
 
 void
-pgi_require_loaded_model(const char *name, PgInferLoadedModel *out)
+pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out)
 {
-	PgInferLoadedModel dummy;
+	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
+	const char *names[PGI_MAX_LOADED_MODELS];
+	PgInferErrorMessage error;
+	int			slot;
 
-	if (out == NULL)
-		out = &dummy;
-	if (pgi_find_loaded_model(name, out))
-		return;
-	if (!pgi_find_loaded_model("", out))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no model is loaded"),
-				 errhint("Load one with SELECT load_model('name', '/path/to/model.gguf'), "
-						 "or set pg_infer.model_path.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("model \"%s\" is not loaded", name),
-			 errhint("SELECT name FROM models lists the loaded models.")));
+	pg_infer_require_preload();
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	memcpy(models, pg_infer_shared->models, sizeof(models));
+	LWLockRelease(pg_infer_shared->lock);
+	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+		names[i] = models[i].in_use ? NameStr(models[i].name) : NULL;
+	slot = pgi_choose_model(requested, names, &error);
+	if (slot < 0)
+		pgi_raise_error_message(&error, sizeof(error));
+	if (out != NULL)
+		*out = models[slot];
 }
 
 /* ------------------------------------------------------------ errors */
@@ -146,8 +136,8 @@ sqlstate_code(const char *s)
 	return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 }
 
-static void
-raise_worker_error(const void *data, Size size)
+void
+pgi_raise_error_message(const void *data, Size size)
 {
 	PgInferErrorMessage e;
 
@@ -519,7 +509,7 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 				case PGI_MSG_ERROR:
 					seq->finished = true;
 					call->n_open--;
-					raise_worker_error(data, n);
+					pgi_raise_error_message(data, n);
 					break;
 				default:
 					ereport(ERROR,

@@ -137,7 +137,7 @@ pgi_model_info(const char *requested)
 	PgInferLoadedModel model;
 	CachedModel *free_entry = NULL;
 
-	pgi_require_loaded_model(pgi_effective_model_name(requested), &model);
+	pgi_require_loaded_model(requested, &model);
 	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
 	{
 		CachedModel *entry = &cache[i];
