@@ -443,8 +443,7 @@ take_call(const PgInferQueueEntry *entry)
 	call->n_sequences = header.n_sequences;
 	call->sequences = palloc0(sizeof(ServingSequence) * call->n_sequences);
 	call->n_open = call->n_sequences;
-	call->streaming = strstr(NameStr(header.function_name), "stream") != NULL ||
-		strstr(NameStr(header.function_name), "STREAM") != NULL;
+	call->streaming = header.stream;
 	dlist_push_tail(&active_calls, &call->node);
 	current_call = call;
 	for (int i = 0; i < call->n_sequences; i++)

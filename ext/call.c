@@ -307,6 +307,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	header->submitted_at = GetCurrentTimestamp();
 	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE ?
 			  pgi_effective_model_name(spec->model) : spec->model, "model name");
+	header->stream = spec->stream;
 	header->sampling = spec->sampling;
 	header->n_sequences = spec->n_prompts;
 	header->sequences_offset = header_size;

@@ -25,6 +25,7 @@ typedef struct PgInferCallSpec
 	const char *function_name;	/* "generate", "chat", ... (usage rows) */
 	const char *model;			/* NULL or "": the session's default model */
 	const char *tag;			/* NULL: pg_infer.tag */
+	bool		stream;			/* generate_stream(): each piece as it comes */
 	PgInferSamplingArgs sampling;
 	int			n_stop;
 	char	  **stop;			/* NUL-terminated */

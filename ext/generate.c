@@ -249,6 +249,7 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 		{
 			pgi_read_call_arguments(fcinfo, 1, &spec);
 			spec.function_name = "generate_stream";
+			spec.stream = true;
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
 			pgi_check_budget(&spec, (int64) spec.sampling.max_tokens);
 			state->call = pgi_call_submit(&spec);

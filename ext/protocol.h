@@ -162,6 +162,8 @@ typedef struct PgInferCallHeader
 	TimestampTz submitted_at;
 
 	NameData	model;			/* "" = pg_infer.default_model */
+	bool		stream;			/* the caller shows each piece as it comes:
+								 * wake it for every TEXT */
 	PgInferSamplingArgs sampling;
 	int32		n_stop;
 	Size		stop_offset;	/* n_stop NUL-terminated strings, back to back */
