@@ -356,8 +356,10 @@ serving_start(void)
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	usage_commit_start();
 
-	/* A usage row must be durable before its caller is answered, whatever
-	 * the server's default. */
+	/* The worker's own transactions (models rows, device activity) wait for
+	 * their commit, whatever the server's default.  Usage rows do not
+	 * (usage_writer.c turns it off for theirs): their callers are answered
+	 * once the WAL is flushed past the commit (usage_commit.c). */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	intake_start();

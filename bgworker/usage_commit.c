@@ -231,7 +231,6 @@ answer_finished(ServingSequence *s)
 		done.type = PGI_MSG_DONE;
 		strlcpy(done.finish_reason, pgi_finish_reason_name(s->finish_reason),
 				sizeof(done.finish_reason));
-		done.usage_id = s->usage_committed ? (int64) usage_number(s) : 0;
 		if (s->usage_committed)
 			strlcpy(done.request_id, s->request_id, sizeof(done.request_id));
 		done.prompt_tokens = s->timings.prompt_tokens;

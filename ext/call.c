@@ -551,8 +551,6 @@ pgi_call_end(PgInferCall *call)
 	call->ended = true;
 	call->segment = NULL;
 	dsm_detach(segment);
-	call->ended = true;
-	call->segment = NULL;
 }
 
 /* ------------------------------------------------------------ budgets */

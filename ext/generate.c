@@ -351,7 +351,7 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 	{
 		pgi_check_budget(&spec, (int64) spec.sampling.max_tokens * spec.n_prompts);
 		call = pgi_call_submit(&spec);
-			texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
+		texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
 		for (int i = 0; i < spec.n_prompts; i++)
 			initStringInfo(&texts[i]);
 		while (pgi_call_next_event(call, &event))

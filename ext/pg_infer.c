@@ -186,7 +186,7 @@ define_settings(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	/* serving (issue 4) */
+	/* serving */
 	DefineCustomIntVariable("pg_infer.queue_timeout",
 							"How long a call waits for the worker to admit it (0: no limit).",
 							"The wait ends with SQLSTATE 57014.  Time spent generating does not count.",

@@ -79,7 +79,7 @@ extern char *pg_infer_model_path;
 extern char *pg_infer_model_dir;
 extern char *pg_infer_default_model;
 
-/* Serving (issue 4) */
+/* Serving */
 extern int	pg_infer_queue_timeout;	/* ms a call waits for admission; 0 = no limit */
 extern char *pg_infer_tag;
 extern int	pg_infer_max_batch_tokens;

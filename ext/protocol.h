@@ -197,7 +197,6 @@ typedef struct PgInferDoneMessage
 	char		type;			/* PGI_MSG_DONE */
 	char		finish_reason[16];	/* pgi_finish_reason_name(); "loaded" or
 									 * "unloaded" for a model call */
-	int64		usage_id;		/* the committed usage row; 0 when not recorded */
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;

@@ -262,7 +262,7 @@ else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi
 
-# ------------------------------------------------------------ model files (issue 11)
+# ------------------------------------------------------------ model files
 # A loaded model is immune to its file (it is read into private memory); a
 # hostile or huge file is refused before it is hashed or allocated for; a
 # load stops when its caller cancels; a path swapped after the backend's
