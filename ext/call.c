@@ -48,20 +48,17 @@
 /* How often a waiting backend looks at the worker without being woken. */
 #define PGI_LIVENESS_CHECK_MS 200
 
+/* no seed, no truncation, plain text; BOS as the model asks */
+static const PgInferSamplingArgs sampling_defaults = {
+	.max_tokens = PGI_DEFAULT_MAX_TOKENS, .temperature = PGI_DEFAULT_TEMPERATURE,
+	.top_p = PGI_DEFAULT_TOP_P, .top_k = PGI_DEFAULT_TOP_K, .min_p = PGI_DEFAULT_MIN_P,
+	.repetition_penalty = PGI_DEFAULT_REPEAT_PENALTY, .add_bos = true,
+};
+
 void
 pgi_sampling_defaults(PgInferSamplingArgs *sampling)
 {
-	memset(sampling, 0, sizeof(*sampling));
-	sampling->max_tokens = PGI_DEFAULT_MAX_TOKENS;
-	sampling->temperature = PGI_DEFAULT_TEMPERATURE;
-	sampling->top_p = PGI_DEFAULT_TOP_P;
-	sampling->top_k = PGI_DEFAULT_TOP_K;
-	sampling->min_p = PGI_DEFAULT_MIN_P;
-	sampling->repetition_penalty = PGI_DEFAULT_REPEAT_PENALTY;
-	sampling->has_seed = false;
-	sampling->truncate_prompt = false;
-	sampling->parse_special = false;
-	sampling->add_bos = true;
+	*sampling = sampling_defaults;
 }
 
 void
