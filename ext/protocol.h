@@ -103,6 +103,9 @@ typedef struct PgInferSamplingArgs
 	bool		render_special; /* control tokens in the reply as their text
 								 * (chat with gpt-oss: its channel markers) */
 	bool		add_bos;		/* prepend BOS when the model asks for one */
+	/* chat: the pgi_chat_family its reply is read as; the worker counts the
+	 * tokens before the answer as reasoning (0, PGI_CHAT_UNKNOWN: none) */
+	int32		reply_family;
 } PgInferSamplingArgs;
 
 typedef struct PgInferLoadArgs
@@ -197,6 +200,7 @@ typedef struct PgInferDoneMessage
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;
+	int32		reasoning_tokens;	/* of completion_tokens, before the answer */
 	float8		queue_ms;
 	float8		ttft_ms;
 	float8		total_ms;
