@@ -75,11 +75,12 @@ check_header_frame(const PgInferCallHeader *h, Size mapped, const char **why)
 }
 
 static bool
-check_slot_queue(const PgInferSequenceSlot *slot, Size size)
+check_slot_queue(const PgInferSequenceSlot *slot, Size queue_size, Size size)
 {
 	return slot->queue_offset % MAXIMUM_ALIGNOF == 0 &&
 		slot->queue_offset >= sizeof(PgInferCallHeader) &&
-		range_ok(slot->queue_offset, PGI_REPLY_QUEUE_SIZE, size);
+		queue_size >= PGI_REPLY_QUEUE_SIZE_MIN && queue_size <= PGI_REPLY_QUEUE_SIZE_MAX &&
+		range_ok(slot->queue_offset, queue_size, size);
 }
 
 /* The rest of the header, once replies are possible. */
@@ -454,7 +455,8 @@ take_call(const PgInferQueueEntry *entry)
 
 		s->call = call;
 		s->ordinal = i;
-		if (check_slot_queue(slot, header.segment_size))
+		reasoning_count_start(&s->reasoning, header.sampling.reply_family);
+		if (check_slot_queue(slot, header.reply_queue_size, header.segment_size))
 		{
 			shm_mq	   *mq = (shm_mq *) (base + slot->queue_offset);
 

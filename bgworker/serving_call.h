@@ -11,6 +11,7 @@
 #ifndef PG_INFER_SERVING_CALL_H
 #define PG_INFER_SERVING_CALL_H
 
+#include "reasoning_count.h"
 #include "serving.h"
 
 #include "../ext/text_utf8.h"
@@ -47,6 +48,8 @@ typedef struct ServingSequence
 	bool		closed;			/* nothing more to send or to do */
 	bool		text_sent;		/* some TEXT has been sent */
 	PgiUtf8Pending utf8;		/* an incomplete character held back */
+	ReasoningCount reasoning;	/* chat: the reply, to count its reasoning */
+	int32		reasoning_tokens;	/* set when it finishes */
 
 	/* set when it finishes, until its usage row is committed */
 	bool		finishing;

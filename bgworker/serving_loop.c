@@ -113,6 +113,7 @@ drop_from_engine(ServingSequence *s, pgi_finish_reason reason)
 	if (!pgi_engine_sequence_timings(m->engine, s->engine_id, &s->timings))
 		memset(&s->timings, 0, sizeof(s->timings));
 	pgi_engine_cancel(m->engine, s->engine_id, NULL);
+	s->reasoning_tokens = reasoning_count_finish(&s->reasoning, s->timings.generated_tokens);
 	forget_engine_sequence(s);
 	finishing_add(s, reason);
 }
@@ -275,6 +276,14 @@ step_model(int slot)
 			initStringInfo(&text);
 			pgi_utf8_append(&text, &s->utf8, o->text, o->text_length, o->finished);
 			outbox_text(s, text.data, text.len);
+			if (s->reasoning.family != 0)
+			{
+				MemoryContext old = MemoryContextSwitchTo(s->call->context);
+
+				reasoning_count_add(&s->reasoning, text.data, text.len,
+									o->timings.generated_tokens);
+				MemoryContextSwitchTo(old);
+			}
 			pfree(text.data);
 		}
 		if (o->finished)
@@ -291,6 +300,8 @@ step_model(int slot)
 				s->device_lost = status == PGI_ERR_DEVICE_LOST;
 			}
 			s->timings = o->timings;
+			s->reasoning_tokens = reasoning_count_finish(&s->reasoning,
+														 o->timings.generated_tokens);
 			forget_engine_sequence(s);
 			finishing_add(s, reason);
 			n_finished++;

@@ -136,6 +136,7 @@ fill_usage_row(const ServingSequence *s, UsageRow *row, TimestampTz now)
 	row->prompt_tokens = s->admitted || t->generated_tokens > 0 ? t->prompt_tokens : 0;
 	row->cached_tokens = Min(t->cached_tokens, row->prompt_tokens);
 	row->completion_tokens = t->generated_tokens;
+	row->reasoning_tokens = Min(s->reasoning_tokens, row->completion_tokens);
 	strlcpy(row->finish_reason, pgi_finish_reason_name(s->finish_reason),
 			sizeof(row->finish_reason));
 	row->queue_ms = t->queue_ms;
@@ -236,6 +237,7 @@ answer_finished(ServingSequence *s)
 		done.prompt_tokens = s->timings.prompt_tokens;
 		done.cached_tokens = s->timings.cached_tokens;
 		done.completion_tokens = s->timings.generated_tokens;
+		done.reasoning_tokens = s->reasoning_tokens;
 		done.queue_ms = s->timings.queue_ms;
 		done.ttft_ms = s->timings.time_to_first_token_ms;
 		done.total_ms = s->timings.total_ms;

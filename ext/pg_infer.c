@@ -42,6 +42,7 @@ int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
+int			pg_infer_max_open_calls = PGI_DEFAULT_MAX_OPEN_CALLS;
 
 /* a prompt within pg_infer.max_input_bytes is never too long for the engine */
 StaticAssertDecl((uint64) PGI_MAX_INPUT_KB_LIMIT * 1024 <= PGI_MAX_TOKENIZE_BYTES,
@@ -284,6 +285,15 @@ define_settings(void)
 							PGI_DEFAULT_MAX_INPUT_KB, 1, PGI_MAX_INPUT_KB_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_open_calls",
+							"Most calls one session may have open at once (a generate_stream() read through a cursor stays open until the cursor closes).",
+							"Each open call holds a dynamic shared memory segment; the server has a fixed number of them for all sessions.",
+							&pg_infer_max_open_calls,
+							PGI_DEFAULT_MAX_OPEN_CALLS, 1, 1024,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_infer");

@@ -97,6 +97,16 @@ extern int	pg_infer_max_input_bytes;	/* kB */
 /* its largest value: just under the engine's PGI_MAX_TOKENIZE_BYTES */
 #define PGI_MAX_INPUT_KB_LIMIT (512 * 1024 - 1)
 
+/*
+ * pg_infer.max_open_calls: calls one session may have open at once, each
+ * holding a dynamic shared memory segment (a generate_stream() read through
+ * a cursor stays open until the cursor closes).  PostgreSQL has a fixed
+ * number of segment slots for the whole server (64 + 5 per connection), so
+ * a session that opened calls without bound would deny them to everyone.
+ */
+extern int	pg_infer_max_open_calls;
+#define PGI_DEFAULT_MAX_OPEN_CALLS 16
+
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;
 
