@@ -1249,12 +1249,31 @@ commit_finished(void)
 	n_finishing = 0;
 }
 
+/*
+ * Release the tokens the call reserved at admission once none of its
+ * sequences runs or waits for its usage row: after the commit, before the
+ * caller hears the end, so that its next request does not find them still
+ * reserved.  (A call that ends otherwise releases them when it is reaped.)
+ */
+static void
+release_reservation_if_done(ServingCall *call)
+{
+	if (call->header.reservation_id == 0)
+		return;
+	for (int i = 0; i < call->n_sequences; i++)
+		if (call->sequences[i].in_engine || call->sequences[i].finishing)
+			return;
+	pgi_reservation_release(call->header.reservation_id);
+	call->header.reservation_id = 0;
+}
+
 static void
 answer_finished(ServingSequence *s)
 {
 	ServingModel *m = &serving_models[s->model_slot];
 
 	s->finishing = false;
+	release_reservation_if_done(s->call);
 	if (s->shutting_down)
 	{
 		ServingError error;

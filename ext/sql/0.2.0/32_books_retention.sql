@@ -60,11 +60,6 @@ BEGIN
                                     CASE WHEN usage_maintain_partitions.retention IS NULL
                                          THEN 'pg_infer.usage_retention' ELSE 'the argument' END);
     END IF;
-    IF cutoff IS NOT NULL AND cutoff > now() - min_retention THEN
-        RAISE EXCEPTION 'the retention cutoff % is later than % ago', cutoff, min_retention
-              USING ERRCODE = 'invalid_parameter_value',
-                    HINT = 'reference_time minus the retention must lie at least that far in the past.';
-    END IF;
     IF NOT caller_is_superuser THEN
         IF abs(extract(epoch FROM reference_time - now())) > 86400 THEN
             RAISE EXCEPTION 'only a superuser may maintain the partitions of another day than today'
@@ -81,6 +76,11 @@ BEGIN
                                                    ELSE configured::text END),
                         HINT = 'Call it again with confirm_drop => true to drop the older partitions for good.';
         END IF;
+    END IF;
+    IF cutoff IS NOT NULL AND cutoff > now() - min_retention THEN
+        RAISE EXCEPTION 'the retention cutoff % is later than % ago', cutoff, min_retention
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'reference_time minus the retention must lie at least that far in the past.';
     END IF;
 
     -- Rows waiting in the default partition: expired ones go, the others get
