@@ -9,6 +9,8 @@
  */
 #include "serving_call.h"
 
+#include "../ext/budget.h"
+
 #include "../ext/counters.h"
 #include "../ext/text_utf8.h"
 
@@ -447,6 +449,10 @@ take_call(const PgInferQueueEntry *entry)
 	call->streaming = header.stream;
 	dlist_push_tail(&active_calls, &call->node);
 	current_call = call;
+	/* ours to release once the call is answered (budget.h) */
+	pgi_reservation_take(header.reservation_id, (uint32) our_generation);
+	call->intake_wait_ms = header.enqueued_at > 0 && GetCurrentTimestamp() > header.enqueued_at
+		? (float8) (GetCurrentTimestamp() - header.enqueued_at) / 1000.0 : 0.0;
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
@@ -595,5 +601,12 @@ intake_start(void)
 	if (dropped > 0)
 		ereport(LOG, (errmsg("pg_infer worker dropped %d calls queued for the previous worker",
 							 dropped)));
+	pgi_reservations_clear_dead((uint32) our_generation);
+}
+
+uint32
+intake_generation(void)
+{
+	return (uint32) our_generation;
 }
 

@@ -57,6 +57,8 @@ typedef struct ServingSequence
 	pgi_sequence_timings timings;
 	char		error_message[256];	/* PGI_FINISH_ERROR: why */
 	bool		usage_committed;	/* its usage row is committed */
+	bool		usage_lost;		/* its commit failed: answer an error (the row
+								 * waits in usage_writer.c's retry queue) */
 	bool		shutting_down;	/* answer 57P01: the worker stops */
 	bool		device_lost;	/* failed because its model's device was lost */
 	char		request_id[37];
@@ -73,6 +75,7 @@ typedef struct ServingCall
 	ServingSequence *sequences;
 	int			n_open;			/* sequences not closed */
 	bool		streaming;		/* the caller shows each piece as it comes */
+	float8		intake_wait_ms; /* on the shared queue before we took it */
 } ServingCall;
 
 /* Calls being served, oldest first; the context calls are allocated under. */
@@ -84,6 +87,8 @@ extern void engine_sequence_remember(ServingSequence *s);
 
 /* call_intake.c */
 extern void intake_start(void);
+/* This worker's generation (worker_starts when it started). */
+extern uint32 intake_generation(void);
 extern void intake_take_queued(void);
 extern void serving_call_free(ServingCall *call);
 

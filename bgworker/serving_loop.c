@@ -27,6 +27,8 @@
  */
 #include "serving_call.h"
 
+#include "../ext/budget.h"
+
 #include "../ext/counters.h"
 #include "../ext/text_utf8.h"
 
@@ -168,7 +170,7 @@ queue_admitted(ServingSequence *s, const pgi_sequence_timings *t)
 	memset(&message, 0, sizeof(message));
 	message.type = PGI_MSG_ADMITTED;
 	message.prompt_tokens = t->prompt_tokens;
-	message.queue_ms = t->queue_ms;
+	message.queue_ms = t->queue_ms + s->call->intake_wait_ms;
 	outbox_message(s, &message, sizeof(message));
 }
 
@@ -345,6 +347,7 @@ flush_and_reap(bool *pending)
 		}
 		if (call->n_open == 0)
 		{
+			pgi_reservation_release(call->header.reservation_id);
 			serving_call_free(call);
 		}
 	}
@@ -412,6 +415,7 @@ serving_iterate(void)
 	finishing_answer_durable(work);
 	flush_and_reap(&pending);
 	activity_flush(false);
+	usage_retry_if_due();
 	usage_maintain_if_due();
 	registry_register_pending();
 	MemoryContextSwitchTo(old);
@@ -422,6 +426,8 @@ serving_iterate(void)
 		return OUTBOX_RETRY_MS;
 	due = activity_ms_until_due();
 	due = due >= 0 ? Min(due, IDLE_TIMEOUT_MS * 6) : IDLE_TIMEOUT_MS;
+	if (usage_retry_ms_until_due() >= 0)
+		due = Min(due, Max(usage_retry_ms_until_due(), 1L));
 	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
 		if (serving_models[slot].in_use && !serving_models[slot].registered)
 			due = Min(due, 5000L);	/* retry writing its `models` row soon */
@@ -468,5 +474,6 @@ serving_shutdown(void)
 	}
 	flush_and_reap(&pending);
 	activity_flush(true);
+	usage_retry_at_exit();
 	registry_close_all();
 }

@@ -9,6 +9,8 @@
  */
 #include "serving_call.h"
 
+#include "../ext/budget.h"
+
 #include "../ext/counters.h"
 #include "../ext/text_utf8.h"
 
@@ -168,6 +170,8 @@ finishing_commit(void)
 {
 	UsageRow   *rows;
 	bool		committed;
+	UsageRecordStatus status;
+	char		why[256];
 	XLogRecPtr	commit_lsn = InvalidXLogRecPtr;
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -175,8 +179,19 @@ finishing_commit(void)
 		return;
 	rows = palloc(sizeof(UsageRow) * n_finishing);
 	for (int i = 0; i < n_finishing; i++)
-		fill_usage_row(finishing[i], &rows[i], now);
-	committed = usage_record(rows, n_finishing, &commit_lsn);
+	{
+		ServingSequence *s = finishing[i];
+
+		/* the wait on the shared queue is queue time (and part of the rest) */
+		s->timings.queue_ms += s->call->intake_wait_ms;
+		s->timings.total_ms += s->call->intake_wait_ms;
+		if (s->timings.generated_tokens > 0)
+			s->timings.time_to_first_token_ms += s->call->intake_wait_ms;
+		fill_usage_row(s, &rows[i], now);
+	}
+	status = usage_record_or_queue(rows, n_finishing, intake_generation(), &commit_lsn,
+								   why, sizeof(why));
+	committed = status == USAGE_RECORDED;
 	if (committed && commit_lsn > durable_lsn)
 		durable_lsn = commit_lsn;
 	for (int i = 0; i < n_finishing; i++)
@@ -184,6 +199,9 @@ finishing_commit(void)
 		ServingSequence *s = finishing[i];
 
 		s->usage_committed = committed;
+		s->usage_lost = status == USAGE_FAILED;
+		if (s->usage_lost)
+			strlcpy(s->error_message, why, sizeof(s->error_message));
 		if (committed)
 			strlcpy(s->request_id, rows[i].request_id, sizeof(s->request_id));
 		serving_models[s->model_slot].requests_served++;
@@ -199,12 +217,31 @@ finishing_commit(void)
 	n_finishing = 0;
 }
 
+/*
+ * Release the tokens the call reserved at admission once none of its
+ * sequences runs or waits for its usage row: after the commit, before the
+ * caller hears the end, so that its next request does not find them still
+ * reserved.  (A call that ends otherwise releases them when it is reaped.)
+ */
+static void
+release_reservation_if_done(ServingCall *call)
+{
+	if (call->header.reservation_id == 0)
+		return;
+	for (int i = 0; i < call->n_sequences; i++)
+		if (call->sequences[i].in_engine || call->sequences[i].finishing)
+			return;
+	pgi_reservation_release(call->header.reservation_id);
+	call->header.reservation_id = 0;
+}
+
 static void
 answer_finished(ServingSequence *s)
 {
 	ServingModel *m = &serving_models[s->model_slot];
 
 	s->finishing = false;
+	release_reservation_if_done(s->call);
 	if (s->shutting_down)
 	{
 		ServingError error;
@@ -222,6 +259,13 @@ answer_finished(ServingSequence *s)
 						  ? "The pg_infer worker restarts to reset the device; retry in a few seconds."
 						  : NULL,
 						  "model \"%s\" failed: %s", m->name, s->error_message);
+		outbox_error(s, &error);
+	}
+	else if (s->usage_lost)
+	{
+		ServingError error;
+
+		usage_lost_error(&error, s->error_message);
 		outbox_error(s, &error);
 	}
 	else

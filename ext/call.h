@@ -37,7 +37,7 @@ typedef struct PgInferCallSpec
 	int		   *prompt_n_specials;
 	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
 	Size		blob_size;
-	Oid			caller;			/* the SQL function's oid (its schema has check_budget) */
+	Oid			caller;			/* the SQL function's oid (its schema has the books) */
 } PgInferCallSpec;
 
 /* What one sequence has heard so far. */
@@ -109,10 +109,6 @@ extern void pgi_raise_error_message(const void *data, Size size);
 /* Errors 55000 with a hint unless a worker is running. */
 extern void pgi_require_worker(void);
 
-
-
-/* The books' budget check for the caller's role and tag (NULL: pg_infer.tag). */
-extern void pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens);
 
 /* generate.c: read the arguments model .. truncate_prompt (starting at
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */

@@ -172,7 +172,6 @@ pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out)
 	PgInferEvent event;
 	StringInfoData buffer;
 
-	pgi_check_budget(spec, (int64) spec->sampling.max_tokens);
 	call = pgi_call_submit(spec);
 	initStringInfo(&buffer);
 	while (pgi_call_next_event(call, &event))
@@ -251,7 +250,6 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 			spec.function_name = "generate_stream";
 			spec.stream = true;
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
-			pgi_check_budget(&spec, (int64) spec.sampling.max_tokens);
 			state->call = pgi_call_submit(&spec);
 			if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
 			{
@@ -349,7 +347,6 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 
 	if (spec.n_prompts > 0)
 	{
-		pgi_check_budget(&spec, (int64) spec.sampling.max_tokens * spec.n_prompts);
 		call = pgi_call_submit(&spec);
 		texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
 		for (int i = 0; i < spec.n_prompts; i++)
