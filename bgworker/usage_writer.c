@@ -282,7 +282,7 @@ write_usage_rows(void *arg)
 	pfree(sql.data);
 
 	/* The serving loop answers only after the WAL is flushed past this
-	 * commit (answer_durable): the commit itself need not wait. */
+	 * commit (usage_commit.c): the commit itself need not wait. */
 	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 }
