@@ -343,14 +343,19 @@ answer_model_call(ServingCall *call, const char *base)
 	}
 }
 
+/*
+ * A generate call's sequences do not start at once: they wait, pending,
+ * for their turn (fair_admission.c), so that one role's batch of a thousand
+ * prompts does not queue ahead of everyone else's.  Here the model is
+ * resolved (an unknown one is answered now), the sampling parameters are
+ * copied, and each prompt's place in the segment is checked and kept.
+ */
 static void
 start_generate_call(ServingCall *call, const char *base)
 {
 	const PgInferSequenceSlot *slots =
 		(const PgInferSequenceSlot *) (base + call->header.sequences_offset);
 	ServingError error;
-	pgi_sampling_params params;
-	uint64		call_seed;
 	int			slot;
 
 	slot = registry_resolve(NameStr(call->header.model), &error);
@@ -360,39 +365,101 @@ start_generate_call(ServingCall *call, const char *base)
 			outbox_error(&call->sequences[i], &error);
 		return;
 	}
-	fill_sampling(&call->header, base, &params, call->context);
-	call_seed = params.seed;
+	call->model_slot = slot;
+	fill_sampling(&call->header, base, &call->params, call->context);
+	call->seed = call->params.seed;
+	call->prompts = MemoryContextAllocZero(call->context, sizeof(PendingPrompt) * call->n_sequences);
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
-		Size		length = slots[i].prompt_length;
-		char	   *prompt = palloc(length + 1);	/* a private copy */
+		PendingPrompt *p = &call->prompts[i];
 
-		pgi_text_span *specials = NULL;
-		int			n_specials = slots[i].n_specials;
-
-		memcpy(prompt, base + slots[i].prompt_offset, length);
-		prompt[length] = '\0';
+		/* a private copy of what check_header_content() checked, checked
+		 * again: the backend owns the segment too */
+		p->prompt_offset = slots[i].prompt_offset;
+		p->prompt_length = slots[i].prompt_length;
+		p->specials_offset = slots[i].specials_offset;
+		p->n_specials = slots[i].n_specials;
+		s->model_slot = slot;
 		if (s->receiver_gone)
 			continue;
-		if (n_specials > 0)
+		if (!range_ok(p->prompt_offset, p->prompt_length, call->header.segment_size) ||
+			p->n_specials < 0 ||
+			(p->n_specials > 0 &&
+			 ((Size) p->n_specials > call->header.segment_size / sizeof(PgInferSpan) ||
+			  !range_ok(p->specials_offset, sizeof(PgInferSpan) * p->n_specials,
+						call->header.segment_size))))
 		{
-			const PgInferSpan *spans = (const PgInferSpan *) (base + slots[i].specials_offset);
-
-			specials = palloc(sizeof(pgi_text_span) * n_specials);
-			for (int k = 0; k < n_specials; k++)
-			{
-				specials[k].offset = spans[k].offset;
-				specials[k].length = spans[k].length;
-			}
-		}
-		params.seed = sequence_seed(call_seed, i);
-		if (!start_sequence(call, s, slot, prompt, length, specials, n_specials, &params, &error))
+			serving_error_set(&error, "XX001", NULL, "malformed pg_infer call: prompt %d changed", i);
 			outbox_error(s, &error);
-		if (specials != NULL)
-			pfree(specials);
-		pfree(prompt);
+			continue;
+		}
+		s->pending = true;
+		call->n_pending++;
 	}
+}
+
+bool
+intake_start_pending(ServingSequence *s)
+{
+	ServingCall *call = s->call;
+	const PendingPrompt *p = &call->prompts[s->ordinal];
+	const char *base = dsm_segment_address(call->segment);
+	ServingError error;
+	pgi_sampling_params params = call->params;
+	char	   *prompt;
+	pgi_text_span *specials = NULL;
+	bool		started = false;
+	int			slot;
+
+	Assert(s->pending);
+	s->pending = false;
+	call->n_pending--;
+	/* the model may have been unloaded or replaced while it waited */
+	slot = registry_resolve(NameStr(call->header.model), &error);
+	if (slot < 0)
+	{
+		outbox_error(s, &error);
+		return false;
+	}
+	prompt = palloc(p->prompt_length + 1);	/* a private copy */
+	memcpy(prompt, base + p->prompt_offset, p->prompt_length);
+	prompt[p->prompt_length] = '\0';
+	if (p->n_specials > 0)
+	{
+		const PgInferSpan *spans = (const PgInferSpan *) (base + p->specials_offset);
+
+		Size		end = 0;
+
+		specials = palloc(sizeof(pgi_text_span) * p->n_specials);
+		for (int k = 0; k < p->n_specials; k++)
+		{
+			specials[k].offset = spans[k].offset;
+			specials[k].length = spans[k].length;
+			/* checked when taken; the copy is checked again */
+			if (specials[k].offset < end ||
+				!range_ok(specials[k].offset, specials[k].length, p->prompt_length))
+			{
+				serving_error_set(&error, "XX001", NULL,
+								  "malformed pg_infer call: marker %d of prompt %d changed", k, s->ordinal);
+				outbox_error(s, &error);
+				pfree(specials);
+				pfree(prompt);
+				return false;
+			}
+			end = specials[k].offset + specials[k].length;
+		}
+	}
+	params.seed = sequence_seed(call->seed, s->ordinal);
+	if (start_sequence(call, s, slot, prompt, p->prompt_length, specials, p->n_specials, &params,
+					   &error))
+		started = true;
+	else
+		outbox_error(s, &error);
+	if (specials != NULL)
+		pfree(specials);
+	pfree(prompt);
+	return started;
 }
 
 static void
@@ -451,8 +518,9 @@ take_call(const PgInferQueueEntry *entry)
 	current_call = call;
 	/* ours to release once the call is answered (budget.h) */
 	pgi_reservation_take(header.reservation_id, (uint32) our_generation);
-	call->intake_wait_ms = header.enqueued_at > 0 && GetCurrentTimestamp() > header.enqueued_at
-		? (float8) (GetCurrentTimestamp() - header.enqueued_at) / 1000.0 : 0.0;
+	call->taken_at = GetCurrentTimestamp();
+	call->intake_wait_ms = header.enqueued_at > 0 && call->taken_at > header.enqueued_at
+		? (float8) (call->taken_at - header.enqueued_at) / 1000.0 : 0.0;
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
@@ -554,6 +622,11 @@ intake_take_queued(void)
 						s->call = current_call;
 						s->ordinal = i;
 						s->receiver_gone = true;
+					}
+					if (s->pending)
+					{
+						s->pending = false;
+						current_call->n_pending--;
 					}
 					if (!s->in_engine && !s->final_queued)
 						outbox_error(s, &error);

@@ -231,7 +231,7 @@ registry_publish_live(int slot)
 	pgi_engine_get_stats(m->engine, &stats);
 	LWLockAcquire(pg_infer_shared->lock, LW_EXCLUSIVE);
 	shared->running = stats.running;
-	shared->waiting = stats.waiting;
+	shared->waiting = stats.waiting + admission_waiting(slot);	/* and those not yet its turn */
 	shared->kv_blocks_total = stats.kv_blocks_total;
 	shared->kv_blocks_free = stats.kv_blocks_free;
 	shared->tokens_prompt = m->tokens_prompt;

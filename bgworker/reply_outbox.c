@@ -110,7 +110,7 @@ outbox_discard(ServingSequence *s)
 void
 outbox_close_if_done(ServingSequence *s)
 {
-	if (s->closed || s->in_engine || s->finishing)
+	if (s->closed || s->in_engine || s->finishing || s->pending)
 		return;
 	if (s->receiver_gone || s->queue == NULL || (s->final_queued && s->outbox == NIL))
 	{

@@ -74,6 +74,8 @@ extern int	registry_find(const char *name);
 extern int	registry_resolve(const char *requested, ServingError *error);
 /* Copy live engine figures into the shared slot. */
 extern void registry_publish_live(int slot);
+/* fair_admission.c: sequences taken but not yet started on a model */
+extern int	admission_waiting(int slot);
 extern void registry_close_all(void);
 /* Write the `models` rows that could not be written yet (the extension
  * created after the worker started); at most every few seconds. */

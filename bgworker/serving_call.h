@@ -38,6 +38,7 @@ typedef struct ServingSequence
 
 	int			model_slot;
 	int64		engine_id;
+	bool		pending;		/* taken, waiting for its turn (fair_admission.c) */
 	bool		in_engine;		/* waiting or running in the engine */
 	bool		admitted;		/* ADMITTED queued */
 	int			prompt_tokens;
@@ -76,7 +77,24 @@ typedef struct ServingCall
 	int			n_open;			/* sequences not closed */
 	bool		streaming;		/* the caller shows each piece as it comes */
 	float8		intake_wait_ms; /* on the shared queue before we took it */
+	TimestampTz taken_at;		/* when the worker took it */
+
+	/* a generate call's sequences wait for their turn (fair_admission.c) */
+	int			n_pending;
+	int			model_slot;		/* resolved when taken, checked again at start */
+	pgi_sampling_params params;
+	uint64		seed;			/* the call's; each prompt derives its own */
+	struct PendingPrompt *prompts;	/* per sequence, offsets checked */
 } ServingCall;
+
+/* Where a pending sequence's prompt is in its call's segment (checked). */
+typedef struct PendingPrompt
+{
+	Size		prompt_offset;
+	Size		prompt_length;
+	Size		specials_offset;
+	int32		n_specials;
+} PendingPrompt;
 
 /* Calls being served, oldest first; the context calls are allocated under. */
 extern dlist_head active_calls;
@@ -91,6 +109,15 @@ extern void intake_start(void);
 extern uint32 intake_generation(void);
 extern void intake_take_queued(void);
 extern void serving_call_free(ServingCall *call);
+/* Start a pending sequence now (tokenize, add to its model's engine); an
+ * error is queued to it.  True when it is in the engine. */
+extern bool intake_start_pending(ServingSequence *s);
+
+/* fair_admission.c */
+extern void admission_run(void);
+/* A pending sequence whose caller left: finish it without running it. */
+extern void admission_drop_pending(ServingSequence *s, pgi_finish_reason reason);
+
 
 /* reply_outbox.c */
 extern void outbox_message(ServingSequence *s, const void *data, Size length);

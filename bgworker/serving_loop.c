@@ -143,6 +143,8 @@ check_cancels(void)
 			}
 			if (s->receiver_gone && s->in_engine)
 				drop_from_engine(s, cancel_finish_reason(reason));
+			else if (s->receiver_gone && s->pending)
+				admission_drop_pending(s, cancel_finish_reason(reason));
 			outbox_close_if_done(s);
 		}
 	}
@@ -401,6 +403,7 @@ serving_iterate(void)
 
 	intake_take_queued();
 	check_cancels();
+	admission_run();
 	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
 		if (serving_models[slot].in_use && pgi_engine_has_work(serving_models[slot].engine))
 			step_model(slot);
@@ -408,7 +411,7 @@ serving_iterate(void)
 		if (serving_models[slot].in_use)
 		{
 			registry_publish_live(slot);
-			if (pgi_engine_has_work(serving_models[slot].engine))
+			if (pgi_engine_has_work(serving_models[slot].engine) || admission_waiting(slot) > 0)
 				work = true;
 		}
 	finishing_commit();
@@ -459,6 +462,12 @@ serving_shutdown(void)
 			{
 				s->shutting_down = true;
 				drop_from_engine(s, PGI_FINISH_ERROR);
+			}
+			else if (s->pending)
+			{
+				/* never started: answered below, nothing to record */
+				s->pending = false;
+				call->n_pending--;
 			}
 		}
 	}

@@ -38,6 +38,7 @@ int			pg_infer_max_batch_tokens = 512;
 int			pg_infer_prefill_chunk = 256;
 int			pg_infer_kv_memory = 0;
 int			pg_infer_max_sequences = 64;
+int			pg_infer_max_sequences_per_role = 0;
 bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
@@ -239,6 +240,15 @@ define_settings(void)
 							NULL,
 							&pg_infer_max_sequences,
 							64, 1, 4096,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_sequences_per_role",
+							"Sequences of one role a model computes at once (0: three quarters of pg_infer.max_sequences).",
+							"The rest stays free for other roles, which the worker admits in turn (bgworker/fair_admission.c).",
+							&pg_infer_max_sequences_per_role,
+							0, 0, 4096,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
