@@ -395,3 +395,6 @@ crosscheck: $(BUILDDIR)/make_synthetic_model $(BUILDDIR)/test/unit/test_crossche
 	  bash test/crosscheck/crosscheck.sh $(CROSSCHECK_CASES)
 
 .PHONY: crosscheck
+
+# test_structured writes its synthetic model with make_synthetic_model.
+$(BUILDDIR)/test/unit/test_structured: | $(BUILDDIR)/make_synthetic_model

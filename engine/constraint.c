@@ -685,11 +685,15 @@ static pgi_rx *
 parse_repeat(rx_parser *p)
 {
     pgi_rx *atom = parse_atom(p);
+    bool quantified = false;
 
     while (atom != NULL && p->i < p->n)
     {
         char c = p->s[p->i];
         int min, max;
+
+        if (quantified && (c == '*' || c == '+' || c == '?' || c == '{'))
+            return parse_fail(p, PGI_ERR_INVALID_ARGUMENT, "nothing to repeat");
 
         if (c == '*')
             min = 0, max = -1, p->i++;
@@ -723,6 +727,7 @@ parse_repeat(rx_parser *p)
         else if (p->i < p->n && p->s[p->i] == '+')
             return parse_fail(p, PGI_ERR_UNSUPPORTED, "possessive quantifiers are not supported");
         atom = pgi_rx_repeat(p->a, atom, min, max);
+        quantified = true;
     }
     return atom;
 }
