@@ -662,6 +662,15 @@ compile_object(compiler *c, const jv *schema, int depth)
 
     if (properties != NULL && properties->type != J_OBJECT)
         return cfail(c, PGI_ERR_INVALID_ARGUMENT, "\"%s\" must be an object", "properties");
+    /* no properties listed and others allowed: any object */
+    if (properties == NULL && required == NULL &&
+        !(additional != NULL && additional->type == J_BOOL && !additional->boolean))
+    {
+        pgi_rx *any = any_value(c, ANY_DEPTH);
+
+        /* any_value's last alternative is the object */
+        return any != NULL && any->n_kids > 0 ? any->kids[any->n_kids - 1] : NULL;
+    }
     if (required != NULL && required->type != J_ARRAY)
         return cfail(c, PGI_ERR_INVALID_ARGUMENT, "\"%s\" must be an array of property names", "required");
     if (additional != NULL && additional->type != J_BOOL && additional->type != J_OBJECT)
