@@ -157,7 +157,7 @@ clean-engine:
 .PHONY: install-cuda clean-engine
 
 # ================================================================ tests, demo
-# (foundation, issue 2)  Everything below only adds targets.
+# Everything below only adds targets.
 #
 #   make test          build, then engine unit tests + pg_regress + pgTAP on
 #                      throwaway servers (test/run_tests.sh); ends with
@@ -233,7 +233,7 @@ fuzz-run: fuzz
 .PHONY: fuzz fuzz-run
 
 # ---------------------------------------------------------------- bench (engine)
-# (engine, issue 3)  make bench: prefill and decode tok/s of the CLI on
+# make bench: prefill and decode tok/s of the CLI on
 # synthetic models of a 134M-parameter llama shape (dim 768, ffn 2048, 12
 # layers, 12 heads, Llama-2 vocabulary) in F16, Q8_0 and Q4_K_M, written to
 # $(CPU_BENCH_DIR) once (kept between runs).  One JSON line per model.
@@ -345,7 +345,7 @@ endif
 # The CUDA backend on a CPU emulator of CUDA (make test-gpu-emu; test/gpu/emu/README.md).
 include test/gpu/emu/emu.mk
 
-# ---------------------------------------------------------------- serving (issue 4, client side)
+# ---------------------------------------------------------------- serving (client side)
 # test/stream_client: a libpq client in single-row mode that reports when
 # each row arrives (generate_stream's streaming test, the SQL bench's time
 # to first token).  make bench adds the SQL path: pgbench clients calling

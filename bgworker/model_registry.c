@@ -52,27 +52,11 @@ registry_find(const char *name)
 int
 registry_resolve(const char *requested, ServingError *error)
 {
-	const char *name = requested;
-	int			slot;
+	const char *names[PGI_MAX_LOADED_MODELS];
 
-	if (name == NULL || name[0] == '\0')
-		name = pg_infer_default_model;
-	if (name != NULL && name[0] != '\0')
-	{
-		slot = registry_find(name);
-		if (slot < 0)
-			serving_error_set(error, "42704",
-							  "Load it with load_model(), or name a loaded model (see the status view).",
-							  "model \"%s\" is not loaded", name);
-		return slot;
-	}
-	for (slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
-		if (serving_models[slot].in_use)
-			return slot;
-	serving_error_set(error, "55000",
-					  "Call load_model(name, path), or set pg_infer.model_path and reload the configuration.",
-					  "no model is loaded");
-	return -1;
+	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
+		names[slot] = serving_models[slot].in_use ? serving_models[slot].name : NULL;
+	return pgi_choose_model(requested, names, error);
 }
 
 /* ------------------------------------------------------------ the file */
@@ -184,16 +168,6 @@ load_chunk(void *context, const void *bytes, size_t length)
 		return false;
 	}
 	return true;
-}
-
-/* One SQLSTATE mapping (serving_sqlstate_for); at load, a context length the
- * model cannot take is the caller's argument. */
-static const char *
-load_sqlstate(pgi_status status)
-{
-	if (status == PGI_ERR_CONTEXT_FULL)
-		return "22023";
-	return serving_sqlstate_for(status);
 }
 
 /* The most common type among the model's weights, F32 only when nothing else. */
@@ -462,7 +436,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	}
 	if (status != PGI_OK)
 	{
-		serving_error_set(error, load_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
+		serving_error_set(error, pgi_status_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
 						  name, args->path, engine_error.message);
 		return false;
 	}

@@ -1,10 +1,13 @@
 /*
- * serving.h — the worker's serving side: what scheduler.c, model_registry.c
- * and usage_writer.c share.  Only the worker process includes it.
+ * serving.h — the worker's serving side: what the serving loop, the model
+ * registry and the usage writer share.  Only the worker process includes it.
  *
- *   scheduler.c       request intake from the shared queue, the step loop
- *                     (continuous batching over every loaded model), replies
- *                     through each sequence's shm_mq, cancellation
+ *   serving_loop.c    the loop: one forward step per model with work
+ *                     (continuous batching), cancellation; with
+ *                     call_intake.c (calls from the shared queue),
+ *                     reply_outbox.c (replies through each sequence's
+ *                     shm_mq) and usage_commit.c (usage rows of finished
+ *                     sequences, answered once durable): see serving_call.h
  *   model_registry.c  load/unload of models (engines), their digest, the
  *                     PgInferLoadedModel slots in shared memory and the
  *                     `models` registry table
@@ -22,6 +25,8 @@
 
 #include "../ext/pg_infer.h"
 #include "../ext/protocol.h"
+#include "../ext/model_choice.h"
+#include "../ext/sqlstate.h"
 
 #include "access/xlogdefs.h"
 
@@ -30,8 +35,6 @@ typedef PgInferErrorMessage ServingError;
 
 extern void serving_error_set(ServingError *error, const char *sqlstate, const char *hint,
 							  const char *format,...) pg_attribute_printf(4, 5);
-/* The SQLSTATE for an engine status (sequence admission and steps). */
-extern const char *serving_sqlstate_for(pgi_status status);
 
 /* ------------------------------------------------------------ models */
 
@@ -66,7 +69,8 @@ extern bool registry_load(const char *name, const PgInferLoadArgs *args, bool re
 extern bool registry_unload(const char *name, ServingError *error);
 /* Slot of a loaded model by name, or -1. */
 extern int	registry_find(const char *name);
-/* The model a request names ("" = default); -1 with *error filled. */
+/* The model a request names, by the one rule of ext/model_choice.h; -1
+ * with *error filled. */
 extern int	registry_resolve(const char *requested, ServingError *error);
 /* Copy live engine figures into the shared slot. */
 extern void registry_publish_live(int slot);
@@ -101,11 +105,35 @@ typedef struct UsageRow
 	float8		device_ms;
 } UsageRow;
 
-/* Commit rows[0..n) in one transaction through record_usage(); true when
- * they are committed, with the commit's end in *commit_lsn (the commit does
- * not wait for the WAL flush: the caller must, before answering).  Never
- * throws. */
-extern bool usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn);
+typedef enum UsageRecordStatus
+{
+	USAGE_RECORDED,				/* committed */
+	USAGE_NOT_RECORDED,			/* pg_infer.usage_recording is off, or the
+								 * extension is not installed in
+								 * pg_infer.database: nothing to write to */
+	USAGE_FAILED				/* the commit failed (why says so) */
+} UsageRecordStatus;
+
+/* Commit rows[0..n) in one transaction through record_usage(), with the
+ * commit's end in *commit_lsn (the commit does not wait for the WAL flush:
+ * the caller must, before answering).  Never throws. */
+extern UsageRecordStatus usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn,
+									  char *why, Size why_size);
+/* usage_record(), once more at once when it failed (a passing conflict such
+ * as a partition being attached), and then the rows go to the retry queue,
+ * their tokens held against the budgets until they are committed. */
+extern UsageRecordStatus usage_record_or_queue(const UsageRow *rows, int n,
+											   uint32 worker_generation,
+											   XLogRecPtr *commit_lsn, char *why,
+											   Size why_size);
+/* The error a request gets when its usage row could not be committed. */
+extern void usage_lost_error(PgInferErrorMessage *error, const char *why);
+/* Retry the rows whose time has come (a bounded number per call). */
+extern void usage_retry_if_due(void);
+/* Milliseconds until the next retry is due; -1 when none is queued. */
+extern long usage_retry_ms_until_due(void);
+/* At worker exit: one last try, and every row still not committed logged. */
+extern void usage_retry_at_exit(void);
 
 /* One step's figures for the per-minute device activity. */
 extern void activity_add_step(const char *device, double busy_ms, int batch_size,
@@ -138,9 +166,9 @@ extern int	serving_sql_version(void);
 /* usage.reasoning_tokens and usage_input.reasoning_tokens */
 #define PGI_SQL_HAS_REASONING_TOKENS(version) ((version) >= PGI_SQL_VERSION(0, 2, 0))
 
-/* ------------------------------------------------------------ scheduler */
+/* ------------------------------------------------------------ loop */
 
-#include "scheduler.h"
+#include "serving_loop.h"
 
 /* constraint_args.c: a GENERATE call's constraint blob (ext/protocol.h's
  * PgInferConstraintArgs): its frame checked (XX001 when malformed), and

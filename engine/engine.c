@@ -131,6 +131,8 @@ pgi_finish_reason_name(pgi_finish_reason reason)
         case PGI_FINISH_LENGTH: return "length";
         case PGI_FINISH_CONTEXT: return "length";
         case PGI_FINISH_ERROR: return "error";
+        case PGI_FINISH_CANCELLED: return "cancelled";
+        case PGI_FINISH_TIMEOUT: return "timeout";
     }
     return "unknown";
 }

@@ -96,11 +96,16 @@ typedef enum pgi_finish_reason {
     PGI_FINISH_LENGTH,             /* max_tokens reached */
     PGI_FINISH_STOP,               /* a stop string matched */
     PGI_FINISH_CONTEXT,            /* the context is full */
-    PGI_FINISH_ERROR               /* a device error ended it (see step status) */
+    PGI_FINISH_ERROR,              /* a device error ended it (see step status) */
+    /* Never reported by a step: why the engine's owner dropped a sequence
+     * (pgi_engine_cancel), for its own records (the worker's usage rows). */
+    PGI_FINISH_CANCELLED,          /* its caller went away or cancelled */
+    PGI_FINISH_TIMEOUT             /* its caller's time limit passed */
 } pgi_finish_reason;
 
-/* "stop", "length", ... as OpenAI spells them (EOS and stop strings are both
- * "stop"; the context limit is "length"). */
+/* "stop", "length", "error", "cancelled", "timeout": the one name of each
+ * reason, as OpenAI spells them (EOS and stop strings are both "stop"; the
+ * context limit is "length") and as usage.finish_reason stores them. */
 const char *pgi_finish_reason_name(pgi_finish_reason reason);
 
 typedef struct pgi_sequence_timings {

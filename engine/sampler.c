@@ -10,14 +10,14 @@ void
 pgi_sampling_params_default(pgi_sampling_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->temperature = 0.0f;
-    p->top_k = 0;
-    p->top_p = 1.0f;
-    p->min_p = 0.0f;
-    p->repeat_penalty = 1.0f;
-    p->repeat_last_n = 64;
+    p->temperature = PGI_DEFAULT_TEMPERATURE;
+    p->top_k = PGI_DEFAULT_TOP_K;
+    p->top_p = PGI_DEFAULT_TOP_P;
+    p->min_p = PGI_DEFAULT_MIN_P;
+    p->repeat_penalty = PGI_DEFAULT_REPEAT_PENALTY;
+    p->repeat_last_n = PGI_DEFAULT_REPEAT_LAST_N;
     p->seed = 0;
-    p->max_tokens = 16;
+    p->max_tokens = PGI_DEFAULT_MAX_TOKENS;
 }
 
 pgi_status

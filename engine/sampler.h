@@ -20,6 +20,20 @@
 #define PGI_MAX_STOP_STRINGS 8
 #define PGI_MAX_STOP_LENGTH 256
 
+/*
+ * The defaults of a request: what pgi_sampling_params_default() sets and
+ * what the SQL functions use for an argument left out or NULL (their SQL
+ * DEFAULTs, ext/sql/0.1.0/20_serving.sql, say the same: greedy, 256 tokens,
+ * every filter off).
+ */
+#define PGI_DEFAULT_MAX_TOKENS      256
+#define PGI_DEFAULT_TEMPERATURE     0.0f   /* greedy */
+#define PGI_DEFAULT_TOP_K           0      /* off */
+#define PGI_DEFAULT_TOP_P           1.0f   /* off */
+#define PGI_DEFAULT_MIN_P           0.0f   /* off */
+#define PGI_DEFAULT_REPEAT_PENALTY  1.0f   /* off */
+#define PGI_DEFAULT_REPEAT_LAST_N   64
+
 typedef struct pgi_sampling_params {
     float temperature;         /* <= 0: greedy; default 0.8 in the CLI */
     int top_k;                 /* <= 0: off */
@@ -39,7 +53,7 @@ typedef struct pgi_sampling_params {
     pgi_constraint_spec constraint;
 } pgi_sampling_params;
 
-/* Greedy, no penalties, max_tokens 16, seed 0. */
+/* The PGI_DEFAULT_* values above, seed 0, no stop strings. */
 void pgi_sampling_params_default(pgi_sampling_params *params);
 
 /* PGI_ERR_INVALID_ARGUMENT with a message naming the bad parameter. */

@@ -15,9 +15,12 @@
  * reason is set more precisely: statement_timeout, cancel, disconnect.
  */
 #include "call.h"
+#include "budget.h"
 
 #include <math.h>
 #include <string.h>
+
+#include "../engine/sampler.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -46,20 +49,17 @@
 /* How often a waiting backend looks at the worker without being woken. */
 #define PGI_LIVENESS_CHECK_MS 200
 
+/* no seed, no truncation, plain text; BOS as the model asks */
+static const PgInferSamplingArgs sampling_defaults = {
+	.max_tokens = PGI_DEFAULT_MAX_TOKENS, .temperature = PGI_DEFAULT_TEMPERATURE,
+	.top_p = PGI_DEFAULT_TOP_P, .top_k = PGI_DEFAULT_TOP_K, .min_p = PGI_DEFAULT_MIN_P,
+	.repetition_penalty = PGI_DEFAULT_REPEAT_PENALTY, .add_bos = true,
+};
+
 void
 pgi_sampling_defaults(PgInferSamplingArgs *sampling)
 {
-	memset(sampling, 0, sizeof(*sampling));
-	sampling->max_tokens = 256;
-	sampling->temperature = 0.0;
-	sampling->top_p = 1.0;
-	sampling->top_k = 0;
-	sampling->min_p = 0.0;
-	sampling->repetition_penalty = 1.0;
-	sampling->has_seed = false;
-	sampling->truncate_prompt = false;
-	sampling->parse_special = false;
-	sampling->add_bos = true;
+	*sampling = sampling_defaults;
 }
 
 void
@@ -81,16 +81,6 @@ pgi_require_worker(void)
 						 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
 }
 
-const char *
-pgi_effective_model_name(const char *requested)
-{
-	if (requested != NULL && requested[0] != '\0')
-		return requested;
-	if (pg_infer_default_model != NULL)
-		return pg_infer_default_model;
-	return "";
-}
-
 bool
 pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 {
@@ -102,7 +92,7 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 	{
 		PgInferLoadedModel *m = &pg_infer_shared->models[i];
 
-		if (m->in_use && (name[0] == '\0' || strcmp(NameStr(m->name), name) == 0))
+		if (m->in_use && strcmp(NameStr(m->name), name) == 0)
 		{
 			memcpy(out, m, sizeof(*out));
 			found = true;
@@ -113,24 +103,24 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 }
 
 void
-pgi_require_loaded_model(const char *name, PgInferLoadedModel *out)
+pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out)
 {
-	PgInferLoadedModel dummy;
+	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
+	const char *names[PGI_MAX_LOADED_MODELS];
+	PgInferErrorMessage error;
+	int			slot;
 
-	if (out == NULL)
-		out = &dummy;
-	if (pgi_find_loaded_model(name, out))
-		return;
-	if (!pgi_find_loaded_model("", out))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no model is loaded"),
-				 errhint("Load one with SELECT load_model('name', '/path/to/model.gguf'), "
-						 "or set pg_infer.model_path.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("model \"%s\" is not loaded", name),
-			 errhint("SELECT name FROM models lists the loaded models.")));
+	pg_infer_require_preload();
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	memcpy(models, pg_infer_shared->models, sizeof(models));
+	LWLockRelease(pg_infer_shared->lock);
+	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+		names[i] = models[i].in_use ? NameStr(models[i].name) : NULL;
+	slot = pgi_choose_model(requested, names, &error);
+	if (slot < 0)
+		pgi_raise_error_message(&error, sizeof(error));
+	if (out != NULL)
+		*out = models[slot];
 }
 
 /* ------------------------------------------------------------ errors */
@@ -144,8 +134,8 @@ sqlstate_code(const char *s)
 	return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 }
 
-static void
-raise_worker_error(const void *data, Size size)
+void
+pgi_raise_error_message(const void *data, Size size)
 {
 	PgInferErrorMessage e;
 
@@ -221,6 +211,8 @@ cancel_on_detach(dsm_segment *segment, Datum arg)
 
 	request_cancel(header, ProcDiePending || ClientConnectionLost || proc_exit_inprogress ?
 				   PGI_CANCEL_DISCONNECT : PGI_CANCEL_BY_USER);
+	/* tokens reserved at admission, unless the worker took the call */
+	pgi_reservation_release_by_backend(header->reservation_id);
 }
 
 /* Tell the worker why we are about to stop waiting, before
@@ -341,6 +333,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	header->submitted_at = GetCurrentTimestamp();
 	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE ?
 			  pgi_effective_model_name(spec->model) : spec->model, "model name");
+	header->stream = spec->stream;
 	header->sampling = spec->sampling;
 	header->n_sequences = spec->n_prompts;
 	header->sequences_offset = header_size;
@@ -403,6 +396,10 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	Assert(offset == size);
 	on_dsm_detach(segment, cancel_on_detach, (Datum) 0);
 
+	/* tag grants, budgets, the reservation (released on detach until the
+	 * worker takes the call) */
+	pgi_admit_call(spec, header);
+
 	/* the worker this call is for; a later one drops it unanswered */
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
 	generation = (uint32) pg_infer_shared->worker_starts;
@@ -427,6 +424,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 		entry->backend_pid = MyProcPid;
 		call->enqueued_at = GetCurrentTimestamp();
 		entry->enqueued_at = call->enqueued_at;
+		header->enqueued_at = call->enqueued_at;
 		pg_infer_queue->count++;
 	}
 	SpinLockRelease(&pg_infer_queue->mutex);
@@ -544,7 +542,7 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 				case PGI_MSG_ERROR:
 					seq->finished = true;
 					call->n_open--;
-					raise_worker_error(data, n);
+					pgi_raise_error_message(data, n);
 					break;
 				default:
 					ereport(ERROR,
@@ -585,52 +583,4 @@ pgi_call_end(PgInferCall *call)
 	call->ended = true;
 	call->segment = NULL;
 	dsm_detach(segment);
-	call->ended = true;
-	call->segment = NULL;
-}
-
-/* ------------------------------------------------------------ budgets */
-
-/*
- * The books' admission check (ext/sql/51_books_functions.sql): raises PIB01
- * or PIR01 when the caller's role or tag is over its budget.  Skipped when
- * the installed extension has no check_budget().
- */
-void
-pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens)
-{
-	Oid			argtypes[3] = {NAMEOID, TEXTOID, INT4OID};
-	Oid			function;
-	char	   *schema_name;
-	NameData	role;
-	const char *tag;
-	LOCAL_FCINFO(fcinfo, 3);
-	FmgrInfo	flinfo;
-
-	if (!OidIsValid(spec->caller))
-		return;
-	schema_name = get_namespace_name(get_func_namespace(spec->caller));
-	if (schema_name == NULL)
-		return;
-	function = LookupFuncName(list_make2(makeString(schema_name), makeString(pstrdup("check_budget"))),
-							  3, argtypes, true);
-	if (!OidIsValid(function))
-		return;
-	tag = spec->tag != NULL ? spec->tag : (pg_infer_tag != NULL ? pg_infer_tag : "");
-	namestrcpy(&role, GetUserNameFromId(GetUserId(), false));
-	if (requested_tokens > PG_INT32_MAX)
-		requested_tokens = PG_INT32_MAX;
-
-	fmgr_info(function, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = NameGetDatum(&role);
-	fcinfo->args[0].isnull = false;
-	/* no tag is NULL there */
-	fcinfo->args[1].value = tag[0] != '\0' ? CStringGetTextDatum(tag) : (Datum) 0;
-	fcinfo->args[1].isnull = tag[0] == '\0';
-	fcinfo->args[2].value = Int32GetDatum((int32) requested_tokens);
-	fcinfo->args[2].isnull = false;
-	if (flinfo.fn_strict && fcinfo->args[1].isnull)
-		return;
-	(void) FunctionCallInvoke(fcinfo);
 }

@@ -10,6 +10,7 @@
 #ifndef PG_INFER_CALL_H
 #define PG_INFER_CALL_H
 
+#include "model_choice.h"
 #include "pg_infer.h"
 #include "protocol.h"
 
@@ -25,6 +26,7 @@ typedef struct PgInferCallSpec
 	const char *function_name;	/* "generate", "chat", ... (usage rows) */
 	const char *model;			/* NULL or "": the session's default model */
 	const char *tag;			/* NULL: pg_infer.tag */
+	bool		stream;			/* generate_stream(): each piece as it comes */
 	PgInferSamplingArgs sampling;
 	int			n_stop;
 	char	  **stop;			/* NUL-terminated */
@@ -36,7 +38,7 @@ typedef struct PgInferCallSpec
 	int		   *prompt_n_specials;
 	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
 	Size		blob_size;
-	Oid			caller;			/* the SQL function's oid (its schema has check_budget) */
+	Oid			caller;			/* the SQL function's oid (its schema has the books) */
 } PgInferCallSpec;
 
 /* What one sequence has heard so far. */
@@ -89,28 +91,25 @@ extern bool pgi_call_next_event(PgInferCall *call, PgInferEvent *event);
 /* Detaches (telling the worker to stop, if anything is still running). */
 extern void pgi_call_end(PgInferCall *call);
 
-/* Sampling arguments at their defaults (greedy, 256 tokens...). */
+/* Sampling arguments at their defaults (engine/sampler.h's PGI_DEFAULT_*). */
 extern void pgi_sampling_defaults(PgInferSamplingArgs *sampling);
 
-/* The model a call would use: the argument, else pg_infer.default_model,
- * else "" (the worker's default, then its first model). */
-extern const char *pgi_effective_model_name(const char *requested);
-
-/* The published slot of a loaded model (by name, "" = default/first), copied
- * under the lock; false when none matches. */
+/* The published slot of the loaded model of this name, copied under the
+ * lock; false when none has it. */
 extern bool pgi_find_loaded_model(const char *name, PgInferLoadedModel *out);
 
-/* Raise the errors of a model name that cannot be served: 55000 when no
- * model is loaded, 42704 for an unknown name. */
-extern void pgi_require_loaded_model(const char *name, PgInferLoadedModel *out);
+/* The published slot of the model that serves `requested` (model_choice.h:
+ * NULL or "" = the default), copied; raises 55000 when no model is loaded,
+ * 42704 for a name not loaded. */
+extern void pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out);
+
+/* Raise an error in the shape of the worker's reply (protocol.h), size
+ * bytes of it, with its SQLSTATE, message, detail and hint. */
+extern void pgi_raise_error_message(const void *data, Size size);
 
 /* Errors 55000 with a hint unless a worker is running. */
 extern void pgi_require_worker(void);
 
-
-
-/* The books' budget check for the caller's role and tag (NULL: pg_infer.tag). */
-extern void pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens);
 
 /* generate.c: read the arguments model .. truncate_prompt (starting at
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */

@@ -35,9 +35,6 @@ typedef struct Port Port;
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
-/* The engine's limit on a stop string's length (engine/sampler.h). */
-#define PGI_ENGINE_MAX_STOP_LENGTH 256
-
 PG_FUNCTION_INFO_V1(pg_infer_generate);
 PG_FUNCTION_INFO_V1(pg_infer_generate_stream);
 PG_FUNCTION_INFO_V1(pg_infer_generate_batch);
@@ -140,11 +137,11 @@ pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spe
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop strings must not be empty")));
-			if (strlen(stop) > PGI_ENGINE_MAX_STOP_LENGTH)
+			if (strlen(stop) > PGI_CALL_MAX_STOP_LENGTH)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop string is too long"),
-						 errdetail("A stop string has at most %d bytes.", PGI_ENGINE_MAX_STOP_LENGTH)));
+						 errdetail("A stop string has at most %d bytes.", PGI_CALL_MAX_STOP_LENGTH)));
 			spec->stop[spec->n_stop++] = stop;
 		}
 	}
@@ -177,7 +174,6 @@ pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out)
 	PgInferEvent event;
 	StringInfoData buffer;
 
-	pgi_check_budget(spec, (int64) spec->sampling.max_tokens);
 	call = pgi_call_submit(spec);
 	initStringInfo(&buffer);
 	while (pgi_call_next_event(call, &event))
@@ -256,8 +252,8 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 			pgi_read_call_arguments(fcinfo, 1, &spec);
 			pgi_read_constraint_arguments(fcinfo, 12, &spec);
 			spec.function_name = "generate_stream";
+			spec.stream = true;
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
-			pgi_check_budget(&spec, (int64) spec.sampling.max_tokens);
 			state->call = pgi_call_submit(&spec);
 			if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
 			{
@@ -356,9 +352,8 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 
 	if (spec.n_prompts > 0)
 	{
-		pgi_check_budget(&spec, (int64) spec.sampling.max_tokens * spec.n_prompts);
 		call = pgi_call_submit(&spec);
-			texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
+		texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
 		for (int i = 0; i < spec.n_prompts; i++)
 			initStringInfo(&texts[i]);
 		while (pgi_call_next_event(call, &event))

@@ -6,7 +6,10 @@
  * set up at postmaster start.  Loading it any other way is an error.
  */
 #include "pg_infer.h"
+#include "budget.h"
 #include "counters.h"
+
+#include "../engine/tokenizer.h"
 
 #include <limits.h>
 #include <string.h>
@@ -41,6 +44,10 @@ int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
 int			pg_infer_max_open_calls = PGI_DEFAULT_MAX_OPEN_CALLS;
+
+/* a prompt within pg_infer.max_input_bytes is never too long for the engine */
+StaticAssertDecl((uint64) PGI_MAX_INPUT_KB_LIMIT * 1024 <= PGI_MAX_TOKENIZE_BYTES,
+				 "pg_infer.max_input_bytes must stay within the tokenizer's limit");
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -181,7 +188,7 @@ define_settings(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	/* serving (issue 4) */
+	/* serving */
 	DefineCustomIntVariable("pg_infer.queue_timeout",
 							"How long a call waits for the worker to admit it (0: no limit).",
 							"The wait ends with SQLSTATE 57014.  Time spent generating does not count.",
@@ -276,7 +283,7 @@ define_settings(void)
 							"Largest text one call may tokenize (a prompt, the text of tokenize() or count_tokens()); also the most ids detokenize() takes.",
 							"Checked before any tokenizing, so no role can make a backend or the worker allocate or compute in proportion to a huge input.",
 							&pg_infer_max_input_bytes,
-							PGI_DEFAULT_MAX_INPUT_KB, 1, 1048576,
+							PGI_DEFAULT_MAX_INPUT_KB, 1, PGI_MAX_INPUT_KB_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
@@ -303,6 +310,7 @@ pg_infer_shmem_request(void)
 								   MAXALIGN(sizeof(PgInferQueue))));
 	RequestNamedLWLockTranche("pg_infer", 1);
 	pg_infer_counters_shmem_request();
+	pg_infer_budget_shmem_request();
 }
 
 static void
@@ -330,6 +338,7 @@ pg_infer_shmem_startup(void)
 		pg_infer_queue->next_call_id = 1;
 	}
 	pg_infer_counters_shmem_init();
+	pg_infer_budget_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -79,7 +79,7 @@ extern char *pg_infer_model_path;
 extern char *pg_infer_model_dir;
 extern char *pg_infer_default_model;
 
-/* Serving (issue 4) */
+/* Serving */
 extern int	pg_infer_queue_timeout;	/* ms a call waits for admission; 0 = no limit */
 extern char *pg_infer_tag;
 extern int	pg_infer_max_batch_tokens;
@@ -94,6 +94,8 @@ extern int	pg_infer_max_input_bytes;	/* kB */
 
 /* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
 #define PGI_DEFAULT_MAX_INPUT_KB 1024
+/* its largest value: just under the engine's PGI_MAX_TOKENIZE_BYTES */
+#define PGI_MAX_INPUT_KB_LIMIT (512 * 1024 - 1)
 
 /*
  * pg_infer.max_open_calls: calls one session may have open at once, each

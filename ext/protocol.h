@@ -64,6 +64,7 @@ pgi_reply_queue_size(int n_sequences)
 }
 #define PGI_TAG_LENGTH            128
 #define PGI_CALL_MAX_STOP_STRINGS 8	/* = the engine's PGI_MAX_STOP_STRINGS */
+#define PGI_CALL_MAX_STOP_LENGTH  256	/* bytes; = the engine's PGI_MAX_STOP_LENGTH */
 #define PGI_MAX_LOADED_MODELS     8
 
 /* ------------------------------------------------------------------ queue */
@@ -194,8 +195,14 @@ typedef struct PgInferCallHeader
 	char		tag[PGI_TAG_LENGTH];	/* argument or pg_infer.tag */
 	NameData	function_name;	/* "generate", "generate_stream", "chat", ... */
 	TimestampTz submitted_at;
+	TimestampTz enqueued_at;	/* put on the shared queue: the worker counts
+								 * the wait for it in queue_ms and total_ms */
+	uint64		reservation_id; /* budget.h: the tokens reserved at
+								 * admission; 0 = none */
 
 	NameData	model;			/* "" = pg_infer.default_model */
+	bool		stream;			/* the caller shows each piece as it comes:
+								 * wake it for every TEXT */
 	PgInferSamplingArgs sampling;
 	int32		n_stop;
 	Size		stop_offset;	/* n_stop NUL-terminated strings, back to back */
@@ -228,8 +235,8 @@ typedef struct PgInferAdmittedMessage
 typedef struct PgInferDoneMessage
 {
 	char		type;			/* PGI_MSG_DONE */
-	char		finish_reason[16];	/* stop, length, cancelled, timeout, error */
-	int64		usage_id;		/* the committed usage row; 0 when not recorded */
+	char		finish_reason[16];	/* pgi_finish_reason_name(); "loaded" or
+									 * "unloaded" for a model call */
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;

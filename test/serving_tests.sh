@@ -177,8 +177,10 @@ if grep -qE "ERROR" "$SCRATCH/restart.out" && [ "$elapsed" -lt 2000 ]; then
 else
     not_ok "a caller errors at once when the worker dies" "$(cat "$SCRATCH/restart.out") (${elapsed} ms)"
 fi
-out=$(sql "$SHORT" | head -1)
-if grep -qE "not running|stopped|worker" <<<"$out"; then
+# Away: not running (55000), or it stopped or restarted while the call was
+# queued (08006, 57P01); any other error, or other text, fails.
+out=$("${Q[@]}" -c "\\set VERBOSITY verbose" -c "$SHORT" 2>&1 | head -1)
+if grep -qE "^(psql:[^ ]* )?ERROR:  (55000: the pg_infer worker is not running|08006: the pg_infer worker stopped while serving this call|57P01: the pg_infer worker (restarted after the call was queued|is shutting down))$" <<<"$out"; then
     ok "a call while the worker is away fails with a clear error: $out"
 elif [ "$out" = "$EXPECTED" ]; then
     ok "a call right after the worker's death (it was already back)"
@@ -262,7 +264,7 @@ else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi
 
-# ------------------------------------------------------------ model files (issue 11)
+# ------------------------------------------------------------ model files
 # A loaded model is immune to its file (it is read into private memory); a
 # hostile or huge file is refused before it is hashed or allocated for; a
 # load stops when its caller cancels; a path swapped after the backend's
