@@ -395,3 +395,12 @@ crosscheck: $(BUILDDIR)/make_synthetic_model $(BUILDDIR)/test/unit/test_crossche
 	  bash test/crosscheck/crosscheck.sh $(CROSSCHECK_CASES)
 
 .PHONY: crosscheck
+
+# test_structured writes its synthetic model with make_synthetic_model.
+$(BUILDDIR)/test/unit/test_structured: | $(BUILDDIR)/make_synthetic_model
+
+# structured-check: test_structured's outputs validated by ajv (npm, into
+# $(BUILDDIR)/structured/npm), a JSON Schema validator independent of ours.
+structured-check: $(BUILDDIR)/test/unit/test_structured
+	BUILDDIR="$(BUILDDIR)" bash test/structured/validate.sh
+.PHONY: structured-check

@@ -166,6 +166,8 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: blob outside the segment");
 		return false;
 	}
+	if (h->kind == PGI_CALL_GENERATE && !serving_constraint_check(h, base, error))
+		return false;
 	if (h->kind == PGI_CALL_LOAD_MODEL)
 	{
 		const PgInferLoadArgs *args = (const PgInferLoadArgs *) (base + h->blob_offset);
@@ -223,6 +225,7 @@ fill_sampling(const PgInferCallHeader *h, const char *base, pgi_sampling_params 
 		p->stop[i] = MemoryContextStrdup(context, stop);
 		offset += strlen(stop) + 1;
 	}
+	serving_constraint_fill(h, base, &p->constraint);
 }
 
 /* Tokenize, fit to the context and add one prompt to its model's engine. */

@@ -172,4 +172,12 @@ extern int	serving_sql_version(void);
 
 #include "serving_loop.h"
 
+/* constraint_args.c: a GENERATE call's constraint blob (ext/protocol.h's
+ * PgInferConstraintArgs): its frame checked (XX001 when malformed), and
+ * the engine's spec pointing into the segment (kind NONE when absent). */
+extern bool serving_constraint_check(const PgInferCallHeader *h, const char *base,
+									 ServingError *error);
+extern void serving_constraint_fill(const PgInferCallHeader *h, const char *base,
+									pgi_constraint_spec *spec);
+
 #endif							/* PG_INFER_SERVING_H */

@@ -29,6 +29,8 @@ typedef struct sequence {
     pgi_sampling_params params;
     char *stop_copies[PGI_MAX_STOP_STRINGS];
     pgi_sampler sampler;
+    struct shared_constraint *constraint;   /* NULL: unconstrained */
+    int constraint_state;
     pgi_detokenizer detokenizer;
     bool detokenizer_ready;
     pgi_stop_matcher stop;
@@ -47,8 +49,20 @@ typedef struct sequence {
     int step_tokens;            /* tokens of this sequence in the current step */
 } sequence;
 
+/* A compiled constraint, shared by the sequences with the same spec. */
+typedef struct shared_constraint {
+    pgi_constraint *c;
+    int refs;
+} shared_constraint;
+
 struct pgi_engine {
     pgi_engine_options options;
+    pgi_token_trie *trie;       /* built at the first constrained sequence */
+    shared_constraint **constraints;
+    int n_constraints;
+    int constraints_capacity;
+    int32_t *allowed;           /* [vocab] scratch of constrained sampling */
+    double constraint_ms;       /* time spent choosing constrained tokens */
     gguf_file *file;
     pgi_tokenizer *tokenizer;
     pgi_model *model;
@@ -135,6 +149,18 @@ sequence_free(pgi_engine *e, sequence *s)
     if (s->state == SEQ_PREFILL || s->state == SEQ_DECODE)
         e->reserved_blocks -= s->reserved_blocks;
     pgi_sampler_free(&s->sampler);
+    if (s->constraint != NULL && --s->constraint->refs == 0)
+    {
+        for (int i = 0; i < e->n_constraints; i++)
+            if (e->constraints[i] == s->constraint)
+            {
+                e->constraints[i] = e->constraints[--e->n_constraints];
+                break;
+            }
+        pgi_constraint_free(s->constraint->c);
+        pgi_free(s->constraint);
+    }
+    s->constraint = NULL;
     if (s->detokenizer_ready)
         pgi_detokenizer_free(&s->detokenizer);
     pgi_stop_matcher_free(&s->stop);
@@ -244,7 +270,62 @@ pgi_engine_close(pgi_engine *e)
     pgi_free(e->top_logits);
     pgi_free(e->row_mode);
     pgi_free(e->host_logits);
+    pgi_free(e->constraints);
+    pgi_free(e->allowed);
+    pgi_token_trie_free(e->trie);
     pgi_free(e);
+}
+
+/* The compiled constraint of a spec: one the engine has, or a new one. */
+static pgi_status
+attach_constraint(pgi_engine *e, sequence *s, const pgi_constraint_spec *spec, pgi_error *err)
+{
+    shared_constraint *shared = NULL;
+    pgi_status st;
+
+    if (e->trie == NULL)
+    {
+        if ((st = pgi_token_trie_build(e->tokenizer, &e->trie, err)) != PGI_OK)
+            return st;
+    }
+    if (e->allowed == NULL)
+    {
+        e->allowed = pgi_alloc(sizeof(int32_t) * (size_t) (e->model->config.vocab_size + 16));
+        if (e->allowed == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < e->n_constraints && shared == NULL; i++)
+        if (pgi_constraint_spec_equal(pgi_constraint_get_spec(e->constraints[i]->c), spec))
+            shared = e->constraints[i];
+    if (shared == NULL)
+    {
+        if (e->n_constraints == e->constraints_capacity)
+        {
+            int capacity = e->constraints_capacity ? e->constraints_capacity * 2 : 8;
+            shared_constraint **p = pgi_realloc(e->constraints,
+                                                sizeof(*p) * (size_t) e->constraints_capacity,
+                                                sizeof(*p) * (size_t) capacity);
+
+            if (p == NULL)
+                return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+            e->constraints = p;
+            e->constraints_capacity = capacity;
+        }
+        shared = pgi_calloc(1, sizeof(*shared));
+        if (shared == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+        if ((st = pgi_constraint_compile(spec, &shared->c, err)) != PGI_OK)
+        {
+            pgi_free(shared);
+            return st;
+        }
+        e->constraints[e->n_constraints++] = shared;
+    }
+    shared->refs++;
+    s->constraint = shared;
+    s->constraint_state = pgi_constraint_start(shared->c);
+    s->params.constraint = *pgi_constraint_get_spec(shared->c);
+    return PGI_OK;
 }
 
 /* An unsigned metadata value of the architecture, when present as one. */
@@ -548,6 +629,7 @@ pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
     s->steps = e->steps;
     s->tokens_processed = e->tokens_processed;
     s->tokens_generated = e->tokens_generated;
+    s->constraint_ms = e->constraint_ms;
     for (int i = 0; i < e->n_seqs; i++)
     {
         if (e->seqs[i]->state == SEQ_WAITING)
@@ -663,6 +745,12 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
         goto fail;
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t) n_prompt);
+    s->params.constraint.kind = PGI_CONSTRAINT_NONE;
+    s->params.constraint.text = NULL;
+    s->params.constraint.length = 0;
+    if (params->constraint.kind != PGI_CONSTRAINT_NONE &&
+        (st = attach_constraint(e, s, &params->constraint, err)) != PGI_OK)
+        goto fail;
     if ((st = pgi_sampler_init(&s->sampler, &s->params, vocab, e->context_length, err)) != PGI_OK)
         goto fail;
     for (int i = 0; i < n_prompt; i++)
@@ -675,7 +763,9 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
 
         for (int i = 0; i < n_prompt && !prompt_has_text; i++)
             prompt_has_text = pgi_tokenizer_token_type(e->tokenizer, prompt[i]) != PGI_TOKEN_CONTROL;
-        st = pgi_detokenizer_init(&s->detokenizer, e->tokenizer, !prompt_has_text, err);
+        /* a constrained text is exactly its tokens' bytes: nothing stripped */
+        st = pgi_detokenizer_init(&s->detokenizer, e->tokenizer,
+                                  !prompt_has_text && s->constraint == NULL, err);
     }
     if (st != PGI_OK)
         goto fail;
@@ -746,6 +836,88 @@ finish(pgi_engine *e, sequence *s, pgi_finish_reason reason)
     pgi_kv_sequence_free(&s->kv, &e->blocks);
 }
 
+/*
+ * The next token of a constrained sequence, and its state advanced.  The
+ * tokens allowed in its state come cached from the constraint (the trie is
+ * walked once per state); of those, only tokens that leave the text
+ * completable in the tokens left (max_tokens, the context) are offered,
+ * counting one byte per token (the vocabularies served have a token for
+ * every byte), so the text closes before the budget ends.  End-of-
+ * generation tokens only where the text is accepted.  -1 when nothing fits.
+ */
+static int32_t
+constrained_token(pgi_engine *e, sequence *s, const float *logits, pgi_error *err)
+{
+    double started = now_ms();
+    pgi_constraint *c = s->constraint->c;
+    const pgi_constraint_tokens *t = pgi_constraint_tokens_at(c, e->trie, s->constraint_state, err);
+    int left, budget, n = 0;
+    bool accepting = pgi_constraint_accepting(c, s->constraint_state);
+    int32_t token;
+
+    if (t == NULL)
+        return -1;
+    left = s->params.max_tokens - s->n_generated;
+    if (e->context_length - s->kv.length < left)
+        left = e->context_length - s->kv.length;
+    /* bytes that may still follow this token */
+    budget = left - 1;
+    if (t->min_distance > budget)
+        budget = t->min_distance;   /* cannot close in time: make the most progress */
+    if (accepting && !s->params.ignore_eos)
+    {
+        /* ending now beats any token that cannot close in time */
+        const int32_t *ends = pgi_token_trie_end_tokens(e->trie);
+
+        for (int i = 0; i < pgi_token_trie_n_end_tokens(e->trie); i++)
+            e->allowed[n++] = ends[i];
+        if (t->min_distance > left - 1)
+            budget = -1;
+    }
+    for (int i = 0; i < t->n; i++)
+        if (t->distance[i] <= budget)
+            e->allowed[n++] = t->ids[i];
+    if (n == 0)
+        return -1;
+    /* end tokens came first; keep the list ascending */
+    for (int i = 1; i < n; i++)
+    {
+        int32_t v = e->allowed[i];
+        int k = i - 1;
+
+        if (e->allowed[k] <= v)
+            continue;
+        while (k >= 0 && e->allowed[k] > v)
+        {
+            e->allowed[k + 1] = e->allowed[k];
+            k--;
+        }
+        e->allowed[k + 1] = v;
+    }
+    token = pgi_sampler_sample_among(&s->sampler, logits, e->allowed, n);
+    if (!pgi_tokenizer_is_end_of_generation(e->tokenizer, token))
+    {
+        int lo = 0, hi = t->n - 1;
+
+        while (lo <= hi)
+        {
+            int mid = lo + (hi - lo) / 2;
+
+            if (t->ids[mid] == token)
+            {
+                s->constraint_state = t->next[mid];
+                break;
+            }
+            if (t->ids[mid] < token)
+                lo = mid + 1;
+            else
+                hi = mid - 1;
+        }
+    }
+    e->constraint_ms += now_ms() - started;
+    return token;
+}
+
 /* Records a sampled token; decides whether the sequence goes on. */
 static void
 accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
@@ -776,6 +948,8 @@ accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
     }
     if (stopped)
         finish(e, s, PGI_FINISH_STOP);
+    else if (s->constraint != NULL && pgi_constraint_complete(s->constraint->c, s->constraint_state))
+        finish(e, s, PGI_FINISH_EOS);   /* nothing may follow: the text is whole */
     else if (s->n_generated >= s->params.max_tokens)
         finish(e, s, PGI_FINISH_LENGTH);
     else if (s->kv.length >= e->context_length)
@@ -1048,7 +1222,9 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
             const pgi_sampler *sampler = &e->output_seqs[j]->sampler;
             int k = pgi_sampler_candidates_needed(sampler);
 
-            if (!pgi_sampler_needs_logits(sampler))
+            if (e->output_seqs[j]->constraint != NULL)
+                e->row_mode[j] = ROW_FULL;
+            else if (!pgi_sampler_needs_logits(sampler))
                 e->row_mode[j] = ROW_ARGMAX;
             else if (k > 0 && k <= PGI_TOP_K_MAX && e->options.logits_observer == NULL)
             {
@@ -1112,7 +1288,20 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
         if (row != NULL && e->options.logits_observer != NULL)
             e->options.logits_observer(e->options.logits_observer_context, s->id,
                                        e->positions[e->output_rows[j]], row, vocab);
-        if (e->row_mode[j] == ROW_FULL)
+        if (s->constraint != NULL)
+        {
+            pgi_error cerr;
+
+            token = constrained_token(e, s, row, &cerr);
+            if (token < 0)
+            {
+                /* no token continues the text (out of memory, or a
+                 * vocabulary without the bytes it needs): it ends here */
+                finish(e, s, PGI_FINISH_LENGTH);
+                continue;
+            }
+        }
+        else if (e->row_mode[j] == ROW_FULL)
             token = pgi_sampler_sample(&s->sampler, row);
         else if (e->row_mode[j] == ROW_TOP_K)
         {

@@ -144,6 +144,7 @@ typedef struct pgi_engine_stats {
     uint64_t steps;
     uint64_t tokens_processed;     /* prompt + decode tokens through the model */
     uint64_t tokens_generated;
+    double constraint_ms;          /* choosing constrained tokens (masks, their sampling) */
 } pgi_engine_stats;
 
 pgi_status pgi_engine_open(const pgi_engine_options *options, pgi_engine **out,

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "constraint.h"
 #include "pgi_error.h"
 
 #define PGI_MAX_STOP_STRINGS 8
@@ -46,6 +47,10 @@ typedef struct pgi_sampling_params {
     bool render_special;       /* control tokens in the output as their text (chat) */
     int n_stop;
     const char *stop[PGI_MAX_STOP_STRINGS];   /* copied by the engine */
+    /* Constrained decoding (constraint.h): kind PGI_CONSTRAINT_NONE = off.
+     * The engine compiles it (once per distinct spec) when the sequence is
+     * added; the text is copied. */
+    pgi_constraint_spec constraint;
 } pgi_sampling_params;
 
 /* The PGI_DEFAULT_* values above, seed 0, no stop strings. */
@@ -109,6 +114,15 @@ int32_t pgi_sampler_sample(pgi_sampler *sampler, const float *logits);
  */
 int pgi_sampler_candidates_needed(const pgi_sampler *sampler);
 int32_t pgi_sampler_sample_top(pgi_sampler *sampler, pgi_candidate *c, int n);
+
+/*
+ * Sampling among some tokens only (constrained decoding): ids[0..n)
+ * ascending, n >= 1; the other tokens count as if their logits were -inf.
+ * The chain is pgi_sampler_sample's (penalty, top-k, top-p, min-p,
+ * temperature), over these candidates; it reads only their logits.
+ */
+int32_t pgi_sampler_sample_among(pgi_sampler *sampler, const float *logits, const int32_t *ids,
+                                 int n);
 
 /*
  * Steps of the chain, exposed for tests.  They work on candidates[0..*n),

@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "storage/dsm.h"
 #include "storage/shm_mq.h"
+#include "utils/jsonb.h"
 
 /* What the caller asks for. */
 typedef struct PgInferCallSpec
@@ -114,5 +115,13 @@ extern void pgi_require_worker(void);
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */
 extern void pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
 extern text *pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out);
+
+/* structured.c: the json_schema, choices, regex arguments (at `first`,
+ * first + 1, first + 2 when present) and chat()'s response_format, checked
+ * and set as the call's constraint (the blob).  Read after the stop strings. */
+extern void pgi_read_constraint_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
+extern void pgi_read_response_format(Jsonb *format, PgInferCallSpec *spec);
+extern void pgi_set_json_schema_constraint(PgInferCallSpec *spec, const char *schema, Size length,
+										   const char *argument);
 
 #endif							/* PG_INFER_CALL_H */

@@ -141,6 +141,21 @@ typedef struct PgInferLoadArgs
 	bool		under_model_dir;
 } PgInferLoadArgs;
 
+/*
+ * PGI_CALL_GENERATE's blob, when blob_size > 0: a constraint on every reply
+ * of the call (json_schema, choices, regex).  The text follows the struct
+ * (length bytes; kind and text as engine/constraint.h's
+ * pgi_constraint_spec: 1 regex, 2 JSON schema, 3 choices each ended by a
+ * NUL).  The backend compiled it once to check it; the worker checks the
+ * frame (bgworker/constraint_args.c) and the engine compiles it again.
+ */
+typedef struct PgInferConstraintArgs
+{
+	int32		kind;
+	Size		length;
+	/* text follows */
+} PgInferConstraintArgs;
+
 /* A byte range of a prompt: a marker the chat template wrote. */
 typedef struct PgInferSpan
 {
