@@ -390,6 +390,8 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	options.max_batch_tokens = pg_infer_max_batch_tokens;
 	options.prefill_chunk = pg_infer_prefill_chunk;
 	options.max_sequences = pg_infer_max_sequences;
+	options.disable_prefix_cache = !pg_infer_prefix_cache;
+	options.prefix_cache_bytes = (size_t) pg_infer_prefix_cache_memory * 1024 * 1024;
 	options.debug_lose_device_at_step = pg_infer_debug_lose_device_at_step;
 	pgi_error_clear(&engine_error);
 

@@ -39,6 +39,8 @@ int			pg_infer_prefill_chunk = 256;
 int			pg_infer_kv_memory = 0;
 int			pg_infer_max_sequences = 64;
 int			pg_infer_max_sequences_per_role = 0;
+bool		pg_infer_prefix_cache = true;
+int			pg_infer_prefix_cache_memory = 0;
 bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
@@ -251,6 +253,24 @@ define_settings(void)
 							0, 0, 4096,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_infer.prefix_cache",
+							 "Whether KV blocks of finished requests are kept for later prompts that start with the same tokens.",
+							 "Off, a prefix is shared only between requests that run at the same time. Applies to models loaded afterwards.",
+							 &pg_infer_prefix_cache,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.prefix_cache_memory",
+							"Most KV cache memory per model kept for blocks of finished requests (0: whatever the KV cache has spare).",
+							"Kept blocks are given up whenever running requests need the room. Applies to models loaded afterwards.",
+							&pg_infer_prefix_cache_memory,
+							0, 0, 1048576,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("pg_infer.usage_recording",

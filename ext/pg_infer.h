@@ -87,6 +87,8 @@ extern int	pg_infer_prefill_chunk;
 extern int	pg_infer_kv_memory;		/* MB */
 extern int	pg_infer_max_sequences;
 extern int	pg_infer_max_sequences_per_role;	/* 0: 3/4 of max_sequences */
+extern bool pg_infer_prefix_cache;
+extern int	pg_infer_prefix_cache_memory;	/* MB */
 extern bool pg_infer_usage_recording;
 extern int	pg_infer_usage_retention;	/* minutes; 0 = keep everything */
 extern int	pg_infer_debug_lose_device_at_step;	/* tests only; 0 = off */
