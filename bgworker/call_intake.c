@@ -92,7 +92,7 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	const PgInferSequenceSlot *slots = (const PgInferSequenceSlot *) (base + h->sequences_offset);
 
 	if (h->kind != PGI_CALL_GENERATE && h->kind != PGI_CALL_LOAD_MODEL &&
-		h->kind != PGI_CALL_UNLOAD_MODEL)
+		h->kind != PGI_CALL_UNLOAD_MODEL && h->kind != PGI_CALL_CLEAR_PREFIX_CACHE)
 	{
 		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: unknown kind %u", h->kind);
 		return false;
@@ -325,12 +325,16 @@ answer_model_call(ServingCall *call, const char *base)
 		memcpy(&args, base + call->header.blob_offset, sizeof(args));
 		ok = registry_load(name, &args, true, &call->shared_header->cancel_requested, &error);
 	}
+	else if (call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE)
+		ok = registry_clear_prefix_cache(name, &error);
 	else
 		ok = registry_unload(name, &error);
 	/* the answer goes to every sequence slot, though one is expected */
 	memset(&done, 0, sizeof(done));
 	done.type = PGI_MSG_DONE;
-	strlcpy(done.finish_reason, call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" : "unloaded",
+	strlcpy(done.finish_reason,
+			call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" :
+			call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE ? "cleared" : "unloaded",
 			sizeof(done.finish_reason));
 	namestrcpy(&done.model, name);
 	for (int i = 0; i < call->n_sequences; i++)

@@ -93,7 +93,8 @@ typedef enum PgInferCallKind
 {
 	PGI_CALL_GENERATE = 1,		/* n_sequences prompts, sampled */
 	PGI_CALL_LOAD_MODEL = 2,	/* blob: PgInferLoadArgs */
-	PGI_CALL_UNLOAD_MODEL = 3	/* model = the name */
+	PGI_CALL_UNLOAD_MODEL = 3,	/* model = the name */
+	PGI_CALL_CLEAR_PREFIX_CACHE = 4	/* model = the name, "" = every model */
 } PgInferCallKind;
 
 typedef enum PgInferCancelReason
@@ -290,6 +291,10 @@ typedef struct PgInferLoadedModel
 	int64		tokens_prompt;
 	int64		tokens_generated;
 	int64		requests_served;
+	/* the prefix cache (engine/prefix_cache.h) */
+	int32		kv_blocks_cached;	/* blocks it indexes, in use or kept */
+	int64		prefix_cache_hits;	/* requests that started from its blocks */
+	int64		prefix_cache_tokens;	/* prompt tokens served from them */
 } PgInferLoadedModel;
 
 #endif							/* PG_INFER_PROTOCOL_H */
