@@ -116,4 +116,9 @@ extern void pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens
 extern void pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
 extern text *pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out);
 
+/* A NOTICE when a sequence's "length" was the model's context, not
+ * max_tokens (ordinal: the batch prompt's index, -1 for a single prompt). */
+extern void pgi_notice_if_context_full(const PgInferCallSpec *spec,
+									   const PgInferDoneMessage *done, int ordinal);
+
 #endif							/* PG_INFER_CALL_H */
