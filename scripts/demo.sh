@@ -84,7 +84,10 @@ server_has_destdir() {
     postgres="$(bindir 2>/dev/null)/postgres"
     # not installed yet: it will be Debian's package, which has it
     [ -x "$postgres" ] || return 0
-    (cd / && as_demo_user "$postgres" --describe-config 2>/dev/null) | grep -q '^extension_destdir'
+    # (all of the output first: grep -q leaving early would fail the pipe)
+    local parameters
+    parameters=$(cd / && as_demo_user "$postgres" --describe-config 2>/dev/null)
+    grep -q '^extension_destdir' <<<"$parameters"
 }
 
 # Where the cluster and its files will be (see prepare_demo_dir), told
