@@ -23,6 +23,7 @@
  * answered; everything else allocated during an iteration goes to a
  * context reset at the start of the next one.
  */
+#include "reasoning_count.h"
 #include "serving.h"
 
 #include "../ext/counters.h"
@@ -79,6 +80,8 @@ typedef struct ServingSequence
 	bool		closed;			/* nothing more to send or to do */
 	bool		text_sent;		/* some TEXT has been sent */
 	PgiUtf8Pending utf8;		/* an incomplete character held back */
+	ReasoningCount reasoning;	/* chat: the reply, to count its reasoning */
+	int32		reasoning_tokens;	/* set when it finishes */
 
 	/* set when it finishes, until its usage row is committed */
 	bool		finishing;
@@ -399,11 +402,12 @@ check_header_frame(const PgInferCallHeader *h, Size mapped, const char **why)
 }
 
 static bool
-check_slot_queue(const PgInferSequenceSlot *slot, Size size)
+check_slot_queue(const PgInferSequenceSlot *slot, Size queue_size, Size size)
 {
 	return slot->queue_offset % MAXIMUM_ALIGNOF == 0 &&
 		slot->queue_offset >= sizeof(PgInferCallHeader) &&
-		range_ok(slot->queue_offset, PGI_REPLY_QUEUE_SIZE, size);
+		queue_size >= PGI_REPLY_QUEUE_SIZE_MIN && queue_size <= PGI_REPLY_QUEUE_SIZE_MAX &&
+		range_ok(slot->queue_offset, queue_size, size);
 }
 
 /* The rest of the header, once replies are possible. */
@@ -792,7 +796,8 @@ take_call(const PgInferQueueEntry *entry)
 
 		s->call = call;
 		s->ordinal = i;
-		if (check_slot_queue(slot, header.segment_size))
+		reasoning_count_start(&s->reasoning, header.sampling.reply_family);
+		if (check_slot_queue(slot, header.reply_queue_size, header.segment_size))
 		{
 			shm_mq	   *mq = (shm_mq *) (base + slot->queue_offset);
 
@@ -933,6 +938,7 @@ drop_from_engine(ServingSequence *s, const char *reason)
 	if (!pgi_engine_sequence_timings(m->engine, s->engine_id, &s->timings))
 		memset(&s->timings, 0, sizeof(s->timings));
 	pgi_engine_cancel(m->engine, s->engine_id, NULL);
+	s->reasoning_tokens = reasoning_count_finish(&s->reasoning, s->timings.generated_tokens);
 	forget_engine_sequence(s);
 	add_finishing(s, reason);
 }
@@ -1095,6 +1101,14 @@ step_model(int slot)
 			initStringInfo(&text);
 			pgi_utf8_append(&text, &s->utf8, o->text, o->text_length, o->finished);
 			queue_text(s, text.data, text.len);
+			if (s->reasoning.family != 0)
+			{
+				MemoryContext old = MemoryContextSwitchTo(s->call->context);
+
+				reasoning_count_add(&s->reasoning, text.data, text.len,
+									o->timings.generated_tokens);
+				MemoryContextSwitchTo(old);
+			}
 			pfree(text.data);
 		}
 		if (o->finished)
@@ -1120,6 +1134,8 @@ step_model(int slot)
 					break;
 			}
 			s->timings = o->timings;
+			s->reasoning_tokens = reasoning_count_finish(&s->reasoning,
+														 o->timings.generated_tokens);
 			forget_engine_sequence(s);
 			add_finishing(s, reason);
 			n_finished++;
@@ -1164,6 +1180,7 @@ fill_usage_row(const ServingSequence *s, UsageRow *row, TimestampTz now)
 	row->prompt_tokens = s->admitted || t->generated_tokens > 0 ? t->prompt_tokens : 0;
 	row->cached_tokens = Min(t->cached_tokens, row->prompt_tokens);
 	row->completion_tokens = t->generated_tokens;
+	row->reasoning_tokens = Min(s->reasoning_tokens, row->completion_tokens);
 	strlcpy(row->finish_reason, s->finish_reason, sizeof(row->finish_reason));
 	row->queue_ms = t->queue_ms;
 	row->ttft_ms = t->generated_tokens > 0 ? t->time_to_first_token_ms : NAN;
@@ -1263,6 +1280,7 @@ answer_finished(ServingSequence *s)
 		done.prompt_tokens = s->timings.prompt_tokens;
 		done.cached_tokens = s->timings.cached_tokens;
 		done.completion_tokens = s->timings.generated_tokens;
+		done.reasoning_tokens = s->reasoning_tokens;
 		done.queue_ms = s->timings.queue_ms;
 		done.ttft_ms = s->timings.time_to_first_token_ms;
 		done.total_ms = s->timings.total_ms;

@@ -92,6 +92,7 @@ typedef struct UsageRow
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;
+	int32		reasoning_tokens;
 	char		finish_reason[16];
 	float8		queue_ms;
 	float8		ttft_ms;
@@ -124,6 +125,18 @@ extern bool serving_run_in_transaction(const char *what, serving_transaction_bod
 /* The extension's schema in this database, quoted; throws when the
  * extension is not installed.  Call inside a transaction. */
 extern const char *serving_extension_schema(void);
+
+/*
+ * The installed SQL objects' version (pg_extension.extversion) as
+ * major * 10000 + minor * 100 + patch: the library serves databases whose
+ * ALTER EXTENSION pg_infer UPDATE is still pending, so what it writes
+ * follows the SQL it finds (as pg_stat_statements keys its functions to its
+ * SQL version).  Call inside a transaction; throws when not installed.
+ */
+extern int	serving_sql_version(void);
+#define PGI_SQL_VERSION(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
+/* usage.reasoning_tokens and usage_input.reasoning_tokens */
+#define PGI_SQL_HAS_REASONING_TOKENS(version) ((version) >= PGI_SQL_VERSION(0, 2, 0))
 
 /* ------------------------------------------------------------ scheduler */
 

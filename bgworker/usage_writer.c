@@ -134,6 +134,29 @@ serving_extension_schema(void)
 	return quote_identifier(schema);
 }
 
+int
+serving_sql_version(void)
+{
+	int			status;
+	char	   *version;
+	int			major = 0,
+				minor = 0,
+				patch = 0;
+
+	status = SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
+						 "WHERE extname = 'pg_infer'", true, 1);
+	if (status != SPI_OK_SELECT)
+		elog(ERROR, "could not look up extension pg_infer: SPI status %d", status);
+	if (SPI_processed == 0)
+		(void) serving_extension_schema();	/* throws its error */
+	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (version == NULL || sscanf(version, "%d.%d.%d", &major, &minor, &patch) < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension pg_infer has an unknown version \"%s\"", version ? version : "")));
+	return PGI_SQL_VERSION(major, minor, patch);
+}
+
 /* ------------------------------------------------------------ usage rows */
 
 typedef struct UsageBatch
@@ -171,6 +194,7 @@ write_usage_rows(void *arg)
 {
 	const UsageBatch *batch = arg;
 	const char *schema = serving_extension_schema();
+	bool		with_reasoning = PGI_SQL_HAS_REASONING_TOKENS(serving_sql_version());
 	StringInfoData sql;
 	int			status;
 
@@ -213,6 +237,8 @@ write_usage_rows(void *arg)
 		append_text_value(&sql, r->device, true);
 		appendStringInfoString(&sql, ", ");
 		append_float(&sql, r->device_ms);
+		if (with_reasoning)
+			appendStringInfo(&sql, ", %d", r->reasoning_tokens);
 		appendStringInfo(&sql, ")::%s.usage_input", schema);
 	}
 	appendStringInfoString(&sql, "])");

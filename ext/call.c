@@ -204,6 +204,16 @@ request_cancel(PgInferCallHeader *header, PgInferCancelReason reason)
  * the backend-local PgInferCall may already be freed: touch only the
  * segment).  A call whose sequences all finished ignores the flag.
  */
+/* Calls of this session whose segments are attached (pg_infer.max_open_calls). */
+static int	open_calls = 0;
+
+static void
+count_closed_call(dsm_segment *segment, Datum arg)
+{
+	if (open_calls > 0)
+		open_calls--;
+}
+
 static void
 cancel_on_detach(dsm_segment *segment, Datum arg)
 {
@@ -256,6 +266,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	Latch	   *worker_latch;
 	uint64		call_id = 0;
 	bool		queue_full = false;
+	Size		queue_size;
 
 	pg_infer_require_preload();
 	Assert(spec->n_prompts >= 1 && spec->n_prompts <= PGI_MAX_SEQUENCES_PER_CALL);
@@ -293,11 +304,26 @@ pgi_call_submit(const PgInferCallSpec *spec)
 			size = add_size(size, MAXALIGN(sizeof(PgInferSpan)) +
 							mul_size(sizeof(PgInferSpan), spec->prompt_n_specials[i]));
 	size = MAXALIGN(size);
-	size = add_size(size, mul_size(spec->n_prompts, PGI_REPLY_QUEUE_SIZE));
+	queue_size = pgi_reply_queue_size(spec->n_prompts);
+	size = add_size(size, mul_size(spec->n_prompts, queue_size));
 
 	pgi_require_worker();
+	if (open_calls >= pg_infer_max_open_calls)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("this session has %d pg_infer calls open", open_calls),
+				 errdetail("pg_infer.max_open_calls is %d; a generate_stream() read through a cursor stays open until the cursor is closed.",
+						   pg_infer_max_open_calls),
+				 errhint("Close the cursors you no longer read, or ask a superuser to raise pg_infer.max_open_calls.")));
 
-	segment = dsm_create(size, 0);
+	segment = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (segment == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("the server has no dynamic shared memory segment left for a pg_infer call"),
+				 errhint("Other sessions hold them all; retry later, or raise max_connections (PostgreSQL allows 64 + 5 per connection).")));
+	open_calls++;
+	on_dsm_detach(segment, count_closed_call, (Datum) 0);
 	base = dsm_segment_address(segment);
 	memset(base, 0, header_size + slots_size);
 	header = (PgInferCallHeader *) base;
@@ -318,6 +344,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	header->sampling = spec->sampling;
 	header->n_sequences = spec->n_prompts;
 	header->sequences_offset = header_size;
+	header->reply_queue_size = queue_size;
 	slots = (PgInferSequenceSlot *) (base + header_size);
 
 	offset = header_size + slots_size;
@@ -366,12 +393,12 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	call->sequences = palloc0(sizeof(PgInferSequenceReply) * spec->n_prompts);
 	for (int i = 0; i < spec->n_prompts; i++)
 	{
-		shm_mq	   *mq = shm_mq_create(base + offset, PGI_REPLY_QUEUE_SIZE);
+		shm_mq	   *mq = shm_mq_create(base + offset, queue_size);
 
 		slots[i].queue_offset = offset;
 		shm_mq_set_receiver(mq, MyProc);
 		call->sequences[i].queue = shm_mq_attach(mq, segment, NULL);
-		offset += PGI_REPLY_QUEUE_SIZE;
+		offset += queue_size;
 	}
 	Assert(offset == size);
 	on_dsm_detach(segment, cancel_on_detach, (Datum) 0);

@@ -19,7 +19,7 @@
  * <think>...</think>, gpt-oss's analysis channel) the reasoning is returned
  * apart, as message.reasoning_content, and message.content holds the answer
  * alone; usage.completion_tokens_details.reasoning_tokens counts the tokens
- * before the answer.
+ * before the answer, as the worker counted them for the usage row.
  */
 #include "call.h"
 #include "model_cache.h"
@@ -282,7 +282,6 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	char	   *content_cstring;
 	const char *template_argument;
 	pgi_chat_reply reply;
-	int			reasoning_tokens = 0;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -298,6 +297,8 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	spec.sampling.parse_special = prompt.n_specials > 0;
 	/* harmony's reply is read by its channel markers, control tokens all */
 	spec.sampling.render_special = prompt.family == PGI_CHAT_GPT_OSS;
+	/* the worker counts the reply's reasoning tokens as this split reads it */
+	spec.sampling.reply_family = (int32) prompt.family;
 	spec.n_prompts = 1;
 	spec.prompts = palloc(sizeof(char *));
 	spec.prompt_lengths = palloc(sizeof(Size));
@@ -311,18 +312,6 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	content = pgi_run_single(&spec, &done);
 	content_cstring = text_to_cstring(content);
 	pgi_chat_split_reply(prompt.family, content_cstring, strlen(content_cstring), &reply);
-	if (reply.prefix_length > 0)
-	{
-		/* the tokens before the answer, counted by the answering model's
-		 * tokenizer (the reply's own tokens are not sent back) */
-		const PgInferModelInfo *answered = model != NULL ? model : pgi_model_info(NameStr(done.model));
-		int32	   *ids = pgi_tokenize_text(answered, content_cstring, reply.prefix_length, false, true,
-											&reasoning_tokens);
-
-		if (ids != NULL)
-			pfree(ids);
-		reasoning_tokens = Min(reasoning_tokens, done.completion_tokens);
-	}
 
 	initStringInfo(&json);
 	/* the id of the usage row when it was recorded, so the two can be joined */
@@ -349,6 +338,7 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 					 "\"total_tokens\": %d, \"prompt_tokens_details\": {\"cached_tokens\": %d}, "
 					 "\"completion_tokens_details\": {\"reasoning_tokens\": %d}}}",
 					 done.prompt_tokens, done.completion_tokens,
-					 done.prompt_tokens + done.completion_tokens, done.cached_tokens, reasoning_tokens);
+					 done.prompt_tokens + done.completion_tokens, done.cached_tokens,
+					 done.reasoning_tokens);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
 }

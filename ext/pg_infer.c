@@ -40,6 +40,7 @@ int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
+int			pg_infer_max_open_calls = PGI_DEFAULT_MAX_OPEN_CALLS;
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -278,6 +279,15 @@ define_settings(void)
 							PGI_DEFAULT_MAX_INPUT_KB, 1, 1048576,
 							PGC_SUSET,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.max_open_calls",
+							"Most calls one session may have open at once (a generate_stream() read through a cursor stays open until the cursor closes).",
+							"Each open call holds a dynamic shared memory segment; the server has a fixed number of them for all sessions.",
+							&pg_infer_max_open_calls,
+							PGI_DEFAULT_MAX_OPEN_CALLS, 1, 1024,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_infer");

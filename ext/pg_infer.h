@@ -95,6 +95,16 @@ extern int	pg_infer_max_input_bytes;	/* kB */
 /* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
 #define PGI_DEFAULT_MAX_INPUT_KB 1024
 
+/*
+ * pg_infer.max_open_calls: calls one session may have open at once, each
+ * holding a dynamic shared memory segment (a generate_stream() read through
+ * a cursor stays open until the cursor closes).  PostgreSQL has a fixed
+ * number of segment slots for the whole server (64 + 5 per connection), so
+ * a session that opened calls without bound would deny them to everyone.
+ */
+extern int	pg_infer_max_open_calls;
+#define PGI_DEFAULT_MAX_OPEN_CALLS 16
+
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */
 extern PgInferQueue *pg_infer_queue;
 

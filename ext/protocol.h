@@ -44,7 +44,24 @@
 #define PGI_CALL_MAGIC            0x50474943u	/* "PGIC" */
 #define PGI_QUEUE_CAPACITY        1024	/* calls queued, not yet taken */
 #define PGI_MAX_SEQUENCES_PER_CALL 1024	/* generate_batch() prompts */
-#define PGI_REPLY_QUEUE_SIZE      (64 * 1024)	/* bytes per sequence */
+/*
+ * Each sequence's reply queue: 64 kB for a single prompt; a batch shares
+ * 1 MB among its prompts, at least 4 kB each (1024 prompts: 4 MB, not
+ * 64 MB).  A full queue costs no text: the worker keeps what does not fit
+ * and sends it as the backend reads.  The worker accepts any size in range.
+ */
+#define PGI_REPLY_QUEUE_SIZE_MAX  (64 * 1024)
+#define PGI_REPLY_QUEUE_SIZE_MIN  (4 * 1024)
+#define PGI_REPLY_QUEUE_BATCH_TOTAL (1024 * 1024)
+static inline Size
+pgi_reply_queue_size(int n_sequences)
+{
+	Size		size = PGI_REPLY_QUEUE_BATCH_TOTAL / (Size) (n_sequences > 0 ? n_sequences : 1);
+
+	size = size > PGI_REPLY_QUEUE_SIZE_MAX ? PGI_REPLY_QUEUE_SIZE_MAX : size;
+	size = size < PGI_REPLY_QUEUE_SIZE_MIN ? PGI_REPLY_QUEUE_SIZE_MIN : size;
+	return MAXALIGN_DOWN(size);
+}
 #define PGI_TAG_LENGTH            128
 #define PGI_CALL_MAX_STOP_STRINGS 8	/* = the engine's PGI_MAX_STOP_STRINGS */
 #define PGI_MAX_LOADED_MODELS     8
@@ -103,6 +120,9 @@ typedef struct PgInferSamplingArgs
 	bool		render_special; /* control tokens in the reply as their text
 								 * (chat with gpt-oss: its channel markers) */
 	bool		add_bos;		/* prepend BOS when the model asks for one */
+	/* chat: the pgi_chat_family its reply is read as; the worker counts the
+	 * tokens before the answer as reasoning (0, PGI_CHAT_UNKNOWN: none) */
+	int32		reply_family;
 } PgInferSamplingArgs;
 
 typedef struct PgInferLoadArgs
@@ -169,6 +189,7 @@ typedef struct PgInferCallHeader
 
 	int32		n_sequences;
 	Size		sequences_offset;	/* PgInferSequenceSlot[n_sequences] */
+	Size		reply_queue_size;	/* bytes of each sequence's queue */
 } PgInferCallHeader;
 
 /* ------------------------------------------------------------------ replies
@@ -197,6 +218,7 @@ typedef struct PgInferDoneMessage
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;
+	int32		reasoning_tokens;	/* of completion_tokens, before the answer */
 	float8		queue_ms;
 	float8		ttft_ms;
 	float8		total_ms;

@@ -459,6 +459,16 @@ EOF
             PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
         record "$tap_ok" "$tap_failed" "durability (test/durability_tests.sh)"
 
+        # ALTER EXTENSION pg_infer UPDATE from 0.1.0 with books in place, the
+        # library on a database whose update is pending, pg_dump/pg_restore
+        # (restarts this server and leaves it as it was; counted with pgTAP)
+        note "upgrade: ALTER EXTENSION UPDATE, pg_dump and pg_restore (test/upgrade_test.sh)"
+        run_tap_script upgrade.log test/upgrade_test.sh PSQL="$BINDIR/psql" PGI_BINDIR="$BINDIR" \
+            PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
+            PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
+        note "upgrade: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
+        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
         if ! start_pgtap_server "-c shared_preload_libraries="; then

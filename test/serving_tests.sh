@@ -425,4 +425,33 @@ else
     echo "# skipped: model files (PGI_MODEL_DIR not set or not writable)"
 fi
 
+# ------------------------------------------------------------ open calls per session
+# Streams read through cursors (generate_stream() in the select list: in FROM
+# it is read to the end at once) keep their calls (and dynamic shared memory
+# segments) open: one session may hold pg_infer.max_open_calls (16) of them;
+# the next is refused to that session alone (53400), another session is
+# served meanwhile, and closing the cursors gives the slots back.
+{
+    echo "\\set VERBOSITY verbose"
+    echo "BEGIN;"
+    for i in $(seq 1 16); do
+        echo "DECLARE c$i CURSOR FOR SELECT generate_stream('Once upon a time', max_tokens => 300);"
+        echo "FETCH 1 FROM c$i \\g /dev/null"
+    done
+    echo "\\! ${PSQL} -X -q -At -c \"SELECT generate('Lily', max_tokens => 4) IS NOT NULL\" >$SCRATCH/other_session.out 2>&1"
+    echo "DECLARE c17 CURSOR FOR SELECT generate_stream('Once upon a time', max_tokens => 300);"
+    echo "FETCH 1 FROM c17;"
+    echo "ROLLBACK;"
+    echo "SELECT 'after: ' || (generate('Lily', max_tokens => 4) IS NOT NULL);"
+} >"$SCRATCH/open_calls.sql"
+out=$(timeout 120 "$PSQL" -X -q -At -f "$SCRATCH/open_calls.sql" 2>&1)
+if grep -q "ERROR:  53400: this session has 16 pg_infer calls open" <<<"$out"; then
+    ok "a 17th open call in one session is refused with 53400 (pg_infer.max_open_calls = 16)"
+else
+    not_ok "a 17th open call in one session is refused with 53400" "$(tr '\n' '|' <<<"$out" | head -c 600)"
+fi
+check "another session is served while one holds 16 open streams" "t" "$(cat "$SCRATCH/other_session.out" 2>&1)"
+check "closing the cursors gives the session its calls back" "after: true" "$(grep '^after: ' <<<"$out")"
+check "the open streams are dropped by the worker once their cursors close" "0 0 0" "$(wait_idle; queue_idle)"
+
 tap_done
