@@ -8,7 +8,7 @@
 #   3. pgTAP (test/pgtap/*.sql) through pg_prove against a throwaway
 #      cluster started here with pg_infer preloaded, then
 #      the shell suites on the same cluster (serving, exporter, README and
-#      docs SQL, durability), then (test/pgtap/without_preload/*.sql)
+#      docs SQL, durability, upgrade), then (test/pgtap/without_preload/*.sql)
 #      against it restarted without the library, and the worker's CUDA
 #      path on the CUDA emulator
 #
@@ -466,8 +466,7 @@ EOF
         run_tap_script upgrade.log test/upgrade_test.sh PSQL="$BINDIR/psql" PGI_BINDIR="$BINDIR" \
             PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
             PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
-        note "upgrade: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
-        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+        record "$tap_ok" "$tap_failed" "upgrade (test/upgrade_test.sh)"
 
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
