@@ -26,6 +26,7 @@
 #include "reasoning_count.h"
 #include "serving.h"
 
+#include "../ext/budget.h"
 #include "../ext/counters.h"
 #include "../ext/text_utf8.h"
 
@@ -89,6 +90,8 @@ typedef struct ServingSequence
 	pgi_sequence_timings timings;
 	char		error_message[256];	/* finish_reason "error": why */
 	bool		usage_committed;	/* its usage row is committed */
+	bool		usage_lost;		/* its commit failed: answer an error (the row
+								 * waits in usage_writer.c's retry queue) */
 	bool		shutting_down;	/* answer 57P01: the worker stops */
 	bool		device_lost;	/* failed because its model's device was lost */
 	char		request_id[37];
@@ -105,6 +108,7 @@ typedef struct ServingCall
 	ServingSequence *sequences;
 	int			n_open;			/* sequences not closed */
 	bool		streaming;		/* the caller shows each piece as it comes */
+	float8		intake_wait_ms; /* on the shared queue before we took it */
 } ServingCall;
 
 typedef struct EngineSequenceEntry
@@ -788,6 +792,10 @@ take_call(const PgInferQueueEntry *entry)
 		strstr(NameStr(header.function_name), "STREAM") != NULL;
 	dlist_push_tail(&active_calls, &call->node);
 	current_call = call;
+	/* ours to release once the call is answered (budget.h) */
+	pgi_reservation_take(header.reservation_id, (uint32) our_generation);
+	call->intake_wait_ms = header.enqueued_at > 0 && GetCurrentTimestamp() > header.enqueued_at
+		? (float8) (GetCurrentTimestamp() - header.enqueued_at) / 1000.0 : 0.0;
 	for (int i = 0; i < call->n_sequences; i++)
 	{
 		ServingSequence *s = &call->sequences[i];
@@ -993,7 +1001,7 @@ queue_admitted(ServingSequence *s, const pgi_sequence_timings *t)
 	memset(&message, 0, sizeof(message));
 	message.type = PGI_MSG_ADMITTED;
 	message.prompt_tokens = t->prompt_tokens;
-	message.queue_ms = t->queue_ms;
+	message.queue_ms = t->queue_ms + s->call->intake_wait_ms;
 	queue_message(s, &message, sizeof(message));
 }
 
@@ -1211,6 +1219,8 @@ commit_finished(void)
 {
 	UsageRow   *rows;
 	bool		committed;
+	UsageRecordStatus status;
+	char		why[256];
 	XLogRecPtr	commit_lsn = InvalidXLogRecPtr;
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -1218,8 +1228,19 @@ commit_finished(void)
 		return;
 	rows = palloc(sizeof(UsageRow) * n_finishing);
 	for (int i = 0; i < n_finishing; i++)
-		fill_usage_row(finishing[i], &rows[i], now);
-	committed = usage_record(rows, n_finishing, &commit_lsn);
+	{
+		ServingSequence *s = finishing[i];
+
+		/* the wait on the shared queue is queue time (and part of the rest) */
+		s->timings.queue_ms += s->call->intake_wait_ms;
+		s->timings.total_ms += s->call->intake_wait_ms;
+		if (s->timings.generated_tokens > 0)
+			s->timings.time_to_first_token_ms += s->call->intake_wait_ms;
+		fill_usage_row(s, &rows[i], now);
+	}
+	status = usage_record_or_queue(rows, n_finishing, (uint32) our_generation, &commit_lsn,
+								   why, sizeof(why));
+	committed = status == USAGE_RECORDED;
 	if (committed && commit_lsn > durable_lsn)
 		durable_lsn = commit_lsn;
 	for (int i = 0; i < n_finishing; i++)
@@ -1227,6 +1248,9 @@ commit_finished(void)
 		ServingSequence *s = finishing[i];
 
 		s->usage_committed = committed;
+		s->usage_lost = status == USAGE_FAILED;
+		if (s->usage_lost)
+			strlcpy(s->error_message, why, sizeof(s->error_message));
 		if (committed)
 			strlcpy(s->request_id, rows[i].request_id, sizeof(s->request_id));
 		serving_models[s->model_slot].requests_served++;
@@ -1242,12 +1266,31 @@ commit_finished(void)
 	n_finishing = 0;
 }
 
+/*
+ * Release the tokens the call reserved at admission once none of its
+ * sequences runs or waits for its usage row: after the commit, before the
+ * caller hears the end, so that its next request does not find them still
+ * reserved.  (A call that ends otherwise releases them when it is reaped.)
+ */
+static void
+release_reservation_if_done(ServingCall *call)
+{
+	if (call->header.reservation_id == 0)
+		return;
+	for (int i = 0; i < call->n_sequences; i++)
+		if (call->sequences[i].in_engine || call->sequences[i].finishing)
+			return;
+	pgi_reservation_release(call->header.reservation_id);
+	call->header.reservation_id = 0;
+}
+
 static void
 answer_finished(ServingSequence *s)
 {
 	ServingModel *m = &serving_models[s->model_slot];
 
 	s->finishing = false;
+	release_reservation_if_done(s->call);
 	if (s->shutting_down)
 	{
 		ServingError error;
@@ -1265,6 +1308,13 @@ answer_finished(ServingSequence *s)
 						  ? "The pg_infer worker restarts to reset the device; retry in a few seconds."
 						  : NULL,
 						  "model \"%s\" failed: %s", m->name, s->error_message);
+		queue_error(s, &error);
+	}
+	else if (s->usage_lost)
+	{
+		ServingError error;
+
+		usage_lost_error(&error, s->error_message);
 		queue_error(s, &error);
 	}
 	else
@@ -1343,6 +1393,7 @@ flush_and_reap(bool *pending)
 		}
 		if (call->n_open == 0)
 		{
+			pgi_reservation_release(call->header.reservation_id);
 			dlist_delete(&call->node);
 			drop_segment(call->segment);
 			MemoryContextDelete(call->context);
@@ -1379,6 +1430,7 @@ serving_start(void)
 	started_at = pg_infer_shared->started_at;
 	LWLockRelease(pg_infer_shared->lock);
 	drop_stale_entries(started_at);
+	pgi_reservations_clear_dead((uint32) our_generation);
 
 	registry_load_at_start();
 }
@@ -1417,6 +1469,7 @@ serving_iterate(void)
 	answer_durable(work);
 	flush_and_reap(&pending);
 	activity_flush(false);
+	usage_retry_if_due();
 	usage_maintain_if_due();
 	registry_register_pending();
 	MemoryContextSwitchTo(old);
@@ -1427,6 +1480,8 @@ serving_iterate(void)
 		return OUTBOX_RETRY_MS;
 	due = activity_ms_until_due();
 	due = due >= 0 ? Min(due, IDLE_TIMEOUT_MS * 6) : IDLE_TIMEOUT_MS;
+	if (usage_retry_ms_until_due() >= 0)
+		due = Min(due, Max(usage_retry_ms_until_due(), 1L));
 	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
 		if (serving_models[slot].in_use && !serving_models[slot].registered)
 			due = Min(due, 5000L);	/* retry writing its `models` row soon */
@@ -1473,5 +1528,6 @@ serving_shutdown(void)
 	}
 	flush_and_reap(&pending);
 	activity_flush(true);
+	usage_retry_at_exit();
 	registry_close_all();
 }

@@ -101,11 +101,35 @@ typedef struct UsageRow
 	float8		device_ms;
 } UsageRow;
 
-/* Commit rows[0..n) in one transaction through record_usage(); true when
- * they are committed, with the commit's end in *commit_lsn (the commit does
- * not wait for the WAL flush: the caller must, before answering).  Never
- * throws. */
-extern bool usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn);
+typedef enum UsageRecordStatus
+{
+	USAGE_RECORDED,				/* committed */
+	USAGE_NOT_RECORDED,			/* pg_infer.usage_recording is off, or the
+								 * extension is not installed in
+								 * pg_infer.database: nothing to write to */
+	USAGE_FAILED				/* the commit failed (why says so) */
+} UsageRecordStatus;
+
+/* Commit rows[0..n) in one transaction through record_usage(), with the
+ * commit's end in *commit_lsn (the commit does not wait for the WAL flush:
+ * the caller must, before answering).  Never throws. */
+extern UsageRecordStatus usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn,
+									  char *why, Size why_size);
+/* usage_record(), once more at once when it failed (a passing conflict such
+ * as a partition being attached), and then the rows go to the retry queue,
+ * their tokens held against the budgets until they are committed. */
+extern UsageRecordStatus usage_record_or_queue(const UsageRow *rows, int n,
+											   uint32 worker_generation,
+											   XLogRecPtr *commit_lsn, char *why,
+											   Size why_size);
+/* The error a request gets when its usage row could not be committed. */
+extern void usage_lost_error(PgInferErrorMessage *error, const char *why);
+/* Retry the rows whose time has come (a bounded number per call). */
+extern void usage_retry_if_due(void);
+/* Milliseconds until the next retry is due; -1 when none is queued. */
+extern long usage_retry_ms_until_due(void);
+/* At worker exit: one last try, and every row still not committed logged. */
+extern void usage_retry_at_exit(void);
 
 /* One step's figures for the per-minute device activity. */
 extern void activity_add_step(const char *device, double busy_ms, int batch_size,

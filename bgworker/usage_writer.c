@@ -9,6 +9,8 @@
  */
 #include "serving.h"
 
+#include "../ext/budget.h"
+
 #include <math.h>
 
 #include "access/xact.h"
@@ -39,6 +41,9 @@ typedef struct WarningMemory
 } WarningMemory;
 
 static WarningMemory warnings[MAX_WARNING_KINDS];
+
+/* The last failure of serving_run_in_transaction(), for the caller's error. */
+static char last_failure[256];
 
 /* WARNING for a failure of `what`, unless the last one was the same. */
 static void
@@ -78,7 +83,18 @@ serving_run_in_transaction(const char *what, serving_transaction_body body, void
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	volatile bool ok = true;
+	static bool read_write_forced = false;
 
+	/*
+	 * The books are written whatever the database's or a role's
+	 * default_transaction_read_only says: otherwise whoever may ALTER
+	 * DATABASE stops the recording while inference goes on.
+	 */
+	if (!read_write_forced)
+	{
+		SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+		read_write_forced = true;
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
@@ -103,6 +119,8 @@ serving_run_in_transaction(const char *what, serving_transaction_body body, void
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		warn_once(what, edata->message, edata->detail);
+		snprintf(last_failure, sizeof(last_failure), "%s (SQLSTATE %s)", edata->message,
+				 unpack_sql_state(edata->sqlerrcode));
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -113,8 +131,8 @@ serving_run_in_transaction(const char *what, serving_transaction_body body, void
 	return ok;
 }
 
-const char *
-serving_extension_schema(void)
+static const char *
+extension_schema(bool missing_ok)
 {
 	int			status;
 	char	   *schema;
@@ -124,6 +142,8 @@ serving_extension_schema(void)
 						 "WHERE e.extname = 'pg_infer'", true, 1);
 	if (status != SPI_OK_SELECT)
 		elog(ERROR, "could not look up extension pg_infer: SPI status %d", status);
+	if (SPI_processed == 0 && missing_ok)
+		return NULL;
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -132,6 +152,12 @@ serving_extension_schema(void)
 				 errhint("Run CREATE EXTENSION pg_infer in the database named by pg_infer.database.")));
 	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	return quote_identifier(schema);
+}
+
+const char *
+serving_extension_schema(void)
+{
+	return extension_schema(false);
 }
 
 int
@@ -163,6 +189,7 @@ typedef struct UsageBatch
 {
 	const UsageRow *rows;
 	int			n;
+	bool		no_extension;	/* pg_infer is not installed here */
 } UsageBatch;
 
 static void
@@ -192,12 +219,18 @@ append_float(StringInfo sql, float8 value)
 static void
 write_usage_rows(void *arg)
 {
-	const UsageBatch *batch = arg;
-	const char *schema = serving_extension_schema();
-	bool		with_reasoning = PGI_SQL_HAS_REASONING_TOKENS(serving_sql_version());
+	UsageBatch *batch = arg;
+	const char *schema = extension_schema(true);
+	bool		with_reasoning;
 	StringInfoData sql;
 	int			status;
 
+	if (schema == NULL)
+	{
+		batch->no_extension = true;
+		return;
+	}
+	with_reasoning = PGI_SQL_HAS_REASONING_TOKENS(serving_sql_version());
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s.record_usage(ARRAY[", schema);
 	for (int i = 0; i < batch->n; i++)
@@ -254,23 +287,226 @@ write_usage_rows(void *arg)
 							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
-bool
-usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn)
+static UsageRecordStatus
+record_rows(const UsageRow *rows, int n, XLogRecPtr *commit_lsn, char *why, Size why_size)
 {
 	UsageBatch	batch;
 
 	*commit_lsn = InvalidXLogRecPtr;
-	if (n <= 0 || !pg_infer_usage_recording)
-		return false;
+	if (why_size > 0)
+		why[0] = '\0';
 	batch.rows = rows;
 	batch.n = n;
+	batch.no_extension = false;
 	if (!serving_run_in_transaction("record usage", write_usage_rows, &batch))
-		return false;
+	{
+		strlcpy(why, last_failure, why_size);
+		return USAGE_FAILED;
+	}
+	if (batch.no_extension)
+	{
+		warn_once("record usage", "extension \"pg_infer\" is not installed in pg_infer.database",
+				  NULL);
+		return USAGE_NOT_RECORDED;
+	}
 	*commit_lsn = XactLastCommitEnd;
 	/* wake the WAL writer to flush it now rather than at its next round */
 	if (ProcGlobal->walwriterLatch != NULL)
 		SetLatch(ProcGlobal->walwriterLatch);
-	return true;
+	return USAGE_RECORDED;
+}
+
+UsageRecordStatus
+usage_record(const UsageRow *rows, int n, XLogRecPtr *commit_lsn, char *why, Size why_size)
+{
+	*commit_lsn = InvalidXLogRecPtr;
+	if (n <= 0 || !pg_infer_usage_recording)
+		return USAGE_NOT_RECORDED;
+	return record_rows(rows, n, commit_lsn, why, why_size);
+}
+
+/* ------------------------------------------------------------ the retry queue
+ *
+ * Usage rows whose commit failed (a partition attached under the insert, a
+ * trigger or constraint an administrator added, a full disk...) wait here
+ * and are tried again, each in a transaction of its own so that one bad row
+ * does not hold back the others: after 1 s, then twice as long each time up
+ * to a minute, USAGE_RETRY_MAX_ATTEMPTS times in all (about 25 minutes).
+ * record_usage() skips a row already recorded, so a retry never doubles
+ * one.  Their tokens stay reserved against the budgets until then.  A row
+ * that is given up (too many attempts, the queue full, the worker
+ * exiting) is logged as a WARNING with every field, never dropped silently.
+ */
+#define USAGE_RETRY_CAPACITY 4096
+#define USAGE_RETRY_MAX_ATTEMPTS 30
+#define USAGE_RETRY_FIRST_MS 1000
+#define USAGE_RETRY_MAX_MS 60000
+#define USAGE_RETRY_PER_CALL 32
+
+typedef struct RetryRow
+{
+	UsageRow	row;
+	int			attempts;
+	TimestampTz next_try;
+	uint64		reservation_id;
+	char		why[256];
+} RetryRow;
+
+static RetryRow *retry_rows = NULL;
+static int	n_retry = 0;
+
+static void
+give_up(RetryRow *r, const char *reason)
+{
+	const UsageRow *u = &r->row;
+
+	ereport(WARNING,
+			(errmsg("pg_infer worker gave up recording the usage row of request %s: %s",
+					u->request_id, reason),
+			 errdetail_internal("Last error: %s. The row: started_at %s, finished_at %s, model \"%s\", "
+								"role \"%s\", database \"%s\", tag \"%s\", function %s, "
+								"prompt_tokens %d, cached_tokens %d, completion_tokens %d, "
+								"finish_reason %s, total_ms %.3f, device \"%s\", device_ms %.3f.",
+								r->why, timestamptz_to_str(u->started_at),
+								timestamptz_to_str(u->finished_at), u->model, u->role,
+								u->database, u->tag, u->function_name, u->prompt_tokens,
+								u->cached_tokens, u->completion_tokens, u->finish_reason,
+								u->total_ms, u->device, u->device_ms),
+			 errhint("Insert it with record_usage() once the cause is fixed.")));
+	pgi_reservation_release(r->reservation_id);
+	r->reservation_id = 0;
+}
+
+static void
+retry_add(const UsageRow *rows, int n, uint32 worker_generation, const char *why)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (retry_rows == NULL)
+		retry_rows = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(RetryRow) * USAGE_RETRY_CAPACITY);
+	for (int i = 0; i < n; i++)
+	{
+		RetryRow   *r;
+
+		if (n_retry == USAGE_RETRY_CAPACITY)
+		{
+			give_up(&retry_rows[0], "the retry queue is full");
+			memmove(&retry_rows[0], &retry_rows[1], sizeof(RetryRow) * (n_retry - 1));
+			n_retry--;
+		}
+		r = &retry_rows[n_retry++];
+		memset(r, 0, sizeof(*r));
+		r->row = rows[i];
+		r->attempts = 1;
+		r->next_try = TimestampTzPlusMilliseconds(now, USAGE_RETRY_FIRST_MS);
+		strlcpy(r->why, why, sizeof(r->why));
+		r->reservation_id = pgi_reservation_hold(rows[i].role, rows[i].tag,
+												 (int64) rows[i].prompt_tokens +
+												 rows[i].completion_tokens,
+												 worker_generation);
+	}
+	ereport(WARNING,
+			(errmsg("pg_infer worker could not record %d usage rows; their requests were answered with an error and the rows will be retried",
+					n),
+			 errdetail_internal("%s", why)));
+}
+
+UsageRecordStatus
+usage_record_or_queue(const UsageRow *rows, int n, uint32 worker_generation,
+					  XLogRecPtr *commit_lsn, char *why, Size why_size)
+{
+	UsageRecordStatus status = usage_record(rows, n, commit_lsn, why, why_size);
+
+	if (status == USAGE_FAILED)
+		status = usage_record(rows, n, commit_lsn, why, why_size);
+	if (status == USAGE_FAILED)
+		retry_add(rows, n, worker_generation, why);
+	return status;
+}
+
+void
+usage_lost_error(PgInferErrorMessage *error, const char *why)
+{
+	serving_error_set(error, "58000",
+					  "The worker keeps the row and retries it; the server log says why it "
+					  "failed. The request was served but its result is withheld: retry it later.",
+					  "the usage of this request could not be recorded");
+	strlcpy(error->detail, why, sizeof(error->detail));
+}
+
+/* Try the due rows; with at_exit, every row once, and give up the rest. */
+static void
+retry_rows_now(bool at_exit)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			tried = 0;
+	int			kept = 0;
+
+	for (int i = 0; i < n_retry; i++)
+	{
+		RetryRow   *r = &retry_rows[i];
+		XLogRecPtr	lsn;
+		bool		done = false;
+
+		if (at_exit || (r->next_try <= now && tried < USAGE_RETRY_PER_CALL))
+		{
+			tried++;
+			if (record_rows(&r->row, 1, &lsn, r->why, sizeof(r->why)) == USAGE_RECORDED)
+			{
+				XLogFlush(lsn);
+				ereport(LOG,
+						(errmsg("pg_infer worker recorded the usage row of request %s on attempt %d",
+								r->row.request_id, r->attempts + 1)));
+				pgi_reservation_release(r->reservation_id);
+				done = true;
+			}
+			else if (++r->attempts >= USAGE_RETRY_MAX_ATTEMPTS || at_exit)
+			{
+				give_up(r, at_exit ? "the worker is exiting" : "too many failed attempts");
+				done = true;
+			}
+			else
+				r->next_try = TimestampTzPlusMilliseconds(now,
+														  Min((int64) USAGE_RETRY_FIRST_MS << Min(r->attempts - 1, 16),
+															  (int64) USAGE_RETRY_MAX_MS));
+		}
+		if (!done)
+		{
+			if (kept != i)
+				retry_rows[kept] = *r;
+			kept++;
+		}
+	}
+	n_retry = kept;
+}
+
+void
+usage_retry_if_due(void)
+{
+	if (n_retry > 0)
+		retry_rows_now(false);
+}
+
+void
+usage_retry_at_exit(void)
+{
+	if (n_retry > 0)
+		retry_rows_now(true);
+}
+
+long
+usage_retry_ms_until_due(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz first = 0;
+
+	if (n_retry == 0)
+		return -1;
+	for (int i = 0; i < n_retry; i++)
+		if (first == 0 || retry_rows[i].next_try < first)
+			first = retry_rows[i].next_try;
+	return first <= now ? 0 : (long) ((first - now) / 1000) + 1;
 }
 
 /* ------------------------------------------------------------ device activity */

@@ -15,6 +15,7 @@
  * reason is set more precisely: statement_timeout, cancel, disconnect.
  */
 #include "call.h"
+#include "budget.h"
 
 #include <math.h>
 #include <string.h>
@@ -221,6 +222,8 @@ cancel_on_detach(dsm_segment *segment, Datum arg)
 
 	request_cancel(header, ProcDiePending || ClientConnectionLost || proc_exit_inprogress ?
 				   PGI_CANCEL_DISCONNECT : PGI_CANCEL_BY_USER);
+	/* tokens reserved at admission, unless the worker took the call */
+	pgi_reservation_release_by_backend(header->reservation_id);
 }
 
 /* Tell the worker why we are about to stop waiting, before
@@ -403,6 +406,10 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	Assert(offset == size);
 	on_dsm_detach(segment, cancel_on_detach, (Datum) 0);
 
+	/* tag grants, budgets, the reservation (released on detach until the
+	 * worker takes the call) */
+	pgi_admit_call(spec, header);
+
 	/* the worker this call is for; a later one drops it unanswered */
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
 	generation = (uint32) pg_infer_shared->worker_starts;
@@ -427,6 +434,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 		entry->backend_pid = MyProcPid;
 		call->enqueued_at = GetCurrentTimestamp();
 		entry->enqueued_at = call->enqueued_at;
+		header->enqueued_at = call->enqueued_at;
 		pg_infer_queue->count++;
 	}
 	SpinLockRelease(&pg_infer_queue->mutex);
@@ -587,50 +595,4 @@ pgi_call_end(PgInferCall *call)
 	dsm_detach(segment);
 	call->ended = true;
 	call->segment = NULL;
-}
-
-/* ------------------------------------------------------------ budgets */
-
-/*
- * The books' admission check (ext/sql/51_books_functions.sql): raises PIB01
- * or PIR01 when the caller's role or tag is over its budget.  Skipped when
- * the installed extension has no check_budget().
- */
-void
-pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens)
-{
-	Oid			argtypes[3] = {NAMEOID, TEXTOID, INT4OID};
-	Oid			function;
-	char	   *schema_name;
-	NameData	role;
-	const char *tag;
-	LOCAL_FCINFO(fcinfo, 3);
-	FmgrInfo	flinfo;
-
-	if (!OidIsValid(spec->caller))
-		return;
-	schema_name = get_namespace_name(get_func_namespace(spec->caller));
-	if (schema_name == NULL)
-		return;
-	function = LookupFuncName(list_make2(makeString(schema_name), makeString(pstrdup("check_budget"))),
-							  3, argtypes, true);
-	if (!OidIsValid(function))
-		return;
-	tag = spec->tag != NULL ? spec->tag : (pg_infer_tag != NULL ? pg_infer_tag : "");
-	namestrcpy(&role, GetUserNameFromId(GetUserId(), false));
-	if (requested_tokens > PG_INT32_MAX)
-		requested_tokens = PG_INT32_MAX;
-
-	fmgr_info(function, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = NameGetDatum(&role);
-	fcinfo->args[0].isnull = false;
-	/* no tag is NULL there */
-	fcinfo->args[1].value = tag[0] != '\0' ? CStringGetTextDatum(tag) : (Datum) 0;
-	fcinfo->args[1].isnull = tag[0] == '\0';
-	fcinfo->args[2].value = Int32GetDatum((int32) requested_tokens);
-	fcinfo->args[2].isnull = false;
-	if (flinfo.fn_strict && fcinfo->args[1].isnull)
-		return;
-	(void) FunctionCallInvoke(fcinfo);
 }

@@ -35,7 +35,7 @@ typedef struct PgInferCallSpec
 	int		   *prompt_n_specials;
 	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
 	Size		blob_size;
-	Oid			caller;			/* the SQL function's oid (its schema has check_budget) */
+	Oid			caller;			/* the SQL function's oid (its schema has the books) */
 } PgInferCallSpec;
 
 /* What one sequence has heard so far. */
@@ -106,10 +106,6 @@ extern void pgi_require_loaded_model(const char *name, PgInferLoadedModel *out);
 /* Errors 55000 with a hint unless a worker is running. */
 extern void pgi_require_worker(void);
 
-
-
-/* The books' budget check for the caller's role and tag (NULL: pg_infer.tag). */
-extern void pgi_check_budget(const PgInferCallSpec *spec, int64 requested_tokens);
 
 /* generate.c: read the arguments model .. truncate_prompt (starting at
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */

@@ -206,7 +206,6 @@ pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out)
 	PgInferEvent event;
 	StringInfoData buffer;
 
-	pgi_check_budget(spec, (int64) spec->sampling.max_tokens);
 	call = pgi_call_submit(spec);
 	initStringInfo(&buffer);
 	while (pgi_call_next_event(call, &event))
@@ -286,7 +285,6 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 			pgi_read_call_arguments(fcinfo, 1, &spec);
 			spec.function_name = "generate_stream";
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
-			pgi_check_budget(&spec, (int64) spec.sampling.max_tokens);
 			state->call = pgi_call_submit(&spec);
 			state->spec = spec;
 			if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
@@ -386,9 +384,8 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 
 	if (spec.n_prompts > 0)
 	{
-		pgi_check_budget(&spec, (int64) spec.sampling.max_tokens * spec.n_prompts);
 		call = pgi_call_submit(&spec);
-			texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
+		texts = palloc(sizeof(StringInfoData) * spec.n_prompts);
 		for (int i = 0; i < spec.n_prompts; i++)
 			initStringInfo(&texts[i]);
 		while (pgi_call_next_event(call, &event))

@@ -6,6 +6,7 @@
  * set up at postmaster start.  Loading it any other way is an error.
  */
 #include "pg_infer.h"
+#include "budget.h"
 #include "counters.h"
 
 #include <limits.h>
@@ -303,6 +304,7 @@ pg_infer_shmem_request(void)
 								   MAXALIGN(sizeof(PgInferQueue))));
 	RequestNamedLWLockTranche("pg_infer", 1);
 	pg_infer_counters_shmem_request();
+	pg_infer_budget_shmem_request();
 }
 
 static void
@@ -330,6 +332,7 @@ pg_infer_shmem_startup(void)
 		pg_infer_queue->next_call_id = 1;
 	}
 	pg_infer_counters_shmem_init();
+	pg_infer_budget_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -179,6 +179,10 @@ typedef struct PgInferCallHeader
 	char		tag[PGI_TAG_LENGTH];	/* argument or pg_infer.tag */
 	NameData	function_name;	/* "generate", "generate_stream", "chat", ... */
 	TimestampTz submitted_at;
+	TimestampTz enqueued_at;	/* put on the shared queue: the worker counts
+								 * the wait for it in queue_ms and total_ms */
+	uint64		reservation_id; /* budget.h: the tokens reserved at
+								 * admission; 0 = none */
 
 	NameData	model;			/* "" = pg_infer.default_model */
 	PgInferSamplingArgs sampling;

@@ -41,7 +41,7 @@ CREATE FUNCTION today_row(id integer, who name, tag text, prompt integer, comple
 RETURNS usage_input LANGUAGE sql AS $$
     SELECT ROW(('00000000-0000-0000-0000-' || lpad(id::text, 12, '0'))::uuid,
                date_trunc('day', now(), 'UTC'), now(), 'm', NULL, who, NULL, NULL, tag,
-               'generate', prompt, 0, completion, 'stop', 0, 1, 1000, 'cpu', 1000)::usage_input
+               'generate', prompt, 0, completion, 'stop', 0, 1, 1000, 'cpu', 1000, 0)::usage_input
 $$;
 SELECT record_usage(ARRAY[today_row(1, 'books_alice', 'chatbot', 300, 500),
                           today_row(2, 'books_alice', 'chatbot', 50, 50),

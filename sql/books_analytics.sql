@@ -18,7 +18,7 @@ CREATE FUNCTION request(id integer, model text, who name, started timestamptz,
 RETURNS usage_input LANGUAGE sql AS $$
     SELECT ROW(('00000000-0000-0000-0000-' || lpad(id::text, 12, '0'))::uuid, started,
                started + total * interval '1 millisecond', model, NULL, who, NULL, NULL, NULL,
-               'generate', 10, 0, completion, finish, 0, ttft, total, 'cpu', total)::usage_input
+               'generate', 10, 0, completion, finish, 0, ttft, total, 'cpu', total, 0)::usage_input
 $$;
 
 -- Weeks start on Monday (UTC); 2026-03-02 is a Monday.  Every request of the

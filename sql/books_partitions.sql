@@ -17,7 +17,7 @@ CREATE FUNCTION usage_row(id integer, started timestamptz) RETURNS usage_input
 LANGUAGE sql AS $$
     SELECT ROW(('00000000-0000-0000-0000-' || lpad(id::text, 12, '0'))::uuid, started,
                started + interval '1 second', 'stories260K', NULL, 'alice', NULL, NULL, NULL,
-               'generate', 10, 0, 10, 'stop', 0, 1, 1000, 'cpu', 1000)::usage_input
+               'generate', 10, 0, 10, 'stop', 0, 1, 1000, 'cpu', 1000, 0)::usage_input
 $$;
 
 -- Where each row lives, and which partitions exist with which bounds.
@@ -30,8 +30,9 @@ CREATE VIEW partitions AS
      WHERE i.inhparent = 'usage'::regclass
      ORDER BY c.relname;
 
--- A fresh install has only the default partition: rows recorded before any
--- maintenance are caught there, none lost.
+-- A fresh install has only the default partition; record_usage() makes the
+-- partition of each row's day before it inserts (0.2.0), so rows recorded
+-- before any maintenance land in their days' partitions, none lost.
 SELECT * FROM partitions;
 SELECT record_usage(ARRAY[usage_row(1, '2026-03-01 08:00+00'),    -- older than the retention below
                           usage_row(2, '2026-03-08 23:59:59+00'),
@@ -40,9 +41,8 @@ SELECT record_usage(ARRAY[usage_row(1, '2026-03-01 08:00+00'),    -- older than 
 SELECT * FROM where_rows_are;
 
 -- Maintenance on 2026-03-10 12:00 UTC, two days ahead, keeping 5 days
--- (cutoff 2026-03-05 12:00): row 1 (March 1) has expired and is deleted;
--- rows 2-4 move into partitions of their days; March 10 (already made for
--- rows 3 and 4), 11 and 12 are made ahead.
+-- (cutoff 2026-03-05 12:00): March 1's partition (row 1) has expired and is
+-- dropped; March 10 (already made for rows 3 and 4), 11 and 12 exist.
 SELECT * FROM usage_maintain_partitions(days_ahead => 2, retention => '5 days',
                                         reference_time => '2026-03-10 12:00+00');
 SELECT * FROM partitions;
@@ -53,9 +53,13 @@ SELECT count(*) AS rows_left_in_default FROM usage_default;
 SELECT pg_get_indexdef(indexrelid) AS index FROM pg_index
  WHERE indrelid = 'usage_p20260310'::regclass ORDER BY 1;
 
--- A row for a day without a partition (maintenance lagged) lands in the
--- default partition.
-SELECT record_usage(ARRAY[usage_row(5, '2026-03-20 10:00+00')]) AS inserted;
+-- A row inserted other than through record_usage() for a day without a
+-- partition lands in the default partition; maintenance moves it out.
+INSERT INTO usage (request_id, started_at, finished_at, model, role, prompt_tokens,
+                   completion_tokens, finish_reason)
+SELECT r.request_id, r.started_at, r.finished_at, r.model, r.role, r.prompt_tokens,
+       r.completion_tokens, r.finish_reason
+  FROM (SELECT (usage_row(5, '2026-03-20 10:00+00')).*) AS r;
 SELECT * FROM where_rows_are WHERE id = '05';
 
 -- Running it again the same day changes nothing.

@@ -45,25 +45,25 @@ INSERT INTO compute_prices (device, effective_from, per_hour) VALUES
 SELECT record_usage(ARRAY[
     ROW('00000000-0000-0000-0000-00000000000a', '2026-02-28 10:00:00+00', '2026-02-28 10:00:03+00',
         'stories260K', 'sha256:aa', 'alice', 'books_pricing', 'psql', 'chatbot', 'generate',
-        1000, 200, 500, 'stop', 1.5, 40, 2040, 'cpu', 1000)::usage_input,
+        1000, 200, 500, 'stop', 1.5, 40, 2040, 'cpu', 1000, 0)::usage_input,
     ROW('00000000-0000-0000-0000-00000000000b', '2026-02-28 23:59:59+00', '2026-03-01 00:00:02+00',
         'stories260K', 'sha256:aa', 'bob', 'books_pricing', 'app', NULL, 'generate_batch',
-        2000, 0, 1000, 'length', 2, 60, 3060, 'cpu', 1500)::usage_input,
+        2000, 0, 1000, 'length', 2, 60, 3060, 'cpu', 1500, 0)::usage_input,
     ROW('00000000-0000-0000-0000-00000000000c', '2026-03-01 00:00:00+00', '2026-03-01 00:00:01+00',
         'stories260K', 'sha256:aa', 'alice', 'books_pricing', 'psql', 'chatbot', 'chat',
-        1000, 500, 100, 'stop', 0.5, 20, 515, 'cpu', 500)::usage_input,
+        1000, 500, 100, 'stop', 0.5, 20, 515, 'cpu', 500, 0)::usage_input,
     ROW('00000000-0000-0000-0000-00000000000d', '2026-03-01 12:00:00+00', '2026-03-01 12:00:11+00',
         'tiny-chat', 'sha256:dd', 'bob', 'books_pricing', 'app', 'batch', 'generate',
-        4000, 1000, 2000, 'length', 3, 100, 11100, 'cpu', 11000)::usage_input,
+        4000, 1000, 2000, 'length', 3, 100, 11100, 'cpu', 11000, 0)::usage_input,
     ROW('00000000-0000-0000-0000-00000000000e', '2026-03-01 13:00:00+00', '2026-03-01 13:00:00.5+00',
         'unpriced-model', NULL, 'carol', 'books_pricing', 'psql', NULL, 'generate',
-        10, 0, 5, 'stop', 0, 10, 50, 'cpu', 0)::usage_input,
+        10, 0, 5, 'stop', 0, 10, 50, 'cpu', 0, 0)::usage_input,
     ROW('00000000-0000-0000-0000-00000000000f', '2026-03-01 14:00:00+00', '2026-03-01 14:00:01+00',
         'tiny-chat', 'sha256:dd', 'alice', 'books_pricing', 'psql', 'chatbot', 'generate',
-        100, 0, 0, 'error', 1, NULL, 1000, 'cpu', 1000)::usage_input,
+        100, 0, 0, 'error', 1, NULL, 1000, 'cpu', 1000, 0)::usage_input,
     ROW('00000000-0000-0000-0000-000000000001', '2026-02-28 11:00:00+00', '2026-02-28 11:00:04+00',
         'stories260K', 'sha256:aa', 'alice', 'books_pricing', 'psql', 'chatbot', 'generate',
-        3000, 1000, 1000, 'stop', 1, 30, 4030, 'cpu', 3000)::usage_input
+        3000, 1000, 1000, 'stop', 1, 30, 4030, 'cpu', 3000, 0)::usage_input
 ]) AS inserted;
 
 SELECT right(request_id::text, 1) AS id, model, started_at, input_per_mtok, cached_input_per_mtok,
@@ -74,13 +74,13 @@ SELECT right(request_id::text, 1) AS id, model, started_at, input_per_mtok, cach
 SELECT record_usage(ARRAY[
     ROW('00000000-0000-0000-0000-00000000000a', '2026-02-28 10:00:00+00', '2026-02-28 10:00:03+00',
         'stories260K', 'sha256:aa', 'alice', 'books_pricing', 'psql', 'chatbot', 'generate',
-        1000, 200, 500, 'stop', 1.5, 40, 2040, 'cpu', 1000)::usage_input]) AS inserted_again;
+        1000, 200, 500, 'stop', 1.5, 40, 2040, 'cpu', 1000, 0)::usage_input]) AS inserted_again;
 SELECT count(*) AS rows FROM usage;
 
 -- A NULL request_id gets a generated one; an empty batch inserts nothing.
 SELECT record_usage(ARRAY[
     ROW(NULL, '2026-02-27 09:00:00+00', '2026-02-27 09:00:01+00', 'tiny-chat', NULL, 'dave',
-        NULL, NULL, NULL, 'generate', 1, 0, 1, 'cancelled', 0, 5, 10, 'cpu', 0)::usage_input]) AS inserted;
+        NULL, NULL, NULL, 'generate', 1, 0, 1, 'cancelled', 0, 5, 10, 'cpu', 0, 0)::usage_input]) AS inserted;
 SELECT request_id IS NOT NULL AS has_id, revenue FROM usage WHERE role = 'dave';
 -- dave: (1*2.00 + 1*8.00)/1e6 = 0.00001
 SELECT record_usage(ARRAY[]::usage_input[]) AS inserted_none;
@@ -91,10 +91,10 @@ DELETE FROM usage_spend WHERE role = 'dave';
 \set VERBOSITY terse
 SELECT record_usage(ARRAY[
     ROW(NULL, '2026-02-27 09:00:00+00', '2026-02-27 09:00:01+00', 'tiny-chat', NULL, 'dave',
-        NULL, NULL, NULL, 'generate', 1, 0, 1, 'exploded', 0, 5, 10, 'cpu', 0)::usage_input]);
+        NULL, NULL, NULL, 'generate', 1, 0, 1, 'exploded', 0, 5, 10, 'cpu', 0, 0)::usage_input]);
 SELECT record_usage(ARRAY[
     ROW(NULL, '2026-02-27 09:00:00+00', '2026-02-27 09:00:01+00', 'tiny-chat', NULL, 'dave',
-        NULL, NULL, NULL, 'generate', 1, 2, 1, 'stop', 0, 5, 10, 'cpu', 0)::usage_input]);
+        NULL, NULL, NULL, 'generate', 1, 2, 1, 'stop', 0, 5, 10, 'cpu', 0, 0)::usage_input]);
 
 \set VERBOSITY default
 

@@ -111,11 +111,11 @@ INSERT INTO model_prices VALUES ('exporter-model', '2020-01-01', 1.00, 0.50, 2.0
 INSERT INTO compute_prices VALUES ('exporter-cpu', '2020-01-01', 3.60, 'USD');
 SELECT record_usage(ARRAY[
     ROW(NULL, now() - interval '2 seconds', now(), 'exporter-model', NULL, 'someone', NULL, NULL,
-        NULL, 'generate', 100, 20, 50, 'stop', 1, 100, 1100, 'exporter-cpu', 1000)::usage_input,
+        NULL, 'generate', 100, 20, 50, 'stop', 1, 100, 1100, 'exporter-cpu', 1000, 0)::usage_input,
     ROW(NULL, now() - interval '2 seconds', now(), 'exporter-model', NULL, 'someone_else', NULL,
-        NULL, NULL, 'generate', 200, 0, 11, 'length', 1, 300, 1300, 'exporter-cpu', 2000)::usage_input,
+        NULL, NULL, 'generate', 200, 0, 11, 'length', 1, 300, 1300, 'exporter-cpu', 2000, 0)::usage_input,
     ROW(NULL, now() - interval '1 second', now(), 'exporter-model', NULL, 'someone', NULL, NULL,
-        NULL, 'generate', 10, 0, 0, 'error', 1, NULL, 50, 'exporter-cpu', 0)::usage_input]);
+        NULL, 'generate', 10, 0, 0, 'error', 1, NULL, 50, 'exporter-cpu', 0, 0)::usage_input]);
 SELECT record_device_activity(now(), 'exporter-cpu', 30000, 100, 600, 1.5, 0.25);
 CREATE ROLE $USER_ROLE IN ROLE pginfer_user;
 EOF

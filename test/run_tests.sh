@@ -449,6 +449,13 @@ EOF
             PGI_MODEL_DIR="$WORK/models"
         record "$tap_ok" "$tap_failed" "README and docs SQL (test/readme_sql_test.sh)"
 
+        # (books, issue 11) the books must not be gamed: reservations seen by
+        # other sessions, queue time, a read-only database, a failed commit
+        # (test/books_tests.sh; counted with pgTAP)
+        note "books: reservations, queue time, failed commits (test/books_tests.sh)"
+        run_tap_script books.log test/books_tests.sh PSQL="$BINDIR/psql"
+        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+
         # (books, issue 5) usage rows that survive: a cancelled stream, a
         # vanished client, the server and the worker crashing right after a
         # result was returned (test/durability_tests.sh restarts this server

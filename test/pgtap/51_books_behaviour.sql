@@ -18,7 +18,7 @@ CREATE FUNCTION pg_temp.row_at(id integer, who name, started timestamptz, tag te
 RETURNS usage_input LANGUAGE sql AS $$
     SELECT ROW(('00000000-0000-0000-0000-' || lpad(id::text, 12, '0'))::uuid, started,
                started + interval '2 seconds', 'tap-model', NULL, who, NULL, NULL, tag,
-               'generate', 1000, 500, 250, 'stop', 1, 50, 2000, 'tap-cpu', 2000)::usage_input
+               'generate', 1000, 500, 250, 'stop', 1, 50, 2000, 'tap-cpu', 2000, 0)::usage_input
 $$;
 
 SELECT is(record_usage(ARRAY[
@@ -80,7 +80,7 @@ RESET ROLE;
 -- January/February, outside the current period unless it is that month).
 SELECT is(record_usage(ARRAY[
               ROW(NULL, date_trunc('day', now(), 'UTC'), now(), 'tap-model', NULL, 'books_tap_bob',
-                  NULL, NULL, 'tap-tag', 'generate', 600, 0, 400, 'stop', 0, 1, 10, 'tap-cpu', 10)::usage_input]),
+                  NULL, NULL, 'tap-tag', 'generate', 600, 0, 400, 'stop', 0, 1, 10, 'tap-cpu', 10, 0)::usage_input]),
           1, 'a row for today');
 INSERT INTO budgets (role, period, max_tokens) VALUES ('books_tap_bob', 'day', 1500);
 INSERT INTO budgets (tag, tokens_per_minute) VALUES ('tap-tag', 1200);
