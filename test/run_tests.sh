@@ -8,7 +8,7 @@
 #   3. pgTAP (test/pgtap/*.sql) through pg_prove against a throwaway
 #      cluster started here with pg_infer preloaded, then
 #      the shell suites on the same cluster (serving, exporter, README and
-#      docs SQL, durability, upgrade), then (test/pgtap/without_preload/*.sql)
+#      docs SQL, books, durability, upgrade), then (test/pgtap/without_preload/*.sql)
 #      against it restarted without the library, and the worker's CUDA
 #      path on the CUDA emulator
 #
@@ -451,10 +451,10 @@ EOF
 
         # (books, issue 11) the books must not be gamed: reservations seen by
         # other sessions, queue time, a read-only database, a failed commit
-        # (test/books_tests.sh; counted with pgTAP)
+        # (test/books_tests.sh)
         note "books: reservations, queue time, failed commits (test/books_tests.sh)"
         run_tap_script books.log test/books_tests.sh PSQL="$BINDIR/psql"
-        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+        record "$tap_ok" "$tap_failed" "books (test/books_tests.sh)"
 
         # (books, issue 5) usage rows that survive: a cancelled stream, a
         # vanished client, the server and the worker crashing right after a
