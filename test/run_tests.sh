@@ -459,7 +459,7 @@ EOF
         # (books, issue 5) usage rows that survive: a cancelled stream, a
         # vanished client, the server and the worker crashing right after a
         # result was returned (test/durability_tests.sh restarts this server
-        # with its last options and leaves it serving; counted with pgTAP)
+        # with its last options and leaves it serving)
         note "durability: usage rows across cancels and crashes (test/durability_tests.sh)"
         run_tap_script durability.log test/durability_tests.sh PSQL="$BINDIR/psql" \
             PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
@@ -468,7 +468,7 @@ EOF
 
         # ALTER EXTENSION pg_infer UPDATE from 0.1.0 with books in place, the
         # library on a database whose update is pending, pg_dump/pg_restore
-        # (restarts this server and leaves it as it was; counted with pgTAP)
+        # (restarts this server and leaves it as it was)
         note "upgrade: ALTER EXTENSION UPDATE, pg_dump and pg_restore (test/upgrade_test.sh)"
         run_tap_script upgrade.log test/upgrade_test.sh PSQL="$BINDIR/psql" PGI_BINDIR="$BINDIR" \
             PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
