@@ -23,6 +23,7 @@
  * answered; everything else allocated during an iteration goes to a
  * context reset at the start of the next one.
  */
+#include "embed_calls.h"
 #include "reasoning_count.h"
 #include "serving.h"
 
@@ -421,7 +422,7 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	const PgInferSequenceSlot *slots = (const PgInferSequenceSlot *) (base + h->sequences_offset);
 
 	if (h->kind != PGI_CALL_GENERATE && h->kind != PGI_CALL_LOAD_MODEL &&
-		h->kind != PGI_CALL_UNLOAD_MODEL)
+		h->kind != PGI_CALL_UNLOAD_MODEL && h->kind != PGI_CALL_EMBED)
 	{
 		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: unknown kind %u", h->kind);
 		return false;
@@ -505,6 +506,11 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 			serving_error_set(error, "XX001", NULL, "malformed pg_infer call: load arguments");
 			return false;
 		}
+	}
+	if (h->kind == PGI_CALL_EMBED && h->blob_size < sizeof(PgInferEmbedArgs))
+	{
+		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: embed arguments");
+		return false;
 	}
 	return true;
 }
@@ -737,6 +743,72 @@ start_generate_call(ServingCall *call, const char *base)
 	}
 }
 
+/*
+ * embed(), embed_batch(): every text is embedded now, between steps
+ * (embed_calls.c); each sequence gets its vector and finishes at once, so
+ * its usage row (prompt tokens, no completion) is committed with the
+ * iteration's others before its DONE.
+ */
+static void
+start_embed_call(ServingCall *call, const char *base)
+{
+	const PgInferSequenceSlot *slots =
+		(const PgInferSequenceSlot *) (base + call->header.sequences_offset);
+	PgInferEmbedArgs args;
+	ServingError error;
+	char	  **texts = palloc(sizeof(char *) * call->n_sequences);
+	Size	   *lengths = palloc(sizeof(Size) * call->n_sequences);
+	int		   *n_tokens = palloc0(sizeof(int) * call->n_sequences);
+	float	   *vectors;
+	int			dim,
+				total = 0,
+				slot;
+	double		elapsed_ms = 0.0;
+
+	memcpy(&args, base + call->header.blob_offset, sizeof(args));
+	slot = registry_resolve(NameStr(call->header.model), &error);
+	for (int i = 0; i < call->n_sequences && slot >= 0; i++)
+	{
+		lengths[i] = slots[i].prompt_length;
+		texts[i] = palloc(lengths[i] + 1);
+		memcpy(texts[i], base + slots[i].prompt_offset, lengths[i]);
+		texts[i][lengths[i]] = '\0';
+	}
+	if (slot < 0 || !serving_embed_texts(slot, texts, lengths, call->n_sequences, &args, &vectors,
+										 &dim, n_tokens, &elapsed_ms, &error))
+	{
+		for (int i = 0; i < call->n_sequences; i++)
+			queue_error(&call->sequences[i], &error);
+		return;
+	}
+	for (int i = 0; i < call->n_sequences; i++)
+		total += n_tokens[i];
+	for (int i = 0; i < call->n_sequences; i++)
+	{
+		ServingSequence *s = &call->sequences[i];
+		Size		size = sizeof(PgInferEmbeddingMessage) + sizeof(float4) * (Size) dim;
+		char	   *message = palloc0(size);
+		PgInferEmbeddingMessage header;
+
+		header.type = PGI_MSG_EMBEDDING;
+		header.dim = dim;
+		memcpy(message, &header, sizeof(header));
+		memcpy(message + sizeof(header), vectors + (Size) i * (Size) dim, sizeof(float4) * (Size) dim);
+		queue_message(s, message, size);
+		pfree(message);
+		s->model_slot = slot;
+		s->admitted = true;
+		s->prompt_tokens = n_tokens[i];
+		memset(&s->timings, 0, sizeof(s->timings));
+		s->timings.prompt_tokens = n_tokens[i];
+		s->timings.total_ms = elapsed_ms;
+		s->timings.prefill_ms = elapsed_ms;
+		s->timings.device_ms = total > 0 ? elapsed_ms * n_tokens[i] / total : 0.0;
+		serving_models[slot].tokens_prompt += n_tokens[i];
+		add_finishing(s, "stop");
+	}
+}
+
 static void
 drop_segment(dsm_segment *segment)
 {
@@ -838,6 +910,8 @@ take_call(const PgInferQueueEntry *entry)
 		return;					/* the cancel pass closes it */
 	if (header.kind == PGI_CALL_GENERATE)
 		start_generate_call(call, base);
+	else if (header.kind == PGI_CALL_EMBED)
+		start_embed_call(call, base);
 	else
 		answer_model_call(call, base);
 }
