@@ -373,7 +373,7 @@ pgi_admit_call(const PgInferCallSpec *spec, PgInferCallHeader *header)
 	PgInferReserved before;
 	uint64		id;
 
-	if (spec->kind != PGI_CALL_GENERATE || !OidIsValid(spec->caller))
+	if ((spec->kind != PGI_CALL_GENERATE && spec->kind != PGI_CALL_EMBED) || !OidIsValid(spec->caller))
 		return;
 	schema = get_namespace_name(get_func_namespace(spec->caller));
 	if (schema == NULL)

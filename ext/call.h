@@ -70,7 +70,8 @@ typedef struct PgInferCall
 typedef enum PgInferEventType
 {
 	PGI_EVENT_TEXT,				/* text/text_length set */
-	PGI_EVENT_DONE				/* sequences[ordinal].done is valid */
+	PGI_EVENT_DONE,				/* sequences[ordinal].done is valid */
+	PGI_EVENT_EMBEDDING			/* text: text_length / 4 float4 values */
 } PgInferEventType;
 
 typedef struct PgInferEvent
