@@ -37,6 +37,7 @@
 
 CREATE EXTENSION IF NOT EXISTS plproxy;
 
+CREATE SCHEMA IF NOT EXISTS plproxy;   -- where PL/Proxy looks for the cluster functions
 CREATE SCHEMA pgi_router;
 
 CREATE TABLE pgi_router.nodes (
@@ -64,14 +65,16 @@ $$;
 CREATE TRIGGER nodes_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgi_router.nodes
     FOR EACH STATEMENT EXECUTE FUNCTION pgi_router.bump_config_version();
 
--- ---------------------------------------------------------------- PL/Proxy cluster "pg_infer"
--- Partition i is the i-th node by name (from 0); modular_mapping lets the
--- count be any number.
+-- ---------------------------------------------------------------- PL/Proxy clusters
+-- "pg_infer" runs the calls, "pg_infer_probe" (the same nodes) the routing
+-- function's probes: PL/Proxy does not nest calls to one cluster, and the
+-- routing function runs inside a call.  Partition i is the i-th node by
+-- name (from 0); modular_mapping lets the count be any number.
 CREATE OR REPLACE FUNCTION plproxy.get_cluster_version(cluster_name text)
 RETURNS integer
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF cluster_name = 'pg_infer' THEN
+    IF cluster_name IN ('pg_infer', 'pg_infer_probe') THEN
         RETURN (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM pgi_router.config_version AS s);
     END IF;
     RAISE EXCEPTION 'unknown PL/Proxy cluster "%"', cluster_name USING ERRCODE = '42704';
@@ -82,7 +85,7 @@ CREATE OR REPLACE FUNCTION plproxy.get_cluster_partitions(cluster_name text)
 RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF cluster_name <> 'pg_infer' THEN
+    IF cluster_name NOT IN ('pg_infer', 'pg_infer_probe') THEN
         RAISE EXCEPTION 'unknown PL/Proxy cluster "%"', cluster_name USING ERRCODE = '42704';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pgi_router.nodes) THEN
@@ -106,7 +109,7 @@ CREATE FUNCTION pgi_router.probe(part integer, OUT node text, OUT worker_state t
                                  OUT max_sequences integer)
 RETURNS SETOF record
 LANGUAGE plproxy AS $$
-    CLUSTER 'pg_infer';
+    CLUSTER 'pg_infer_probe';
     RUN ON part;
     SELECT s.node, s.worker_state, s.models, s.running, s.waiting, s.queued_calls, s.max_sequences
       FROM node_status() AS s;
