@@ -77,6 +77,11 @@ wait_for() {  # wait_for SECONDS CLUSTER STATEMENT: until it returns t
     return 1
 }
 
+if [ ! -f "$("$BINDIR/pg_config" --sharedir 2>/dev/null || pg_config --sharedir)/extension/plproxy.control" ]; then
+    not_ok "PL/Proxy is installed (Debian: postgresql-15-plproxy; scripts/install-packages.sh installs it)"
+    tap_done; exit 1
+fi
+
 # ------------------------------------------------------------ the clusters
 setup_ok=1
 for c in "${CLUSTERS[@]}"; do
