@@ -322,4 +322,45 @@ idle_diff=$(paste -d'|' <(cut -d'|' -f8 <<<"$before") <(cut -d'|' -f8 <<<"$on_le
             awk -F'|' '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { print (NR > 0 && m <= 0.0000021) ? "ok" : "off by " m }')
 check "and its idle cost share is the sum of the nodes' (to the 6 decimals each rounds to)" "ok" "$idle_diff"
 
+# ------------------------------------------------------------ benchmark (not a test)
+# PGI_SCALE_OUT_BENCH=1: figures for docs/BENCHMARKS.md, printed as
+# comments; nothing is asserted on them.
+if [ "${PGI_SCALE_OUT_BENCH:-0}" = 1 ]; then
+    BENCH_S=${PGI_SCALE_OUT_BENCH_SECONDS:-30}
+    CLIENTS=${PGI_SCALE_OUT_BENCH_CLIENTS:-4}
+    PGBENCH=("$BINDIR/pgbench" -n -h "$SOCK" -U postgres postgres)
+    # the router's added latency: the same one-token call, direct and routed
+    echo "SELECT generate('Once upon a time', max_tokens => 1, tag => 'bench-lat');" >"$WORK/lat.sql"
+    for target in node-a router; do
+        lat=$("${PGBENCH[@]}" -p "${PORT[$target]}" -c 1 -t 200 -f "$WORK/lat.sql" 2>&1 |
+              sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+        echo "# bench: one-token generate(), 1 client, 200 calls, $target: latency average $lat ms"
+    done
+    # aggregate tokens/s: 64-token completions of varied prompts, through
+    # the router with one node enabled, then two
+    cat >"$WORK/tok.sql" <<'SQL'
+\set r random(1, 1000000000)
+SELECT generate('Story ' || :r || ': once upon a time', max_tokens => 64, tag => :'tag');
+SQL
+    for nodes in 1 2; do
+        if [ "$nodes" = 1 ]; then
+            q router "UPDATE pgi_router.nodes SET enabled = (node = 'node-a')" >/dev/null
+        else
+            q router "UPDATE pgi_router.nodes SET enabled = true" >/dev/null
+        fi
+        out=$("${PGBENCH[@]}" -p "${PORT[router]}" -c "$CLIENTS" -j "$CLIENTS" -T "$BENCH_S" -D tag="bench-$nodes" \
+              -f "$WORK/tok.sql" 2>&1)
+        tokens=0
+        for c in node-a node-b; do
+            t=$(q "$c" "SELECT coalesce(sum(completion_tokens), 0) FROM usage WHERE tag = 'bench-$nodes'")
+            echo "# bench: $nodes node(s): $c generated $t tokens"
+            tokens=$((tokens + t))
+        done
+        tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | head -n 1)
+        echo "# bench: $nodes node(s) through the router, $CLIENTS clients, ${BENCH_S} s: $tokens tokens," \
+             "$(awk -v t="$tokens" -v s="$BENCH_S" 'BEGIN { printf "%.1f", t / s }') tokens/s, $tps calls/s"
+    done
+    q router "UPDATE pgi_router.nodes SET enabled = true" >/dev/null
+fi
+
 tap_done
