@@ -43,7 +43,7 @@ SELECT ok((SELECT abs(revenue - ((prompt_tokens - cached_tokens) * 2 + cached_to
           'cached prompt tokens are priced at cached_input_per_mtok');
 SELECT is((SELECT cached_discount(cached_tokens, input_per_mtok, cached_input_per_mtok)
              FROM usage WHERE tag = 'tap-prefix-2'),
-          (SELECT cached_tokens * 1.5 / 1000000 FROM usage WHERE tag = 'tap-prefix-2'),
+          (SELECT round(cached_tokens * 1.5 / 1000000, 10) FROM usage WHERE tag = 'tap-prefix-2'),
           'cached_discount: cached tokens times (input - cached input) per million');
 SELECT cmp_ok((SELECT sum(cached_discount) FROM usage_daily WHERE tag = 'tap-prefix-2'), '>', 0::numeric,
               'usage_daily shows what the cache saved');

@@ -66,7 +66,7 @@ RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT cached_tokens * (input_per_mtok - cached_input_per_mtok) / 1000000
+    SELECT round(cached_tokens * (input_per_mtok - cached_input_per_mtok) / 1000000, 10)
 $$;
 
 COMMENT ON FUNCTION cached_discount(integer, numeric, numeric) IS
