@@ -338,17 +338,16 @@ if [ "${PGI_SCALE_OUT_BENCH:-0}" = 1 ]; then
     done
     # aggregate tokens/s: 64-token completions of varied prompts, through
     # the router with one node enabled, then two
-    cat >"$WORK/tok.sql" <<'SQL'
-\set r random(1, 1000000000)
-SELECT generate('Story ' || :r || ': once upon a time', max_tokens => 64, tag => :'tag');
-SQL
     for nodes in 1 2; do
+        printf '%s\n' '\set r random(1, 1000000000)' \
+            "SELECT generate('Story ' || :r || ': once upon a time', max_tokens => 64, tag => 'bench-$nodes');" \
+            >"$WORK/tok.sql"
         if [ "$nodes" = 1 ]; then
             q router "UPDATE pgi_router.nodes SET enabled = (node = 'node-a')" >/dev/null
         else
             q router "UPDATE pgi_router.nodes SET enabled = true" >/dev/null
         fi
-        out=$("${PGBENCH[@]}" -p "${PORT[router]}" -c "$CLIENTS" -j "$CLIENTS" -T "$BENCH_S" -D tag="bench-$nodes" \
+        out=$("${PGBENCH[@]}" -p "${PORT[router]}" -c "$CLIENTS" -j "$CLIENTS" -T "$BENCH_S" \
               -f "$WORK/tok.sql" 2>&1)
         tokens=0
         for c in node-a node-b; do
