@@ -157,7 +157,7 @@ clean-engine:
 .PHONY: install-cuda clean-engine
 
 # ================================================================ tests, demo
-# (foundation, issue 2)  Everything below only adds targets.
+# Everything below only adds targets.
 #
 #   make test          build, then engine unit tests + pg_regress + pgTAP on
 #                      throwaway servers (test/run_tests.sh); ends with
@@ -233,7 +233,7 @@ fuzz-run: fuzz
 .PHONY: fuzz fuzz-run
 
 # ---------------------------------------------------------------- bench (engine)
-# (engine, issue 3)  make bench: prefill and decode tok/s of the CLI on
+# make bench: prefill and decode tok/s of the CLI on
 # synthetic models of a 134M-parameter llama shape (dim 768, ffn 2048, 12
 # layers, 12 heads, Llama-2 vocabulary) in F16, Q8_0 and Q4_K_M, written to
 # $(CPU_BENCH_DIR) once (kept between runs).  One JSON line per model.
@@ -321,12 +321,13 @@ test-gpu bench-gpu:
 	@echo "SKIP: no usable CUDA device (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
 else
 test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units $(GPU_TEST_MODELS) \
-          $(BUILDDIR)/test/unit/test_engine
+          $(BUILDDIR)/test/unit/test_engine $(BUILDDIR)/test/unit/test_prefix_cache
 	$(GPU_TEST_DIR)/test_quant_units
 	$(GPU_TEST_DIR)/test_gpu_backend $(CUDA_LIB) $(GPU_TEST_MODELS)
 	@if $(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB) >/dev/null; then \
 	  echo "# the engine's unit tests on cuda:0"; \
-	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_engine; \
+	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_engine && \
+	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_prefix_cache; \
 	fi
 
 bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model
@@ -345,7 +346,7 @@ endif
 # The CUDA backend on a CPU emulator of CUDA (make test-gpu-emu; test/gpu/emu/README.md).
 include test/gpu/emu/emu.mk
 
-# ---------------------------------------------------------------- serving (issue 4, client side)
+# ---------------------------------------------------------------- serving (client side)
 # test/stream_client: a libpq client in single-row mode that reports when
 # each row arrives (generate_stream's streaming test, the SQL bench's time
 # to first token).  make bench adds the SQL path: pgbench clients calling
@@ -397,3 +398,12 @@ crosscheck: $(BUILDDIR)/make_synthetic_model $(BUILDDIR)/test/unit/test_crossche
 	  bash test/crosscheck/crosscheck.sh $(CROSSCHECK_CASES)
 
 .PHONY: crosscheck
+
+# test_structured writes its synthetic model with make_synthetic_model.
+$(BUILDDIR)/test/unit/test_structured: | $(BUILDDIR)/make_synthetic_model
+
+# structured-check: test_structured's outputs validated by ajv (npm, into
+# $(BUILDDIR)/structured/npm), a JSON Schema validator independent of ours.
+structured-check: $(BUILDDIR)/test/unit/test_structured
+	BUILDDIR="$(BUILDDIR)" bash test/structured/validate.sh
+.PHONY: structured-check

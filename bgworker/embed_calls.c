@@ -44,7 +44,7 @@ serving_embed_texts(int slot, char *const *texts, const Size *lengths, int n,
 									&engine_error);
 		if (status != PGI_OK)
 		{
-			serving_error_set(error, serving_sqlstate_for(status), NULL,
+			serving_error_set(error, pgi_status_sqlstate(status), NULL,
 							  "could not tokenize input %d: %s", i + 1, engine_error.message);
 			ok = false;
 		}
@@ -75,7 +75,7 @@ serving_embed_texts(int slot, char *const *texts, const Size *lengths, int n,
 		*elapsed_ms = INSTR_TIME_GET_MILLISEC(finished);
 		if (status != PGI_OK)
 		{
-			serving_error_set(error, serving_sqlstate_for(status),
+			serving_error_set(error, pgi_status_sqlstate(status),
 							  status == PGI_ERR_UNSUPPORTED
 							  ? "Load the model with device => 'cpu'." : NULL,
 							  "model \"%s\" could not embed: %s", m->name, engine_error.message);

@@ -52,27 +52,11 @@ registry_find(const char *name)
 int
 registry_resolve(const char *requested, ServingError *error)
 {
-	const char *name = requested;
-	int			slot;
+	const char *names[PGI_MAX_LOADED_MODELS];
 
-	if (name == NULL || name[0] == '\0')
-		name = pg_infer_default_model;
-	if (name != NULL && name[0] != '\0')
-	{
-		slot = registry_find(name);
-		if (slot < 0)
-			serving_error_set(error, "42704",
-							  "Load it with load_model(), or name a loaded model (see the status view).",
-							  "model \"%s\" is not loaded", name);
-		return slot;
-	}
-	for (slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
-		if (serving_models[slot].in_use)
-			return slot;
-	serving_error_set(error, "55000",
-					  "Call load_model(name, path), or set pg_infer.model_path and reload the configuration.",
-					  "no model is loaded");
-	return -1;
+	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
+		names[slot] = serving_models[slot].in_use ? serving_models[slot].name : NULL;
+	return pgi_choose_model(requested, names, error);
 }
 
 /* ------------------------------------------------------------ the file */
@@ -186,16 +170,6 @@ load_chunk(void *context, const void *bytes, size_t length)
 	return true;
 }
 
-/* One SQLSTATE mapping (serving_sqlstate_for); at load, a context length the
- * model cannot take is the caller's argument. */
-static const char *
-load_sqlstate(pgi_status status)
-{
-	if (status == PGI_ERR_CONTEXT_FULL)
-		return "22023";
-	return serving_sqlstate_for(status);
-}
-
 /* The most common type among the model's weights, F32 only when nothing else. */
 static const char *
 main_tensor_type(const pgi_model *model)
@@ -257,7 +231,7 @@ registry_publish_live(int slot)
 	pgi_engine_get_stats(m->engine, &stats);
 	LWLockAcquire(pg_infer_shared->lock, LW_EXCLUSIVE);
 	shared->running = stats.running;
-	shared->waiting = stats.waiting;
+	shared->waiting = stats.waiting + admission_waiting(slot);	/* and those not yet its turn */
 	shared->kv_blocks_total = stats.kv_blocks_total;
 	shared->kv_blocks_free = stats.kv_blocks_free;
 	shared->tokens_prompt = m->tokens_prompt;
@@ -416,6 +390,8 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	options.max_batch_tokens = pg_infer_max_batch_tokens;
 	options.prefill_chunk = pg_infer_prefill_chunk;
 	options.max_sequences = pg_infer_max_sequences;
+	options.disable_prefix_cache = !pg_infer_prefix_cache;
+	options.prefix_cache_bytes = (size_t) pg_infer_prefix_cache_memory * 1024 * 1024;
 	options.debug_lose_device_at_step = pg_infer_debug_lose_device_at_step;
 	pgi_error_clear(&engine_error);
 
@@ -462,7 +438,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	}
 	if (status != PGI_OK)
 	{
-		serving_error_set(error, load_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
+		serving_error_set(error, pgi_status_sqlstate(status), NULL, "could not load model \"%s\" from \"%s\": %s",
 						  name, args->path, engine_error.message);
 		return false;
 	}

@@ -1,10 +1,13 @@
 /*
- * serving.h — the worker's serving side: what scheduler.c, model_registry.c
- * and usage_writer.c share.  Only the worker process includes it.
+ * serving.h — the worker's serving side: what the serving loop, the model
+ * registry and the usage writer share.  Only the worker process includes it.
  *
- *   scheduler.c       request intake from the shared queue, the step loop
- *                     (continuous batching over every loaded model), replies
- *                     through each sequence's shm_mq, cancellation
+ *   serving_loop.c    the loop: one forward step per model with work
+ *                     (continuous batching), cancellation; with
+ *                     call_intake.c (calls from the shared queue),
+ *                     reply_outbox.c (replies through each sequence's
+ *                     shm_mq) and usage_commit.c (usage rows of finished
+ *                     sequences, answered once durable): see serving_call.h
  *   model_registry.c  load/unload of models (engines), their digest, the
  *                     PgInferLoadedModel slots in shared memory and the
  *                     `models` registry table
@@ -22,6 +25,8 @@
 
 #include "../ext/pg_infer.h"
 #include "../ext/protocol.h"
+#include "../ext/model_choice.h"
+#include "../ext/sqlstate.h"
 
 #include "access/xlogdefs.h"
 
@@ -30,8 +35,6 @@ typedef PgInferErrorMessage ServingError;
 
 extern void serving_error_set(ServingError *error, const char *sqlstate, const char *hint,
 							  const char *format,...) pg_attribute_printf(4, 5);
-/* The SQLSTATE for an engine status (sequence admission and steps). */
-extern const char *serving_sqlstate_for(pgi_status status);
 
 /* ------------------------------------------------------------ models */
 
@@ -66,10 +69,13 @@ extern bool registry_load(const char *name, const PgInferLoadArgs *args, bool re
 extern bool registry_unload(const char *name, ServingError *error);
 /* Slot of a loaded model by name, or -1. */
 extern int	registry_find(const char *name);
-/* The model a request names ("" = default); -1 with *error filled. */
+/* The model a request names, by the one rule of ext/model_choice.h; -1
+ * with *error filled. */
 extern int	registry_resolve(const char *requested, ServingError *error);
 /* Copy live engine figures into the shared slot. */
 extern void registry_publish_live(int slot);
+/* fair_admission.c: sequences taken but not yet started on a model */
+extern int	admission_waiting(int slot);
 extern void registry_close_all(void);
 /* Write the `models` rows that could not be written yet (the extension
  * created after the worker started); at most every few seconds. */
@@ -162,8 +168,16 @@ extern int	serving_sql_version(void);
 /* usage.reasoning_tokens and usage_input.reasoning_tokens */
 #define PGI_SQL_HAS_REASONING_TOKENS(version) ((version) >= PGI_SQL_VERSION(0, 2, 0))
 
-/* ------------------------------------------------------------ scheduler */
+/* ------------------------------------------------------------ loop */
 
-#include "scheduler.h"
+#include "serving_loop.h"
+
+/* constraint_args.c: a GENERATE call's constraint blob (ext/protocol.h's
+ * PgInferConstraintArgs): its frame checked (XX001 when malformed), and
+ * the engine's spec pointing into the segment (kind NONE when absent). */
+extern bool serving_constraint_check(const PgInferCallHeader *h, const char *base,
+									 ServingError *error);
+extern void serving_constraint_fill(const PgInferCallHeader *h, const char *base,
+									pgi_constraint_spec *spec);
 
 #endif							/* PG_INFER_SERVING_H */

@@ -281,8 +281,8 @@ write_usage_rows(void *arg)
 		elog(ERROR, "record_usage returned SPI status %d", status);
 	pfree(sql.data);
 
-	/* The scheduler answers only after the WAL is flushed past this
-	 * commit (answer_durable): the commit itself need not wait. */
+	/* The serving loop answers only after the WAL is flushed past this
+	 * commit (usage_commit.c): the commit itself need not wait. */
 	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 }

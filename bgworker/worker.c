@@ -3,8 +3,8 @@
  *
  * One process, started by the postmaster (see register_worker() in
  * ext/pg_infer.c).  It connects to pg_infer.database, finds the device it
- * will compute on and publishes what it found in shared memory, then waits
- * on its latch for work.  CUDA is only ever loaded here, never in the
+ * will compute on and publishes what it found in shared memory, then serves
+ * (serving_loop.c), sleeping on its latch when there is nothing to do.  CUDA is only ever loaded here, never in the
  * postmaster or a backend: pg_infer_cuda.so is dlopen'ed by the probe.
  *
  * Exits: on SIGTERM it leaves the loop and exits with status 1, so that a
@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "../engine/device.h"
-#include "scheduler.h"
+#include "serving_loop.h"
 
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -32,11 +32,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
-
-/* How often the idle loop wakes up without being asked to; it has nothing
- * periodic to do yet, so this only bounds how long a missed wakeup could
- * go unnoticed. */
-#define WORKER_IDLE_TIMEOUT_MS 10000L
 
 static void
 set_state(PgInferWorkerState state)
@@ -151,17 +146,6 @@ reload_configuration(void)
 	serving_reload();
 }
 
-/*
- * Work that arrived since the last wakeup.  Nothing can be requested yet;
- * the request scheduler (intake, batching, replies) goes here and tells the
- * loop how long it may sleep.
- */
-static long
-serve_requests(void)
-{
-	return serving_iterate();
-}
-
 void
 pg_infer_worker_main(Datum main_arg)
 {
@@ -198,7 +182,8 @@ pg_infer_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 			reload_configuration();
 
-		sleep_ms = serve_requests();
+		/* serve what arrived; it says how long the loop may sleep */
+		sleep_ms = serving_iterate();
 		if (serving_restart_reason() != NULL)
 		{
 			/* exit code 1: the postmaster starts a new worker after

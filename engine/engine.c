@@ -11,6 +11,7 @@
 #include "kv_cache.h"
 #include "pgi_memory.h"
 #include "pooling.h"
+#include "prefix_cache.h"
 
 typedef enum sequence_state {
     SEQ_WAITING = 0,
@@ -22,14 +23,18 @@ typedef enum sequence_state {
 typedef struct sequence {
     int64_t id;
     sequence_state state;
-    int32_t *prompt;
+    int32_t *prompt;            /* the prompt, then the tokens generated: [p] is the
+                                 * token at position p ([n_tokens_capacity]) */
     int n_prompt;
+    int n_tokens_capacity;
     int n_prefilled;            /* prompt tokens whose K/V are stored */
     int32_t next_token;         /* sampled, to be fed in the next decode step */
     int n_generated;
     pgi_sampling_params params;
     char *stop_copies[PGI_MAX_STOP_STRINGS];
     pgi_sampler sampler;
+    struct shared_constraint *constraint;   /* NULL: unconstrained */
+    int constraint_state;
     pgi_detokenizer detokenizer;
     bool detokenizer_ready;
     pgi_stop_matcher stop;
@@ -37,6 +42,11 @@ typedef struct sequence {
     int reserved_blocks;
     int cached_tokens;          /* prompt tokens whose K/V were shared, not computed */
     bool waiting_for_prefix;    /* an earlier sequence is computing a prefix it can share */
+    /* its chain in the prefix cache: the first n_indexed blocks are
+     * indexed, the last of them being index_parent, as of generation */
+    int n_indexed;
+    int32_t index_parent;
+    uint64_t index_generation;
     /* text produced this step */
     char *text;
     size_t text_length;
@@ -48,8 +58,20 @@ typedef struct sequence {
     int step_tokens;            /* tokens of this sequence in the current step */
 } sequence;
 
+/* A compiled constraint, shared by the sequences with the same spec. */
+typedef struct shared_constraint {
+    pgi_constraint *c;
+    int refs;
+} shared_constraint;
+
 struct pgi_engine {
     pgi_engine_options options;
+    pgi_token_trie *trie;       /* built at the first constrained sequence */
+    shared_constraint **constraints;
+    int n_constraints;
+    int constraints_capacity;
+    int32_t *allowed;           /* [vocab] scratch of constrained sampling */
+    double constraint_ms;       /* time spent choosing constrained tokens */
     gguf_file *file;
     pgi_tokenizer *tokenizer;
     pgi_model *model;
@@ -59,6 +81,8 @@ struct pgi_engine {
     pgi_kv_cache *kv;
     pgi_kv_blocks blocks;
     bool blocks_ready;
+    pgi_prefix_cache *prefix_cache;   /* NULL: disable_prefix_sharing */
+    int32_t *match_blocks;      /* [max_blocks_per_sequence] */
     int context_length;
     int block_size;
     int max_batch_tokens;
@@ -118,6 +142,8 @@ pgi_finish_reason_name(pgi_finish_reason reason)
         case PGI_FINISH_LENGTH: return "length";
         case PGI_FINISH_CONTEXT: return "length";
         case PGI_FINISH_ERROR: return "error";
+        case PGI_FINISH_CANCELLED: return "cancelled";
+        case PGI_FINISH_TIMEOUT: return "timeout";
     }
     return "unknown";
 }
@@ -134,6 +160,18 @@ sequence_free(pgi_engine *e, sequence *s)
     if (s->state == SEQ_PREFILL || s->state == SEQ_DECODE)
         e->reserved_blocks -= s->reserved_blocks;
     pgi_sampler_free(&s->sampler);
+    if (s->constraint != NULL && --s->constraint->refs == 0)
+    {
+        for (int i = 0; i < e->n_constraints; i++)
+            if (e->constraints[i] == s->constraint)
+            {
+                e->constraints[i] = e->constraints[--e->n_constraints];
+                break;
+            }
+        pgi_constraint_free(s->constraint->c);
+        pgi_free(s->constraint);
+    }
+    s->constraint = NULL;
     if (s->detokenizer_ready)
         pgi_detokenizer_free(&s->detokenizer);
     pgi_stop_matcher_free(&s->stop);
@@ -222,8 +260,10 @@ pgi_engine_close(pgi_engine *e)
         pgi_forward_free(e->forward);
     if (e->kv != NULL)
         e->backend->ops->kv_destroy(e->backend, e->kv);
+    pgi_prefix_cache_destroy(e->prefix_cache);
     if (e->blocks_ready)
         pgi_kv_blocks_destroy(&e->blocks);
+    pgi_free(e->match_blocks);
     pgi_model_free(e->model);
     if (e->backend != NULL)
         pgi_backend_close(e->backend);
@@ -243,7 +283,62 @@ pgi_engine_close(pgi_engine *e)
     pgi_free(e->top_logits);
     pgi_free(e->row_mode);
     pgi_free(e->host_logits);
+    pgi_free(e->constraints);
+    pgi_free(e->allowed);
+    pgi_token_trie_free(e->trie);
     pgi_free(e);
+}
+
+/* The compiled constraint of a spec: one the engine has, or a new one. */
+static pgi_status
+attach_constraint(pgi_engine *e, sequence *s, const pgi_constraint_spec *spec, pgi_error *err)
+{
+    shared_constraint *shared = NULL;
+    pgi_status st;
+
+    if (e->trie == NULL)
+    {
+        if ((st = pgi_token_trie_build(e->tokenizer, &e->trie, err)) != PGI_OK)
+            return st;
+    }
+    if (e->allowed == NULL)
+    {
+        e->allowed = pgi_alloc(sizeof(int32_t) * (size_t) (e->model->config.vocab_size + 16));
+        if (e->allowed == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < e->n_constraints && shared == NULL; i++)
+        if (pgi_constraint_spec_equal(pgi_constraint_get_spec(e->constraints[i]->c), spec))
+            shared = e->constraints[i];
+    if (shared == NULL)
+    {
+        if (e->n_constraints == e->constraints_capacity)
+        {
+            int capacity = e->constraints_capacity ? e->constraints_capacity * 2 : 8;
+            shared_constraint **p = pgi_realloc(e->constraints,
+                                                sizeof(*p) * (size_t) e->constraints_capacity,
+                                                sizeof(*p) * (size_t) capacity);
+
+            if (p == NULL)
+                return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+            e->constraints = p;
+            e->constraints_capacity = capacity;
+        }
+        shared = pgi_calloc(1, sizeof(*shared));
+        if (shared == NULL)
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+        if ((st = pgi_constraint_compile(spec, &shared->c, err)) != PGI_OK)
+        {
+            pgi_free(shared);
+            return st;
+        }
+        e->constraints[e->n_constraints++] = shared;
+    }
+    shared->refs++;
+    s->constraint = shared;
+    s->constraint_state = pgi_constraint_start(shared->c);
+    s->params.constraint = *pgi_constraint_get_spec(shared->c);
+    return PGI_OK;
 }
 
 /* An unsigned metadata value of the architecture, when present as one. */
@@ -452,6 +547,19 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     if ((st = pgi_kv_blocks_init(&e->blocks, n_blocks, e->block_size, err)) != PGI_OK)
         goto fail;
     e->blocks_ready = true;
+    if (!options->disable_prefix_sharing)
+    {
+        int max_unused = -1;
+
+        if (options->disable_prefix_cache)
+            max_unused = 0;
+        else if (options->prefix_cache_bytes > 0)
+            max_unused = pgi_kv_blocks_for_budget(options->prefix_cache_bytes, per_token,
+                                                  e->block_size);
+        if ((st = pgi_prefix_cache_create(&e->blocks, max_unused, &e->prefix_cache, err)) !=
+            PGI_OK)
+            goto fail;
+    }
     geometry.n_layers = c->n_layers;
     geometry.n_kv_heads = c->n_kv_heads;
     geometry.head_dim = c->head_dim;
@@ -480,9 +588,10 @@ pgi_engine_open(const pgi_engine_options *options, pgi_engine **out, pgi_error *
     e->row_mode = pgi_calloc((size_t) S, sizeof(uint8_t));
     e->host_logits = pgi_calloc((size_t) vocab, sizeof(float));
     e->host_logit_rows = 1;
+    e->match_blocks = pgi_calloc((size_t) e->max_blocks_per_sequence, sizeof(int32_t));
     if (!e->tokens || !e->positions || !e->seq_index || !e->kv_slots || !e->output_rows ||
         !e->seq_lengths || !e->block_tables || !e->step_seqs || !e->output_seqs ||
-        !e->argmax_ids || !e->top_logits || !e->row_mode || !e->host_logits)
+        !e->argmax_ids || !e->top_logits || !e->row_mode || !e->host_logits || !e->match_blocks)
     {
         st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for step buffers");
         goto fail;
@@ -540,13 +649,25 @@ pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
     s->context_length = e->context_length;
     s->kv_block_size = e->block_size;
     s->kv_blocks_total = e->blocks.n_blocks;
-    s->kv_blocks_free = e->blocks.n_free;
+    s->kv_blocks_free = pgi_kv_blocks_available(&e->blocks);
+    if (e->prefix_cache != NULL)
+    {
+        pgi_prefix_cache_stats cs;
+
+        pgi_prefix_cache_get_stats(e->prefix_cache, &cs);
+        s->kv_blocks_cached = cs.blocks;
+        s->kv_blocks_cached_unused = cs.blocks_unused;
+        s->prefix_cache_hits = cs.hits;
+        s->prefix_cache_tokens = cs.tokens_matched;
+        s->prefix_cache_evictions = cs.evictions;
+    }
     s->kv_blocks_reserved = e->reserved_blocks;
     s->max_batch_tokens = e->max_batch_tokens;
     s->max_sequences = e->max_sequences;
     s->steps = e->steps;
     s->tokens_processed = e->tokens_processed;
     s->tokens_generated = e->tokens_generated;
+    s->constraint_ms = e->constraint_ms;
     for (int i = 0; i < e->n_seqs; i++)
     {
         if (e->seqs[i]->state == SEQ_WAITING)
@@ -659,13 +780,24 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
                       e->blocks.n_blocks * e->block_size, n_prompt, params->max_tokens);
         goto fail;
     }
-    s->prompt = pgi_alloc(sizeof(int32_t) * (size_t) n_prompt);
+    /* room for what the KV cache may ever hold: the prompt and the tokens
+     * generated, up to the context */
+    s->n_tokens_capacity = worst_case_blocks(e, s) * e->block_size;
+    if (s->n_tokens_capacity < n_prompt)
+        s->n_tokens_capacity = n_prompt;
+    s->prompt = pgi_alloc(sizeof(int32_t) * (size_t) s->n_tokens_capacity);
     if (s->prompt == NULL)
     {
         st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
         goto fail;
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t) n_prompt);
+    s->params.constraint.kind = PGI_CONSTRAINT_NONE;
+    s->params.constraint.text = NULL;
+    s->params.constraint.length = 0;
+    if (params->constraint.kind != PGI_CONSTRAINT_NONE &&
+        (st = attach_constraint(e, s, &params->constraint, err)) != PGI_OK)
+        goto fail;
     if ((st = pgi_sampler_init(&s->sampler, &s->params, vocab, e->context_length, err)) != PGI_OK)
         goto fail;
     for (int i = 0; i < n_prompt; i++)
@@ -678,7 +810,9 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
 
         for (int i = 0; i < n_prompt && !prompt_has_text; i++)
             prompt_has_text = pgi_tokenizer_token_type(e->tokenizer, prompt[i]) != PGI_TOKEN_CONTROL;
-        st = pgi_detokenizer_init(&s->detokenizer, e->tokenizer, !prompt_has_text, err);
+        /* a constrained text is exactly its tokens' bytes: nothing stripped */
+        st = pgi_detokenizer_init(&s->detokenizer, e->tokenizer,
+                                  !prompt_has_text && s->constraint == NULL, err);
     }
     if (st != PGI_OK)
         goto fail;
@@ -689,6 +823,7 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
         goto fail;
     if ((st = pgi_kv_sequence_init(&s->kv, e->context_length, e->block_size, err)) != PGI_OK)
         goto fail;
+    s->index_parent = -1;
     s->id = e->next_id++;
     s->state = SEQ_WAITING;
     s->added_at = now_ms();
@@ -709,7 +844,85 @@ pgi_engine_cancel(pgi_engine *e, int64_t seq_id, pgi_error *err)
     if (i < 0)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no sequence %lld", (long long) seq_id);
     remove_at(e, i);
+    if (e->prefix_cache != NULL)
+        pgi_prefix_cache_trim(e->prefix_cache);
     return PGI_OK;
+}
+
+void
+pgi_engine_clear_prefix_cache(pgi_engine *e)
+{
+    if (e->prefix_cache != NULL)
+        pgi_prefix_cache_clear(e->prefix_cache);
+}
+
+/* ------------------------------------------------------------ prefix cache */
+
+/*
+ * Enter the sequence's blocks whose K/V are all stored (after a step that
+ * succeeded) in the prefix cache, each after the one before.  A block
+ * whose content is indexed already (another sequence computed the same
+ * prefix at the same time) is replaced in the sequence's table by the
+ * indexed one, so that a sequence holding an indexed block always holds
+ * its whole indexed chain (what lets every unused block be evicted).
+ */
+static void
+index_full_blocks(pgi_engine *e, sequence *s)
+{
+    uint64_t generation;
+    int full;
+
+    if (e->prefix_cache == NULL || s->kv.block_table == NULL)
+        return;
+    generation = pgi_prefix_cache_generation(e->prefix_cache);
+    if (s->index_generation != generation)
+    {
+        /* the index was cleared: enter the chain again from the start */
+        s->n_indexed = 0;
+        s->index_parent = -1;
+        s->index_generation = generation;
+    }
+    full = s->kv.length / e->block_size;
+    if (full * e->block_size > s->n_tokens_capacity)
+        full = s->n_tokens_capacity / e->block_size;
+    while (s->n_indexed < full)
+    {
+        int32_t own = s->kv.block_table[s->n_indexed];
+        int32_t entry = pgi_prefix_cache_insert(e->prefix_cache, s->index_parent,
+                                                s->prompt + (size_t) s->n_indexed * (size_t) e->block_size,
+                                                e->block_size, own);
+
+        if (entry < 0)
+            return;
+        if (entry != own)
+        {
+            pgi_kv_block_retain(&e->blocks, entry);
+            s->kv.block_table[s->n_indexed] = entry;
+            pgi_kv_block_release(&e->blocks, own);
+        }
+        s->index_parent = entry;
+        s->n_indexed++;
+    }
+}
+
+/* A finishing sequence's last, partly filled block, kept for a later
+ * prompt that goes on from the same tokens (the next turn of a chat). */
+static void
+index_last_block(pgi_engine *e, sequence *s)
+{
+    int full, rest;
+
+    if (e->prefix_cache == NULL || e->options.disable_prefix_cache || s->kv.block_table == NULL)
+        return;
+    index_full_blocks(e, s);
+    full = s->kv.length / e->block_size;
+    rest = s->kv.length % e->block_size;
+    if (rest == 0 || s->n_indexed != full || s->kv.length > s->n_tokens_capacity ||
+        full >= s->kv.n_table)
+        return;
+    pgi_prefix_cache_insert(e->prefix_cache, s->index_parent,
+                            s->prompt + (size_t) full * (size_t) e->block_size, rest,
+                            s->kv.block_table[full]);
 }
 
 /* ------------------------------------------------------------ stepping */
@@ -746,7 +959,92 @@ finish(pgi_engine *e, sequence *s, pgi_finish_reason reason)
     s->finished_at = now_ms();
     e->reserved_blocks -= s->reserved_blocks;
     s->reserved_blocks = 0;
+    /* a failed step may have left its positions unwritten: index nothing of it */
+    if (reason != PGI_FINISH_ERROR)
+        index_last_block(e, s);
     pgi_kv_sequence_free(&s->kv, &e->blocks);
+}
+
+/*
+ * The next token of a constrained sequence, and its state advanced.  The
+ * tokens allowed in its state come cached from the constraint (the trie is
+ * walked once per state); of those, only tokens that leave the text
+ * completable in the tokens left (max_tokens, the context) are offered,
+ * counting one byte per token (the vocabularies served have a token for
+ * every byte), so the text closes before the budget ends.  End-of-
+ * generation tokens only where the text is accepted.  -1 when nothing fits.
+ */
+static int32_t
+constrained_token(pgi_engine *e, sequence *s, const float *logits, pgi_error *err)
+{
+    double started = now_ms();
+    pgi_constraint *c = s->constraint->c;
+    const pgi_constraint_tokens *t = pgi_constraint_tokens_at(c, e->trie, s->constraint_state, err);
+    int left, budget, n = 0;
+    bool accepting = pgi_constraint_accepting(c, s->constraint_state);
+    int32_t token;
+
+    if (t == NULL)
+        return -1;
+    left = s->params.max_tokens - s->n_generated;
+    if (e->context_length - s->kv.length < left)
+        left = e->context_length - s->kv.length;
+    /* bytes that may still follow this token */
+    budget = left - 1;
+    if (t->min_distance > budget)
+        budget = t->min_distance;   /* cannot close in time: make the most progress */
+    if (accepting && !s->params.ignore_eos)
+    {
+        /* ending now beats any token that cannot close in time */
+        const int32_t *ends = pgi_token_trie_end_tokens(e->trie);
+
+        for (int i = 0; i < pgi_token_trie_n_end_tokens(e->trie); i++)
+            e->allowed[n++] = ends[i];
+        if (t->min_distance > left - 1)
+            budget = -1;
+    }
+    for (int i = 0; i < t->n; i++)
+        if (t->distance[i] <= budget)
+            e->allowed[n++] = t->ids[i];
+    if (n == 0)
+        return -1;
+    /* end tokens came first; keep the list ascending */
+    for (int i = 1; i < n; i++)
+    {
+        int32_t v = e->allowed[i];
+        int k = i - 1;
+
+        if (e->allowed[k] <= v)
+            continue;
+        while (k >= 0 && e->allowed[k] > v)
+        {
+            e->allowed[k + 1] = e->allowed[k];
+            k--;
+        }
+        e->allowed[k + 1] = v;
+    }
+    token = pgi_sampler_sample_among(&s->sampler, logits, e->allowed, n);
+    if (!pgi_tokenizer_is_end_of_generation(e->tokenizer, token))
+    {
+        int lo = 0, hi = t->n - 1;
+
+        while (lo <= hi)
+        {
+            int mid = lo + (hi - lo) / 2;
+
+            if (t->ids[mid] == token)
+            {
+                s->constraint_state = t->next[mid];
+                break;
+            }
+            if (t->ids[mid] < token)
+                lo = mid + 1;
+            else
+                hi = mid - 1;
+        }
+    }
+    e->constraint_ms += now_ms() - started;
+    return token;
 }
 
 /* Records a sampled token; decides whether the sequence goes on. */
@@ -764,6 +1062,8 @@ accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
     s->last_token_at = t;
     pgi_sampler_accept(&s->sampler, token);
     s->next_token = token;
+    if (s->n_prompt + s->n_generated - 1 < s->n_tokens_capacity)
+        s->prompt[s->n_prompt + s->n_generated - 1] = token;
 
     if (!s->params.ignore_eos && pgi_tokenizer_is_end_of_generation(e->tokenizer, token))
     {
@@ -779,6 +1079,8 @@ accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
     }
     if (stopped)
         finish(e, s, PGI_FINISH_STOP);
+    else if (s->constraint != NULL && pgi_constraint_complete(s->constraint->c, s->constraint_state))
+        finish(e, s, PGI_FINISH_EOS);   /* nothing may follow: the text is whole */
     else if (s->n_generated >= s->params.max_tokens)
         finish(e, s, PGI_FINISH_LENGTH);
     else if (s->kv.length >= e->context_length)
@@ -814,13 +1116,14 @@ admit_waiting(pgi_engine *e)
 }
 
 /*
- * Prefix sharing between running sequences: a sequence about to start its
- * prefill takes, by reference, the whole KV blocks of the longest prompt
- * prefix it has in common with an earlier running sequence, and computes
- * only the rest (at least its last prompt token, whose logits it needs).
- * When the earlier sequence has not yet computed that prefix, the later one
- * waits for it rather than computing it twice.  Decided before the step's
- * batch is built, so only K/V of completed steps are ever shared.
+ * Prefix sharing: a sequence about to start its prefill takes, by
+ * reference, the blocks of the longest prefix of its prompt the prefix
+ * cache holds (blocks of running and of finished sequences), and computes
+ * only the rest: at least its last prompt token, whose logits it needs.
+ * When an earlier running sequence is still computing a longer common
+ * prefix (in whole blocks), it waits for it rather than computing it twice.
+ * Decided before the step's batch is built, so only K/V of completed steps
+ * are ever shared.
  */
 static void
 share_prefixes(pgi_engine *e)
@@ -828,8 +1131,7 @@ share_prefixes(pgi_engine *e)
     for (int i = 0; i < e->n_seqs; i++)
     {
         sequence *s = e->seqs[i];
-        int best_ready = 0, best_pending = 0;
-        sequence *from = NULL;
+        int best_pending = 0, matched;
 
         s->waiting_for_prefix = false;
         if (s->state != SEQ_PREFILL || s->n_prefilled != 0 || s->kv.n_table != 0)
@@ -840,33 +1142,43 @@ share_prefixes(pgi_engine *e)
             int limit = s->n_prompt - 1 < r->n_prompt ? s->n_prompt - 1 : r->n_prompt;
             int m = 0;
 
-            if (r->state != SEQ_PREFILL && r->state != SEQ_DECODE)
+            if (r->state != SEQ_PREFILL || r->waiting_for_prefix || r->n_prefilled >= limit)
                 continue;
             while (m < limit && r->prompt[m] == s->prompt[m])
                 m++;
             m -= m % e->block_size;
-            if (m == 0)
-                continue;
-            if (r->n_prefilled >= m && r->kv.length >= m)
-            {
-                if (m > best_ready)
-                {
-                    best_ready = m;
-                    from = r;
-                }
-            }
-            else if (m > best_pending && r->state == SEQ_PREFILL && !r->waiting_for_prefix)
+            if (m > r->n_prefilled && m > best_pending)
                 best_pending = m;
         }
-        if (best_pending > best_ready)
-            s->waiting_for_prefix = true;
-        else if (from != NULL &&
-                 pgi_kv_sequence_share_prefix(&s->kv, &from->kv, &e->blocks, best_ready, NULL) ==
-                     PGI_OK)
+        matched = pgi_prefix_cache_match(e->prefix_cache, s->prompt, s->n_prompt - 1,
+                                         e->match_blocks);
+        if (best_pending > matched)
         {
-            s->n_prefilled = best_ready;
-            s->cached_tokens = best_ready;
+            s->waiting_for_prefix = true;
+            continue;
         }
+        /* A partly matched last block is copied before the sequence writes
+         * into it: one block more than its reservation, for that moment. */
+        if (matched % e->block_size != 0)
+        {
+            if (e->reserved_blocks + 1 <= e->blocks.n_blocks)
+            {
+                e->reserved_blocks++;
+                s->reserved_blocks++;
+            }
+            else
+                matched -= matched % e->block_size;
+        }
+        if (matched == 0 ||
+            pgi_kv_sequence_share_blocks(&s->kv, &e->blocks, e->match_blocks, matched, NULL) !=
+                PGI_OK)
+            continue;
+        pgi_prefix_cache_count_use(e->prefix_cache, matched);
+        s->n_prefilled = matched;
+        s->cached_tokens = matched;
+        s->n_indexed = matched / e->block_size;
+        s->index_parent = s->n_indexed > 0 ? e->match_blocks[s->n_indexed - 1] : -1;
+        s->index_generation = pgi_prefix_cache_generation(e->prefix_cache);
     }
 }
 
@@ -929,9 +1241,15 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
             remove_at(e, i);
     for (int i = 0; i < e->n_seqs; i++)
         e->seqs[i]->text_length = 0;
-    admit_waiting(e);
-    if (!e->options.disable_prefix_sharing)
+    if (e->prefix_cache != NULL)
+    {
+        /* blocks of sequences finished since: kept, or dropped beyond the bound */
+        pgi_prefix_cache_trim(e->prefix_cache);
+        admit_waiting(e);
         share_prefixes(e);
+    }
+    else
+        admit_waiting(e);
 
     /* Decode tokens first (one per sequence), then prompt chunks in
      * admission order while the token budget lasts. */
@@ -1051,7 +1369,9 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
             const pgi_sampler *sampler = &e->output_seqs[j]->sampler;
             int k = pgi_sampler_candidates_needed(sampler);
 
-            if (!pgi_sampler_needs_logits(sampler))
+            if (e->output_seqs[j]->constraint != NULL)
+                e->row_mode[j] = ROW_FULL;
+            else if (!pgi_sampler_needs_logits(sampler))
                 e->row_mode[j] = ROW_ARGMAX;
             else if (k > 0 && k <= PGI_TOP_K_MAX && e->options.logits_observer == NULL)
             {
@@ -1103,6 +1423,9 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     }
     e->steps++;
     e->tokens_processed += (uint64_t) n_tokens;
+    /* the K/V of this step are stored: index the blocks it filled */
+    for (int q = 0; q < n_step_seqs; q++)
+        index_full_blocks(e, e->step_seqs[q]);
 
     for (int j = 0; j < n_out; j++)
     {
@@ -1115,7 +1438,20 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
         if (row != NULL && e->options.logits_observer != NULL)
             e->options.logits_observer(e->options.logits_observer_context, s->id,
                                        e->positions[e->output_rows[j]], row, vocab);
-        if (e->row_mode[j] == ROW_FULL)
+        if (s->constraint != NULL)
+        {
+            pgi_error cerr;
+
+            token = constrained_token(e, s, row, &cerr);
+            if (token < 0)
+            {
+                /* no token continues the text (out of memory, or a
+                 * vocabulary without the bytes it needs): it ends here */
+                finish(e, s, PGI_FINISH_LENGTH);
+                continue;
+            }
+        }
+        else if (e->row_mode[j] == ROW_FULL)
             token = pgi_sampler_sample(&s->sampler, row);
         else if (e->row_mode[j] == ROW_TOP_K)
         {

@@ -15,10 +15,20 @@
  *   pgi_engine_cancel()        drop a sequence at once, freeing its cache
  *   pgi_engine_generate()      convenience loop for one prompt (the CLI)
  *
- * Prefix sharing: a sequence whose prompt starts with whole KV blocks
- * worth of another running sequence's prompt shares those blocks instead
- * of computing them (waiting a step or two if the other is still computing
- * them); timings.cached_tokens counts them.
+ * Prefix cache: the KV blocks of running and finished sequences are
+ * indexed by their token content (prefix_cache.h).  A sequence whose prompt
+ * starts with tokens the index holds shares those blocks instead of
+ * computing them (waiting a step or two if a running sequence is still
+ * computing a longer common prefix); timings.cached_tokens counts them.
+ * It is the longest common prefix with what the index holds, cut to leave
+ * the last prompt token to compute (its logits are needed): every whole
+ * block of it, and the leading part of one more block (a finished
+ * sequence's last, partial block, or any block that matches only in part),
+ * which the sequence copies before it writes into it.  Blocks of finished
+ * sequences stay indexed while no running sequence needs the room
+ * (disable_prefix_cache: not at all; prefix_cache_bytes bounds them), and
+ * are evicted least recently used first when one does: running sequences
+ * always win.
  *
  * Admission: a queued sequence starts when a running slot is free and the
  * KV cache can hold its worst case (prompt + max_tokens, capped at the
@@ -60,7 +70,10 @@ typedef struct pgi_engine_options {
     int max_batch_tokens;          /* tokens per step; 0: 512 */
     int prefill_chunk;             /* prompt tokens per sequence per step; 0: max_batch_tokens */
     int max_sequences;             /* running at once; 0: 64 */
-    bool disable_prefix_sharing;   /* see pgi_engine_step */
+    bool disable_prefix_sharing;   /* no index, no sharing of KV blocks at all */
+    bool disable_prefix_cache;     /* share only while some sequence uses a block */
+    size_t prefix_cache_bytes;     /* most KV memory kept for blocks no sequence
+                                    * uses; 0: whatever the KV cache has spare */
     int debug_lose_device_at_step; /* > 0: that step fails as if the device were
                                     * lost (tests of the owner's recovery) */
     pgi_logits_observer logits_observer;
@@ -96,23 +109,29 @@ typedef enum pgi_finish_reason {
     PGI_FINISH_LENGTH,             /* max_tokens reached */
     PGI_FINISH_STOP,               /* a stop string matched */
     PGI_FINISH_CONTEXT,            /* the context is full */
-    PGI_FINISH_ERROR               /* a device error ended it (see step status) */
+    PGI_FINISH_ERROR,              /* a device error ended it (see step status) */
+    /* Never reported by a step: why the engine's owner dropped a sequence
+     * (pgi_engine_cancel), for its own records (the worker's usage rows). */
+    PGI_FINISH_CANCELLED,          /* its caller went away or cancelled */
+    PGI_FINISH_TIMEOUT             /* its caller's time limit passed */
 } pgi_finish_reason;
 
-/* "stop", "length", ... as OpenAI spells them (EOS and stop strings are both
- * "stop"; the context limit is "length"). */
+/* "stop", "length", "error", "cancelled", "timeout": the one name of each
+ * reason, as OpenAI spells them (EOS and stop strings are both "stop"; the
+ * context limit is "length") and as usage.finish_reason stores them. */
 const char *pgi_finish_reason_name(pgi_finish_reason reason);
 
 typedef struct pgi_sequence_timings {
     int prompt_tokens;
     int generated_tokens;
-    int cached_tokens;             /* prompt tokens whose K/V were shared from another sequence */
+    int cached_tokens;             /* prompt tokens whose K/V were shared (prefix cache), not computed */
     double queue_ms;               /* added -> admitted */
     double prefill_ms;             /* admitted -> first token sampled */
     double time_to_first_token_ms; /* added -> first token sampled */
     double decode_ms;              /* first token -> last token */
     double total_ms;               /* added -> finished (or now) */
-    double device_ms;              /* its share of step time, by tokens */
+    double device_ms;              /* its share of step time, by tokens computed
+                                    * (cached tokens cost none) */
 } pgi_sequence_timings;
 
 typedef struct pgi_step_output {
@@ -130,8 +149,14 @@ typedef struct pgi_engine_stats {
     int context_length;
     int kv_block_size;
     int kv_blocks_total;
-    int kv_blocks_free;
+    int kv_blocks_free;            /* no running sequence holds them: free, or
+                                    * kept only by the prefix cache */
     int kv_blocks_reserved;        /* promised to running sequences */
+    int kv_blocks_cached;          /* indexed by the prefix cache (used or not) */
+    int kv_blocks_cached_unused;   /* of which only the prefix cache holds */
+    uint64_t prefix_cache_hits;    /* sequences that started from shared blocks */
+    uint64_t prefix_cache_tokens;  /* prompt tokens they were served from them */
+    uint64_t prefix_cache_evictions; /* blocks dropped from the index */
     int running;                   /* admitted, not finished */
     int waiting;                   /* added, not yet admitted */
     int max_batch_tokens;
@@ -139,6 +164,7 @@ typedef struct pgi_engine_stats {
     uint64_t steps;
     uint64_t tokens_processed;     /* prompt + decode tokens through the model */
     uint64_t tokens_generated;
+    double constraint_ms;          /* choosing constrained tokens (masks, their sampling) */
 } pgi_engine_stats;
 
 pgi_status pgi_engine_open(const pgi_engine_options *options, pgi_engine **out,
@@ -166,6 +192,11 @@ pgi_status pgi_engine_add_sequence(pgi_engine *engine, const int32_t *prompt, in
 /* Drop a sequence (waiting, running or finished) and free its cache.
  * PGI_ERR_INVALID_ARGUMENT for an unknown id. */
 pgi_status pgi_engine_cancel(pgi_engine *engine, int64_t seq_id, pgi_error *err);
+
+/* Forget every block of the prefix cache (blocks in use stay with their
+ * sequences; later sequences find nothing to share until new blocks are
+ * indexed).  Safe at any time between steps. */
+void pgi_engine_clear_prefix_cache(pgi_engine *engine);
 
 /* Timings so far of a known sequence; false for an unknown id. */
 bool pgi_engine_sequence_timings(const pgi_engine *engine, int64_t seq_id,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "pgi_memory.h"
+#include "prefix_cache.h"
 
 int
 pgi_kv_blocks_for_budget(size_t memory_budget, size_t bytes_per_token, int block_size)
@@ -50,9 +51,17 @@ pgi_kv_blocks_destroy(pgi_kv_blocks *blocks)
     memset(blocks, 0, sizeof(*blocks));
 }
 
+int
+pgi_kv_blocks_available(const pgi_kv_blocks *blocks)
+{
+    return blocks->n_free + (blocks->cache != NULL ? pgi_prefix_cache_unused(blocks->cache) : 0);
+}
+
 pgi_status
 pgi_kv_block_allocate(pgi_kv_blocks *blocks, int32_t *block, pgi_error *err)
 {
+    if (blocks->n_free == 0 && blocks->cache != NULL)
+        pgi_prefix_cache_evict_one(blocks->cache);
     if (blocks->n_free == 0)
         return pgi_fail(err, PGI_ERR_CACHE_FULL, "KV cache is full (%d blocks of %d tokens)",
                         blocks->n_blocks, blocks->block_size);
@@ -65,7 +74,10 @@ void
 pgi_kv_block_retain(pgi_kv_blocks *blocks, int32_t block)
 {
     if (block >= 0 && block < blocks->n_blocks && blocks->refcount[block] > 0)
-        blocks->refcount[block]++;
+    {
+        if (++blocks->refcount[block] == 2 && blocks->cache != NULL)
+            pgi_prefix_cache_block_used(blocks->cache, block);
+    }
 }
 
 void
@@ -75,6 +87,8 @@ pgi_kv_block_release(pgi_kv_blocks *blocks, int32_t block)
         return;
     if (--blocks->refcount[block] == 0)
         blocks->free_list[blocks->n_free++] = block;
+    else if (blocks->refcount[block] == 1 && blocks->cache != NULL)
+        pgi_prefix_cache_block_unused(blocks->cache, block);
 }
 
 int
@@ -103,7 +117,7 @@ pgi_kv_sequence_init(pgi_kv_sequence *seq, int max_tokens, int block_size, pgi_e
 void
 pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks)
 {
-    for (int i = 0; i < seq->n_table; i++)
+    for (int i = seq->n_table - 1; i >= 0; i--)
         pgi_kv_block_release(blocks, seq->block_table[i]);
     pgi_free(seq->block_table);
     memset(seq, 0, sizeof(*seq));
@@ -126,10 +140,10 @@ pgi_kv_sequence_reserve(pgi_kv_sequence *seq, pgi_kv_blocks *blocks, int new_len
                         seq->capacity * blocks->block_size);
     tail_shared = tail < seq->n_table && blocks->refcount[seq->block_table[tail]] > 1;
     extra = (needed - seq->n_table) + (tail_shared ? 1 : 0);
-    if (extra > blocks->n_free)
+    if (extra > pgi_kv_blocks_available(blocks))
         return pgi_fail(err, PGI_ERR_CACHE_FULL,
                         "KV cache is full: %d more blocks needed, %d free of %d", extra,
-                        blocks->n_free, blocks->n_blocks);
+                        pgi_kv_blocks_available(blocks), blocks->n_blocks);
     if (tail_shared)
     {
         int32_t copy = -1, shared = seq->block_table[tail];
@@ -157,6 +171,26 @@ pgi_kv_sequence_reserve(pgi_kv_sequence *seq, pgi_kv_blocks *blocks, int new_len
         seq->block_table[seq->n_table++] = block;
     }
     seq->length = new_length;
+    return PGI_OK;
+}
+
+pgi_status
+pgi_kv_sequence_share_blocks(pgi_kv_sequence *dst, pgi_kv_blocks *blocks,
+                             const int32_t *block_ids, int n_tokens, pgi_error *err)
+{
+    int n_share = pgi_kv_blocks_needed(blocks, n_tokens);
+
+    if (dst->n_table != 0 || dst->length != 0)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "prefix sharing needs an empty sequence");
+    if (n_share > dst->capacity)
+        return pgi_fail(err, PGI_ERR_CONTEXT_FULL, "shared prefix exceeds the context");
+    for (int i = 0; i < n_share; i++)
+    {
+        dst->block_table[i] = block_ids[i];
+        pgi_kv_block_retain(blocks, block_ids[i]);
+    }
+    dst->n_table = n_share;
+    dst->length = n_tokens;
     return PGI_OK;
 }
 

@@ -23,6 +23,10 @@ typedef struct pgi_kv_blocks {
     int n_free;
     int32_t *free_list;    /* [n_blocks], the first n_free entries are free */
     int32_t *refcount;     /* [n_blocks], 0 = free */
+    /* The index of blocks by content (prefix_cache.h), or NULL: it holds a
+     * reference on each block it names, and the blocks only it holds are
+     * evicted from it when no block is free. */
+    struct pgi_prefix_cache *cache;
 } pgi_kv_blocks;
 
 /* One sequence's view: block_table[i] holds positions
@@ -42,7 +46,13 @@ pgi_status pgi_kv_blocks_init(pgi_kv_blocks *blocks, int n_blocks, int block_siz
                               pgi_error *err);
 void pgi_kv_blocks_destroy(pgi_kv_blocks *blocks);
 
-/* Takes a free block (refcount 1); PGI_ERR_CACHE_FULL when none is left. */
+/* Blocks a sequence can still get: free ones, and those only the prefix
+ * cache holds (evicted on demand). */
+int pgi_kv_blocks_available(const pgi_kv_blocks *blocks);
+
+/* Takes a free block (refcount 1), evicting the prefix cache's least
+ * recently used unused block when none is free; PGI_ERR_CACHE_FULL when
+ * none is left. */
 pgi_status pgi_kv_block_allocate(pgi_kv_blocks *blocks, int32_t *block, pgi_error *err);
 /* One more owner of an allocated block (prefix sharing). */
 void pgi_kv_block_retain(pgi_kv_blocks *blocks, int32_t block);
@@ -52,7 +62,8 @@ void pgi_kv_block_release(pgi_kv_blocks *blocks, int32_t block);
 /* A sequence able to hold max_tokens tokens. */
 pgi_status pgi_kv_sequence_init(pgi_kv_sequence *seq, int max_tokens, int block_size,
                                 pgi_error *err);
-/* Releases every block of the sequence and its table. */
+/* Releases every block of the sequence (last first, so a prefix cache sees
+ * a chain's leaf become unused before its parent) and its table. */
 void pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks);
 
 /*
@@ -65,6 +76,11 @@ void pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks);
 pgi_status pgi_kv_sequence_reserve(pgi_kv_sequence *seq, pgi_kv_blocks *blocks,
                                    int new_length, pgi_backend *backend, pgi_kv_cache *kv,
                                    pgi_error *err);
+
+/* Let dst, empty, start with n_tokens tokens held by block_ids[0..]
+ * (the last block may hold more: dst copies it before writing into it). */
+pgi_status pgi_kv_sequence_share_blocks(pgi_kv_sequence *dst, pgi_kv_blocks *blocks,
+                                        const int32_t *block_ids, int n_tokens, pgi_error *err);
 
 /* Let dst start with src's first n_tokens tokens (n_tokens a multiple of
  * the block size or src's whole length) by sharing src's blocks. */

@@ -3,7 +3,8 @@
  *
  * The engine never aborts or exits: every fallible call returns a pgi_status
  * and fills a pgi_error with a code and a human-readable message.  The
- * extension maps codes to SQLSTATEs; the CLI prints the message.
+ * extension maps codes to SQLSTATEs (one table, ext/sqlstate.c: a status
+ * added here is added there); the CLI prints the message.
  */
 #ifndef PGI_ERROR_H
 #define PGI_ERROR_H

@@ -10,14 +10,14 @@ void
 pgi_sampling_params_default(pgi_sampling_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->temperature = 0.0f;
-    p->top_k = 0;
-    p->top_p = 1.0f;
-    p->min_p = 0.0f;
-    p->repeat_penalty = 1.0f;
-    p->repeat_last_n = 64;
+    p->temperature = PGI_DEFAULT_TEMPERATURE;
+    p->top_k = PGI_DEFAULT_TOP_K;
+    p->top_p = PGI_DEFAULT_TOP_P;
+    p->min_p = PGI_DEFAULT_MIN_P;
+    p->repeat_penalty = PGI_DEFAULT_REPEAT_PENALTY;
+    p->repeat_last_n = PGI_DEFAULT_REPEAT_LAST_N;
     p->seed = 0;
-    p->max_tokens = 16;
+    p->max_tokens = PGI_DEFAULT_MAX_TOKENS;
 }
 
 pgi_status
@@ -384,6 +384,78 @@ pgi_sampler_sample(pgi_sampler *s, const float *logits)
         c[i].p = 0.0f;
     }
     pgi_sampler_apply_penalty(s, c, n);
+    if (s->params.temperature <= 0.0f)
+    {
+        int best = 0;
+
+        for (int i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit)
+                best = i;
+        return c[best].id;
+    }
+    pgi_sample_top_k(c, &n, s->params.top_k);
+    return sample_from(s, c, n);
+}
+
+static int
+find_id(const int32_t *ids, int n, int32_t id)
+{
+    int lo = 0, hi = n - 1;
+
+    while (lo <= hi)
+    {
+        int mid = lo + (hi - lo) / 2;
+
+        if (ids[mid] == id)
+            return mid;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+int32_t
+pgi_sampler_sample_among(pgi_sampler *s, const float *logits, const int32_t *ids, int n)
+{
+    pgi_candidate *c = s->candidates;
+
+    if (n <= 0)
+        return -1;
+    if (!pgi_sampler_needs_logits(s) || c == NULL)
+    {
+        int best = 0;
+
+        for (int i = 1; i < n; i++)
+            if (logits[ids[i]] > logits[ids[best]])
+                best = i;
+        return ids[best];
+    }
+    for (int i = 0; i < n; i++)
+    {
+        c[i].id = ids[i];
+        c[i].logit = logits[ids[i]];
+        c[i].p = 0.0f;
+    }
+    /* the penalty, as pgi_sampler_apply_penalty: once per distinct token */
+    if (s->history_count > 0 && s->params.repeat_penalty != 1.0f)
+    {
+        for (int h = 0; h < s->history_count; h++)
+        {
+            int i = find_id(ids, n, s->history[h]);
+
+            if (i < 0 || c[i].p != 0.0f)
+                continue;
+            c[i].p = 1.0f;
+            if (c[i].logit <= 0.0f)
+                c[i].logit *= s->params.repeat_penalty;
+            else
+                c[i].logit /= s->params.repeat_penalty;
+        }
+        for (int i = 0; i < n; i++)
+            c[i].p = 0.0f;
+    }
     if (s->params.temperature <= 0.0f)
     {
         int best = 0;

@@ -14,10 +14,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "constraint.h"
 #include "pgi_error.h"
 
 #define PGI_MAX_STOP_STRINGS 8
 #define PGI_MAX_STOP_LENGTH 256
+
+/*
+ * The defaults of a request: what pgi_sampling_params_default() sets and
+ * what the SQL functions use for an argument left out or NULL (their SQL
+ * DEFAULTs, ext/sql/0.1.0/20_serving.sql, say the same: greedy, 256 tokens,
+ * every filter off).
+ */
+#define PGI_DEFAULT_MAX_TOKENS      256
+#define PGI_DEFAULT_TEMPERATURE     0.0f   /* greedy */
+#define PGI_DEFAULT_TOP_K           0      /* off */
+#define PGI_DEFAULT_TOP_P           1.0f   /* off */
+#define PGI_DEFAULT_MIN_P           0.0f   /* off */
+#define PGI_DEFAULT_REPEAT_PENALTY  1.0f   /* off */
+#define PGI_DEFAULT_REPEAT_LAST_N   64
 
 typedef struct pgi_sampling_params {
     float temperature;         /* <= 0: greedy; default 0.8 in the CLI */
@@ -32,9 +47,13 @@ typedef struct pgi_sampling_params {
     bool render_special;       /* control tokens in the output as their text (chat) */
     int n_stop;
     const char *stop[PGI_MAX_STOP_STRINGS];   /* copied by the engine */
+    /* Constrained decoding (constraint.h): kind PGI_CONSTRAINT_NONE = off.
+     * The engine compiles it (once per distinct spec) when the sequence is
+     * added; the text is copied. */
+    pgi_constraint_spec constraint;
 } pgi_sampling_params;
 
-/* Greedy, no penalties, max_tokens 16, seed 0. */
+/* The PGI_DEFAULT_* values above, seed 0, no stop strings. */
 void pgi_sampling_params_default(pgi_sampling_params *params);
 
 /* PGI_ERR_INVALID_ARGUMENT with a message naming the bad parameter. */
@@ -95,6 +114,15 @@ int32_t pgi_sampler_sample(pgi_sampler *sampler, const float *logits);
  */
 int pgi_sampler_candidates_needed(const pgi_sampler *sampler);
 int32_t pgi_sampler_sample_top(pgi_sampler *sampler, pgi_candidate *c, int n);
+
+/*
+ * Sampling among some tokens only (constrained decoding): ids[0..n)
+ * ascending, n >= 1; the other tokens count as if their logits were -inf.
+ * The chain is pgi_sampler_sample's (penalty, top-k, top-p, min-p,
+ * temperature), over these candidates; it reads only their logits.
+ */
+int32_t pgi_sampler_sample_among(pgi_sampler *sampler, const float *logits, const int32_t *ids,
+                                 int n);
 
 /*
  * Steps of the chain, exposed for tests.  They work on candidates[0..*n),

@@ -1586,7 +1586,7 @@ tokenize_with(const pgi_tokenizer *t, const char *text, size_t length, bool add_
     if (t == NULL || n_tokens == NULL || (text == NULL && length > 0) || capacity < 0 ||
         (tokens == NULL && capacity > 0))
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "pgi_tokenize: bad argument");
-    if (length > (size_t) INT32_MAX / 4)
+    if (length > PGI_MAX_TOKENIZE_BYTES)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "pgi_tokenize: text of %zu bytes is too long",
                         length);
     sink.capacity = (size_t) capacity;

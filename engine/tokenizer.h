@@ -118,6 +118,11 @@ size_t pgi_tokenizer_max_piece_length(const pgi_tokenizer *tokenizer);
  * space among them comes back as U+2581); BPE reads each invalid byte as
  * U+FFFD.
  */
+/* The longest text one call tokenizes (token counts stay within an int);
+ * longer is PGI_ERR_INVALID_ARGUMENT.  pg_infer.max_input_bytes stays below
+ * it (a static assertion in ext/pg_infer.c). */
+#define PGI_MAX_TOKENIZE_BYTES ((size_t) INT32_MAX / 4)
+
 pgi_status pgi_tokenize(const pgi_tokenizer *tokenizer, const char *text, size_t length,
                         bool add_bos, bool parse_special, int32_t *tokens, int capacity,
                         int *n_tokens, pgi_error *err);

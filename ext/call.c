@@ -20,6 +20,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "../engine/sampler.h"
+
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -47,20 +49,17 @@
 /* How often a waiting backend looks at the worker without being woken. */
 #define PGI_LIVENESS_CHECK_MS 200
 
+/* no seed, no truncation, plain text; BOS as the model asks */
+static const PgInferSamplingArgs sampling_defaults = {
+	.max_tokens = PGI_DEFAULT_MAX_TOKENS, .temperature = PGI_DEFAULT_TEMPERATURE,
+	.top_p = PGI_DEFAULT_TOP_P, .top_k = PGI_DEFAULT_TOP_K, .min_p = PGI_DEFAULT_MIN_P,
+	.repetition_penalty = PGI_DEFAULT_REPEAT_PENALTY, .add_bos = true,
+};
+
 void
 pgi_sampling_defaults(PgInferSamplingArgs *sampling)
 {
-	memset(sampling, 0, sizeof(*sampling));
-	sampling->max_tokens = 256;
-	sampling->temperature = 0.0;
-	sampling->top_p = 1.0;
-	sampling->top_k = 0;
-	sampling->min_p = 0.0;
-	sampling->repetition_penalty = 1.0;
-	sampling->has_seed = false;
-	sampling->truncate_prompt = false;
-	sampling->parse_special = false;
-	sampling->add_bos = true;
+	*sampling = sampling_defaults;
 }
 
 void
@@ -82,16 +81,6 @@ pgi_require_worker(void)
 						 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
 }
 
-const char *
-pgi_effective_model_name(const char *requested)
-{
-	if (requested != NULL && requested[0] != '\0')
-		return requested;
-	if (pg_infer_default_model != NULL)
-		return pg_infer_default_model;
-	return "";
-}
-
 bool
 pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 {
@@ -103,7 +92,7 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 	{
 		PgInferLoadedModel *m = &pg_infer_shared->models[i];
 
-		if (m->in_use && (name[0] == '\0' || strcmp(NameStr(m->name), name) == 0))
+		if (m->in_use && strcmp(NameStr(m->name), name) == 0)
 		{
 			memcpy(out, m, sizeof(*out));
 			found = true;
@@ -114,24 +103,24 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 }
 
 void
-pgi_require_loaded_model(const char *name, PgInferLoadedModel *out)
+pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out)
 {
-	PgInferLoadedModel dummy;
+	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
+	const char *names[PGI_MAX_LOADED_MODELS];
+	PgInferErrorMessage error;
+	int			slot;
 
-	if (out == NULL)
-		out = &dummy;
-	if (pgi_find_loaded_model(name, out))
-		return;
-	if (!pgi_find_loaded_model("", out))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("no model is loaded"),
-				 errhint("Load one with SELECT load_model('name', '/path/to/model.gguf'), "
-						 "or set pg_infer.model_path.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("model \"%s\" is not loaded", name),
-			 errhint("SELECT name FROM models lists the loaded models.")));
+	pg_infer_require_preload();
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	memcpy(models, pg_infer_shared->models, sizeof(models));
+	LWLockRelease(pg_infer_shared->lock);
+	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+		names[i] = models[i].in_use ? NameStr(models[i].name) : NULL;
+	slot = pgi_choose_model(requested, names, &error);
+	if (slot < 0)
+		pgi_raise_error_message(&error, sizeof(error));
+	if (out != NULL)
+		*out = models[slot];
 }
 
 /* ------------------------------------------------------------ errors */
@@ -145,8 +134,8 @@ sqlstate_code(const char *s)
 	return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 }
 
-static void
-raise_worker_error(const void *data, Size size)
+void
+pgi_raise_error_message(const void *data, Size size)
 {
 	PgInferErrorMessage e;
 
@@ -344,6 +333,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	header->submitted_at = GetCurrentTimestamp();
 	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE || spec->kind == PGI_CALL_EMBED ?
 			  pgi_effective_model_name(spec->model) : spec->model, "model name");
+	header->stream = spec->stream;
 	header->sampling = spec->sampling;
 	header->n_sequences = spec->n_prompts;
 	header->sequences_offset = header_size;
@@ -571,7 +561,7 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 				case PGI_MSG_ERROR:
 					seq->finished = true;
 					call->n_open--;
-					raise_worker_error(data, n);
+					pgi_raise_error_message(data, n);
 					break;
 				default:
 					ereport(ERROR,
@@ -612,6 +602,4 @@ pgi_call_end(PgInferCall *call)
 	call->ended = true;
 	call->segment = NULL;
 	dsm_detach(segment);
-	call->ended = true;
-	call->segment = NULL;
 }

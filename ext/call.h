@@ -10,12 +10,14 @@
 #ifndef PG_INFER_CALL_H
 #define PG_INFER_CALL_H
 
+#include "model_choice.h"
 #include "pg_infer.h"
 #include "protocol.h"
 
 #include "fmgr.h"
 #include "storage/dsm.h"
 #include "storage/shm_mq.h"
+#include "utils/jsonb.h"
 
 /* What the caller asks for. */
 typedef struct PgInferCallSpec
@@ -24,6 +26,7 @@ typedef struct PgInferCallSpec
 	const char *function_name;	/* "generate", "chat", ... (usage rows) */
 	const char *model;			/* NULL or "": the session's default model */
 	const char *tag;			/* NULL: pg_infer.tag */
+	bool		stream;			/* generate_stream(): each piece as it comes */
 	PgInferSamplingArgs sampling;
 	int			n_stop;
 	char	  **stop;			/* NUL-terminated */
@@ -89,20 +92,21 @@ extern bool pgi_call_next_event(PgInferCall *call, PgInferEvent *event);
 /* Detaches (telling the worker to stop, if anything is still running). */
 extern void pgi_call_end(PgInferCall *call);
 
-/* Sampling arguments at their defaults (greedy, 256 tokens...). */
+/* Sampling arguments at their defaults (engine/sampler.h's PGI_DEFAULT_*). */
 extern void pgi_sampling_defaults(PgInferSamplingArgs *sampling);
 
-/* The model a call would use: the argument, else pg_infer.default_model,
- * else "" (the worker's default, then its first model). */
-extern const char *pgi_effective_model_name(const char *requested);
-
-/* The published slot of a loaded model (by name, "" = default/first), copied
- * under the lock; false when none matches. */
+/* The published slot of the loaded model of this name, copied under the
+ * lock; false when none has it. */
 extern bool pgi_find_loaded_model(const char *name, PgInferLoadedModel *out);
 
-/* Raise the errors of a model name that cannot be served: 55000 when no
- * model is loaded, 42704 for an unknown name. */
-extern void pgi_require_loaded_model(const char *name, PgInferLoadedModel *out);
+/* The published slot of the model that serves `requested` (model_choice.h:
+ * NULL or "" = the default), copied; raises 55000 when no model is loaded,
+ * 42704 for a name not loaded. */
+extern void pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out);
+
+/* Raise an error in the shape of the worker's reply (protocol.h), size
+ * bytes of it, with its SQLSTATE, message, detail and hint. */
+extern void pgi_raise_error_message(const void *data, Size size);
 
 /* Errors 55000 with a hint unless a worker is running. */
 extern void pgi_require_worker(void);
@@ -112,5 +116,13 @@ extern void pgi_require_worker(void);
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */
 extern void pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
 extern text *pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out);
+
+/* structured.c: the json_schema, choices, regex arguments (at `first`,
+ * first + 1, first + 2 when present) and chat()'s response_format, checked
+ * and set as the call's constraint (the blob).  Read after the stop strings. */
+extern void pgi_read_constraint_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
+extern void pgi_read_response_format(Jsonb *format, PgInferCallSpec *spec);
+extern void pgi_set_json_schema_constraint(PgInferCallSpec *spec, const char *schema, Size length,
+										   const char *argument);
 
 #endif							/* PG_INFER_CALL_H */

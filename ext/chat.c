@@ -288,7 +288,15 @@ pg_infer_chat(PG_FUNCTION_ARGS)
 	pgi_read_call_arguments(fcinfo, 1, &spec);
 	spec.function_name = "chat";
 	template_argument = PG_NARGS() > 12 && !PG_ARGISNULL(12) ? text_to_cstring(PG_GETARG_TEXT_PP(12)) : NULL;
+	/* response_format (0.2.0): the reply constrained as a whole */
+	if (PG_NARGS() > 13 && !PG_ARGISNULL(13))
+		pgi_read_response_format(PG_GETARG_JSONB_P(13), &spec);
 	build_prompt(PG_GETARG_JSONB_P(0), spec.model, template_argument, &model, &prompt);
+	if (spec.blob_size > 0 && prompt.family == PGI_CHAT_GPT_OSS)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("response_format is not supported for models whose replies use harmony's channels (gpt-oss)"),
+				 errdetail("The constraint covers the whole reply, which leaves no room for the analysis channel.")));
 	/*
 	 * Specials only at the template's markers (the worker tokenizes with
 	 * them); a prompt with no marker at all (llama-2 or mistral, one user

@@ -5,6 +5,8 @@
  *   model text, max_tokens int, temperature float8, top_p float8, top_k int,
  *   min_p float8, repetition_penalty float8, seed bigint, stop text[],
  *   tag text, truncate_prompt bool
+ * and then json_schema jsonb, choices text[], regex text (ext/structured.c;
+ * absent when called through 0.1.0's signatures).
  * A NULL in any of them means its default (see ext/sql/20_serving.sql), so
  * callers may pass NULL through from their own parameters.  The functions
  * are not STRICT for that reason; a NULL prompt gives a NULL result.
@@ -32,9 +34,6 @@ typedef struct Port Port;
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
-
-/* The engine's limit on a stop string's length (engine/sampler.h). */
-#define PGI_ENGINE_MAX_STOP_LENGTH 256
 
 PG_FUNCTION_INFO_V1(pg_infer_generate);
 PG_FUNCTION_INFO_V1(pg_infer_generate_stream);
@@ -138,11 +137,11 @@ pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spe
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop strings must not be empty")));
-			if (strlen(stop) > PGI_ENGINE_MAX_STOP_LENGTH)
+			if (strlen(stop) > PGI_CALL_MAX_STOP_LENGTH)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("stop string is too long"),
-						 errdetail("A stop string has at most %d bytes.", PGI_ENGINE_MAX_STOP_LENGTH)));
+						 errdetail("A stop string has at most %d bytes.", PGI_CALL_MAX_STOP_LENGTH)));
 			spec->stop[spec->n_stop++] = stop;
 		}
 	}
@@ -200,6 +199,7 @@ pg_infer_generate(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	pgi_read_call_arguments(fcinfo, 1, &spec);
+	pgi_read_constraint_arguments(fcinfo, 12, &spec);
 	spec.function_name = "generate";
 	set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
 	PG_RETURN_TEXT_P(pgi_run_single(&spec, NULL));
@@ -250,7 +250,9 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 		if (!PG_ARGISNULL(0))
 		{
 			pgi_read_call_arguments(fcinfo, 1, &spec);
+			pgi_read_constraint_arguments(fcinfo, 12, &spec);
 			spec.function_name = "generate_stream";
+			spec.stream = true;
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
 			state->call = pgi_call_submit(&spec);
 			if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
@@ -314,6 +316,7 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	array = PG_GETARG_ARRAYTYPE_P(0);
 	pgi_read_call_arguments(fcinfo, 1, &spec);
+	pgi_read_constraint_arguments(fcinfo, 12, &spec);
 	spec.function_name = "generate_batch";
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elements, &nulls, &n);
 	if (n == 0)

@@ -9,6 +9,8 @@
 #include "budget.h"
 #include "counters.h"
 
+#include "../engine/tokenizer.h"
+
 #include <limits.h>
 #include <string.h>
 
@@ -36,12 +38,19 @@ int			pg_infer_max_batch_tokens = 512;
 int			pg_infer_prefill_chunk = 256;
 int			pg_infer_kv_memory = 0;
 int			pg_infer_max_sequences = 64;
+int			pg_infer_max_sequences_per_role = 0;
+bool		pg_infer_prefix_cache = true;
+int			pg_infer_prefix_cache_memory = 0;
 bool		pg_infer_usage_recording = true;
 int			pg_infer_usage_retention = 90 * 24 * 60;
 int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
 int			pg_infer_max_open_calls = PGI_DEFAULT_MAX_OPEN_CALLS;
+
+/* a prompt within pg_infer.max_input_bytes is never too long for the engine */
+StaticAssertDecl((uint64) PGI_MAX_INPUT_KB_LIMIT * 1024 <= PGI_MAX_TOKENIZE_BYTES,
+				 "pg_infer.max_input_bytes must stay within the tokenizer's limit");
 
 PgInferQueue *pg_infer_queue = NULL;
 
@@ -182,7 +191,7 @@ define_settings(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	/* serving (issue 4) */
+	/* serving */
 	DefineCustomIntVariable("pg_infer.queue_timeout",
 							"How long a call waits for the worker to admit it (0: no limit).",
 							"The wait ends with SQLSTATE 57014.  Time spent generating does not count.",
@@ -237,6 +246,33 @@ define_settings(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_infer.max_sequences_per_role",
+							"Sequences of one role a model computes at once (0: three quarters of pg_infer.max_sequences).",
+							"The rest stays free for other roles, which the worker admits in turn (bgworker/fair_admission.c).",
+							&pg_infer_max_sequences_per_role,
+							0, 0, 4096,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_infer.prefix_cache",
+							 "Whether KV blocks of finished requests are kept for later prompts that start with the same tokens.",
+							 "Off, a prefix is shared only between requests that run at the same time. Applies to models loaded afterwards.",
+							 &pg_infer_prefix_cache,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_infer.prefix_cache_memory",
+							"Most KV cache memory per model kept for blocks of finished requests (0: whatever the KV cache has spare).",
+							"Kept blocks are given up whenever running requests need the room. Applies to models loaded afterwards.",
+							&pg_infer_prefix_cache_memory,
+							0, 0, 1048576,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("pg_infer.usage_recording",
 							 "Whether the worker records a usage row for every request.",
 							 "Off only to measure what recording costs.",
@@ -277,7 +313,7 @@ define_settings(void)
 							"Largest text one call may tokenize (a prompt, the text of tokenize() or count_tokens()); also the most ids detokenize() takes.",
 							"Checked before any tokenizing, so no role can make a backend or the worker allocate or compute in proportion to a huge input.",
 							&pg_infer_max_input_bytes,
-							PGI_DEFAULT_MAX_INPUT_KB, 1, 1048576,
+							PGI_DEFAULT_MAX_INPUT_KB, 1, PGI_MAX_INPUT_KB_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);

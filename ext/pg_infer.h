@@ -79,13 +79,16 @@ extern char *pg_infer_model_path;
 extern char *pg_infer_model_dir;
 extern char *pg_infer_default_model;
 
-/* Serving (issue 4) */
+/* Serving */
 extern int	pg_infer_queue_timeout;	/* ms a call waits for admission; 0 = no limit */
 extern char *pg_infer_tag;
 extern int	pg_infer_max_batch_tokens;
 extern int	pg_infer_prefill_chunk;
 extern int	pg_infer_kv_memory;		/* MB */
 extern int	pg_infer_max_sequences;
+extern int	pg_infer_max_sequences_per_role;	/* 0: 3/4 of max_sequences */
+extern bool pg_infer_prefix_cache;
+extern int	pg_infer_prefix_cache_memory;	/* MB */
 extern bool pg_infer_usage_recording;
 extern int	pg_infer_usage_retention;	/* minutes; 0 = keep everything */
 extern int	pg_infer_debug_lose_device_at_step;	/* tests only; 0 = off */
@@ -94,6 +97,8 @@ extern int	pg_infer_max_input_bytes;	/* kB */
 
 /* pg_infer.max_input_bytes's default: 1 MB of text (or 1M token ids) */
 #define PGI_DEFAULT_MAX_INPUT_KB 1024
+/* its largest value: just under the engine's PGI_MAX_TOKENIZE_BYTES */
+#define PGI_MAX_INPUT_KB_LIMIT (512 * 1024 - 1)
 
 /*
  * pg_infer.max_open_calls: calls one session may have open at once, each

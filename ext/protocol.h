@@ -64,6 +64,7 @@ pgi_reply_queue_size(int n_sequences)
 }
 #define PGI_TAG_LENGTH            128
 #define PGI_CALL_MAX_STOP_STRINGS 8	/* = the engine's PGI_MAX_STOP_STRINGS */
+#define PGI_CALL_MAX_STOP_LENGTH  256	/* bytes; = the engine's PGI_MAX_STOP_LENGTH */
 #define PGI_MAX_LOADED_MODELS     8
 
 /* ------------------------------------------------------------------ queue */
@@ -151,6 +152,21 @@ typedef struct PgInferLoadArgs
 	bool		under_model_dir;
 } PgInferLoadArgs;
 
+/*
+ * PGI_CALL_GENERATE's blob, when blob_size > 0: a constraint on every reply
+ * of the call (json_schema, choices, regex).  The text follows the struct
+ * (length bytes; kind and text as engine/constraint.h's
+ * pgi_constraint_spec: 1 regex, 2 JSON schema, 3 choices each ended by a
+ * NUL).  The backend compiled it once to check it; the worker checks the
+ * frame (bgworker/constraint_args.c) and the engine compiles it again.
+ */
+typedef struct PgInferConstraintArgs
+{
+	int32		kind;
+	Size		length;
+	/* text follows */
+} PgInferConstraintArgs;
+
 /* A byte range of a prompt: a marker the chat template wrote. */
 typedef struct PgInferSpan
 {
@@ -196,6 +212,8 @@ typedef struct PgInferCallHeader
 								 * admission; 0 = none */
 
 	NameData	model;			/* "" = pg_infer.default_model */
+	bool		stream;			/* the caller shows each piece as it comes:
+								 * wake it for every TEXT */
 	PgInferSamplingArgs sampling;
 	int32		n_stop;
 	Size		stop_offset;	/* n_stop NUL-terminated strings, back to back */
@@ -235,8 +253,8 @@ typedef struct PgInferAdmittedMessage
 typedef struct PgInferDoneMessage
 {
 	char		type;			/* PGI_MSG_DONE */
-	char		finish_reason[16];	/* stop, length, cancelled, timeout, error */
-	int64		usage_id;		/* the committed usage row; 0 when not recorded */
+	char		finish_reason[16];	/* pgi_finish_reason_name(); "loaded" or
+									 * "unloaded" for a model call */
 	int32		prompt_tokens;
 	int32		cached_tokens;
 	int32		completion_tokens;

@@ -8,6 +8,7 @@
  */
 #include "call.h"
 #include "model_cache.h"
+#include "sqlstate.h"
 #include "text_utf8.h"
 
 #include <fcntl.h>
@@ -105,15 +106,14 @@ load_entry(CachedModel *entry, const PgInferLoadedModel *model)
 	open_model_metadata(model, &file, &error);
 	if (file == NULL)
 		ereport(ERROR,
-				(errcode(error.code == PGI_ERR_IO ? ERRCODE_UNDEFINED_FILE : ERRCODE_DATA_CORRUPTED),
+				(errcode(pgi_status_errcode(error.code)),
 				 errmsg("could not read the tokenizer of model \"%s\": %s",
 						NameStr(model->name), error.message)));
 	if (pgi_tokenizer_load(file, &tokenizer, &error) != PGI_OK)
 	{
 		gguf_close(file);
 		ereport(ERROR,
-				(errcode(error.code == PGI_ERR_UNSUPPORTED ? ERRCODE_FEATURE_NOT_SUPPORTED :
-						 ERRCODE_DATA_CORRUPTED),
+				(errcode(pgi_status_errcode(error.code)),
 				 errmsg("could not load the tokenizer of model \"%s\": %s",
 						NameStr(model->name), error.message)));
 	}
@@ -137,7 +137,7 @@ pgi_model_info(const char *requested)
 	PgInferLoadedModel model;
 	CachedModel *free_entry = NULL;
 
-	pgi_require_loaded_model(pgi_effective_model_name(requested), &model);
+	pgi_require_loaded_model(requested, &model);
 	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
 	{
 		CachedModel *entry = &cache[i];
@@ -179,8 +179,7 @@ pgi_tokenize_text(const PgInferModelInfo *model, const char *text, Size length,
 	if (pgi_tokenize_alloc(model->tokenizer, text, length, add_bos, parse_special,
 						   &engine_tokens, n_tokens, &error) != PGI_OK)
 		ereport(ERROR,
-				(errcode(error.code == PGI_ERR_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY :
-						 ERRCODE_INTERNAL_ERROR),
+				(errcode(pgi_status_errcode(error.code)),
 				 errmsg("could not tokenize: %s", error.message)));
 	tokens = palloc(sizeof(int32) * Max(*n_tokens, 1));
 	if (*n_tokens > 0)

@@ -1,4 +1,4 @@
--- Issue 11, findings 2, 12 and 13b: bounded inputs, text that is text,
+-- Bounded inputs, text that is text,
 -- distinct seeds per prompt in generate_batch.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_infer CASCADE;

@@ -32,7 +32,7 @@ ALTER SYSTEM SET pg_infer.threads = -1;
 ALTER SYSTEM SET pg_infer.device = 'cuda:1';
 ALTER SYSTEM RESET pg_infer.device;
 
--- Serving settings (issue 4): per session, or checked on reload.
+-- Serving settings: per session, or checked on reload.
 SET pg_infer.queue_timeout = -1;
 SET pg_infer.queue_timeout = '5s';
 SHOW pg_infer.queue_timeout;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# books_tests.sh — the books must not be gamed (issue 11, items 7 and 11):
+# books_tests.sh — the books must not be gamed:
 # the cases that need several sessions or the worker's restart.
 #
 #   * a reservation is seen by another session at once: two requests that

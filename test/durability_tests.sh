@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # durability_tests.sh — the books keep a usage row for every request that
-# spent tokens (issue 5): a caller cancelled mid-stream, a client that
+# spent tokens: a caller cancelled mid-stream, a client that
 # disconnects mid-generation, and no returned result loses its row when the
 # server or the worker crashes right after it was returned.
 #

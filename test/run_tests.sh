@@ -166,7 +166,7 @@ fi
 record "$unit_ok" "$unit_failed" "engine unit tests"
 
 # ------------------------------------------------------------ 1b. CUDA kernels, emulated
-# (GPU, issue 6) The CUDA backend's own sources on the CPU emulator of CUDA
+# (GPU) The CUDA backend's own sources on the CPU emulator of CUDA
 # (test/gpu/emu): the emulator's self-test, the engine's unit tests on
 # cuda:0, cross-check cases against llama.cpp's references on cuda:0, then
 # test/gpu/test_gpu_backend against the CPU backend and the golden tokens,
@@ -375,7 +375,7 @@ EOF
         run_pg_prove pg_infer_test "$ROOT/test/pgtap" pgtap.log
         pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
 
-        # (serving, issue 4) tests that need several sessions or a clock:
+        # (serving) tests that need several sessions or a clock:
         # cancellation, the worker's death and restart, 16 concurrent
         # clients, streaming as it happens (TAP, counted as their own phase)
         note "serving: cancellation, worker restart, concurrency, streaming (test/serving_tests.sh)"
@@ -383,7 +383,7 @@ EOF
             PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client" PGI_MODEL_DIR="$WORK/models"
         serving_ok=$tap_ok; serving_failed=$tap_failed
 
-        # (books, issue 5) contrib/prometheus/pg_infer_queries.yaml served by
+        # (books) contrib/prometheus/pg_infer_queries.yaml served by
         # the real prometheus-postgres-exporter on a loopback port (counted
         # with pgTAP; a missing exporter is a failure)
         note "exporter: the Prometheus queries file (test/exporter_test.sh)"
@@ -392,14 +392,14 @@ EOF
         note "exporter: $exporter_ok passed, $exporter_failed failed (counted with pgTAP)"
         pgtap_ok=$((pgtap_ok + exporter_ok)); pgtap_failed=$((pgtap_failed + exporter_failed))
 
-        # (books, issue 11) the books must not be gamed: reservations seen by
+        # (books) the books must not be gamed: reservations seen by
         # other sessions, queue time, a read-only database, a failed commit
         # (test/books_tests.sh; counted with pgTAP)
         note "books: reservations, queue time, failed commits (test/books_tests.sh)"
         run_tap_script books.log test/books_tests.sh PSQL="$BINDIR/psql"
         pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
 
-        # (books, issue 5) usage rows that survive: a cancelled stream, a
+        # (books) usage rows that survive: a cancelled stream, a
         # vanished client, the server and the worker crashing right after a
         # result was returned (test/durability_tests.sh restarts this server
         # with its last options and leaves it serving; counted with pgTAP)
@@ -436,7 +436,7 @@ EOF
         fi
         stop_server "$PGTAP_DATA"
 
-        # (GPU, issue 6) the worker on the CUDA backend: the same cluster,
+        # (GPU) the worker on the CUDA backend: the same cluster,
         # with the CUDA emulator (test/gpu/emu) staged as pg_infer_cuda.so
         # beside pg_infer.so (where the worker looks for the CUDA backend)
         # and 256 MiB of device memory: two models' backends keep their

@@ -177,8 +177,10 @@ if grep -qE "ERROR" "$SCRATCH/restart.out" && [ "$elapsed" -lt 2000 ]; then
 else
     not_ok "a caller errors at once when the worker dies" "$(cat "$SCRATCH/restart.out") (${elapsed} ms)"
 fi
-out=$(sql "$SHORT" | head -1)
-if grep -qE "not running|stopped|worker" <<<"$out"; then
+# Away: not running (55000), or it stopped or restarted while the call was
+# queued (08006, 57P01); any other error, or other text, fails.
+out=$("${Q[@]}" -c "\\set VERBOSITY verbose" -c "$SHORT" 2>&1 | head -1)
+if grep -qE "^(psql:[^ ]* )?ERROR:  (55000: the pg_infer worker is not running|08006: the pg_infer worker stopped while serving this call|57P01: the pg_infer worker (restarted after the call was queued|is shutting down))$" <<<"$out"; then
     ok "a call while the worker is away fails with a clear error: $out"
 elif [ "$out" = "$EXPECTED" ]; then
     ok "a call right after the worker's death (it was already back)"
@@ -262,7 +264,7 @@ else
     echo "# skipped: symlink escape (PGI_MODEL_DIR not set or not writable)"
 fi
 
-# ------------------------------------------------------------ model files (issue 11)
+# ------------------------------------------------------------ model files
 # A loaded model is immune to its file (it is read into private memory); a
 # hostile or huge file is refused before it is hashed or allocated for; a
 # load stops when its caller cancels; a path swapped after the backend's
@@ -453,5 +455,34 @@ fi
 check "another session is served while one holds 16 open streams" "t" "$(cat "$SCRATCH/other_session.out" 2>&1)"
 check "closing the cursors gives the session its calls back" "after: true" "$(grep '^after: ' <<<"$out")"
 check "the open streams are dropped by the worker once their cursors close" "0 0 0" "$(wait_idle; queue_idle)"
+
+# ------------------------------------------------------------ fairness between roles
+# One role floods the model with a batch of 256 long generations; another
+# role's 4-token request must not wait behind it.  The worker gives roles
+# turns and keeps a quarter of pg_infer.max_sequences free of any one role
+# (bgworker/fair_admission.c), so the small request ends long before the
+# batch: its usage row is older than all but a few of the batch's.  First
+# come, first served, it would end after the batch's first 256 - 64 rows.
+sql "CREATE ROLE pgi_fair_flood LOGIN IN ROLE pginfer_user; CREATE ROLE pgi_fair_small LOGIN IN ROLE pginfer_user" >/dev/null
+fair_tag="fair-$$-$(now_ms)"
+FLOOD="SELECT count(*) FROM generate_batch(array_fill('Once upon a time'::text, ARRAY[256]), max_tokens => 200, tag => '$fair_tag-flood')"
+"${Q[@]}" -U pgi_fair_flood -c "$FLOOD" >"$SCRATCH/flood.out" 2>&1 &
+flood_pid=$!
+for _ in $(seq 1 100); do  # until the batch runs
+    [ "$(sql "SELECT coalesce(sum(running), 0) > 0 FROM pg_infer_models")" = t ] && break
+    sleep 0.05
+done
+start=$(now_ms)
+small=$("${Q[@]}" -U pgi_fair_small -c "SELECT generate('Lily', max_tokens => 4, tag => '$fair_tag-small') IS NOT NULL" 2>&1)
+small_ms=$(( $(now_ms) - start ))
+flood_running=$(kill -0 "$flood_pid" 2>/dev/null && echo yes || echo no)
+wait "$flood_pid"
+check "the flooding role's batch of 256 completes" "256" "$(cat "$SCRATCH/flood.out")"
+check "another role's small request is served while the batch runs (${small_ms} ms; batch still running: $flood_running)" "t" "$small"
+check "the small request's row is older than at least 192 of the batch's 256 (it did not wait for the batch)" "t" \
+    "$(sql "SELECT count(*) >= 192 FROM usage
+             WHERE tag = '$fair_tag-flood' AND finished_at > (SELECT finished_at FROM usage WHERE tag = '$fair_tag-small')")"
+check "pg_infer_models counts the sequences waiting for their turn, and none is left" "0 0 0" "$(wait_idle; queue_idle)"
+sql "DROP ROLE pgi_fair_flood; DROP ROLE pgi_fair_small" >/dev/null
 
 tap_done

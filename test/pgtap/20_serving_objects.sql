@@ -1,4 +1,4 @@
--- The serving functions (issue 4): signatures, defaults, privileges, the
+-- The serving functions: signatures, defaults, privileges, the
 -- models table and the pg_infer_models view.
 BEGIN;
 SELECT plan(40);

@@ -1,6 +1,6 @@
 -- The worker serves: the model of pg_infer.model_path is loaded at start
--- and registered; greedy output equals llama.cpp's (notes/llamacpp_reference.md,
--- independent of this engine); every request leaves a usage row that the
+-- and registered; greedy output equals llama.cpp's (the ids of
+-- test/unit/test_golden.c, made by llama.cpp, independent of this engine); every request leaves a usage row that the
 -- worker committed before the caller got its result, also when the caller
 -- rolls back; model loading errors carry their SQLSTATEs.
 -- Needs pg_infer.model_path = the bundled stories260K.gguf (the test harness sets it).

@@ -89,8 +89,8 @@ SELECT has_function('public', 'check_budget', ARRAY['name', 'text', 'integer'],
 SELECT function_returns('public', 'check_budget', ARRAY['name', 'text', 'integer'], 'void',
                         'check_budget returns void');
 SELECT has_function('public', 'usage_maintain_partitions',
-                    ARRAY['integer', 'interval', 'timestamp with time zone'],
-                    'usage_maintain_partitions(...) exists');
+                    ARRAY['integer', 'interval', 'timestamp with time zone', 'boolean'],
+                    'usage_maintain_partitions(days_ahead, retention, reference_time, confirm_drop) exists');
 
 SELECT is_definer('public', 'record_usage', ARRAY['usage_input[]'], 'record_usage is SECURITY DEFINER');
 SELECT is_definer('public', 'check_budget', ARRAY['name', 'text', 'integer'], 'check_budget is SECURITY DEFINER');

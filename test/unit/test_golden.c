@@ -481,10 +481,9 @@ test_scalar_path(const golden *g)
 }
 
 /*
- * Greedy output with a prompt equals llama.cpp's: reference ids from
- * /work/notes/llamacpp_reference.md, produced by llama.cpp (ggerganov/
- * llama.cpp commit c392e5094deaf2d1a7c18683214f007fad3fe42b, CPU build) on
- * stories260K.gguf: BOS-prefixed prompt ids, 64 argmax tokens, and the
+ * Greedy output with a prompt equals llama.cpp's: the reference ids below
+ * were produced by llama.cpp (ggerganov/llama.cpp commit
+ * c392e5094deaf2d1a7c18683214f007fad3fe42b, CPU build) on stories260K.gguf: BOS-prefixed prompt ids, 64 argmax tokens, and the
  * top-2 logits of the first step.
  */
 typedef struct llamacpp_case {

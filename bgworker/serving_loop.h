@@ -1,10 +1,10 @@
 /*
- * scheduler.h — what the worker's main loop (worker.c) calls to serve
+ * serving_loop.h — what the worker's main loop (worker.c) calls to serve
  * requests; the rest is in serving.h.  Kept free of engine headers so that
  * worker.c need not include them.
  */
-#ifndef PG_INFER_SCHEDULER_H
-#define PG_INFER_SCHEDULER_H
+#ifndef PG_INFER_SERVING_LOOP_H
+#define PG_INFER_SERVING_LOOP_H
 
 /* After the device probe: drop calls queued for an earlier worker, load the
  * registered models and pg_infer.model_path. */
@@ -21,4 +21,4 @@ extern const char *serving_restart_reason(void);
 /* Answer every open request with an error, record usage, close models. */
 extern void serving_shutdown(void);
 
-#endif							/* PG_INFER_SCHEDULER_H */
+#endif							/* PG_INFER_SERVING_LOOP_H */
