@@ -93,7 +93,8 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	const PgInferSequenceSlot *slots = (const PgInferSequenceSlot *) (base + h->sequences_offset);
 
 	if (h->kind != PGI_CALL_GENERATE && h->kind != PGI_CALL_LOAD_MODEL &&
-		h->kind != PGI_CALL_UNLOAD_MODEL && h->kind != PGI_CALL_EMBED)
+		h->kind != PGI_CALL_UNLOAD_MODEL && h->kind != PGI_CALL_CLEAR_PREFIX_CACHE &&
+		h->kind != PGI_CALL_EMBED)
 	{
 		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: unknown kind %u", h->kind);
 		return false;
@@ -331,12 +332,16 @@ answer_model_call(ServingCall *call, const char *base)
 		memcpy(&args, base + call->header.blob_offset, sizeof(args));
 		ok = registry_load(name, &args, true, &call->shared_header->cancel_requested, &error);
 	}
+	else if (call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE)
+		ok = registry_clear_prefix_cache(name, &error);
 	else
 		ok = registry_unload(name, &error);
 	/* the answer goes to every sequence slot, though one is expected */
 	memset(&done, 0, sizeof(done));
 	done.type = PGI_MSG_DONE;
-	strlcpy(done.finish_reason, call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" : "unloaded",
+	strlcpy(done.finish_reason,
+			call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" :
+			call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE ? "cleared" : "unloaded",
 			sizeof(done.finish_reason));
 	namestrcpy(&done.model, name);
 	for (int i = 0; i < call->n_sequences; i++)
@@ -471,14 +476,6 @@ intake_start_pending(ServingSequence *s)
 	return started;
 }
 
-static void
-drop_segment(dsm_segment *segment)
-{
-	if (segment != NULL)
-		dsm_detach(segment);
-}
-
-/* Attach one queued call; answer it or start its sequences. */
 /*
  * embed(), embed_batch(): every text is embedded now, between steps
  * (embed_calls.c); each sequence gets its vector and finishes at once, so
@@ -506,6 +503,12 @@ start_embed_call(ServingCall *call, const char *base)
 	for (int i = 0; i < call->n_sequences && slot >= 0; i++)
 	{
 		lengths[i] = slots[i].prompt_length;
+		if (!range_ok(slots[i].prompt_offset, lengths[i], call->header.segment_size))
+		{
+			serving_error_set(&error, "XX001", NULL, "malformed pg_infer call: text %d changed", i);
+			slot = -1;
+			break;
+		}
 		texts[i] = palloc(lengths[i] + 1);
 		memcpy(texts[i], base + slots[i].prompt_offset, lengths[i]);
 		texts[i][lengths[i]] = '\0';
@@ -541,10 +544,18 @@ start_embed_call(ServingCall *call, const char *base)
 		s->timings.prefill_ms = elapsed_ms;
 		s->timings.device_ms = total > 0 ? elapsed_ms * n_tokens[i] / total : 0.0;
 		serving_models[slot].tokens_prompt += n_tokens[i];
-		finishing_add(s, PGI_FINISH_EOS);
+		finishing_add(s, PGI_FINISH_STOP);
 	}
 }
 
+static void
+drop_segment(dsm_segment *segment)
+{
+	if (segment != NULL)
+		dsm_detach(segment);
+}
+
+/* Attach one queued call; answer it or start its sequences. */
 static void
 take_call(const PgInferQueueEntry *entry)
 {

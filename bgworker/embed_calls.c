@@ -9,6 +9,8 @@
 
 #include "embed_calls.h"
 
+#include "../ext/sqlstate.h"
+
 #include "utils/memutils.h"
 
 bool

@@ -94,7 +94,8 @@ typedef enum PgInferCallKind
 	PGI_CALL_GENERATE = 1,		/* n_sequences prompts, sampled */
 	PGI_CALL_LOAD_MODEL = 2,	/* blob: PgInferLoadArgs */
 	PGI_CALL_UNLOAD_MODEL = 3,	/* model = the name */
-	PGI_CALL_EMBED = 4			/* n_sequences texts to embed; blob:
+	PGI_CALL_CLEAR_PREFIX_CACHE = 4,	/* model = the name, "" = every model */
+	PGI_CALL_EMBED = 5			/* n_sequences texts to embed; blob:
 								 * PgInferEmbedArgs; each answered by one
 								 * PGI_MSG_EMBEDDING, then DONE */
 } PgInferCallKind;
@@ -308,6 +309,10 @@ typedef struct PgInferLoadedModel
 	int64		tokens_prompt;
 	int64		tokens_generated;
 	int64		requests_served;
+	/* the prefix cache (engine/prefix_cache.h) */
+	int32		kv_blocks_cached;	/* blocks it indexes, in use or kept */
+	int64		prefix_cache_hits;	/* requests that started from its blocks */
+	int64		prefix_cache_tokens;	/* prompt tokens served from them */
 } PgInferLoadedModel;
 
 #endif							/* PG_INFER_PROTOCOL_H */

@@ -237,6 +237,18 @@ typedef struct pgi_backend_ops {
     void (*scale)(pgi_backend *b, float *x, float s, int64_t n);
     /* x[i] += y[i] */
     void (*add)(pgi_backend *b, float *x, const float *y, int64_t n);
+    /* Encoders (BERT family); NULL on a backend that has none (the engine
+     * then refuses such models on it).
+     * out[r] = (x[r] - mean) / sqrt(var + eps) * weight + bias, over n_rows
+     * rows of weight->cols (LayerNorm; bias may be NULL). */
+    void (*layernorm)(pgi_backend *b, float *out, const float *x, const pgi_weight *weight,
+                      const pgi_weight *bias, int n_rows, float eps);
+    /* x[i] = gelu(x[i]) in its tanh form (see gelu_mul). */
+    void (*gelu)(pgi_backend *b, float *x, int64_t n);
+    /* x[t] += row positions[t] of table (dequantized): absolute position
+     * embeddings. */
+    void (*add_position_rows)(pgi_backend *b, float *x, const pgi_weight *table);
+
     /* out[j] = x[output_rows[j]] for the step's outputs, rows of width floats. */
     void (*gather_outputs)(pgi_backend *b, float *out, const float *x, int width);
 
@@ -279,19 +291,6 @@ typedef struct pgi_backend_ops {
      * CUDA graphs). */
     void (*moe_ffn)(pgi_backend *b, float *out, const float *x, const int32_t *ids,
                     const float *weights, int n_tokens, int k, const pgi_moe_experts *experts);
-
-    /* Encoders (BERT family), last so that a table initialised in order
-     * (the CUDA backend's) leaves them NULL: a backend without them gets
-     * PGI_ERR_UNSUPPORTED for such models (forward.c).
-     * out[r] = (x[r] - mean) / sqrt(var + eps) * weight + bias, over n_rows
-     * rows of weight->cols (LayerNorm; bias may be NULL). */
-    void (*layernorm)(pgi_backend *b, float *out, const float *x, const pgi_weight *weight,
-                      const pgi_weight *bias, int n_rows, float eps);
-    /* x[i] = gelu(x[i]) in its tanh form (see gelu_mul). */
-    void (*gelu)(pgi_backend *b, float *x, int64_t n);
-    /* x[t] += row positions[t] of table (dequantized): absolute position
-     * embeddings. */
-    void (*add_position_rows)(pgi_backend *b, float *x, const pgi_weight *table);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */
