@@ -104,7 +104,8 @@ for c in "${CLUSTERS[@]}"; do
         fi
         case $c in
             node-*) echo "pg_infer.model_path = '$MODEL'"; echo "pg_infer.node_name = '$c'" ;;
-            ledger) echo "pg_infer.model_path = ''"; echo "pg_infer.usage_retention = 0" ;;
+            ledger) echo "pg_infer.model_path = ''"; echo "pg_infer.usage_retention = 0"
+                    echo "pg_infer.node_name = ''" ;;   # its cluster_name, whatever the test settings say
         esac
     } >>"$WORK/$c/postgresql.conf"
     start "$c" || { setup_ok=0; echo "# $c did not start: $(tail -n 3 "$WORK/$c.log")"; }
