@@ -1219,9 +1219,14 @@ preempt(pgi_engine *e, sequence *s)
     e->preemptions++;
 }
 
-/* The running sequence admitted last, other than s; NULL when none. */
+/*
+ * Who goes when s needs a block and none is left: the running sequence
+ * admitted last, other than s, of those that have not taken their blocks
+ * for this step (the step takes them oldest first, so those are the ones
+ * admitted after s, and any the step does not compute); NULL when none.
+ */
 static sequence *
-newest_running_except(pgi_engine *e, const sequence *s)
+preemption_victim(pgi_engine *e, const sequence *s)
 {
     sequence *newest = NULL;
 
@@ -1229,17 +1234,17 @@ newest_running_except(pgi_engine *e, const sequence *s)
     {
         sequence *r = e->seqs[i];
 
-        if (r != s && is_running(r) && (newest == NULL || r->admission > newest->admission))
+        if (r != s && is_running(r) && !r->step_room_taken &&
+            (newest == NULL || r->admission > newest->admission))
             newest = r;
     }
     return newest;
 }
 
 /*
- * Take the blocks s needs to grow to new_length, preempting the most
- * recently admitted other running sequences while none is left.  False
- * when s itself had to go back to waiting (it was the only one running),
- * or on another error (err set, *st not PGI_OK).
+ * Take the blocks s needs to grow to new_length, preempting victims while
+ * none is left.  False when s itself had to go back to waiting (no victim
+ * was left), or on another error (err set, *st not PGI_OK).
  */
 static bool
 take_room(pgi_engine *e, sequence *s, int new_length, pgi_status *st, pgi_error *err)
@@ -1251,7 +1256,7 @@ take_room(pgi_engine *e, sequence *s, int new_length, pgi_status *st, pgi_error 
         *st = pgi_kv_sequence_reserve(&s->kv, &e->blocks, new_length, e->backend, e->kv, err);
         if (*st != PGI_ERR_CACHE_FULL)
             break;
-        victim = newest_running_except(e, s);
+        victim = preemption_victim(e, s);
         if (victim == NULL)
         {
             preempt(e, s);
@@ -1381,26 +1386,39 @@ plan_step(pgi_engine *e)
     return n_step_seqs;
 }
 
+/* The planned sequence admitted first that has not taken its blocks. */
+static sequence *
+oldest_planned_without_room(pgi_engine *e, int n_step_seqs)
+{
+    sequence *oldest = NULL;
+
+    for (int q = 0; q < n_step_seqs; q++)
+    {
+        sequence *s = e->step_seqs[q];
+
+        if (is_running(s) && !s->step_room_taken &&
+            (oldest == NULL || s->admission < oldest->admission))
+            oldest = s;
+    }
+    return oldest;
+}
+
 /*
- * The blocks of the planned tokens, in plan order; a sequence preempted
- * for room (take_room) leaves the plan.  Fails only on an error other than
- * a lack of room (the backend's copy of a shared block).
+ * The blocks of the planned tokens, taken oldest admission first, so that
+ * when room runs out the newest go (take_room); a sequence preempted
+ * leaves the plan.  Fails only on an error other than a lack of room (the
+ * backend's copy of a shared block).
  */
 static pgi_status
 take_step_room(pgi_engine *e, int *n_step_seqs, pgi_error *err)
 {
     int kept = 0;
     pgi_status st = PGI_OK;
+    sequence *s;
 
-    for (int q = 0; q < *n_step_seqs; q++)
-    {
-        sequence *s = e->step_seqs[q];
-
-        if (!is_running(s))
-            continue;   /* preempted for an earlier one */
+    while ((s = oldest_planned_without_room(e, *n_step_seqs)) != NULL)
         if (!take_room(e, s, s->step_first + s->step_tokens, &st, err) && st != PGI_OK)
             return st;
-    }
     for (int q = 0; q < *n_step_seqs; q++)
         if (is_running(e->step_seqs[q]))
             e->step_seqs[kept++] = e->step_seqs[q];
