@@ -392,6 +392,8 @@ export PGI_CROSSCHECK_BUILDDIR := $(abspath $(BUILDDIR))
 
 # test_crosscheck writes its models with make_synthetic_model.
 $(BUILDDIR)/test/unit/test_crosscheck: | $(BUILDDIR)/make_synthetic_model
+# test_embed too (embed_cases.txt: the synthetic encoders).
+$(BUILDDIR)/test/unit/test_embed: | $(BUILDDIR)/make_synthetic_model
 
 crosscheck: $(BUILDDIR)/make_synthetic_model $(BUILDDIR)/test/unit/test_crosscheck
 	BUILDDIR="$(BUILDDIR)" CC="$(CC)" SHARED_MODELS="$(SHARED_MODELS)" \

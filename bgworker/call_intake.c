@@ -8,6 +8,7 @@
  * call only.
  */
 #include "serving_call.h"
+#include "embed_calls.h"
 
 #include "../ext/budget.h"
 
@@ -92,7 +93,8 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 	const PgInferSequenceSlot *slots = (const PgInferSequenceSlot *) (base + h->sequences_offset);
 
 	if (h->kind != PGI_CALL_GENERATE && h->kind != PGI_CALL_LOAD_MODEL &&
-		h->kind != PGI_CALL_UNLOAD_MODEL)
+		h->kind != PGI_CALL_UNLOAD_MODEL && h->kind != PGI_CALL_CLEAR_PREFIX_CACHE &&
+		h->kind != PGI_CALL_EMBED)
 	{
 		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: unknown kind %u", h->kind);
 		return false;
@@ -178,6 +180,11 @@ check_header_content(const PgInferCallHeader *h, const char *base, ServingError 
 			serving_error_set(error, "XX001", NULL, "malformed pg_infer call: load arguments");
 			return false;
 		}
+	}
+	if (h->kind == PGI_CALL_EMBED && h->blob_size < sizeof(PgInferEmbedArgs))
+	{
+		serving_error_set(error, "XX001", NULL, "malformed pg_infer call: embed arguments");
+		return false;
 	}
 	return true;
 }
@@ -325,12 +332,16 @@ answer_model_call(ServingCall *call, const char *base)
 		memcpy(&args, base + call->header.blob_offset, sizeof(args));
 		ok = registry_load(name, &args, true, &call->shared_header->cancel_requested, &error);
 	}
+	else if (call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE)
+		ok = registry_clear_prefix_cache(name, &error);
 	else
 		ok = registry_unload(name, &error);
 	/* the answer goes to every sequence slot, though one is expected */
 	memset(&done, 0, sizeof(done));
 	done.type = PGI_MSG_DONE;
-	strlcpy(done.finish_reason, call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" : "unloaded",
+	strlcpy(done.finish_reason,
+			call->header.kind == PGI_CALL_LOAD_MODEL ? "loaded" :
+			call->header.kind == PGI_CALL_CLEAR_PREFIX_CACHE ? "cleared" : "unloaded",
 			sizeof(done.finish_reason));
 	namestrcpy(&done.model, name);
 	for (int i = 0; i < call->n_sequences; i++)
@@ -465,6 +476,78 @@ intake_start_pending(ServingSequence *s)
 	return started;
 }
 
+/*
+ * embed(), embed_batch(): every text is embedded now, between steps
+ * (embed_calls.c); each sequence gets its vector and finishes at once, so
+ * its usage row (prompt tokens, no completion) is committed with the
+ * iteration's others before its DONE.
+ */
+static void
+start_embed_call(ServingCall *call, const char *base)
+{
+	const PgInferSequenceSlot *slots =
+		(const PgInferSequenceSlot *) (base + call->header.sequences_offset);
+	PgInferEmbedArgs args;
+	ServingError error;
+	char	  **texts = palloc(sizeof(char *) * call->n_sequences);
+	Size	   *lengths = palloc(sizeof(Size) * call->n_sequences);
+	int		   *n_tokens = palloc0(sizeof(int) * call->n_sequences);
+	float	   *vectors;
+	int			dim,
+				total = 0,
+				slot;
+	double		elapsed_ms = 0.0;
+
+	memcpy(&args, base + call->header.blob_offset, sizeof(args));
+	slot = registry_resolve(NameStr(call->header.model), &error);
+	for (int i = 0; i < call->n_sequences && slot >= 0; i++)
+	{
+		lengths[i] = slots[i].prompt_length;
+		if (!range_ok(slots[i].prompt_offset, lengths[i], call->header.segment_size))
+		{
+			serving_error_set(&error, "XX001", NULL, "malformed pg_infer call: text %d changed", i);
+			slot = -1;
+			break;
+		}
+		texts[i] = palloc(lengths[i] + 1);
+		memcpy(texts[i], base + slots[i].prompt_offset, lengths[i]);
+		texts[i][lengths[i]] = '\0';
+	}
+	if (slot < 0 || !serving_embed_texts(slot, texts, lengths, call->n_sequences, &args, &vectors,
+										 &dim, n_tokens, &elapsed_ms, &error))
+	{
+		for (int i = 0; i < call->n_sequences; i++)
+			outbox_error(&call->sequences[i], &error);
+		return;
+	}
+	for (int i = 0; i < call->n_sequences; i++)
+		total += n_tokens[i];
+	for (int i = 0; i < call->n_sequences; i++)
+	{
+		ServingSequence *s = &call->sequences[i];
+		Size		size = sizeof(PgInferEmbeddingMessage) + sizeof(float4) * (Size) dim;
+		char	   *message = palloc0(size);
+		PgInferEmbeddingMessage header;
+
+		header.type = PGI_MSG_EMBEDDING;
+		header.dim = dim;
+		memcpy(message, &header, sizeof(header));
+		memcpy(message + sizeof(header), vectors + (Size) i * (Size) dim, sizeof(float4) * (Size) dim);
+		outbox_message(s, message, size);
+		pfree(message);
+		s->model_slot = slot;
+		s->admitted = true;
+		s->prompt_tokens = n_tokens[i];
+		memset(&s->timings, 0, sizeof(s->timings));
+		s->timings.prompt_tokens = n_tokens[i];
+		s->timings.total_ms = elapsed_ms;
+		s->timings.prefill_ms = elapsed_ms;
+		s->timings.device_ms = total > 0 ? elapsed_ms * n_tokens[i] / total : 0.0;
+		serving_models[slot].tokens_prompt += n_tokens[i];
+		finishing_add(s, PGI_FINISH_STOP);
+	}
+}
+
 static void
 drop_segment(dsm_segment *segment)
 {
@@ -566,6 +649,8 @@ take_call(const PgInferQueueEntry *entry)
 		return;					/* the cancel pass closes it */
 	if (header.kind == PGI_CALL_GENERATE)
 		start_generate_call(call, base);
+	else if (header.kind == PGI_CALL_EMBED)
+		start_embed_call(call, base);
 	else
 		answer_model_call(call, base);
 }

@@ -237,6 +237,9 @@ registry_publish_live(int slot)
 	shared->tokens_prompt = m->tokens_prompt;
 	shared->tokens_generated = (int64) stats.tokens_generated;
 	shared->requests_served = m->requests_served;
+	shared->kv_blocks_cached = stats.kv_blocks_cached;
+	shared->prefix_cache_hits = (int64) stats.prefix_cache_hits;
+	shared->prefix_cache_tokens = (int64) stats.prefix_cache_tokens;
 	LWLockRelease(pg_infer_shared->lock);
 }
 
@@ -510,6 +513,28 @@ registry_unload(const char *name, ServingError *error)
 	(void) serving_run_in_transaction("remove the model from table \"models\"",
 									  write_models_table, &write);
 	ereport(LOG, (errmsg("pg_infer worker unloaded model \"%s\"", name)));
+	return true;
+}
+
+bool
+registry_clear_prefix_cache(const char *name, ServingError *error)
+{
+	int			cleared = 0;
+
+	for (int slot = 0; slot < PGI_MAX_LOADED_MODELS; slot++)
+	{
+		if (!serving_models[slot].in_use ||
+			(name[0] != '\0' && strcmp(serving_models[slot].name, name) != 0))
+			continue;
+		pgi_engine_clear_prefix_cache(serving_models[slot].engine);
+		registry_publish_live(slot);
+		cleared++;
+	}
+	if (name[0] != '\0' && cleared == 0)
+	{
+		serving_error_set(error, "42704", NULL, "model \"%s\" is not loaded", name);
+		return false;
+	}
 	return true;
 }
 

@@ -74,6 +74,8 @@ extern int	registry_find(const char *name);
 extern int	registry_resolve(const char *requested, ServingError *error);
 /* Copy live engine figures into the shared slot. */
 extern void registry_publish_live(int slot);
+/* Drop the prefix cache's unused blocks of one model ("" = every model). */
+extern bool registry_clear_prefix_cache(const char *name, ServingError *error);
 /* fair_admission.c: sequences taken but not yet started on a model */
 extern int	admission_waiting(int slot);
 extern void registry_close_all(void);

@@ -10,6 +10,7 @@
 #include "forward.h"
 #include "kv_cache.h"
 #include "pgi_memory.h"
+#include "pooling.h"
 #include "prefix_cache.h"
 
 typedef enum sequence_state {
@@ -762,6 +763,10 @@ pgi_engine_add_sequence(pgi_engine *e, const int32_t *prompt, int n_prompt,
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "no sampling parameters");
     if ((st = pgi_sampling_params_check(params, err)) != PGI_OK)
         return st;
+    if (e->model->config.encoder)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "%s is an encoder (an embedding model): it cannot generate text",
+                        e->model->config.architecture_name);
     if (prompt == NULL || n_prompt <= 0)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "the prompt has no tokens");
     if (n_prompt > e->context_length)
@@ -1785,4 +1790,169 @@ pgi_engine_generate(pgi_engine *e, const int32_t *prompt, int n_prompt,
     if (find_sequence(e, id) >= 0)
         pgi_engine_cancel(e, id, NULL);
     return st;
+}
+
+/* ------------------------------------------------------------ embeddings */
+
+int
+pgi_engine_embedding_length(const pgi_engine *e)
+{
+    return e->model->config.embedding_length;
+}
+
+int
+pgi_engine_max_embed_tokens(const pgi_engine *e)
+{
+    return e->max_batch_tokens < e->context_length ? e->max_batch_tokens : e->context_length;
+}
+
+/*
+ * One forward pass over inputs[first .. first + count), each a sequence of
+ * its own (whole in the step), using blocks no running sequence was
+ * promised; the pooled vectors go to out rows first .. first + count.
+ */
+static pgi_status
+embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, int n_tokens,
+           pgi_pooling pooling, bool normalize, float *out, pgi_error *err)
+{
+    int dim = e->model->config.embedding_length;
+    pgi_kv_sequence *kv = pgi_calloc((size_t) count, sizeof(pgi_kv_sequence));
+    float *hidden_host = NULL;
+    const float *hidden;
+    int table_width = 1, t = 0, need = 0;
+    pgi_step step;
+    pgi_status st = PGI_OK;
+
+    if (kv == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < count; i++)
+        need += pgi_kv_blocks_needed(&e->blocks, inputs[first + i].n_tokens);
+    if (e->reserved_blocks + need > e->blocks.n_blocks)
+    {
+        pgi_free(kv);
+        return pgi_fail(err, PGI_ERR_CACHE_FULL,
+                        "the KV cache has no room for %d tokens to embed now (%d of %d blocks "
+                        "promised to running sequences)",
+                        n_tokens, e->reserved_blocks, e->blocks.n_blocks);
+    }
+    for (int i = 0; i < count && st == PGI_OK; i++)
+    {
+        const pgi_embed_input *in = &inputs[first + i];
+
+        st = pgi_kv_sequence_init(&kv[i], in->n_tokens, e->block_size, err);
+        if (st == PGI_OK)
+            st = pgi_kv_sequence_reserve(&kv[i], &e->blocks, in->n_tokens, e->backend, e->kv, err);
+        if (st != PGI_OK)
+            break;
+        for (int j = 0; j < in->n_tokens; j++, t++)
+        {
+            e->tokens[t] = in->tokens[j];
+            e->positions[t] = j;
+            e->seq_index[t] = i;
+            e->kv_slots[t] = kv[i].block_table[j / e->block_size] * e->block_size + j % e->block_size;
+        }
+        e->seq_lengths[i] = in->n_tokens;
+        if (kv[i].n_table > table_width)
+            table_width = kv[i].n_table;
+    }
+    if (st == PGI_OK)
+    {
+        for (int i = 0; i < count; i++)
+            for (int j = 0; j < table_width; j++)
+                e->block_tables[(size_t) i * (size_t) table_width + (size_t) j] =
+                    j < kv[i].n_table ? kv[i].block_table[j] : -1;
+        memset(&step, 0, sizeof(step));
+        step.n_tokens = n_tokens;
+        step.tokens = e->tokens;
+        step.positions = e->positions;
+        step.seq_index = e->seq_index;
+        step.kv_slots = e->kv_slots;
+        step.n_seqs = count;
+        step.max_blocks = table_width;
+        step.block_tables = e->block_tables;
+        step.seq_lengths = e->seq_lengths;
+        step.n_outputs = 0;
+        step.output_rows = e->output_rows;
+        st = pgi_forward_run_hidden(e->forward, e->kv, &step, &hidden, err);
+    }
+    if (st == PGI_OK)
+    {
+        hidden_host = pgi_alloc(sizeof(float) * (size_t) n_tokens * (size_t) dim);
+        if (hidden_host == NULL)
+            st = pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for %d hidden states",
+                          n_tokens);
+        else
+            st = e->backend->ops->read_floats(e->backend, hidden_host, hidden,
+                                              (size_t) n_tokens * (size_t) dim, err);
+    }
+    if (st == PGI_OK)
+    {
+        const float *rows = hidden_host;
+
+        for (int i = 0; i < count; i++)
+        {
+            int n = inputs[first + i].n_tokens;
+
+            pgi_pool_rows(rows, n, dim, pooling, normalize, out + (size_t) (first + i) * (size_t) dim);
+            rows += (size_t) n * (size_t) dim;
+        }
+        e->tokens_processed += (uint64_t) n_tokens;
+    }
+    if (st == PGI_ERR_DEVICE_LOST)
+    {
+        e->device_lost = true;
+        snprintf(e->device_lost_message, sizeof(e->device_lost_message), "%s",
+                 err != NULL ? err->message : "the device was lost");
+    }
+    for (int i = 0; i < count; i++)
+        pgi_kv_sequence_free(&kv[i], &e->blocks);
+    pgi_free(kv);
+    pgi_free(hidden_host);
+    return st;
+}
+
+pgi_status
+pgi_engine_embed(pgi_engine *e, const pgi_embed_input *inputs, int n_inputs, pgi_pooling pooling,
+                 bool normalize, float *out, pgi_error *err)
+{
+    int limit = pgi_engine_max_embed_tokens(e);
+    int vocab = e->model->config.vocab_size;
+
+    if (e->device_lost)
+        return pgi_fail(err, PGI_ERR_DEVICE_LOST, "%s", e->device_lost_message);
+    if (inputs == NULL || n_inputs <= 0 || out == NULL)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "nothing to embed");
+    if (pooling == PGI_POOLING_DEFAULT)
+        pooling = e->model->config.pooling;
+    if (pooling != PGI_POOLING_MEAN && pooling != PGI_POOLING_CLS && pooling != PGI_POOLING_LAST)
+        return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "unknown pooling %d", (int) pooling);
+    for (int i = 0; i < n_inputs; i++)
+    {
+        if (inputs[i].tokens == NULL || inputs[i].n_tokens <= 0)
+            return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "input %d has no tokens", i + 1);
+        if (inputs[i].n_tokens > limit)
+            return pgi_fail(err, PGI_ERR_CONTEXT_FULL,
+                            "input %d has %d tokens; at most %d can be embedded (the %s)", i + 1,
+                            inputs[i].n_tokens, limit,
+                            limit == e->context_length ? "model's context" : "batch size");
+        for (int j = 0; j < inputs[i].n_tokens; j++)
+            if (inputs[i].tokens[j] < 0 || inputs[i].tokens[j] >= vocab)
+                return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "token id %d is out of range",
+                                inputs[i].tokens[j]);
+    }
+    /* as many whole inputs per pass as the batch and the sequence slots hold */
+    for (int first = 0; first < n_inputs;)
+    {
+        int count = 0, n_tokens = 0;
+        pgi_status st;
+
+        while (first + count < n_inputs && count < e->max_sequences &&
+               n_tokens + inputs[first + count].n_tokens <= e->max_batch_tokens)
+            n_tokens += inputs[first + count++].n_tokens;
+        if ((st = embed_pass(e, inputs, first, count, n_tokens, pooling, normalize, out, err)) !=
+            PGI_OK)
+            return st;
+        first += count;
+    }
+    return PGI_OK;
 }

@@ -238,6 +238,31 @@ bool pgi_engine_device_lost(const pgi_engine *engine);
 pgi_status pgi_engine_step(pgi_engine *engine, pgi_step_output *outputs, int max_outputs,
                            int *n_outputs, pgi_error *err);
 
+/*
+ * Embeddings: each input is run through the model without the LM head, its
+ * final hidden states (after the output norm; an encoder's last layer) are
+ * pooled (PGI_POOLING_DEFAULT: as the model says, see pooling.h) and, when
+ * normalize, divided by their L2 norm; out receives n_inputs rows of
+ * pgi_engine_embedding_length() floats.  Runs now, as passes of its own
+ * between steps (as many whole inputs per pass as max_batch_tokens and
+ * max_sequences allow), in KV blocks no running sequence was promised, and
+ * frees them before returning; running sequences are not disturbed.
+ * Errors: PGI_ERR_CONTEXT_FULL (an input longer than
+ * pgi_engine_max_embed_tokens), PGI_ERR_CACHE_FULL (no room now: retry
+ * after some steps), PGI_ERR_UNSUPPORTED (an encoder on a backend without
+ * its ops), PGI_ERR_INVALID_ARGUMENT, device errors.
+ */
+typedef struct pgi_embed_input {
+    const int32_t *tokens;
+    int n_tokens;
+} pgi_embed_input;
+
+pgi_status pgi_engine_embed(pgi_engine *engine, const pgi_embed_input *inputs, int n_inputs,
+                            pgi_pooling pooling, bool normalize, float *out, pgi_error *err);
+int pgi_engine_embedding_length(const pgi_engine *engine);
+/* The longest input pgi_engine_embed takes (tokens). */
+int pgi_engine_max_embed_tokens(const pgi_engine *engine);
+
 /* Streaming callback of pgi_engine_generate: return false to stop. */
 typedef bool (*pgi_text_callback)(void *context, const char *text, size_t length);
 

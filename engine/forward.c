@@ -263,19 +263,97 @@ moe_block(const layer_context *lc, const pgi_layer_weights *L)
     ops->add(b, f->x, f->proj, (int64_t) T * c->embedding_length);
 }
 
-pgi_status
-pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const float **logits,
-                pgi_error *err)
+/*
+ * An encoder layer (bert, nomic-bert): attention over the whole sequence,
+ * then LayerNorm after each residual add (post-norm):
+ *     x = LN(x + O(attn(Q x, K x, V x)));   x = LN(x + down(act(up x)))
+ * with biases where the file has them, RoPE on q and k for nomic-bert and
+ * its SiLU-gated FFN, GELU of up for bert.
+ */
+static void
+encoder_layer(const layer_context *lc, const pgi_layer_weights *L)
+{
+    pgi_forward *f = lc->f;
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model *m = f->model;
+    const pgi_model_config *c = &m->config;
+    int T = lc->n_tokens;
+    int64_t n_dim = (int64_t) T * c->embedding_length;
+    pgi_attention_shape shape = {
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .scale = c->attention_scale,
+        .bidirectional = 1,
+    };
+    pgi_rope rope = {
+        .mode = c->rope_mode,
+        .n_dims = c->rope_dims,
+        .inv_freq = &m->inv_freq,
+        .attn_factor = c->rope_attn_factor,
+    };
+
+    ops->matmul(b, f->q, &L->attn_q, f->x, T);
+    ops->matmul(b, f->k, &L->attn_k, f->x, T);
+    ops->matmul(b, f->v, &L->attn_v, f->x, T);
+    if (L->attn_q_bias.host != NULL)
+        ops->add_bias(b, f->q, &L->attn_q_bias, T);
+    if (L->attn_k_bias.host != NULL)
+        ops->add_bias(b, f->k, &L->attn_k_bias, T);
+    if (L->attn_v_bias.host != NULL)
+        ops->add_bias(b, f->v, &L->attn_v_bias, T);
+    if (!c->absolute_positions)
+        ops->rope(b, f->q, f->k, &rope, &shape);
+    ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    ops->matmul(b, f->proj, &L->attn_output, f->attn, T);
+    if (L->attn_output_bias.host != NULL)
+        ops->add_bias(b, f->proj, &L->attn_output_bias, T);
+    ops->add(b, f->proj, f->x, n_dim);
+    ops->layernorm(b, f->x, f->proj, &L->attn_out_norm, &L->attn_out_norm_bias, T,
+                   c->norm_epsilon);
+
+    ops->matmul(b, f->up, &L->ffn_up, f->x, T);
+    if (L->ffn_up_bias.host != NULL)
+        ops->add_bias(b, f->up, &L->ffn_up_bias, T);
+    if (L->ffn_gate.host != NULL)
+    {
+        ops->matmul(b, f->gate, &L->ffn_gate, f->x, T);
+        ops->silu_mul(b, f->up, f->gate, f->up, (int64_t) T * c->feed_forward_length);
+    }
+    else
+        ops->gelu(b, f->up, (int64_t) T * c->feed_forward_length);
+    ops->matmul(b, f->proj, &L->ffn_down, f->up, T);
+    if (L->ffn_down_bias.host != NULL)
+        ops->add_bias(b, f->proj, &L->ffn_down_bias, T);
+    ops->add(b, f->proj, f->x, n_dim);
+    ops->layernorm(b, f->x, f->proj, &L->layer_out_norm, &L->layer_out_norm_bias, T,
+                   c->norm_epsilon);
+}
+
+/* An encoder's input: token + type 0 (+ position) embeddings, LayerNorm. */
+static void
+encoder_input(pgi_forward *f, int T)
 {
     pgi_backend *b = f->backend;
     const pgi_backend_ops *ops = b->ops;
     const pgi_model *m = f->model;
     const pgi_model_config *c = &m->config;
-    int T = step->n_tokens;
-    int64_t dim = c->embedding_length;
-    pgi_status st;
 
-    *logits = NULL;
+    ops->embed(b, f->xn, &m->token_embd);
+    if (m->token_type_row.host != NULL)
+        ops->add_bias(b, f->xn, &m->token_type_row, T);
+    if (c->absolute_positions)
+        ops->add_position_rows(b, f->xn, &m->position_embd);
+    ops->layernorm(b, f->x, f->xn, &m->embd_norm, &m->embd_norm_bias, T, c->norm_epsilon);
+}
+
+static pgi_status
+check_step(const pgi_forward *f, const pgi_step *step, pgi_error *err)
+{
+    const pgi_model_config *c = &f->model->config;
+    int T = step->n_tokens;
+
     if (T <= 0 || T > f->max_tokens)
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "step of %d tokens (at most %d)", T,
                         f->max_tokens);
@@ -286,12 +364,26 @@ pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const fl
         if (step->tokens[t] < 0 || step->tokens[t] >= c->vocab_size)
             return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "token id %d is out of range",
                             step->tokens[t]);
+    if (c->absolute_positions)
+        for (int t = 0; t < T; t++)
+            if (step->positions[t] >= c->trained_context_length)
+                return pgi_fail(err, PGI_ERR_CONTEXT_FULL,
+                                "position %d is past the model's %d position embeddings",
+                                step->positions[t], c->trained_context_length);
+    return PGI_OK;
+}
 
-    if ((st = ops->begin_step(b, step, err)) != PGI_OK)
-        return st;
-    ops->embed(b, f->x, &m->token_embd);
+/* The decoder layers (the llama family) over the step's embeddings. */
+static void
+decoder_layers(pgi_forward *f, pgi_kv_cache *kv, int T)
+{
+    const pgi_model *m = f->model;
+    const pgi_model_config *c = &m->config;
+
+    f->backend->ops->embed(f->backend, f->x, &m->token_embd);
     if (c->embedding_scale != 1.0f)
-        ops->scale(b, f->x, c->embedding_scale, (int64_t) T * dim);
+        f->backend->ops->scale(f->backend, f->x, c->embedding_scale,
+                               (int64_t) T * c->embedding_length);
     for (int l = 0; l < c->n_layers; l++)
     {
         layer_context lc = {f, kv, l, T};
@@ -302,6 +394,74 @@ pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const fl
         else
             ffn_block(&lc, &m->layers[l]);
     }
+}
+
+pgi_status
+pgi_forward_run_hidden(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step,
+                       const float **hidden, pgi_error *err)
+{
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model *m = f->model;
+    const pgi_model_config *c = &m->config;
+    int T = step->n_tokens;
+    pgi_status st;
+
+    *hidden = NULL;
+    if ((st = check_step(f, step, err)) != PGI_OK)
+        return st;
+    if (c->encoder && (ops->layernorm == NULL || ops->gelu == NULL || ops->add_position_rows == NULL))
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "the %s backend cannot run %s encoders (the CPU backend can)", b->kind,
+                        c->architecture_name);
+    if ((st = ops->begin_step(b, step, err)) != PGI_OK)
+        return st;
+    if (c->encoder)
+    {
+        encoder_input(f, T);
+        for (int l = 0; l < c->n_layers; l++)
+        {
+            layer_context lc = {f, kv, l, T};
+
+            encoder_layer(&lc, &m->layers[l]);
+        }
+        *hidden = f->x;
+    }
+    else
+    {
+        decoder_layers(f, kv, T);
+        ops->rmsnorm(b, f->xn, f->x, &m->output_norm, T, c->rms_epsilon);
+        *hidden = f->xn;
+    }
+    if ((st = ops->end_step(b, err)) != PGI_OK)
+    {
+        *hidden = NULL;
+        return st;
+    }
+    return PGI_OK;
+}
+
+pgi_status
+pgi_forward_run(pgi_forward *f, pgi_kv_cache *kv, const pgi_step *step, const float **logits,
+                pgi_error *err)
+{
+    pgi_backend *b = f->backend;
+    const pgi_backend_ops *ops = b->ops;
+    const pgi_model *m = f->model;
+    const pgi_model_config *c = &m->config;
+    int64_t dim = c->embedding_length;
+    pgi_status st;
+
+    *logits = NULL;
+    if ((st = check_step(f, step, err)) != PGI_OK)
+        return st;
+    if (c->encoder)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED, "%s is an encoder: it has no logits",
+                        c->architecture_name);
+    if ((st = ops->begin_step(b, step, err)) != PGI_OK)
+        return st;
+    decoder_layers(f, kv, step->n_tokens);
+    if (step->n_outputs > 0)
     if (step->n_outputs > 0)
     {
         ops->gather_outputs(b, f->out_rows, f->x, (int) dim);

@@ -1,6 +1,6 @@
 /*
  * forward.h — the forward pass of the llama family (llama, qwen2, qwen3,
- * gemma3, phi3) over a backend's operation table.
+ * gemma3, phi3, ...) and of BERT-style encoders over a backend's operation table.
  *
  * One pgi_forward_run() computes one pgi_step: any mix of prompt chunks and
  * decode tokens from many sequences.  It uses only the ops of
@@ -26,6 +26,16 @@ void pgi_forward_free(pgi_forward *forward);
  */
 pgi_status pgi_forward_run(pgi_forward *forward, pgi_kv_cache *kv, const pgi_step *step,
                            const float **logits, pgi_error *err);
+
+/*
+ * The same pass without the LM head: leaves the final hidden states of every
+ * token of the step, [n_tokens][dim], in device memory at *hidden (valid
+ * until the next run): after the output norm for the llama family, the last
+ * layer's output for encoders (whose attention is bidirectional: each
+ * sequence must be whole in the step).  For embeddings.
+ */
+pgi_status pgi_forward_run_hidden(pgi_forward *forward, pgi_kv_cache *kv, const pgi_step *step,
+                                  const float **hidden, pgi_error *err);
 
 int pgi_forward_max_tokens(const pgi_forward *forward);
 int pgi_forward_max_outputs(const pgi_forward *forward);

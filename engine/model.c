@@ -147,6 +147,8 @@ typedef struct architecture_traits {
     bool experts;                 /* mixture of experts */
     pgi_moe_gating expert_gating;
     bool expert_weights_norm;     /* the family always renormalises */
+    bool encoder;                 /* BERT-style encoder (see model.h) */
+    bool absolute_positions;      /* position_embd (bert) */
 } architecture_traits;
 
 static const architecture_traits architectures[] = {
@@ -174,9 +176,18 @@ static const architecture_traits architectures[] = {
      .default_swa_period = 2, .local_rope_is_global = true, .attention_sinks = true,
      .ffn_norm_name = "post_attention_norm.weight", .experts = true,
      .expert_gating = PGI_MOE_GATING_SOFTMAX_TOPK},
+    /* bert (bge, e5, all-MiniLM): absolute position embeddings, biases
+     * everywhere, a GELU FFN of up and down; nomic-bert (nomic-embed):
+     * rotary positions (NEOX pairing), fused QKV, a SiLU-gated FFN without
+     * biases.  Both: bidirectional attention, LayerNorm after each residual
+     * add, token-type embeddings. */
+    {.name = "bert", .architecture = PGI_ARCH_BERT, .rope_mode = PGI_ROPE_NEOX,
+     .ffn_activation = PGI_FFN_GELU, .encoder = true, .absolute_positions = true},
+    {.name = "nomic-bert", .architecture = PGI_ARCH_NOMIC_BERT, .rope_mode = PGI_ROPE_NEOX,
+     .encoder = true},
 };
 
-#define SUPPORTED_ARCHITECTURES "llama, qwen2, qwen3, gemma3, phi3, qwen3moe, gpt-oss"
+#define SUPPORTED_ARCHITECTURES "llama, qwen2, qwen3, gemma3, phi3, qwen3moe, gpt-oss, bert, nomic-bert"
 
 /* The expert keys: a dense family must have none (or a count of 0); an
  * expert family needs the count, the number used and each expert's FFN
@@ -238,6 +249,36 @@ pgi_model_layer_is_local(const pgi_model_config *c, int layer)
            layer % c->swa_period < c->swa_period - 1;
 }
 
+/* <arch>.pooling_type with llama.cpp's numbers: 1 mean, 2 cls, 3 last.
+ * Absent or 0 (none): mean, as issue 13 asks for generative files. */
+static pgi_status
+read_pooling(const gguf_file *file, const char *arch, pgi_model_config *c, pgi_error *err)
+{
+    char key[128];
+    uint64_t value = 0;
+    int64_t signed_value;
+
+    c->pooling = PGI_POOLING_MEAN;
+    snprintf(key, sizeof(key), "%s.pooling_type", arch);
+    if (gguf_find_kv(file, key) == NULL)
+        return PGI_OK;
+    if (!gguf_get_u64(file, key, &value))
+    {
+        if (!gguf_get_i64(file, key, &signed_value) || signed_value < 0)
+            return pgi_fail(err, PGI_ERR_FORMAT, "metadata %s is not a non-negative integer", key);
+        value = (uint64_t) signed_value;
+    }
+    if (value == 2)
+        c->pooling = PGI_POOLING_CLS;
+    else if (value == 3)
+        c->pooling = PGI_POOLING_LAST;
+    else if (value > 3)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED,
+                        "%s = %llu (rank or another pooling) is not supported (mean 1, cls 2, "
+                        "last 3)", key, (unsigned long long) value);
+    return PGI_OK;
+}
+
 static pgi_status
 read_config(const gguf_file *file, int context_override, pgi_model_config *c, pgi_error *err)
 {
@@ -266,6 +307,8 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
     c->post_norms = traits->post_norms;
     c->ffn_activation = traits->ffn_activation;
     c->attention_sinks = traits->attention_sinks;
+    c->encoder = traits->encoder;
+    c->absolute_positions = traits->absolute_positions;
     snprintf(c->architecture_name, sizeof(c->architecture_name), "%s", traits->name);
     arch = c->architecture_name;
 
@@ -322,6 +365,16 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
         return st;
     if (!(c->rope_freq_base > 0.0f) || !(c->rms_epsilon >= 0.0f))
         return pgi_fail(err, PGI_ERR_FORMAT, "rope.freq_base or rms epsilon out of range");
+    if ((st = read_pooling(file, arch, c, err)) != PGI_OK)
+        return st;
+    if (c->encoder)
+    {
+        c->norm_epsilon = 1e-12f;
+        if ((st = read_float(file, arch, "attention.layer_norm_epsilon", &c->norm_epsilon, err)))
+            return st;
+        if (!(c->norm_epsilon >= 0.0f))
+            return pgi_fail(err, PGI_ERR_FORMAT, "attention.layer_norm_epsilon out of range");
+    }
 
     c->embedding_scale = traits->scaled_embedding ? sqrtf((float) c->embedding_length) : 1.0f;
     c->attention_scale = 1.0f / sqrtf((float) c->head_dim);
@@ -425,6 +478,9 @@ read_config(const gguf_file *file, int context_override, pgi_model_config *c, pg
                         (double) c->rope_attn_factor);
 
     c->context_length = context_override > 0 ? context_override : c->trained_context_length;
+    /* absolute positions exist only for the trained context */
+    if (c->absolute_positions && c->context_length > c->trained_context_length)
+        c->context_length = c->trained_context_length;
     if (context_override > (1 << 24))
         return pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "context length %d is too large",
                         context_override);
@@ -694,6 +750,93 @@ bind_ffn_inputs(pgi_model *model, int l, pgi_layer_weights *L, bool fused, pgi_e
     return st;
 }
 
+/*
+ * An encoder's tensors (bert, nomic-bert), as llama.cpp names them:
+ * token_embd, token_types (row 0 only is used: every token is of type 0),
+ * position_embd (bert), token_embd_norm; per layer Q/K/V (or attn_qkv)
+ * with optional biases, attn_output, attn_output_norm, the FFN (up and
+ * down with optional biases; nomic-bert adds a gate) and layer_output_norm.
+ */
+static pgi_status
+bind_encoder(pgi_model *model, pgi_error *err)
+{
+    pgi_model_config *c = &model->config;
+    int64_t dim = c->embedding_length, ffn = c->feed_forward_length;
+    int64_t q_dim = (int64_t) c->n_heads * c->head_dim;
+    const gguf_tensor *types = gguf_find_tensor(model->file, "token_types.weight");
+    pgi_status st;
+
+    if (c->n_experts > 0)
+        return pgi_fail(err, PGI_ERR_UNSUPPORTED, "encoders with experts are not supported");
+    if ((st = bind_tensor(model, "token_embd.weight", c->vocab_size, dim, false, true,
+                          &model->token_embd, NULL, err)) ||
+        (st = bind_tensor(model, "token_embd_norm.weight", 1, dim, true, true, &model->embd_norm,
+                          NULL, err)) ||
+        (st = bind_tensor(model, "token_embd_norm.bias", 1, dim, true, true,
+                          &model->embd_norm_bias, NULL, err)))
+        return st;
+    if (c->absolute_positions &&
+        (st = bind_tensor(model, "position_embd.weight", c->trained_context_length, dim, false,
+                          true, &model->position_embd, NULL, err)))
+        return st;
+    if (types != NULL)
+    {
+        pgi_weight whole;
+
+        memset(&whole, 0, sizeof(whole));
+        if (types->n_dims != 2 || types->dims[1] < 1 || types->dims[1] > 16)
+            return pgi_fail(err, PGI_ERR_FORMAT, "tensor token_types.weight has a bad shape");
+        if ((st = bind_tensor(model, "token_types.weight", types->dims[1], dim, false, true, &whole,
+                              NULL, err)))
+            return st;
+        model->token_type_data = pgi_alloc(sizeof(float) * (size_t) dim);
+        if (model->token_type_data == NULL)
+        {
+            pgi_free((void *) whole.name);
+            return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        pgi_dequantize_row(whole.type, whole.host, model->token_type_data, dim);
+        pgi_free((void *) whole.name);
+        if ((st = bind_inv_freq(&model->token_type_row, "token_types.weight[0]",
+                                model->token_type_data, (int) dim, err)))
+            return st;
+    }
+    c->tied_embeddings = false;
+    model->layers = pgi_calloc((size_t) c->n_layers, sizeof(pgi_layer_weights));
+    if (model->layers == NULL)
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory for %d layers", c->n_layers);
+    for (int l = 0; l < c->n_layers; l++)
+    {
+        pgi_layer_weights *L = &model->layers[l];
+        bool gated = c->architecture == PGI_ARCH_NOMIC_BERT;
+
+        if ((st = bind_attention_inputs(model, l, L, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_output.weight", dim, q_dim, false,
+                                    &L->attn_output, err)) ||
+            (st = bind_optional_layer_tensor(model, l, "attn_output.bias", dim,
+                                             &L->attn_output_bias, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_output_norm.weight", 1, dim, true,
+                                    &L->attn_out_norm, err)) ||
+            (st = bind_layer_tensor(model, l, "attn_output_norm.bias", 1, dim, true,
+                                    &L->attn_out_norm_bias, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_up.weight", ffn, dim, false, &L->ffn_up, err)) ||
+            (st = bind_optional_layer_tensor(model, l, "ffn_up.bias", ffn, &L->ffn_up_bias, err)) ||
+            (st = bind_layer_tensor(model, l, "ffn_down.weight", dim, ffn, false, &L->ffn_down,
+                                    err)) ||
+            (st = bind_optional_layer_tensor(model, l, "ffn_down.bias", dim, &L->ffn_down_bias,
+                                             err)) ||
+            (st = bind_layer_tensor(model, l, "layer_output_norm.weight", 1, dim, true,
+                                    &L->layer_out_norm, err)) ||
+            (st = bind_layer_tensor(model, l, "layer_output_norm.bias", 1, dim, true,
+                                    &L->layer_out_norm_bias, err)))
+            return st;
+        if (gated &&
+            (st = bind_layer_tensor(model, l, "ffn_gate.weight", ffn, dim, false, &L->ffn_gate, err)))
+            return st;
+    }
+    return PGI_OK;
+}
+
 pgi_status
 pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi_error *err)
 {
@@ -729,6 +872,13 @@ pgi_model_load(const gguf_file *file, int context_override, pgi_model **out, pgi
     }
     c->vocab_size = (int) embd->dims[1];
     q_dim = (int64_t) c->n_heads * c->head_dim;
+    if (c->encoder)
+    {
+        if ((st = bind_encoder(model, err)) != PGI_OK || (st = compute_inv_freq(model, err)) != PGI_OK)
+            goto fail;
+        *out = model;
+        return PGI_OK;
+    }
 
 
     if ((st = bind_tensor(model, "token_embd.weight", c->vocab_size, c->embedding_length, false,
@@ -808,7 +958,7 @@ fail:
 
 /* Every weight of a layer, for the loops that treat them alike (upload,
  * release); optional ones (the qwen2 biases) have host == NULL when absent. */
-#define LAYER_WEIGHT_COUNT 26
+#define LAYER_WEIGHT_COUNT 32
 _Static_assert(sizeof(pgi_layer_weights) == LAYER_WEIGHT_COUNT * sizeof(pgi_weight),
                "list_layer_weights must name every weight of a layer");
 
@@ -824,7 +974,10 @@ list_layer_weights(pgi_layer_weights *L, pgi_weight *out[LAYER_WEIGHT_COUNT])
                                            &L->ffn_router_bias, &L->ffn_gate_exps,
                                            &L->ffn_up_exps, &L->ffn_down_exps,
                                            &L->ffn_gate_exps_bias, &L->ffn_up_exps_bias,
-                                           &L->ffn_down_exps_bias};
+                                           &L->ffn_down_exps_bias, &L->attn_out_norm,
+                                           &L->attn_out_norm_bias, &L->layer_out_norm,
+                                           &L->layer_out_norm_bias, &L->ffn_up_bias,
+                                           &L->ffn_down_bias};
 
     memcpy(out, all, sizeof(all));
 }
@@ -834,6 +987,7 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
 {
     pgi_weight *all[16];
     pgi_status st;
+    int n_all = 0;
 
     if (model->uploaded_to != NULL)
         return pgi_fail(err, PGI_ERR_INTERNAL, "model weights are already uploaded");
@@ -843,7 +997,9 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
     {
         size_t need = model->token_embd.n_bytes + model->output_norm.n_bytes +
                       model->inv_freq.n_bytes + model->inv_freq_swa.n_bytes +
-                      (model->config.tied_embeddings ? 0 : model->output.n_bytes);
+                      (model->config.tied_embeddings ? 0 : model->output.n_bytes) +
+                      model->position_embd.n_bytes + model->token_type_row.n_bytes +
+                      model->embd_norm.n_bytes + model->embd_norm_bias.n_bytes;
 
         for (int l = 0; l < model->config.n_layers; l++)
         {
@@ -865,13 +1021,20 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
     model->uploaded_to = backend;
     /* The tied output shares token_embd's device copy rather than uploading
      * the table twice. */
-    all[0] = &model->token_embd;
-    all[1] = &model->output_norm;
-    all[2] = &model->inv_freq;
-    all[3] = model->config.tied_embeddings ? NULL : &model->output;
-    all[4] = model->inv_freq_swa.host != NULL ? &model->inv_freq_swa : NULL;
-    for (int i = 0; i < 5; i++)
-        if (all[i] != NULL && (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
+    all[n_all++] = &model->token_embd;
+    all[n_all++] = &model->output_norm;
+    all[n_all++] = &model->inv_freq;
+    all[n_all++] = model->config.tied_embeddings ? NULL : &model->output;
+    all[n_all++] = &model->inv_freq_swa;
+    all[n_all++] = &model->position_embd;
+    all[n_all++] = &model->token_type_row;
+    all[n_all++] = &model->embd_norm;
+    all[n_all++] = &model->embd_norm_bias;
+    /* weights a family lacks (an encoder's output, a decoder's position
+     * table) have host == NULL */
+    for (int i = 0; i < n_all; i++)
+        if (all[i] != NULL && all[i]->host != NULL &&
+            (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
             return st;
     if (model->config.tied_embeddings)
         model->output.device = model->token_embd.device;
@@ -914,6 +1077,10 @@ pgi_model_free(pgi_model *model)
     release_one(b, &model->output, model->config.tied_embeddings);
     release_one(b, &model->inv_freq, false);
     release_one(b, &model->inv_freq_swa, false);
+    release_one(b, &model->position_embd, false);
+    release_one(b, &model->token_type_row, false);
+    release_one(b, &model->embd_norm, false);
+    release_one(b, &model->embd_norm_bias, false);
     for (int l = 0; model->layers != NULL && l < model->config.n_layers; l++)
     {
         pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];
@@ -924,6 +1091,7 @@ pgi_model_free(pgi_model *model)
     }
     pgi_free(model->layers);
     pgi_free(model->inv_freq_data);
+    pgi_free(model->token_type_data);
     pgi_free(model);
 }
 

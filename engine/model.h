@@ -16,6 +16,7 @@
 #include "../kernels/backend.h"
 #include "gguf.h"
 #include "pgi_error.h"
+#include "pooling.h"
 
 typedef enum pgi_architecture {
     PGI_ARCH_LLAMA = 1,
@@ -24,7 +25,9 @@ typedef enum pgi_architecture {
     PGI_ARCH_GEMMA3 = 4,
     PGI_ARCH_PHI3 = 5,
     PGI_ARCH_QWEN3MOE = 6,
-    PGI_ARCH_GPT_OSS = 7
+    PGI_ARCH_GPT_OSS = 7,
+    PGI_ARCH_BERT = 8,            /* encoders: see pgi_model_config.encoder */
+    PGI_ARCH_NOMIC_BERT = 9
 } pgi_architecture;
 
 typedef enum pgi_rope_scaling {
@@ -86,6 +89,15 @@ typedef struct pgi_model_config {
     pgi_moe_gating expert_gating;
     bool expert_weights_norm;
     float expert_weights_scale;
+    /* embeddings */
+    pgi_pooling pooling;          /* <arch>.pooling_type; mean when absent */
+    /* encoders (bert, nomic-bert): bidirectional attention, LayerNorm after
+     * each residual add (post-norm), token-type embeddings, no LM head:
+     * they embed and never generate */
+    bool encoder;
+    bool absolute_positions;      /* position_embd rows added to the input (bert);
+                                   * nomic-bert rotates q and k instead */
+    float norm_epsilon;           /* attention.layer_norm_epsilon (LayerNorm) */
 } pgi_model_config;
 
 /* Every tensor a layer may have; the ones a family lacks have host == NULL. */
@@ -105,6 +117,11 @@ typedef struct pgi_layer_weights {
     pgi_weight ffn_router, ffn_router_bias;
     pgi_weight ffn_gate_exps, ffn_up_exps, ffn_down_exps;
     pgi_weight ffn_gate_exps_bias, ffn_up_exps_bias, ffn_down_exps_bias;
+    /* encoders: LayerNorms after the attention's and the FFN's residual add,
+     * and the FFN's biases */
+    pgi_weight attn_out_norm, attn_out_norm_bias;
+    pgi_weight layer_out_norm, layer_out_norm_bias;
+    pgi_weight ffn_up_bias, ffn_down_bias;
 } pgi_layer_weights;
 
 typedef struct pgi_model {
@@ -112,7 +129,14 @@ typedef struct pgi_model {
     const gguf_file *file;
     pgi_weight token_embd;
     pgi_weight output_norm;
-    pgi_weight output;            /* a copy of token_embd's binding when tied */
+    pgi_weight output;            /* a copy of token_embd's binding when tied;
+                                   * encoders have no output nor output_norm */
+    /* encoders */
+    pgi_weight position_embd;     /* [context][dim] (bert) */
+    pgi_weight token_type_row;    /* F32 [dim]: row 0 of token_types (every token
+                                   * is of type 0), owned; host NULL when absent */
+    float *token_type_data;
+    pgi_weight embd_norm, embd_norm_bias; /* LayerNorm of the input embeddings */
     pgi_layer_weights *layers;    /* [n_layers] */
     pgi_weight inv_freq;          /* F32 [rope_dims/2], owned by the model */
     pgi_weight inv_freq_swa;      /* the same for local layers (host NULL without them) */

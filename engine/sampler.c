@@ -369,6 +369,24 @@ pgi_sampler_sample_top(pgi_sampler *s, pgi_candidate *c, int n)
     return sample_from(s, c, n);
 }
 
+/* The token among candidates c[0..n) (penalised logits): the greatest when
+ * greedy, else drawn from the top-k / top-p / min-p distribution. */
+static int32_t
+choose(pgi_sampler *s, pgi_candidate *c, int n)
+{
+    if (s->params.temperature <= 0.0f)
+    {
+        int best = 0;
+
+        for (int i = 1; i < n; i++)
+            if (c[i].logit > c[best].logit)
+                best = i;
+        return c[best].id;
+    }
+    pgi_sample_top_k(c, &n, s->params.top_k);
+    return sample_from(s, c, n);
+}
+
 int32_t
 pgi_sampler_sample(pgi_sampler *s, const float *logits)
 {
@@ -384,17 +402,7 @@ pgi_sampler_sample(pgi_sampler *s, const float *logits)
         c[i].p = 0.0f;
     }
     pgi_sampler_apply_penalty(s, c, n);
-    if (s->params.temperature <= 0.0f)
-    {
-        int best = 0;
-
-        for (int i = 1; i < n; i++)
-            if (c[i].logit > c[best].logit)
-                best = i;
-        return c[best].id;
-    }
-    pgi_sample_top_k(c, &n, s->params.top_k);
-    return sample_from(s, c, n);
+    return choose(s, c, n);
 }
 
 static int
@@ -456,17 +464,7 @@ pgi_sampler_sample_among(pgi_sampler *s, const float *logits, const int32_t *ids
         for (int i = 0; i < n; i++)
             c[i].p = 0.0f;
     }
-    if (s->params.temperature <= 0.0f)
-    {
-        int best = 0;
-
-        for (int i = 1; i < n; i++)
-            if (c[i].logit > c[best].logit)
-                best = i;
-        return c[best].id;
-    }
-    pgi_sample_top_k(c, &n, s->params.top_k);
-    return sample_from(s, c, n);
+    return choose(s, c, n);
 }
 
 /* ------------------------------------------------------------ stop strings */

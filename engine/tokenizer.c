@@ -69,6 +69,9 @@ struct pgi_tokenizer {
     size_t merge_table_mask;
 
     int32_t bos, eos, eot, eom, unknown, padding;
+    int32_t separator;           /* WordPiece: [SEP], appended after the text */
+    bool lowercase, strip_accents;   /* WordPiece normalizer */
+    uint32_t max_token_length;   /* bytes of the longest token text */
     bool add_bos, add_eos, add_space_prefix, clean_spaces, ignore_merges;
 
     int32_t *special_ids;        /* control/user-defined/unknown, longest first */
@@ -309,7 +312,7 @@ render_piece(const pgi_tokenizer *t, int32_t id, char *out)
         memcpy(out, text, length);
         return length;
     }
-    if (t->kind == PGI_TOKENIZER_SPM)
+    if (t->kind == PGI_TOKENIZER_SPM || t->kind == PGI_TOKENIZER_WPM)
     {
         if (type == PGI_TOKEN_NORMAL)
         {
@@ -552,6 +555,23 @@ pgi_tokenizer_load(const gguf_file *file, pgi_tokenizer **out, pgi_error *err)
         t->add_bos = false;
         t->add_eos = false;
     }
+    else if (gguf_string_equals(model, "bert"))
+    {
+        /* llama.cpp's defaults for a WordPiece vocabulary without ids */
+        t->kind = PGI_TOKENIZER_WPM;
+        t->pre = PGI_PRE_DEFAULT;
+        t->bos = 101;
+        t->eos = PGI_TOKEN_NONE;
+        t->unknown = 100;
+        t->padding = 0;
+        t->separator = 102;
+        t->add_space_prefix = false;
+        t->add_bos = true;
+        t->add_eos = false;
+        t->clean_spaces = true;
+        t->lowercase = true;
+        t->strip_accents = true;
+    }
     else
     {
         char shown[64];
@@ -559,7 +579,7 @@ pgi_tokenizer_load(const gguf_file *file, pgi_tokenizer **out, pgi_error *err)
         copy_name(shown, sizeof(shown), model);
         pgi_tokenizer_free(t);
         return pgi_fail(err, PGI_ERR_UNSUPPORTED,
-                        "tokenizer model '%s' is not supported (only 'llama' and 'gpt2')", shown);
+                        "tokenizer model '%s' is not supported (only 'llama', 'gpt2' and 'bert')", shown);
     }
     t->eot = PGI_TOKEN_NONE;
     t->eom = PGI_TOKEN_NONE;
@@ -709,6 +729,20 @@ pgi_tokenizer_load(const gguf_file *file, pgi_tokenizer **out, pgi_error *err)
     read_token_id(file, "tokenizer.ggml.eom_token_id", t->n_tokens, &t->eom);
     read_token_id(file, "tokenizer.ggml.unknown_token_id", t->n_tokens, &t->unknown);
     read_token_id(file, "tokenizer.ggml.padding_token_id", t->n_tokens, &t->padding);
+    if (t->kind == PGI_TOKENIZER_WPM)
+    {
+        read_token_id(file, "tokenizer.ggml.seperator_token_id", t->n_tokens, &t->separator);
+        if (t->separator >= t->n_tokens)
+            t->separator = PGI_TOKEN_NONE;
+        /* strip_accents follows lowercase unless the file says */
+        if (gguf_get_bool(file, "tokenizer.ggml.normalizer.lowercase", &flag))
+            t->lowercase = t->strip_accents = flag;
+        if (gguf_get_bool(file, "tokenizer.ggml.normalizer.strip_accents", &flag))
+            t->strip_accents = flag;
+        for (int32_t i = 0; i < t->n_tokens; i++)
+            if (t->text_length[i] > t->max_token_length)
+                t->max_token_length = t->text_length[i];
+    }
     if (t->bos >= t->n_tokens)
         t->bos = PGI_TOKEN_NONE;
     if (t->eos >= t->n_tokens)
@@ -1194,6 +1228,105 @@ encode_spm(const pgi_tokenizer *t, workspace *w, const char *text, size_t length
     return PGI_OK;
 }
 
+/* The longest tokens that make up one WordPiece word (U+2581 and the word's
+ * bytes, at word[0..n)), left to right; [UNK] for a word they cannot. */
+static void
+wpm_word(const pgi_tokenizer *t, const char *word, size_t n, token_sink *sink)
+{
+    size_t before = sink->count;
+
+    if (n <= SPM_SPACE_LEN)
+        return;
+    for (size_t i = 0; i < n; i++)
+    {
+        size_t longest = i + t->max_token_length < n ? i + t->max_token_length : n;
+        bool match = false;
+
+        for (size_t j = longest; j > i; j--)
+        {
+            int32_t id = find_token(t, word + i, j - i);
+
+            if (id != PGI_TOKEN_NONE)
+            {
+                emit(sink, id);
+                match = true;
+                i = j - 1;
+                break;
+            }
+        }
+        if (!match)
+        {
+            sink->count = before;
+            break;
+        }
+    }
+    if (sink->count == before && t->unknown != PGI_TOKEN_NONE)
+        emit(sink, t->unknown);
+}
+
+static bool
+wpm_is_cjk(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/*
+ * WordPiece: the text's code points (accents stripped through their
+ * canonical decomposition, lower-cased, as the normalizer says) are cut
+ * into words at white space; punctuation, ASCII symbols and CJK characters
+ * are words of their own; NUL, U+FFFD and control characters are dropped.
+ */
+static pgi_status
+encode_wpm(const pgi_tokenizer *t, workspace *w, const char *text, size_t length, token_sink *sink,
+           pgi_error *err)
+{
+    size_t n = SPM_SPACE_LEN;     /* the word, after its U+2581 */
+
+    if (!reserve((void **) &w->bytes, &w->bytes_capacity, 4 * length + SPM_SPACE_LEN + 8, 1))
+        return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory tokenizing");
+    memcpy(w->bytes, SPM_SPACE, SPM_SPACE_LEN);
+    for (size_t at = 0; at < length;)
+    {
+        size_t used;
+        uint32_t cp = pgi_utf8_decode((const unsigned char *) text + at, length - at, &used);
+        uint16_t flags;
+        bool alone;
+
+        at += used;
+        if (t->strip_accents)
+            cp = pgi_unicode_nfd_first(cp);
+        flags = pgi_unicode_flags(cp);
+        if (flags & PGI_UFLAG_WHITESPACE)
+        {
+            wpm_word(t, w->bytes, n, sink);
+            n = SPM_SPACE_LEN;
+            continue;
+        }
+        if (cp == 0 || cp == PGI_REPLACEMENT_CHARACTER || (flags & PGI_UFLAG_CONTROL))
+            continue;
+        if (t->strip_accents && (flags & PGI_UFLAG_MARK))
+            continue;
+        alone = (flags & PGI_UFLAG_PUNCTUATION) || (cp < 0x7F && (flags & PGI_UFLAG_SYMBOL)) ||
+                wpm_is_cjk(cp);
+        if (t->lowercase)
+            cp = pgi_unicode_to_lower(cp);
+        if (alone)
+        {
+            wpm_word(t, w->bytes, n, sink);
+            n = SPM_SPACE_LEN + pgi_utf8_encode(cp, (unsigned char *) w->bytes + SPM_SPACE_LEN);
+            wpm_word(t, w->bytes, n, sink);
+            n = SPM_SPACE_LEN;
+            continue;
+        }
+        n += pgi_utf8_encode(cp, (unsigned char *) w->bytes + n);
+    }
+    wpm_word(t, w->bytes, n, sink);
+    return PGI_OK;
+}
+
 static pgi_status
 encode_bpe(const pgi_tokenizer *t, workspace *w, const char *text, size_t length, token_sink *sink,
            pgi_error *err)
@@ -1480,6 +1613,8 @@ tokenize_with(const pgi_tokenizer *t, const char *text, size_t length, bool add_
         if (t->kind == PGI_TOKENIZER_SPM)
             status = encode_spm(t, &w, text + fr->offset, fr->length,
                                 t->add_space_prefix && previous_special, &sink, err);
+        else if (t->kind == PGI_TOKENIZER_WPM)
+            status = encode_wpm(t, &w, text + fr->offset, fr->length, &sink, err);
         else
             status = encode_bpe(t, &w, text + fr->offset, fr->length, &sink, err);
         if (status != PGI_OK)
@@ -1489,6 +1624,8 @@ tokenize_with(const pgi_tokenizer *t, const char *text, size_t length, bool add_
 
     if (add_bos && t->add_eos && t->eos != PGI_TOKEN_NONE)
         emit(&sink, t->eos);
+    if (add_bos && t->kind == PGI_TOKENIZER_WPM && t->separator != PGI_TOKEN_NONE)
+        emit(&sink, t->separator);
 
     if (sink.count > (size_t) INT32_MAX)
     {

@@ -29,7 +29,8 @@ typedef struct pgi_tokenizer pgi_tokenizer;
 
 typedef enum pgi_tokenizer_kind {
     PGI_TOKENIZER_SPM = 1,      /* tokenizer.ggml.model = "llama" */
-    PGI_TOKENIZER_BPE = 2       /* tokenizer.ggml.model = "gpt2"  */
+    PGI_TOKENIZER_BPE = 2,      /* tokenizer.ggml.model = "gpt2"  */
+    PGI_TOKENIZER_WPM = 3       /* tokenizer.ggml.model = "bert"  (WordPiece) */
 } pgi_tokenizer_kind;
 
 /* tokenizer.ggml.token_type values (a GGUF fact). */

@@ -207,3 +207,34 @@ pgi_gpt2_codepoint_to_byte(uint32_t codepoint)
     }
     return -1;
 }
+
+static uint32_t
+map_codepoint(const pgi_codepoint_map *map, int count, uint32_t codepoint)
+{
+    int lo = 0, hi = count - 1;
+
+    while (lo <= hi)
+    {
+        int mid = (lo + hi) / 2;
+
+        if (map[mid].from == codepoint)
+            return map[mid].to;
+        if (map[mid].from < codepoint)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return codepoint;
+}
+
+uint32_t
+pgi_unicode_to_lower(uint32_t codepoint)
+{
+    return map_codepoint(pgi_unicode_lower_map, pgi_unicode_lower_map_count, codepoint);
+}
+
+uint32_t
+pgi_unicode_nfd_first(uint32_t codepoint)
+{
+    return map_codepoint(pgi_unicode_nfd_map, pgi_unicode_nfd_map_count, codepoint);
+}

@@ -62,4 +62,21 @@ uint32_t pgi_gpt2_byte_to_codepoint(uint8_t byte);
 /* The byte a GPT-2 alphabet code point stands for, or -1. */
 int pgi_gpt2_codepoint_to_byte(uint32_t codepoint);
 
+/* One code point mapped to another (engine/unicode_bert_tables.c, sorted by
+ * from): WordPiece's lower case and accent stripping. */
+typedef struct pgi_codepoint_map {
+    uint32_t from;
+    uint32_t to;
+} pgi_codepoint_map;
+
+extern const pgi_codepoint_map pgi_unicode_lower_map[];
+extern const int pgi_unicode_lower_map_count;
+extern const pgi_codepoint_map pgi_unicode_nfd_map[];
+extern const int pgi_unicode_nfd_map_count;
+
+/* The code point's lower case (its first code point), or itself. */
+uint32_t pgi_unicode_to_lower(uint32_t codepoint);
+/* The first code point of its canonical decomposition, or itself. */
+uint32_t pgi_unicode_nfd_first(uint32_t codepoint);
+
 #endif

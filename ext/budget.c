@@ -157,8 +157,9 @@ free_slot(Reservation *r)
 	reservations->used--;
 }
 
-void
-pgi_reservation_release_by_backend(uint64 id)
+/* Free reservation id; with only_untaken, only if no worker has taken it. */
+static void
+release(uint64 id, bool only_untaken)
 {
 	Reservation *r;
 
@@ -166,9 +167,15 @@ pgi_reservation_release_by_backend(uint64 id)
 		return;
 	LWLockAcquire(reservations->lock, LW_EXCLUSIVE);
 	r = find(id);
-	if (r != NULL && r->owner_generation == 0)
+	if (r != NULL && (!only_untaken || r->owner_generation == 0))
 		free_slot(r);
 	LWLockRelease(reservations->lock);
+}
+
+void
+pgi_reservation_release_by_backend(uint64 id)
+{
+	release(id, true);
 }
 
 void
@@ -188,15 +195,7 @@ pgi_reservation_take(uint64 id, uint32 worker_generation)
 void
 pgi_reservation_release(uint64 id)
 {
-	Reservation *r;
-
-	if (reservations == NULL || id == 0)
-		return;
-	LWLockAcquire(reservations->lock, LW_EXCLUSIVE);
-	r = find(id);
-	if (r != NULL)
-		free_slot(r);
-	LWLockRelease(reservations->lock);
+	release(id, false);
 }
 
 uint64
@@ -374,7 +373,7 @@ pgi_admit_call(const PgInferCallSpec *spec, PgInferCallHeader *header)
 	PgInferReserved before;
 	uint64		id;
 
-	if (spec->kind != PGI_CALL_GENERATE || !OidIsValid(spec->caller))
+	if ((spec->kind != PGI_CALL_GENERATE && spec->kind != PGI_CALL_EMBED) || !OidIsValid(spec->caller))
 		return;
 	schema = get_namespace_name(get_func_namespace(spec->caller));
 	if (schema == NULL)

@@ -331,7 +331,7 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	strlcpy(header->tag, tag, sizeof(header->tag));
 	copy_name(&header->function_name, spec->function_name, "function name");
 	header->submitted_at = GetCurrentTimestamp();
-	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE ?
+	copy_name(&header->model, spec->kind == PGI_CALL_GENERATE || spec->kind == PGI_CALL_EMBED ?
 			  pgi_effective_model_name(spec->model) : spec->model, "model name");
 	header->stream = spec->stream;
 	header->sampling = spec->sampling;
@@ -522,6 +522,25 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 					event->text_length = event->text == (const char *) data + 1 ? n - 1 :
 						strlen(event->text);
 					return true;
+				case PGI_MSG_EMBEDDING:
+					{
+						PgInferEmbeddingMessage header;
+
+						memset(&header, 0, sizeof(header));
+						memcpy(&header, data, Min(n, sizeof(header)));
+						if (header.dim < 0 || n != sizeof(header) + sizeof(float4) * (Size) header.dim)
+							ereport(ERROR,
+									(errcode(ERRCODE_PROTOCOL_VIOLATION),
+									 errmsg("malformed embedding from the pg_infer worker")));
+						seq->admitted = true;
+						call->any_admitted = true;
+						call->next_poll = i;
+						event->type = PGI_EVENT_EMBEDDING;
+						event->ordinal = i;
+						event->text = (const char *) data + sizeof(header);
+						event->text_length = sizeof(float4) * (Size) header.dim;
+						return true;
+					}
 				case PGI_MSG_DONE:
 					memset(&seq->done, 0, sizeof(seq->done));
 					memcpy(&seq->done, data, Min(n, sizeof(seq->done)));

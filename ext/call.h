@@ -70,7 +70,8 @@ typedef struct PgInferCall
 typedef enum PgInferEventType
 {
 	PGI_EVENT_TEXT,				/* text/text_length set */
-	PGI_EVENT_DONE				/* sequences[ordinal].done is valid */
+	PGI_EVENT_DONE,				/* sequences[ordinal].done is valid */
+	PGI_EVENT_EMBEDDING			/* text: text_length / 4 float4 values */
 } PgInferEventType;
 
 typedef struct PgInferEvent
@@ -115,6 +116,11 @@ extern void pgi_require_worker(void);
  * argument `first`) into a GENERATE spec; run a one-prompt call to its end. */
 extern void pgi_read_call_arguments(FunctionCallInfo fcinfo, int first, PgInferCallSpec *spec);
 extern text *pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out);
+
+/* A NOTICE when a sequence's "length" was the model's context, not
+ * max_tokens (ordinal: the batch prompt's index, -1 for a single prompt). */
+extern void pgi_notice_if_context_full(const PgInferCallSpec *spec,
+									   const PgInferDoneMessage *done, int ordinal);
 
 /* structured.c: the json_schema, choices, regex arguments (at `first`,
  * first + 1, first + 2 when present) and chat()'s response_format, checked

@@ -166,6 +166,37 @@ set_single_prompt(PgInferCallSpec *spec, text *prompt)
 				 errmsg("prompt must not be empty")));
 }
 
+/*
+ * A sequence that ended with "length" before producing max_tokens stopped
+ * because the prompt and its output filled the model's context (the engine
+ * checks max_tokens first, so "length" with fewer tokens than asked means
+ * the context).  Both end as "length" in the reply and in usage; say which,
+ * so that a cut at the context is not silent.  ordinal < 0: a single prompt.
+ */
+void
+pgi_notice_if_context_full(const PgInferCallSpec *spec, const PgInferDoneMessage *done,
+						   int ordinal)
+{
+	PgInferLoadedModel model;
+	int			context_length = 0;
+	char		prompt_label[32] = "";
+
+	if (done == NULL || strcmp(done->finish_reason, "length") != 0 ||
+		done->completion_tokens >= spec->sampling.max_tokens)
+		return;
+	if (pgi_find_loaded_model(NameStr(done->model), &model))
+		context_length = model.context_length;
+	if (ordinal >= 0)
+		snprintf(prompt_label, sizeof(prompt_label), " of prompt %d", ordinal + 1);
+	ereport(NOTICE,
+			(errmsg("output%s stopped at the context length of model \"%s\"%s",
+					prompt_label, NameStr(done->model),
+					context_length > 0 ? psprintf(" (%d tokens)", context_length) : ""),
+			 errdetail("%d prompt tokens and %d generated tokens filled the context before max_tokens (%d) was reached.",
+					   done->prompt_tokens, done->completion_tokens, spec->sampling.max_tokens),
+			 errhint("Ask for fewer tokens, shorten the prompt, or load the model with a larger context_length.")));
+}
+
 /* Submit a one-prompt call and collect its whole text. */
 text *
 pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out)
@@ -183,6 +214,7 @@ pgi_run_single(PgInferCallSpec *spec, PgInferDoneMessage *done_out)
 	}
 	if (done_out != NULL)
 		*done_out = call->sequences[0].done;
+	pgi_notice_if_context_full(spec, &call->sequences[0].done, -1);
 	pgi_call_end(call);
 	return cstring_to_text_with_len(buffer.data, buffer.len);
 }
@@ -212,6 +244,7 @@ typedef struct StreamState
 	PgInferCall *call;
 	ExprContext *econtext;
 	bool		registered;
+	PgInferCallSpec spec;		/* max_tokens, for the context notice */
 } StreamState;
 
 static void
@@ -255,6 +288,7 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 			spec.stream = true;
 			set_single_prompt(&spec, PG_GETARG_TEXT_PP(0));
 			state->call = pgi_call_submit(&spec);
+			state->spec = spec;
 			if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
 			{
 				RegisterExprContextCallback(rsinfo->econtext, end_stream, PointerGetDatum(state));
@@ -280,6 +314,7 @@ pg_infer_generate_stream(PG_FUNCTION_ARGS)
 								PointerGetDatum(cstring_to_text_with_len(event.text,
 																		 (int) event.text_length)));
 		}
+		pgi_notice_if_context_full(&state->spec, &state->call->sequences[0].done, -1);
 		pgi_call_end(state->call);
 		state->call = NULL;
 	}
@@ -383,6 +418,7 @@ pg_infer_generate_batch(PG_FUNCTION_ARGS)
 			values[2] = Int32GetDatum(done->prompt_tokens);
 			values[3] = Int32GetDatum(done->completion_tokens);
 			values[4] = CStringGetTextDatum(done->finish_reason);
+			pgi_notice_if_context_full(&spec, done, i);
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 	}

@@ -37,8 +37,13 @@
 PG_FUNCTION_INFO_V1(pg_infer_load_model);
 PG_FUNCTION_INFO_V1(pg_infer_unload_model);
 PG_FUNCTION_INFO_V1(pg_infer_models);
+PG_FUNCTION_INFO_V1(pg_infer_clear_prefix_cache);
 
 #define ADMIN_ROLE "pginfer_admin"
+
+/* pg_infer_models()'s columns in SQL 0.1.0, and since 0.2.0 */
+#define PGI_MODELS_COLUMNS_0_1 19
+#define PGI_MODELS_COLUMNS 22
 
 static void
 require_model_admin(const char *action)
@@ -207,7 +212,8 @@ run_model_call(PgInferCallKind kind, const char *name, const PgInferLoadArgs *ar
 
 	memset(&spec, 0, sizeof(spec));
 	spec.kind = kind;
-	spec.function_name = kind == PGI_CALL_LOAD_MODEL ? "load_model" : "unload_model";
+	spec.function_name = kind == PGI_CALL_LOAD_MODEL ? "load_model" :
+		kind == PGI_CALL_CLEAR_PREFIX_CACHE ? "clear_prefix_cache" : "unload_model";
 	spec.model = name;
 	pgi_sampling_defaults(&spec.sampling);
 	spec.n_prompts = 1;
@@ -301,8 +307,32 @@ pg_infer_unload_model(PG_FUNCTION_ARGS)
 }
 
 /*
+ * clear_prefix_cache(model text DEFAULT NULL) RETURNS void
+ * Forgets the blocks the prefix cache keeps for one model (NULL: every
+ * model); blocks running requests use stay theirs.  For a benchmark's cold
+ * start, or to take back the memory at once; superusers and pginfer_admin.
+ */
+Datum
+pg_infer_clear_prefix_cache(PG_FUNCTION_ARGS)
+{
+	char	   *name = "";
+
+	pg_infer_require_preload();
+	require_model_admin("clear the prefix cache");
+	if (!PG_ARGISNULL(0))
+	{
+		name = required_text(fcinfo, 0, "model name");
+		check_model_name(name);
+	}
+	run_model_call(PGI_CALL_CLEAR_PREFIX_CACHE, name, NULL);
+	PG_RETURN_VOID();
+}
+
+/*
  * pg_infer_models(): one row per loaded model, with the worker's live
- * figures.
+ * figures.  The columns are those the installed SQL declares: 0.1.0's 19,
+ * or 0.2.0's 22 with the prefix cache's (a database whose ALTER EXTENSION
+ * UPDATE is pending keeps working).
  */
 Datum
 pg_infer_models(PG_FUNCTION_ARGS)
@@ -316,6 +346,12 @@ pg_infer_models(PG_FUNCTION_ARGS)
 
 	pg_infer_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != PGI_MODELS_COLUMNS_0_1 && rsinfo->setDesc->natts != PGI_MODELS_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("pg_infer_models() is declared with %d columns; this library knows %d and %d",
+						rsinfo->setDesc->natts, PGI_MODELS_COLUMNS_0_1, PGI_MODELS_COLUMNS),
+				 errhint("Run ALTER EXTENSION pg_infer UPDATE.")));
 	models = palloc(sizeof(PgInferLoadedModel) * PGI_MAX_LOADED_MODELS);
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
 	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
@@ -331,8 +367,8 @@ pg_infer_models(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		PgInferLoadedModel *m = &models[i];
-		Datum		values[19];
-		bool		nulls[19];
+		Datum		values[PGI_MODELS_COLUMNS];
+		bool		nulls[PGI_MODELS_COLUMNS];
 		int			k = 0;
 
 		memset(nulls, 0, sizeof(nulls));
@@ -364,7 +400,12 @@ pg_infer_models(PG_FUNCTION_ARGS)
 											  TimestampTzGetDatum(started_at));
 		else
 			nulls[k++] = true;
-		Assert(k == 19);
+		Assert(k == PGI_MODELS_COLUMNS_0_1);
+		/* 0.2.0: the prefix cache */
+		values[k++] = Int32GetDatum(m->kv_blocks_cached);
+		values[k++] = Int64GetDatum(m->prefix_cache_hits);
+		values[k++] = Int64GetDatum(m->prefix_cache_tokens);
+		Assert(k == PGI_MODELS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

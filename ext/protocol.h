@@ -93,8 +93,20 @@ typedef enum PgInferCallKind
 {
 	PGI_CALL_GENERATE = 1,		/* n_sequences prompts, sampled */
 	PGI_CALL_LOAD_MODEL = 2,	/* blob: PgInferLoadArgs */
-	PGI_CALL_UNLOAD_MODEL = 3	/* model = the name */
+	PGI_CALL_UNLOAD_MODEL = 3,	/* model = the name */
+	PGI_CALL_CLEAR_PREFIX_CACHE = 4,	/* model = the name, "" = every model */
+	PGI_CALL_EMBED = 5			/* n_sequences texts to embed; blob:
+								 * PgInferEmbedArgs; each answered by one
+								 * PGI_MSG_EMBEDDING, then DONE */
 } PgInferCallKind;
+
+/* embed(): how the vectors are made (after validation in the backend). */
+typedef struct PgInferEmbedArgs
+{
+	int32		pooling;		/* 0: the model's, 1 mean, 2 cls, 3 last
+								 * (engine/pooling.h's numbers) */
+	bool		normalize;		/* divide by the L2 norm */
+} PgInferEmbedArgs;
 
 typedef enum PgInferCancelReason
 {
@@ -222,8 +234,15 @@ typedef enum PgInferMessageType
 	PGI_MSG_ADMITTED = 'A',		/* PgInferAdmittedMessage */
 	PGI_MSG_TEXT = 'T',			/* type byte followed by UTF-8 bytes */
 	PGI_MSG_DONE = 'D',			/* PgInferDoneMessage; last message */
-	PGI_MSG_ERROR = 'E'			/* PgInferErrorMessage; last message */
+	PGI_MSG_ERROR = 'E',		/* PgInferErrorMessage; last message */
+	PGI_MSG_EMBEDDING = 'V'		/* PgInferEmbeddingMessage, then dim float4 */
 } PgInferMessageType;
+
+typedef struct PgInferEmbeddingMessage
+{
+	char		type;			/* PGI_MSG_EMBEDDING */
+	int32		dim;			/* float4 values follow the struct */
+} PgInferEmbeddingMessage;
 
 typedef struct PgInferAdmittedMessage
 {
@@ -290,6 +309,10 @@ typedef struct PgInferLoadedModel
 	int64		tokens_prompt;
 	int64		tokens_generated;
 	int64		requests_served;
+	/* the prefix cache (engine/prefix_cache.h) */
+	int32		kv_blocks_cached;	/* blocks it indexes, in use or kept */
+	int64		prefix_cache_hits;	/* requests that started from its blocks */
+	int64		prefix_cache_tokens;	/* prompt tokens served from them */
 } PgInferLoadedModel;
 
 #endif							/* PG_INFER_PROTOCOL_H */

@@ -99,6 +99,11 @@ typedef struct pgi_attention_shape {
     const pgi_weight *sinks;      /* NULL, or F32 [n_heads]: one extra logit per
                                    * head that joins the softmax's denominator
                                    * but has no value (attention sinks) */
+    int bidirectional;            /* 1: every token attends to all seq_lengths[seq]
+                                   * entries of its sequence, later ones too
+                                   * (encoders: BERT); the step then holds each
+                                   * sequence whole.  Only backends that set
+                                   * ops->layernorm honour it (the CPU's). */
 } pgi_attention_shape;
 
 /* One candidate of a row of logits (top_k's results). */
@@ -232,6 +237,18 @@ typedef struct pgi_backend_ops {
     void (*scale)(pgi_backend *b, float *x, float s, int64_t n);
     /* x[i] += y[i] */
     void (*add)(pgi_backend *b, float *x, const float *y, int64_t n);
+    /* Encoders (BERT family); NULL on a backend that has none (the engine
+     * then refuses such models on it).
+     * out[r] = (x[r] - mean) / sqrt(var + eps) * weight + bias, over n_rows
+     * rows of weight->cols (LayerNorm; bias may be NULL). */
+    void (*layernorm)(pgi_backend *b, float *out, const float *x, const pgi_weight *weight,
+                      const pgi_weight *bias, int n_rows, float eps);
+    /* x[i] = gelu(x[i]) in its tanh form (see gelu_mul). */
+    void (*gelu)(pgi_backend *b, float *x, int64_t n);
+    /* x[t] += row positions[t] of table (dequantized): absolute position
+     * embeddings. */
+    void (*add_position_rows)(pgi_backend *b, float *x, const pgi_weight *table);
+
     /* out[j] = x[output_rows[j]] for the step's outputs, rows of width floats. */
     void (*gather_outputs)(pgi_backend *b, float *out, const float *x, int width);
 

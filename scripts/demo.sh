@@ -6,13 +6,18 @@
 #   scripts/demo.sh stop     (make demo-stop)  stop that cluster
 #   scripts/demo.sh psql     a psql session on it
 #
-# Run as root or as a user with sudo: missing Debian packages are installed
-# and the extension is installed into the system's PostgreSQL 15.  The
-# cluster itself runs as an ordinary user: the user "postgres" when run as
-# root, else the invoking user.  It listens only on a Unix socket in
-# .demo/socket, port $PGI_DEMO_PORT (default 54321), so it disturbs no
-# other PostgreSQL on the machine.  Running it again rebuilds, reinstalls
-# and restarts.
+# It first prints what it will do, then: installs the Debian packages the
+# demo needs that are missing (scripts/install-packages.sh --demo: a
+# compiler, PostgreSQL 15 and its server development files; root or sudo,
+# only for this), builds, installs the extension into a directory of the
+# demo's own (.demo/install, read by the demo server through Debian's
+# extension_destdir; the system's PostgreSQL is left alone), and starts a
+# private cluster.  The cluster runs as an ordinary user: the user
+# "postgres" when run as root, else the invoking user.  It listens only on
+# a Unix socket in .demo/socket, port $PGI_DEMO_PORT (default 54321), so it
+# disturbs no other PostgreSQL on the machine.  Nothing is enabled as a
+# service.  Running it again rebuilds, reinstalls and restarts.
+# On a terminal it asks before starting (PGI_DEMO_YES=1: do not ask).
 #
 # The demo is a list of steps (DEMO_STEPS below); later features add theirs.
 set -euo pipefail
@@ -69,13 +74,77 @@ server_running() {
 
 # ------------------------------------------------------------------ steps
 
+# The Debian packages the demo needs that are not installed ("" when none).
+missing_packages() { bash scripts/install-packages.sh --missing --demo; }
+
+# Whether the server reads extensions from another directory (Debian's
+# extension_destdir); else the extension goes into the system's PostgreSQL.
+server_has_destdir() {
+    local postgres
+    postgres="$(bindir 2>/dev/null)/postgres"
+    # not installed yet: it will be Debian's package, which has it
+    [ -x "$postgres" ] || return 0
+    # (all of the output first: grep -q leaving early would fail the pipe)
+    local parameters
+    parameters=$(cd / && as_demo_user "$postgres" --describe-config 2>/dev/null)
+    grep -q '^extension_destdir' <<<"$parameters"
+}
+
+# Where the cluster and its files will be (see prepare_demo_dir), told
+# before anything is written.
+demo_home() {
+    if [ -f "$DEMO_DIR/datadir" ]; then
+        dirname "$(cat "$DEMO_DIR/datadir")"
+    elif [ -d "$DEMO_DIR/data" ] || [ "$DEMO_USER" = "$(id -un)" ] ||
+            (cd / && runuser -u "$DEMO_USER" -- test -x "$ROOT") 2>/dev/null; then
+        echo "$DEMO_DIR"
+    else
+        echo "$(getent passwd "$DEMO_USER" | cut -d: -f6)/pg_infer-demo"
+    fi
+}
+
+print_plan() {
+    local missing home
+    missing=$(missing_packages)
+    home=$(demo_home)
+    echo "make demo will:"
+    if [ -n "$missing" ]; then
+        echo "  - install these missing Debian packages (apt-get install --no-upgrade, as root${SUDO:+ through sudo}):"
+        echo "      $missing"
+        echo "    (a newly installed postgresql-15 also creates Debian's own cluster 15/main, started"
+        echo "    by the postgresql service, as Debian always does; the demo does not use it:"
+        echo "    'systemctl disable --now postgresql' stops it)"
+    else
+        echo "  - install no package (build-essential, postgresql-$PG_MAJOR, postgresql-server-dev-$PG_MAJOR are present)"
+    fi
+    echo "  - build pg_infer in $ROOT/$BUILDDIR (make)"
+    if server_has_destdir; then
+        echo "  - install it into $home/install, which only the demo server reads (not into the system's PostgreSQL)"
+    else
+        echo "  - install it into the system's PostgreSQL $PG_MAJOR ($("$PG_CONFIG" --pkglibdir)), as this server reads no other directory"
+    fi
+    echo "  - run a PostgreSQL $PG_MAJOR cluster in $home/data as the user $DEMO_USER,"
+    echo "    port $DEMO_PORT on the Unix socket $home/socket only (no TCP), pg_infer preloaded"
+    echo "  - load the bundled model (models/stories260K.gguf, copied to $home/models) and run a tour of queries"
+    echo "It enables no service, and leaves the cluster running (make demo-stop stops it)."
+}
+
+confirm_plan() {
+    print_plan
+    if [ -t 0 ] && [ "${PGI_DEMO_YES:-0}" != 1 ]; then
+        local answer
+        read -r -p "Go ahead? [Y/n] " answer
+        case "$answer" in [nN]*) echo "nothing done"; exit 1 ;; esac
+    fi
+}
+
 step_packages() {
     step "Debian packages"
-    if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
-        echo "make demo needs root or sudo (to install packages and the extension)" >&2
+    if [ -n "$(missing_packages)" ] && [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+        echo "make demo needs root or sudo to install the missing packages: $(missing_packages)" >&2
         exit 1
     fi
-    "${SUDO[@]}" bash scripts/install-packages.sh
+    bash scripts/install-packages.sh --demo
 }
 
 step_build() {
@@ -84,15 +153,31 @@ step_build() {
 }
 
 step_install() {
-    step "Install into PostgreSQL $PG_MAJOR ($("$PG_CONFIG" --pkglibdir))"
-    "${SUDO[@]}" "$MAKE" --no-print-directory "BUILDDIR=$BUILDDIR" "PG_CONFIG=$PG_CONFIG" install
+    prepare_demo_dir
+    if server_has_destdir; then
+        local stage
+        stage="$(dirname "$(data_dir)")/install"
+        step "Install into $stage (read by the demo server only)"
+        rm -rf "$stage"
+        "$MAKE" --no-print-directory -s "BUILDDIR=$BUILDDIR" "PG_CONFIG=$PG_CONFIG" install "DESTDIR=$stage" >/dev/null
+        chmod -R a+rX "$stage"
+        {
+            echo "extension_destdir = '$stage'"
+            echo "dynamic_library_path = '$stage$("$PG_CONFIG" --pkglibdir):\$libdir'"
+        } >"$DEMO_DIR/server-install.conf"
+    else
+        step "Install into the system's PostgreSQL $PG_MAJOR ($("$PG_CONFIG" --pkglibdir))"
+        "${SUDO[@]}" "$MAKE" --no-print-directory "BUILDDIR=$BUILDDIR" "PG_CONFIG=$PG_CONFIG" install
+        : >"$DEMO_DIR/server-install.conf"
+    fi
 }
 
-step_cluster() {
-    step "A private cluster, run by $DEMO_USER, pg_infer preloaded"
+# Where the cluster lives: .demo when the demo user can reach it, else the
+# demo user's home (recorded in .demo/datadir).
+prepare_demo_dir() {
     mkdir -p "$DEMO_DIR"
     if [ ! -f "$DEMO_DIR/datadir" ] && [ ! -d "$DEMO_DIR/data" ]; then
-        "${SUDO[@]}" chown "$DEMO_USER" "$DEMO_DIR"
+        chown "$DEMO_USER" "$DEMO_DIR"
         if ! as_demo_user test -w "$DEMO_DIR"; then
             local home
             home=$(getent passwd "$DEMO_USER" | cut -d: -f6)
@@ -101,6 +186,11 @@ step_cluster() {
             echo "$home/pg_infer-demo/data" >"$DEMO_DIR/datadir"
         fi
     fi
+}
+
+step_cluster() {
+    step "A private cluster, run by $DEMO_USER, pg_infer preloaded"
+    prepare_demo_dir
     local data socket
     data=$(data_dir)
     socket=$(socket_dir)
@@ -123,6 +213,17 @@ EOF
         echo "$DEMO_PORT" >"$DEMO_DIR/port"
         echo "initialised $data"
     fi
+    # Settings rewritten on every run (where the extension is installed,
+    # where models may be loaded from), in a file of their own that
+    # postgresql.conf includes last.
+    if ! as_demo_user grep -q "^include_if_exists = 'pg_infer_demo.conf'" "$data/postgresql.conf"; then
+        echo "include_if_exists = 'pg_infer_demo.conf'" | as_demo_user tee -a "$data/postgresql.conf" >/dev/null
+    fi
+    {
+        echo "# written by scripts/demo.sh on every run"
+        cat "$DEMO_DIR/server-install.conf" 2>/dev/null
+        echo "pg_infer.model_dir = '$(dirname "$data")/models'"
+    } | as_demo_user tee "$data/pg_infer_demo.conf" >/dev/null
 
     if server_running; then
         as_demo_user "$(bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null
@@ -171,14 +272,17 @@ step_serving() {
     models_dir="$(dirname "$(data_dir)")/models"
     as_demo_user mkdir -p "$models_dir"
     # a copy the server's user can read, whatever the checkout's permissions
-    "${SUDO[@]}" cp "$ROOT/models/stories260K.gguf" "$models_dir/stories260K.gguf"
-    "${SUDO[@]}" chown "$DEMO_USER" "$models_dir/stories260K.gguf"
+    cp "$ROOT/models/stories260K.gguf" "$models_dir/stories260K.gguf"
+    chown "$DEMO_USER" "$models_dir/stories260K.gguf"
     demo_psql -q -v ON_ERROR_STOP=1 -v model="$models_dir/stories260K.gguf" <<'SQL'
-\echo '-- SELECT load_model(''stories260K'', ...): the worker loads it and keeps it in the models table'
+\echo '-- load_model(''stories260K'', ...): the worker loads it and keeps it in the models table.'
+\echo '-- Its file says 2048 tokens of context, but it was trained on 512: load it with those.'
 SELECT name, device, context_length, tensor_type, left(digest, 16) AS digest
-  FROM load_model('stories260K', :'model');
+  FROM load_model('stories260K', :'model', context_length => 512);
 \echo '-- SELECT generate(''Once upon a time'', max_tokens => 48);'
 SELECT generate('Once upon a time', max_tokens => 48);
+\echo '-- asking for more than the context holds stops there, with a NOTICE'
+SELECT length(generate('Once upon a time', max_tokens => 1000000000)) AS characters;
 \echo '-- three prompts, batched together by the worker'
 SELECT * FROM generate_batch(ARRAY['Once upon a time', 'Lily', 'The dog'], max_tokens => 16);
 \echo '-- sampled (temperature 0.8, seed 42)'
@@ -252,12 +356,16 @@ SQL
 DEMO_STEPS=(packages build install cluster extension status serving analytics)
 
 demo_start() {
+    confirm_plan
     for name in "${DEMO_STEPS[@]}"; do "step_$name"; done
+    local as_user=""
+    [ "$DEMO_USER" != "$(id -un)" ] && as_user=", as the user $DEMO_USER"
     cat <<EOF
 
 The demo cluster keeps running.
-  connect:  scripts/demo.sh psql      (psql -h $(socket_dir) -p $DEMO_PORT -U postgres)
-  stop:     make demo-stop
+  connect:  scripts/demo.sh psql      (or: psql -h $(socket_dir) -p $DEMO_PORT -U postgres$as_user)
+  stop:     make demo-stop            (make demo starts it again)
+  log:      $(dirname "$(data_dir)")/server.log
 EOF
 }
 

@@ -164,7 +164,10 @@ SELECT pg_temp.error_of($q$SELECT chat('[{"role": "user", "content": "x"}]', tem
 -- tokens in prompts, as chat() does):
 --   pg_infer_cli generate --model models/stories260K.gguf --temperature 0 --max-tokens 20 \
 --     --prompt $'<|user|>\nOnce upon a time</s>\n<|assistant|>\n'
--- gives "\"Here!\" replakes.\nOne day," from 31 prompt tokens.
+-- gives "\"Here!\" replakes.\nOne day," from 31 prompt tokens.  The calls above
+-- left blocks in the prefix cache that this prompt shares: cleared, its
+-- usage counts no cached token.
+SELECT clear_prefix_cache();
 SELECT r->'object' AS object, r->'model' AS model, r->'choices' AS choices, r->'usage' AS usage,
        r->>'id' LIKE 'chatcmpl-%' AS has_id, (r->>'created')::bigint > 1700000000 AS has_created
   FROM chat('[{"role": "user", "content": "Once upon a time"}]', template => 'zephyr', max_tokens => 20) AS r;

@@ -7,8 +7,10 @@
 #      pg_regress starts itself (--temp-instance) with pg_infer preloaded
 #   3. pgTAP (test/pgtap/*.sql) through pg_prove against a throwaway
 #      cluster started here with pg_infer preloaded, then
-#      (test/pgtap/without_preload/*.sql) against the same cluster restarted
-#      without it
+#      the shell suites on the same cluster (serving, exporter, README and
+#      docs SQL, books, durability, upgrade), then (test/pgtap/without_preload/*.sql)
+#      against it restarted without the library, and the worker's CUDA
+#      path on the CUDA emulator
 #
 # The extension is installed into a staging directory (make install
 # DESTDIR=...) that the test servers read through Debian's
@@ -18,8 +20,10 @@
 # initdb and postgres refuse to run as root: as root, the servers run as the
 # user "postgres" (PGI_TEST_USER) through runuser.
 #
-# Prints one last line "N passed, N failed" (all TAP results above) and
-# exits non-zero when anything failed or when no test ran at all.
+# Ends with a summary: every phase with its own time (they add up to the
+# total), everything skipped with its reason, and one last line
+# "N passed, N failed" (all TAP results above); exits non-zero when
+# anything failed or when no test ran at all.
 #
 # Settings for every test server: test/server.conf.
 # Environment: MAKE, BUILDDIR, PG_CONFIG, USE_CUDA (as for make),
@@ -49,22 +53,65 @@ TEST_PORT=${PGI_TEST_PORT:-54329}
 passed=0
 failed=0
 ran_phases=()
+skipped=()
 
 note() { printf '# %s\n' "$*"; }
 
+# Every second of the run belongs to exactly one phase: a phase runs from
+# the end of the one before it (or the start) to its record_* call, so the
+# phases' times add up to the total.
 phase_started=$SECONDS
+phase_seconds() {  # -> sets elapsed; starts the next phase
+    local now=$SECONDS
+    elapsed=$((now - phase_started))
+    phase_started=$now
+}
 record() {  # record PASSED FAILED PHASE
     passed=$((passed + $1))
     failed=$((failed + $2))
-    ran_phases+=("$3: $1 passed, $2 failed ($((SECONDS - phase_started)) s)")
-    note "$3: $1 passed, $2 failed ($((SECONDS - phase_started)) s)"
-    phase_started=$SECONDS
+    phase_seconds
+    ran_phases+=("$3: $1 passed, $2 failed ($elapsed s)")
+    note "$3: $1 passed, $2 failed ($elapsed s)"
+}
+record_step() {  # record_step PHASE WHAT: a phase that runs no test (build, install)
+    phase_seconds
+    ran_phases+=("$1: $2 ($elapsed s)")
+    note "$1: $2 ($elapsed s)"
+}
+skip() {  # skip WHAT REASON: something make test did not run, listed at the end
+    skipped+=("$1 ($2)")
+    note "skipped: $1 ($2)"
 }
 
+# The closing summary: each phase with its time, then everything skipped
+# with its reason: run_tests.sh's own skips and the TAP skips ("ok N # SKIP
+# reason") and "# skipped: ..." lines of every log.
 summary_and_exit() {
+    local phase log line phase_total=0 seconds
+    phase_seconds
+    if [ "$elapsed" -gt 0 ]; then ran_phases+=("wrap-up: ($elapsed s)"); fi
     echo
-    for phase in "${ran_phases[@]}"; do note "$phase"; done
-    note "logs: $LOGDIR; total $SECONDS s"
+    note "phases:"
+    for phase in "${ran_phases[@]}"; do
+        note "  $phase"
+        seconds=${phase##*(}; seconds=${seconds%% s)}
+        phase_total=$((phase_total + seconds))
+    done
+    note "total $phase_started s (the phases add up to $phase_total s)"
+    for log in "$LOGDIR"/*.log; do
+        [ -f "$log" ] || continue
+        while IFS= read -r line; do
+            skipped+=("$(basename "$log" .log): $line")
+        done < <(sed -nE -e 's/^ *ok [0-9]+( -)? *(.*)# *[Ss][Kk][Ii][Pp]:? *(.*)$/\2\3/p' \
+                         -e 's/^# skipped: *//p' "$log")
+    done
+    if [ "${#skipped[@]}" -eq 0 ]; then
+        note "skipped: nothing"
+    else
+        note "skipped (${#skipped[@]}):"
+        for line in "${skipped[@]}"; do note "  $line"; done
+    fi
+    note "logs: $LOGDIR"
     echo "$passed passed, $failed failed"
     if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
     exit 0
@@ -134,8 +181,7 @@ if ! "$MAKE" "${MAKE_ARGS[@]}" -j"$(nproc)" all unit-tests stream-client \
     record 0 1 "build"
     summary_and_exit
 fi
-note "build: done ($((SECONDS - phase_started)) s)"
-phase_started=$SECONDS
+record_step "build" "done"
 
 # ------------------------------------------------------------ 1. unit tests
 # Count TAP lines per binary; a binary that exits non-zero without a
@@ -167,11 +213,11 @@ record "$unit_ok" "$unit_failed" "engine unit tests"
 
 # ------------------------------------------------------------ 1b. CUDA kernels, emulated
 # (GPU) The CUDA backend's own sources on the CPU emulator of CUDA
-# (test/gpu/emu): the emulator's self-test, the engine's unit tests on
-# cuda:0, cross-check cases against llama.cpp's references on cuda:0, then
-# test/gpu/test_gpu_backend against the CPU backend and the golden tokens,
-# twice (the second time with each block's threads in reverse order): five
-# TAP plans; then bench_gpu run through.  Needs no GPU and no CUDA toolkit.
+# (test/gpu/emu): the emulator's self-test, the engine's unit tests and the
+# prefix cache's on cuda:0, cross-check cases against llama.cpp's references
+# on cuda:0, then test/gpu/test_gpu_backend against the CPU backend and the
+# golden tokens, twice (the second time with each block's threads in reverse
+# order): six TAP plans; then bench_gpu run through.  Needs no GPU and no CUDA toolkit.
 note "CUDA backend on the CUDA emulator ($MAKE test-gpu-emu)"
 "$MAKE" "${MAKE_ARGS[@]}" -s test-gpu-emu >"$LOGDIR/gpu-emu.log" 2>&1
 emu_status=$?
@@ -179,7 +225,7 @@ emu_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/gpu-emu.log")
 emu_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/gpu-emu.log")
 grep -E '^not ok [0-9]' "$LOGDIR/gpu-emu.log"
 emu_plans=$(grep -cE '^1\.\.[0-9]+' "$LOGDIR/gpu-emu.log")
-if [ "$emu_plans" -ne 5 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
+if [ "$emu_plans" -ne 6 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
     tail -n 20 "$LOGDIR/gpu-emu.log"
     echo "not ok - make test-gpu-emu failed or did not finish (see $LOGDIR/gpu-emu.log)"
     emu_failed=$((emu_failed + 1))
@@ -201,10 +247,10 @@ if [ -f "$ROOT/$BUILDDIR/pg_infer_cuda.so" ] && [ -x "$ROOT/$BUILDDIR/test/gpu/c
     if probe_out=$("$ROOT/$BUILDDIR/test/gpu/cuda_probe" "$ROOT/$BUILDDIR/pg_infer_cuda.so" 2>&1); then
         note "a CUDA device is present: run make test-gpu and make bench-gpu (not part of make test)"
     else
-        note "skipped: make test-gpu (no usable CUDA device: $(tail -n 1 <<<"$probe_out"))"
+        skip "make test-gpu and make bench-gpu" "no usable CUDA device: $(tail -n 1 <<<"$probe_out")"
     fi
 else
-    note "skipped: make test-gpu (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
+    skip "make test-gpu and make bench-gpu" "the CUDA backend is not built: nvcc not found or USE_CUDA=no"
 fi
 
 # ------------------------------------------------------------ install
@@ -214,11 +260,13 @@ server_parameters=$(cd "$WORK" && as_server_user "$BINDIR/postgres" --describe-c
 if grep -q '^extension_destdir' <<<"$server_parameters"; then
     note "installing into the staging directory $STAGE"
     install_cmd=("$MAKE" "${MAKE_ARGS[@]}" install "DESTDIR=$STAGE")
+    install_where="staged in $STAGE"
     SERVER_SETTINGS="extension_destdir = '$STAGE'
 dynamic_library_path = '$STAGE$PKGLIBDIR:\$libdir'"
 else
     note "this server has no extension_destdir: installing into $PKGLIBDIR"
     install_cmd=("$MAKE" "${MAKE_ARGS[@]}" install)
+    install_where="installed into $PKGLIBDIR"
     SERVER_SETTINGS=""
 fi
 if ! "${install_cmd[@]}" >"$LOGDIR/install.log" 2>&1; then
@@ -236,6 +284,7 @@ if [ -f test/server.conf ]; then
 $(sed "s|@MODELS@|$WORK/models|g" test/server.conf)"
 fi
 chmod -R a+rX "$WORK"
+record_step "install" "$install_where"
 
 PRELOAD_SETTINGS="shared_preload_libraries = 'pg_infer'
 $SERVER_SETTINGS"
@@ -373,7 +422,9 @@ EOF
             pgtap_failed=$((pgtap_failed + 1))
         fi
         run_pg_prove pg_infer_test "$ROOT/test/pgtap" pgtap.log
-        pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
+        # (the cluster's setup counts with the first suite run on it)
+        record "$((pgtap_ok + prove_ok))" "$((pgtap_failed + prove_failed))" "pgTAP (test/pgtap)"
+        pgtap_ok=0; pgtap_failed=0
 
         # (serving) tests that need several sessions or a clock:
         # cancellation, the worker's death and restart, 16 concurrent
@@ -381,45 +432,48 @@ EOF
         note "serving: cancellation, worker restart, concurrency, streaming (test/serving_tests.sh)"
         run_tap_script serving.log test/serving_tests.sh PSQL="$BINDIR/psql" \
             PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client" PGI_MODEL_DIR="$WORK/models"
-        serving_ok=$tap_ok; serving_failed=$tap_failed
+        record "$tap_ok" "$tap_failed" "serving (test/serving_tests.sh)"
 
         # (books) contrib/prometheus/pg_infer_queries.yaml served by
         # the real prometheus-postgres-exporter on a loopback port (counted
         # with pgTAP; a missing exporter is a failure)
         note "exporter: the Prometheus queries file (test/exporter_test.sh)"
         run_tap_script exporter.log test/exporter_test.sh
-        exporter_ok=$tap_ok; exporter_failed=$tap_failed
-        note "exporter: $exporter_ok passed, $exporter_failed failed (counted with pgTAP)"
-        pgtap_ok=$((pgtap_ok + exporter_ok)); pgtap_failed=$((pgtap_failed + exporter_failed))
+        record "$tap_ok" "$tap_failed" "exporter (test/exporter_test.sh)"
+
+        # (issue 15) every SQL statement of README.md's sql blocks, as
+        # written, and the queries of docs/analytics.md, with the bundled
+        # model loaded as make demo loads it
+        note "README: its SQL as written, and docs/analytics.md (test/readme_sql_test.sh)"
+        run_tap_script readme-sql.log test/readme_sql_test.sh PSQL="$BINDIR/psql" \
+            PGI_MODEL_DIR="$WORK/models"
+        record "$tap_ok" "$tap_failed" "README and docs SQL (test/readme_sql_test.sh)"
 
         # (books) the books must not be gamed: reservations seen by
         # other sessions, queue time, a read-only database, a failed commit
-        # (test/books_tests.sh; counted with pgTAP)
+        # (test/books_tests.sh)
         note "books: reservations, queue time, failed commits (test/books_tests.sh)"
         run_tap_script books.log test/books_tests.sh PSQL="$BINDIR/psql"
-        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+        record "$tap_ok" "$tap_failed" "books (test/books_tests.sh)"
 
         # (books) usage rows that survive: a cancelled stream, a
         # vanished client, the server and the worker crashing right after a
         # result was returned (test/durability_tests.sh restarts this server
-        # with its last options and leaves it serving; counted with pgTAP)
+        # with its last options and leaves it serving)
         note "durability: usage rows across cancels and crashes (test/durability_tests.sh)"
         run_tap_script durability.log test/durability_tests.sh PSQL="$BINDIR/psql" \
             PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
             PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
-        durability_ok=$tap_ok; durability_failed=$tap_failed
-        note "durability: $durability_ok passed, $durability_failed failed (counted with pgTAP)"
-        pgtap_ok=$((pgtap_ok + durability_ok)); pgtap_failed=$((pgtap_failed + durability_failed))
+        record "$tap_ok" "$tap_failed" "durability (test/durability_tests.sh)"
 
         # ALTER EXTENSION pg_infer UPDATE from 0.1.0 with books in place, the
         # library on a database whose update is pending, pg_dump/pg_restore
-        # (restarts this server and leaves it as it was; counted with pgTAP)
+        # (restarts this server and leaves it as it was)
         note "upgrade: ALTER EXTENSION UPDATE, pg_dump and pg_restore (test/upgrade_test.sh)"
         run_tap_script upgrade.log test/upgrade_test.sh PSQL="$BINDIR/psql" PGI_BINDIR="$BINDIR" \
             PGI_PGDATA="$PGTAP_DATA" PGI_PG_CTL="$BINDIR/pg_ctl" \
             PGI_SERVER_USER="$TEST_USER" PGI_SERVER_LOG="$WORK/pgtap/server.log"
-        note "upgrade: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
-        pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
+        record "$tap_ok" "$tap_failed" "upgrade (test/upgrade_test.sh)"
 
         # The same cluster without the library preloaded.
         as_server_user "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -m fast -w stop >/dev/null
@@ -435,6 +489,8 @@ EOF
             pgtap_ok=$((pgtap_ok + prove_ok)); pgtap_failed=$((pgtap_failed + prove_failed))
         fi
         stop_server "$PGTAP_DATA"
+        record "$pgtap_ok" "$pgtap_failed" "pgTAP without preload (test/pgtap/without_preload)"
+        pgtap_ok=0; pgtap_failed=0
 
         # (GPU) the worker on the CUDA backend: the same cluster,
         # with the CUDA emulator (test/gpu/emu) staged as pg_infer_cuda.so
@@ -460,19 +516,21 @@ EOF
                 run_tap_script gpu-emu-serving.log test/gpu_emu_serving.sh PSQL="$BINDIR/psql" \
                     PGI_EMU_MEMORY_MIB=256 PGI_BIG_MODEL="$WORK/models/too_big.gguf" \
                     PGI_EMU_FAULT_FILE="$WORK/emu_fault/fault"
-                note "CUDA path on the emulator: $tap_ok passed, $tap_failed failed (counted with pgTAP)"
                 pgtap_ok=$((pgtap_ok + tap_ok)); pgtap_failed=$((pgtap_failed + tap_failed))
             fi
+            stop_server "$PGTAP_DATA"
+            record "$pgtap_ok" "$pgtap_failed" "the worker's CUDA path on the emulator (test/gpu_emu_serving.sh)"
+            pgtap_ok=0; pgtap_failed=0
         else
-            note "skipped: the CUDA path on the emulator (no staging directory)"
+            skip "the worker's CUDA path on the emulator (test/gpu_emu_serving.sh)" "no staging directory: the system's pg_infer_cuda.so is not overwritten"
         fi
         stop_server "$PGTAP_DATA"
     fi
     cp "$WORK/pgtap/server.log" "$LOGDIR/pgtap-server.log" 2>/dev/null
 fi
-record "$pgtap_ok" "$pgtap_failed" "pgTAP"
-if [ -n "${serving_ok:-}" ]; then
-    record "$serving_ok" "$serving_failed" "serving (test/serving_tests.sh)"
+# what failed before the suites could run (no pg_prove, initdb, start)
+if [ "$pgtap_ok" -gt 0 ] || [ "$pgtap_failed" -gt 0 ]; then
+    record "$pgtap_ok" "$pgtap_failed" "pgTAP"
 fi
 
 summary_and_exit

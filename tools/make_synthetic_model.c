@@ -63,6 +63,7 @@ typedef struct options {
     uint32_t expert_type;          /* resolved from expert_type_name (UINT32_MAX: none) */
     int64_t yarn_factor, yarn_original;   /* YaRN RoPE scaling (0: none) */
     int64_t longrope_original;     /* LongRoPE factors from this original context (0: none) */
+    int64_t pooling;               /* encoders: <arch>.pooling_type (1 mean, 2 cls, 3 last) */
     uint64_t seed;
     float rope_base, rms_eps;
     const char *output;
@@ -161,16 +162,19 @@ typedef struct family {
     bool writes_head_dim;        /* attention.key_length / value_length */
     bool experts;                /* ffn_gate_inp and *_exps instead of the FFN */
     bool oai;                    /* gpt-oss: sinks, output and expert biases, its FFN norm name */
+    bool encoder;                /* bert, nomic-bert: see make_encoder_plan */
 } family;
 
 static const family families[] = {
-    {"llama", false, false, false, false, false, false, false},
-    {"qwen2", true, false, false, false, false, false, false},
-    {"qwen3", false, true, false, false, true, false, false},
-    {"gemma3", false, true, true, false, true, false, false},
-    {"phi3", false, false, false, true, false, false, false},
-    {"qwen3moe", false, true, false, false, true, true, false},
-    {"gpt-oss", true, false, false, false, true, true, true},
+    {"llama", false, false, false, false, false, false, false, false},
+    {"qwen2", true, false, false, false, false, false, false, false},
+    {"qwen3", false, true, false, false, true, false, false, false},
+    {"gemma3", false, true, true, false, true, false, false, false},
+    {"phi3", false, false, false, true, false, false, false, false},
+    {"qwen3moe", false, true, false, false, true, true, false, false},
+    {"gpt-oss", true, false, false, false, true, true, true, false},
+    {"bert", true, false, false, false, false, false, false, true},
+    {"nomic-bert", false, false, false, true, false, false, false, true},
 };
 
 static const family *
@@ -308,6 +312,69 @@ plan_add_3d(planned_tensor *plan, int *n, const char *name, int64_t d0, int64_t 
     plan[*n - 1].n_dims = 3;
 }
 
+/*
+ * An encoder's tensors as llama.cpp's converter names them: token, type
+ * (2 types) and, for bert, position embeddings, their LayerNorm; per layer
+ * Q/K/V with biases (bert) or a fused attn_qkv (nomic-bert), the output
+ * projection (bias: bert), a LayerNorm after each residual add, the FFN
+ * (bert: up and down with biases; nomic-bert: gate, up, down).  No output
+ * norm and no LM head.
+ */
+static int
+make_encoder_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tensor *plan)
+{
+    int n = 0;
+    const family *fam = family_of(o->arch);
+    int64_t q_dim = o->head_dim * o->heads;
+    char name[64];
+
+    plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, recipe_type(tc, o, ROLE_TOKEN_EMBD, 0),
+             KIND_MATRIX);
+    plan_add(plan, &n, "token_types.weight", o->dim, 2, PGI_TYPE_F32, KIND_MATRIX);
+    if (!fam->fused)
+        plan_add(plan, &n, "position_embd.weight", o->dim, o->context,
+                 recipe_type(tc, o, ROLE_TOKEN_EMBD, 0), KIND_MATRIX);
+    plan_add(plan, &n, "token_embd_norm.weight", o->dim, 0, 0, KIND_NORM);
+    plan_add(plan, &n, "token_embd_norm.bias", o->dim, 0, 0, KIND_BIAS);
+    for (int64_t l = 0; l < o->layers; l++)
+    {
+#define BLK(suffix) (snprintf(name, sizeof(name), "blk.%lld." suffix, (long long) l), name)
+#define TYPE(r) recipe_type(tc, o, r, l)
+        if (fam->fused)
+            plan_add(plan, &n, BLK("attn_qkv.weight"), o->dim, 3 * q_dim, TYPE(ROLE_ATTN_Q),
+                     KIND_MATRIX);
+        else
+        {
+            plan_add(plan, &n, BLK("attn_q.weight"), o->dim, q_dim, TYPE(ROLE_ATTN_Q), KIND_MATRIX);
+            plan_add(plan, &n, BLK("attn_q.bias"), q_dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_k.weight"), o->dim, q_dim, TYPE(ROLE_ATTN_K), KIND_MATRIX);
+            plan_add(plan, &n, BLK("attn_k.bias"), q_dim, 0, 0, KIND_BIAS);
+            plan_add(plan, &n, BLK("attn_v.weight"), o->dim, q_dim, TYPE(ROLE_ATTN_V), KIND_MATRIX);
+            plan_add(plan, &n, BLK("attn_v.bias"), q_dim, 0, 0, KIND_BIAS);
+        }
+        plan_add(plan, &n, BLK("attn_output.weight"), q_dim, o->dim, TYPE(ROLE_ATTN_OUTPUT),
+                 KIND_MATRIX);
+        if (!fam->fused)
+            plan_add(plan, &n, BLK("attn_output.bias"), o->dim, 0, 0, KIND_BIAS);
+        plan_add(plan, &n, BLK("attn_output_norm.weight"), o->dim, 0, 0, KIND_NORM);
+        plan_add(plan, &n, BLK("attn_output_norm.bias"), o->dim, 0, 0, KIND_BIAS);
+        if (fam->fused)
+            plan_add(plan, &n, BLK("ffn_gate.weight"), o->dim, o->ffn, TYPE(ROLE_FFN_GATE),
+                     KIND_MATRIX);
+        plan_add(plan, &n, BLK("ffn_up.weight"), o->dim, o->ffn, TYPE(ROLE_FFN_UP), KIND_MATRIX);
+        if (!fam->fused)
+            plan_add(plan, &n, BLK("ffn_up.bias"), o->ffn, 0, 0, KIND_BIAS);
+        plan_add(plan, &n, BLK("ffn_down.weight"), o->ffn, o->dim, TYPE(ROLE_FFN_DOWN), KIND_MATRIX);
+        if (!fam->fused)
+            plan_add(plan, &n, BLK("ffn_down.bias"), o->dim, 0, 0, KIND_BIAS);
+        plan_add(plan, &n, BLK("layer_output_norm.weight"), o->dim, 0, 0, KIND_NORM);
+        plan_add(plan, &n, BLK("layer_output_norm.bias"), o->dim, 0, 0, KIND_BIAS);
+#undef TYPE
+#undef BLK
+    }
+    return n;
+}
+
 static int
 make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tensor *plan)
 {
@@ -318,6 +385,8 @@ make_plan(const options *o, const type_choice *tc, int64_t n_vocab, planned_tens
     uint32_t expert = o->expert_type != UINT32_MAX ? o->expert_type : tc->matrix_type;
     char name[64];
 
+    if (fam->encoder)
+        return make_encoder_plan(o, tc, n_vocab, plan);
     plan_add(plan, &n, "token_embd.weight", o->dim, n_vocab, recipe_type(tc, o, ROLE_TOKEN_EMBD, 0),
              KIND_MATRIX);
     for (int64_t l = 0; l < o->layers; l++)
@@ -534,7 +603,15 @@ add_metadata(gguf_writer *w, const options *o, const type_choice *tc, int64_t n_
         ADD(gguf_writer_add_u32(w, KEY("expert_feed_forward_length"), (uint32_t) o->expert_ffn,
                                 err));
     }
-    ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err));
+    if (family_of(o->arch)->encoder)
+    {
+        /* LayerNorm's epsilon, the pooling (llama.cpp's numbers), no mask */
+        ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_epsilon"), o->rms_eps, err));
+        ADD(gguf_writer_add_u32(w, KEY("pooling_type"), (uint32_t) o->pooling, err));
+        ADD(gguf_writer_add_bool(w, KEY("attention.causal"), false, err));
+    }
+    else
+        ADD(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), o->rms_eps, err));
     ADD(gguf_writer_add_f32(w, KEY("rope.freq_base"), o->rope_base, err));
     ADD(gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t) n_vocab, err));
 #undef KEY
@@ -557,7 +634,8 @@ usage(void)
             "  --vocab-from FILE    copy tokenizer.* from a GGUF (e.g. a vocab-only file)\n"
             "  --vocab-size N       without --vocab-from: a generated vocabulary of N tokens\n"
             "  --tied               no output.weight (the embedding is reused)\n"
-            "  --arch llama|qwen2|qwen3|gemma3|phi3|qwen3moe|gpt-oss   the family's tensors and\n"
+            "  --pooling N          bert, nomic-bert: pooling_type (1 mean, 2 cls, 3 last; default 1)\n"
+            "  --arch llama|qwen2|qwen3|gemma3|phi3|qwen3moe|gpt-oss|bert|nomic-bert   the family's tensors and\n"
             "                       keys (default llama): qwen2 Q/K/V biases; qwen3 Q/K norms;\n"
             "                       gemma3 Q/K norms, post norms, GELU; phi3 fused attn_qkv and\n"
             "                       gate|up; qwen3moe Q/K norms and experts; gpt-oss experts with\n"
@@ -592,7 +670,7 @@ static bool
 parse_options(int argc, char **argv, options *o)
 {
     *o = (options) {.type_name = "f16", .dim = 768, .ffn = 2048, .layers = 12, .heads = 12,
-                    .context = 2048, .arch = "llama", .expert_type = UINT32_MAX, .seed = 1,
+                    .context = 2048, .arch = "llama", .expert_type = UINT32_MAX, .seed = 1, .pooling = 1,
                     .rope_base = 10000.0f, .rms_eps = 1e-5f};
     for (int i = 1; i < argc; i++)
     {
@@ -649,6 +727,8 @@ parse_options(int argc, char **argv, options *o)
             ok = parse_int(v, &o->yarn_factor);
         else if (strcmp(a, "--yarn-original") == 0)
             ok = parse_int(v, &o->yarn_original);
+        else if (strcmp(a, "--pooling") == 0)
+            ok = parse_int(v, &o->pooling) && o->pooling <= 3;
         else if (strcmp(a, "--longrope") == 0)
             ok = parse_int(v, &o->longrope_original);
         else if (strcmp(a, "--seed") == 0)
@@ -680,7 +760,7 @@ parse_options(int argc, char **argv, options *o)
     if (family_of(o->arch) == NULL)
     {
         fprintf(stderr, "make_synthetic_model: --arch must be one of llama, qwen2, qwen3, gemma3, "
-                        "phi3, qwen3moe, gpt-oss\n");
+                        "phi3, qwen3moe, gpt-oss, bert, nomic-bert\n");
         return false;
     }
     if (o->head_dim == 0 && o->dim % o->heads != 0)

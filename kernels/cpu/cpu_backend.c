@@ -172,6 +172,11 @@ cpu_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
         if ((size_t) step->positions[t] + 1 > need)
             need = (size_t) step->positions[t] + 1;
     }
+    /* a bidirectional layer's window is the whole sequence */
+    for (int q = 0; q < step->n_seqs; q++)
+        if (step->seq_lengths != NULL && step->seq_lengths[q] > 0 &&
+            (size_t) step->seq_lengths[q] > need)
+            need = (size_t) step->seq_lengths[q];
     /* attention scores: a tile's rows of the longest causal window per thread */
     need = (need + 7) / 8 * 8 * ATTENTION_TILE;
     if (need > cb->scores_per_thread)
@@ -780,7 +785,7 @@ attention_worker(void *arg, int thread_index, int n_threads)
             int t = first + r;
 
             job->table = s->block_tables + (size_t) s->seq_index[t] * (size_t) s->max_blocks;
-            job->n_keys = s->positions[t] + 1;
+            job->n_keys = sh->bidirectional ? s->seq_lengths[s->seq_index[t]] : s->positions[t] + 1;
             /* a hole in the table would be the engine's bug: never read wild */
             for (int b = 0; b * block_size < job->n_keys; b++)
                 if (job->table[b] < 0 || job->table[b] >= kv->g.n_blocks)
@@ -945,6 +950,69 @@ cpu_gelu_mul(pgi_backend *b, float *out, const float *gate, const float *up, int
 }
 
 static void
+cpu_gelu(pgi_backend *b, float *x, int64_t n)
+{
+    const float c = 0.7978845608028654f;      /* sqrt(2 / pi) */
+
+    for (int64_t i = 0; i < n; i++)
+    {
+        float g = x[i];
+
+        x[i] = 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+    }
+}
+
+/* LayerNorm of each row, mean and variance in double. */
+static void
+cpu_layernorm(pgi_backend *b, float *out, const float *x, const pgi_weight *weight,
+              const pgi_weight *bias, int n_rows, float eps)
+{
+    const float *w = (const float *) weight->host;
+    const float *v = bias != NULL ? (const float *) bias->host : NULL;
+    int64_t dim = weight->cols;
+
+    for (int r = 0; r < n_rows; r++)
+    {
+        const float *xr = x + (size_t) r * (size_t) dim;
+        float *o = out + (size_t) r * (size_t) dim;
+        double mean = 0.0, var = 0.0;
+        float scale;
+
+        for (int64_t i = 0; i < dim; i++)
+            mean += xr[i];
+        mean /= (double) dim;
+        for (int64_t i = 0; i < dim; i++)
+            var += ((double) xr[i] - mean) * ((double) xr[i] - mean);
+        scale = (float) (1.0 / sqrt(var / (double) dim + (double) eps));
+        for (int64_t i = 0; i < dim; i++)
+            o[i] = (float) ((double) xr[i] - mean) * scale * w[i] + (v != NULL ? v[i] : 0.0f);
+    }
+}
+
+static void
+cpu_add_position_rows(pgi_backend *b, float *x, const pgi_weight *table)
+{
+    const pgi_step *s = &as_cpu(b)->step;
+    size_t width = (size_t) table->cols;
+    float *row = pgi_alloc(sizeof(float) * width);
+
+    if (row == NULL)
+        return;
+    for (int t = 0; t < s->n_tokens; t++)
+    {
+        float *xt = x + (size_t) t * width;
+
+        /* the engine bounds positions by the table; never read outside it */
+        if (s->positions[t] < 0 || s->positions[t] >= table->rows)
+            continue;
+        pgi_cpu_dequantize_row(table, s->positions[t], row);
+        for (size_t i = 0; i < width; i++)
+            xt[i] += row[i];
+    }
+    pgi_free(row);
+}
+
+static void
 cpu_scale(pgi_backend *b, float *x, float s, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -1066,6 +1134,9 @@ static const pgi_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .silu_mul = cpu_silu_mul,
     .gelu_mul = cpu_gelu_mul,
+    .layernorm = cpu_layernorm,
+    .gelu = cpu_gelu,
+    .add_position_rows = cpu_add_position_rows,
     .scale = cpu_scale,
     .add = cpu_add,
     .gather_outputs = cpu_gather_outputs,

@@ -75,6 +75,8 @@ typedef struct pgi_matmul_kernel {
     /* bytes of one quantized activation row when the kernel stores more
      * than the blocks (NULL: just the blocks) */
     size_t (*x_row_bytes)(int64_t cols);
+    /* what the tests and benchmarks print (NULL: the level's name) */
+    const char *name;
 } pgi_matmul_kernel;
 
 pgi_activation_format pgi_activation_format_of(uint32_t weight_type);
@@ -82,6 +84,11 @@ pgi_activation_format pgi_activation_format_of(uint32_t weight_type);
 /* Kernels for a weight type at a level; false when none (then the scalar
  * kernels of matmul.c are used). */
 bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
+/* AVX-512 kernels (matmul_avx512.c): float types with AVX-512 F, integer
+ * types (Q8_0, Q4_0, Q4_K, Q6_K) only where VNNI is present too; false
+ * for the others, which then use the AVX2 kernels. */
+bool pgi_matmul_kernel_avx512(uint32_t weight_type, pgi_matmul_kernel *kernel);
 
 /* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
  * asked by pgi_matmul_kernel_avx2 for the types it has none of. */

@@ -20,6 +20,8 @@ typedef enum pgi_simd_level {
 
 pgi_simd_level pgi_cpu_simd_level(void);
 const char *pgi_cpu_simd_name(pgi_simd_level level);
+/* AVX-512 VNNI (vpdpbusd), meaningful at PGI_SIMD_AVX512. */
+bool pgi_cpu_has_avx512_vnni(void);
 /* Force a lower level (tests compare every level against the scalar one). */
 void pgi_cpu_set_simd_level(pgi_simd_level level);
 
@@ -42,6 +44,10 @@ void pgi_threadpool_run(pgi_threadpool *pool, pgi_parallel_fn fn, void *arg);
  * product works on integers.  Work is split across the pool. */
 void pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w,
                     const float *x, int n_rows);
+
+/* Which kernel pgi_cpu_matmul uses for a weight type at the current level
+ * ("AVX-512 VNNI q4_k 1x8", "AVX2", "scalar"), for test and bench output. */
+const char *pgi_cpu_matmul_kernel_name(uint32_t weight_type);
 
 /* Scalar version of the same product, the reference for tests. */
 void pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_rows);

@@ -461,9 +461,27 @@ matmul_part(void *arg, int thread_index, int n_threads)
 static bool
 select_kernel(uint32_t type, pgi_matmul_kernel *k)
 {
-    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX2 && pgi_matmul_kernel_avx2(type, k))
+    memset(k, 0, sizeof(*k));
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_matmul_kernel_avx512(type, k))
         return true;
-    return scalar_kernel_for(type, k);
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX2 && pgi_matmul_kernel_avx2(type, k))
+    {
+        if (k->name == NULL)
+            k->name = "AVX2";
+        return true;
+    }
+    if (!scalar_kernel_for(type, k))
+        return false;
+    k->name = "scalar";
+    return true;
+}
+
+const char *
+pgi_cpu_matmul_kernel_name(uint32_t weight_type)
+{
+    pgi_matmul_kernel k;
+
+    return select_kernel(weight_type, &k) ? k.name : "none";
 }
 
 void

@@ -609,25 +609,25 @@ pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel)
     switch (weight_type)
     {
         case PGI_TYPE_F32:
-            *kernel = (pgi_matmul_kernel) {tile_f32, 4, 3, NULL, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_f32, 4, 3, NULL, NULL, NULL};
             return true;
         case PGI_TYPE_F16:
-            *kernel = (pgi_matmul_kernel) {tile_f16, 4, 3, NULL, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_f16, 4, 3, NULL, NULL, NULL};
             return true;
         case PGI_TYPE_BF16:
-            *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_bf16, 4, 3, NULL, NULL, NULL};
             return true;
         case PGI_TYPE_Q8_0:
-            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q8_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_Q4_0:
-            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q4_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_Q4_K:
-            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q4_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         case PGI_TYPE_Q6_K:
-            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q6_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         default:
             /* the types added later have their kernels in matmul_avx2_more.c */

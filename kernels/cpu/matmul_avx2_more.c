@@ -603,31 +603,31 @@ pgi_matmul_kernel_avx2_more(uint32_t weight_type, pgi_matmul_kernel *kernel)
     switch (weight_type)
     {
         case PGI_TYPE_Q4_1:
-            *kernel = (pgi_matmul_kernel) {tile_q4_1, 3, 4, quantize_q8_0_sums_avx2, q8_0_sums_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q4_1, 3, 4, quantize_q8_0_sums_avx2, q8_0_sums_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_Q5_1:
-            *kernel = (pgi_matmul_kernel) {tile_q5_1, 3, 4, quantize_q8_0_sums_avx2, q8_0_sums_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q5_1, 3, 4, quantize_q8_0_sums_avx2, q8_0_sums_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_Q5_0:
-            *kernel = (pgi_matmul_kernel) {tile_q5_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_q5_0, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_IQ4_NL:
-            *kernel = (pgi_matmul_kernel) {tile_iq4_nl, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_iq4_nl, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_MXFP4:
-            *kernel = (pgi_matmul_kernel) {tile_mxfp4, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes};
+            *kernel = (pgi_matmul_kernel) {tile_mxfp4, 3, 4, pgi_quantize_q8_0_avx2, pgi_q8_0_x_row_bytes, NULL};
             return true;
         case PGI_TYPE_Q2_K:
-            *kernel = (pgi_matmul_kernel) {tile_q2_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q2_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         case PGI_TYPE_Q3_K:
-            *kernel = (pgi_matmul_kernel) {tile_q3_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q3_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         case PGI_TYPE_Q5_K:
-            *kernel = (pgi_matmul_kernel) {tile_q5_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_q5_k, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         case PGI_TYPE_IQ4_XS:
-            *kernel = (pgi_matmul_kernel) {tile_iq4_xs, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL};
+            *kernel = (pgi_matmul_kernel) {tile_iq4_xs, 1, KQ_TILE_COLS, pgi_quantize_q8_k_avx2, NULL, NULL};
             return true;
         default:
             return false;

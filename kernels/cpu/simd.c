@@ -2,7 +2,7 @@
  * simd.c — which vector instructions this CPU and OS support, found once at
  * run time with cpuid/xgetbv, so that one binary runs on any x86-64.
  *
- * The environment variable PGI_SIMD (scalar, avx2) lowers the level for
+ * The environment variable PGI_SIMD (scalar, avx2, avx512) lowers the level for
  * benchmarks; pgi_cpu_set_simd_level lowers it for tests.
  */
 #include "cpu_kernels.h"
@@ -22,6 +22,8 @@ read_xcr0(void)
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t) hi << 32) | lo;
 }
+
+static bool detected_vnni;
 
 static pgi_simd_level
 detect_level(void)
@@ -44,9 +46,12 @@ detect_level(void)
     /* AVX-512 F(16), BW(30), VL(31), with opmask/ZMM state (XCR0 bits 5-7) */
     avx512 = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));
     avx512_os = (read_xcr0() & 0xe6) == 0xe6;
+    detected_vnni = avx512 && avx512_os && (c & (1u << 11)) != 0;     /* AVX512_VNNI */
     return (avx512 && avx512_os) ? PGI_SIMD_AVX512 : PGI_SIMD_AVX2;
 }
 #else
+static bool detected_vnni;
+
 static pgi_simd_level
 detect_level(void)
 {
@@ -84,6 +89,12 @@ pgi_cpu_simd_level(void)
     int f = atomic_load_explicit(&forced, memory_order_relaxed);
 
     return (f >= 0 && f < (int) hw) ? (pgi_simd_level) f : hw;
+}
+
+bool
+pgi_cpu_has_avx512_vnni(void)
+{
+    return pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && detected_vnni;
 }
 
 void

@@ -168,6 +168,42 @@ for n in "$@"; do
     [[ " ${names[*]} " == *" $n "* ]] || die "no case $n in $CASES"
 done
 
+# ------------------------------------------------------------ 3b. embeddings
+# test/crosscheck/embed_cases.txt: llama_ref embed on each case's model, the
+# three text prompts, into reference/embed-<name>.txt (every case, each run:
+# they take about a second).
+while read -r kind name pooling model; do
+    [ "$kind" = embed ] || continue
+    model=${model%%#*}
+    model=${model//\$SHARED_MODELS/$SHARED_MODELS}
+    desc=${model//$SHARED_MODELS/\$SHARED_MODELS}
+    if [[ $model == file:* ]]; then
+        file=${model#file:}
+        desc=${desc#file:}
+    else
+        file=$MODELS/embed-$name.gguf
+        # shellcheck disable=SC2086  # the arguments are split as written
+        "$BUILDDIR/make_synthetic_model" $model -o "$file" >"$WORK/embed-$name.make.log" ||
+            die "embed $name: make_synthetic_model failed (log: $WORK/embed-$name.make.log)"
+        desc="make_synthetic_model $desc"
+    fi
+    tmp=$WORK/embed-$name.txt.tmp
+    {
+        echo "# llama.cpp embeddings for case $name of test/crosscheck/embed_cases.txt (make crosscheck)"
+        echo "# llama.cpp $COMMIT (node-llama-cpp $NODE_LLAMA_CPP_VERSION, release $RELEASE), CPU, 1 thread, F32 K/V"
+        echo "# model: $desc; pooling $pooling; llama_ref embed (not normalised)"
+        echo "model_bytes $(stat -c %s "$file")"
+    } >"$tmp"
+    for i in "${!TEXT_PROMPTS[@]}"; do
+        echo "prompt $i" >>"$tmp"
+        "$LLAMA_REF" embed "$file" --prompt "${TEXT_PROMPTS[$i]}" --pooling "$pooling" --threads 1 \
+            >>"$tmp" 2>"$WORK/embed-$name.log" ||
+            die "embed $name: llama_ref embed failed (log: $WORK/embed-$name.log)"
+    done
+    mv "$tmp" "$OUT/embed-$name.txt"
+    say "embed $name: reference written"
+done <test/crosscheck/embed_cases.txt
+
 # ------------------------------------------------------------ 4. ours against them
 say "our engine against the references: $BUILDDIR/test/unit/test_crosscheck ${names[*]}"
 compare_started=$SECONDS

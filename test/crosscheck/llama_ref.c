@@ -524,9 +524,94 @@ cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------ embed */
+
+/*
+ * llama_ref embed MODEL.gguf --prompt TEXT [--pooling mean|cls|last] [--threads N]
+ * The prompt tokenized as llama.cpp's embedding example does (special
+ * tokens added: BOS, or CLS ... SEP for a WordPiece vocabulary), run in one
+ * batch with embeddings on and the pooling given (default mean), F32 K/V,
+ * no flash attention; prints prompt_ids and "embedding <dim>" followed by
+ * the pooled vector, NOT normalised, one %.9g value per line.
+ */
+static int
+cmd_embed(int argc, char **argv)
+{
+    const char *model_path, *prompt = NULL, *pooling = "mean";
+    int threads = 1, n_tokens, n_embd;
+    static llama_token tokens[MAX_TOKENS];
+    struct llama_model_params mp;
+    struct llama_context_params cp;
+    struct llama_model *model;
+    struct llama_context *ctx;
+    const float *v;
+
+    if (argc < 3)
+        return fail("usage: llama_ref embed MODEL.gguf --prompt TEXT [--pooling mean|cls|last] [--threads N]");
+    model_path = argv[2];
+    for (int i = 3; i + 1 < argc; i += 2)
+    {
+        if (strcmp(argv[i], "--prompt") == 0)
+            prompt = argv[i + 1];
+        else if (strcmp(argv[i], "--pooling") == 0)
+            pooling = argv[i + 1];
+        else if (strcmp(argv[i], "--threads") != 0 || !parse_int(argv[i + 1], &threads) || threads < 1)
+            return fail("unknown option or bad value: %s %s", argv[i], argv[i + 1]);
+    }
+    if (prompt == NULL)
+        return fail("--prompt is required");
+    start_backend();
+    mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    model = llama_model_load_from_file(model_path, mp);
+    if (model == NULL)
+        return fail("cannot load %s", model_path);
+    n_tokens = llama_tokenize(llama_model_get_vocab(model), prompt, (int32_t) strlen(prompt), tokens,
+                              MAX_TOKENS, true, false);
+    if (n_tokens <= 0)
+        return fail("cannot tokenize the prompt (%d)", n_tokens);
+    cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t) (n_tokens + 16);
+    cp.n_batch = cp.n_ctx;
+    cp.n_ubatch = cp.n_ctx;
+    cp.n_seq_max = 1;
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.embeddings = true;
+    cp.pooling_type = strcmp(pooling, "cls") == 0    ? LLAMA_POOLING_TYPE_CLS
+                      : strcmp(pooling, "last") == 0 ? LLAMA_POOLING_TYPE_LAST
+                                                     : LLAMA_POOLING_TYPE_MEAN;
+    cp.no_perf = true;
+    ctx = llama_init_from_model(model, cp);
+    if (ctx == NULL)
+        return fail("cannot create a context for %s", model_path);
+    if (llama_decode(ctx, llama_batch_get_one(tokens, n_tokens)) != 0)
+        return fail("llama_decode failed");
+    v = llama_get_embeddings_seq(ctx, 0);
+    if (v == NULL)
+        return fail("no pooled embedding");
+    n_embd = llama_model_n_embd(model);
+    printf("text %s\n", prompt);
+    printf("prompt_ids");
+    for (int i = 0; i < n_tokens; i++)
+        printf(" %d", tokens[i]);
+    printf("\npooling %s\nembedding %d\n", pooling, n_embd);
+    for (int i = 0; i < n_embd; i++)
+        printf("%.9g\n", (double) v[i]);
+    llama_free(ctx);
+    llama_model_free(model);
+    llama_backend_free();
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "embed") == 0)
+        return cmd_embed(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "quantize") == 0)
         return cmd_quantize(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "greedy") == 0)
@@ -536,6 +621,7 @@ main(int argc, char **argv)
     fprintf(stderr, "usage: llama_ref quantize IN.gguf OUT.gguf FTYPE [--threads N]\n"
                     "       llama_ref greedy MODEL.gguf (--tokens \"1 2 3\" | --prompt TEXT) [--steps N]\n"
                     "                [--threads N] [--kv f32|f16] [--logits-max N]\n"
+                    "       llama_ref embed MODEL.gguf --prompt TEXT [--pooling mean|cls|last]\n"
                     "       llama_ref bench MODEL.gguf [--prompt-tokens P] [--gen-tokens G]\n"
                     "                [--repetitions R] [--threads N]\n");
     return 2;

@@ -67,7 +67,8 @@ SELECT is(ARRAY(SELECT c.relname::text FROM pg_class AS c
           'every books view is security_invoker');
 SELECT columns_are('public', 'usage_daily', ARRAY[
     'day', 'model', 'role', 'tag', 'currency', 'requests', 'prompt_tokens', 'cached_tokens',
-    'completion_tokens', 'revenue', 'cost', 'margin', 'margin_pct', 'reasoning_tokens'], 'usage_daily has the documented columns');
+    'completion_tokens', 'revenue', 'cost', 'margin', 'margin_pct', 'reasoning_tokens',
+    'cached_discount', 'cached_device_ms_saved'], 'usage_daily has the documented columns');
 SELECT columns_are('public', 'model_adoption', ARRAY[
     'model', 'week', 'active_roles', 'new_roles', 'requests', 'tokens', 'wow_growth'],
     'model_adoption has the documented columns');

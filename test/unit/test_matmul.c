@@ -198,9 +198,10 @@ test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **poo
                     pgi_cpu_matmul(pools[t], out, &m.w, x, n_rows);
                     worst = fmax(worst, worst_vs_reference(&m, x, out, ref, n_rows));
                 }
-            CHECK(worst <= 1.0, "%s %lldx%lld at %s, n_rows 1..%d, 1..3 threads: matches the "
-                  "reference (worst %.3f of tolerance)", pgi_type_name(type), (long long) m.w.rows,
-                  (long long) m.w.cols, pgi_cpu_simd_name((pgi_simd_level) level), max_rows, worst);
+            CHECK(worst <= 1.0, "%s %lldx%lld at %s (kernel: %s), n_rows 1..%d, 1..3 threads: "
+                  "matches the reference (worst %.3f of tolerance)", pgi_type_name(type),
+                  (long long) m.w.rows, (long long) m.w.cols, pgi_cpu_simd_name((pgi_simd_level) level),
+                  pgi_cpu_matmul_kernel_name(type), max_rows, worst);
             /* 80 rows crosses the 64-row activation blocks of prefill; 24,
              * 32 and 64 are batched-decode sizes that fill several whole
              * register tiles (8 rows for the K-quants) and task blocks. */
