@@ -1808,8 +1808,8 @@ pgi_engine_max_embed_tokens(const pgi_engine *e)
 
 /*
  * One forward pass over inputs[first .. first + count), each a sequence of
- * its own (whole in the step), using blocks no running sequence was
- * promised; the pooled vectors go to out rows first .. first + count.
+ * its own (whole in the step), using blocks no running sequence needs now
+ * (admission_room); the pooled vectors go to out rows first .. first + count.
  */
 static pgi_status
 embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, int n_tokens,
@@ -1819,7 +1819,7 @@ embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, i
     pgi_kv_sequence *kv = pgi_calloc((size_t) count, sizeof(pgi_kv_sequence));
     float *hidden_host = NULL;
     const float *hidden;
-    int table_width = 1, t = 0, need = 0;
+    int table_width = 1, t = 0, need = 0, room;
     pgi_step step;
     pgi_status st = PGI_OK;
 
@@ -1827,13 +1827,14 @@ embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, i
         return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < count; i++)
         need += pgi_kv_blocks_needed(&e->blocks, inputs[first + i].n_tokens);
-    if (e->reserved_blocks + need > e->blocks.n_blocks)
+    room = admission_room(e);
+    if (need > room)
     {
         pgi_free(kv);
         return pgi_fail(err, PGI_ERR_CACHE_FULL,
-                        "the KV cache has no room for %d tokens to embed now (%d of %d blocks "
-                        "promised to running sequences)",
-                        n_tokens, e->reserved_blocks, e->blocks.n_blocks);
+                        "the KV cache has no room for %d tokens to embed now (%d blocks needed, "
+                        "%d left beside what running sequences need now, of %d)",
+                        n_tokens, need, room > 0 ? room : 0, e->blocks.n_blocks);
     }
     for (int i = 0; i < count && st == PGI_OK; i++)
     {

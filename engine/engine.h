@@ -245,8 +245,9 @@ pgi_status pgi_engine_step(pgi_engine *engine, pgi_step_output *outputs, int max
  * normalize, divided by their L2 norm; out receives n_inputs rows of
  * pgi_engine_embedding_length() floats.  Runs now, as passes of its own
  * between steps (as many whole inputs per pass as max_batch_tokens and
- * max_sequences allow), in KV blocks no running sequence was promised, and
- * frees them before returning; running sequences are not disturbed.
+ * max_sequences allow), in KV blocks the running sequences do not need now
+ * (see Admission), and frees them before returning; running sequences are
+ * not disturbed.
  * Errors: PGI_ERR_CONTEXT_FULL (an input longer than
  * pgi_engine_max_embed_tokens), PGI_ERR_CACHE_FULL (no room now: retry
  * after some steps), PGI_ERR_UNSUPPORTED (an encoder on a backend without
