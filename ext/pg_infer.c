@@ -47,6 +47,7 @@ int			pg_infer_debug_lose_device_at_step = 0;
 int			pg_infer_debug_load_delay_ms = 0;
 int			pg_infer_max_input_bytes = PGI_DEFAULT_MAX_INPUT_KB;
 int			pg_infer_max_open_calls = PGI_DEFAULT_MAX_OPEN_CALLS;
+char	   *pg_infer_node_name = NULL;
 
 /* a prompt within pg_infer.max_input_bytes is never too long for the engine */
 StaticAssertDecl((uint64) PGI_MAX_INPUT_KB_LIMIT * 1024 <= PGI_MAX_TOKENIZE_BYTES,
@@ -326,6 +327,15 @@ define_settings(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pg_infer.node_name",
+							   "The name of this server among the nodes of a scale-out (the node column of usage and device_activity).",
+							   "Empty: the server's cluster_name, else its host name.  At most 63 bytes of letters, digits, '_', '-' and '.'.",
+							   &pg_infer_node_name,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   pg_infer_node_name_check, NULL, NULL);
 
 	MarkGUCPrefixReserved("pg_infer");
 }

@@ -14,6 +14,7 @@
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/guc.h"
 
 #include "protocol.h"
 
@@ -108,6 +109,8 @@ extern int	pg_infer_max_input_bytes;	/* kB */
  * a session that opened calls without bound would deny them to everyone.
  */
 extern int	pg_infer_max_open_calls;
+extern char *pg_infer_node_name;	/* '' = cluster_name, else the host name (ext/node.c) */
+extern bool pg_infer_node_name_check(char **newval, void **extra, GucSource source);
 #define PGI_DEFAULT_MAX_OPEN_CALLS 16
 
 /* The queue of calls for the worker ("pg_infer queue" in shared memory). */

@@ -30,6 +30,7 @@ TEST_PACKAGES=(
     libtap-parser-sourcehandler-pgtap-perl   # pg_prove
     prometheus-postgres-exporter             # test/exporter_test.sh (contrib/prometheus)
     curl                                     # test/exporter_test.sh fetches /metrics
+    "postgresql-$PG_MAJOR-plproxy"           # test/scale_out_test.sh (contrib/scale-out/router.sql)
 )
 
 only_list=0

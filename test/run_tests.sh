@@ -11,6 +11,8 @@
 #      docs SQL, books, durability, upgrade), then (test/pgtap/without_preload/*.sql)
 #      against it restarted without the library, and the worker's CUDA
 #      path on the CUDA emulator
+#   4. the scale-out suite (test/scale_out_test.sh): a PL/Proxy router, two
+#      inference nodes and a ledger as four more clusters
 #
 # The extension is installed into a staging directory (make install
 # DESTDIR=...) that the test servers read through Debian's
@@ -532,5 +534,19 @@ fi
 if [ "$pgtap_ok" -gt 0 ] || [ "$pgtap_failed" -gt 0 ]; then
     record "$pgtap_ok" "$pgtap_failed" "pgTAP"
 fi
+
+# ------------------------------------------------------------ 4. scale-out
+# A PL/Proxy router, two inference nodes and a ledger as four clusters of
+# their own (Unix sockets in the scratch directory, ports
+# PGI_SCALE_OUT_PORT..+3, default 55600), with the same staged install and
+# test settings (test/scale_out_test.sh; its own phase).
+note "scale-out: router, two nodes, ledger (test/scale_out_test.sh)"
+printf '%s\n' "$SERVER_SETTINGS" >"$WORK/scale-out.conf"
+mkdir -p "$LOGDIR/scale-out"
+chmod a+r "$WORK/scale-out.conf"
+run_tap_script scale-out.log test/scale_out_test.sh PGI_BINDIR="$BINDIR" \
+    PGI_SERVER_SETTINGS="$WORK/scale-out.conf" PGI_MODEL="$WORK/models/stories260K.gguf" \
+    PGI_SERVER_USER="$TEST_USER" PGI_SCALE_OUT_LOGS="$LOGDIR/scale-out"
+record "$tap_ok" "$tap_failed" "scale-out (test/scale_out_test.sh)"
 
 summary_and_exit

@@ -52,16 +52,17 @@ psql_in() {  # psql_in DATABASE STATEMENT: the result, unaligned, or the error
     "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2" 2>&1
 }
 catalog_of() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$1" -f "$ROOT/test/upgrade/catalog.sql" 2>&1; }
-# Every row of the books, one digest per table (usage without the columns
-# 0.2.0 added, so a 0.1.0 database compares).
+# Every row of the books, one digest per table (usage and device_activity
+# without the columns 0.2.0 added, so a 0.1.0 database compares).
 books_digest() {
     psql_in "$1" "SELECT string_agg(t || '=' || d, ' ' ORDER BY t) FROM (
         SELECT 'model_prices' AS t, md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) AS d FROM model_prices AS x
         UNION ALL SELECT 'compute_prices', md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM compute_prices AS x
         UNION ALL SELECT 'budgets', md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM budgets AS x
         UNION ALL SELECT 'usage_spend', md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM usage_spend AS x
-        UNION ALL SELECT 'device_activity', md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM device_activity AS x
-        UNION ALL SELECT 'usage', md5(coalesce(string_agg((to_jsonb(x) - 'reasoning_tokens')::text, ','
+        UNION ALL SELECT 'device_activity', md5(coalesce(string_agg((to_jsonb(x) - 'node')::text, ','
+                                                                    ORDER BY (to_jsonb(x) - 'node')::text), '')) FROM device_activity AS x
+        UNION ALL SELECT 'usage', md5(coalesce(string_agg((to_jsonb(x) - 'reasoning_tokens' - 'node')::text, ','
                                                           ORDER BY x.request_id), '')) FROM usage AS x) AS digests"
 }
 drop_databases() {

@@ -1304,6 +1304,9 @@ static const pgi_backend_ops cuda_ops = {
     cuda_gelu_mul,
     cuda_scale,
     cuda_add,
+    NULL,   /* layernorm: encoders (BERT family) run on the CPU only */
+    NULL,   /* gelu */
+    NULL,   /* add_position_rows */
     cuda_gather_outputs,
     cuda_read_floats,
     cuda_argmax,

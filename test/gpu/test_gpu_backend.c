@@ -1383,7 +1383,7 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
     pgi_kv_geometry g = {1, c->n_kv_heads, c->head_dim, BLOCK, N_BLOCKS};
     pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
     pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
-                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL};
+                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL, 0};
     pgi_attention_shape shape_gpu = shape_cpu;
     int32_t tables[2 * MAX_BLOCKS], lengths[2];
     int32_t *tokens = pgi_alloc(sizeof(int32_t) * (size_t) max_tokens * 5);
@@ -1567,7 +1567,7 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
     float *prefill_gpu = pgi_alloc(sizeof(float) * (size_t) FILL_MAX * (size_t) q_width);
     pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
     pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
-                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL};
+                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL, 0};
     pgi_attention_shape shape_gpu, fill_shape = shape_cpu;
     twin_buffer q, k, v, out;
     twin_weight sinks;

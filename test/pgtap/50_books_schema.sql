@@ -30,7 +30,7 @@ SELECT columns_are('public', 'usage', ARRAY[
     'application_name', 'tag', 'function_name', 'prompt_tokens', 'cached_tokens',
     'completion_tokens', 'finish_reason', 'queue_ms', 'ttft_ms', 'total_ms', 'device',
     'device_ms', 'input_per_mtok', 'cached_input_per_mtok', 'output_per_mtok',
-    'compute_per_hour', 'revenue', 'cost', 'currency', 'reasoning_tokens'], 'usage has the documented columns');
+    'compute_per_hour', 'revenue', 'cost', 'currency', 'reasoning_tokens', 'node'], 'usage has the documented columns');
 SELECT col_type_is('public', 'usage', 'request_id', 'uuid', 'usage.request_id is a uuid');
 SELECT col_type_is('public', 'usage', 'role', 'name', 'usage.role is a name');
 SELECT col_type_is('public', 'usage', 'revenue', 'numeric', 'usage.revenue is numeric');
@@ -45,7 +45,7 @@ SELECT columns_are('public', 'model_prices', ARRAY[
 SELECT columns_are('public', 'compute_prices', ARRAY['device', 'effective_from', 'per_hour', 'currency'],
                    'compute_prices has the documented columns');
 SELECT columns_are('public', 'device_activity', ARRAY[
-    'minute', 'device', 'busy_ms', 'steps', 'tokens', 'mean_batch_size', 'kv_used_fraction'],
+    'minute', 'device', 'busy_ms', 'steps', 'tokens', 'mean_batch_size', 'kv_used_fraction', 'node'],
     'device_activity has the documented columns');
 SELECT columns_are('public', 'budgets', ARRAY[
     'budget_id', 'role', 'tag', 'period', 'max_tokens', 'max_cost', 'tokens_per_minute'],

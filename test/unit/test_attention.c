@@ -187,7 +187,7 @@ attention_config(pgi_backend *b, const attn_config *c)
     int q_width = n_heads * hd, kv_width = N_KV_HEADS * hd;
     pgi_kv_geometry g = {1, N_KV_HEADS, hd, BLOCK, N_BLOCKS};
     pgi_attention_shape shape = {n_heads, N_KV_HEADS, hd, 1.0f / sqrtf((float) hd), c->window,
-                                 NULL};
+                                 NULL, 0};
     float sink_values[16];
     pgi_weight sinks;
     pgi_kv_cache *kv = NULL;
@@ -370,7 +370,7 @@ test_rope_attn_factor(void)
     float *q = b->ops->alloc(b, T * N_HEADS * HD), *k = b->ops->alloc(b, T * HD);
     float q0[T * N_HEADS * HD], k0[T * HD];
     pgi_weight freq;
-    pgi_attention_shape shape = {N_HEADS, 1, HD, 0.125f, 0, NULL};
+    pgi_attention_shape shape = {N_HEADS, 1, HD, 0.125f, 0, NULL, 0};
     pgi_step step;
 
     for (int i = 0; i < DIMS / 2; i++)
