@@ -321,13 +321,15 @@ test-gpu bench-gpu:
 	@echo "SKIP: no usable CUDA device (the CUDA backend is not built: nvcc not found or USE_CUDA=no)"
 else
 test-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(GPU_TEST_DIR)/test_quant_units $(GPU_TEST_MODELS) \
-          $(BUILDDIR)/test/unit/test_engine $(BUILDDIR)/test/unit/test_prefix_cache
+          $(BUILDDIR)/test/unit/test_engine $(BUILDDIR)/test/unit/test_prefix_cache \
+          $(BUILDDIR)/test/unit/test_preemption
 	$(GPU_TEST_DIR)/test_quant_units
 	$(GPU_TEST_DIR)/test_gpu_backend $(CUDA_LIB) $(GPU_TEST_MODELS)
 	@if $(GPU_TEST_DIR)/cuda_probe $(CUDA_LIB) >/dev/null; then \
 	  echo "# the engine's unit tests on cuda:0"; \
 	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_engine && \
-	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_prefix_cache; \
+	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_prefix_cache && \
+	  PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(CUDA_LIB) $(BUILDDIR)/test/unit/test_preemption; \
 	fi
 
 bench-gpu: $(CUDA_LIB) $(GPU_PROGRAMS) $(BUILDDIR)/make_synthetic_model

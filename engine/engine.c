@@ -25,9 +25,9 @@ typedef struct sequence {
     sequence_state state;
     int32_t *prompt;            /* the prompt, then the tokens generated: [p] is the
                                  * token at position p ([n_tokens_capacity]) */
-    int n_prompt;
+    int n_prompt;               /* the caller's prompt */
     int n_tokens_capacity;
-    int n_prefilled;            /* prompt tokens whose K/V are stored */
+    int n_prefilled;            /* tokens of its prefill whose K/V are stored */
     int32_t next_token;         /* sampled, to be fed in the next decode step */
     int n_generated;
     pgi_sampling_params params;
@@ -39,7 +39,7 @@ typedef struct sequence {
     bool detokenizer_ready;
     pgi_stop_matcher stop;
     pgi_kv_sequence kv;
-    int reserved_blocks;
+    uint64_t admission;         /* when it was last admitted: e->admissions then */
     int cached_tokens;          /* prompt tokens whose K/V were shared, not computed */
     bool waiting_for_prefix;    /* an earlier sequence is computing a prefix it can share */
     /* its chain in the prefix cache: the first n_indexed blocks are
@@ -55,7 +55,9 @@ typedef struct sequence {
     /* timestamps (ms, monotonic) */
     double added_at, admitted_at, first_token_at, last_token_at, finished_at;
     double device_ms;
+    int step_first;             /* position of its first token in the current step */
     int step_tokens;            /* tokens of this sequence in the current step */
+    bool step_room_taken;       /* its blocks for the current step are taken */
 } sequence;
 
 /* A compiled constraint, shared by the sequences with the same spec. */
@@ -89,7 +91,8 @@ struct pgi_engine {
     int prefill_chunk;
     int max_sequences;
     int max_blocks_per_sequence;
-    int reserved_blocks;
+    uint64_t admissions;        /* sequences admitted so far (readmissions too) */
+    uint64_t preemptions;
     int64_t next_id;
 
     sequence **seqs;            /* in the order they were added */
@@ -157,8 +160,6 @@ sequence_free(pgi_engine *e, sequence *s)
         return;
     if (s->kv.block_table != NULL)
         pgi_kv_sequence_free(&s->kv, &e->blocks);
-    if (s->state == SEQ_PREFILL || s->state == SEQ_DECODE)
-        e->reserved_blocks -= s->reserved_blocks;
     pgi_sampler_free(&s->sampler);
     if (s->constraint != NULL && --s->constraint->refs == 0)
     {
@@ -197,6 +198,34 @@ find_sequence(const pgi_engine *e, int64_t id)
         if (e->seqs[i]->id == id)
             return i;
     return -1;
+}
+
+static bool
+is_running(const sequence *s)
+{
+    return s->state == SEQ_PREFILL || s->state == SEQ_DECODE;
+}
+
+/* Tokens its prefill computes: the prompt, and after a preemption the
+ * tokens it had generated too (the last of them sampled, never fed): its
+ * logits give the next token. */
+static int
+prefill_length(const sequence *s)
+{
+    return s->n_prompt + s->n_generated;
+}
+
+/*
+ * Tokens a sequence needs room for now: those it has computed or is to
+ * prefill, and the next one (the position of the token it samples next),
+ * within the context.
+ */
+static int
+room_length(const pgi_engine *e, const sequence *s)
+{
+    int n = (s->state == SEQ_DECODE ? s->kv.length : prefill_length(s)) + 1;
+
+    return n < e->context_length ? n : e->context_length;
 }
 
 static bool
@@ -661,7 +690,7 @@ pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
         s->prefix_cache_tokens = cs.tokens_matched;
         s->prefix_cache_evictions = cs.evictions;
     }
-    s->kv_blocks_reserved = e->reserved_blocks;
+    s->preemptions = e->preemptions;
     s->max_batch_tokens = e->max_batch_tokens;
     s->max_sequences = e->max_sequences;
     s->steps = e->steps;
@@ -672,8 +701,11 @@ pgi_engine_get_stats(const pgi_engine *e, pgi_engine_stats *s)
     {
         if (e->seqs[i]->state == SEQ_WAITING)
             s->waiting++;
-        else if (e->seqs[i]->state != SEQ_FINISHED)
+        else if (is_running(e->seqs[i]))
+        {
             s->running++;
+            s->kv_blocks_reserved += pgi_kv_blocks_needed(&e->blocks, room_length(e, e->seqs[i]));
+        }
     }
 }
 
@@ -957,8 +989,6 @@ finish(pgi_engine *e, sequence *s, pgi_finish_reason reason)
     s->finish_reason = reason;
     s->state = SEQ_FINISHED;
     s->finished_at = now_ms();
-    e->reserved_blocks -= s->reserved_blocks;
-    s->reserved_blocks = 0;
     /* a failed step may have left its positions unwritten: index nothing of it */
     if (reason != PGI_FINISH_ERROR)
         index_last_block(e, s);
@@ -1089,14 +1119,67 @@ accept_token(pgi_engine *e, sequence *s, int32_t token, double t)
         s->state = SEQ_DECODE;
 }
 
+/* ------------------------------------------------------------ room */
+
+/*
+ * Blocks a sequence with no blocks yet takes from the pool for
+ * room_length: less the whole blocks of the prefix it would share that
+ * running sequences hold already (they cost nothing), and one more for the
+ * copy of a partly shared block.
+ */
+static int
+start_blocks(pgi_engine *e, const sequence *s)
+{
+    int need = pgi_kv_blocks_needed(&e->blocks, room_length(e, s));
+    int matched;
+
+    if (e->prefix_cache == NULL)
+        return need;
+    matched = pgi_prefix_cache_match(e->prefix_cache, s->prompt, prefill_length(s) - 1,
+                                     e->match_blocks);
+    for (int i = 0; i < matched / e->block_size; i++)
+        if (e->blocks.refcount[e->match_blocks[i]] > 1)
+            need--;
+    if (matched % e->block_size != 0)
+        need++;
+    return need;
+}
+
+/* Blocks a running sequence has still to take for room_length. */
+static int
+pending_blocks(pgi_engine *e, const sequence *s)
+{
+    if (s->kv.n_table == 0)
+        return start_blocks(e, s);
+    return pgi_kv_sequence_blocks_to_grow(&s->kv, &e->blocks, room_length(e, s));
+}
+
+/* Blocks left for sequences to admit: those available, less what the
+ * running sequences have still to take. */
+static int
+admission_room(pgi_engine *e)
+{
+    int room = pgi_kv_blocks_available(&e->blocks);
+
+    for (int i = 0; i < e->n_seqs; i++)
+        if (is_running(e->seqs[i]))
+            room -= pending_blocks(e, e->seqs[i]);
+    return room;
+}
+
+/* Waiting sequences start in the order they were added while a running
+ * slot is free and the cache has room for what each needs now. */
 static void
 admit_waiting(pgi_engine *e)
 {
-    int running = 0;
+    int running = 0, room;
 
     for (int i = 0; i < e->n_seqs; i++)
-        if (e->seqs[i]->state == SEQ_PREFILL || e->seqs[i]->state == SEQ_DECODE)
+        if (is_running(e->seqs[i]))
             running++;
+    if (running == e->max_sequences)
+        return;
+    room = admission_room(e);
     for (int i = 0; i < e->n_seqs && running < e->max_sequences; i++)
     {
         sequence *s = e->seqs[i];
@@ -1104,22 +1187,101 @@ admit_waiting(pgi_engine *e)
 
         if (s->state != SEQ_WAITING)
             continue;
-        need = worst_case_blocks(e, s);
-        if (e->reserved_blocks + need > e->blocks.n_blocks)
+        need = start_blocks(e, s);
+        if (need > room)
             break;   /* first come, first served: nobody overtakes */
-        e->reserved_blocks += need;
-        s->reserved_blocks = need;
+        room -= need;
         s->state = SEQ_PREFILL;
-        s->admitted_at = now_ms();
+        s->admission = ++e->admissions;
+        if (s->admitted_at == 0)
+            s->admitted_at = now_ms();
         running++;
     }
 }
 
 /*
+ * Send a running sequence back to wait: its blocks are released (what it
+ * stored is indexed first, for its recomputation to find) and its prefill
+ * will recompute its prompt and the tokens it generated.  Its sampler,
+ * detokenizer, stop matcher and constraint state stay as they are.
+ */
+static void index_last_block(pgi_engine *e, sequence *s);
+
+static void
+preempt(pgi_engine *e, sequence *s)
+{
+    /* blocks taken for this step hold positions not yet computed */
+    if (!s->step_room_taken)
+        index_last_block(e, s);
+    pgi_kv_sequence_clear(&s->kv, &e->blocks);
+    s->n_prefilled = 0;
+    s->n_indexed = 0;
+    s->index_parent = -1;
+    s->waiting_for_prefix = false;
+    s->step_tokens = 0;
+    s->step_room_taken = false;
+    s->state = SEQ_WAITING;
+    e->preemptions++;
+}
+
+/*
+ * Who goes when s needs a block and none is left: the running sequence
+ * admitted last, other than s, of those that have not taken their blocks
+ * for this step (the step takes them oldest first, so those are the ones
+ * admitted after s, and any the step does not compute); NULL when none.
+ */
+static sequence *
+preemption_victim(pgi_engine *e, const sequence *s)
+{
+    sequence *newest = NULL;
+
+    for (int i = 0; i < e->n_seqs; i++)
+    {
+        sequence *r = e->seqs[i];
+
+        if (r != s && is_running(r) && !r->step_room_taken &&
+            (newest == NULL || r->admission > newest->admission))
+            newest = r;
+    }
+    return newest;
+}
+
+/*
+ * Take the blocks s needs to grow to new_length, preempting victims while
+ * none is left.  False when s itself had to go back to waiting (no victim
+ * was left), or on another error (err set, *st not PGI_OK).
+ */
+static bool
+take_room(pgi_engine *e, sequence *s, int new_length, pgi_status *st, pgi_error *err)
+{
+    for (;;)
+    {
+        sequence *victim;
+
+        *st = pgi_kv_sequence_reserve(&s->kv, &e->blocks, new_length, e->backend, e->kv, err);
+        if (*st != PGI_ERR_CACHE_FULL)
+            break;
+        victim = preemption_victim(e, s);
+        if (victim == NULL)
+        {
+            preempt(e, s);
+            *st = PGI_OK;
+            return false;
+        }
+        preempt(e, victim);
+    }
+    if (*st != PGI_OK)
+        return false;
+    s->step_room_taken = true;
+    return true;
+}
+
+/*
  * Prefix sharing: a sequence about to start its prefill takes, by
- * reference, the blocks of the longest prefix of its prompt the prefix
- * cache holds (blocks of running and of finished sequences), and computes
- * only the rest: at least its last prompt token, whose logits it needs.
+ * reference, the blocks of the longest prefix of its prompt (and, after a
+ * preemption, of the tokens it had generated) the prefix cache holds
+ * (blocks of running and of finished sequences), and computes only the
+ * rest: at least its last token, whose logits it needs.
  * When an earlier running sequence is still computing a longer common
  * prefix (in whole blocks), it waits for it rather than computing it twice.
  * Decided before the step's batch is built, so only K/V of completed steps
@@ -1139,7 +1301,8 @@ share_prefixes(pgi_engine *e)
         for (int r_index = 0; r_index < i; r_index++)
         {
             sequence *r = e->seqs[r_index];
-            int limit = s->n_prompt - 1 < r->n_prompt ? s->n_prompt - 1 : r->n_prompt;
+            int limit = prefill_length(s) - 1 < prefill_length(r) ? prefill_length(s) - 1
+                                                                  : prefill_length(r);
             int m = 0;
 
             if (r->state != SEQ_PREFILL || r->waiting_for_prefix || r->n_prefilled >= limit)
@@ -1150,7 +1313,7 @@ share_prefixes(pgi_engine *e)
             if (m > r->n_prefilled && m > best_pending)
                 best_pending = m;
         }
-        matched = pgi_prefix_cache_match(e->prefix_cache, s->prompt, s->n_prompt - 1,
+        matched = pgi_prefix_cache_match(e->prefix_cache, s->prompt, prefill_length(s) - 1,
                                          e->match_blocks);
         if (best_pending > matched)
         {
@@ -1158,28 +1321,153 @@ share_prefixes(pgi_engine *e)
             continue;
         }
         /* A partly matched last block is copied before the sequence writes
-         * into it: one block more than its reservation, for that moment. */
-        if (matched % e->block_size != 0)
-        {
-            if (e->reserved_blocks + 1 <= e->blocks.n_blocks)
-            {
-                e->reserved_blocks++;
-                s->reserved_blocks++;
-            }
-            else
-                matched -= matched % e->block_size;
-        }
+         * into it: one block more, for that moment, than its worst case; if
+         * the whole cache could not hold that, it takes whole blocks only
+         * (so a sequence alone always has room). */
+        if (matched % e->block_size != 0 && worst_case_blocks(e, s) + 1 > e->blocks.n_blocks)
+            matched -= matched % e->block_size;
         if (matched == 0 ||
             pgi_kv_sequence_share_blocks(&s->kv, &e->blocks, e->match_blocks, matched, NULL) !=
                 PGI_OK)
             continue;
         pgi_prefix_cache_count_use(e->prefix_cache, matched);
         s->n_prefilled = matched;
-        s->cached_tokens = matched;
+        if (s->n_generated == 0)
+            s->cached_tokens = matched;   /* prompt tokens (not a recomputation's) */
         s->n_indexed = matched / e->block_size;
         s->index_parent = s->n_indexed > 0 ? e->match_blocks[s->n_indexed - 1] : -1;
         s->index_generation = pgi_prefix_cache_generation(e->prefix_cache);
     }
+}
+
+/*
+ * Which sequences the step computes, and how many tokens of each: decode
+ * tokens first (one per sequence), then prefill chunks in the order the
+ * sequences were added, while the token budget lasts.  Fills step_seqs,
+ * step_first and step_tokens; takes no blocks yet.
+ */
+static int
+plan_step(pgi_engine *e)
+{
+    int n_step_seqs = 0, n_tokens = 0;
+
+    for (int i = 0; i < e->n_seqs; i++)
+    {
+        e->seqs[i]->step_tokens = 0;
+        e->seqs[i]->step_room_taken = false;
+    }
+    for (int pass = 0; pass < 2; pass++)
+    {
+        for (int i = 0; i < e->n_seqs && n_tokens < e->max_batch_tokens; i++)
+        {
+            sequence *s = e->seqs[i];
+            int count;
+
+            if (pass == 0 && s->state != SEQ_DECODE)
+                continue;
+            if (pass == 1 && (s->state != SEQ_PREFILL || s->waiting_for_prefix))
+                continue;
+            if (n_step_seqs == e->max_sequences)
+                break;
+            if (pass == 0)
+            {
+                count = 1;
+                s->step_first = s->kv.length;
+            }
+            else
+            {
+                count = prefill_length(s) - s->n_prefilled;
+                if (count > e->prefill_chunk)
+                    count = e->prefill_chunk;
+                if (count > e->max_batch_tokens - n_tokens)
+                    count = e->max_batch_tokens - n_tokens;
+                s->step_first = s->n_prefilled;
+            }
+            s->step_tokens = count;
+            n_tokens += count;
+            e->step_seqs[n_step_seqs++] = s;
+        }
+    }
+    return n_step_seqs;
+}
+
+/* The planned sequence admitted first that has not taken its blocks. */
+static sequence *
+oldest_planned_without_room(pgi_engine *e, int n_step_seqs)
+{
+    sequence *oldest = NULL;
+
+    for (int q = 0; q < n_step_seqs; q++)
+    {
+        sequence *s = e->step_seqs[q];
+
+        if (is_running(s) && !s->step_room_taken &&
+            (oldest == NULL || s->admission < oldest->admission))
+            oldest = s;
+    }
+    return oldest;
+}
+
+/*
+ * The blocks of the planned tokens, taken oldest admission first, so that
+ * when room runs out the newest go (take_room); a sequence preempted
+ * leaves the plan.  Fails only on an error other than a lack of room (the
+ * backend's copy of a shared block).
+ */
+static pgi_status
+take_step_room(pgi_engine *e, int *n_step_seqs, pgi_error *err)
+{
+    int kept = 0;
+    pgi_status st = PGI_OK;
+    sequence *s;
+
+    while ((s = oldest_planned_without_room(e, *n_step_seqs)) != NULL)
+        if (!take_room(e, s, s->step_first + s->step_tokens, &st, err) && st != PGI_OK)
+            return st;
+    for (int q = 0; q < *n_step_seqs; q++)
+        if (is_running(e->step_seqs[q]))
+            e->step_seqs[kept++] = e->step_seqs[q];
+    *n_step_seqs = kept;
+    return PGI_OK;
+}
+
+/* The step's host arrays from the plan; returns its token count. */
+static int
+fill_step(pgi_engine *e, int n_step_seqs, int *n_out, int *table_width)
+{
+    int n_tokens = 0;
+
+    *n_out = 0;
+    *table_width = 1;
+    for (int q = 0; q < n_step_seqs; q++)
+    {
+        sequence *s = e->step_seqs[q];
+        const int32_t *source = s->state == SEQ_DECODE ? &s->next_token : s->prompt + s->n_prefilled;
+
+        for (int j = 0; j < s->step_tokens; j++)
+        {
+            int position = s->step_first + j;
+
+            e->tokens[n_tokens] = source[j];
+            e->positions[n_tokens] = position;
+            e->seq_index[n_tokens] = q;
+            e->kv_slots[n_tokens] = s->kv.block_table[position / e->block_size] * e->block_size +
+                                    position % e->block_size;
+            n_tokens++;
+        }
+        if (s->state == SEQ_PREFILL)
+            s->n_prefilled += s->step_tokens;
+        if (s->state == SEQ_DECODE || s->n_prefilled == prefill_length(s))
+        {
+            e->output_rows[*n_out] = n_tokens - 1;
+            e->output_seqs[*n_out] = s;
+            (*n_out)++;
+        }
+        e->seq_lengths[q] = s->kv.length;
+        if (s->kv.n_table > *table_width)
+            *table_width = s->kv.n_table;
+    }
+    return n_tokens;
 }
 
 /* The step failed with st: running sequences end with an error, and all
@@ -1251,70 +1539,10 @@ pgi_engine_step(pgi_engine *e, pgi_step_output *outputs, int max_outputs, int *n
     else
         admit_waiting(e);
 
-    /* Decode tokens first (one per sequence), then prompt chunks in
-     * admission order while the token budget lasts. */
-    for (int pass = 0; pass < 2; pass++)
-    {
-        for (int i = 0; i < e->n_seqs && n_tokens < e->max_batch_tokens; i++)
-        {
-            sequence *s = e->seqs[i];
-            int count, first_position;
-            const int32_t *source;
-
-            if (pass == 0 && s->state != SEQ_DECODE)
-                continue;
-            if (pass == 1 && (s->state != SEQ_PREFILL || s->waiting_for_prefix))
-                continue;
-            if (n_step_seqs == e->max_sequences)
-                break;
-            if (pass == 0)
-            {
-                count = 1;
-                source = &s->next_token;
-                first_position = s->kv.length;
-            }
-            else
-            {
-                count = s->n_prompt - s->n_prefilled;
-                if (count > e->prefill_chunk)
-                    count = e->prefill_chunk;
-                if (count > e->max_batch_tokens - n_tokens)
-                    count = e->max_batch_tokens - n_tokens;
-                source = s->prompt + s->n_prefilled;
-                first_position = s->n_prefilled;
-            }
-            /* Admission reserved the worst case, so blocks do not run out
-             * here; the backend's copy of a shared tail block still may fail. */
-            if ((st = pgi_kv_sequence_reserve(&s->kv, &e->blocks, first_position + count,
-                                              e->backend, e->kv, err)) != PGI_OK)
-                return st;
-            for (int j = 0; j < count; j++)
-            {
-                int position = first_position + j;
-
-                e->tokens[n_tokens] = source[j];
-                e->positions[n_tokens] = position;
-                e->seq_index[n_tokens] = n_step_seqs;
-                e->kv_slots[n_tokens] = s->kv.block_table[position / e->block_size] * e->block_size +
-                                        position % e->block_size;
-                n_tokens++;
-            }
-            s->step_tokens = count;
-            if (pass == 1)
-                s->n_prefilled += count;
-            if (pass == 0 || s->n_prefilled == s->n_prompt)
-            {
-                e->output_rows[n_out] = n_tokens - 1;
-                e->output_seqs[n_out] = s;
-                n_out++;
-            }
-            e->step_seqs[n_step_seqs] = s;
-            e->seq_lengths[n_step_seqs] = s->kv.length;
-            if (s->kv.n_table > table_width)
-                table_width = s->kv.n_table;
-            n_step_seqs++;
-        }
-    }
+    n_step_seqs = plan_step(e);
+    if ((st = take_step_room(e, &n_step_seqs, err)) != PGI_OK)
+        return st;
+    n_tokens = fill_step(e, n_step_seqs, &n_out, &table_width);
     if (n_tokens == 0)
         return PGI_OK;
     /* A power-of-two table width keeps the step's shape stable while
@@ -1580,8 +1808,8 @@ pgi_engine_max_embed_tokens(const pgi_engine *e)
 
 /*
  * One forward pass over inputs[first .. first + count), each a sequence of
- * its own (whole in the step), using blocks no running sequence was
- * promised; the pooled vectors go to out rows first .. first + count.
+ * its own (whole in the step), using blocks no running sequence needs now
+ * (admission_room); the pooled vectors go to out rows first .. first + count.
  */
 static pgi_status
 embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, int n_tokens,
@@ -1591,7 +1819,7 @@ embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, i
     pgi_kv_sequence *kv = pgi_calloc((size_t) count, sizeof(pgi_kv_sequence));
     float *hidden_host = NULL;
     const float *hidden;
-    int table_width = 1, t = 0, need = 0;
+    int table_width = 1, t = 0, need = 0, room;
     pgi_step step;
     pgi_status st = PGI_OK;
 
@@ -1599,13 +1827,14 @@ embed_pass(pgi_engine *e, const pgi_embed_input *inputs, int first, int count, i
         return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < count; i++)
         need += pgi_kv_blocks_needed(&e->blocks, inputs[first + i].n_tokens);
-    if (e->reserved_blocks + need > e->blocks.n_blocks)
+    room = admission_room(e);
+    if (need > room)
     {
         pgi_free(kv);
         return pgi_fail(err, PGI_ERR_CACHE_FULL,
-                        "the KV cache has no room for %d tokens to embed now (%d of %d blocks "
-                        "promised to running sequences)",
-                        n_tokens, e->reserved_blocks, e->blocks.n_blocks);
+                        "the KV cache has no room for %d tokens to embed now (%d blocks needed, "
+                        "%d left beside what running sequences need now, of %d)",
+                        n_tokens, need, room > 0 ? room : 0, e->blocks.n_blocks);
     }
     for (int i = 0; i < count && st == PGI_OK; i++)
     {

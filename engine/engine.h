@@ -31,9 +31,21 @@
  * always win.
  *
  * Admission: a queued sequence starts when a running slot is free and the
- * KV cache can hold its worst case (prompt + max_tokens, capped at the
- * context), so a running sequence never runs out of cache.  Sequences start
- * in the order they were added.  Finished sequences are reported by one
+ * KV cache has room for what it needs now: its prompt (less the blocks it
+ * shares with running sequences) and the block its next token goes into,
+ * besides what the running sequences need now.  It takes blocks as it
+ * grows.  When a running sequence needs a block and none is left (blocks
+ * only the prefix cache holds are taken first), the most recently admitted
+ * other running sequence is preempted: its blocks are released and it goes
+ * back to waiting; when it is admitted again its prefill recomputes its
+ * prompt and the tokens it had generated (the prefix cache may serve them),
+ * and it goes on where it was: nothing is sampled or streamed twice, its
+ * sampler, stop strings and constraint go on as they were, and its usage
+ * counts its prompt and each generated token once.  (With no other running
+ * sequence, the one needing the block waits.)  Sequences start in the order
+ * they were added, preempted ones therefore first.  A sequence whose worst
+ * case (prompt + max_tokens, capped at the context) the whole cache could
+ * never hold is refused when added.  Finished sequences are reported by one
  * step and forgotten at the start of the next.
  *
  * An engine is not thread-safe: one thread drives it.
@@ -151,12 +163,17 @@ typedef struct pgi_engine_stats {
     int kv_blocks_total;
     int kv_blocks_free;            /* no running sequence holds them: free, or
                                     * kept only by the prefix cache */
-    int kv_blocks_reserved;        /* promised to running sequences */
+    int kv_blocks_reserved;        /* what running sequences need now: the blocks
+                                    * of the tokens they hold or are to prefill
+                                    * and of their next token (a block shared by
+                                    * several counts for each) */
     int kv_blocks_cached;          /* indexed by the prefix cache (used or not) */
     int kv_blocks_cached_unused;   /* of which only the prefix cache holds */
     uint64_t prefix_cache_hits;    /* sequences that started from shared blocks */
     uint64_t prefix_cache_tokens;  /* prompt tokens they were served from them */
     uint64_t prefix_cache_evictions; /* blocks dropped from the index */
+    uint64_t preemptions;          /* running sequences sent back to wait for
+                                    * room (to recompute their K/V) */
     int running;                   /* admitted, not finished */
     int waiting;                   /* added, not yet admitted */
     int max_batch_tokens;
@@ -228,8 +245,9 @@ pgi_status pgi_engine_step(pgi_engine *engine, pgi_step_output *outputs, int max
  * normalize, divided by their L2 norm; out receives n_inputs rows of
  * pgi_engine_embedding_length() floats.  Runs now, as passes of its own
  * between steps (as many whole inputs per pass as max_batch_tokens and
- * max_sequences allow), in KV blocks no running sequence was promised, and
- * frees them before returning; running sequences are not disturbed.
+ * max_sequences allow), in KV blocks the running sequences do not need now
+ * (see Admission), and frees them before returning; running sequences are
+ * not disturbed.
  * Errors: PGI_ERR_CONTEXT_FULL (an input longer than
  * pgi_engine_max_embed_tokens), PGI_ERR_CACHE_FULL (no room now: retry
  * after some steps), PGI_ERR_UNSUPPORTED (an encoder on a backend without

@@ -115,12 +115,43 @@ pgi_kv_sequence_init(pgi_kv_sequence *seq, int max_tokens, int block_size, pgi_e
 }
 
 void
-pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks)
+pgi_kv_sequence_clear(pgi_kv_sequence *seq, pgi_kv_blocks *blocks)
 {
     for (int i = seq->n_table - 1; i >= 0; i--)
+    {
         pgi_kv_block_release(blocks, seq->block_table[i]);
+        seq->block_table[i] = -1;
+    }
+    seq->n_table = 0;
+    seq->length = 0;
+}
+
+void
+pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks)
+{
+    pgi_kv_sequence_clear(seq, blocks);
     pgi_free(seq->block_table);
     memset(seq, 0, sizeof(*seq));
+}
+
+static bool
+tail_is_shared(const pgi_kv_sequence *seq, const pgi_kv_blocks *blocks)
+{
+    int tail = seq->length / blocks->block_size;   /* block the next token goes to */
+
+    return tail < seq->n_table && blocks->refcount[seq->block_table[tail]] > 1;
+}
+
+int
+pgi_kv_sequence_blocks_to_grow(const pgi_kv_sequence *seq, const pgi_kv_blocks *blocks,
+                               int new_length)
+{
+    int needed = pgi_kv_blocks_needed(blocks, new_length);
+
+    if (new_length <= seq->length)
+        return 0;
+    return (needed > seq->n_table ? needed - seq->n_table : 0) +
+           (tail_is_shared(seq, blocks) ? 1 : 0);
 }
 
 pgi_status
@@ -138,8 +169,8 @@ pgi_kv_sequence_reserve(pgi_kv_sequence *seq, pgi_kv_blocks *blocks, int new_len
         return pgi_fail(err, PGI_ERR_CONTEXT_FULL,
                         "sequence of %d tokens exceeds the context of %d tokens", new_length,
                         seq->capacity * blocks->block_size);
-    tail_shared = tail < seq->n_table && blocks->refcount[seq->block_table[tail]] > 1;
-    extra = (needed - seq->n_table) + (tail_shared ? 1 : 0);
+    tail_shared = tail_is_shared(seq, blocks);
+    extra = pgi_kv_sequence_blocks_to_grow(seq, blocks, new_length);
     if (extra > pgi_kv_blocks_available(blocks))
         return pgi_fail(err, PGI_ERR_CACHE_FULL,
                         "KV cache is full: %d more blocks needed, %d free of %d", extra,

@@ -62,6 +62,9 @@ void pgi_kv_block_release(pgi_kv_blocks *blocks, int32_t block);
 /* A sequence able to hold max_tokens tokens. */
 pgi_status pgi_kv_sequence_init(pgi_kv_sequence *seq, int max_tokens, int block_size,
                                 pgi_error *err);
+/* Releases every block of the sequence (last first, as below) and leaves
+ * it empty, its table kept (a preempted sequence, to start again). */
+void pgi_kv_sequence_clear(pgi_kv_sequence *seq, pgi_kv_blocks *blocks);
 /* Releases every block of the sequence (last first, so a prefix cache sees
  * a chain's leaf become unused before its parent) and its table. */
 void pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks);
@@ -76,6 +79,11 @@ void pgi_kv_sequence_free(pgi_kv_sequence *seq, pgi_kv_blocks *blocks);
 pgi_status pgi_kv_sequence_reserve(pgi_kv_sequence *seq, pgi_kv_blocks *blocks,
                                    int new_length, pgi_backend *backend, pgi_kv_cache *kv,
                                    pgi_error *err);
+
+/* Blocks pgi_kv_sequence_reserve would take to grow to new_length: the
+ * blocks it lacks, and one for the copy of a shared block it would write. */
+int pgi_kv_sequence_blocks_to_grow(const pgi_kv_sequence *seq, const pgi_kv_blocks *blocks,
+                                   int new_length);
 
 /* Let dst, empty, start with n_tokens tokens held by block_ids[0..]
  * (the last block may hold more: dst copies it before writing into it). */

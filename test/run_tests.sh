@@ -216,10 +216,10 @@ record "$unit_ok" "$unit_failed" "engine unit tests"
 # ------------------------------------------------------------ 1b. CUDA kernels, emulated
 # (GPU) The CUDA backend's own sources on the CPU emulator of CUDA
 # (test/gpu/emu): the emulator's self-test, the engine's unit tests and the
-# prefix cache's on cuda:0, cross-check cases against llama.cpp's references
+# prefix cache's and preemption's on cuda:0, cross-check cases against llama.cpp's references
 # on cuda:0, then test/gpu/test_gpu_backend against the CPU backend and the
 # golden tokens, twice (the second time with each block's threads in reverse
-# order): six TAP plans; then bench_gpu run through.  Needs no GPU and no CUDA toolkit.
+# order): seven TAP plans; then bench_gpu run through.  Needs no GPU and no CUDA toolkit.
 note "CUDA backend on the CUDA emulator ($MAKE test-gpu-emu)"
 "$MAKE" "${MAKE_ARGS[@]}" -s test-gpu-emu >"$LOGDIR/gpu-emu.log" 2>&1
 emu_status=$?
@@ -227,7 +227,7 @@ emu_ok=$(grep -cE '^ok [0-9]' "$LOGDIR/gpu-emu.log")
 emu_failed=$(grep -cE '^not ok [0-9]' "$LOGDIR/gpu-emu.log")
 grep -E '^not ok [0-9]' "$LOGDIR/gpu-emu.log"
 emu_plans=$(grep -cE '^1\.\.[0-9]+' "$LOGDIR/gpu-emu.log")
-if [ "$emu_plans" -ne 6 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
+if [ "$emu_plans" -ne 7 ] || { [ "$emu_status" -ne 0 ] && [ "$emu_failed" -eq 0 ]; }; then
     tail -n 20 "$LOGDIR/gpu-emu.log"
     echo "not ok - make test-gpu-emu failed or did not finish (see $LOGDIR/gpu-emu.log)"
     emu_failed=$((emu_failed + 1))

@@ -179,8 +179,10 @@ test_admission_and_cancel(void)
     int32_t bos = 1;
     int64_t a, b, c;
     int n;
-    bool b_started_after_a = false, a_done = false;
+    int32_t a_tokens[20], b_tokens[20], b_prompt[2] = {1, 300};
+    int n_a = 0, n_b = 0, a_generated = 0, b_generated = 0;
     int guard = 0;
+    pgi_generation alone_a, alone_b;
 
     CHECK(e != NULL, "open with a 3-block cache");
     if (e == NULL)
@@ -190,25 +192,61 @@ test_admission_and_cancel(void)
     p.max_tokens = 100;
     CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &a, &err) == PGI_ERR_CACHE_FULL,
           "101 tokens can never fit 48 slots: cache full (%s)", err.message);
-    p.max_tokens = 20;   /* 21 tokens: 2 blocks */
+    p.max_tokens = 20;   /* 21 and 22 tokens: 2 blocks at most */
     CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &a, &err) == PGI_OK, "first 2-block sequence");
-    CHECK(pgi_engine_add_sequence(e, &bos, 1, &p, &b, &err) == PGI_OK, "second 2-block sequence");
-    CHECK(pgi_engine_step(e, out, 8, &n, &err) == PGI_OK, "step");
+    CHECK(pgi_engine_add_sequence(e, b_prompt, 2, &p, &b, &err) == PGI_OK,
+          "second 2-block sequence");
+    CHECK(pgi_engine_step(e, out, 8, &n, &err) == PGI_OK && n == 2, "step");
+    for (int i = 0; i < n; i++)
+    {
+        if (out[i].seq_id == a && out[i].token >= 0)
+            a_tokens[n_a++] = out[i].token;
+        if (out[i].seq_id == b && out[i].token >= 0)
+            b_tokens[n_b++] = out[i].token;
+    }
     pgi_engine_get_stats(e, &st);
-    CHECK(st.running == 1 && st.waiting == 1 && st.kv_blocks_reserved == 2,
-          "only one fits: 1 running, 1 waiting (%d, %d)", st.running, st.waiting);
+    /* each needs now its token and the next: 1 block; worst cases (4) would not fit */
+    CHECK(st.running == 2 && st.waiting == 0 && st.kv_blocks_reserved == 2,
+          "both start, needing 1 block each: 2 running, 0 waiting, 2 reserved (%d, %d, %d)",
+          st.running, st.waiting, st.kv_blocks_reserved);
+    /*
+     * b, one token ahead, takes the last block when it writes position 16;
+     * at the next step a needs its second block: b, admitted after it, goes
+     * back to wait (the one preemption), and starts again, recomputing its
+     * 17 tokens, when a has finished.
+     */
     while (pgi_engine_has_work(e) && guard++ < 100)
     {
-        pgi_engine_step(e, out, 8, &n, &err);
+        if (pgi_engine_step(e, out, 8, &n, &err) != PGI_OK)
+            break;
         for (int i = 0; i < n; i++)
         {
-            if (out[i].seq_id == a && out[i].finished)
-                a_done = true;
-            if (out[i].seq_id == b && out[i].token >= 0 && out[i].timings.generated_tokens == 1)
-                b_started_after_a = a_done;
+            if (out[i].seq_id == a && out[i].token >= 0 && n_a < 20)
+                a_tokens[n_a++] = out[i].token;
+            if (out[i].seq_id == b && out[i].token >= 0 && n_b < 20)
+                b_tokens[n_b++] = out[i].token;
+            if (out[i].finished && out[i].finish_reason == PGI_FINISH_LENGTH)
+            {
+                if (out[i].seq_id == a)
+                    a_generated = out[i].timings.generated_tokens;
+                if (out[i].seq_id == b)
+                    b_generated = out[i].timings.generated_tokens;
+            }
         }
     }
-    CHECK(b_started_after_a, "the waiting sequence starts once the first finished");
+    pgi_engine_get_stats(e, &st);
+    CHECK(st.preemptions == 1, "one preemption (%llu)", (unsigned long long) st.preemptions);
+    CHECK(n_a == 20 && n_b == 20 && a_generated == 20 && b_generated == 20,
+          "both end by length with 20 tokens, each streamed once (%d, %d; %d, %d)", n_a, n_b,
+          a_generated, b_generated);
+    CHECK(pgi_engine_generate(e, &bos, 1, &p, NULL, NULL, &alone_a, &err) == PGI_OK &&
+              pgi_engine_generate(e, b_prompt, 2, &p, NULL, NULL, &alone_b, &err) == PGI_OK &&
+              alone_a.n_tokens == 20 && alone_b.n_tokens == 20 &&
+              memcmp(alone_a.tokens, a_tokens, sizeof(a_tokens)) == 0 &&
+              memcmp(alone_b.tokens, b_tokens, sizeof(b_tokens)) == 0,
+          "each gave the tokens it gives alone");
+    pgi_free(alone_a.tokens);
+    pgi_free(alone_b.tokens);
 
     /* cancel frees the blocks at once */
     p.max_tokens = 30;

@@ -63,12 +63,14 @@ EMU_CROSSCHECK_CASES = llama-q4_k_m qwen2-tied-q8_0 qwen3-f16 gemma3-q8_0 qwen3m
 
 test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(GPU_TEST_MODELS) \
               $(BUILDDIR)/test/unit/test_engine $(BUILDDIR)/test/unit/test_crosscheck \
-              $(BUILDDIR)/test/unit/test_prefix_cache
+              $(BUILDDIR)/test/unit/test_prefix_cache $(BUILDDIR)/test/unit/test_preemption
 	$(EMU_DIR)/test_emu
 	@echo "# the engine's unit tests (admission, prefix sharing, cancels, sampling) on cuda:0"
 	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_engine
 	@echo "# the prefix cache between turns (copy-on-write, eviction) on cuda:0"
 	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_prefix_cache
+	@echo "# KV room taken as sequences grow, preemption and recomputation on cuda:0"
+	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_preemption
 	@echo "# llama.cpp's greedy tokens and logits on cuda:0"
 	PGI_TEST_DEVICE=cuda:0 PGI_TEST_CUDA_LIBRARY=$(EMU_LIB) $(BUILDDIR)/test/unit/test_crosscheck \
 	  $(EMU_CROSSCHECK_CASES)
