@@ -140,12 +140,14 @@ for c in node-a node-b; do
             CREATE PUBLICATION pg_infer_activity FOR TABLE device_activity
                 WITH (publish = 'insert, update', publish_via_partition_root = true)" >/dev/null
 done
-out=$(q ledger "CREATE PUBLICATION pg_infer_prices FOR TABLE model_prices, compute_prices")
+out=$(q ledger "CREATE PUBLICATION pg_infer_prices FOR TABLE model_prices, compute_prices;
+                CREATE PUBLICATION pg_infer_spend FOR TABLE ledger_spend")
 for c in node-a node-b; do
     sub=books_${c/-/_}
     out+=$(q ledger "CREATE SUBSCRIPTION $sub CONNECTION '$(connstr "$c")'
                      PUBLICATION pg_infer_usage, pg_infer_activity")
-    out+=$(q "$c" "CREATE SUBSCRIPTION prices_${c/-/_} CONNECTION '$(connstr ledger)' PUBLICATION pg_infer_prices")
+    out+=$(q "$c" "CREATE SUBSCRIPTION prices_${c/-/_} CONNECTION '$(connstr ledger)'
+                   PUBLICATION pg_infer_prices, pg_infer_spend")
 done
 check "publications on the nodes and the ledger, subscriptions both ways" "" "$out"
 
@@ -322,6 +324,54 @@ fi
 idle_diff=$(paste -d'|' <(cut -d'|' -f8 <<<"$before") <(cut -d'|' -f8 <<<"$on_ledger") |
             awk -F'|' '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { print (NR > 0 && m <= 0.0000021) ? "ok" : "off by " m }')
 check "and its idle cost share is the sum of the nodes' (to the 6 decimals each rounds to)" "ok" "$idle_diff"
+
+# ------------------------------------------------------------ budgets against the ledger's totals
+# Each node records a few calls under one tag; the ledger sums them per
+# node in ledger_spend and sends that back.  node-a then counts its own
+# usage_spend, node-b's rows of ledger_spend (never its own rows there) and
+# its reservations.
+for i in 1 2; do q node-a "SELECT generate('Lily went to the park $i', max_tokens => 24, tag => 'so-ledger')" >/dev/null; done
+for i in 1 2 3 4; do q node-b "SELECT generate('Tom had a big red ball $i', max_tokens => 32, tag => 'so-ledger')" >/dev/null; done
+spent_a=$(q node-a "SELECT coalesce(sum(tokens), 0) FROM usage_spend WHERE tag = 'so-ledger'")
+spent_b=$(q node-b "SELECT coalesce(sum(tokens), 0) FROM usage_spend WHERE tag = 'so-ledger'")
+caught_up || echo "# the ledger did not catch up within 60 s"
+ledger_has="SELECT coalesce(sum(tokens) FILTER (WHERE node = 'node-a'), 0) || ' ' || coalesce(sum(tokens) FILTER (WHERE node = 'node-b'), 0) FROM ledger_spend WHERE tag = 'so-ledger'"
+check "the ledger sums each node's usage in ledger_spend (node-a, node-b tokens)" "$spent_a $spent_b" "$(q ledger "$ledger_has")"
+wait_for 60 node-a "SELECT ($ledger_has) = '$spent_a $spent_b'"
+check "ledger_spend reaches node-a, with node-a's own rows too" "$spent_a $spent_b" "$(q node-a "$ledger_has")"
+check "budget_spend() on node-a: its own usage, and node-b's from the ledger" "$spent_a|$spent_b" \
+    "$(q node-a "SELECT local_tokens || '|' || other_nodes_tokens FROM budget_spend(NULL, 'so-ledger', current_date - 1)")"
+
+# A budget of spent_a + spent_b + 10: 10 more tokens fit, 11 do not.  Had
+# node-a counted only its own usage, 11 would fit; had it counted its own
+# rows twice (usage_spend and ledger_spend), 10 would not.
+q node-a "INSERT INTO budgets (tag, max_tokens, period) VALUES ('so-ledger', $((spent_a + spent_b + 10)), 'day')" >/dev/null
+check "check_budget() on node-a: within a budget of both nodes' spend + 10, 10 tokens fit" "" \
+    "$(q node-a "SELECT check_budget('postgres', 'so-ledger', 10)")"
+out=$(qv node-a "SELECT check_budget('postgres', 'so-ledger', 11)")
+if grep -q 'PIB01' <<<"$out" && grep -q "$((spent_a + spent_b)) of $((spent_a + spent_b + 10)) tokens spent" <<<"$out" &&
+   grep -q "($spent_b of them on other nodes" <<<"$out"; then
+    ok "check_budget() on node-a: 11 tokens do not (PIB01; node-b's $spent_b tokens counted once, node-a's $spent_a once)"
+else
+    not_ok "check_budget() on node-a: 11 tokens do not (PIB01)" "$out"
+fi
+
+# generate() on node-a: a request of prompt + 8 tokens that node-a's own
+# usage leaves room for (spent_a + request <= budget) is refused once
+# node-b's usage has come through the ledger, with the single-node SQLSTATE.
+request=$(( $(q node-a "SELECT count_tokens('Once upon a time')") + 1 + 8 ))
+budget=$((spent_a + spent_b + 2))
+q node-a "UPDATE budgets SET max_tokens = $budget WHERE tag = 'so-ledger'" >/dev/null
+out=$(qv node-a "SELECT generate('Once upon a time', max_tokens => 8, tag => 'so-ledger')")
+if [ $((spent_a + request)) -le "$budget" ] && grep -q 'ERROR:  PIB01: token budget of tag "so-ledger" exceeded' <<<"$out"; then
+    ok "generate() on node-a: refused (PIB01) by node-a + node-b's usage, which node-a's alone ($spent_a + $request of $budget) does not reach"
+else
+    not_ok "generate() on node-a: refused (PIB01) by node-a + node-b's usage" "spent_a $spent_a request $request budget $budget: $out"
+fi
+q node-a "UPDATE budgets SET max_tokens = $((spent_a + spent_b + request + 4)) WHERE tag = 'so-ledger'" >/dev/null
+out=$(qv node-a "SELECT length(generate('Once upon a time', max_tokens => 8, tag => 'so-ledger')) > 0")
+check "generate() on node-a: admitted with room for one request beyond both nodes' spend (nothing counted twice)" "t" "$out"
+q node-a "DELETE FROM budgets WHERE tag = 'so-ledger'" >/dev/null
 
 # ------------------------------------------------------------ benchmark (not a test)
 # PGI_SCALE_OUT_BENCH=1: figures for docs/BENCHMARKS.md, printed as
