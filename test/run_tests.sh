@@ -546,7 +546,8 @@ mkdir -p "$LOGDIR/scale-out"
 chmod a+r "$WORK/scale-out.conf"
 run_tap_script scale-out.log test/scale_out_test.sh PGI_BINDIR="$BINDIR" \
     PGI_SERVER_SETTINGS="$WORK/scale-out.conf" PGI_MODEL="$WORK/models/stories260K.gguf" \
-    PGI_SERVER_USER="$TEST_USER" PGI_SCALE_OUT_LOGS="$LOGDIR/scale-out"
+    PGI_SERVER_USER="$TEST_USER" PGI_SCALE_OUT_LOGS="$LOGDIR/scale-out" \
+    PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client"
 record "$tap_ok" "$tap_failed" "scale-out (test/scale_out_test.sh)"
 
 summary_and_exit

@@ -20,7 +20,8 @@
 # file of settings every cluster gets: extension_destdir and the like, as
 # test/run_tests.sh writes), PGI_MODEL (stories260K.gguf, readable by the
 # server's user), PGI_SERVER_USER (when run as root), PGI_SCALE_OUT_PORT
-# (first of four ports, default 55600).
+# (first of four ports, default 55600), PGI_STREAM_CLIENT (test/stream_client
+# built: the streaming checks; skipped without it).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -372,6 +373,69 @@ q node-a "UPDATE budgets SET max_tokens = $((spent_a + spent_b + request + 4)) W
 out=$(qv node-a "SELECT length(generate('Once upon a time', max_tokens => 8, tag => 'so-ledger')) > 0")
 check "generate() on node-a: admitted with room for one request beyond both nodes' spend (nothing counted twice)" "t" "$out"
 q node-a "DELETE FROM budgets WHERE tag = 'so-ledger'" >/dev/null
+
+# ------------------------------------------------------------ streaming through the router
+# The router's generate_stream() reads the node's through a dblink cursor,
+# a row per row; its client reads it with a cursor (FETCH 1 per row).
+# PL/Proxy, for comparison, returns a set once the node's query has ended.
+STREAM_CLIENT=${PGI_STREAM_CLIENT:-}
+if [ -n "$STREAM_CLIENT" ] && [ -x "$STREAM_CLIENT" ]; then
+    # When the first row reached the client, by the system clock, against
+    # when the node finished the call (usage.finished_at): the same machine.
+    stream_order() {  # stream_order QUERY TAG: "rows first_ms last_ms first-row-before-finish(t/f)"
+        local line rows first last epoch finished
+        line=$("$STREAM_CLIENT" "$(connstr router)" "$1" 1 cursor 2>&1)
+        read -r rows first last epoch < <(sed -E 's/.*"rows": ([0-9]+), "first_row_ms": ([0-9.-]+), "last_row_ms": ([0-9.-]+), "total_ms": [0-9.-]+, "first_row_epoch": ([0-9.]+).*/\1 \2 \3 \4/' <<<"$line")
+        finished=$(for c in node-a node-b; do q "$c" "SELECT extract(epoch FROM finished_at) FROM usage WHERE tag = '$2'"; done | grep . | head -n 1)
+        if [ -z "$epoch" ] || [ -z "$finished" ]; then echo "error: $line (finished_at [$finished])"; return; fi
+        echo "$rows $first $last $(awk -v e="$epoch" -v f="$finished" 'BEGIN { print (e < f) ? "t" : "f" }') $epoch $finished"
+    }
+    q router "CREATE FUNCTION pgi_router.plproxy_stream(prompt text, max_tokens integer) RETURNS SETOF text
+              LANGUAGE plproxy AS \$\$ CLUSTER 'pg_infer'; RUN ON 0;
+                  SELECT generate_stream(prompt, NULL::text, max_tokens, 0::float8, 1::float8, 0, 0::float8,
+                                         1::float8, NULL::bigint, NULL::text[], 'so-plproxy-stream'); \$\$" >/dev/null
+    read -r rows first last before epoch finished < <(stream_order "SELECT pgi_router.plproxy_stream('Once upon a time', 1000)" so-plproxy-stream)
+    echo "# PL/Proxy's own set-returning call, read with a cursor: $rows rows, first after $first ms, last after $last ms; first row at $epoch, node finished at $finished"
+    if [ "${rows:-0}" -ge 100 ] 2>/dev/null && [ "$before" = f ]; then
+        ok "PL/Proxy returns a node's set only once the node has finished it (why generate_stream() does not use it)"
+    else
+        not_ok "PL/Proxy returns a node's set only once the node has finished it" "$rows $first $last $before $epoch $finished"
+    fi
+    read -r rows first last before epoch finished < <(stream_order "SELECT generate_stream('Once upon a time', max_tokens => 1000, tag => 'so-stream-order')" so-stream-order)
+    echo "# generate_stream() through the router, read with a cursor: $rows rows, first after $first ms, last after $last ms; first row at $epoch, node finished at $finished"
+    if [ "${rows:-0}" -ge 100 ] 2>/dev/null && [ "$before" = t ] && awk -v f="$first" -v l="$last" 'BEGIN { exit !(f < l) }'; then
+        ok "generate_stream() through the router, read with a cursor: the first row arrives before the node has generated the last ($rows rows)"
+    else
+        not_ok "generate_stream() through the router: the first row arrives before the node has generated the last" "$rows $first $last $before $epoch $finished"
+    fi
+    direct=$(q node-a "SELECT generate('$P', max_tokens => 24)")
+    check "generate_stream() through the router, read with a cursor: the node's greedy text" "$direct" \
+        "$("$STREAM_CLIENT" "$(connstr router)" "SELECT generate_stream('$P', max_tokens => 24, tag => 'so-stream-cursor')" 1 cursor | sed -E 's/.*"text": "(.*)"\}$/\1/')"
+    out=$("$STREAM_CLIENT" "$(connstr router)" "SELECT generate_stream('$P', max_tokens => -1)" 1 cursor 2>&1)
+    check "a node's error in a routed stream comes back with its SQLSTATE (22023)" "22023" \
+        "$(sed -n 's/.*ERROR \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -n 1)"
+    # In one session: a stream ended by an error, one whose cursor is closed
+    # after two rows, then a whole one: each new stream closes what the
+    # earlier left open.
+    out=$("$BINDIR/psql" -X -q -A -t -h "$SOCK" -p "${PORT[router]}" -U postgres -d postgres 2>&1 <<SQL
+SELECT count(*) FROM generate_stream('$P', max_tokens => -1);
+BEGIN;
+DECLARE early NO SCROLL CURSOR FOR SELECT generate_stream('$P', max_tokens => 200, tag => 'so-stream-early');
+FETCH 2 FROM early;
+CLOSE early;
+COMMIT;
+SELECT 'whole: ' || string_agg(p, '') FROM (SELECT generate_stream('$P', max_tokens => 24, tag => 'so-stream-cursor') AS p) AS s;
+SELECT 'connections: ' || coalesce(array_to_string(pgi_router.dblink_get_connections(), ','), 'none');
+SQL
+)
+    if grep -qxF "whole: $direct" <<<"$out" && grep -qx 'connections: none' <<<"$out"; then
+        ok "a session's routed streams after an error and an early close: the next is whole, and none stays connected"
+    else
+        not_ok "a session's routed streams after an error and an early close" "$out"
+    fi
+else
+    echo "# skipped: streaming through the router (PGI_STREAM_CLIENT not set)"
+fi
 
 # ------------------------------------------------------------ benchmark (not a test)
 # PGI_SCALE_OUT_BENCH=1: figures for docs/BENCHMARKS.md, printed as

@@ -40,6 +40,20 @@ CREATE EXTENSION IF NOT EXISTS plproxy;
 CREATE SCHEMA IF NOT EXISTS plproxy;   -- where PL/Proxy looks for the cluster functions
 CREATE SCHEMA pgi_router;
 
+-- dblink (in the server's contrib, as Debian's postgresql-15 ships it), for
+-- generate_stream; in pgi_router, where this script calls it.
+CREATE EXTENSION IF NOT EXISTS dblink SCHEMA pgi_router;
+DO $$
+BEGIN
+    IF (SELECT n.nspname FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+         WHERE e.extname = 'dblink') <> 'pgi_router' THEN
+        RAISE EXCEPTION 'dblink is installed in another schema of this database'
+            USING ERRCODE = '55000',
+                  HINT = 'Give the router a database of its own, or ALTER EXTENSION dblink SET SCHEMA pgi_router.';
+    END IF;
+END
+$$;
+
 CREATE TABLE pgi_router.nodes (
     node        text    PRIMARY KEY CHECK (node ~ '^[A-Za-z0-9_.-]{1,63}$'),
     connstr     text    NOT NULL,
@@ -322,8 +336,79 @@ LANGUAGE plproxy AS $$
                     seed, stop, tag, truncate_prompt, json_schema, choices, regex);
 $$;
 
--- PL/Proxy returns a set once the node has sent all of it: through the
--- router the pieces arrive together at the end, not as they are produced.
+-- generate_stream: not through PL/Proxy, which gathers a node's whole result
+-- before it returns the first row.  A dblink connection to the routed node
+-- opens a cursor over the node's generate_stream() there, and the router's
+-- generate_stream() fetches one row of it per row it returns: a SQL function
+-- in the select list runs lazily, and so does the recursive CTE below, so
+-- each row leaves the node as it is made.  The router's own client gets them
+-- as they come when it reads with a cursor (FETCH, or psql's FETCH_COUNT):
+-- unlike pg_infer, the router cannot flush its output between rows, so a
+-- plain SELECT sends them in 8 kB packets.  The connection is made as the
+-- session user (dblink_connect_u, in a SECURITY DEFINER function: the node
+-- must trust the router for that role, as for PL/Proxy), and it can run only
+-- generate_stream() there.  One routed stream per session is open at a
+-- time: a stream left unfinished (its cursor closed early, or ended by an
+-- error) is closed when the session's next routed stream starts, or with
+-- the session.
+CREATE FUNCTION pgi_router.stream_open(
+    prompt text, model text, max_tokens integer, temperature double precision,
+    top_p double precision, top_k integer, min_p double precision,
+    repetition_penalty double precision, seed bigint, stop text[], tag text,
+    truncate_prompt boolean, json_schema jsonb, choices text[], regex text,
+    affinity_key text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conn constant text := 'pgi_router_stream';
+    part integer := pgi_router.route_prompt(model, affinity_key, prompt);
+    target record;
+BEGIN
+    SELECT n.node, n.connstr INTO target FROM pgi_router.nodes AS n ORDER BY n.node OFFSET part LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no inference node is configured' USING ERRCODE = '55000';
+    END IF;
+    IF conn = ANY (coalesce(pgi_router.dblink_get_connections(), '{}')) THEN
+        PERFORM pgi_router.dblink_disconnect(conn);
+    END IF;
+    -- libpq takes the last of a repeated keyword: the user is always this one
+    PERFORM pgi_router.dblink_connect_u(conn, format('%s application_name=pg_infer_router user=''%s''',
+        target.connstr, replace(replace(session_user, '\', '\\'), '''', '\''')));
+    PERFORM pgi_router.dblink_open(conn, 'pgi_router_stream', format(
+        'SELECT generate_stream(%L::text, %L::text, %L::integer, %L::double precision, %L::double precision, '
+        '%L::integer, %L::double precision, %L::double precision, %L::bigint, %L::text[], %L::text, '
+        '%L::boolean, %L::jsonb, %L::text[], %L::text)',
+        prompt, model, max_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, tag,
+        truncate_prompt, json_schema, choices, regex));
+    RETURN conn;
+END
+$$;
+
+-- The next row of the stream (none at its end).
+CREATE FUNCTION pgi_router.stream_fetch(conn text)
+RETURNS SETOF text
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.piece FROM pgi_router.dblink_fetch(conn, 'pgi_router_stream', 1) AS f(piece text)
+$$;
+
+-- The stream's end: its cursor (and the node's transaction) closed, the
+-- connection too.
+CREATE FUNCTION pgi_router.stream_close(conn text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgi_router.dblink_close(conn, 'pgi_router_stream');
+    PERFORM pgi_router.dblink_disconnect(conn);
+    RETURN true;
+END
+$$;
+
 CREATE FUNCTION public.generate_stream(
     prompt             text,
     model              text             DEFAULT NULL,
@@ -342,11 +427,21 @@ CREATE FUNCTION public.generate_stream(
     regex              text             DEFAULT NULL,
     affinity_key       text             DEFAULT NULL)
 RETURNS SETOF text
-LANGUAGE plproxy AS $$
-    CLUSTER 'pg_infer';
-    RUN ON pgi_router.route_prompt(model, affinity_key, prompt);
-    SELECT generate_stream(prompt, model, max_tokens, temperature, top_p, top_k, min_p, repetition_penalty,
-                           seed, stop, tag, truncate_prompt, json_schema, choices, regex);
+LANGUAGE sql VOLATILE AS $$
+    WITH RECURSIVE s(conn, piece, got, done) AS (
+        SELECT pgi_router.stream_open(prompt, model, max_tokens, temperature, top_p, top_k, min_p,
+                                      repetition_penalty, seed, stop, tag, truncate_prompt, json_schema,
+                                      choices, regex, affinity_key),
+               NULL::text, false, false
+      UNION ALL
+        SELECT s.conn, f.piece, f.got IS NOT NULL,
+               CASE WHEN f.got IS NULL THEN pgi_router.stream_close(s.conn) ELSE false END
+          FROM s
+          LEFT JOIN LATERAL (SELECT true AS got, x.piece
+                               FROM pgi_router.stream_fetch(s.conn) AS x(piece)) AS f ON true
+         WHERE NOT s.done
+    )
+    SELECT s.piece FROM s WHERE s.got
 $$;
 
 CREATE FUNCTION public.chat(
