@@ -373,6 +373,14 @@ q node-a "UPDATE budgets SET max_tokens = $((spent_a + spent_b + request + 4)) W
 out=$(qv node-a "SELECT length(generate('Once upon a time', max_tokens => 8, tag => 'so-ledger')) > 0")
 check "generate() on node-a: admitted with room for one request beyond both nodes' spend (nothing counted twice)" "t" "$out"
 q node-a "DELETE FROM budgets WHERE tag = 'so-ledger'" >/dev/null
+spend_sums="SELECT node || ':' || sum(requests) || ':' || sum(tokens) || ':' || sum(revenue) FROM ledger_spend GROUP BY node ORDER BY node"
+caught_up || echo "# the ledger did not catch up within 60 s"
+before=$(q ledger "$spend_sums")
+out=$(q ledger "SELECT rebuild_ledger_spend() > 0")
+check "rebuild_ledger_spend() on the ledger makes the same sums from its usage" "t|$before" "$out|$(q ledger "$spend_sums")"
+out=$(qv node-a "SELECT rebuild_ledger_spend()")
+check "rebuild_ledger_spend() on a node that receives ledger_spend: 55000" "55000" \
+    "$(sed -n 's/.*ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -n 1)"
 
 # ------------------------------------------------------------ streaming through the router
 # The router's generate_stream() reads the node's through a dblink cursor,

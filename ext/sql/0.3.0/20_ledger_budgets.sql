@@ -201,3 +201,42 @@ COMMENT ON FUNCTION check_budget_reserved(name, text, bigint, bigint, bigint, bi
 
 REVOKE ALL ON ledger_spend FROM PUBLIC;
 GRANT SELECT ON ledger_spend TO pginfer_analyst;
+
+-- On the ledger: ledger_spend made again from the ledger's usage, for a
+-- ledger that held rows before this version (the trigger counts only rows
+-- that arrive after it), or after a node was resynchronized.  Rows that
+-- arrive meanwhile wait (SHARE lock on usage).  Its deletes and inserts
+-- reach the nodes as any change of ledger_spend.  Refused (55000) where
+-- ledger_spend is itself received from a ledger.
+CREATE FUNCTION rebuild_ledger_spend()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    made bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel AS r
+                WHERE r.srrelid = '@extschema@.ledger_spend'::regclass) THEN
+        RAISE EXCEPTION 'ledger_spend on this server is received from the ledger'
+              USING ERRCODE = '55000',
+                    HINT = 'Run rebuild_ledger_spend() on the ledger; its rows reach this server by replication.';
+    END IF;
+    LOCK TABLE @extschema@.usage IN SHARE MODE;
+    DELETE FROM @extschema@.ledger_spend;
+    INSERT INTO @extschema@.ledger_spend (node, day, role, tag, requests, tokens, revenue, cost)
+    SELECT u.node, (u.started_at AT TIME ZONE 'UTC')::date, u.role, coalesce(u.tag, ''), count(*),
+           sum(coalesce(u.prompt_tokens, 0) + coalesce(u.completion_tokens, 0)),
+           coalesce(sum(u.revenue), 0), coalesce(sum(u.cost), 0)
+      FROM @extschema@.usage AS u
+     WHERE u.node IS DISTINCT FROM @extschema@.node_name()
+     GROUP BY 1, 2, 3, 4;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+END
+$$;
+
+COMMENT ON FUNCTION rebuild_ledger_spend() IS
+    'On the ledger: ledger_spend made again from usage (rows of this server''s own name left out); returns its rows';
+
+REVOKE ALL ON FUNCTION rebuild_ledger_spend() FROM PUBLIC;
