@@ -165,9 +165,11 @@ fi
 # ------------------------------------------------------------ the router
 out=$("$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "${PORT[router]}" \
           -U postgres -d postgres -f "$ROOT/contrib/scale-out/router.sql" 2>&1)
+# No user in the connection strings: PL/Proxy and the routed stream connect
+# to a node as the router's caller.
 out+=$(q router "INSERT INTO pgi_router.nodes (node, connstr) VALUES
-                   ('node-a', '$(connstr node-a) connect_timeout=5'),
-                   ('node-b', '$(connstr node-b) connect_timeout=5')")
+                   ('node-a', 'host=$SOCK port=${PORT[node-a]} dbname=postgres connect_timeout=5'),
+                   ('node-b', 'host=$SOCK port=${PORT[node-b]} dbname=postgres connect_timeout=5')")
 check "contrib/scale-out/router.sql loads, with two nodes" "" "$out"
 check "pgi_router.node_states(): both nodes can serve stories260K" "node-a ok|node-b ok" \
     "$(q router "SELECT string_agg(node || ' ' || state, '|' ORDER BY node) FROM pgi_router.node_states('stories260K')")"
@@ -441,6 +443,15 @@ SQL
     else
         not_ok "a session's routed streams after an error and an early close" "$out"
     fi
+    # An ordinary role: the stream runs on the node as that role (its usage
+    # row says so), as generate() through PL/Proxy does.
+    for c in node-a node-b; do q "$c" "CREATE ROLE so_streamer LOGIN IN ROLE pginfer_user" >/dev/null; done
+    q router "CREATE ROLE so_streamer LOGIN" >/dev/null
+    as_streamer() { "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$SOCK" -p "${PORT[router]}" -U so_streamer -d postgres -c "$1" 2>&1; }
+    out="$(as_streamer "SELECT generate('$P', max_tokens => 24, tag => 'so-role')")|$(as_streamer "SELECT string_agg(p, '') FROM generate_stream('$P', max_tokens => 24, tag => 'so-role-stream') AS p")"
+    check "an ordinary role through the router: generate() and generate_stream() give the node's text" "$direct|$direct" "$out"
+    check "and the node records both calls as that role" "so-role so_streamer|so-role-stream so_streamer" \
+        "$(for c in node-a node-b; do q "$c" "SELECT tag || ' ' || role FROM usage WHERE tag IN ('so-role', 'so-role-stream')"; done | grep . | sort | paste -sd'|')"
 else
     echo "# skipped: streaming through the router (PGI_STREAM_CLIENT not set)"
 fi

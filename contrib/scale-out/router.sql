@@ -1,7 +1,8 @@
 -- router.sql — a pg_infer router database (docs/scale-out.md).
 --
 -- Run it, as a superuser, in an ordinary database of a server that has
--- PL/Proxy (Debian: postgresql-15-plproxy) and no pg_infer:
+-- PL/Proxy (Debian: postgresql-15-plproxy), dblink (in postgresql-15) and
+-- no pg_infer:
 --
 --     psql -d router -v ON_ERROR_STOP=1 -f contrib/scale-out/router.sql
 --     psql -d router -c "INSERT INTO pgi_router.nodes (node, connstr) VALUES
@@ -12,9 +13,14 @@
 -- generate, generate_stream, generate_batch and chat, with the same
 -- arguments and defaults plus a last one, affinity_key; each call runs on
 -- the node the routing function chooses (generate_batch splits its prompts
--- over the nodes).  PL/Proxy connects to a node as the calling user, so the
--- roles that call the router must exist on the nodes (and be able to log in
--- there from the router: .pgpass, a pooler, or certificates).
+-- over the nodes).  generate_stream goes through dblink (the server's
+-- contrib, installed here in pgi_router), a row at a time, because PL/Proxy
+-- returns a set only once the node has sent all of it; read it with a
+-- cursor to see the rows as they are made.
+--
+-- PL/Proxy connects to a node as the calling user (dblink as the session
+-- user), so the roles that call the router must exist on the nodes (and be
+-- able to log in there from the router: .pgpass, a pooler, or certificates).
 --
 -- Routing (pgi_router.route()):
 --   * candidates: the enabled nodes that answer node_status(), whose worker
@@ -86,7 +92,7 @@ CREATE TRIGGER nodes_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgi
 -- name (from 0); modular_mapping lets the count be any number.
 CREATE OR REPLACE FUNCTION plproxy.get_cluster_version(cluster_name text)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF cluster_name IN ('pg_infer', 'pg_infer_probe') THEN
         RETURN (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM pgi_router.config_version AS s);
@@ -97,7 +103,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION plproxy.get_cluster_partitions(cluster_name text)
 RETURNS SETOF text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF cluster_name NOT IN ('pg_infer', 'pg_infer_probe') THEN
         RAISE EXCEPTION 'unknown PL/Proxy cluster "%"', cluster_name USING ERRCODE = '42704';
@@ -139,7 +145,7 @@ DECLARE
     s record;
     i integer := -1;
 BEGIN
-    FOR n IN SELECT * FROM pgi_router.nodes AS x ORDER BY x.node LOOP
+    FOR n IN SELECT x.node, x.max_waiting, x.enabled FROM pgi_router.nodes AS x ORDER BY x.node LOOP
         i := i + 1;
         part := i;
         node := n.node;
@@ -345,37 +351,46 @@ $$;
 -- as they come when it reads with a cursor (FETCH, or psql's FETCH_COUNT):
 -- unlike pg_infer, the router cannot flush its output between rows, so a
 -- plain SELECT sends them in 8 kB packets.  The connection is made as the
--- session user (dblink_connect_u, in a SECURITY DEFINER function: the node
--- must trust the router for that role, as for PL/Proxy), and it can run only
+-- user the node's connection string names, else as the session user
+-- (dblink_connect_u, in a SECURITY DEFINER function: the node must trust the
+-- router for that role, as for PL/Proxy), and it can run only
 -- generate_stream() there.  One routed stream per session is open at a
 -- time: a stream left unfinished (its cursor closed early, or ended by an
 -- error) is closed when the session's next routed stream starts, or with
 -- the session.
 CREATE FUNCTION pgi_router.stream_open(
-    prompt text, model text, max_tokens integer, temperature double precision,
+    part integer, prompt text, model text, max_tokens integer, temperature double precision,
     top_p double precision, top_k integer, min_p double precision,
     repetition_penalty double precision, seed bigint, stop text[], tag text,
-    truncate_prompt boolean, json_schema jsonb, choices text[], regex text,
-    affinity_key text)
+    truncate_prompt boolean, json_schema jsonb, choices text[], regex text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     conn constant text := 'pgi_router_stream';
-    part integer := pgi_router.route_prompt(model, affinity_key, prompt);
     target record;
+    known boolean := false;
+    conninfo text;
 BEGIN
-    SELECT n.node, n.connstr INTO target FROM pgi_router.nodes AS n ORDER BY n.node OFFSET part LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no inference node is configured' USING ERRCODE = '55000';
+    IF part >= 0 THEN
+        SELECT n.node, n.connstr INTO target FROM pgi_router.nodes AS n ORDER BY n.node OFFSET part LIMIT 1;
+        known := FOUND;
+    END IF;
+    IF NOT known THEN
+        RAISE EXCEPTION 'no inference node has partition %', coalesce(part::text, 'NULL') USING ERRCODE = '22023';
     END IF;
     IF conn = ANY (coalesce(pgi_router.dblink_get_connections(), '{}')) THEN
         PERFORM pgi_router.dblink_disconnect(conn);
     END IF;
-    -- libpq takes the last of a repeated keyword: the user is always this one
-    PERFORM pgi_router.dblink_connect_u(conn, format('%s application_name=pg_infer_router user=''%s''',
-        target.connstr, replace(replace(session_user, '\', '\\'), '''', '\''')));
+    -- as PL/Proxy: the user the connection string names, else the caller
+    IF target.connstr ~ '(^|\s)user\s*=' THEN
+        conninfo := target.connstr || ' application_name=pg_infer_router';
+    ELSE
+        conninfo := format('%s application_name=pg_infer_router user=''%s''', target.connstr,
+                           replace(replace(session_user, '\', '\\'), '''', '\'''));
+    END IF;
+    PERFORM pgi_router.dblink_connect_u(conn, conninfo);
     PERFORM pgi_router.dblink_open(conn, 'pgi_router_stream', format(
         'SELECT generate_stream(%L::text, %L::text, %L::integer, %L::double precision, %L::double precision, '
         '%L::integer, %L::double precision, %L::double precision, %L::bigint, %L::text[], %L::text, '
@@ -429,9 +444,11 @@ CREATE FUNCTION public.generate_stream(
 RETURNS SETOF text
 LANGUAGE sql VOLATILE AS $$
     WITH RECURSIVE s(conn, piece, got, done) AS (
-        SELECT pgi_router.stream_open(prompt, model, max_tokens, temperature, top_p, top_k, min_p,
+        -- routed here, as the caller: the probes connect as the caller does
+        SELECT pgi_router.stream_open(pgi_router.route_prompt(model, affinity_key, prompt),
+                                      prompt, model, max_tokens, temperature, top_p, top_k, min_p,
                                       repetition_penalty, seed, stop, tag, truncate_prompt, json_schema,
-                                      choices, regex, affinity_key),
+                                      choices, regex),
                NULL::text, false, false
       UNION ALL
         SELECT s.conn, f.piece, f.got IS NOT NULL,
@@ -541,3 +558,11 @@ BEGIN
          ORDER BY b.ord;
 END
 $$;
+
+-- ---------------------------------------------------------------- access
+-- Callers (any role; the nodes decide what each may do) reach the routing
+-- functions and the nodes' names and states, not their connection strings,
+-- which only the SECURITY DEFINER functions above read (PL/Proxy's cluster
+-- functions, stream_open).
+GRANT USAGE ON SCHEMA pgi_router, plproxy TO PUBLIC;
+GRANT SELECT (node, max_waiting, enabled) ON pgi_router.nodes TO PUBLIC;
