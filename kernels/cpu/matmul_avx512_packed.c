@@ -1,0 +1,264 @@
+/*
+ * matmul_avx512_packed.c — prefill kernels (many activation rows) over
+ * weight rows repacked, per product, into groups of 16 rows whose vector
+ * lanes are the 16 rows.  AVX-512 VNNI; Q4_K for now.
+ *
+ * Why: the kernels of matmul_avx512.c put consecutive elements of one
+ * weight row in the lanes, so every (weight row, activation row) pair ends
+ * each block with a horizontal step (packing int32 to int16, a vpmaddwd by
+ * the sub-block scales, the min term, a float multiply-add) that costs as
+ * many of the single port's 512-bit integer multiplies as the products
+ * themselves.  With the lanes over 16 weight rows, four consecutive int8
+ * activations of one row are broadcast from memory into the vpdpbusd
+ * ({1to16}, no extra instruction), each lane sums its own row, and the
+ * scale and min steps are vector instructions shared by 16 rows:
+ *   per 256-element block, per activation row and 16 weight rows:
+ *   64 vpdpbusd (the products), 16 vpdpwssd (sub-block scales), 4 vpdpwssd
+ *   (mins), 2 conversions and 2 float multiply-adds.
+ *
+ * Packed Q4_K group (16 weight rows; rows past the matrix are zero), per
+ * 256-element block, Q4K_GROUP_BLOCK bytes:
+ *     0   float d[16]            the rows' d
+ *     64  float dmin[16]         the rows' dmin
+ *     128 uint8 sc[8][16]        sub-block j's 6-bit scale of row r
+ *     256 uint8 mn[4][16][2]     (min 2i, min 2i+1) of row r
+ *     384 uint32 qs[32][16]      word k = 8c+i of row r: the row's qs bytes
+ *                                32c+4i..32c+4i+3 unchanged, i.e. low
+ *                                nibbles = elements 64c+4i.. (sub-block 2c),
+ *                                high nibbles = elements 64c+32+4i..
+ *                                (sub-block 2c+1)
+ * The products of one sub-block are summed over 16 elements (four words)
+ * at a time: at most 16 * 15 * 127 = 30480, so the int32 sum is also a
+ * valid int16 and vpdpwssd against (scale, 0) word pairs multiplies it by
+ * the scale exactly.
+ *
+ * Activation rows: the Q8_K blocks (as pgi_quantize_q8_k_avx2 writes them)
+ * followed by int16 sums of each 32-element sub-block, [block][8], so the
+ * min term is one vpdpwssd per pair of sub-blocks.
+ *
+ * The packing is done by matmul.c per task (a chunk of weight rows, packed
+ * once and used for every activation row of the product), into a buffer
+ * of the calling thread: no second copy of the model is kept, and decode
+ * keeps reading the mapped file.  Every integer sum is exact, so the
+ * result differs from the reference only in the order of float additions.
+ */
+#include "cpu_internal.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define PACKED_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+#define PACKED_FN static __attribute__((target(PACKED_TARGET)))
+#define PACKED_INLINE static inline __attribute__((always_inline, target(PACKED_TARGET)))
+
+#define GROUP_ROWS 16
+#define TILE_COLS 8
+
+/* ------------------------------------------------------------ Q4_K */
+
+#define Q4K_OFF_D 0
+#define Q4K_OFF_DMIN 64
+#define Q4K_OFF_SC 128
+#define Q4K_OFF_MN 256
+#define Q4K_OFF_QS 384
+#define Q4K_GROUP_BLOCK (Q4K_OFF_QS + 32 * 64)
+
+static size_t
+q4k_group_bytes(int64_t cols)
+{
+    return (size_t) (cols / PGI_QK_K) * Q4K_GROUP_BLOCK;
+}
+
+static void
+q4k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
+{
+    int64_t nb = cols / PGI_QK_K;
+
+    memset(dst, 0, q4k_group_bytes(cols));
+    for (int r = 0; r < nr; r++)
+    {
+        const pgi_block_q4_k *row = (const pgi_block_q4_k *) (w + (size_t) r * ws);
+
+        for (int64_t b = 0; b < nb; b++)
+        {
+            uint8_t *g = dst + b * Q4K_GROUP_BLOCK;
+            const pgi_block_q4_k *blk = row + b;
+            uint32_t *qs = (uint32_t *) (g + Q4K_OFF_QS);
+
+            ((float *) (g + Q4K_OFF_D))[r] = pgi_f16_to_f32(blk->d);
+            ((float *) (g + Q4K_OFF_DMIN))[r] = pgi_f16_to_f32(blk->dmin);
+            for (int j = 0; j < 8; j++)
+            {
+                uint8_t sc, m;
+
+                pgi_q4_k_scale_min(blk->scales, j, &sc, &m);
+                g[Q4K_OFF_SC + 16 * j + r] = sc;
+                g[Q4K_OFF_MN + 32 * (j / 2) + 2 * r + (j % 2)] = m;
+            }
+            for (int k = 0; k < 32; k++)
+                memcpy(&qs[16 * k + r], blk->qs + 4 * k, 4);
+        }
+    }
+}
+
+static size_t
+q4k_x_sums_offset(int64_t cols)
+{
+    return (size_t) (cols / PGI_QK_K) * sizeof(pgi_block_q8_k);
+}
+
+static size_t
+q4k_x_row_bytes(int64_t cols)
+{
+    return (q4k_x_sums_offset(cols) + (size_t) (cols / PGI_QK_K) * 16 + 63) & ~(size_t) 63;
+}
+
+static void
+q4k_quantize(const float *x, void *dst, int64_t n)
+{
+    const pgi_block_q8_k *blocks = dst;
+    int16_t *sums = (int16_t *) ((uint8_t *) dst + q4k_x_sums_offset(n));
+
+    pgi_quantize_q8_k_avx2(x, dst, n);
+    for (int64_t b = 0; b < n / PGI_QK_K; b++)
+        for (int j = 0; j < 8; j++)
+            sums[8 * b + j] = (int16_t) (blocks[b].bsums[2 * j] + blocks[b].bsums[2 * j + 1]);
+}
+
+PACKED_INLINE __m512i
+bcast32(const void *p)
+{
+    int32_t v;
+
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+PACKED_INLINE void
+q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
+         int nr, const int C)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    const size_t so = q4k_x_sums_offset(cols);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 f[TILE_COLS];
+
+    for (int c = 0; c < C; c++)
+        f[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *gb = g + b * Q4K_GROUP_BLOCK;
+        const __m512i *wq = (const __m512i *) (gb + Q4K_OFF_QS);
+        __m512i S[TILE_COLS];
+
+        for (int c = 0; c < C; c++)
+            S[c] = _mm512_setzero_si512();
+        for (int ch = 0; ch < 4; ch++)
+            for (int hi = 0; hi < 2; hi++)
+            {
+                __m512i scv = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128((const __m128i *) (gb + Q4K_OFF_SC + 16 * (2 * ch + hi))));
+
+                for (int half = 0; half < 2; half++)
+                {
+                    __m512i h[TILE_COLS];
+
+                    for (int c = 0; c < C; c++)
+                        h[c] = _mm512_setzero_si512();
+                    for (int i = 4 * half; i < 4 * half + 4; i++)
+                    {
+                        __m512i raw = _mm512_loadu_si512((const void *) (wq + 8 * ch + i));
+                        __m512i wv = hi ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
+                                        : _mm512_and_si512(raw, low4);
+                        int xo = 64 * ch + 32 * hi + 4 * i;
+
+                        for (int c = 0; c < C; c++)
+                            h[c] = _mm512_dpbusd_epi32(
+                                h[c], wv, bcast32(((const pgi_block_q8_k *) (x + c * xs))[b].qs + xo));
+                    }
+                    for (int c = 0; c < C; c++)
+                        S[c] = _mm512_dpwssd_epi32(S[c], h[c], scv);
+                }
+            }
+        {
+            const __m512 dv = _mm512_loadu_ps((const float *) (gb + Q4K_OFF_D));
+            const __m512 dminv = _mm512_loadu_ps((const float *) (gb + Q4K_OFF_DMIN));
+            __m512i mv[4];
+
+            for (int i = 0; i < 4; i++)
+                mv[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *) (gb + Q4K_OFF_MN + 32 * i)));
+            for (int c = 0; c < C; c++)
+            {
+                const uint8_t *xr = x + c * xs;
+                const int16_t *sums = (const int16_t *) (xr + so) + 8 * b;
+                __m512i M = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mv[0], bcast32(sums));
+                __m512 t;
+
+                M = _mm512_dpwssd_epi32(M, mv[1], bcast32(sums + 2));
+                M = _mm512_dpwssd_epi32(M, mv[2], bcast32(sums + 4));
+                M = _mm512_dpwssd_epi32(M, mv[3], bcast32(sums + 6));
+                t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(S[c]), dv,
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(M), dminv));
+                f[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(((const pgi_block_q8_k *) xr)[b].d), f[c]);
+            }
+        }
+    }
+    if (nr == GROUP_ROWS)
+        for (int c = 0; c < C; c++)
+            _mm512_storeu_ps(out + c * os, f[c]);
+    else
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
+}
+
+PACKED_FN void
+q4k_tile_entry(int64_t cols, const uint8_t *g, size_t ws, const uint8_t *x, size_t xs,
+               float *out, size_t os, int nr, int nc)
+{
+    (void) ws;
+    switch (nc)
+    {
+        case 8: q4k_tile(cols, g, x, xs, out, os, nr, 8); break;
+        case 7: q4k_tile(cols, g, x, xs, out, os, nr, 7); break;
+        case 6: q4k_tile(cols, g, x, xs, out, os, nr, 6); break;
+        case 5: q4k_tile(cols, g, x, xs, out, os, nr, 5); break;
+        case 4: q4k_tile(cols, g, x, xs, out, os, nr, 4); break;
+        case 3: q4k_tile(cols, g, x, xs, out, os, nr, 3); break;
+        case 2: q4k_tile(cols, g, x, xs, out, os, nr, 2); break;
+        case 1: q4k_tile(cols, g, x, xs, out, os, nr, 1); break;
+        default: break;
+    }
+}
+
+bool
+pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
+{
+    if (!pgi_cpu_has_avx512_vnni())
+        return false;
+    switch (weight_type)
+    {
+        case PGI_TYPE_Q4_K:
+            *k = (pgi_packed_kernel) {
+                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
+                .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
+                .name = "AVX-512 VNNI q4_k packed 16x8"};
+            return true;
+        default:
+            return false;
+    }
+}
+
+#else
+
+bool
+pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
+{
+    (void) weight_type;
+    (void) k;
+    return false;
+}
+
+#endif
