@@ -127,14 +127,12 @@ q4k_quantize(const float *x, void *dst, int64_t n)
             sums[8 * b + j] = (int16_t) (blocks[b].bsums[2 * j] + blocks[b].bsums[2 * j + 1]);
 }
 
-PACKED_INLINE __m512i
-bcast32(const void *p)
-{
-    int32_t v;
-
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
+/* h[c] += w (16 rows x 4 unsigned bytes) . x_c[o..o+3] for every column */
+#define Q4K_DP(o)                                                                                 \
+    do {                                                                                          \
+        _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)                                       \
+            h[c] = _mm512_dpbusd_epi32(h[c], wv, _mm512_set1_epi32(*(const int32_t *) (xp[c] + (o)))); \
+    } while (0)
 
 PACKED_INLINE void
 q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
@@ -144,6 +142,7 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
     const size_t so = q4k_x_sums_offset(cols);
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 f[TILE_COLS];
+    const int8_t *xp[TILE_COLS];
 
     for (int c = 0; c < C; c++)
         f[c] = _mm512_setzero_ps();
@@ -154,34 +153,36 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
         __m512i S[TILE_COLS];
 
         for (int c = 0; c < C; c++)
+        {
+            xp[c] = ((const pgi_block_q8_k *) (x + c * xs))[b].qs;
             S[c] = _mm512_setzero_si512();
+        }
         for (int ch = 0; ch < 4; ch++)
-            for (int hi = 0; hi < 2; hi++)
+        {
+            _Pragma("GCC unroll 2") for (int hi = 0; hi < 2; hi++)
             {
                 __m512i scv = _mm512_cvtepu8_epi32(
                     _mm_loadu_si128((const __m128i *) (gb + Q4K_OFF_SC + 16 * (2 * ch + hi))));
 
-                for (int half = 0; half < 2; half++)
+                _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++)
                 {
                     __m512i h[TILE_COLS];
 
                     for (int c = 0; c < C; c++)
                         h[c] = _mm512_setzero_si512();
-                    for (int i = 4 * half; i < 4 * half + 4; i++)
+                    _Pragma("GCC unroll 4") for (int i = 4 * half; i < 4 * half + 4; i++)
                     {
                         __m512i raw = _mm512_loadu_si512((const void *) (wq + 8 * ch + i));
                         __m512i wv = hi ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
                                         : _mm512_and_si512(raw, low4);
-                        int xo = 64 * ch + 32 * hi + 4 * i;
 
-                        for (int c = 0; c < C; c++)
-                            h[c] = _mm512_dpbusd_epi32(
-                                h[c], wv, bcast32(((const pgi_block_q8_k *) (x + c * xs))[b].qs + xo));
+                        Q4K_DP(64 * ch + 32 * hi + 4 * i);
                     }
                     for (int c = 0; c < C; c++)
                         S[c] = _mm512_dpwssd_epi32(S[c], h[c], scv);
                 }
             }
+        }
         {
             const __m512 dv = _mm512_loadu_ps((const float *) (gb + Q4K_OFF_D));
             const __m512 dminv = _mm512_loadu_ps((const float *) (gb + Q4K_OFF_DMIN));
@@ -192,13 +193,13 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
             for (int c = 0; c < C; c++)
             {
                 const uint8_t *xr = x + c * xs;
-                const int16_t *sums = (const int16_t *) (xr + so) + 8 * b;
-                __m512i M = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mv[0], bcast32(sums));
+                const int32_t *sums = (const int32_t *) ((const int16_t *) (xr + so) + 8 * b);
+                __m512i M = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mv[0], _mm512_set1_epi32(sums[0]));
                 __m512 t;
 
-                M = _mm512_dpwssd_epi32(M, mv[1], bcast32(sums + 2));
-                M = _mm512_dpwssd_epi32(M, mv[2], bcast32(sums + 4));
-                M = _mm512_dpwssd_epi32(M, mv[3], bcast32(sums + 6));
+                M = _mm512_dpwssd_epi32(M, mv[1], _mm512_set1_epi32(sums[1]));
+                M = _mm512_dpwssd_epi32(M, mv[2], _mm512_set1_epi32(sums[2]));
+                M = _mm512_dpwssd_epi32(M, mv[3], _mm512_set1_epi32(sums[3]));
                 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(S[c]), dv,
                                     _mm512_mul_ps(_mm512_cvtepi32_ps(M), dminv));
                 f[c] = _mm512_fmadd_ps(t, _mm512_set1_ps(((const pgi_block_q8_k *) xr)[b].d), f[c]);
