@@ -1,7 +1,7 @@
 /*
  * matmul_avx512_packed.c — prefill kernels (many activation rows) over
  * weight rows repacked, per product, into groups of 16 rows whose vector
- * lanes are the 16 rows.  AVX-512 VNNI; Q4_K for now.
+ * lanes are the 16 rows.  AVX-512 VNNI; Q4_K and Q6_K.
  *
  * Why: the kernels of matmul_avx512.c put consecutive elements of one
  * weight row in the lanes, so every (weight row, activation row) pair ends
@@ -16,25 +16,36 @@
  *   64 vpdpbusd (the products), 16 vpdpwssd (sub-block scales), 4 vpdpwssd
  *   (mins), 2 conversions and 2 float multiply-adds.
  *
+ * The packed weights are bytes, one per weight (the codes unpacked: no
+ * shifts or masks in the inner loop); the buffer is per task, so its size
+ * costs cache, not memory.  In every layout below, "word k of row r" is
+ * the row's elements 4k..4k+3 of the block, one byte each, and the 16
+ * rows' words k are one 64-byte vector.
+ *
  * Packed Q4_K group (16 weight rows; rows past the matrix are zero), per
  * 256-element block, Q4K_GROUP_BLOCK bytes:
  *     0   float d[16]            the rows' d
  *     64  float dmin[16]         the rows' dmin
  *     128 uint8 sc[8][16]        sub-block j's 6-bit scale of row r
  *     256 uint8 mn[4][16][2]     (min 2i, min 2i+1) of row r
- *     384 uint32 qs[32][16]      word k = 8c+i of row r: the row's qs bytes
- *                                32c+4i..32c+4i+3 unchanged, i.e. low
- *                                nibbles = elements 64c+4i.. (sub-block 2c),
- *                                high nibbles = elements 64c+32+4i..
- *                                (sub-block 2c+1)
+ *     384 uint32 qs[64][16]      word k of row r, codes 0..15
  * The products of one sub-block are summed over 16 elements (four words)
  * at a time: at most 16 * 15 * 127 = 30480, so the int32 sum is also a
  * valid int16 and vpdpwssd against (scale, 0) word pairs multiplies it by
  * the scale exactly.
  *
- * Activation rows: the Q8_K blocks (as pgi_quantize_q8_k_avx2 writes them)
- * followed by int16 sums of each 32-element sub-block, [block][8], so the
- * min term is one vpdpwssd per pair of sub-blocks.
+ * Packed Q6_K group, per block, Q6K_GROUP_BLOCK bytes:
+ *     0   float d[16]
+ *     64  int8 sc[16][16]        sub-block j's scale of row r
+ *     320 int16 bias[8][16][2]   (-32 sc[2i], -32 sc[2i+1]) of row r
+ *     832 uint32 qs[64][16]      word k of row r, codes 0..63 (stored +32)
+ * A sub-block (16 elements) sums to at most 16 * 63 * 127, past int16, so
+ * it is multiplied by its scale with vpmulld; the +32 of the codes is
+ * taken out by vpdpwssd of the bias pairs with the Q8_K bsums.
+ *
+ * Activation rows: Q8_K blocks (as pgi_quantize_q8_k_avx2 writes them);
+ * for Q4_K followed by int16 sums of each 32-element sub-block,
+ * [block][8], so the min term is one vpdpwssd per pair of sub-blocks.
  *
  * The packing is done by matmul.c per task (a chunk of weight rows, packed
  * once and used for every activation row of the product), into a buffer
@@ -63,7 +74,7 @@
 #define Q4K_OFF_SC 128
 #define Q4K_OFF_MN 256
 #define Q4K_OFF_QS 384
-#define Q4K_GROUP_BLOCK (Q4K_OFF_QS + 32 * 64)
+#define Q4K_GROUP_BLOCK (Q4K_OFF_QS + 64 * 64)
 
 static size_t
 q4k_group_bytes(int64_t cols)
@@ -97,8 +108,16 @@ q4k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
                 g[Q4K_OFF_SC + 16 * j + r] = sc;
                 g[Q4K_OFF_MN + 32 * (j / 2) + 2 * r + (j % 2)] = m;
             }
-            for (int k = 0; k < 32; k++)
-                memcpy(&qs[16 * k + r], blk->qs + 4 * k, 4);
+            for (int c = 0; c < 4; c++)
+                for (int i = 0; i < 8; i++)
+                {
+                    /* elements 64c+4i.. (low nibbles), 64c+32+4i.. (high) */
+                    uint32_t v;
+
+                    memcpy(&v, blk->qs + 32 * c + 4 * i, 4);
+                    qs[16 * (16 * c + i) + r] = v & 0x0f0f0f0fu;
+                    qs[16 * (16 * c + 8 + i) + r] = (v >> 4) & 0x0f0f0f0fu;
+                }
         }
     }
 }
@@ -140,7 +159,6 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
 {
     const int64_t nb = cols / PGI_QK_K;
     const size_t so = q4k_x_sums_offset(cols);
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 f[TILE_COLS];
     const int8_t *xp[TILE_COLS];
 
@@ -157,30 +175,25 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
             xp[c] = ((const pgi_block_q8_k *) (x + c * xs))[b].qs;
             S[c] = _mm512_setzero_si512();
         }
-        for (int ch = 0; ch < 4; ch++)
+        for (int j = 0; j < 8; j++)
         {
-            _Pragma("GCC unroll 2") for (int hi = 0; hi < 2; hi++)
+            __m512i scv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (gb + Q4K_OFF_SC + 16 * j)));
+
+            _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++)
             {
-                __m512i scv = _mm512_cvtepu8_epi32(
-                    _mm_loadu_si128((const __m128i *) (gb + Q4K_OFF_SC + 16 * (2 * ch + hi))));
+                __m512i h[TILE_COLS];
 
-                _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++)
+                for (int c = 0; c < C; c++)
+                    h[c] = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
                 {
-                    __m512i h[TILE_COLS];
+                    int k = 8 * j + 4 * half + i;
+                    __m512i wv = _mm512_loadu_si512((const void *) (wq + k));
 
-                    for (int c = 0; c < C; c++)
-                        h[c] = _mm512_setzero_si512();
-                    _Pragma("GCC unroll 4") for (int i = 4 * half; i < 4 * half + 4; i++)
-                    {
-                        __m512i raw = _mm512_loadu_si512((const void *) (wq + 8 * ch + i));
-                        __m512i wv = hi ? _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4)
-                                        : _mm512_and_si512(raw, low4);
-
-                        Q4K_DP(64 * ch + 32 * hi + 4 * i);
-                    }
-                    for (int c = 0; c < C; c++)
-                        S[c] = _mm512_dpwssd_epi32(S[c], h[c], scv);
+                    Q4K_DP(4 * k);
                 }
+                for (int c = 0; c < C; c++)
+                    S[c] = _mm512_dpwssd_epi32(S[c], h[c], scv);
             }
         }
         {
@@ -214,24 +227,148 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
             _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
 }
 
-PACKED_FN void
-q4k_tile_entry(int64_t cols, const uint8_t *g, size_t ws, const uint8_t *x, size_t xs,
-               float *out, size_t os, int nr, int nc)
+/* Entry points: the column count as a constant, so the tiles' loops over
+ * columns unroll and their accumulators stay in registers. */
+#define TILE_ENTRY(NAME, TILE)                                                            \
+    PACKED_FN void NAME(int64_t cols, const uint8_t *g, size_t ws, const uint8_t *x,     \
+                        size_t xs, float *out, size_t os, int nr, int nc)                \
+    {                                                                                     \
+        (void) ws;                                                                        \
+        switch (nc)                                                                       \
+        {                                                                                 \
+            case 8: TILE(cols, g, x, xs, out, os, nr, 8); break;                          \
+            case 7: TILE(cols, g, x, xs, out, os, nr, 7); break;                          \
+            case 6: TILE(cols, g, x, xs, out, os, nr, 6); break;                          \
+            case 5: TILE(cols, g, x, xs, out, os, nr, 5); break;                          \
+            case 4: TILE(cols, g, x, xs, out, os, nr, 4); break;                          \
+            case 3: TILE(cols, g, x, xs, out, os, nr, 3); break;                          \
+            case 2: TILE(cols, g, x, xs, out, os, nr, 2); break;                          \
+            case 1: TILE(cols, g, x, xs, out, os, nr, 1); break;                          \
+            default: break;                                                               \
+        }                                                                                 \
+    }
+
+/* ------------------------------------------------------------ Q6_K */
+
+#define Q6K_OFF_D 0
+#define Q6K_OFF_SC 64
+#define Q6K_OFF_BIAS 320
+#define Q6K_OFF_QS 832
+#define Q6K_GROUP_BLOCK (Q6K_OFF_QS + 64 * 64)
+
+static size_t
+q6k_group_bytes(int64_t cols)
 {
-    (void) ws;
-    switch (nc)
+    return (size_t) (cols / PGI_QK_K) * Q6K_GROUP_BLOCK;
+}
+
+static void
+q6k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
+{
+    int64_t nb = cols / PGI_QK_K;
+
+    memset(dst, 0, q6k_group_bytes(cols));
+    for (int r = 0; r < nr; r++)
     {
-        case 8: q4k_tile(cols, g, x, xs, out, os, nr, 8); break;
-        case 7: q4k_tile(cols, g, x, xs, out, os, nr, 7); break;
-        case 6: q4k_tile(cols, g, x, xs, out, os, nr, 6); break;
-        case 5: q4k_tile(cols, g, x, xs, out, os, nr, 5); break;
-        case 4: q4k_tile(cols, g, x, xs, out, os, nr, 4); break;
-        case 3: q4k_tile(cols, g, x, xs, out, os, nr, 3); break;
-        case 2: q4k_tile(cols, g, x, xs, out, os, nr, 2); break;
-        case 1: q4k_tile(cols, g, x, xs, out, os, nr, 1); break;
-        default: break;
+        const pgi_block_q6_k *row = (const pgi_block_q6_k *) (w + (size_t) r * ws);
+
+        for (int64_t b = 0; b < nb; b++)
+        {
+            uint8_t *g = dst + b * Q6K_GROUP_BLOCK;
+            const pgi_block_q6_k *blk = row + b;
+            uint32_t *qs = (uint32_t *) (g + Q6K_OFF_QS);
+            int16_t *bias = (int16_t *) (g + Q6K_OFF_BIAS);
+            uint8_t codes[PGI_QK_K];
+
+            ((float *) (g + Q6K_OFF_D))[r] = pgi_f16_to_f32(blk->d);
+            for (int j = 0; j < 16; j++)
+            {
+                g[Q6K_OFF_SC + 16 * j + r] = (uint8_t) blk->scales[j];
+                bias[32 * (j / 2) + 2 * r + (j % 2)] = (int16_t) (-32 * blk->scales[j]);
+            }
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 32; l++)
+                {
+                    const uint8_t *ql = blk->ql + 64 * h, *qh = blk->qh + 32 * h;
+                    uint8_t *e = codes + 128 * h;
+
+                    e[l] = (uint8_t) ((ql[l] & 0x0f) | ((qh[l] & 3) << 4));
+                    e[l + 32] = (uint8_t) ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4));
+                    e[l + 64] = (uint8_t) ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                    e[l + 96] = (uint8_t) ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                }
+            for (int k = 0; k < 64; k++)
+                memcpy(&qs[16 * k + r], codes + 4 * k, 4);
+        }
     }
 }
+
+PACKED_INLINE void
+q6k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
+         int nr, const int C)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    __m512 f[TILE_COLS];
+    const int8_t *xp[TILE_COLS];
+
+    for (int c = 0; c < C; c++)
+        f[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *gb = g + b * Q6K_GROUP_BLOCK;
+        const __m512i *wq = (const __m512i *) (gb + Q6K_OFF_QS);
+        __m512i S[TILE_COLS];
+
+        for (int c = 0; c < C; c++)
+        {
+            xp[c] = ((const pgi_block_q8_k *) (x + c * xs))[b].qs;
+            S[c] = _mm512_setzero_si512();
+        }
+        /* the codes' offset: S = -32 * sum_j scale_j * (sum of x in j) */
+        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+        {
+            __m512i bv = _mm512_loadu_si512((const void *) (gb + Q6K_OFF_BIAS + 64 * i));
+
+            for (int c = 0; c < C; c++)
+                S[c] = _mm512_dpwssd_epi32(S[c], bv, _mm512_set1_epi32(
+                    *(const int32_t *) (((const pgi_block_q8_k *) (x + c * xs))[b].bsums + 2 * i)));
+        }
+        for (int j = 0; j < 16; j++)
+        {
+            __m512i scv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (gb + Q6K_OFF_SC + 16 * j)));
+            __m512i h[TILE_COLS];
+
+            for (int c = 0; c < C; c++)
+                h[c] = _mm512_setzero_si512();
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+            {
+                __m512i wv = _mm512_loadu_si512((const void *) (wq + 4 * j + i));
+
+                _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)
+                    h[c] = _mm512_dpbusd_epi32(h[c], wv, _mm512_set1_epi32(*(const int32_t *) (xp[c] + 16 * j + 4 * i)));
+            }
+            for (int c = 0; c < C; c++)
+                S[c] = _mm512_add_epi32(S[c], _mm512_mullo_epi32(h[c], scv));
+        }
+        {
+            const __m512 dv = _mm512_loadu_ps((const float *) (gb + Q6K_OFF_D));
+
+            for (int c = 0; c < C; c++)
+                f[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]),
+                                       _mm512_mul_ps(dv, _mm512_set1_ps(((const pgi_block_q8_k *) (x + c * xs))[b].d)),
+                                       f[c]);
+        }
+    }
+    if (nr == GROUP_ROWS)
+        for (int c = 0; c < C; c++)
+            _mm512_storeu_ps(out + c * os, f[c]);
+    else
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
+}
+
+TILE_ENTRY(q4k_tile_entry, q4k_tile)
+TILE_ENTRY(q6k_tile_entry, q6k_tile)
 
 bool
 pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
@@ -246,6 +383,13 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
                 .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
                 .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
                 .name = "AVX-512 VNNI q4_k packed 16x8"};
+            return true;
+        case PGI_TYPE_Q6_K:
+            *k = (pgi_packed_kernel) {
+                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_bytes = q6k_group_bytes, .pack = q6k_pack, .tile = q6k_tile_entry,
+                .quantize = pgi_quantize_q8_k_avx2, .x_row_bytes = NULL,
+                .name = "AVX-512 VNNI q6_k packed 16x8"};
             return true;
         default:
             return false;
