@@ -367,7 +367,119 @@ q6k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
             _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
 }
 
+/* ------------------------------------------------------------ Q8_0 */
+
+#define Q80_OFF_D 0
+#define Q80_OFF_QS 64
+#define Q80_GROUP_BLOCK (Q80_OFF_QS + 8 * 64)
+
+static size_t
+q80_group_bytes(int64_t cols)
+{
+    return (size_t) (cols / PGI_QK8_0) * Q80_GROUP_BLOCK;
+}
+
+static void
+q80_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
+{
+    int64_t nb = cols / PGI_QK8_0;
+
+    memset(dst, 0, q80_group_bytes(cols));
+    for (int r = 0; r < nr; r++)
+    {
+        const pgi_block_q8_0 *row = (const pgi_block_q8_0 *) (w + (size_t) r * ws);
+
+        for (int64_t b = 0; b < nb; b++)
+        {
+            uint8_t *g = dst + b * Q80_GROUP_BLOCK;
+            uint32_t *qs = (uint32_t *) (g + Q80_OFF_QS);
+
+            ((float *) (g + Q80_OFF_D))[r] = pgi_f16_to_f32(row[b].d);
+            for (int i = 0; i < 8; i++)
+            {
+                uint32_t v;
+
+                memcpy(&v, row[b].qs + 4 * i, 4);
+                qs[16 * i + r] = v ^ 0x80808080u;      /* w + 128, unsigned */
+            }
+        }
+    }
+}
+
+/* Activation rows: pgi_quantize_q8_0_avx2's (Q8_0 blocks, then each
+ * block's scale as a float), then each block's -128 * sum(x) as int32: the
+ * start of its sum, taking out the weights' +128. */
+static size_t
+q80_x_corr_offset(int64_t cols)
+{
+    return pgi_q8_0_scales_offset(cols) + (size_t) (cols / 32) * sizeof(float);
+}
+
+static size_t
+q80_x_row_bytes(int64_t cols)
+{
+    return (q80_x_corr_offset(cols) + (size_t) (cols / 32) * sizeof(int32_t) + 63) & ~(size_t) 63;
+}
+
+static void
+q80_quantize(const float *x, void *dst, int64_t n)
+{
+    const pgi_block_q8_0 *blocks = dst;
+    int32_t *corr = (int32_t *) ((uint8_t *) dst + q80_x_corr_offset(n));
+
+    pgi_quantize_q8_0_avx2(x, dst, n);
+    for (int64_t b = 0; b < n / 32; b++)
+    {
+        int32_t sum = 0;
+
+        for (int i = 0; i < 32; i++)
+            sum += blocks[b].qs[i];
+        corr[b] = -128 * sum;
+    }
+}
+
+PACKED_INLINE void
+q80_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
+         int nr, const int C)
+{
+    const int64_t nb = cols / PGI_QK8_0;
+    const size_t so = pgi_q8_0_scales_offset(cols), co = q80_x_corr_offset(cols);
+    __m512 f[TILE_COLS];
+
+    for (int c = 0; c < C; c++)
+        f[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *gb = g + b * Q80_GROUP_BLOCK;
+        const __m512i *wq = (const __m512i *) (gb + Q80_OFF_QS);
+        const __m512 dv = _mm512_loadu_ps((const float *) (gb + Q80_OFF_D));
+        __m512i h[TILE_COLS];
+
+        for (int c = 0; c < C; c++)
+            h[c] = _mm512_set1_epi32(((const int32_t *) (x + c * xs + co))[b]);
+        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+        {
+            __m512i wv = _mm512_loadu_si512((const void *) (wq + i));
+
+            _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)
+                h[c] = _mm512_dpbusd_epi32(h[c], wv, _mm512_set1_epi32(
+                    *(const int32_t *) (((const pgi_block_q8_0 *) (x + c * xs))[b].qs + 4 * i)));
+        }
+        for (int c = 0; c < C; c++)
+            f[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h[c]),
+                                   _mm512_mul_ps(dv, _mm512_set1_ps(((const float *) (x + c * xs + so))[b])),
+                                   f[c]);
+    }
+    if (nr == GROUP_ROWS)
+        for (int c = 0; c < C; c++)
+            _mm512_storeu_ps(out + c * os, f[c]);
+    else
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
+}
+
 TILE_ENTRY(q4k_tile_entry, q4k_tile)
+TILE_ENTRY(q80_tile_entry, q80_tile)
 TILE_ENTRY(q6k_tile_entry, q6k_tile)
 
 bool
@@ -383,6 +495,13 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
                 .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
                 .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
                 .name = "AVX-512 VNNI q4_k packed 16x8"};
+            return true;
+        case PGI_TYPE_Q8_0:
+            *k = (pgi_packed_kernel) {
+                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_bytes = q80_group_bytes, .pack = q80_pack, .tile = q80_tile_entry,
+                .quantize = q80_quantize, .x_row_bytes = q80_x_row_bytes,
+                .name = "AVX-512 VNNI q8_0 packed 16x8"};
             return true;
         case PGI_TYPE_Q6_K:
             *k = (pgi_packed_kernel) {
