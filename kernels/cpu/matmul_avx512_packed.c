@@ -55,6 +55,7 @@
  */
 #include "cpu_internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -67,13 +68,87 @@
 #define GROUP_ROWS 16
 #define TILE_COLS 8
 
+/* Packing: 16 rows' words are loaded and transposed (below) so that one
+ * vector holds the same word of each row; rows past nr are zeros.
+ * (vpgatherdd did the same at three times the cost here.) */
+
+/* The half-precision value at offset `at` of each row, as 16 floats. */
+PACKED_INLINE __m512
+rows_half(const uint8_t *w, size_t ws, int nr, size_t at)
+{
+    uint16_t h[16] = {0};
+
+    for (int r = 0; r < nr; r++)
+        memcpy(&h[r], w + (size_t) r * ws + at, 2);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) h));
+}
+
+/* The halves of 16 words as 16 floats: the low (high) 16 bits of each lane
+ * read as half precision. */
+PACKED_INLINE __m512
+low_halves(__m512i v)
+{
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
+PACKED_INLINE __m512
+high_halves(__m512i v)
+{
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+}
+
+/* 16 rows' 64 bytes from offset `at` (rows past nr: zeros; words outside
+ * `words` neither read nor used), transposed: out[w] lane r = word w of
+ * row r. */
+PACKED_INLINE void
+load_transposed_words(const uint8_t *w, size_t ws, int nr, size_t at, __mmask16 words, __m512i out[16])
+{
+    __m512i a[16], b[16];
+
+    for (int r = 0; r < 16; r++)
+        b[r] = r < nr ? _mm512_maskz_loadu_epi32(words, (const void *) (w + (size_t) r * ws + at))
+                      : _mm512_setzero_si512();
+    for (int i = 0; i < 8; i++)
+    {
+        a[2 * i] = _mm512_unpacklo_epi32(b[2 * i], b[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(b[2 * i], b[2 * i + 1]);
+    }
+    /* b[4g + k], 128-bit lane L: word 4L + k of rows 4g..4g+3 */
+    for (int g = 0; g < 4; g++)
+    {
+        b[4 * g + 0] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+        b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+        b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+        b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+    }
+    /* then a 4 x 4 transpose of 128-bit lanes for each k */
+    for (int k = 0; k < 4; k++)
+    {
+        __m512i c0 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c1 = _mm512_shuffle_i32x4(b[k], b[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
+
+        out[k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(2, 0, 2, 0));
+        out[4 + k] = _mm512_shuffle_i32x4(c0, c2, _MM_SHUFFLE(3, 1, 3, 1));
+        out[8 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(2, 0, 2, 0));
+        out[12 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+PACKED_INLINE void
+load_transposed(const uint8_t *w, size_t ws, int nr, size_t at, __m512i out[16])
+{
+    load_transposed_words(w, ws, nr, at, 0xffff, out);
+}
+
 /* ------------------------------------------------------------ Q4_K */
 
 #define Q4K_OFF_D 0
 #define Q4K_OFF_DMIN 64
 #define Q4K_OFF_SC 128
-#define Q4K_OFF_MN 256
-#define Q4K_OFF_QS 384
+#define Q4K_OFF_MN 640
+#define Q4K_OFF_QS 896
 #define Q4K_GROUP_BLOCK (Q4K_OFF_QS + 64 * 64)
 
 static size_t
@@ -82,42 +157,59 @@ q4k_group_bytes(int64_t cols)
     return (size_t) (cols / PGI_QK_K) * Q4K_GROUP_BLOCK;
 }
 
-static void
+PACKED_FN void
 q4k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
 {
-    int64_t nb = cols / PGI_QK_K;
+    const int64_t nb = cols / PGI_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi8(0x3f);
+    const __m512i top2 = _mm512_set1_epi8(0x03), byte0 = _mm512_set1_epi32(0xff);
 
-    memset(dst, 0, q4k_group_bytes(cols));
-    for (int r = 0; r < nr; r++)
+    for (int64_t b = 0; b < nb; b++)
     {
-        const pgi_block_q4_k *row = (const pgi_block_q4_k *) (w + (size_t) r * ws);
+        const uint8_t *src = w + b * sizeof(pgi_block_q4_k);
+        uint8_t *g = dst + b * Q4K_GROUP_BLOCK;
+        __m512i head[16];       /* words 0..3: d and dmin, scales[0..11] */
+        __m512i dd, u0, u1, u2;
+        /* the 6-bit scales (mins) of sub-blocks 0..3 and 4..7, a byte each */
+        __m512i sc[2], mn[2];
 
-        for (int64_t b = 0; b < nb; b++)
+        load_transposed_words(src, ws, nr, 0, 0x000f, head);
+        dd = head[0], u0 = head[1], u1 = head[2], u2 = head[3];
+        _mm512_storeu_ps(g + Q4K_OFF_D, low_halves(dd));
+        _mm512_storeu_ps(g + Q4K_OFF_DMIN, high_halves(dd));
+        sc[0] = _mm512_and_si512(u0, low6);
+        mn[0] = _mm512_and_si512(u1, low6);
+        sc[1] = _mm512_or_si512(_mm512_and_si512(u2, low4),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), top2), 4));
+        mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), low4),
+                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), top2), 4));
+        for (int j = 0; j < 8; j++)
+            _mm512_storeu_si512(g + Q4K_OFF_SC + 64 * j,
+                                _mm512_and_si512(_mm512_srli_epi32(sc[j / 4], 8 * (j % 4)), byte0));
+        for (int i = 0; i < 4; i++)
         {
-            uint8_t *g = dst + b * Q4K_GROUP_BLOCK;
-            const pgi_block_q4_k *blk = row + b;
-            uint32_t *qs = (uint32_t *) (g + Q4K_OFF_QS);
+            __m512i v = _mm512_srli_epi32(mn[i / 2], 16 * (i % 2));
 
-            ((float *) (g + Q4K_OFF_D))[r] = pgi_f16_to_f32(blk->d);
-            ((float *) (g + Q4K_OFF_DMIN))[r] = pgi_f16_to_f32(blk->dmin);
-            for (int j = 0; j < 8; j++)
+            /* (min 2i, min 2i+1) as two int16 */
+            _mm512_storeu_si512(g + Q4K_OFF_MN + 64 * i,
+                                _mm512_or_si512(_mm512_and_si512(v, byte0),
+                                                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 8), byte0), 16)));
+        }
+        for (int half = 0; half < 2; half++)
+        {
+            __m512i t[16];
+
+            load_transposed(w + b * sizeof(pgi_block_q4_k), ws, nr,
+                            offsetof(pgi_block_q4_k, qs) + 64 * half, t);
+            for (int n = 0; n < 16; n++)
             {
-                uint8_t sc, m;
+                /* qs word 8c + i: elements 64c+4i.. (low nibbles), 64c+32+4i.. (high) */
+                int c = 2 * half + n / 8, i = n % 8;
 
-                pgi_q4_k_scale_min(blk->scales, j, &sc, &m);
-                g[Q4K_OFF_SC + 16 * j + r] = sc;
-                g[Q4K_OFF_MN + 32 * (j / 2) + 2 * r + (j % 2)] = m;
+                _mm512_storeu_si512(g + Q4K_OFF_QS + 64 * (16 * c + i), _mm512_and_si512(t[n], low4));
+                _mm512_storeu_si512(g + Q4K_OFF_QS + 64 * (16 * c + 8 + i),
+                                    _mm512_and_si512(_mm512_srli_epi16(t[n], 4), low4));
             }
-            for (int c = 0; c < 4; c++)
-                for (int i = 0; i < 8; i++)
-                {
-                    /* elements 64c+4i.. (low nibbles), 64c+32+4i.. (high) */
-                    uint32_t v;
-
-                    memcpy(&v, blk->qs + 32 * c + 4 * i, 4);
-                    qs[16 * (16 * c + i) + r] = v & 0x0f0f0f0fu;
-                    qs[16 * (16 * c + 8 + i) + r] = (v >> 4) & 0x0f0f0f0fu;
-                }
         }
     }
 }
@@ -177,7 +269,7 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
         }
         for (int j = 0; j < 8; j++)
         {
-            __m512i scv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (gb + Q4K_OFF_SC + 16 * j)));
+            __m512i scv = _mm512_loadu_si512((const void *) (gb + Q4K_OFF_SC + 64 * j));
 
             _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++)
             {
@@ -202,7 +294,7 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
             __m512i mv[4];
 
             for (int i = 0; i < 4; i++)
-                mv[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *) (gb + Q4K_OFF_MN + 32 * i)));
+                mv[i] = _mm512_loadu_si512((const void *) (gb + Q4K_OFF_MN + 64 * i));
             for (int c = 0; c < C; c++)
             {
                 const uint8_t *xr = x + c * xs;
@@ -252,8 +344,8 @@ q4k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
 
 #define Q6K_OFF_D 0
 #define Q6K_OFF_SC 64
-#define Q6K_OFF_BIAS 320
-#define Q6K_OFF_QS 832
+#define Q6K_OFF_BIAS 1088
+#define Q6K_OFF_QS 1600
 #define Q6K_GROUP_BLOCK (Q6K_OFF_QS + 64 * 64)
 
 static size_t
@@ -262,44 +354,65 @@ q6k_group_bytes(int64_t cols)
     return (size_t) (cols / PGI_QK_K) * Q6K_GROUP_BLOCK;
 }
 
-static void
+PACKED_FN void
 q6k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
 {
-    int64_t nb = cols / PGI_QK_K;
+    const int64_t nb = cols / PGI_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
+    const __m512i word0 = _mm512_set1_epi32(0xffff);
 
-    memset(dst, 0, q6k_group_bytes(cols));
-    for (int r = 0; r < nr; r++)
+    for (int64_t b = 0; b < nb; b++)
     {
-        const pgi_block_q6_k *row = (const pgi_block_q6_k *) (w + (size_t) r * ws);
+        const uint8_t *src = w + b * sizeof(pgi_block_q6_k);
+        const size_t ql = offsetof(pgi_block_q6_k, ql), qh = offsetof(pgi_block_q6_k, qh);
+        const size_t scales = offsetof(pgi_block_q6_k, scales);
+        uint8_t *g = dst + b * Q6K_GROUP_BLOCK;
+        __m512i sc[16];
 
-        for (int64_t b = 0; b < nb; b++)
+        __m512i sw[16];
+
+        _mm512_storeu_ps(g + Q6K_OFF_D, rows_half(src, ws, nr, offsetof(pgi_block_q6_k, d)));
+        load_transposed_words(src, ws, nr, scales, 0x000f, sw);
+        for (int q = 0; q < 4; q++)
         {
-            uint8_t *g = dst + b * Q6K_GROUP_BLOCK;
-            const pgi_block_q6_k *blk = row + b;
-            uint32_t *qs = (uint32_t *) (g + Q6K_OFF_QS);
-            int16_t *bias = (int16_t *) (g + Q6K_OFF_BIAS);
-            uint8_t codes[PGI_QK_K];
+            __m512i v = sw[q];
 
-            ((float *) (g + Q6K_OFF_D))[r] = pgi_f16_to_f32(blk->d);
-            for (int j = 0; j < 16; j++)
+            for (int k = 0; k < 4; k++)
             {
-                g[Q6K_OFF_SC + 16 * j + r] = (uint8_t) blk->scales[j];
-                bias[32 * (j / 2) + 2 * r + (j % 2)] = (int16_t) (-32 * blk->scales[j]);
+                sc[4 * q + k] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * k), 24);
+                _mm512_storeu_si512(g + Q6K_OFF_SC + 64 * (4 * q + k), sc[4 * q + k]);
             }
-            for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 32; l++)
-                {
-                    const uint8_t *ql = blk->ql + 64 * h, *qh = blk->qh + 32 * h;
-                    uint8_t *e = codes + 128 * h;
-
-                    e[l] = (uint8_t) ((ql[l] & 0x0f) | ((qh[l] & 3) << 4));
-                    e[l + 32] = (uint8_t) ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4));
-                    e[l + 64] = (uint8_t) ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-                    e[l + 96] = (uint8_t) ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
-                }
-            for (int k = 0; k < 64; k++)
-                memcpy(&qs[16 * k + r], codes + 4 * k, 4);
         }
+        for (int i = 0; i < 8; i++)
+        {
+            /* (-32 scale 2i, -32 scale 2i+1) as two int16 */
+            __m512i lo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * i], 5));
+            __m512i hi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * i + 1], 5));
+
+            _mm512_storeu_si512(g + Q6K_OFF_BIAS + 64 * i,
+                                _mm512_or_si512(_mm512_and_si512(lo, word0), _mm512_slli_epi32(hi, 16)));
+        }
+        __m512i tl[32], th[16];
+
+        load_transposed(src, ws, nr, ql, tl);
+        load_transposed(src, ws, nr, ql + 64, tl + 16);
+        load_transposed(src, ws, nr, qh, th);
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 8; i++)
+            {
+                __m512i a = tl[16 * h + i], c = tl[16 * h + 8 + i], t = th[8 * h + i];
+                __m512i e[4];
+
+                e[0] = _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_slli_epi16(_mm512_and_si512(t, two), 4));
+                e[1] = _mm512_or_si512(_mm512_and_si512(c, low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 2), two), 4));
+                e[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 4), two), 4));
+                e[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 6), two), 4));
+                for (int q = 0; q < 4; q++)
+                    _mm512_storeu_si512(g + Q6K_OFF_QS + 64 * (32 * h + 8 * q + i), e[q]);
+            }
     }
 }
 
@@ -335,7 +448,7 @@ q6k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
         }
         for (int j = 0; j < 16; j++)
         {
-            __m512i scv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (gb + Q6K_OFF_SC + 16 * j)));
+            __m512i scv = _mm512_loadu_si512((const void *) (gb + Q6K_OFF_SC + 64 * j));
             __m512i h[TILE_COLS];
 
             for (int c = 0; c < C; c++)
@@ -379,30 +492,23 @@ q80_group_bytes(int64_t cols)
     return (size_t) (cols / PGI_QK8_0) * Q80_GROUP_BLOCK;
 }
 
-static void
+PACKED_FN void
 q80_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
 {
-    int64_t nb = cols / PGI_QK8_0;
+    const int64_t nb = cols / PGI_QK8_0;
+    const __m512i flip = _mm512_set1_epi8((char) 0x80);
 
-    memset(dst, 0, q80_group_bytes(cols));
-    for (int r = 0; r < nr; r++)
+    for (int64_t b = 0; b < nb; b++)
     {
-        const pgi_block_q8_0 *row = (const pgi_block_q8_0 *) (w + (size_t) r * ws);
+        const uint8_t *src = w + b * sizeof(pgi_block_q8_0);
+        uint8_t *g = dst + b * Q80_GROUP_BLOCK;
 
-        for (int64_t b = 0; b < nb; b++)
-        {
-            uint8_t *g = dst + b * Q80_GROUP_BLOCK;
-            uint32_t *qs = (uint32_t *) (g + Q80_OFF_QS);
+        __m512i t[16];
 
-            ((float *) (g + Q80_OFF_D))[r] = pgi_f16_to_f32(row[b].d);
-            for (int i = 0; i < 8; i++)
-            {
-                uint32_t v;
-
-                memcpy(&v, row[b].qs + 4 * i, 4);
-                qs[16 * i + r] = v ^ 0x80808080u;      /* w + 128, unsigned */
-            }
-        }
+        _mm512_storeu_ps(g + Q80_OFF_D, rows_half(src, ws, nr, 0));
+        load_transposed_words(src, ws, nr, offsetof(pgi_block_q8_0, qs), 0x00ff, t);
+        for (int i = 0; i < 8; i++)      /* w + 128, unsigned */
+            _mm512_storeu_si512(g + Q80_OFF_QS + 64 * i, _mm512_xor_si512(t[i], flip));
     }
 }
 
