@@ -95,10 +95,12 @@ bool pgi_matmul_kernel_avx512(uint32_t weight_type, pgi_matmul_kernel *kernel);
  * (nr <= group_rows real rows, the rest zero) into group_bytes(cols) per
  * group, then calls tile() with w = one packed group (w_stride unused),
  * nr <= group_rows, nc <= tile_cols.  Used from min_x_rows activation rows
- * on; below that the kernels above read the weights in place.  false when
- * the type has none at this CPU. */
+ * on; below that the kernels above read the weights in place.  A task
+ * packs chunk_rows weight rows (a multiple of group_rows).  false when the
+ * type has none at this CPU. */
 typedef struct pgi_packed_kernel {
     int group_rows;
+    int chunk_rows;
     int tile_cols;
     int min_x_rows;
     size_t (*group_bytes)(int64_t cols);

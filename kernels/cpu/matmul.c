@@ -499,10 +499,6 @@ matmul_part(void *arg, int thread_index, int n_threads)
     }
 }
 
-/* Weight rows per packed task: enough to amortize the packing, small
- * enough that both threads get several tasks and the packed chunk stays in
- * the level-2 cache while the activation rows stream past it. */
-#define PACKED_ROW_CHUNK 64
 
 static bool
 select_kernel(uint32_t type, pgi_matmul_kernel *k)
@@ -556,7 +552,7 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
         job.kernel.tile_rows = job.pk.group_rows;
         job.kernel.tile_cols = job.pk.tile_cols;
         job.group_bytes = (job.pk.group_bytes(w->cols) + 63) & ~(size_t) 63;
-        job.pack_stride = job.group_bytes * (PACKED_ROW_CHUNK / job.pk.group_rows);
+        job.pack_stride = job.group_bytes * (size_t) (job.pk.chunk_rows / job.pk.group_rows);
     }
     job.w = w->device != NULL ? w->device : w->host;
     job.rows = w->rows;
@@ -622,8 +618,8 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
         job.n_tasks = job.n_row_chunks * job.n_x_blocks;
         if (job.packed)
         {
-            job.row_chunk = PACKED_ROW_CHUNK;
-            job.n_row_chunks = (w->rows + PACKED_ROW_CHUNK - 1) / PACKED_ROW_CHUNK;
+            job.row_chunk = job.pk.chunk_rows;
+            job.n_row_chunks = (w->rows + job.row_chunk - 1) / job.row_chunk;
             job.n_tasks = job.n_row_chunks;
         }
         atomic_init(&job.next_task, 0);

@@ -67,6 +67,10 @@
 
 #define GROUP_ROWS 16
 #define TILE_COLS 8
+/* Weight rows per task (packed once, then used for every activation row):
+ * enough to amortize the packing, few enough that both threads get several
+ * tasks and the packed chunk stays in the level-2 cache. */
+#define CHUNK_ROWS 64
 
 /* Packing: 16 rows' words are loaded and transposed (below) so that one
  * vector holds the same word of each row; rows past nr are zeros.
@@ -97,17 +101,13 @@ high_halves(__m512i v)
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 }
 
-/* 16 rows' 64 bytes from offset `at` (rows past nr: zeros; words outside
- * `words` neither read nor used), transposed: out[w] lane r = word w of
- * row r. */
+/* out[w] lane r = lane w of b[r] (a 16 x 16 transpose of 32-bit words);
+ * b is overwritten. */
 PACKED_INLINE void
-load_transposed_words(const uint8_t *w, size_t ws, int nr, size_t at, __mmask16 words, __m512i out[16])
+transpose16(__m512i b[16], __m512i out[16])
 {
-    __m512i a[16], b[16];
+    __m512i a[16];
 
-    for (int r = 0; r < 16; r++)
-        b[r] = r < nr ? _mm512_maskz_loadu_epi32(words, (const void *) (w + (size_t) r * ws + at))
-                      : _mm512_setzero_si512();
     for (int i = 0; i < 8; i++)
     {
         a[2 * i] = _mm512_unpacklo_epi32(b[2 * i], b[2 * i + 1]);
@@ -134,6 +134,20 @@ load_transposed_words(const uint8_t *w, size_t ws, int nr, size_t at, __mmask16 
         out[8 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(2, 0, 2, 0));
         out[12 + k] = _mm512_shuffle_i32x4(c1, c3, _MM_SHUFFLE(3, 1, 3, 1));
     }
+}
+
+/* 16 rows' 64 bytes from offset `at` (rows past nr: zeros; words outside
+ * `words` neither read nor used), transposed: out[w] lane r = word w of
+ * row r. */
+PACKED_INLINE void
+load_transposed_words(const uint8_t *w, size_t ws, int nr, size_t at, __mmask16 words, __m512i out[16])
+{
+    __m512i b[16];
+
+    for (int r = 0; r < 16; r++)
+        b[r] = r < nr ? _mm512_maskz_loadu_epi32(words, (const void *) (w + (size_t) r * ws + at))
+                      : _mm512_setzero_si512();
+    transpose16(b, out);
 }
 
 PACKED_INLINE void
@@ -597,21 +611,21 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
     {
         case PGI_TYPE_Q4_K:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
                 .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
                 .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
                 .name = "AVX-512 VNNI q4_k packed 16x8"};
             return true;
         case PGI_TYPE_Q8_0:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
                 .group_bytes = q80_group_bytes, .pack = q80_pack, .tile = q80_tile_entry,
                 .quantize = q80_quantize, .x_row_bytes = q80_x_row_bytes,
                 .name = "AVX-512 VNNI q8_0 packed 16x8"};
             return true;
         case PGI_TYPE_Q6_K:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
                 .group_bytes = q6k_group_bytes, .pack = q6k_pack, .tile = q6k_tile_entry,
                 .quantize = pgi_quantize_q8_k_avx2, .x_row_bytes = NULL,
                 .name = "AVX-512 VNNI q6_k packed 16x8"};
