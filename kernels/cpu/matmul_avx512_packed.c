@@ -611,21 +611,21 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
     {
         case PGI_TYPE_Q4_K:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 8,
                 .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
                 .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
                 .name = "AVX-512 VNNI q4_k packed 16x8"};
             return true;
         case PGI_TYPE_Q8_0:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 8,
                 .group_bytes = q80_group_bytes, .pack = q80_pack, .tile = q80_tile_entry,
                 .quantize = q80_quantize, .x_row_bytes = q80_x_row_bytes,
                 .name = "AVX-512 VNNI q8_0 packed 16x8"};
             return true;
         case PGI_TYPE_Q6_K:
             *k = (pgi_packed_kernel) {
-                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 16,
+                .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 8,
                 .group_bytes = q6k_group_bytes, .pack = q6k_pack, .tile = q6k_tile_entry,
                 .quantize = pgi_quantize_q8_k_avx2, .x_row_bytes = NULL,
                 .name = "AVX-512 VNNI q6_k packed 16x8"};
