@@ -526,6 +526,16 @@ pgi_cpu_matmul_kernel_name(uint32_t weight_type)
     return select_kernel(weight_type, &k) ? k.name : "none";
 }
 
+const char *
+pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type)
+{
+    pgi_packed_kernel k;
+
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(weight_type, &k))
+        return k.name;
+    return "none";
+}
+
 void
 pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const float *x, int n_rows)
 {
