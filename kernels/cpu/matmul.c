@@ -23,6 +23,11 @@
  * a task a kernel computes tiles of several weight rows by several x rows,
  * so every weight block loaded is used for several x rows and the chunk of
  * weights stays in cache while the x rows stream past it.
+ * From a few x rows on, where the CPU has one (AVX-512 VNNI: Q8_0, Q4_K,
+ * Q6_K), a packed kernel (matmul_avx512_packed.c) is used instead: a task
+ * is a chunk of weight rows, packed into the thread's buffer once and then
+ * multiplied by every x row; decode keeps the kernels that read the mapped
+ * weights in place.
  */
 #include "cpu_internal.h"
 #include "pgi_memory.h"

@@ -5,16 +5,17 @@
  *
  * Why: the kernels of matmul_avx512.c put consecutive elements of one
  * weight row in the lanes, so every (weight row, activation row) pair ends
- * each block with a horizontal step (packing int32 to int16, a vpmaddwd by
- * the sub-block scales, the min term, a float multiply-add) that costs as
- * many of the single port's 512-bit integer multiplies as the products
- * themselves.  With the lanes over 16 weight rows, four consecutive int8
- * activations of one row are broadcast from memory into the vpdpbusd
- * ({1to16}, no extra instruction), each lane sums its own row, and the
- * scale and min steps are vector instructions shared by 16 rows:
- *   per 256-element block, per activation row and 16 weight rows:
- *   64 vpdpbusd (the products), 16 vpdpwssd (sub-block scales), 4 vpdpwssd
- *   (mins), 2 conversions and 2 float multiply-adds.
+ * each block with horizontal steps (packing int32 to int16, a vpmaddwd by
+ * the sub-block scales, the min term, conversions, a float multiply-add)
+ * that cost about as many vector instructions as the products themselves.
+ * With the lanes over 16 weight rows, four consecutive int8 activations of
+ * one row are broadcast (vpbroadcastd from memory, a load), each lane sums
+ * its own row, and the scale and min steps are vector instructions shared
+ * by 16 rows; the 16 results are stored as one vector, no horizontal sum.
+ * Q4_K, per 256-element block, per activation row and 16 weight rows: 64
+ * vpdpbusd (the products), 16 vpdpwssd (sub-block scales), 4 vpdpwssd
+ * (mins), 2 conversions and 3 float operations.  Tiles are 16 weight rows
+ * by 8 activation rows (24 of the 32 registers hold sums).
  *
  * The packed weights are bytes, one per weight (the codes unpacked: no
  * shifts or masks in the inner loop); the buffer is per task, so its size
