@@ -374,9 +374,27 @@ pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, s
 
 /* ------------------------------------------------------------ ops */
 
+/* True when out [n_rows][out_cols] and the quantized x overlap. */
+static bool
+overwrites_xq(const pgi_cuda_backend *cb, const float *out, int n_rows, int64_t out_cols)
+{
+    const float *x = cb->xq_source;
+
+    return x != NULL && out < x + (size_t) cb->xq_rows * (size_t) cb->xq_cols &&
+           x < out + (size_t) n_rows * (size_t) out_cols;
+}
+
 static void
 run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
 {
+    bool product = op->kind == PGI_OP_MATMUL || op->kind == PGI_OP_MATMUL_ADD ||
+                   op->kind == PGI_OP_MATMUL_SILU_GLU;
+
+    /* Any op but a product may write the activations x_int8 holds (rmsnorm
+     * refills it itself); products may reuse it while they run. */
+    if (!product)
+        cb->xq_source = NULL;
+    cb->xq_may_reuse = product;
     switch (op->kind)
     {
         case PGI_OP_EMBED:
@@ -387,6 +405,12 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_MATMUL:
             pgi_cuda_launch_matmul(cb, op->out, &op->w, op->a, op->n_rows);
+            break;
+        case PGI_OP_MATMUL_ADD:
+            pgi_cuda_launch_matmul_add(cb, op->out, &op->w, op->a, op->n_rows);
+            break;
+        case PGI_OP_MATMUL_SILU_GLU:
+            pgi_cuda_launch_matmul_silu_glu(cb, op->out, &op->w, &op->w2, op->a, op->n_rows);
             break;
         case PGI_OP_ADD_BIAS:
             pgi_cuda_launch_add_bias(cb, op->out, &op->w, op->n_rows);
@@ -421,6 +445,9 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             pgi_cuda_note(cb, PGI_ERR_INTERNAL, "unknown CUDA op %d", op->kind);
             break;
     }
+    cb->xq_may_reuse = false;
+    if (product && overwrites_xq(cb, op->out, op->n_rows, op->w.rows))
+        cb->xq_source = NULL;
 }
 
 static void
@@ -499,6 +526,34 @@ cuda_matmul(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int
     op.out = out;
     op.a = x;
     set_wref(&op.w, w);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul_add(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_ADD);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, w);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul_silu_glu(pgi_backend *b, float *out, const pgi_weight *gate, const pgi_weight *up,
+                     const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_SILU_GLU);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, gate);
+    set_wref(&op.w2, up);
     op.n_rows = n_rows;
     dispatch(pgi_as_cuda(b), &op);
 }
@@ -657,6 +712,7 @@ cuda_moe_ffn(pgi_backend *b, float *out, const float *x, const int32_t *ids, con
         leave_graph_mode(cb);
     if (cb->current != NULL)
         cb->current->failures = 3;
+    cb->xq_source = NULL;   /* it writes activations outside run_op */
     pgi_cuda_moe_ffn(cb, out, x, ids, weights, n_tokens, k, experts);
 }
 
@@ -789,6 +845,7 @@ cuda_free(pgi_backend *b, float *p)
         return;
     if (cb->mode != PGI_GRAPH_EAGER)
         leave_graph_mode(cb);
+    cb->xq_source = NULL;   /* the memory may come back as another buffer */
     release_quietly(cudaFree(p));
 }
 
@@ -1040,6 +1097,7 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     cb->h_seq_index = h + off_seq;
     cb->tiles_per_tile_tokens = 0;
     cb->in_step = true;
+    cb->xq_source = NULL;   /* nothing quantized carries over between steps */
     cb->mode = PGI_GRAPH_EAGER;
     cb->current = NULL;
 
@@ -1195,6 +1253,8 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->dequant_scratch));
     if (cb->x_half != NULL)
         release_quietly(cudaFree(cb->x_half));
+    if (cb->glu_scratch != NULL)
+        release_quietly(cudaFree(cb->glu_scratch));
     if (cb->x_int8 != NULL)
         release_quietly(cudaFree(cb->x_int8));
     if (cb->attn_partial != NULL)
@@ -1313,6 +1373,8 @@ static const pgi_backend_ops cuda_ops = {
     cuda_top_k,
     cuda_moe_route,
     cuda_moe_ffn,
+    cuda_matmul_add,
+    cuda_matmul_silu_glu,
 };
 
 static pgi_status

@@ -61,8 +61,19 @@ typedef enum pgi_op_kind {
     PGI_OP_GATHER,
     PGI_OP_GELU_MUL,
     PGI_OP_SCALE,
-    PGI_OP_MOE_ROUTE
+    PGI_OP_MOE_ROUTE,
+    PGI_OP_MATMUL_ADD,        /* out += x w^T */
+    PGI_OP_MATMUL_SILU_GLU    /* out = silu(x gate^T) * (x up^T); up in w2 */
 } pgi_op_kind;
+
+/* What a matrix-vector kernel does with its dot products: a runtime
+ * argument (uniform per launch), so one kernel per type and row count
+ * serves the plain product and both fused epilogues. */
+enum pgi_matvec_mode {
+    PGI_MV_STORE = 0,   /* out = s */
+    PGI_MV_ADD,         /* out += s: the residual add */
+    PGI_MV_SILU_GLU     /* out = silu(s) * s_up: a second weight's product */
+};
 
 /* One queued operation with everything needed to launch it again.  Records
  * are compared byte for byte (they are zeroed before being filled). */
@@ -74,6 +85,7 @@ struct pgi_op_record {
     const float *b;
     const float *c;
     pgi_wref w;               /* the weight; attention: its sinks */
+    pgi_wref w2;              /* matmul_silu_glu: the up weight */
     int64_t n;
     float eps;
     int rope_mode;
@@ -146,8 +158,19 @@ struct pgi_cuda_backend {
     void *dequant_scratch;            /* PGI_CUDA_DEQUANT_SCRATCH_BYTES */
     void *x_half;                     /* activations converted for cuBLAS */
     size_t x_half_bytes;
+    void *glu_scratch;                /* the up product when matmul_silu_glu is composed */
+    size_t glu_scratch_bytes;
     void *x_int8;                     /* activations quantized for dp4a (pgi_xq_layout) */
     size_t x_int8_bytes;
+    /* x_int8 holds the quantization of these activations ([xq_rows]
+     * [xq_cols] at xq_source) until an op other than a matmul runs: Q, K
+     * and V (gate and up) share one quantization of their input, and
+     * rmsnorm leaves its output quantized.  Only the engine's matmul ops
+     * may reuse it (xq_may_reuse), never moe_ffn's internal products. */
+    const float *xq_source;
+    int xq_rows;
+    int64_t xq_cols;
+    bool xq_may_reuse;
     bool int8_matvec;                 /* integer dot products for quantized weights */
     float *attn_partial;              /* split-K partial results */
     size_t attn_partial_floats;
@@ -199,24 +222,45 @@ void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, c
                              int n_rows, float eps);
 void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                             int n_rows);
+/* out += x w^T (cuBLAS with beta 1, or the matrix-vector epilogue). */
+void pgi_cuda_launch_matmul_add(pgi_cuda_backend *cb, float *out, const pgi_wref *w,
+                                const float *x, int n_rows);
+/* out = silu(x gate^T) * (x up^T): one kernel for both products when the
+ * weights share type and shape and n_rows <= PGI_CUDA_MATVEC_MAX_ROWS,
+ * else two products and silu_mul (through glu_scratch). */
+void pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref *gate,
+                                     const pgi_wref *up, const float *x, int n_rows);
 /* The same on a view (a whole weight, or rows of one from
  * pgi_cuda_view_rows) of a weight of file type `type`. */
 void pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type,
                                  const pgi_wview *w, const float *x, int n_rows);
 /* The end of both matrix-vector kernels: the warp of weight row `row` sums
- * each of its R partial dot products and lane 0 stores them in out
- * [R][n_out_rows]. */
+ * each of its R partial dot products (and the up weight's, for
+ * PGI_MV_SILU_GLU) and lane 0 writes them to out [R][n_out_rows] as `mode`
+ * says.  SiLU as silu_mul_kernel computes it, so the fused op rounds as
+ * the composed one. */
 template <int R>
 __device__ __forceinline__ void
-pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc)
+pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc,
+                 const float *acc_up, int mode)
 {
 #pragma unroll
     for (int r = 0; r < R; r++)
     {
         float s = pgi_warp_sum(acc[r]);
+        float u = mode == PGI_MV_SILU_GLU ? pgi_warp_sum(acc_up[r]) : 0.0f;
 
         if (lane == 0)
-            out[(size_t) r * (size_t) n_out_rows + (size_t) row] = s;
+        {
+            float *o = out + (size_t) r * (size_t) n_out_rows + (size_t) row;
+
+            if (mode == PGI_MV_ADD)
+                *o += s;
+            else if (mode == PGI_MV_SILU_GLU)
+                *o = s / (1.0f + expf(-s)) * u;
+            else
+                *o = s;
+        }
     }
 }
 
@@ -243,7 +287,16 @@ pgi_cuda_with_row_count(int n_rows, Launch launch)
 
 /* The int8 x dp4a matrix-vector product (n_rows <= 8) of a quantized type. */
 void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
-                                 const float *x, int n_rows);
+                                 const float *x, int n_rows, int mode, const pgi_wview *up);
+/* Quantize x [n_rows][cols] into x_int8 (pgi_xq_layout): the kernel rmsnorm
+ * fuses this into when its output feeds a quantized matrix-vector product. */
+__device__ __forceinline__ void
+pgi_xq_quantize_row_blocks(const float *x, int64_t row, int64_t cols, int8_t *q, float *d,
+                           int32_t *sums)
+{
+    for (int64_t b = row * (cols / 32) + threadIdx.x; b < (row + 1) * (cols / 32); b += blockDim.x)
+        pgi_xq_quantize_block(x, b, q, d, sums);
+}
 void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows);
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
                           const pgi_wref *inv_freq, float attn_factor,

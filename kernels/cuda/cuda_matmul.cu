@@ -50,9 +50,11 @@ dot_run(const float *x, const float *v, bool aligned)
     return s;
 }
 
+/* mode: pgi_matvec_mode; up: the second weight of PGI_MV_SILU_GLU (same
+ * type and shape as w), decoded beside w's units. */
 template <int T, int R>
 __global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
-matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
+matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned, int mode, pgi_wview up)
 {
     typedef pgi_unit<T> unit;
     constexpr int RUN1 = unit::U / 2;
@@ -60,13 +62,14 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
     int64_t n_units = unit::per_row(w.cols);
-    float acc[R];
+    bool glu = mode == PGI_MV_SILU_GLU;
+    float acc[R], acc_up[R];
 
     if (row >= w.rows)
         return;
 #pragma unroll
     for (int r = 0; r < R; r++)
-        acc[r] = 0.0f;
+        acc[r] = acc_up[r] = 0.0f;
 #pragma unroll 2
     for (int64_t u = lane; u < n_units; u += 32)
     {
@@ -81,17 +84,30 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
             acc[r] += dot_run<RUN1>(xr + c0, v, x_aligned) +
                       dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
         }
+        if (glu)
+        {
+            (void) unit::decode(up, row, u, v);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+            {
+                const float *xr = x + (size_t) r * (size_t) w.cols;
+
+                acc_up[r] += dot_run<RUN1>(xr + c0, v, x_aligned) +
+                             dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
+            }
+        }
     }
-    pgi_matvec_store<R>(out, w.rows, row, lane, acc);
+    pgi_matvec_store<R>(out, w.rows, row, lane, acc, acc_up, mode);
 }
 
 template <int T>
 static void
 launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
-                   int n_rows, bool aligned, dim3 grid, dim3 block)
+                   int n_rows, bool aligned, dim3 grid, dim3 block, int mode, const pgi_wview &up)
 {
     pgi_cuda_with_row_count(n_rows, [&](auto rows) {
-        matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned);
+        matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned,
+                                                                                mode, up);
     });
 }
 
@@ -102,7 +118,7 @@ launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const f
 template <int T>
 static void
 launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
-              bool aligned)
+              bool aligned, int mode, const pgi_wview &up)
 {
     unsigned blocks = (unsigned) ((w.rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
     dim3 grid(blocks), block(PGI_CUDA_MATVEC_WARPS * 32);
@@ -111,11 +127,12 @@ launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float 
     {
         for (int r = 0; r < n_rows; r++)
             matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(
-                out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned);
+                out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned,
+                mode, up);
         return;
     }
     launch_matvec_rows<(T == PGI_CW_F32 || T == PGI_CW_F16 || T == PGI_CW_BF16) ? T : PGI_CW_F32>(
-        cb, out, w, x, n_rows, aligned, grid, block);
+        cb, out, w, x, n_rows, aligned, grid, block, mode, up);
 }
 
 /* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
@@ -181,9 +198,10 @@ cublas_ok(pgi_cuda_backend *cb, cublasStatus_t st, const char *what)
  * and type its file type. */
 static void
 matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &view,
-              const float *x, int n_rows)
+              const float *x, int n_rows, bool accumulate)
 {
-    const float one = 1.0f, zero = 0.0f;
+    /* beta 1: out += x w^T, the residual add of matmul_add for free */
+    const float one = 1.0f, zero = accumulate ? 1.0f : 0.0f;
     const pgi_wview *w = &view;
     int m = (int) w->rows, k = (int) w->cols;
     int64_t n_x = (int64_t) n_rows * w->cols;
@@ -260,24 +278,13 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
     }
 }
 
-void
-pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
-                       int n_rows)
-{
-    if (n_rows <= 0)
-        return;
-    if (w->device == NULL)
-    {
-        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "matmul: weight not uploaded");
-        return;
-    }
-    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
-    pgi_cuda_launch_matmul_view(cb, out, w->type, &view, x, n_rows);
-}
-
-void
-pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
-                            const float *x, int n_rows)
+/* The one entry of all products: mode (pgi_matvec_mode) and, for
+ * PGI_MV_SILU_GLU, the up weight's view (same type and shape; the caller
+ * checked).  Over PGI_CUDA_MATVEC_MAX_ROWS rows only STORE and ADD come
+ * here. */
+static void
+matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
+                 const float *x, int n_rows, int mode, const pgi_wview *up)
 {
     int wt = pgi_cuda_wtype_of(type, w->cols);
 
@@ -291,15 +298,79 @@ pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, con
     }
     if (n_rows > PGI_CUDA_MATVEC_MAX_ROWS)
     {
-        matmul_cublas(cb, out, type, *w, x, n_rows);
+        matmul_cublas(cb, out, type, *w, x, n_rows, mode == PGI_MV_ADD);
         return;
     }
     const pgi_wview &view = *w;
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
     if (cb->int8_matvec && pgi_cuda_has_qdot(wt))
-        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows);
+        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows, mode, up);
     else
-        PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
+        PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned, mode, *up),
+                         return);
     pgi_cuda_check_launch(cb, "matmul");
+}
+
+static bool
+uploaded(pgi_cuda_backend *cb, const pgi_wref *w, const char *what)
+{
+    if (w->device != NULL)
+        return true;
+    pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "%s: weight not uploaded", what);
+    return false;
+}
+
+void
+pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                       int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, w, "matmul"))
+        return;
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    matmul_view_mode(cb, out, w->type, &view, x, n_rows, PGI_MV_STORE, &view);
+}
+
+void
+pgi_cuda_launch_matmul_add(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                           int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, w, "matmul_add"))
+        return;
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    matmul_view_mode(cb, out, w->type, &view, x, n_rows, PGI_MV_ADD, &view);
+}
+
+void
+pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref *gate,
+                                const pgi_wref *up, const float *x, int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, gate, "matmul_silu_glu") || !uploaded(cb, up, "matmul_silu_glu"))
+        return;
+    pgi_wview gv = pgi_cuda_view(gate->device, gate->type, gate->rows, gate->cols);
+    pgi_wview uv = pgi_cuda_view(up->device, up->type, up->rows, up->cols);
+
+    if (n_rows <= PGI_CUDA_MATVEC_MAX_ROWS && gate->type == up->type && gate->rows == up->rows &&
+        gate->cols == up->cols)
+    {
+        matmul_view_mode(cb, out, gate->type, &gv, x, n_rows, PGI_MV_SILU_GLU, &uv);
+        return;
+    }
+    /* composed: gate into out, up into scratch, silu_mul */
+    size_t bytes = sizeof(float) * (size_t) n_rows * (size_t) up->rows;
+
+    if (!pgi_cuda_ensure_scratch(cb, &cb->glu_scratch, &cb->glu_scratch_bytes, bytes,
+                                 "matmul_silu_glu"))
+        return;
+    matmul_view_mode(cb, out, gate->type, &gv, x, n_rows, PGI_MV_STORE, &gv);
+    matmul_view_mode(cb, (float *) cb->glu_scratch, up->type, &uv, x, n_rows, PGI_MV_STORE, &uv);
+    pgi_cuda_launch_silu_mul(cb, out, out, (const float *) cb->glu_scratch,
+                             (int64_t) n_rows * up->rows);
+}
+
+void
+pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
+                            const float *x, int n_rows)
+{
+    matmul_view_mode(cb, out, type, w, x, n_rows, PGI_MV_STORE, w);
 }

@@ -96,9 +96,12 @@ pgi_cuda_launch_embed(pgi_cuda_backend *cb, float *out, const pgi_wref *w)
 
 /* ------------------------------------------------------------ rmsnorm */
 
+/* q != NULL: the row is also quantized for the int8 matrix-vector kernels
+ * (pgi_xq_layout, blocks of 32), so the product that reads it launches no
+ * quantization of its own. */
 __global__ void
 rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_type, int64_t dim,
-               float eps)
+               float eps, int8_t *q, float *d, int32_t *sums)
 {
     __shared__ float partial[32];
     __shared__ float scale;
@@ -123,16 +126,45 @@ rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_t
     __syncthreads();
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
         o[i] = xr[i] * scale * vector_element(weight, weight_type, i);
+    if (q == NULL)
+        return;
+    /* the block's own stores are visible to it after the barrier; the
+     * blocks of 32 are quantized from the stored floats, exactly as
+     * quantize_x_kernel would */
+    __syncthreads();
+    pgi_xq_quantize_row_blocks(out, blockIdx.x, dim, q, d, sums);
 }
 
 void
 pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, const pgi_wref *w,
                         int n_rows, float eps)
 {
+    int8_t *q = NULL;
+    float *d = NULL;
+    int32_t *sums = NULL;
+
     if (n_rows <= 0 || !vector_type_ok(cb, w, "rmsnorm"))
         return;
-    rmsnorm_kernel<<<n_rows, 256, 0, cb->stream>>>(out, x, w->device, w->type, w->cols, eps);
+    /* a decode-sized output that a quantized product may read next */
+    if (cb->int8_matvec && n_rows <= PGI_CUDA_MATVEC_MAX_ROWS && w->cols % 32 == 0)
+    {
+        size_t d_offset, sum_offset;
+        size_t bytes = pgi_xq_layout(n_rows, w->cols, &d_offset, &sum_offset);
+
+        /* scratch first: securing it may leave a graph capture */
+        if (!pgi_cuda_ensure_scratch(cb, &cb->x_int8, &cb->x_int8_bytes, bytes,
+                                     "quantized activations"))
+            return;
+        q = (int8_t *) cb->x_int8;
+        d = (float *) ((uint8_t *) cb->x_int8 + d_offset);
+        sums = (int32_t *) ((uint8_t *) cb->x_int8 + sum_offset);
+    }
+    rmsnorm_kernel<<<n_rows, 256, 0, cb->stream>>>(out, x, w->device, w->type, w->cols, eps, q, d,
+                                                   sums);
     pgi_cuda_check_launch(cb, "rmsnorm");
+    cb->xq_source = q != NULL ? out : NULL;
+    cb->xq_rows = n_rows;
+    cb->xq_cols = w->cols;
 }
 
 /* ------------------------------------------------------------ add_bias */
