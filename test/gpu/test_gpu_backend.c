@@ -23,6 +23,11 @@
  *     expert (one launch for all experts, float x) vs float64 of the
  *     dequantized experts 1e-4; experts no token picked hold NaN and the
  *     outputs stay finite
+ *   matmul_add and matmul_silu_glu (F32 .. MXFP4, 1..40 rows, gate and up
+ *     of one type and of two): vs float64 twice the matmul tolerance, vs
+ *     the CPU backend's matmul + add 2e-2 and matmul + matmul + silu_mul
+ *     4e-2; a product whose input was rewritten since it was quantized
+ *     (add, a product into it) vs the CPU 4e-2
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
  *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16), also
  *     with sliding windows and sinks, through graph replays, and at
@@ -443,6 +448,222 @@ test_matmul(twin *t)
         for (size_t j = 0; j < sizeof(shapes) / sizeof(shapes[0]); j++)
             test_matmul_type(t, newer_quant_types[i], shapes[j][0], shapes[j][1], shapes[j][2]);
     }
+}
+
+/* ------------------------------------------------------------ fused products */
+
+/* expected[i][o] = sum_c xr[i][c] * w[o][c] in float64, x rounded as the
+ * backend documents for the integer path (see test_matmul_type). */
+static void
+reference_products(double *expected, const float *x, const twin_weight *w, int n_rows)
+{
+    int64_t rows = w->cpu.rows, cols = w->cpu.cols;
+    size_t row_bytes = pgi_row_bytes(w->cpu.type, cols);
+    float *dequant = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *xr = pgi_alloc(sizeof(float) * (size_t) cols);
+    const char *int8 = getenv("PGI_CUDA_INT8_MATVEC");
+
+    for (int64_t r = 0; r < rows; r++)
+        pgi_dequantize_row(w->cpu.type, (const uint8_t *) w->host + (size_t) r * row_bytes,
+                           dequant + r * cols, cols);
+    for (int i = 0; i < n_rows; i++)
+    {
+        memcpy(xr, x + i * cols, sizeof(float) * (size_t) cols);
+        if (is_quantized(w->cpu.type) && n_rows <= 8 && !(int8 != NULL && strcmp(int8, "0") == 0))
+            round_x_like_int8(xr, cols);
+        for (int64_t o = 0; o < rows; o++)
+        {
+            double acc = 0.0;
+
+            for (int64_t c = 0; c < cols; c++)
+                acc += (double) xr[c] * dequant[o * cols + c];
+            expected[i * rows + o] = acc;
+        }
+    }
+    pgi_free(dequant);
+    pgi_free(xr);
+}
+
+/* matmul_add (out += x W^T) and matmul_silu_glu (out = silu(x G^T) *
+ * (x U^T)) against float64 and against the CPU backend's composition of
+ * matmul, add and silu_mul (the engine's fallback).  gate_type != up_type
+ * takes the CUDA backend's composed path. */
+static void
+test_fused_case(twin *t, uint32_t gate_type, uint32_t up_type, int64_t rows, int64_t cols,
+                int n_rows)
+{
+    size_t n_x = (size_t) (n_rows * cols), n_out = (size_t) (n_rows * rows);
+    float *gv = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *uv = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *x = pgi_alloc(sizeof(float) * n_x), *r0 = pgi_alloc(sizeof(float) * n_out);
+    float *cpu_out = pgi_alloc(sizeof(float) * n_out), *gpu_out = pgi_alloc(sizeof(float) * n_out);
+    double *eg = pgi_alloc(sizeof(double) * n_out), *eu = pgi_alloc(sizeof(double) * n_out);
+    twin_weight g, u;
+    twin_buffer xb = {0}, ob = {0}, tmp = {0};
+    bool ok;
+    double tol = 2.0 * (matmul_tolerance(gate_type, n_rows) > matmul_tolerance(up_type, n_rows)
+                            ? matmul_tolerance(gate_type, n_rows)
+                            : matmul_tolerance(up_type, n_rows));
+
+    fill_random(gv, (size_t) (rows * cols), 0.5f);
+    fill_random(uv, (size_t) (rows * cols), 0.5f);
+    fill_random(x, n_x, 1.0f);
+    fill_random(r0, n_out, 4.0f);
+    ok = weight_make(t, &g, "gate", gate_type, rows, cols, gv) &&
+         weight_make(t, &u, "up", up_type, rows, cols, uv) && buffer_make(t, &xb, n_x) &&
+         buffer_make(t, &ob, n_out) && buffer_make(t, &tmp, n_out) &&
+         load_rows(t, &xb, x, n_rows, (int) cols);
+    CHECK(ok, "fused products %s/%s set up", pgi_type_name(gate_type), pgi_type_name(up_type));
+    if (!ok)
+        goto done;
+    reference_products(eg, x, &g, n_rows);
+    reference_products(eu, x, &u, n_rows);
+
+    /* matmul_add: out starts as r0 */
+    if (load_rows(t, &ob, r0, n_rows, (int) rows))
+    {
+        t->cpu->ops->matmul(t->cpu, tmp.cpu, &g.cpu, xb.cpu, n_rows);
+        t->cpu->ops->add(t->cpu, ob.cpu, tmp.cpu, (int64_t) n_out);
+        t->gpu->ops->matmul_add(t->gpu, ob.gpu, &g.gpu, xb.gpu, n_rows);
+        ok = read_both(t, &ob, cpu_out, gpu_out, n_out);
+        CHECK(ok, "matmul_add results read");
+        if (ok)
+        {
+            double *expected = pgi_alloc(sizeof(double) * n_out);
+
+            for (size_t i = 0; i < n_out; i++)
+                expected[i] = (double) r0[i] + eg[i];
+            double e_ref = relative_error_d(gpu_out, expected, n_out);
+            double e_cpu = relative_error(gpu_out, cpu_out, n_out);
+
+            CHECK(e_ref <= tol && e_cpu <= 2e-2,
+                  "matmul_add %s %lldx%lld n_rows %d: vs float64 %.2e <= %.0e, vs CPU matmul+add %.2e",
+                  pgi_type_name(gate_type), (long long) rows, (long long) cols, n_rows, e_ref, tol,
+                  e_cpu);
+            pgi_free(expected);
+        }
+    }
+
+    /* matmul_silu_glu */
+    t->cpu->ops->matmul(t->cpu, ob.cpu, &g.cpu, xb.cpu, n_rows);
+    t->cpu->ops->matmul(t->cpu, tmp.cpu, &u.cpu, xb.cpu, n_rows);
+    t->cpu->ops->silu_mul(t->cpu, ob.cpu, ob.cpu, tmp.cpu, (int64_t) n_out);
+    t->gpu->ops->matmul_silu_glu(t->gpu, ob.gpu, &g.gpu, &u.gpu, xb.gpu, n_rows);
+    ok = read_both(t, &ob, cpu_out, gpu_out, n_out);
+    CHECK(ok, "matmul_silu_glu results read");
+    if (ok)
+    {
+        double *expected = pgi_alloc(sizeof(double) * n_out);
+
+        for (size_t i = 0; i < n_out; i++)
+            expected[i] = eg[i] / (1.0 + exp(-eg[i])) * eu[i];
+        double e_ref = relative_error_d(gpu_out, expected, n_out);
+        double e_cpu = relative_error(gpu_out, cpu_out, n_out);
+
+        CHECK(e_ref <= tol && e_cpu <= 4e-2,
+              "matmul_silu_glu %s/%s %lldx%lld n_rows %d: vs float64 %.2e <= %.0e, vs CPU "
+              "matmul+matmul+silu_mul %.2e",
+              pgi_type_name(gate_type), pgi_type_name(up_type), (long long) rows, (long long) cols,
+              n_rows, e_ref, tol, e_cpu);
+        pgi_free(expected);
+    }
+done:
+    buffer_free(t, &xb);
+    buffer_free(t, &ob);
+    buffer_free(t, &tmp);
+    weight_free(t, &g);
+    weight_free(t, &u);
+    pgi_free(gv);
+    pgi_free(uv);
+    pgi_free(x);
+    pgi_free(r0);
+    pgi_free(cpu_out);
+    pgi_free(gpu_out);
+    pgi_free(eg);
+    pgi_free(eu);
+}
+
+/* The CUDA backend keeps the int8 quantization of a product's input for
+ * the next product on the same input (rmsnorm leaves its output
+ * quantized).  Whatever rewrites that input in between (an add, a product
+ * writing into it) must make the next product quantize again. */
+static void
+test_quantized_x_reuse(twin *t)
+{
+    enum { N = 2, DIM = 256 };
+    static float a[N * DIM], y[N * DIM], wv[DIM * DIM], normw[DIM];
+    static float cpu_out[N * DIM], gpu_out[N * DIM];
+    twin_buffer x, xn, o1, yb;
+    twin_weight w, norm;
+    simple_step s;
+    bool ok;
+
+    fill_random(a, N * DIM, 1.0f);
+    fill_random(y, N * DIM, 3.0f);
+    fill_random(wv, DIM * DIM, 0.5f);
+    for (int i = 0; i < DIM; i++)
+        normw[i] = 1.0f + 0.1f * random_uniform();
+    ok = buffer_make(t, &x, N * DIM) && buffer_make(t, &xn, N * DIM) && buffer_make(t, &o1, N * DIM) &&
+         buffer_make(t, &yb, N * DIM) && weight_make(t, &w, "w", PGI_TYPE_Q8_0, DIM, DIM, wv) &&
+         weight_make(t, &norm, "norm", PGI_TYPE_F32, 1, DIM, normw) && load_rows(t, &x, a, N, DIM) &&
+         load_rows(t, &yb, y, N, DIM);
+    CHECK(ok, "quantized-x reuse set up");
+    if (!ok)
+        return;
+    simple_step_init(&s, N);
+    ok = step_both(t, &s.step);
+    for (int side = 0; ok && side < 2; side++)
+    {
+        pgi_backend *b = side == 0 ? t->cpu : t->gpu;
+        float *X = side == 0 ? x.cpu : x.gpu, *XN = side == 0 ? xn.cpu : xn.gpu;
+        float *O1 = side == 0 ? o1.cpu : o1.gpu, *Y = side == 0 ? yb.cpu : yb.gpu;
+        const pgi_weight *W = side == 0 ? &w.cpu : &w.gpu, *NW = side == 0 ? &norm.cpu : &norm.gpu;
+
+        b->ops->rmsnorm(b, XN, X, NW, N, 1e-5f);
+        b->ops->matmul(b, O1, W, XN, N);       /* reads the quantization rmsnorm left */
+        b->ops->add(b, XN, Y, N * DIM);        /* xn changes: its quantization is stale */
+        b->ops->matmul(b, O1, W, XN, N);
+        b->ops->matmul(b, XN, W, O1, N);       /* a product writes xn */
+        b->ops->matmul(b, O1, W, XN, N);
+    }
+    ok = ok && end_both(t) && read_both(t, &o1, cpu_out, gpu_out, N * DIM);
+    CHECK(ok, "quantized-x reuse ran");
+    if (ok)
+    {
+        double e = relative_error(gpu_out, cpu_out, N * DIM);
+
+        CHECK(e <= 4e-2, "a product after its input was rewritten (add, product into it) "
+                         "quantizes again: vs CPU %.2e <= 4e-2", e);
+    }
+    buffer_free(t, &x);
+    buffer_free(t, &xn);
+    buffer_free(t, &o1);
+    buffer_free(t, &yb);
+    weight_free(t, &w);
+    weight_free(t, &norm);
+}
+
+static void
+test_fused_products(twin *t)
+{
+    const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
+                              PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, PGI_TYPE_MXFP4};
+    const int n_rows[] = {1, 5, 8, 9, 40};
+
+    if (t->gpu->ops->matmul_add == NULL || t->gpu->ops->matmul_silu_glu == NULL)
+    {
+        CHECK(gpu_is_cpu, "the CUDA backend has matmul_add and matmul_silu_glu");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        for (size_t j = 0; j < sizeof(n_rows) / sizeof(n_rows[0]); j++)
+            test_fused_case(t, types[i], types[i], 72, 256, n_rows[j]);
+    /* gate and up of different types: the composed path, both sizes */
+    test_fused_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, 72, 256, 3);
+    test_fused_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, 72, 256, 12);
+    /* rows not a multiple of the vector width: the scalar float path */
+    test_fused_case(t, PGI_TYPE_F16, PGI_TYPE_F16, 40, 172, 2);
+    test_quantized_x_reuse(t);
 }
 
 /* A type the backend cannot compute with is refused at upload, by name. */
@@ -1993,6 +2214,7 @@ main(int argc, char **argv)
         return unit_done();
 
     test_matmul(&t);
+    test_fused_products(&t);
     test_upload_refusals(&t);
     test_embed(&t);
     test_small_ops(&t);
