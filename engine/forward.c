@@ -193,9 +193,14 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
     };
 
     ops->rmsnorm(b, f->xn, f->x, &L->attn_norm, T, c->rms_epsilon);
-    ops->matmul(b, f->q, &L->attn_q, f->xn, T);
-    ops->matmul(b, f->k, &L->attn_k, f->xn, T);
-    ops->matmul(b, f->v, &L->attn_v, f->xn, T);
+    if (ops->matmul_qkv != NULL)
+        ops->matmul_qkv(b, f->q, f->k, f->v, &L->attn_q, &L->attn_k, &L->attn_v, f->xn, T);
+    else
+    {
+        ops->matmul(b, f->q, &L->attn_q, f->xn, T);
+        ops->matmul(b, f->k, &L->attn_k, f->xn, T);
+        ops->matmul(b, f->v, &L->attn_v, f->xn, T);
+    }
     if (L->attn_q_bias.host != NULL)
         ops->add_bias(b, f->q, &L->attn_q_bias, T);
     if (L->attn_k_bias.host != NULL)

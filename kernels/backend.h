@@ -304,6 +304,10 @@ typedef struct pgi_backend_ops {
      * of the same shape (both products over one read of x). */
     void (*matmul_silu_glu)(pgi_backend *b, float *out, const pgi_weight *gate,
                             const pgi_weight *up, const float *x, int n_rows);
+    /* q, k, v = x . WQ^T, x . WK^T, x . WV^T: three products of one x (with
+     * the same cols) in one pass. */
+    void (*matmul_qkv)(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
+                       const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */

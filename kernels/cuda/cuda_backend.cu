@@ -388,7 +388,7 @@ static void
 run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
 {
     bool product = op->kind == PGI_OP_MATMUL || op->kind == PGI_OP_MATMUL_ADD ||
-                   op->kind == PGI_OP_MATMUL_SILU_GLU;
+                   op->kind == PGI_OP_MATMUL_SILU_GLU || op->kind == PGI_OP_MATMUL_QKV;
 
     /* Any op but a product may write the activations x_int8 holds (rmsnorm
      * refills it itself); products may reuse it while they run. */
@@ -411,6 +411,10 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_MATMUL_SILU_GLU:
             pgi_cuda_launch_matmul_silu_glu(cb, op->out, &op->w, &op->w2, op->a, op->n_rows);
+            break;
+        case PGI_OP_MATMUL_QKV:
+            pgi_cuda_launch_matmul_qkv(cb, op->out, (float *) op->b, (float *) op->c, &op->w,
+                                       &op->w2, &op->w3, op->a, op->n_rows);
             break;
         case PGI_OP_ADD_BIAS:
             pgi_cuda_launch_add_bias(cb, op->out, &op->w, op->n_rows);
@@ -446,7 +450,10 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
     }
     cb->xq_may_reuse = false;
-    if (product && overwrites_xq(cb, op->out, op->n_rows, op->w.rows))
+    if (product && (overwrites_xq(cb, op->out, op->n_rows, op->w.rows) ||
+                    (op->kind == PGI_OP_MATMUL_QKV &&
+                     (overwrites_xq(cb, op->b, op->n_rows, op->w2.rows) ||
+                      overwrites_xq(cb, op->c, op->n_rows, op->w3.rows)))))
         cb->xq_source = NULL;
 }
 
@@ -554,6 +561,24 @@ cuda_matmul_silu_glu(pgi_backend *b, float *out, const pgi_weight *gate, const p
     op.a = x;
     set_wref(&op.w, gate);
     set_wref(&op.w2, up);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul_qkv(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
+                const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_QKV);
+    op.out = q;
+    op.b = k;
+    op.c = v;
+    op.a = x;
+    set_wref(&op.w, wq);
+    set_wref(&op.w2, wk);
+    set_wref(&op.w3, wv);
     op.n_rows = n_rows;
     dispatch(pgi_as_cuda(b), &op);
 }
@@ -1375,6 +1400,7 @@ static const pgi_backend_ops cuda_ops = {
     cuda_moe_ffn,
     cuda_matmul_add,
     cuda_matmul_silu_glu,
+    cuda_matmul_qkv,
 };
 
 static pgi_status
@@ -1431,6 +1457,12 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
      * both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
     cb->int8_matvec = !(int8 != NULL && strcmp(int8, "0") == 0);
+    /* PGI_CUDA_INT8_MAX_ROWS: rows of x up to which quantized weights stay
+     * on the integer kernels (8..64); beyond, cuBLAS over F16 slabs */
+    const char *max_rows = getenv("PGI_CUDA_INT8_MAX_ROWS");
+    long rows = max_rows != NULL ? strtol(max_rows, NULL, 10) : PGI_CUDA_INT8_DEFAULT_MAX_ROWS;
+    cb->int8_max_rows = (int) (rows < PGI_CUDA_MATVEC_MAX_ROWS ? PGI_CUDA_MATVEC_MAX_ROWS
+                                                               : (rows > 64 ? 64 : rows));
     return PGI_OK;
 }
 

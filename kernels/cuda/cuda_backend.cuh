@@ -14,8 +14,11 @@
 #include <type_traits>
 
 /* Matmuls with at most this many rows of x use the matrix-vector kernels;
- * more go through cuBLAS. */
+ * more go through cuBLAS, except quantized weights on the int8 path, which
+ * stay on it up to int8_max_rows (PGI_CUDA_INT8_MAX_ROWS, default
+ * PGI_CUDA_INT8_DEFAULT_MAX_ROWS; 8 turns the batched int8 path off). */
 #define PGI_CUDA_MATVEC_MAX_ROWS 8
+#define PGI_CUDA_INT8_DEFAULT_MAX_ROWS 32
 /* Warps per block of the matrix-vector kernels (float and int8): one
  * weight row per warp. */
 #define PGI_CUDA_MATVEC_WARPS 4
@@ -63,8 +66,39 @@ typedef enum pgi_op_kind {
     PGI_OP_SCALE,
     PGI_OP_MOE_ROUTE,
     PGI_OP_MATMUL_ADD,        /* out += x w^T */
-    PGI_OP_MATMUL_SILU_GLU    /* out = silu(x gate^T) * (x up^T); up in w2 */
+    PGI_OP_MATMUL_SILU_GLU,   /* out = silu(x gate^T) * (x up^T); up in w2 */
+    PGI_OP_MATMUL_QKV         /* out, b, c = x w^T, x w2^T, x w3^T */
 } pgi_op_kind;
+
+/* Up to two more weights whose rows continue the first's in one
+ * matrix-vector launch (Q, K and V over one read of x): output rows
+ * [w.rows, w.rows + w1.rows) go to out1, the next w2.rows to out2.  Rows
+ * 0 for none. */
+struct pgi_matvec_more {
+    pgi_wview w1, w2;
+    float *out1, *out2;
+};
+
+/* The weight and output of global row `row` of a launch over w and `more`;
+ * row becomes the row within that weight.  False past the last row. */
+__device__ __forceinline__ bool
+pgi_matvec_segment(const pgi_wview &w, float *out, const pgi_matvec_more &more, int64_t &row,
+                   pgi_wview &wv, float *&o)
+{
+    wv = w;
+    o = out;
+    if (row < w.rows)
+        return true;
+    row -= w.rows;
+    wv = more.w1;
+    o = more.out1;
+    if (row < more.w1.rows)
+        return true;
+    row -= more.w1.rows;
+    wv = more.w2;
+    o = more.out2;
+    return row < more.w2.rows;
+}
 
 /* What a matrix-vector kernel does with its dot products: a runtime
  * argument (uniform per launch), so one kernel per type and row count
@@ -85,7 +119,8 @@ struct pgi_op_record {
     const float *b;
     const float *c;
     pgi_wref w;               /* the weight; attention: its sinks */
-    pgi_wref w2;              /* matmul_silu_glu: the up weight */
+    pgi_wref w2;              /* matmul_silu_glu: the up weight; matmul_qkv: K */
+    pgi_wref w3;              /* matmul_qkv: V */
     int64_t n;
     float eps;
     int rope_mode;
@@ -172,6 +207,7 @@ struct pgi_cuda_backend {
     int64_t xq_cols;
     bool xq_may_reuse;
     bool int8_matvec;                 /* integer dot products for quantized weights */
+    int int8_max_rows;                /* ... for up to this many rows of x */
     float *attn_partial;              /* split-K partial results */
     size_t attn_partial_floats;
     int32_t *d_argmax;
@@ -230,6 +266,12 @@ void pgi_cuda_launch_matmul_add(pgi_cuda_backend *cb, float *out, const pgi_wref
  * else two products and silu_mul (through glu_scratch). */
 void pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref *gate,
                                      const pgi_wref *up, const float *x, int n_rows);
+/* q, k, v = x wq^T, x wk^T, x wv^T: one kernel when the three share type
+ * and columns and n_rows <= PGI_CUDA_MATVEC_MAX_ROWS, else three products
+ * (sharing one quantization of x). */
+void pgi_cuda_launch_matmul_qkv(pgi_cuda_backend *cb, float *q, float *k, float *v,
+                                const pgi_wref *wq, const pgi_wref *wk, const pgi_wref *wv,
+                                const float *x, int n_rows);
 /* The same on a view (a whole weight, or rows of one from
  * pgi_cuda_view_rows) of a weight of file type `type`. */
 void pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type,
@@ -242,11 +284,13 @@ void pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type
 template <int R>
 __device__ __forceinline__ void
 pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc,
-                 const float *acc_up, int mode)
+                 const float *acc_up, int mode, int n_valid = R)
 {
 #pragma unroll
     for (int r = 0; r < R; r++)
     {
+        if (r >= n_valid)   /* uniform across the warp: no shuffle is left half-done */
+            break;
         float s = pgi_warp_sum(acc[r]);
         float u = mode == PGI_MV_SILU_GLU ? pgi_warp_sum(acc_up[r]) : 0.0f;
 
@@ -287,7 +331,8 @@ pgi_cuda_with_row_count(int n_rows, Launch launch)
 
 /* The int8 x dp4a matrix-vector product (n_rows <= 8) of a quantized type. */
 void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
-                                 const float *x, int n_rows, int mode, const pgi_wview *up);
+                                 const float *x, int n_rows, int mode, const pgi_wview *up,
+                                 const pgi_matvec_more *more);
 /* Quantize x [n_rows][cols] into x_int8 (pgi_xq_layout): the kernel rmsnorm
  * fuses this into when its output feeds a quantized matrix-vector product. */
 __device__ __forceinline__ void

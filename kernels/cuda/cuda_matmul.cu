@@ -51,22 +51,27 @@ dot_run(const float *x, const float *v, bool aligned)
 }
 
 /* mode: pgi_matvec_mode; up: the second weight of PGI_MV_SILU_GLU (same
- * type and shape as w), decoded beside w's units. */
+ * type and shape as w), decoded beside w's units; more: weights whose rows
+ * continue w's (pgi_matvec_more). */
 template <int T, int R>
 __global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
-matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned, int mode, pgi_wview up)
+matvec_kernel(float *out_all, pgi_wview w_all, const float *x, bool x_aligned, int mode,
+              pgi_wview up, pgi_matvec_more more)
 {
     typedef pgi_unit<T> unit;
     constexpr int RUN1 = unit::U / 2;
     constexpr int RUN2 = unit::U - unit::U / 2;
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
+    pgi_wview w;
+    float *out;
+
+    if (!pgi_matvec_segment(w_all, out_all, more, row, w, out))
+        return;
     int64_t n_units = unit::per_row(w.cols);
     bool glu = mode == PGI_MV_SILU_GLU;
     float acc[R], acc_up[R];
 
-    if (row >= w.rows)
-        return;
 #pragma unroll
     for (int r = 0; r < R; r++)
         acc[r] = acc_up[r] = 0.0f;
@@ -103,11 +108,12 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned, int mode,
 template <int T>
 static void
 launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
-                   int n_rows, bool aligned, dim3 grid, dim3 block, int mode, const pgi_wview &up)
+                   int n_rows, bool aligned, dim3 grid, dim3 block, int mode, const pgi_wview &up,
+                   const pgi_matvec_more &more)
 {
     pgi_cuda_with_row_count(n_rows, [&](auto rows) {
         matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned,
-                                                                                mode, up);
+                                                                                mode, up, more);
     });
 }
 
@@ -118,21 +124,28 @@ launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const f
 template <int T>
 static void
 launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
-              bool aligned, int mode, const pgi_wview &up)
+              bool aligned, int mode, const pgi_wview &up, const pgi_matvec_more &more)
 {
-    unsigned blocks = (unsigned) ((w.rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
+    int64_t all_rows = w.rows + more.w1.rows + more.w2.rows;
+    unsigned blocks = (unsigned) ((all_rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
     dim3 grid(blocks), block(PGI_CUDA_MATVEC_WARPS * 32);
 
     if (T != PGI_CW_F32 && T != PGI_CW_F16 && T != PGI_CW_BF16)
     {
         for (int r = 0; r < n_rows; r++)
+        {
+            pgi_matvec_more row_more = more;   /* each output at row r of its own */
+
+            row_more.out1 = more.out1 + (size_t) r * (size_t) more.w1.rows;
+            row_more.out2 = more.out2 + (size_t) r * (size_t) more.w2.rows;
             matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(
                 out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned,
-                mode, up);
+                mode, up, row_more);
+        }
         return;
     }
     launch_matvec_rows<(T == PGI_CW_F32 || T == PGI_CW_F16 || T == PGI_CW_BF16) ? T : PGI_CW_F32>(
-        cb, out, w, x, n_rows, aligned, grid, block, mode, up);
+        cb, out, w, x, n_rows, aligned, grid, block, mode, up, more);
 }
 
 /* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
@@ -282,9 +295,20 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
  * PGI_MV_SILU_GLU, the up weight's view (same type and shape; the caller
  * checked).  Over PGI_CUDA_MATVEC_MAX_ROWS rows only STORE and ADD come
  * here. */
+static const pgi_matvec_more no_more = {};
+
+/* The most rows of x the matrix-vector kernels take for kernel type wt:
+ * quantized weights on the integer path go on to int8_max_rows. */
+static int
+matvec_max_rows(const pgi_cuda_backend *cb, int wt)
+{
+    return cb->int8_matvec && pgi_cuda_has_qdot(wt) ? cb->int8_max_rows : PGI_CUDA_MATVEC_MAX_ROWS;
+}
+
 static void
 matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
-                 const float *x, int n_rows, int mode, const pgi_wview *up)
+                 const float *x, int n_rows, int mode, const pgi_wview *up,
+                 const pgi_matvec_more *more = &no_more)
 {
     int wt = pgi_cuda_wtype_of(type, w->cols);
 
@@ -296,7 +320,7 @@ matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wvie
                       pgi_type_name(type));
         return;
     }
-    if (n_rows > PGI_CUDA_MATVEC_MAX_ROWS)
+    if (n_rows > matvec_max_rows(cb, wt))
     {
         matmul_cublas(cb, out, type, *w, x, n_rows, mode == PGI_MV_ADD);
         return;
@@ -305,9 +329,10 @@ matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wvie
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
     if (cb->int8_matvec && pgi_cuda_has_qdot(wt))
-        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows, mode, up);
+        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows, mode, up, more);
     else
-        PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned, mode, *up),
+        PGI_WTYPE_SWITCH(wt, T,
+                         launch_matvec<T>(cb, out, view, x, n_rows, aligned, mode, *up, *more),
                          return);
     pgi_cuda_check_launch(cb, "matmul");
 }
@@ -350,8 +375,8 @@ pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref
     pgi_wview gv = pgi_cuda_view(gate->device, gate->type, gate->rows, gate->cols);
     pgi_wview uv = pgi_cuda_view(up->device, up->type, up->rows, up->cols);
 
-    if (n_rows <= PGI_CUDA_MATVEC_MAX_ROWS && gate->type == up->type && gate->rows == up->rows &&
-        gate->cols == up->cols)
+    if (n_rows <= matvec_max_rows(cb, pgi_cuda_wtype_of(gate->type, gate->cols)) &&
+        gate->type == up->type && gate->rows == up->rows && gate->cols == up->cols)
     {
         matmul_view_mode(cb, out, gate->type, &gv, x, n_rows, PGI_MV_SILU_GLU, &uv);
         return;
@@ -366,6 +391,32 @@ pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref
     matmul_view_mode(cb, (float *) cb->glu_scratch, up->type, &uv, x, n_rows, PGI_MV_STORE, &uv);
     pgi_cuda_launch_silu_mul(cb, out, out, (const float *) cb->glu_scratch,
                              (int64_t) n_rows * up->rows);
+}
+
+void
+pgi_cuda_launch_matmul_qkv(pgi_cuda_backend *cb, float *q, float *k, float *v, const pgi_wref *wq,
+                           const pgi_wref *wk, const pgi_wref *wv, const float *x, int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, wq, "matmul_qkv") || !uploaded(cb, wk, "matmul_qkv") ||
+        !uploaded(cb, wv, "matmul_qkv"))
+        return;
+    pgi_wview qv = pgi_cuda_view(wq->device, wq->type, wq->rows, wq->cols);
+    pgi_wview kv = pgi_cuda_view(wk->device, wk->type, wk->rows, wk->cols);
+    pgi_wview vv = pgi_cuda_view(wv->device, wv->type, wv->rows, wv->cols);
+
+    if (n_rows <= matvec_max_rows(cb, pgi_cuda_wtype_of(wq->type, wq->cols)) &&
+        wq->type == wk->type && wq->type == wv->type && wq->cols == wk->cols &&
+        wq->cols == wv->cols)
+    {
+        pgi_matvec_more more = {kv, vv, k, v};
+
+        matmul_view_mode(cb, q, wq->type, &qv, x, n_rows, PGI_MV_STORE, &qv, &more);
+        return;
+    }
+    /* three products; the second and third reuse the first's quantized x */
+    matmul_view_mode(cb, q, wq->type, &qv, x, n_rows, PGI_MV_STORE, &qv);
+    matmul_view_mode(cb, k, wk->type, &kv, x, n_rows, PGI_MV_STORE, &kv);
+    matmul_view_mode(cb, v, wv->type, &vv, x, n_rows, PGI_MV_STORE, &vv);
 }
 
 void

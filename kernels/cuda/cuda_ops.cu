@@ -146,7 +146,7 @@ pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, const 
     if (n_rows <= 0 || !vector_type_ok(cb, w, "rmsnorm"))
         return;
     /* a decode-sized output that a quantized product may read next */
-    if (cb->int8_matvec && n_rows <= PGI_CUDA_MATVEC_MAX_ROWS && w->cols % 32 == 0)
+    if (cb->int8_matvec && n_rows <= cb->int8_max_rows && w->cols % 32 == 0)
     {
         size_t d_offset, sum_offset;
         size_t bytes = pgi_xq_layout(n_rows, w->cols, &d_offset, &sum_offset);
