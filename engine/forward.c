@@ -213,8 +213,13 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
         ops->rmsnorm(b, f->q, f->q, &L->attn_q_norm, T * c->n_heads, c->rms_epsilon);
         ops->rmsnorm(b, f->k, f->k, &L->attn_k_norm, T * c->n_kv_heads, c->rms_epsilon);
     }
-    ops->rope(b, f->q, f->k, &rope, &shape);
-    ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    if (ops->rope_attention != NULL)
+        ops->rope_attention(b, f->attn, f->q, f->k, f->v, &rope, lc->kv, lc->layer, &shape);
+    else
+    {
+        ops->rope(b, f->q, f->k, &rope, &shape);
+        ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    }
     if (L->attn_output_bias.host == NULL && !c->post_norms)
     {
         project_into_residual(f, &L->attn_output, f->attn, T);

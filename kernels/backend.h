@@ -308,6 +308,11 @@ typedef struct pgi_backend_ops {
      * the same cols) in one pass. */
     void (*matmul_qkv)(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
                        const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows);
+    /* rope(q, k) then attention(out, q, k, v): q and k are rotated in place
+     * as rope leaves them, and the rotation happens where K/V are stored. */
+    void (*rope_attention)(pgi_backend *b, float *out, float *q, float *k, const float *v,
+                           const pgi_rope *rope, pgi_kv_cache *kv, int layer,
+                           const pgi_attention_shape *shape);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */

@@ -412,6 +412,16 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
         case PGI_OP_MATMUL_SILU_GLU:
             pgi_cuda_launch_matmul_silu_glu(cb, op->out, &op->w, &op->w2, op->a, op->n_rows);
             break;
+        case PGI_OP_ROPE_ATTENTION:
+        {
+            pgi_rope_args rope;
+
+            if (pgi_cuda_rope_args(cb, op->rope_mode, op->rope_dims, &op->w2, op->factor,
+                                   &op->shape, &rope))
+                pgi_cuda_launch_attention(cb, op->out, op->a, op->b, op->c, op->kv, op->layer,
+                                          &op->shape, &op->w, &rope);
+            break;
+        }
         case PGI_OP_MATMUL_QKV:
             pgi_cuda_launch_matmul_qkv(cb, op->out, (float *) op->b, (float *) op->c, &op->w,
                                        &op->w2, &op->w3, op->a, op->n_rows);
@@ -636,6 +646,32 @@ cuda_attention(pgi_backend *b, float *out, const float *q, const float *k, const
      * recorded (and compared) by value, so a weight uploaded again elsewhere
      * does not replay the old pointer, and replays never read *shape->sinks */
     set_wref(&op.w, shape->sinks);
+    dispatch(cb, &op);
+}
+
+static void
+cuda_rope_attention(pgi_backend *b, float *out, float *q, float *k, const float *v,
+                    const pgi_rope *rope, pgi_kv_cache *kv, int layer,
+                    const pgi_attention_shape *shape)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "rope_attention"))
+        return;
+    new_record(&op, PGI_OP_ROPE_ATTENTION);
+    op.out = out;
+    op.a = q;
+    op.b = k;
+    op.c = v;
+    op.kv = kv;
+    op.layer = layer;
+    set_shape(&op.shape, shape);
+    set_wref(&op.w, shape->sinks);   /* by value, as in cuda_attention */
+    op.rope_mode = (int) rope->mode;
+    op.rope_dims = rope->n_dims;
+    op.factor = rope->attn_factor;
+    set_wref(&op.w2, rope->inv_freq);
     dispatch(cb, &op);
 }
 
@@ -1401,6 +1437,7 @@ static const pgi_backend_ops cuda_ops = {
     cuda_matmul_add,
     cuda_matmul_silu_glu,
     cuda_matmul_qkv,
+    cuda_rope_attention,
 };
 
 static pgi_status

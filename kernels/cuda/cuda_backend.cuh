@@ -67,7 +67,8 @@ typedef enum pgi_op_kind {
     PGI_OP_MOE_ROUTE,
     PGI_OP_MATMUL_ADD,        /* out += x w^T */
     PGI_OP_MATMUL_SILU_GLU,   /* out = silu(x gate^T) * (x up^T); up in w2 */
-    PGI_OP_MATMUL_QKV         /* out, b, c = x w^T, x w2^T, x w3^T */
+    PGI_OP_MATMUL_QKV,        /* out, b, c = x w^T, x w2^T, x w3^T */
+    PGI_OP_ROPE_ATTENTION     /* attention's fields, rope's in rope_* and w2 (inv_freq) */
 } pgi_op_kind;
 
 /* Up to two more weights whose rows continue the first's in one
@@ -346,10 +347,56 @@ void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bi
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
                           const pgi_wref *inv_freq, float attn_factor,
                           const pgi_attention_shape *shape);
-/* sinks: the record's copy of shape->sinks (read instead of it), or NULL */
+
+/* RoPE's arguments as kernels take them; inv_freq NULL: no rotation. */
+struct pgi_rope_args {
+    const float *inv_freq;
+    int n_dims;
+    int neox;
+    float attn_factor;
+};
+/* Checks rope's arguments (noting what is wrong) and fills *out. */
+bool pgi_cuda_rope_args(pgi_cuda_backend *cb, int mode, int n_dims, const pgi_wref *inv_freq,
+                        float attn_factor, const pgi_attention_shape *shape, pgi_rope_args *out);
+
+/* Rotate token t's pairs of q [.][n_heads][head_dim] and k [.][n_kv_heads]
+ * [head_dim] in place, with the threads of one block: rope_kernel, and the
+ * K/V store of rope_attention before it stores. */
+__device__ __forceinline__ void
+pgi_rope_token(float *q, float *k, int t, const int32_t *positions, int n_heads, int n_kv_heads,
+               int head_dim, const pgi_rope_args &rope)
+{
+    int half = rope.n_dims / 2;
+    int n_pairs = (n_heads + n_kv_heads) * half;
+    float position = (float) positions[t];
+
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x)
+    {
+        int head = p / half;
+        int i = p % half;
+        float *v = head < n_heads ? q + ((size_t) t * n_heads + head) * head_dim
+                                  : k + ((size_t) t * n_kv_heads + (head - n_heads)) * head_dim;
+        int a = rope.neox ? i : 2 * i;
+        int z = rope.neox ? i + half : 2 * i + 1;
+        float theta = position * rope.inv_freq[i];
+        float s, c;
+
+        sincosf(theta, &s, &c);
+        s *= rope.attn_factor;
+        c *= rope.attn_factor;
+        float x0 = v[a], x1 = v[z];
+        v[a] = x0 * c - x1 * s;
+        v[z] = x0 * s + x1 * c;
+    }
+}
+
+/* sinks: the record's copy of shape->sinks (read instead of it), or NULL.
+ * rope non-NULL (rope_attention): q and k are rotated in place by the K/V
+ * store kernel first, which saves rope's launch. */
 void pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                                const float *v, pgi_kv_cache *kv, int layer,
-                               const pgi_attention_shape *shape, const pgi_wref *sinks);
+                               const pgi_attention_shape *shape, const pgi_wref *sinks,
+                               const pgi_rope_args *rope = NULL);
 void pgi_cuda_launch_gelu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
                               const float *up, int64_t n);
 void pgi_cuda_launch_scale(pgi_cuda_backend *cb, float *x, float s, int64_t n);

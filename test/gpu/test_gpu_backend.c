@@ -32,6 +32,8 @@
  *     4e-2; a product whose input was rewritten since it was quantized
  *     (add, a product into it) vs the CPU 4e-2
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
+ *   rope_attention (every other round of the attention cases) as rope and
+ *     attention: q and k 1e-5, output 3e-3;
  *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16), also
  *     with sliding windows and sinks, through graph replays, and at
  *     contexts above 8192 where the keys before every window are NaN on
@@ -1970,10 +1972,21 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         load_rows(t, &v, host + (size_t) n * q_width * 2, n, kv_width);
         if (!step_both(t, &step))
             break;
+        /* even rounds (the prompts among them): CUDA's rope_attention, RoPE
+         * applied where K/V are stored; odd rounds: rope, then attention.
+         * The CPU composes the two ops every round. */
+        bool fused = round % 2 == 0 && t->gpu->ops->rope_attention != NULL;
+
         t->cpu->ops->rope(t->cpu, q.cpu, k.cpu, &rope_cpu, &shape_cpu);
-        t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape_gpu);
         t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape_cpu);
-        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        if (fused)
+            t->gpu->ops->rope_attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, &rope_gpu, kv_gpu,
+                                        0, &shape_gpu);
+        else
+        {
+            t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape_gpu);
+            t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        }
         if (!end_both(t))
         {
             CHECK(false, "attention %s round %d ran", label, round);
@@ -1983,14 +1996,22 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         {
             double e = relative_error(gpu_out, cpu_out, (size_t) n * q_width);
 
-            CHECK(e <= 1e-5, "rope %s round %d: CUDA vs CPU %.2e <= 1e-5", label, round, e);
+            CHECK(e <= 1e-5, "rope%s %s round %d: q, CUDA vs CPU %.2e <= 1e-5",
+                  fused ? " (in rope_attention)" : "", label, round, e);
+        }
+        if (read_both(t, &k, cpu_out, gpu_out, (size_t) n * kv_width))
+        {
+            double e = relative_error(gpu_out, cpu_out, (size_t) n * kv_width);
+
+            CHECK(e <= 1e-5, "rope%s %s round %d: k, CUDA vs CPU %.2e <= 1e-5",
+                  fused ? " (in rope_attention)" : "", label, round, e);
         }
         if (read_both(t, &out, cpu_out, gpu_out, (size_t) n * q_width))
         {
             double e = relative_error(gpu_out, cpu_out, (size_t) n * q_width);
 
-            CHECK(e <= 3e-3, "attention %s round %d (%d tokens): CUDA vs CPU %.2e <= 3e-3", label,
-                  round, n, e);
+            CHECK(e <= 3e-3, "%s %s round %d (%d tokens): CUDA vs CPU %.2e <= 3e-3",
+                  fused ? "rope_attention" : "attention", label, round, n, e);
         }
     }
     t->cpu->ops->kv_destroy(t->cpu, kv_cpu);
