@@ -5,8 +5,8 @@
  *
  * 1. Streaming bandwidth of the card, measured with the backend's own add
  *    op over 1 GiB vectors (reads 2, writes 1 float per element).
- * 2. matmul GB/s per weight type and shape (1B-model shapes), n_rows 1, 8
- *    and 64: device bytes of the weight / time per call.
+ * 2. matmul GB/s per weight type and shape (1B-model shapes), n_rows 1, 8,
+ *    32 and 64: device bytes of the weight / time per call.
  * 3. For each model file given (synthetic 1B- and 8B-shape models from
  *    make_synthetic_model): prefill tok/s for each --prefill length (512
  *    by default), decode tok/s at batch 1, aggregate decode tok/s at batch
@@ -178,7 +178,8 @@ bench_matmul(pgi_backend *b, double bandwidth)
     const int64_t smoke_shapes[][2] = {{256, 256}, {512, 256}, {256, 512}, {300, 256}};
     const int64_t (*shapes)[2] = smoke ? smoke_shapes : full_shapes;
     const size_t n_shapes = 4;
-    const int n_rows_list[] = {1, 8, 64};
+    /* 32: the quantized types' batched int8 kernels; 64: cuBLAS */
+    const int n_rows_list[] = {1, 8, 32, 64};
     float *x = b->ops->alloc(b, 64 * 8192), *out = b->ops->alloc(b, 64 * 32000);
 
     if (x == NULL || out == NULL || !fill_device(b, x, 64, 8192))
@@ -227,7 +228,7 @@ bench_matmul(pgi_backend *b, double bandwidth)
                 pgi_free(host);
                 continue;
             }
-            for (size_t ni = 0; ni < 3; ni++)
+            for (size_t ni = 0; ni < sizeof(n_rows_list) / sizeof(n_rows_list[0]); ni++)
             {
                 int n_rows = n_rows_list[ni];
                 int reps = smoke ? 2 : 50;
