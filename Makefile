@@ -281,6 +281,11 @@ $(GPU_TEST_DIR)/test_quant_units: test/gpu/test_quant_units.cu kernels/cuda/quan
 	$(NVCC) -O2 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings -Iengine -Ikernels \
 	  -o $@ $< $(ENGINE_LIB) $(ENGINE_LIBS)
 
+# The copy kernel whose bandwidth is the "100%" of test/gpu/device_check.sh.
+$(GPU_TEST_DIR)/hbm_bandwidth: test/gpu/hbm_bandwidth.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -Xcompiler -Wall,-Werror -Werror all-warnings $(CUDA_ARCHS) -o $@ $<
+
 # Small synthetic models, one per tensor type, and one per architecture
 # beyond llama (the qwen2 one with biases and tied embeddings), whose logits
 # test_gpu_backend compares CUDA vs CPU.  The architectures' own settings

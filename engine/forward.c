@@ -150,6 +150,23 @@ typedef struct layer_context {
     int n_tokens;
 } layer_context;
 
+/* x += w . in: the residual add in the product's epilogue where the
+ * backend fuses it (one launch instead of two on a GPU), else a product
+ * into proj and an add. */
+static void
+project_into_residual(pgi_forward *f, const pgi_weight *w, const float *in, int T)
+{
+    pgi_backend *b = f->backend;
+
+    if (b->ops->matmul_add != NULL)
+    {
+        b->ops->matmul_add(b, f->x, w, in, T);
+        return;
+    }
+    b->ops->matmul(b, f->proj, w, in, T);
+    b->ops->add(b, f->x, f->proj, (int64_t) T * f->model->config.embedding_length);
+}
+
 static void
 attention_block(const layer_context *lc, const pgi_layer_weights *L)
 {
@@ -176,9 +193,14 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
     };
 
     ops->rmsnorm(b, f->xn, f->x, &L->attn_norm, T, c->rms_epsilon);
-    ops->matmul(b, f->q, &L->attn_q, f->xn, T);
-    ops->matmul(b, f->k, &L->attn_k, f->xn, T);
-    ops->matmul(b, f->v, &L->attn_v, f->xn, T);
+    if (ops->matmul_qkv != NULL)
+        ops->matmul_qkv(b, f->q, f->k, f->v, &L->attn_q, &L->attn_k, &L->attn_v, f->xn, T);
+    else
+    {
+        ops->matmul(b, f->q, &L->attn_q, f->xn, T);
+        ops->matmul(b, f->k, &L->attn_k, f->xn, T);
+        ops->matmul(b, f->v, &L->attn_v, f->xn, T);
+    }
     if (L->attn_q_bias.host != NULL)
         ops->add_bias(b, f->q, &L->attn_q_bias, T);
     if (L->attn_k_bias.host != NULL)
@@ -191,8 +213,18 @@ attention_block(const layer_context *lc, const pgi_layer_weights *L)
         ops->rmsnorm(b, f->q, f->q, &L->attn_q_norm, T * c->n_heads, c->rms_epsilon);
         ops->rmsnorm(b, f->k, f->k, &L->attn_k_norm, T * c->n_kv_heads, c->rms_epsilon);
     }
-    ops->rope(b, f->q, f->k, &rope, &shape);
-    ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    if (ops->rope_attention != NULL)
+        ops->rope_attention(b, f->attn, f->q, f->k, f->v, &rope, lc->kv, lc->layer, &shape);
+    else
+    {
+        ops->rope(b, f->q, f->k, &rope, &shape);
+        ops->attention(b, f->attn, f->q, f->k, f->v, lc->kv, lc->layer, &shape);
+    }
+    if (L->attn_output_bias.host == NULL && !c->post_norms)
+    {
+        project_into_residual(f, &L->attn_output, f->attn, T);
+        return;
+    }
     ops->matmul(b, f->proj, &L->attn_output, f->attn, T);
     if (L->attn_output_bias.host != NULL)
         ops->add_bias(b, f->proj, &L->attn_output_bias, T);
@@ -212,12 +244,22 @@ ffn_block(const layer_context *lc, const pgi_layer_weights *L)
     int64_t n = (int64_t) T * c->feed_forward_length;
 
     ops->rmsnorm(b, f->xn, f->x, &L->ffn_norm, T, c->rms_epsilon);
-    ops->matmul(b, f->gate, &L->ffn_gate, f->xn, T);
-    ops->matmul(b, f->up, &L->ffn_up, f->xn, T);
-    if (c->ffn_activation == PGI_FFN_GELU)
-        ops->gelu_mul(b, f->gate, f->gate, f->up, n);
+    if (c->ffn_activation != PGI_FFN_GELU && ops->matmul_silu_glu != NULL)
+        ops->matmul_silu_glu(b, f->gate, &L->ffn_gate, &L->ffn_up, f->xn, T);
     else
-        ops->silu_mul(b, f->gate, f->gate, f->up, n);
+    {
+        ops->matmul(b, f->gate, &L->ffn_gate, f->xn, T);
+        ops->matmul(b, f->up, &L->ffn_up, f->xn, T);
+        if (c->ffn_activation == PGI_FFN_GELU)
+            ops->gelu_mul(b, f->gate, f->gate, f->up, n);
+        else
+            ops->silu_mul(b, f->gate, f->gate, f->up, n);
+    }
+    if (!c->post_norms)
+    {
+        project_into_residual(f, &L->ffn_down, f->gate, T);
+        return;
+    }
     ops->matmul(b, f->proj, &L->ffn_down, f->gate, T);
     if (c->post_norms)
         ops->rmsnorm(b, f->proj, f->proj, &L->ffn_post_norm, T, c->rms_epsilon);

@@ -291,6 +291,28 @@ typedef struct pgi_backend_ops {
      * CUDA graphs). */
     void (*moe_ffn)(pgi_backend *b, float *out, const float *x, const int32_t *ids,
                     const float *weights, int n_tokens, int k, const pgi_moe_experts *experts);
+
+    /* Optional fusions of the ops above, for backends where a launch costs
+     * more than the arithmetic (decode on a GPU).  NULL: the engine composes
+     * them from matmul, add and silu_mul (engine/forward.c), which is also
+     * what they must equal, up to float rounding.
+     * out[n_rows][w->rows] += x[n_rows][w->cols] . W^T (the residual add
+     * in the product's epilogue; out does not alias x). */
+    void (*matmul_add)(pgi_backend *b, float *out, const pgi_weight *w, const float *x,
+                       int n_rows);
+    /* out[n_rows][gate->rows] = silu(x . GATE^T) * (x . UP^T), gate and up
+     * of the same shape (both products over one read of x). */
+    void (*matmul_silu_glu)(pgi_backend *b, float *out, const pgi_weight *gate,
+                            const pgi_weight *up, const float *x, int n_rows);
+    /* q, k, v = x . WQ^T, x . WK^T, x . WV^T: three products of one x (with
+     * the same cols) in one pass. */
+    void (*matmul_qkv)(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
+                       const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows);
+    /* rope(q, k) then attention(out, q, k, v): q and k are rotated in place
+     * as rope leaves them, and the rotation happens where K/V are stored. */
+    void (*rope_attention)(pgi_backend *b, float *out, float *q, float *k, const float *v,
+                           const pgi_rope *rope, pgi_kv_cache *kv, int layer,
+                           const pgi_attention_shape *shape);
 } pgi_backend_ops;
 
 /* Every backend's struct begins with this. */

@@ -82,13 +82,24 @@ attention_shared_bytes(int query_rows, int head_dim)
     return PGI_ATTN_KEY_TILE * sizeof(long long) + floats * sizeof(float);
 }
 
+/* Token t's K and V into the F16 cache.  With rope (rope_attention) the
+ * block first rotates the token's q and k in place, as rope_kernel would:
+ * RoPE then costs no launch of its own. */
 __global__ void
-store_kv_kernel(__half *k_cache, __half *v_cache, const float *k, const float *v,
-                const int32_t *slots, int n_kv_heads, int head_dim, int block_size, int n_blocks)
+store_kv_kernel(__half *k_cache, __half *v_cache, float *q, float *k, const float *v,
+                const int32_t *slots, int n_kv_heads, int head_dim, int block_size, int n_blocks,
+                pgi_rope_args rope, const int32_t *positions, int n_heads)
 {
     int t = blockIdx.x;
     int32_t slot = slots[t];
     int kv_dim = n_kv_heads * head_dim;
+
+    if (rope.inv_freq != NULL)   /* uniform: every thread reaches the barrier */
+    {
+        pgi_rope_token(q, k, t, positions, n_heads, n_kv_heads, head_dim, rope);
+        /* the rotated k is read below by other threads of the block */
+        __syncthreads();
+    }
 
     if (slot < 0 || slot / block_size >= n_blocks)
         return;
@@ -464,7 +475,8 @@ build_tiles(pgi_cuda_backend *cb, int tile_tokens)
 void
 pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                           const float *v, pgi_kv_cache *kv, int layer,
-                          const pgi_attention_shape *shape, const pgi_wref *sinks)
+                          const pgi_attention_shape *shape, const pgi_wref *sinks,
+                          const pgi_rope_args *rope)
 {
     const pgi_kv_geometry *g = &kv->g;
     attention_args a;
@@ -570,9 +582,14 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
     __half *k_layer = kv->k + (size_t) layer * kv->layer_elems;
     __half *v_layer = kv->v + (size_t) layer * kv->layer_elems;
 
-    store_kv_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(k_layer, v_layer, k, v, cb->d_kv_slots,
-                                                          g->n_kv_heads, hd, g->block_size,
-                                                          g->n_blocks);
+    pgi_rope_args no_rope = {NULL, 0, 0, 0.0f};
+
+    /* q and k are the caller's buffers, rotated in place with rope (as the
+     * rope op would); without it they are only read */
+    store_kv_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(
+        k_layer, v_layer, (float *) q, (float *) k, v, cb->d_kv_slots, g->n_kv_heads, hd,
+        g->block_size, g->n_blocks, rope != NULL ? *rope : no_rope, cb->d_positions,
+        shape->n_heads);
     pgi_cuda_check_launch(cb, "storing K/V");
 
     a.out = out;

@@ -374,9 +374,27 @@ pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, s
 
 /* ------------------------------------------------------------ ops */
 
+/* True when out [n_rows][out_cols] and the quantized x overlap. */
+static bool
+overwrites_xq(const pgi_cuda_backend *cb, const float *out, int n_rows, int64_t out_cols)
+{
+    const float *x = cb->xq_source;
+
+    return x != NULL && out < x + (size_t) cb->xq_rows * (size_t) cb->xq_cols &&
+           x < out + (size_t) n_rows * (size_t) out_cols;
+}
+
 static void
 run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
 {
+    bool product = op->kind == PGI_OP_MATMUL || op->kind == PGI_OP_MATMUL_ADD ||
+                   op->kind == PGI_OP_MATMUL_SILU_GLU || op->kind == PGI_OP_MATMUL_QKV;
+
+    /* Any op but a product may write the activations x_int8 holds (rmsnorm
+     * refills it itself); products may reuse it while they run. */
+    if (!product)
+        cb->xq_source = NULL;
+    cb->xq_may_reuse = product;
     switch (op->kind)
     {
         case PGI_OP_EMBED:
@@ -387,6 +405,26 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             break;
         case PGI_OP_MATMUL:
             pgi_cuda_launch_matmul(cb, op->out, &op->w, op->a, op->n_rows);
+            break;
+        case PGI_OP_MATMUL_ADD:
+            pgi_cuda_launch_matmul_add(cb, op->out, &op->w, op->a, op->n_rows);
+            break;
+        case PGI_OP_MATMUL_SILU_GLU:
+            pgi_cuda_launch_matmul_silu_glu(cb, op->out, &op->w, &op->w2, op->a, op->n_rows);
+            break;
+        case PGI_OP_ROPE_ATTENTION:
+        {
+            pgi_rope_args rope;
+
+            if (pgi_cuda_rope_args(cb, op->rope_mode, op->rope_dims, &op->w2, op->factor,
+                                   &op->shape, &rope))
+                pgi_cuda_launch_attention(cb, op->out, op->a, op->b, op->c, op->kv, op->layer,
+                                          &op->shape, &op->w, &rope);
+            break;
+        }
+        case PGI_OP_MATMUL_QKV:
+            pgi_cuda_launch_matmul_qkv(cb, op->out, (float *) op->b, (float *) op->c, &op->w,
+                                       &op->w2, &op->w3, op->a, op->n_rows);
             break;
         case PGI_OP_ADD_BIAS:
             pgi_cuda_launch_add_bias(cb, op->out, &op->w, op->n_rows);
@@ -421,6 +459,12 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
             pgi_cuda_note(cb, PGI_ERR_INTERNAL, "unknown CUDA op %d", op->kind);
             break;
     }
+    cb->xq_may_reuse = false;
+    if (product && (overwrites_xq(cb, op->out, op->n_rows, op->w.rows) ||
+                    (op->kind == PGI_OP_MATMUL_QKV &&
+                     (overwrites_xq(cb, op->b, op->n_rows, op->w2.rows) ||
+                      overwrites_xq(cb, op->c, op->n_rows, op->w3.rows)))))
+        cb->xq_source = NULL;
 }
 
 static void
@@ -504,6 +548,52 @@ cuda_matmul(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int
 }
 
 static void
+cuda_matmul_add(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_ADD);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, w);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul_silu_glu(pgi_backend *b, float *out, const pgi_weight *gate, const pgi_weight *up,
+                     const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_SILU_GLU);
+    op.out = out;
+    op.a = x;
+    set_wref(&op.w, gate);
+    set_wref(&op.w2, up);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
+cuda_matmul_qkv(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
+                const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows)
+{
+    pgi_op_record op;
+
+    new_record(&op, PGI_OP_MATMUL_QKV);
+    op.out = q;
+    op.b = k;
+    op.c = v;
+    op.a = x;
+    set_wref(&op.w, wq);
+    set_wref(&op.w2, wk);
+    set_wref(&op.w3, wv);
+    op.n_rows = n_rows;
+    dispatch(pgi_as_cuda(b), &op);
+}
+
+static void
 cuda_add_bias(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows)
 {
     pgi_op_record op;
@@ -556,6 +646,32 @@ cuda_attention(pgi_backend *b, float *out, const float *q, const float *k, const
      * recorded (and compared) by value, so a weight uploaded again elsewhere
      * does not replay the old pointer, and replays never read *shape->sinks */
     set_wref(&op.w, shape->sinks);
+    dispatch(cb, &op);
+}
+
+static void
+cuda_rope_attention(pgi_backend *b, float *out, float *q, float *k, const float *v,
+                    const pgi_rope *rope, pgi_kv_cache *kv, int layer,
+                    const pgi_attention_shape *shape)
+{
+    pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
+
+    if (!needs_step(cb, "rope_attention"))
+        return;
+    new_record(&op, PGI_OP_ROPE_ATTENTION);
+    op.out = out;
+    op.a = q;
+    op.b = k;
+    op.c = v;
+    op.kv = kv;
+    op.layer = layer;
+    set_shape(&op.shape, shape);
+    set_wref(&op.w, shape->sinks);   /* by value, as in cuda_attention */
+    op.rope_mode = (int) rope->mode;
+    op.rope_dims = rope->n_dims;
+    op.factor = rope->attn_factor;
+    set_wref(&op.w2, rope->inv_freq);
     dispatch(cb, &op);
 }
 
@@ -657,6 +773,7 @@ cuda_moe_ffn(pgi_backend *b, float *out, const float *x, const int32_t *ids, con
         leave_graph_mode(cb);
     if (cb->current != NULL)
         cb->current->failures = 3;
+    cb->xq_source = NULL;   /* it writes activations outside run_op */
     pgi_cuda_moe_ffn(cb, out, x, ids, weights, n_tokens, k, experts);
 }
 
@@ -789,6 +906,7 @@ cuda_free(pgi_backend *b, float *p)
         return;
     if (cb->mode != PGI_GRAPH_EAGER)
         leave_graph_mode(cb);
+    cb->xq_source = NULL;   /* the memory may come back as another buffer */
     release_quietly(cudaFree(p));
 }
 
@@ -1040,6 +1158,7 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     cb->h_seq_index = h + off_seq;
     cb->tiles_per_tile_tokens = 0;
     cb->in_step = true;
+    cb->xq_source = NULL;   /* nothing quantized carries over between steps */
     cb->mode = PGI_GRAPH_EAGER;
     cb->current = NULL;
 
@@ -1195,6 +1314,8 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->dequant_scratch));
     if (cb->x_half != NULL)
         release_quietly(cudaFree(cb->x_half));
+    if (cb->glu_scratch != NULL)
+        release_quietly(cudaFree(cb->glu_scratch));
     if (cb->x_int8 != NULL)
         release_quietly(cudaFree(cb->x_int8));
     if (cb->attn_partial != NULL)
@@ -1313,6 +1434,10 @@ static const pgi_backend_ops cuda_ops = {
     cuda_top_k,
     cuda_moe_route,
     cuda_moe_ffn,
+    cuda_matmul_add,
+    cuda_matmul_silu_glu,
+    cuda_matmul_qkv,
+    cuda_rope_attention,
 };
 
 static pgi_status
@@ -1369,6 +1494,12 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
      * both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
     cb->int8_matvec = !(int8 != NULL && strcmp(int8, "0") == 0);
+    /* PGI_CUDA_INT8_MAX_ROWS: rows of x up to which quantized weights stay
+     * on the integer kernels (8..64); beyond, cuBLAS over F16 slabs */
+    const char *max_rows = getenv("PGI_CUDA_INT8_MAX_ROWS");
+    long rows = max_rows != NULL ? strtol(max_rows, NULL, 10) : PGI_CUDA_INT8_DEFAULT_MAX_ROWS;
+    cb->int8_max_rows = (int) (rows < PGI_CUDA_MATVEC_MAX_ROWS ? PGI_CUDA_MATVEC_MAX_ROWS
+                                                               : (rows > 64 ? 64 : rows));
     return PGI_OK;
 }
 

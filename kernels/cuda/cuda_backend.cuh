@@ -14,8 +14,11 @@
 #include <type_traits>
 
 /* Matmuls with at most this many rows of x use the matrix-vector kernels;
- * more go through cuBLAS. */
+ * more go through cuBLAS, except quantized weights on the int8 path, which
+ * stay on it up to int8_max_rows (PGI_CUDA_INT8_MAX_ROWS, default
+ * PGI_CUDA_INT8_DEFAULT_MAX_ROWS; 8 turns the batched int8 path off). */
 #define PGI_CUDA_MATVEC_MAX_ROWS 8
+#define PGI_CUDA_INT8_DEFAULT_MAX_ROWS 32
 /* Warps per block of the matrix-vector kernels (float and int8): one
  * weight row per warp. */
 #define PGI_CUDA_MATVEC_WARPS 4
@@ -61,8 +64,51 @@ typedef enum pgi_op_kind {
     PGI_OP_GATHER,
     PGI_OP_GELU_MUL,
     PGI_OP_SCALE,
-    PGI_OP_MOE_ROUTE
+    PGI_OP_MOE_ROUTE,
+    PGI_OP_MATMUL_ADD,        /* out += x w^T */
+    PGI_OP_MATMUL_SILU_GLU,   /* out = silu(x gate^T) * (x up^T); up in w2 */
+    PGI_OP_MATMUL_QKV,        /* out, b, c = x w^T, x w2^T, x w3^T */
+    PGI_OP_ROPE_ATTENTION     /* attention's fields, rope's in rope_* and w2 (inv_freq) */
 } pgi_op_kind;
+
+/* Up to two more weights whose rows continue the first's in one
+ * matrix-vector launch (Q, K and V over one read of x): output rows
+ * [w.rows, w.rows + w1.rows) go to out1, the next w2.rows to out2.  Rows
+ * 0 for none. */
+struct pgi_matvec_more {
+    pgi_wview w1, w2;
+    float *out1, *out2;
+};
+
+/* The weight and output of global row `row` of a launch over w and `more`;
+ * row becomes the row within that weight.  False past the last row. */
+__device__ __forceinline__ bool
+pgi_matvec_segment(const pgi_wview &w, float *out, const pgi_matvec_more &more, int64_t &row,
+                   pgi_wview &wv, float *&o)
+{
+    wv = w;
+    o = out;
+    if (row < w.rows)
+        return true;
+    row -= w.rows;
+    wv = more.w1;
+    o = more.out1;
+    if (row < more.w1.rows)
+        return true;
+    row -= more.w1.rows;
+    wv = more.w2;
+    o = more.out2;
+    return row < more.w2.rows;
+}
+
+/* What a matrix-vector kernel does with its dot products: a runtime
+ * argument (uniform per launch), so one kernel per type and row count
+ * serves the plain product and both fused epilogues. */
+enum pgi_matvec_mode {
+    PGI_MV_STORE = 0,   /* out = s */
+    PGI_MV_ADD,         /* out += s: the residual add */
+    PGI_MV_SILU_GLU     /* out = silu(s) * s_up: a second weight's product */
+};
 
 /* One queued operation with everything needed to launch it again.  Records
  * are compared byte for byte (they are zeroed before being filled). */
@@ -74,6 +120,8 @@ struct pgi_op_record {
     const float *b;
     const float *c;
     pgi_wref w;               /* the weight; attention: its sinks */
+    pgi_wref w2;              /* matmul_silu_glu: the up weight; matmul_qkv: K */
+    pgi_wref w3;              /* matmul_qkv: V */
     int64_t n;
     float eps;
     int rope_mode;
@@ -146,9 +194,21 @@ struct pgi_cuda_backend {
     void *dequant_scratch;            /* PGI_CUDA_DEQUANT_SCRATCH_BYTES */
     void *x_half;                     /* activations converted for cuBLAS */
     size_t x_half_bytes;
+    void *glu_scratch;                /* the up product when matmul_silu_glu is composed */
+    size_t glu_scratch_bytes;
     void *x_int8;                     /* activations quantized for dp4a (pgi_xq_layout) */
     size_t x_int8_bytes;
+    /* x_int8 holds the quantization of these activations ([xq_rows]
+     * [xq_cols] at xq_source) until an op other than a matmul runs: Q, K
+     * and V (gate and up) share one quantization of their input, and
+     * rmsnorm leaves its output quantized.  Only the engine's matmul ops
+     * may reuse it (xq_may_reuse), never moe_ffn's internal products. */
+    const float *xq_source;
+    int xq_rows;
+    int64_t xq_cols;
+    bool xq_may_reuse;
     bool int8_matvec;                 /* integer dot products for quantized weights */
+    int int8_max_rows;                /* ... for up to this many rows of x */
     float *attn_partial;              /* split-K partial results */
     size_t attn_partial_floats;
     int32_t *d_argmax;
@@ -199,24 +259,53 @@ void pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, c
                              int n_rows, float eps);
 void pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
                             int n_rows);
+/* out += x w^T (cuBLAS with beta 1, or the matrix-vector epilogue). */
+void pgi_cuda_launch_matmul_add(pgi_cuda_backend *cb, float *out, const pgi_wref *w,
+                                const float *x, int n_rows);
+/* out = silu(x gate^T) * (x up^T): one kernel for both products when the
+ * weights share type and shape and n_rows <= PGI_CUDA_MATVEC_MAX_ROWS,
+ * else two products and silu_mul (through glu_scratch). */
+void pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref *gate,
+                                     const pgi_wref *up, const float *x, int n_rows);
+/* q, k, v = x wq^T, x wk^T, x wv^T: one kernel when the three share type
+ * and columns and n_rows <= PGI_CUDA_MATVEC_MAX_ROWS, else three products
+ * (sharing one quantization of x). */
+void pgi_cuda_launch_matmul_qkv(pgi_cuda_backend *cb, float *q, float *k, float *v,
+                                const pgi_wref *wq, const pgi_wref *wk, const pgi_wref *wv,
+                                const float *x, int n_rows);
 /* The same on a view (a whole weight, or rows of one from
  * pgi_cuda_view_rows) of a weight of file type `type`. */
 void pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type,
                                  const pgi_wview *w, const float *x, int n_rows);
 /* The end of both matrix-vector kernels: the warp of weight row `row` sums
- * each of its R partial dot products and lane 0 stores them in out
- * [R][n_out_rows]. */
+ * each of its R partial dot products (and the up weight's, for
+ * PGI_MV_SILU_GLU) and lane 0 writes them to out [R][n_out_rows] as `mode`
+ * says.  SiLU as silu_mul_kernel computes it, so the fused op rounds as
+ * the composed one. */
 template <int R>
 __device__ __forceinline__ void
-pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc)
+pgi_matvec_store(float *out, int64_t n_out_rows, int64_t row, int lane, const float *acc,
+                 const float *acc_up, int mode, int n_valid = R)
 {
 #pragma unroll
     for (int r = 0; r < R; r++)
     {
+        if (r >= n_valid)   /* uniform across the warp: no shuffle is left half-done */
+            break;
         float s = pgi_warp_sum(acc[r]);
+        float u = mode == PGI_MV_SILU_GLU ? pgi_warp_sum(acc_up[r]) : 0.0f;
 
         if (lane == 0)
-            out[(size_t) r * (size_t) n_out_rows + (size_t) row] = s;
+        {
+            float *o = out + (size_t) r * (size_t) n_out_rows + (size_t) row;
+
+            if (mode == PGI_MV_ADD)
+                *o += s;
+            else if (mode == PGI_MV_SILU_GLU)
+                *o = s / (1.0f + expf(-s)) * u;
+            else
+                *o = s;
+        }
     }
 }
 
@@ -243,15 +332,71 @@ pgi_cuda_with_row_count(int n_rows, Launch launch)
 
 /* The int8 x dp4a matrix-vector product (n_rows <= 8) of a quantized type. */
 void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
-                                 const float *x, int n_rows);
+                                 const float *x, int n_rows, int mode, const pgi_wview *up,
+                                 const pgi_matvec_more *more);
+/* Quantize x [n_rows][cols] into x_int8 (pgi_xq_layout): the kernel rmsnorm
+ * fuses this into when its output feeds a quantized matrix-vector product. */
+__device__ __forceinline__ void
+pgi_xq_quantize_row_blocks(const float *x, int64_t row, int64_t cols, int8_t *q, float *d,
+                           int32_t *sums)
+{
+    for (int64_t b = row * (cols / 32) + threadIdx.x; b < (row + 1) * (cols / 32); b += blockDim.x)
+        pgi_xq_quantize_block(x, b, q, d, sums);
+}
 void pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, int n_rows);
 void pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
                           const pgi_wref *inv_freq, float attn_factor,
                           const pgi_attention_shape *shape);
-/* sinks: the record's copy of shape->sinks (read instead of it), or NULL */
+
+/* RoPE's arguments as kernels take them; inv_freq NULL: no rotation. */
+struct pgi_rope_args {
+    const float *inv_freq;
+    int n_dims;
+    int neox;
+    float attn_factor;
+};
+/* Checks rope's arguments (noting what is wrong) and fills *out. */
+bool pgi_cuda_rope_args(pgi_cuda_backend *cb, int mode, int n_dims, const pgi_wref *inv_freq,
+                        float attn_factor, const pgi_attention_shape *shape, pgi_rope_args *out);
+
+/* Rotate token t's pairs of q [.][n_heads][head_dim] and k [.][n_kv_heads]
+ * [head_dim] in place, with the threads of one block: rope_kernel, and the
+ * K/V store of rope_attention before it stores. */
+__device__ __forceinline__ void
+pgi_rope_token(float *q, float *k, int t, const int32_t *positions, int n_heads, int n_kv_heads,
+               int head_dim, const pgi_rope_args &rope)
+{
+    int half = rope.n_dims / 2;
+    int n_pairs = (n_heads + n_kv_heads) * half;
+    float position = (float) positions[t];
+
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x)
+    {
+        int head = p / half;
+        int i = p % half;
+        float *v = head < n_heads ? q + ((size_t) t * n_heads + head) * head_dim
+                                  : k + ((size_t) t * n_kv_heads + (head - n_heads)) * head_dim;
+        int a = rope.neox ? i : 2 * i;
+        int z = rope.neox ? i + half : 2 * i + 1;
+        float theta = position * rope.inv_freq[i];
+        float s, c;
+
+        sincosf(theta, &s, &c);
+        s *= rope.attn_factor;
+        c *= rope.attn_factor;
+        float x0 = v[a], x1 = v[z];
+        v[a] = x0 * c - x1 * s;
+        v[z] = x0 * s + x1 * c;
+    }
+}
+
+/* sinks: the record's copy of shape->sinks (read instead of it), or NULL.
+ * rope non-NULL (rope_attention): q and k are rotated in place by the K/V
+ * store kernel first, which saves rope's launch. */
 void pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, const float *k,
                                const float *v, pgi_kv_cache *kv, int layer,
-                               const pgi_attention_shape *shape, const pgi_wref *sinks);
+                               const pgi_attention_shape *shape, const pgi_wref *sinks,
+                               const pgi_rope_args *rope = NULL);
 void pgi_cuda_launch_gelu_mul(pgi_cuda_backend *cb, float *out, const float *gate,
                               const float *up, int64_t n);
 void pgi_cuda_launch_scale(pgi_cuda_backend *cb, float *x, float s, int64_t n);

@@ -50,23 +50,31 @@ dot_run(const float *x, const float *v, bool aligned)
     return s;
 }
 
+/* mode: pgi_matvec_mode; up: the second weight of PGI_MV_SILU_GLU (same
+ * type and shape as w), decoded beside w's units; more: weights whose rows
+ * continue w's (pgi_matvec_more). */
 template <int T, int R>
 __global__ void __launch_bounds__(PGI_CUDA_MATVEC_WARPS * 32)
-matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
+matvec_kernel(float *out_all, pgi_wview w_all, const float *x, bool x_aligned, int mode,
+              pgi_wview up, pgi_matvec_more more)
 {
     typedef pgi_unit<T> unit;
     constexpr int RUN1 = unit::U / 2;
     constexpr int RUN2 = unit::U - unit::U / 2;
     int lane = threadIdx.x & 31;
     int64_t row = (int64_t) blockIdx.x * PGI_CUDA_MATVEC_WARPS + threadIdx.x / 32;
-    int64_t n_units = unit::per_row(w.cols);
-    float acc[R];
+    pgi_wview w;
+    float *out;
 
-    if (row >= w.rows)
+    if (!pgi_matvec_segment(w_all, out_all, more, row, w, out))
         return;
+    int64_t n_units = unit::per_row(w.cols);
+    bool glu = mode == PGI_MV_SILU_GLU;
+    float acc[R], acc_up[R];
+
 #pragma unroll
     for (int r = 0; r < R; r++)
-        acc[r] = 0.0f;
+        acc[r] = acc_up[r] = 0.0f;
 #pragma unroll 2
     for (int64_t u = lane; u < n_units; u += 32)
     {
@@ -81,17 +89,31 @@ matvec_kernel(float *out, pgi_wview w, const float *x, bool x_aligned)
             acc[r] += dot_run<RUN1>(xr + c0, v, x_aligned) +
                       dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
         }
+        if (glu)
+        {
+            (void) unit::decode(up, row, u, v);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+            {
+                const float *xr = x + (size_t) r * (size_t) w.cols;
+
+                acc_up[r] += dot_run<RUN1>(xr + c0, v, x_aligned) +
+                             dot_run<RUN2>(xr + c0 + unit::GAP, v + RUN1, x_aligned);
+            }
+        }
     }
-    pgi_matvec_store<R>(out, w.rows, row, lane, acc);
+    pgi_matvec_store<R>(out, w.rows, row, lane, acc, acc_up, mode);
 }
 
 template <int T>
 static void
 launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
-                   int n_rows, bool aligned, dim3 grid, dim3 block)
+                   int n_rows, bool aligned, dim3 grid, dim3 block, int mode, const pgi_wview &up,
+                   const pgi_matvec_more &more)
 {
     pgi_cuda_with_row_count(n_rows, [&](auto rows) {
-        matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned);
+        matvec_kernel<T, decltype(rows)::value><<<grid, block, 0, cb->stream>>>(out, w, x, aligned,
+                                                                                mode, up, more);
     });
 }
 
@@ -102,20 +124,28 @@ launch_matvec_rows(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const f
 template <int T>
 static void
 launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x, int n_rows,
-              bool aligned)
+              bool aligned, int mode, const pgi_wview &up, const pgi_matvec_more &more)
 {
-    unsigned blocks = (unsigned) ((w.rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
+    int64_t all_rows = w.rows + more.w1.rows + more.w2.rows;
+    unsigned blocks = (unsigned) ((all_rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS);
     dim3 grid(blocks), block(PGI_CUDA_MATVEC_WARPS * 32);
 
     if (T != PGI_CW_F32 && T != PGI_CW_F16 && T != PGI_CW_BF16)
     {
         for (int r = 0; r < n_rows; r++)
+        {
+            pgi_matvec_more row_more = more;   /* each output at row r of its own */
+
+            row_more.out1 = more.out1 + (size_t) r * (size_t) more.w1.rows;
+            row_more.out2 = more.out2 + (size_t) r * (size_t) more.w2.rows;
             matvec_kernel<T, 1><<<grid, block, 0, cb->stream>>>(
-                out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned);
+                out + (size_t) r * (size_t) w.rows, w, x + (size_t) r * (size_t) w.cols, aligned,
+                mode, up, row_more);
+        }
         return;
     }
     launch_matvec_rows<(T == PGI_CW_F32 || T == PGI_CW_F16 || T == PGI_CW_BF16) ? T : PGI_CW_F32>(
-        cb, out, w, x, n_rows, aligned, grid, block);
+        cb, out, w, x, n_rows, aligned, grid, block, mode, up, more);
 }
 
 /* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
@@ -181,9 +211,10 @@ cublas_ok(pgi_cuda_backend *cb, cublasStatus_t st, const char *what)
  * and type its file type. */
 static void
 matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &view,
-              const float *x, int n_rows)
+              const float *x, int n_rows, bool accumulate)
 {
-    const float one = 1.0f, zero = 0.0f;
+    /* beta 1: out += x w^T, the residual add of matmul_add for free */
+    const float one = 1.0f, zero = accumulate ? 1.0f : 0.0f;
     const pgi_wview *w = &view;
     int m = (int) w->rows, k = (int) w->cols;
     int64_t n_x = (int64_t) n_rows * w->cols;
@@ -260,24 +291,24 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
     }
 }
 
-void
-pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
-                       int n_rows)
+/* The one entry of all products: mode (pgi_matvec_mode) and, for
+ * PGI_MV_SILU_GLU, the up weight's view (same type and shape; the caller
+ * checked).  Over PGI_CUDA_MATVEC_MAX_ROWS rows only STORE and ADD come
+ * here. */
+static const pgi_matvec_more no_more = {};
+
+/* The most rows of x the matrix-vector kernels take for kernel type wt:
+ * quantized weights on the integer path go on to int8_max_rows. */
+static int
+matvec_max_rows(const pgi_cuda_backend *cb, int wt)
 {
-    if (n_rows <= 0)
-        return;
-    if (w->device == NULL)
-    {
-        pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "matmul: weight not uploaded");
-        return;
-    }
-    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
-    pgi_cuda_launch_matmul_view(cb, out, w->type, &view, x, n_rows);
+    return cb->int8_matvec && pgi_cuda_has_qdot(wt) ? cb->int8_max_rows : PGI_CUDA_MATVEC_MAX_ROWS;
 }
 
-void
-pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
-                            const float *x, int n_rows)
+static void
+matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
+                 const float *x, int n_rows, int mode, const pgi_wview *up,
+                 const pgi_matvec_more *more = &no_more)
 {
     int wt = pgi_cuda_wtype_of(type, w->cols);
 
@@ -289,17 +320,108 @@ pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, con
                       pgi_type_name(type));
         return;
     }
-    if (n_rows > PGI_CUDA_MATVEC_MAX_ROWS)
+    if (n_rows > matvec_max_rows(cb, wt))
     {
-        matmul_cublas(cb, out, type, *w, x, n_rows);
+        matmul_cublas(cb, out, type, *w, x, n_rows, mode == PGI_MV_ADD);
         return;
     }
     const pgi_wview &view = *w;
     bool aligned = ((uintptr_t) x % 16) == 0 && w->cols % 4 == 0;
 
     if (cb->int8_matvec && pgi_cuda_has_qdot(wt))
-        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows);
+        pgi_cuda_launch_matvec_int8(cb, out, &view, wt, x, n_rows, mode, up, more);
     else
-        PGI_WTYPE_SWITCH(wt, T, launch_matvec<T>(cb, out, view, x, n_rows, aligned), return);
+        PGI_WTYPE_SWITCH(wt, T,
+                         launch_matvec<T>(cb, out, view, x, n_rows, aligned, mode, *up, *more),
+                         return);
     pgi_cuda_check_launch(cb, "matmul");
+}
+
+static bool
+uploaded(pgi_cuda_backend *cb, const pgi_wref *w, const char *what)
+{
+    if (w->device != NULL)
+        return true;
+    pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "%s: weight not uploaded", what);
+    return false;
+}
+
+void
+pgi_cuda_launch_matmul(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                       int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, w, "matmul"))
+        return;
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    matmul_view_mode(cb, out, w->type, &view, x, n_rows, PGI_MV_STORE, &view);
+}
+
+void
+pgi_cuda_launch_matmul_add(pgi_cuda_backend *cb, float *out, const pgi_wref *w, const float *x,
+                           int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, w, "matmul_add"))
+        return;
+    pgi_wview view = pgi_cuda_view(w->device, w->type, w->rows, w->cols);
+    matmul_view_mode(cb, out, w->type, &view, x, n_rows, PGI_MV_ADD, &view);
+}
+
+void
+pgi_cuda_launch_matmul_silu_glu(pgi_cuda_backend *cb, float *out, const pgi_wref *gate,
+                                const pgi_wref *up, const float *x, int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, gate, "matmul_silu_glu") || !uploaded(cb, up, "matmul_silu_glu"))
+        return;
+    pgi_wview gv = pgi_cuda_view(gate->device, gate->type, gate->rows, gate->cols);
+    pgi_wview uv = pgi_cuda_view(up->device, up->type, up->rows, up->cols);
+
+    if (n_rows <= matvec_max_rows(cb, pgi_cuda_wtype_of(gate->type, gate->cols)) &&
+        gate->type == up->type && gate->rows == up->rows && gate->cols == up->cols)
+    {
+        matmul_view_mode(cb, out, gate->type, &gv, x, n_rows, PGI_MV_SILU_GLU, &uv);
+        return;
+    }
+    /* composed: gate into out, up into scratch, silu_mul */
+    size_t bytes = sizeof(float) * (size_t) n_rows * (size_t) up->rows;
+
+    if (!pgi_cuda_ensure_scratch(cb, &cb->glu_scratch, &cb->glu_scratch_bytes, bytes,
+                                 "matmul_silu_glu"))
+        return;
+    matmul_view_mode(cb, out, gate->type, &gv, x, n_rows, PGI_MV_STORE, &gv);
+    matmul_view_mode(cb, (float *) cb->glu_scratch, up->type, &uv, x, n_rows, PGI_MV_STORE, &uv);
+    pgi_cuda_launch_silu_mul(cb, out, out, (const float *) cb->glu_scratch,
+                             (int64_t) n_rows * up->rows);
+}
+
+void
+pgi_cuda_launch_matmul_qkv(pgi_cuda_backend *cb, float *q, float *k, float *v, const pgi_wref *wq,
+                           const pgi_wref *wk, const pgi_wref *wv, const float *x, int n_rows)
+{
+    if (n_rows <= 0 || !uploaded(cb, wq, "matmul_qkv") || !uploaded(cb, wk, "matmul_qkv") ||
+        !uploaded(cb, wv, "matmul_qkv"))
+        return;
+    pgi_wview qv = pgi_cuda_view(wq->device, wq->type, wq->rows, wq->cols);
+    pgi_wview kv = pgi_cuda_view(wk->device, wk->type, wk->rows, wk->cols);
+    pgi_wview vv = pgi_cuda_view(wv->device, wv->type, wv->rows, wv->cols);
+
+    if (n_rows <= matvec_max_rows(cb, pgi_cuda_wtype_of(wq->type, wq->cols)) &&
+        wq->type == wk->type && wq->type == wv->type && wq->cols == wk->cols &&
+        wq->cols == wv->cols)
+    {
+        pgi_matvec_more more = {kv, vv, k, v};
+
+        matmul_view_mode(cb, q, wq->type, &qv, x, n_rows, PGI_MV_STORE, &qv, &more);
+        return;
+    }
+    /* three products; the second and third reuse the first's quantized x */
+    matmul_view_mode(cb, q, wq->type, &qv, x, n_rows, PGI_MV_STORE, &qv);
+    matmul_view_mode(cb, k, wk->type, &kv, x, n_rows, PGI_MV_STORE, &kv);
+    matmul_view_mode(cb, v, wv->type, &vv, x, n_rows, PGI_MV_STORE, &vv);
+}
+
+void
+pgi_cuda_launch_matmul_view(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview *w,
+                            const float *x, int n_rows)
+{
+    matmul_view_mode(cb, out, type, w, x, n_rows, PGI_MV_STORE, w);
 }

@@ -96,9 +96,12 @@ pgi_cuda_launch_embed(pgi_cuda_backend *cb, float *out, const pgi_wref *w)
 
 /* ------------------------------------------------------------ rmsnorm */
 
+/* q != NULL: the row is also quantized for the int8 matrix-vector kernels
+ * (pgi_xq_layout, blocks of 32), so the product that reads it launches no
+ * quantization of its own. */
 __global__ void
 rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_type, int64_t dim,
-               float eps)
+               float eps, int8_t *q, float *d, int32_t *sums)
 {
     __shared__ float partial[32];
     __shared__ float scale;
@@ -123,16 +126,45 @@ rmsnorm_kernel(float *out, const float *x, const void *weight, uint32_t weight_t
     __syncthreads();
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
         o[i] = xr[i] * scale * vector_element(weight, weight_type, i);
+    if (q == NULL)
+        return;
+    /* the block's own stores are visible to it after the barrier; the
+     * blocks of 32 are quantized from the stored floats, exactly as
+     * quantize_x_kernel would */
+    __syncthreads();
+    pgi_xq_quantize_row_blocks(out, blockIdx.x, dim, q, d, sums);
 }
 
 void
 pgi_cuda_launch_rmsnorm(pgi_cuda_backend *cb, float *out, const float *x, const pgi_wref *w,
                         int n_rows, float eps)
 {
+    int8_t *q = NULL;
+    float *d = NULL;
+    int32_t *sums = NULL;
+
     if (n_rows <= 0 || !vector_type_ok(cb, w, "rmsnorm"))
         return;
-    rmsnorm_kernel<<<n_rows, 256, 0, cb->stream>>>(out, x, w->device, w->type, w->cols, eps);
+    /* a decode-sized output that a quantized product may read next */
+    if (cb->int8_matvec && n_rows <= cb->int8_max_rows && w->cols % 32 == 0)
+    {
+        size_t d_offset, sum_offset;
+        size_t bytes = pgi_xq_layout(n_rows, w->cols, &d_offset, &sum_offset);
+
+        /* scratch first: securing it may leave a graph capture */
+        if (!pgi_cuda_ensure_scratch(cb, &cb->x_int8, &cb->x_int8_bytes, bytes,
+                                     "quantized activations"))
+            return;
+        q = (int8_t *) cb->x_int8;
+        d = (float *) ((uint8_t *) cb->x_int8 + d_offset);
+        sums = (int32_t *) ((uint8_t *) cb->x_int8 + sum_offset);
+    }
+    rmsnorm_kernel<<<n_rows, 256, 0, cb->stream>>>(out, x, w->device, w->type, w->cols, eps, q, d,
+                                                   sums);
     pgi_cuda_check_launch(cb, "rmsnorm");
+    cb->xq_source = q != NULL ? out : NULL;
+    cb->xq_rows = n_rows;
+    cb->xq_cols = w->cols;
 }
 
 /* ------------------------------------------------------------ add_bias */
@@ -160,38 +192,15 @@ pgi_cuda_launch_add_bias(pgi_cuda_backend *cb, float *x, const pgi_wref *bias, i
 /* ------------------------------------------------------------ rope */
 
 __global__ void
-rope_kernel(float *q, float *k, const float *inv_freq, const int32_t *positions, int n_heads,
-            int n_kv_heads, int head_dim, int n_dims, int neox, float attn_factor)
+rope_kernel(float *q, float *k, pgi_rope_args rope, const int32_t *positions, int n_heads,
+            int n_kv_heads, int head_dim)
 {
-    int t = blockIdx.x;
-    int half = n_dims / 2;
-    int n_pairs = (n_heads + n_kv_heads) * half;
-    float position = (float) positions[t];
-
-    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x)
-    {
-        int head = p / half;
-        int i = p % half;
-        float *v = head < n_heads
-                       ? q + ((size_t) t * n_heads + head) * head_dim
-                       : k + ((size_t) t * n_kv_heads + (head - n_heads)) * head_dim;
-        int a = neox ? i : 2 * i;
-        int z = neox ? i + half : 2 * i + 1;
-        float theta = position * inv_freq[i];
-        float s, c;
-
-        sincosf(theta, &s, &c);
-        s *= attn_factor;
-        c *= attn_factor;
-        float x0 = v[a], x1 = v[z];
-        v[a] = x0 * c - x1 * s;
-        v[z] = x0 * s + x1 * c;
-    }
+    pgi_rope_token(q, k, blockIdx.x, positions, n_heads, n_kv_heads, head_dim, rope);
 }
 
-void
-pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
-                     const pgi_wref *inv_freq, float attn_factor, const pgi_attention_shape *shape)
+bool
+pgi_cuda_rope_args(pgi_cuda_backend *cb, int mode, int n_dims, const pgi_wref *inv_freq,
+                   float attn_factor, const pgi_attention_shape *shape, pgi_rope_args *out)
 {
     if (inv_freq->device == NULL || inv_freq->type != PGI_TYPE_F32 ||
         inv_freq->rows * inv_freq->cols < n_dims / 2)
@@ -199,17 +208,31 @@ pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_d
         pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT,
                       "rope: inv_freq must be an uploaded F32 vector of n_dims/2 = %d values",
                       n_dims / 2);
-        return;
+        return false;
     }
     if (n_dims <= 0 || n_dims > shape->head_dim || n_dims % 2 != 0)
     {
         pgi_cuda_note(cb, PGI_ERR_INVALID_ARGUMENT, "rope: n_dims %d for head_dim %d", n_dims,
                       shape->head_dim);
-        return;
+        return false;
     }
-    rope_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(
-        q, k, (const float *) inv_freq->device, cb->d_positions, shape->n_heads,
-        shape->n_kv_heads, shape->head_dim, n_dims, mode == PGI_ROPE_NEOX, attn_factor);
+    out->inv_freq = (const float *) inv_freq->device;
+    out->n_dims = n_dims;
+    out->neox = mode == PGI_ROPE_NEOX;
+    out->attn_factor = attn_factor;
+    return true;
+}
+
+void
+pgi_cuda_launch_rope(pgi_cuda_backend *cb, float *q, float *k, int mode, int n_dims,
+                     const pgi_wref *inv_freq, float attn_factor, const pgi_attention_shape *shape)
+{
+    pgi_rope_args rope;
+
+    if (!pgi_cuda_rope_args(cb, mode, n_dims, inv_freq, attn_factor, shape, &rope))
+        return;
+    rope_kernel<<<cb->n_tokens, 128, 0, cb->stream>>>(q, k, rope, cb->d_positions, shape->n_heads,
+                                                      shape->n_kv_heads, shape->head_dim);
     pgi_cuda_check_launch(cb, "rope");
 }
 

@@ -5,13 +5,22 @@
  *
  * 1. Streaming bandwidth of the card, measured with the backend's own add
  *    op over 1 GiB vectors (reads 2, writes 1 float per element).
- * 2. matmul GB/s per weight type and shape (1B-model shapes), n_rows 1, 8
- *    and 64: device bytes of the weight / time per call.
- * 3. For each model file given (synthetic 1B-shape models from
- *    make_synthetic_model): prefill tok/s for a 512-token prompt, decode
- *    tok/s at batch 1, aggregate decode tok/s at batch 8, 32 and 64, and at
- *    batch 1 the fraction of the bandwidth limit: (bytes of weights read
- *    per token / time per token) / measured bandwidth.
+ * 2. matmul GB/s per weight type and shape (1B-model shapes), n_rows 1, 8,
+ *    32 and 64: device bytes of the weight / time per call.
+ * 3. For each model file given (synthetic 1B- and 8B-shape models from
+ *    make_synthetic_model): prefill tok/s for each --prefill length (512
+ *    by default), decode tok/s at batch 1, aggregate decode tok/s at batch
+ *    8, 32 and 64, and the fraction of the bandwidth limit: (bytes of
+ *    weights read per step / time per step) / bandwidth; a batched step
+ *    reads the weights once for all its sequences.  A markdown table of
+ *    all models ends the output.
+ *
+ * Options (after the library):
+ *     --bandwidth GBPS   take the bandwidth from a copy kernel measured
+ *                        elsewhere (test/gpu/hbm_bandwidth) instead of the
+ *                        add op
+ *     --prefill N[,N..]  prompt lengths for prefill (default 512; at most 8)
+ *     --no-matmul        skip the op-level matmul table
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -169,7 +178,8 @@ bench_matmul(pgi_backend *b, double bandwidth)
     const int64_t smoke_shapes[][2] = {{256, 256}, {512, 256}, {256, 512}, {300, 256}};
     const int64_t (*shapes)[2] = smoke ? smoke_shapes : full_shapes;
     const size_t n_shapes = 4;
-    const int n_rows_list[] = {1, 8, 64};
+    /* 32: the quantized types' batched int8 kernels; 64: cuBLAS */
+    const int n_rows_list[] = {1, 8, 32, 64};
     float *x = b->ops->alloc(b, 64 * 8192), *out = b->ops->alloc(b, 64 * 32000);
 
     if (x == NULL || out == NULL || !fill_device(b, x, 64, 8192))
@@ -218,7 +228,7 @@ bench_matmul(pgi_backend *b, double bandwidth)
                 pgi_free(host);
                 continue;
             }
-            for (size_t ni = 0; ni < 3; ni++)
+            for (size_t ni = 0; ni < sizeof(n_rows_list) / sizeof(n_rows_list[0]); ni++)
             {
                 int n_rows = n_rows_list[ni];
                 int reps = smoke ? 2 : 50;
@@ -284,6 +294,22 @@ model_bytes_per_token(const pgi_model *m)
  * (bench_gpu LIB --cpu model.gguf ...). */
 static const char *bench_device = "cuda:0";
 
+/* --prefill lengths */
+#define MAX_PREFILLS 8
+static int prefill_lengths[MAX_PREFILLS] = {512};
+static int n_prefills = 1;
+
+static int
+max_prefill(void)
+{
+    int m = 0;
+
+    for (int i = 0; i < n_prefills; i++)
+        if (prefill_lengths[i] > m)
+            m = prefill_lengths[i];
+    return m;
+}
+
 static pgi_engine *
 open_model(const char *path, const char *library)
 {
@@ -295,7 +321,8 @@ open_model(const char *path, const char *library)
     o.model_path = path;
     o.device = bench_device;
     o.cuda_library_path = library;
-    o.context_length = 1024;
+    /* the longest prompt plus its first token, rounded up */
+    o.context_length = max_prefill() + 512 > 1024 ? max_prefill() + 512 : 1024;
     o.kv_memory_bytes = smoke ? (size_t) 64 << 20 : (size_t) 4 << 30;
     o.max_batch_tokens = 512;
     o.max_sequences = 64;
@@ -364,92 +391,220 @@ run_decode(pgi_engine *e, int batch, int gen, int vocab)
     return decoded / (now_seconds() - t_start);
 }
 
-static void
-bench_model(const char *path, const char *library, double bandwidth)
+/* Seconds from adding one prompt of n tokens to its first sampled token
+ * (best of a few trials); 0 on failure. */
+static double
+run_prefill(pgi_engine *e, int n, int vocab)
 {
-    pgi_engine *e = open_model(path, library);
     pgi_sampling_params p;
     pgi_step_output outs[64];
     pgi_error err;
     int64_t id;
     int n_out;
+    int32_t *prompt = pgi_alloc(sizeof(int32_t) * (size_t) n);
+    double best = 1e30;
+
+    if (prompt == NULL)
+        return 0.0;
+    pgi_sampling_params_default(&p);
+    p.max_tokens = 1;
+    p.ignore_eos = true;
+    for (int trial = 0; trial < (smoke ? 1 : 3); trial++)
+    {
+        for (int j = 0; j < n; j++)
+            prompt[j] = 10 + (int32_t) ((unsigned) (j * 7919 + trial * 31) % (unsigned) (vocab - 20));
+        if (pgi_engine_add_sequence(e, prompt, n, &p, &id, &err) != PGI_OK)
+        {
+            printf("prefill %d: %s\n", n, err.message);
+            failures++;
+            best = 0.0;
+            break;
+        }
+        double t0 = now_seconds();
+        while (pgi_engine_has_work(e))
+            if (pgi_engine_step(e, outs, 64, &n_out, &err) != PGI_OK)
+            {
+                printf("prefill %d step: %s\n", n, err.message);
+                failures++;
+                pgi_free(prompt);
+                return 0.0;
+            }
+        double t = now_seconds() - t0;
+        if (t < best)
+            best = t;
+    }
+    pgi_free(prompt);
+    return best < 1e30 ? best : 0.0;
+}
+
+/* One model's figures, kept for the summary table. */
+#define N_BATCHES 4
+static const int decode_batches[N_BATCHES] = {1, 8, 32, 64};
+typedef struct model_figures {
+    char name[64];
+    double weights_gb;                 /* read per decode step */
+    double prefill_tok_s[MAX_PREFILLS];
+    double decode_tok_s[N_BATCHES];    /* aggregate */
+} model_figures;
+#define MAX_MODELS 16
+static model_figures figures[MAX_MODELS];
+static int n_figures;
+
+/* Weight bytes read per second by a decode step of batch b at agg tok/s,
+ * as a percentage of the bandwidth. */
+static double
+percent_of_bandwidth(double agg_tok_s, int batch, double bytes, double bandwidth)
+{
+    return bandwidth > 0 ? 100.0 * (agg_tok_s / batch) * bytes / 1e9 / bandwidth : 0.0;
+}
+
+static void
+bench_model(const char *path, const char *library, double bandwidth)
+{
+    pgi_engine *e = open_model(path, library);
+    model_figures *f = n_figures < MAX_MODELS ? &figures[n_figures++] : NULL;
+    model_figures scratch;
 
     if (e == NULL)
         return;
+    if (f == NULL)
+        f = &scratch;
+    memset(f, 0, sizeof(*f));
+    const char *base = strrchr(path, '/');
+    snprintf(f->name, sizeof(f->name), "%s", base != NULL ? base + 1 : path);
+
     const pgi_model *m = pgi_engine_model(e);
     int vocab = m->config.vocab_size;
     double bytes = model_bytes_per_token(m);
 
+    f->weights_gb = bytes / 1e9;
     printf("\nmodel %s: dim %d, ffn %d, %d layers, %d heads, %d kv heads, %.0f MB of weights read "
            "per token, device %s\n",
            path, m->config.embedding_length, m->config.feed_forward_length, m->config.n_layers,
            m->config.n_heads, m->config.n_kv_heads, bytes / 1e6, pgi_engine_backend(e)->device_name);
+    fflush(stdout);
 
     /* warm up: capture graphs, size scratch */
     run_decode(e, 1, smoke ? 4 : 16, vocab);
 
-    /* prefill: one 512-token prompt, time to its first token */
+    for (int i = 0; i < n_prefills; i++)
     {
-        int32_t prompt[512];
-        double best = 1e30;
+        double t = run_prefill(e, prefill_lengths[i], vocab);
 
-        pgi_sampling_params_default(&p);
-        p.max_tokens = 1;
-        p.ignore_eos = true;
-        for (int trial = 0; trial < (smoke ? 1 : 3); trial++)
-        {
-            for (int j = 0; j < 512; j++)
-                prompt[j] = 10 + (int32_t) ((unsigned) (j * 7919 + trial * 31) % (unsigned) (vocab - 20));
-            if (pgi_engine_add_sequence(e, prompt, 512, &p, &id, &err) != PGI_OK)
-            {
-                printf("prefill: %s\n", err.message);
-                failures++;
-                break;
-            }
-            double t0 = now_seconds();
-            while (pgi_engine_has_work(e))
-                if (pgi_engine_step(e, outs, 64, &n_out, &err) != PGI_OK)
-                {
-                    printf("prefill step: %s\n", err.message);
-                    failures++;
-                    break;
-                }
-            double t = now_seconds() - t0;
-            if (t < best)
-                best = t;
-        }
-        printf("  prefill 512 tokens: %.1f ms, %.0f tok/s\n", best * 1e3, 512.0 / best);
+        f->prefill_tok_s[i] = t > 0 ? prefill_lengths[i] / t : 0.0;
+        printf("  prefill %d tokens: %.1f ms, %.0f tok/s\n", prefill_lengths[i], t * 1e3,
+               f->prefill_tok_s[i]);
+        fflush(stdout);
     }
-
-    double one = run_decode(e, 1, smoke ? 8 : 128, vocab);
-    printf("  decode batch 1: %.1f tok/s, %.0f GB/s of weights, %.0f%% of the measured bandwidth\n",
-           one, one * bytes / 1e9, bandwidth > 0 ? 100.0 * one * bytes / 1e9 / bandwidth : 0.0);
-    const int batches[] = {8, 32, 64};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_BATCHES; i++)
     {
-        double agg = run_decode(e, batches[i], smoke ? 4 : 64, vocab);
+        int batch = decode_batches[i];
+        double agg = run_decode(e, batch, smoke ? (batch == 1 ? 8 : 4) : (batch == 1 ? 128 : 64), vocab);
 
-        printf("  decode batch %d: %.1f tok/s aggregate (%.1fx batch 1)\n", batches[i], agg,
-               one > 0 ? agg / one : 0.0);
+        f->decode_tok_s[i] = agg;
+        printf("  decode batch %d: %.1f tok/s aggregate (%.1fx batch 1), weights read at %.0f GB/s, "
+               "%.0f%% of the bandwidth\n",
+               batch, agg, f->decode_tok_s[0] > 0 ? agg / f->decode_tok_s[0] : 0.0,
+               agg / batch * bytes / 1e9, percent_of_bandwidth(agg, batch, bytes, bandwidth));
+        fflush(stdout);
     }
     pgi_engine_close(e);
+}
+
+/* All models in one markdown table (pasted into docs/BENCHMARKS.md). */
+static void
+print_summary(double bandwidth)
+{
+    printf("\n| model | GB read/step |");
+    for (int i = 0; i < n_prefills; i++)
+        printf(" prefill %d tok/s |", prefill_lengths[i]);
+    for (int i = 0; i < N_BATCHES; i++)
+        printf(" decode b%d tok/s (%% bw) |", decode_batches[i]);
+    printf("\n| --- | --- |");
+    for (int i = 0; i < n_prefills + N_BATCHES; i++)
+        printf(" --- |");
+    printf("\n");
+    for (int mi = 0; mi < n_figures; mi++)
+    {
+        const model_figures *f = &figures[mi];
+
+        printf("| %s | %.2f |", f->name, f->weights_gb);
+        for (int i = 0; i < n_prefills; i++)
+            printf(" %.0f |", f->prefill_tok_s[i]);
+        for (int i = 0; i < N_BATCHES; i++)
+            printf(" %.1f (%.0f%%) |", f->decode_tok_s[i],
+                   percent_of_bandwidth(f->decode_tok_s[i], decode_batches[i], f->weights_gb * 1e9,
+                                        bandwidth));
+        printf("\n");
+    }
+    printf("(bandwidth: %.0f GB/s; %% bw = weight bytes read per second / bandwidth)\n", bandwidth);
+}
+
+/* "512,4096" into prefill_lengths; false on anything else. */
+static bool
+parse_prefills(const char *s)
+{
+    n_prefills = 0;
+    while (*s != '\0')
+    {
+        char *end;
+        long v = strtol(s, &end, 10);
+
+        if (end == s || v < 1 || v > 65536 || n_prefills == MAX_PREFILLS)
+            return false;
+        prefill_lengths[n_prefills++] = (int) v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end != ',' && *end != '\0')
+            return false;
+    }
+    return n_prefills > 0;
 }
 
 int
 main(int argc, char **argv)
 {
     const char *library = argc > 1 ? argv[1] : "build/pg_infer_cuda.so";
+    double given_bandwidth = 0.0;
+    bool matmul_table = true;
+    int first_model = 2;
     void *handle;
 
     smoke = getenv("PGI_GPU_BENCH_SMOKE") != NULL && strcmp(getenv("PGI_GPU_BENCH_SMOKE"), "0") != 0;
     if (smoke)
         printf("# smoke run (PGI_GPU_BENCH_SMOKE): tiny sizes, the figures are not measurements\n");
 
-    if (argc > 2 && strcmp(argv[2], "--cpu") == 0)
+    /* options between the library and the models */
+    while (first_model < argc && strncmp(argv[first_model], "--", 2) == 0 &&
+           strcmp(argv[first_model], "--cpu") != 0)
+    {
+        const char *opt = argv[first_model];
+
+        if (strcmp(opt, "--no-matmul") == 0)
+            matmul_table = false;
+        else if (strcmp(opt, "--bandwidth") == 0 && first_model + 1 < argc)
+            given_bandwidth = atof(argv[++first_model]);
+        else if (strcmp(opt, "--prefill") == 0 && first_model + 1 < argc)
+        {
+            if (!parse_prefills(argv[++first_model]))
+            {
+                printf("error: --prefill wants lengths like 512,4096 (at most %d)\n", MAX_PREFILLS);
+                return 2;
+            }
+        }
+        else
+        {
+            printf("error: unknown option %s\n", opt);
+            return 2;
+        }
+        first_model++;
+    }
+
+    if (first_model < argc && strcmp(argv[first_model], "--cpu") == 0)
     {
         bench_device = "cpu";
-        for (int i = 3; i < argc; i++)
+        for (int i = first_model + 1; i < argc; i++)
             bench_model(argv[i], NULL, 0.0);
+        print_summary(0.0);
         return failures > 0;
     }
     handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
@@ -486,10 +641,17 @@ main(int argc, char **argv)
     }
     printf("device: %s, %.1f GiB, driver %d, runtime %d\n", b->device_name,
            b->device_memory_total / 1073741824.0, probed.driver_version, probed.runtime_version);
-    double bandwidth = measure_bandwidth(b);
-    bench_matmul(b, bandwidth);
+    double bandwidth = given_bandwidth;
+    if (bandwidth > 0)
+        printf("bandwidth given (--bandwidth, a copy kernel): %.0f GB/s\n", bandwidth);
+    else
+        bandwidth = measure_bandwidth(b);
+    fflush(stdout);
+    if (matmul_table)
+        bench_matmul(b, bandwidth);
     b->ops->destroy(b);
-    for (int i = 2; i < argc; i++)
+    for (int i = first_model; i < argc; i++)
         bench_model(argv[i], library, bandwidth);
+    print_summary(bandwidth);
     return failures > 0;
 }

@@ -8,7 +8,8 @@
  * (<reason>)" and exits 0.
  *
  * Tolerances (relative L2 error, ||got - expected|| / ||expected||):
- *   matmul, matrix-vector path (n_rows <= 8), vs float64 over the reference
+ *   matmul, matrix-vector path (n_rows <= 8; quantized types up to 32
+ *     rows, PGI_CUDA_INT8_MAX_ROWS), vs float64 over the reference
  *     dequantization: 1e-4 (float accumulation only; for quantized types
  *     the float64 reference uses x rounded to int8 blocks of 32 as the
  *     backend documents, see round_x_like_int8)
@@ -23,13 +24,26 @@
  *     expert (one launch for all experts, float x) vs float64 of the
  *     dequantized experts 1e-4; experts no token picked hold NaN and the
  *     outputs stay finite
+ *   matmul_add and matmul_silu_glu (F32 .. MXFP4, 1..40 rows, gate and up
+ *     of one type and of two), matmul_qkv (Q8_0, F16, Q4_K with a Q6_K V;
+ *     1, 5, 9 rows; per output the matmul tolerances): vs float64 twice the
+ *     matmul tolerance, vs
+ *     the CPU backend's matmul + add 2e-2 and matmul + matmul + silu_mul
+ *     4e-2; a product whose input was rewritten since it was quantized
+ *     (add, a product into it) vs the CPU 4e-2
  *   embed 1e-6; rmsnorm, rope, silu_mul, add, add_bias 1e-5; gather exact;
+ *   rope_attention (every other round of the attention cases) as rope and
+ *     attention: q and k 1e-5, output 3e-3;
  *   argmax exact; attention 3e-3 (the CUDA cache stores K/V as F16), also
  *     with sliding windows and sinks, through graph replays, and at
  *     contexts above 8192 where the keys before every window are NaN on
- *     CUDA only (see test_attention_long_case)
+ *     CUDA only, and full attention over 8200-8500 keys (group sizes 4
+ *     and 8, head_dim 64 and 128; see test_attention_long_case)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
  *   prompts gives each the same tokens as run alone.
+ *   tiny-llama-q4_k_m and -q8_0 decoding batches of 9, 24 and 64 sequences
+ *     (batched products, CUDA graphs): each sequence's logits vs the CPU
+ *     backend running the same batch 3e-2, while its greedy tokens agree
  *   whole models given on the command line (one per tensor type): each
  *     logits row on CUDA vs the CPU backend 2e-3 for F32/F16 weights, 1e-2
  *     for BF16, 3e-2 for quantized ones (see test_model_logits).
@@ -293,10 +307,28 @@ read_both(twin *t, const twin_buffer *b, float *cpu_out, float *gpu_out, size_t 
 
 /* ------------------------------------------------------------ matmul */
 
+static bool is_quantized(uint32_t type);
+
+/* Whether the CUDA backend multiplies x [n_rows] by a weight of `type` on
+ * its integer path (x rounded to int8 blocks, see round_x_like_int8): the
+ * quantized types for up to PGI_CUDA_INT8_MAX_ROWS rows (default 32, at
+ * least 8, at most 64), unless PGI_CUDA_INT8_MATVEC=0.  As the backend
+ * documents it (kernels/cuda/README.md), not read from its code. */
+static bool
+uses_int8(uint32_t type, int n_rows)
+{
+    const char *off = getenv("PGI_CUDA_INT8_MATVEC");
+    const char *rows = getenv("PGI_CUDA_INT8_MAX_ROWS");
+    long max_rows = rows != NULL ? strtol(rows, NULL, 10) : 32;
+
+    max_rows = max_rows < 8 ? 8 : (max_rows > 64 ? 64 : max_rows);
+    return is_quantized(type) && n_rows <= max_rows && !(off != NULL && strcmp(off, "0") == 0);
+}
+
 static double
 matmul_tolerance(uint32_t type, int n_rows)
 {
-    if (n_rows <= 8 || type == PGI_TYPE_F32)
+    if (n_rows <= 8 || type == PGI_TYPE_F32 || uses_int8(type, n_rows))
         return 1e-4;
     return type == PGI_TYPE_BF16 ? 1e-2 : 2e-3;
 }
@@ -367,10 +399,9 @@ test_matmul_type(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows)
         /* the products the backend promises: x rounded as documented when
          * the integer path applies (PGI_CUDA_INT8_MATVEC unset or not 0) */
         float *xr = pgi_alloc(sizeof(float) * (size_t) cols);
-        const char *int8 = getenv("PGI_CUDA_INT8_MATVEC");
 
         memcpy(xr, x + i * cols, sizeof(float) * (size_t) cols);
-        if (is_quantized(type) && n_rows <= 8 && !(int8 != NULL && strcmp(int8, "0") == 0))
+        if (uses_int8(type, n_rows))
             round_x_like_int8(xr, cols);
         for (int64_t o = 0; o < rows; o++)
         {
@@ -420,29 +451,323 @@ test_matmul(twin *t)
 {
     const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
                               PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K};
-    const int n_rows[] = {1, 7, 64};
+    /* 20: quantized types on the batched int8 kernels; 64: cuBLAS */
+    const int n_rows[] = {1, 7, 20, 64};
 
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        for (size_t j = 0; j < 3; j++)
+        for (size_t j = 0; j < sizeof(n_rows) / sizeof(n_rows[0]); j++)
             test_matmul_type(t, types[i], 190, 512, n_rows[j]);
     /* rows not a multiple of the vector width: the scalar paths */
     test_matmul_type(t, PGI_TYPE_F32, 64, 172, 1);
     test_matmul_type(t, PGI_TYPE_F16, 64, 172, 3);
     test_matmul_type(t, PGI_TYPE_F16, 64, 172, 64);
-    /* the newer quantized types: one row and the last matrix-vector size
-     * (int8 dp4a path), just past it and a batch (cuBLAS over F16
-     * dequantized slabs), a prefill-sized step; output counts that leave
-     * a partial block of warps, rows of 3 super-blocks */
+    /* the newer quantized types: one row and the last single-group size
+     * (int8 dp4a path), just past it and the last batched int8 size (groups
+     * of 8 rows, a partial last group), a batch and a prefill-sized step
+     * (cuBLAS over F16 dequantized slabs); output counts that leave a
+     * partial block of warps, rows of 3 super-blocks */
     for (size_t i = 0; i < N_NEWER_QUANT_TYPES; i++)
     {
         static const int shapes[][3] = {
-            {190, 512, 1}, {190, 512, 8}, {190, 512, 9}, {190, 512, 64}, {37, 768, 3},
-            {37, 768, 200},
+            {190, 512, 1}, {190, 512, 8}, {190, 512, 9}, {190, 512, 32}, {190, 512, 64},
+            {37, 768, 3}, {37, 768, 200},
         };
 
         for (size_t j = 0; j < sizeof(shapes) / sizeof(shapes[0]); j++)
             test_matmul_type(t, newer_quant_types[i], shapes[j][0], shapes[j][1], shapes[j][2]);
     }
+}
+
+/* ------------------------------------------------------------ fused products */
+
+/* expected[i][o] = sum_c xr[i][c] * w[o][c] in float64, x rounded as the
+ * backend documents for the integer path (see test_matmul_type). */
+static void
+reference_products(double *expected, const float *x, const twin_weight *w, int n_rows)
+{
+    int64_t rows = w->cpu.rows, cols = w->cpu.cols;
+    size_t row_bytes = pgi_row_bytes(w->cpu.type, cols);
+    float *dequant = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *xr = pgi_alloc(sizeof(float) * (size_t) cols);
+
+    for (int64_t r = 0; r < rows; r++)
+        pgi_dequantize_row(w->cpu.type, (const uint8_t *) w->host + (size_t) r * row_bytes,
+                           dequant + r * cols, cols);
+    for (int i = 0; i < n_rows; i++)
+    {
+        memcpy(xr, x + i * cols, sizeof(float) * (size_t) cols);
+        if (uses_int8(w->cpu.type, n_rows))
+            round_x_like_int8(xr, cols);
+        for (int64_t o = 0; o < rows; o++)
+        {
+            double acc = 0.0;
+
+            for (int64_t c = 0; c < cols; c++)
+                acc += (double) xr[c] * dequant[o * cols + c];
+            expected[i * rows + o] = acc;
+        }
+    }
+    pgi_free(dequant);
+    pgi_free(xr);
+}
+
+/* matmul_add (out += x W^T) and matmul_silu_glu (out = silu(x G^T) *
+ * (x U^T)) against float64 and against the CPU backend's composition of
+ * matmul, add and silu_mul (the engine's fallback).  gate_type != up_type
+ * takes the CUDA backend's composed path. */
+static void
+test_fused_case(twin *t, uint32_t gate_type, uint32_t up_type, int64_t rows, int64_t cols,
+                int n_rows)
+{
+    size_t n_x = (size_t) (n_rows * cols), n_out = (size_t) (n_rows * rows);
+    float *gv = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *uv = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
+    float *x = pgi_alloc(sizeof(float) * n_x), *r0 = pgi_alloc(sizeof(float) * n_out);
+    float *cpu_out = pgi_alloc(sizeof(float) * n_out), *gpu_out = pgi_alloc(sizeof(float) * n_out);
+    double *eg = pgi_alloc(sizeof(double) * n_out), *eu = pgi_alloc(sizeof(double) * n_out);
+    twin_weight g, u;
+    twin_buffer xb = {0}, ob = {0}, tmp = {0};
+    bool ok;
+    double tol = 2.0 * (matmul_tolerance(gate_type, n_rows) > matmul_tolerance(up_type, n_rows)
+                            ? matmul_tolerance(gate_type, n_rows)
+                            : matmul_tolerance(up_type, n_rows));
+
+    fill_random(gv, (size_t) (rows * cols), 0.5f);
+    fill_random(uv, (size_t) (rows * cols), 0.5f);
+    fill_random(x, n_x, 1.0f);
+    fill_random(r0, n_out, 4.0f);
+    ok = weight_make(t, &g, "gate", gate_type, rows, cols, gv) &&
+         weight_make(t, &u, "up", up_type, rows, cols, uv) && buffer_make(t, &xb, n_x) &&
+         buffer_make(t, &ob, n_out) && buffer_make(t, &tmp, n_out) &&
+         load_rows(t, &xb, x, n_rows, (int) cols);
+    CHECK(ok, "fused products %s/%s set up", pgi_type_name(gate_type), pgi_type_name(up_type));
+    if (!ok)
+        goto done;
+    reference_products(eg, x, &g, n_rows);
+    reference_products(eu, x, &u, n_rows);
+
+    /* matmul_add: out starts as r0 */
+    if (load_rows(t, &ob, r0, n_rows, (int) rows))
+    {
+        t->cpu->ops->matmul(t->cpu, tmp.cpu, &g.cpu, xb.cpu, n_rows);
+        t->cpu->ops->add(t->cpu, ob.cpu, tmp.cpu, (int64_t) n_out);
+        t->gpu->ops->matmul_add(t->gpu, ob.gpu, &g.gpu, xb.gpu, n_rows);
+        ok = read_both(t, &ob, cpu_out, gpu_out, n_out);
+        CHECK(ok, "matmul_add results read");
+        if (ok)
+        {
+            double *expected = pgi_alloc(sizeof(double) * n_out);
+
+            for (size_t i = 0; i < n_out; i++)
+                expected[i] = (double) r0[i] + eg[i];
+            double e_ref = relative_error_d(gpu_out, expected, n_out);
+            double e_cpu = relative_error(gpu_out, cpu_out, n_out);
+
+            CHECK(e_ref <= tol && e_cpu <= 2e-2,
+                  "matmul_add %s %lldx%lld n_rows %d: vs float64 %.2e <= %.0e, vs CPU matmul+add %.2e",
+                  pgi_type_name(gate_type), (long long) rows, (long long) cols, n_rows, e_ref, tol,
+                  e_cpu);
+            pgi_free(expected);
+        }
+    }
+
+    /* matmul_silu_glu */
+    t->cpu->ops->matmul(t->cpu, ob.cpu, &g.cpu, xb.cpu, n_rows);
+    t->cpu->ops->matmul(t->cpu, tmp.cpu, &u.cpu, xb.cpu, n_rows);
+    t->cpu->ops->silu_mul(t->cpu, ob.cpu, ob.cpu, tmp.cpu, (int64_t) n_out);
+    t->gpu->ops->matmul_silu_glu(t->gpu, ob.gpu, &g.gpu, &u.gpu, xb.gpu, n_rows);
+    ok = read_both(t, &ob, cpu_out, gpu_out, n_out);
+    CHECK(ok, "matmul_silu_glu results read");
+    if (ok)
+    {
+        double *expected = pgi_alloc(sizeof(double) * n_out);
+
+        for (size_t i = 0; i < n_out; i++)
+            expected[i] = eg[i] / (1.0 + exp(-eg[i])) * eu[i];
+        double e_ref = relative_error_d(gpu_out, expected, n_out);
+        double e_cpu = relative_error(gpu_out, cpu_out, n_out);
+
+        CHECK(e_ref <= tol && e_cpu <= 4e-2,
+              "matmul_silu_glu %s/%s %lldx%lld n_rows %d: vs float64 %.2e <= %.0e, vs CPU "
+              "matmul+matmul+silu_mul %.2e",
+              pgi_type_name(gate_type), pgi_type_name(up_type), (long long) rows, (long long) cols,
+              n_rows, e_ref, tol, e_cpu);
+        pgi_free(expected);
+    }
+done:
+    buffer_free(t, &xb);
+    buffer_free(t, &ob);
+    buffer_free(t, &tmp);
+    weight_free(t, &g);
+    weight_free(t, &u);
+    pgi_free(gv);
+    pgi_free(uv);
+    pgi_free(x);
+    pgi_free(r0);
+    pgi_free(cpu_out);
+    pgi_free(gpu_out);
+    pgi_free(eg);
+    pgi_free(eu);
+}
+
+/* matmul_qkv: three weights of different row counts (Q 70, K and V 42)
+ * over one x, vs float64 and vs three CPU matmuls; mixed types take the
+ * CUDA backend's composed path. */
+static void
+test_qkv_case(twin *t, uint32_t q_type, uint32_t v_type, int n_rows)
+{
+    enum { COLS = 256 };
+    const int64_t rows[3] = {70, 42, 42};   /* segment ends inside blocks of 4 warps */
+    const uint32_t types[3] = {q_type, q_type, v_type};
+    twin_weight w[3];
+    twin_buffer xb = {0}, ob[3] = {{0}};
+    float *x = pgi_alloc(sizeof(float) * (size_t) n_rows * COLS);
+    bool ok = x != NULL && buffer_make(t, &xb, (size_t) n_rows * COLS);
+
+    memset(w, 0, sizeof(w));
+    fill_random(x, (size_t) n_rows * COLS, 1.0f);
+    for (int i = 0; i < 3 && ok; i++)
+    {
+        float *values = pgi_alloc(sizeof(float) * (size_t) rows[i] * COLS);
+
+        fill_random(values, (size_t) rows[i] * COLS, 0.5f);
+        ok = weight_make(t, &w[i], i == 0 ? "q" : i == 1 ? "k" : "v", types[i], rows[i], COLS,
+                         values) &&
+             buffer_make(t, &ob[i], (size_t) n_rows * (size_t) rows[i]);
+        pgi_free(values);
+    }
+    ok = ok && load_rows(t, &xb, x, n_rows, COLS);
+    CHECK(ok, "matmul_qkv %s/%s set up", pgi_type_name(q_type), pgi_type_name(v_type));
+    if (ok)
+    {
+        for (int i = 0; i < 3; i++)
+            t->cpu->ops->matmul(t->cpu, ob[i].cpu, &w[i].cpu, xb.cpu, n_rows);
+        t->gpu->ops->matmul_qkv(t->gpu, ob[0].gpu, ob[1].gpu, ob[2].gpu, &w[0].gpu, &w[1].gpu,
+                                &w[2].gpu, xb.gpu, n_rows);
+        for (int i = 0; i < 3; i++)
+        {
+            size_t n = (size_t) n_rows * (size_t) rows[i];
+            float *cpu_out = pgi_alloc(sizeof(float) * n), *gpu_out = pgi_alloc(sizeof(float) * n);
+            double *expected = pgi_alloc(sizeof(double) * n);
+
+            reference_products(expected, x, &w[i], n_rows);
+            if (read_both(t, &ob[i], cpu_out, gpu_out, n))
+            {
+                double e_ref = relative_error_d(gpu_out, expected, n);
+                double e_cpu = relative_error(gpu_out, cpu_out, n);
+                double tol = matmul_tolerance(types[i], n_rows);
+
+                CHECK(e_ref <= tol && e_cpu <= 2e-2,
+                      "matmul_qkv %s/%s n_rows %d, output %c: vs float64 %.2e <= %.0e, vs CPU "
+                      "matmul %.2e",
+                      pgi_type_name(q_type), pgi_type_name(v_type), n_rows, "qkv"[i], e_ref, tol,
+                      e_cpu);
+            }
+            else
+                CHECK(false, "matmul_qkv output %d read", i);
+            pgi_free(cpu_out);
+            pgi_free(gpu_out);
+            pgi_free(expected);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+    {
+        buffer_free(t, &ob[i]);
+        weight_free(t, &w[i]);
+    }
+    buffer_free(t, &xb);
+    pgi_free(x);
+}
+
+/* The CUDA backend keeps the int8 quantization of a product's input for
+ * the next product on the same input (rmsnorm leaves its output
+ * quantized).  Whatever rewrites that input in between (an add, a product
+ * writing into it) must make the next product quantize again. */
+static void
+test_quantized_x_reuse(twin *t)
+{
+    enum { N = 2, DIM = 256 };
+    static float a[N * DIM], y[N * DIM], wv[DIM * DIM], normw[DIM];
+    static float cpu_out[N * DIM], gpu_out[N * DIM];
+    twin_buffer x, xn, o1, yb;
+    twin_weight w, norm;
+    simple_step s;
+    bool ok;
+
+    fill_random(a, N * DIM, 1.0f);
+    fill_random(y, N * DIM, 3.0f);
+    fill_random(wv, DIM * DIM, 0.5f);
+    for (int i = 0; i < DIM; i++)
+        normw[i] = 1.0f + 0.1f * random_uniform();
+    ok = buffer_make(t, &x, N * DIM) && buffer_make(t, &xn, N * DIM) && buffer_make(t, &o1, N * DIM) &&
+         buffer_make(t, &yb, N * DIM) && weight_make(t, &w, "w", PGI_TYPE_Q8_0, DIM, DIM, wv) &&
+         weight_make(t, &norm, "norm", PGI_TYPE_F32, 1, DIM, normw) && load_rows(t, &x, a, N, DIM) &&
+         load_rows(t, &yb, y, N, DIM);
+    CHECK(ok, "quantized-x reuse set up");
+    if (!ok)
+        return;
+    simple_step_init(&s, N);
+    ok = step_both(t, &s.step);
+    for (int side = 0; ok && side < 2; side++)
+    {
+        pgi_backend *b = side == 0 ? t->cpu : t->gpu;
+        float *X = side == 0 ? x.cpu : x.gpu, *XN = side == 0 ? xn.cpu : xn.gpu;
+        float *O1 = side == 0 ? o1.cpu : o1.gpu, *Y = side == 0 ? yb.cpu : yb.gpu;
+        const pgi_weight *W = side == 0 ? &w.cpu : &w.gpu, *NW = side == 0 ? &norm.cpu : &norm.gpu;
+
+        b->ops->rmsnorm(b, XN, X, NW, N, 1e-5f);
+        b->ops->matmul(b, O1, W, XN, N);       /* reads the quantization rmsnorm left */
+        b->ops->add(b, XN, Y, N * DIM);        /* xn changes: its quantization is stale */
+        b->ops->matmul(b, O1, W, XN, N);
+        b->ops->matmul(b, XN, W, O1, N);       /* a product writes xn */
+        b->ops->matmul(b, O1, W, XN, N);
+    }
+    ok = ok && end_both(t) && read_both(t, &o1, cpu_out, gpu_out, N * DIM);
+    CHECK(ok, "quantized-x reuse ran");
+    if (ok)
+    {
+        double e = relative_error(gpu_out, cpu_out, N * DIM);
+
+        CHECK(e <= 4e-2, "a product after its input was rewritten (add, product into it) "
+                         "quantizes again: vs CPU %.2e <= 4e-2", e);
+    }
+    buffer_free(t, &x);
+    buffer_free(t, &xn);
+    buffer_free(t, &o1);
+    buffer_free(t, &yb);
+    weight_free(t, &w);
+    weight_free(t, &norm);
+}
+
+static void
+test_fused_products(twin *t)
+{
+    const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
+                              PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, PGI_TYPE_MXFP4};
+    const int n_rows[] = {1, 5, 8, 9, 40};
+
+    if (t->gpu->ops->matmul_add == NULL || t->gpu->ops->matmul_silu_glu == NULL ||
+        t->gpu->ops->matmul_qkv == NULL)
+    {
+        CHECK(gpu_is_cpu, "the CUDA backend has matmul_add, matmul_silu_glu and matmul_qkv");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        for (size_t j = 0; j < sizeof(n_rows) / sizeof(n_rows[0]); j++)
+            test_fused_case(t, types[i], types[i], 72, 256, n_rows[j]);
+    /* gate and up of different types: the composed path, both sizes */
+    test_fused_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, 72, 256, 3);
+    test_fused_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, 72, 256, 12);
+    /* rows not a multiple of the vector width: the scalar float path */
+    test_fused_case(t, PGI_TYPE_F16, PGI_TYPE_F16, 40, 172, 2);
+    /* Q, K, V in one launch (one type), composed (V of another), batched */
+    for (int n = 1; n <= 9; n += 4)
+    {
+        test_qkv_case(t, PGI_TYPE_Q8_0, PGI_TYPE_Q8_0, n);
+        test_qkv_case(t, PGI_TYPE_F16, PGI_TYPE_F16, n);
+        test_qkv_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, n);
+    }
+    test_quantized_x_reuse(t);
 }
 
 /* A type the backend cannot compute with is refused at upload, by name. */
@@ -1232,6 +1557,155 @@ test_model_logits(const char *cuda_library, int n_models, char **models)
  * PGI_ERR_DEVICE_LOST, not a plain device error, and keep saying it, so
  * the worker knows to restart.  Destroying the backend afterwards must not
  * crash. */
+/* Quantized models decoding batches of 9..64 sequences together: steps of
+ * more than 8 rows take the batched product path, and decode-shaped steps
+ * of up to 64 tokens are captured and replayed as CUDA graphs (each batch
+ * decodes GEN steps: eager, capture, replays).  Every sequence's logits on
+ * CUDA vs the CPU backend running the same batch, per (sequence,
+ * position), while that sequence's greedy tokens agree. */
+enum { MB_MAX = 64, MB_PROMPT = 6, MB_GEN = 6, MB_VOCAB_MAX = 4096 };
+
+typedef struct batch_log {
+    int64_t ids[MB_MAX];
+    int n_seqs, vocab;
+    float *values;                                   /* [seq][MB_GEN][vocab] */
+    bool seen[MB_MAX][MB_GEN];
+    int32_t tokens[MB_MAX][MB_GEN];
+} batch_log;
+
+static void
+batch_log_logits(void *context, int64_t seq_id, int position, const float *logits, int vocab)
+{
+    batch_log *log = context;
+    int row = position - (MB_PROMPT - 1);
+
+    for (int s = 0; s < log->n_seqs; s++)
+        if (log->ids[s] == seq_id && row >= 0 && row < MB_GEN && vocab <= MB_VOCAB_MAX)
+        {
+            log->vocab = vocab;
+            memcpy(log->values + ((size_t) s * MB_GEN + (size_t) row) * (size_t) vocab, logits,
+                   sizeof(float) * (size_t) vocab);
+            log->seen[s][row] = true;
+        }
+}
+
+static bool
+run_batch(const char *model, const char *device, const char *cuda_library, int n_seqs,
+          batch_log *log)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_sampling_params p;
+    pgi_step_output outs[MB_MAX];
+    pgi_error err;
+    int n_out;
+    bool ok = true;
+
+    pgi_engine_options_default(&o);
+    o.model_path = model;
+    o.device = device;
+    o.cuda_library_path = cuda_library;
+    o.max_sequences = MB_MAX;
+    o.logits_observer = batch_log_logits;
+    o.logits_observer_context = log;
+    if (pgi_engine_open(&o, &e, &err) != PGI_OK)
+    {
+        printf("# %s on %s: %s\n", model, device, err.message);
+        return false;
+    }
+    pgi_sampling_params_default(&p);
+    p.max_tokens = MB_GEN;
+    p.ignore_eos = true;
+    log->n_seqs = n_seqs;
+    for (int s = 0; s < n_seqs && ok; s++)
+    {
+        int32_t prompt[MB_PROMPT];
+
+        for (int j = 0; j < MB_PROMPT; j++)
+            prompt[j] = 3 + (int32_t) ((unsigned) (s * 37 + j * 11) % 400u);
+        ok = pgi_engine_add_sequence(e, prompt, MB_PROMPT, &p, &log->ids[s], &err) == PGI_OK;
+    }
+    while (ok && pgi_engine_has_work(e))
+    {
+        ok = pgi_engine_step(e, outs, MB_MAX, &n_out, &err) == PGI_OK;
+        for (int i = 0; ok && i < n_out; i++)
+            for (int s = 0; s < n_seqs; s++)
+                if (outs[i].seq_id == log->ids[s] && outs[i].token >= 0)
+                    for (int r = 0; r < MB_GEN; r++)
+                        if (log->tokens[s][r] < 0)
+                        {
+                            log->tokens[s][r] = outs[i].token;
+                            break;
+                        }
+    }
+    if (!ok)
+        printf("# %s on %s, %d sequences: %s\n", model, device, n_seqs, err.message);
+    pgi_engine_close(e);
+    return ok;
+}
+
+static void
+test_model_batches(const char *cuda_library, int n_models, char **models)
+{
+    const int batches[] = {9, 24, 64};
+
+    for (int m = 0; m < n_models; m++)
+    {
+        const char *name = strrchr(models[m], '/') != NULL ? strrchr(models[m], '/') + 1 : models[m];
+
+        if (strcmp(name, "tiny-llama-q4_k_m.gguf") != 0 && strcmp(name, "tiny-llama-q8_0.gguf") != 0)
+            continue;
+        for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++)
+        {
+            int n = batches[bi];
+            batch_log *cpu = pgi_calloc(1, sizeof(batch_log)), *gpu = pgi_calloc(1, sizeof(batch_log));
+            double worst = 0.0;
+            int compared = 0, agreeing = 0;
+            bool ok = cpu != NULL && gpu != NULL;
+
+            if (ok)
+            {
+                size_t floats = (size_t) MB_MAX * MB_GEN * MB_VOCAB_MAX;
+
+                cpu->values = pgi_alloc(sizeof(float) * floats);
+                gpu->values = pgi_alloc(sizeof(float) * floats);
+                memset(cpu->tokens, 0xff, sizeof(cpu->tokens));
+                memset(gpu->tokens, 0xff, sizeof(gpu->tokens));
+                ok = cpu->values != NULL && gpu->values != NULL &&
+                     run_batch(models[m], "cpu", NULL, n, cpu) &&
+                     run_batch(models[m], "cuda:0", cuda_library, n, gpu) && cpu->vocab == gpu->vocab;
+            }
+            CHECK(ok, "%s: a batch of %d sequences runs on the CPU and on CUDA", name, n);
+            for (int s = 0; ok && s < n; s++)
+            {
+                for (int r = 0; r < MB_GEN && cpu->seen[s][r] && gpu->seen[s][r]; r++)
+                {
+                    size_t at = ((size_t) s * MB_GEN + (size_t) r) * (size_t) cpu->vocab;
+                    double e = relative_error(gpu->values + at, cpu->values + at, (size_t) cpu->vocab);
+
+                    worst = e > worst ? e : worst;
+                    compared++;
+                    /* the next row follows this row's token: comparable while equal */
+                    if (cpu->tokens[s][r] != gpu->tokens[s][r])
+                        break;
+                }
+                agreeing += cpu->tokens[s][MB_GEN - 1] == gpu->tokens[s][MB_GEN - 1];
+            }
+            if (ok)
+                CHECK(compared >= n && worst <= 3e-2,
+                      "%s, %d sequences decoding together (graphs): logits on CUDA vs CPU, worst "
+                      "%.2e <= 3e-2 over %d rows (%d of %d sequences agree to the last token)",
+                      name, n, worst, compared, agreeing, n);
+            if (cpu != NULL)
+                pgi_free(cpu->values);
+            if (gpu != NULL)
+                pgi_free(gpu->values);
+            pgi_free(cpu);
+            pgi_free(gpu);
+        }
+    }
+}
+
 static void
 test_device_loss(void)
 {
@@ -1498,10 +1972,21 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         load_rows(t, &v, host + (size_t) n * q_width * 2, n, kv_width);
         if (!step_both(t, &step))
             break;
+        /* even rounds (the prompts among them): CUDA's rope_attention, RoPE
+         * applied where K/V are stored; odd rounds: rope, then attention.
+         * The CPU composes the two ops every round. */
+        bool fused = round % 2 == 0 && t->gpu->ops->rope_attention != NULL;
+
         t->cpu->ops->rope(t->cpu, q.cpu, k.cpu, &rope_cpu, &shape_cpu);
-        t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape_gpu);
         t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape_cpu);
-        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        if (fused)
+            t->gpu->ops->rope_attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, &rope_gpu, kv_gpu,
+                                        0, &shape_gpu);
+        else
+        {
+            t->gpu->ops->rope(t->gpu, q.gpu, k.gpu, &rope_gpu, &shape_gpu);
+            t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        }
         if (!end_both(t))
         {
             CHECK(false, "attention %s round %d ran", label, round);
@@ -1511,14 +1996,22 @@ test_attention_case(twin *t, const attention_case *c, int len0, int len1, int n_
         {
             double e = relative_error(gpu_out, cpu_out, (size_t) n * q_width);
 
-            CHECK(e <= 1e-5, "rope %s round %d: CUDA vs CPU %.2e <= 1e-5", label, round, e);
+            CHECK(e <= 1e-5, "rope%s %s round %d: q, CUDA vs CPU %.2e <= 1e-5",
+                  fused ? " (in rope_attention)" : "", label, round, e);
+        }
+        if (read_both(t, &k, cpu_out, gpu_out, (size_t) n * kv_width))
+        {
+            double e = relative_error(gpu_out, cpu_out, (size_t) n * kv_width);
+
+            CHECK(e <= 1e-5, "rope%s %s round %d: k, CUDA vs CPU %.2e <= 1e-5",
+                  fused ? " (in rope_attention)" : "", label, round, e);
         }
         if (read_both(t, &out, cpu_out, gpu_out, (size_t) n * q_width))
         {
             double e = relative_error(gpu_out, cpu_out, (size_t) n * q_width);
 
-            CHECK(e <= 3e-3, "attention %s round %d (%d tokens): CUDA vs CPU %.2e <= 3e-3", label,
-                  round, n, e);
+            CHECK(e <= 3e-3, "%s %s round %d (%d tokens): CUDA vs CPU %.2e <= 3e-3",
+                  fused ? "rope_attention" : "attention", label, round, n, e);
         }
     }
     t->cpu->ops->kv_destroy(t->cpu, kv_cpu);
@@ -1584,7 +2077,9 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
      * prefill tokens see only written keys */
     for (int sq = 0; sq < 2; sq++)
     {
-        int from = (start_pos[sq] - c->window - FILL_MAX - BLOCK) / BLOCK;
+        /* window 0 (full attention): every key is read, so every block is
+         * the sequence's own and none is F */
+        int from = c->window > 0 ? (start_pos[sq] - c->window - FILL_MAX - BLOCK) / BLOCK : 0;
 
         first_block[sq] = from;
         for (int b = 0; b < MAX_BLOCKS; b++)
@@ -1614,13 +2109,15 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
 
     /* fill: F first (positions 0..BLOCK-1 of seq 0, whose table starts
      * with F), then each sequence's written blocks up to its start */
-    for (int sq = -1; sq < 2 && ok; sq++)
+    for (int sq = c->window > 0 ? -1 : 0; sq < 2 && ok; sq++)
     {
         int from = sq < 0 ? 0 : first_block[sq] * BLOCK;
         int to = sq < 0 ? BLOCK : start_pos[sq];
 
-        /* window-1 steps end where the checked ones begin */
-        int checked_from = sq < 0 ? to : from + (c->window > 0 ? c->window - 1 : 0);
+        /* window-1 steps end where the checked ones begin; with full
+         * attention only a last short prefill over all the keys is checked
+         * (the emulator's cost grows with tokens x keys) */
+        int checked_from = sq < 0 ? to : (c->window > 0 ? from + c->window - 1 : to - BLOCK);
 
         for (int p0 = from, n; p0 < to && ok; p0 += n)
         {
@@ -1776,6 +2273,10 @@ test_attention(twin *t)
         {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 128, true},
         {8, 1, 64, 64, PGI_ROPE_NEOX, 1.0f, 1000, true},         /* 4 chunks of 256 */
         {4, 4, 128, 128, PGI_ROPE_NEOX, 1.0f, 100, false},
+        /* full attention over 8200-8500 keys: more keys than 32 decode
+         * chunks of 256 hold; GQA groups 4 and 8, head_dim 64 and 128 */
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 0, false},
+        {8, 1, 128, 128, PGI_ROPE_NEOX, 1.0f, 0, true},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -1993,6 +2494,7 @@ main(int argc, char **argv)
         return unit_done();
 
     test_matmul(&t);
+    test_fused_products(&t);
     test_upload_refusals(&t);
     test_embed(&t);
     test_small_ops(&t);
@@ -2003,6 +2505,7 @@ main(int argc, char **argv)
     t.cpu->ops->destroy(t.cpu);
     test_engine(path);
     test_model_logits(path, argc - 2, argv + 2);
+    test_model_batches(path, argc - 2, argv + 2);
     test_device_loss();     /* last: the process's CUDA context is gone after it */
     return unit_done();
 }

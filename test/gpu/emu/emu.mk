@@ -56,6 +56,15 @@ $(EMU_DIR)/test/test_emu.cpp: test/gpu/emu/test_emu.cu test/gpu/emu/cuda_emu_rew
 $(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h
 	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -Itest/unit -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
 
+# hbm_bandwidth (test/gpu/device_check.sh's copy kernel) on the emulator,
+# so its launches and timing calls are checked without a GPU
+$(EMU_DIR)/test/hbm_bandwidth.cpp: test/gpu/hbm_bandwidth.cu test/gpu/emu/cuda_emu_rewrite.pl
+	@mkdir -p $(dir $@)
+	perl test/gpu/emu/cuda_emu_rewrite.pl $< $@
+
+$(EMU_DIR)/hbm_bandwidth: $(EMU_DIR)/test/hbm_bandwidth.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS)
+	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
+
 # Cross-check cases (test/crosscheck/cases.txt) whose 64 greedy steps are
 # compared with llama.cpp on the emulated cuda:0 too: one per family, F16
 # and quantized, MXFP4 experts (about 80 s on the emulator).
@@ -82,8 +91,15 @@ test-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/test_gpu_backend $(EMU_DIR)/test_emu $(
 # checks the benchmark program itself, so a GPU session does not find it
 # broken; the figures mean nothing here.
 EMU_BENCH_MODELS = $(foreach t,f16 q8_0 q4_k_m,$(GPU_TEST_MODEL_DIR)/tiny-llama-$(t).gguf)
-bench-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/bench_gpu $(EMU_BENCH_MODELS)
-	PGI_GPU_BENCH_SMOKE=1 $(GPU_TEST_DIR)/bench_gpu $(EMU_LIB) $(EMU_BENCH_MODELS)
+bench-gpu-emu: $(EMU_LIB) $(GPU_TEST_DIR)/bench_gpu $(EMU_BENCH_MODELS) $(EMU_DIR)/hbm_bandwidth
+	$(EMU_DIR)/hbm_bandwidth 1
+	PGI_GPU_BENCH_SMOKE=1 $(GPU_TEST_DIR)/bench_gpu $(EMU_LIB) --prefill 64,300 $(EMU_BENCH_MODELS)
+	@echo "# device_check.sh's other options (no model: test/run_tests.sh counts the models' lines)"
+	PGI_GPU_BENCH_SMOKE=1 $(GPU_TEST_DIR)/bench_gpu $(EMU_LIB) --bandwidth 1 --no-matmul
+
+# kernel launches per layer per decoded token (a figure, not a test)
+launch-count-emu: $(EMU_LIB) $(BUILDDIR)/pg_infer_cli $(BUILDDIR)/make_synthetic_model
+	bash test/gpu/emu/launch_count.sh $(BUILDDIR)
 
 EMU_ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 test-gpu-emu-asan:
@@ -91,5 +107,5 @@ test-gpu-emu-asan:
 	$(MAKE) --no-print-directory BUILDDIR=$(BUILDDIR)/asan ENGINE_OPT=-O1 EMU_OPT=-O1 \
 	  ENGINE_EXTRA_CFLAGS="$(EMU_ASAN_FLAGS)" EMU_SANITIZE="$(EMU_ASAN_FLAGS)" test-gpu-emu
 
-.PHONY: test-gpu-emu test-gpu-emu-asan bench-gpu-emu
+.PHONY: test-gpu-emu test-gpu-emu-asan bench-gpu-emu launch-count-emu
 .SECONDARY: $(patsubst kernels/cuda/%.cu,$(EMU_DIR)/%.cpp,$(EMU_CU_SRCS))
