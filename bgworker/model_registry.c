@@ -240,6 +240,7 @@ registry_publish_live(int slot)
 	shared->kv_blocks_cached = stats.kv_blocks_cached;
 	shared->prefix_cache_hits = (int64) stats.prefix_cache_hits;
 	shared->prefix_cache_tokens = (int64) stats.prefix_cache_tokens;
+	shared->preemptions = (int64) stats.preemptions;
 	LWLockRelease(pg_infer_shared->lock);
 }
 

@@ -41,9 +41,10 @@ PG_FUNCTION_INFO_V1(pg_infer_clear_prefix_cache);
 
 #define ADMIN_ROLE "pginfer_admin"
 
-/* pg_infer_models()'s columns in SQL 0.1.0, and since 0.2.0 */
+/* pg_infer_models()'s columns in SQL 0.1.0, 0.2.0, and since 0.3.0 */
 #define PGI_MODELS_COLUMNS_0_1 19
-#define PGI_MODELS_COLUMNS 22
+#define PGI_MODELS_COLUMNS_0_2 22
+#define PGI_MODELS_COLUMNS 23
 
 static void
 require_model_admin(const char *action)
@@ -331,8 +332,8 @@ pg_infer_clear_prefix_cache(PG_FUNCTION_ARGS)
 /*
  * pg_infer_models(): one row per loaded model, with the worker's live
  * figures.  The columns are those the installed SQL declares: 0.1.0's 19,
- * or 0.2.0's 22 with the prefix cache's (a database whose ALTER EXTENSION
- * UPDATE is pending keeps working).
+ * 0.2.0's 22 with the prefix cache's, or 0.3.0's 23 with preemptions (a
+ * database whose ALTER EXTENSION UPDATE is pending keeps working).
  */
 Datum
 pg_infer_models(PG_FUNCTION_ARGS)
@@ -342,15 +343,17 @@ pg_infer_models(PG_FUNCTION_ARGS)
 	TimestampTz started_at;
 	pid_t		worker_pid;
 	uint32		queued;
+	int			natts;
 	int			n = 0;
 
 	pg_infer_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != PGI_MODELS_COLUMNS_0_1 && rsinfo->setDesc->natts != PGI_MODELS_COLUMNS)
+	natts = rsinfo->setDesc->natts;
+	if (natts != PGI_MODELS_COLUMNS_0_1 && natts != PGI_MODELS_COLUMNS_0_2 && natts != PGI_MODELS_COLUMNS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("pg_infer_models() is declared with %d columns; this library knows %d and %d",
-						rsinfo->setDesc->natts, PGI_MODELS_COLUMNS_0_1, PGI_MODELS_COLUMNS),
+				 errmsg("pg_infer_models() is declared with %d columns; this library knows %d, %d and %d",
+						natts, PGI_MODELS_COLUMNS_0_1, PGI_MODELS_COLUMNS_0_2, PGI_MODELS_COLUMNS),
 				 errhint("Run ALTER EXTENSION pg_infer UPDATE.")));
 	models = palloc(sizeof(PgInferLoadedModel) * PGI_MAX_LOADED_MODELS);
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
@@ -405,6 +408,9 @@ pg_infer_models(PG_FUNCTION_ARGS)
 		values[k++] = Int32GetDatum(m->kv_blocks_cached);
 		values[k++] = Int64GetDatum(m->prefix_cache_hits);
 		values[k++] = Int64GetDatum(m->prefix_cache_tokens);
+		Assert(k == PGI_MODELS_COLUMNS_0_2);
+		/* 0.3.0: preemptions */
+		values[k++] = Int64GetDatum(m->preemptions);
 		Assert(k == PGI_MODELS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

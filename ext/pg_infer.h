@@ -24,7 +24,7 @@
 
 /* The version of this shared library.  The SQL script of the same version
  * must be installed with it; the tests compare the two. */
-#define PG_INFER_LIBRARY_VERSION "0.2.0"
+#define PG_INFER_LIBRARY_VERSION "0.3.0"
 
 /* bgw_type of the worker: what pg_stat_activity.backend_type shows. */
 #define PG_INFER_WORKER_TYPE "pg_infer worker"

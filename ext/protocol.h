@@ -313,6 +313,7 @@ typedef struct PgInferLoadedModel
 	int32		kv_blocks_cached;	/* blocks it indexes, in use or kept */
 	int64		prefix_cache_hits;	/* requests that started from its blocks */
 	int64		prefix_cache_tokens;	/* prompt tokens served from them */
+	int64		preemptions;	/* running sequences sent back to wait for KV room */
 } PgInferLoadedModel;
 
 #endif							/* PG_INFER_PROTOCOL_H */

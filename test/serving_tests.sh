@@ -225,6 +225,30 @@ check "the failed call left a usage row saying error" "error 3" \
     "$(sql "SELECT finish_reason || ' ' || completion_tokens FROM usage WHERE tag = 'device-lost'")"
 sql "SELECT unload_model('lossy')" >/dev/null
 
+# ------------------------------------------------------------ preemption
+# A copy of the model with 1 MB of KV cache (pg_infer.kv_memory: a few dozen
+# blocks of 16 tokens for stories260K) and sixteen prompts growing at once: sequences outgrow the cache, the newest are
+# preempted and recomputed, and every reply is still the one the model gives
+# with room to spare (greedy).  pg_infer_models counts the preemptions (0.3.0).
+sql "ALTER SYSTEM SET pg_infer.kv_memory = 1" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+loaded=$(sql "SELECT name FROM load_model('tight', '$MODEL_PATH')")
+sql "ALTER SYSTEM RESET pg_infer.kv_memory" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+check "a copy of the model with 1 MB of KV cache is loaded" "tight t" \
+    "$loaded $(sql "SELECT kv_blocks_total < (SELECT kv_blocks_total FROM pg_infer_models WHERE name = 'stories260K') FROM pg_infer_models WHERE name = 'tight'")"
+BATCH="SELECT string_agg(md5(completion), ',' ORDER BY ord) FROM generate_batch(
+    ARRAY(SELECT 'Once upon a time, ' || n || ' little birds' FROM generate_series(1, 16) AS n),
+    model => 'MODEL', max_tokens => 200, temperature => 0)"
+roomy=$(sql "${BATCH/MODEL/stories260K}")
+tight=$(sql "${BATCH/MODEL/tight}")
+check "sixteen greedy replies through a cache too small for them equal those with room" "$roomy" "$tight"
+check "pg_infer_models counts the preemptions of the tight copy" "t 0" \
+    "$(sql "SELECT (SELECT preemptions FROM pg_infer_models WHERE name = 'tight') > 0 || ' ' ||
+               (SELECT preemptions FROM pg_infer_models WHERE name = 'stories260K')")"
+sql "SELECT unload_model('tight')" >/dev/null
+
 # ------------------------------------------------------------ symlink escape
 if [ -n "${PGI_MODEL_DIR:-}" ] && [ -w "$PGI_MODEL_DIR" ]; then
     ln -sf /etc/passwd "$PGI_MODEL_DIR/escape.gguf"

@@ -47,6 +47,8 @@ OLD=pg_infer_upgrade_old
 NEW=pg_infer_upgrade_new
 PENDING=pg_infer_upgrade_pending
 RESTORED=pg_infer_upgrade_restored
+FROM_0_2=pg_infer_upgrade_from_0_2
+LATEST=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/pg_infer.control")
 
 psql_in() {  # psql_in DATABASE STATEMENT: the result, unaligned, or the error
     "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2" 2>&1
@@ -66,7 +68,7 @@ books_digest() {
                                                           ORDER BY x.request_id), '')) FROM usage AS x) AS digests"
 }
 drop_databases() {
-    for db in "$OLD" "$NEW" "$PENDING" "$RESTORED"; do
+    for db in "$OLD" "$NEW" "$PENDING" "$RESTORED" "$FROM_0_2"; do
         psql_in postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
     done
 }
@@ -93,14 +95,18 @@ cleanup() {
 trap cleanup EXIT
 drop_databases
 
-# ------------------------------------------------------------ 1. the frozen script
-(cd "$ROOT" && grep -v '^#' test/upgrade/pg_infer--0.1.0.sha256 | sha256sum -c --status)
-if [ $? -eq 0 ]; then
-    ok "ext/sql/0.1.0/ assembles to the 0.1.0 script as it shipped (sha256)"
-else
-    not_ok "ext/sql/0.1.0/ assembles to the 0.1.0 script as it shipped (sha256)" \
-        "pg_infer--0.1.0.sql changed: a shipped version is frozen; put the change in the next version's directory"
-fi
+# ------------------------------------------------------------ 1. the frozen scripts
+# Every version that shipped has a sha256 file in test/upgrade/: its script
+# (the base install or an update step) must still assemble to what shipped.
+for frozen in "$ROOT"/test/upgrade/pg_infer--*.sha256; do
+    script=$(basename "$frozen" .sha256).sql
+    if (cd "$ROOT" && grep -v '^#' "$frozen" | sha256sum -c --status); then
+        ok "$script assembles as it shipped (sha256)"
+    else
+        not_ok "$script assembles as it shipped (sha256)" \
+            "$script changed: a shipped version is frozen; put the change in the next version's directory"
+    fi
+done
 
 # ------------------------------------------------------------ 2. update with data
 psql_in postgres "CREATE DATABASE $OLD" >/dev/null
@@ -127,8 +133,7 @@ before_digest=$(books_digest "$OLD")
 before_catalog=$(catalog_of "$OLD")
 
 update_out=$(psql_in "$OLD" "ALTER EXTENSION pg_infer UPDATE; SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'")
-check "ALTER EXTENSION pg_infer UPDATE goes to the control file's version" \
-    "$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/pg_infer.control")" "$update_out"
+check "ALTER EXTENSION pg_infer UPDATE goes to the control file's version" "$LATEST" "$update_out"
 check "every row of the books survives the update (digest per table)" "$before_digest" "$(books_digest "$OLD")"
 check "usage rows recorded before 0.2.0 have reasoning_tokens 0; usage_default is emptied into day partitions" \
     "2 rows, reasoning 0, 0 in usage_default, 2026-11-01 in usage_p20261101" \
@@ -167,6 +172,30 @@ check "record_usage() refuses more reasoning tokens than completion tokens (2351
           'tiny', NULL, 'postgres', NULL, NULL, NULL, 'chat', 10, 0, 3, 'stop', 1, 2, 3, 'cpu', 4, 4)::usage_input])" 2>&1 |
        sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | head -n 1)"
 
+# ------------------------------------------------------------ 2b. from 0.2.0
+# A database made at 0.2.0 (the second release) takes the 0.2.0 -> 0.3.0
+# step alone and ends with the same catalog; pg_infer_models() answers in
+# each version's shape (0.2.0: 22 columns and the view's cache_hit_rate).
+psql_in postgres "CREATE DATABASE $FROM_0_2" >/dev/null
+check "CREATE EXTENSION pg_infer VERSION '0.2.0'" "0.2.0" \
+    "$(psql_in "$FROM_0_2" "CREATE EXTENSION pg_infer VERSION '0.2.0'; SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'")"
+psql_in "$FROM_0_2" "SELECT record_usage(ARRAY[ROW(NULL, now() - interval '1 minute', now(), 'tiny', NULL, 'postgres', 'db', 'app',
+                        'tag2', 'generate', 10, 4, 5, 'stop', 1, 2, 30, 'cpu', 7, 0)::usage_input])" >/dev/null
+check "pg_infer_models on SQL 0.2.0: 22 columns and cache_hit_rate, served by this library" "23|1" \
+    "$(psql_in "$FROM_0_2" "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pg_infer_models'::regclass AND attnum > 0")|$(psql_in "$FROM_0_2" "SELECT count(*) FROM pg_infer_models WHERE name = 'stories260K'")"
+from_0_2_digest=$(books_digest "$FROM_0_2")
+check "ALTER EXTENSION pg_infer UPDATE from 0.2.0 goes to the control file's version" "$LATEST" \
+    "$(psql_in "$FROM_0_2" "ALTER EXTENSION pg_infer UPDATE; SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'")"
+check "every row of the books survives the update from 0.2.0 (digest per table)" "$from_0_2_digest" "$(books_digest "$FROM_0_2")"
+if [ "$(catalog_of "$FROM_0_2")" = "$new_catalog" ]; then
+    ok "the catalog updated from 0.2.0 equals a fresh install's"
+else
+    not_ok "the catalog updated from 0.2.0 equals a fresh install's" \
+        "$(diff <(catalog_of "$FROM_0_2") <(echo "$new_catalog") | head -20 | tr '\n' '|')"
+fi
+check "after the update pg_infer_models has 0.3.0's preemptions column, filled" "bigint t" \
+    "$(psql_in "$FROM_0_2" "SELECT pg_typeof(preemptions) || ' ' || (preemptions >= 0) FROM pg_infer_models WHERE name = 'stories260K'")"
+
 # ------------------------------------------------------------ 3. the worker on a pending update
 psql_in postgres "CREATE DATABASE $PENDING" >/dev/null
 psql_in "$PENDING" "CREATE EXTENSION pg_infer VERSION '0.1.0'" >/dev/null
@@ -177,12 +206,14 @@ if restart_server && wait_for_worker; then
 else
     not_ok "the server restarts with the worker's books in a database at SQL 0.1.0" "$(tail -n 3 "$SCRATCH/pg_ctl.log")"
 fi
-check "the status tells the SQL version from the library's while the update is pending" "0.1.0 0.2.0" \
+check "the status tells the SQL version from the library's while the update is pending" "0.1.0 $LATEST" \
     "$(psql_in "$PENDING" "SELECT extension_version || ' ' || library_version FROM pg_infer_status")"
 psql_in "$PENDING" "SELECT generate('Once upon a time', max_tokens => 4, temperature => 0)" >/dev/null
 check "generate() on SQL 0.1.0: its usage row is recorded in 0.1.0's shape" "1 length" \
     "$(psql_in "$PENDING" "SELECT count(*) || ' ' || min(finish_reason) FROM usage")"
-check "ALTER EXTENSION pg_infer UPDATE under the running worker" "0.2.0" \
+check "pg_infer_models() answers in 0.1.0's shape while the update is pending (19 columns)" "19|1" \
+    "$(psql_in "$PENDING" "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pg_infer_models'::regclass AND attnum > 0")|$(psql_in "$PENDING" "SELECT count(*) FROM pg_infer_models WHERE name = 'stories260K'")"
+check "ALTER EXTENSION pg_infer UPDATE under the running worker" "$LATEST" \
     "$(psql_in "$PENDING" "ALTER EXTENSION pg_infer UPDATE; SELECT extversion FROM pg_extension WHERE extname = 'pg_infer'")"
 # qwen3.5's generation prompt opens <think>: a reply with no </think> is all
 # reasoning (engine/chat_template.c), so every generated token counts; with

@@ -114,7 +114,7 @@ SELECT columns_are('public', 'pg_infer_models',
           'digest', 'loaded_at', 'running', 'waiting', 'queued_calls', 'kv_blocks_total',
           'kv_blocks_used', 'kv_used_fraction', 'requests_served', 'tokens_prompt',
           'tokens_generated', 'worker_uptime', 'kv_blocks_cached', 'prefix_cache_hits',
-          'cached_tokens', 'cache_hit_rate'],
+          'cached_tokens', 'preemptions', 'cache_hit_rate'],
     'pg_infer_models has the documented columns');
 
 SELECT * FROM finish();
