@@ -284,6 +284,7 @@ write_models_table(void *arg)
 		PgInferLoadedModel *shared = &pg_infer_shared->models[w->slot];
 		Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 		Datum		values[7];
+		char		nulls[7] = "       ";
 
 		values[0] = CStringGetTextDatum(m->name);
 		values[1] = CStringGetTextDatum(m->path);
@@ -291,13 +292,14 @@ write_models_table(void *arg)
 		/* several workers: where the model is placed, NULL for everywhere
 		 * (each worker writes the same row) */
 		if (pg_infer_shared->device_label[0] != '\0')
+		{
 			values[2] = m->placement[0] != '\0' ? CStringGetTextDatum(m->placement) : (Datum) 0;
+			nulls[2] = m->placement[0] != '\0' ? ' ' : 'n';
+		}
 		values[3] = Int32GetDatum(shared->context_length);
 		values[4] = CStringGetTextDatum(shared->tensor_type);
 		values[5] = TimestampTzGetDatum(shared->loaded_at);
 		values[6] = CStringGetTextDatum(m->digest);
-		char		nulls[7] = {' ', ' ', values[2] == (Datum) 0 ? 'n' : ' ', ' ', ' ', ' ', ' '};
-
 		status = SPI_execute_with_args(psprintf(
 												"INSERT INTO %s.models AS m (name, path, device, context_length, tensor_type, loaded_at, digest) "
 												"VALUES ($1, $2, $3, $4, $5, $6, $7) "

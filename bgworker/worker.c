@@ -167,7 +167,9 @@ probe_devices(void)
 	else
 		ereport(LOG,
 				(errmsg("pg_infer worker computes on the CPU: %s (%s)", report.name, device_setting()),
-				 cpu_only ? errdetail("Its device is %s.", device_setting())
+				 cpu_only ? (pg_infer_shared->device_label[0] != '\0' ?
+							 errdetail("Its device of pg_infer.devices is %s.", device_setting()) :
+							 errdetail("pg_infer.device is cpu."))
 				 : report.cuda_library_loaded
 				 ? errdetail("CUDA is not usable: error %d: %s.",
 							 report.cuda_error_code, report.cuda_error_text)

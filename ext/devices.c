@@ -242,3 +242,9 @@ pg_infer_worker_by_device(const char *name)
 			return i;
 	return -1;
 }
+
+bool
+pg_infer_devices_set(void)
+{
+	return pg_infer_workers != NULL && pg_infer_workers[0].device_label[0] != '\0';
+}

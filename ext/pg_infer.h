@@ -113,6 +113,8 @@ extern int	pg_infer_devices_plan(char names[][PGI_DEVICE_NAME_LENGTH], bool *is_
 extern bool pg_infer_device_is_cpu(const char *name);
 extern const char *pg_infer_device_engine_name(const char *name);
 extern int	pg_infer_worker_threads(const PgInferShared *worker);
+/* Whether pg_infer.devices is set (each worker has its device's name). */
+extern bool pg_infer_devices_set(void);
 /* The worker serving device `name`, or -1. */
 extern int	pg_infer_worker_by_device(const char *name);
 
