@@ -225,9 +225,17 @@ pg_infer_workers_status(PG_FUNCTION_ARGS)
 				names[n_models++] = CStringGetTextDatum(NameStr(w->models[m].name));
 
 		values[k++] = Int32GetDatum(i);
-		/* its device: the entry of pg_infer.devices, else where it computes */
-		values[k++] = CStringGetTextDatum(w->device_label[0] != '\0' ? w->device_label :
-										  w->probed ? w->device_setting : pg_infer_device);
+		/* its device: the entry of pg_infer.devices, else where it computes
+		 * as usage.device names it (cpu, cuda:N) */
+		if (w->device_label[0] != '\0')
+			values[k++] = CStringGetTextDatum(w->device_label);
+		else if (w->probed && strcmp(w->device_kind, "cuda") == 0)
+			values[k++] = CStringGetTextDatum(strncmp(w->device_setting, "cuda:", 5) == 0 ?
+											  w->device_setting : "cuda:0");
+		else if (w->probed)
+			values[k++] = CStringGetTextDatum("cpu");
+		else
+			nulls[k++] = true;
 		if (w->worker_pid != 0)
 			values[k++] = Int32GetDatum(w->worker_pid);
 		else
