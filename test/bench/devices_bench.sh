@@ -13,7 +13,7 @@
 # Each pgbench client asks for a story with its own random opening, so
 # prompts differ in their first bytes and rendezvous hashing spreads them.
 #
-# Environment: BUILDDIR, PG_CONFIG, BENCH_MODEL (default
+# Environment: BUILDDIR, PG_CONFIG, USE_CUDA (as for make), BENCH_MODEL (default
 # models/stories260K.gguf), BENCH_SECONDS (15), BENCH_TOKENS (128),
 # BENCH_THREADS (pg_infer.threads in total, default: the machine's cores),
 # PGI_BENCH_PORT (54349), PGI_TEST_USER (the server's user when run as root,
@@ -48,7 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-make --no-print-directory -s BUILDDIR="$BUILDDIR" PG_CONFIG="$PG_CONFIG" install DESTDIR="$WORK/stage" >"$WORK/install.log" 2>&1 \
+make --no-print-directory -s BUILDDIR="$BUILDDIR" PG_CONFIG="$PG_CONFIG" ${USE_CUDA:+USE_CUDA=$USE_CUDA} \
+    install DESTDIR="$WORK/stage" >"$WORK/install.log" 2>&1 \
     || { tail "$WORK/install.log"; exit 1; }
 cp "$MODEL" "$WORK/model.gguf"
 chmod -R a+rX "$WORK"
@@ -101,10 +102,10 @@ for devices in "" "cpu,cpu"; do
                              FROM (SELECT device, count(*) AS n FROM usage GROUP BY device) AS d")
     threads=$("${PSQL[@]}" -c "SELECT min(threads) FROM pg_infer_workers")
     awk -v d="${devices:-(unset)}" -v w="$workers" -v th="$threads" -v c="$CLIENTS" -v s="$start_time" \
-        -v e="$end_time" -v calls="$calls" -v tokens="$((after - before))" -v split="$split" 'BEGIN {
+        -v e="$end_time" -v calls="$calls" -v tokens="$((after - before))" -v bydev="$split" 'BEGIN {
         secs = e - s;
         printf "{\"devices\": \"%s\", \"workers\": %d, \"threads_per_worker\": %d, \"clients\": %d, \"seconds\": %.1f, \"calls\": %d, \"tokens\": %d, \"tok_s\": %.1f, \"calls_by_device\": {%s}}\n",
-            d, w, th, c, secs, calls, tokens, tokens / secs, split }'
+            d, w, th, c, secs, calls, tokens, tokens / secs, bydev }'
     grep -qi "error" "$WORK/pgbench.out" && sed 's/^/# pgbench: /' "$WORK/pgbench.out" | head -5
     stop
 done
