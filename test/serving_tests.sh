@@ -241,12 +241,14 @@ check "a copy of the model with 1 MB of KV cache is loaded" "tight t" \
 BATCH="SELECT string_agg(md5(completion), ',' ORDER BY ord) FROM generate_batch(
     ARRAY(SELECT 'Once upon a time, ' || n || ' little birds' FROM generate_series(1, 16) AS n),
     model => 'MODEL', max_tokens => 200, temperature => 0)"
+preempted() { sql "SELECT preemptions FROM pg_infer_models WHERE name = '$1'"; }
+roomy_before=$(preempted stories260K)
 roomy=$(sql "${BATCH/MODEL/stories260K}")
+roomy_after=$(preempted stories260K)
 tight=$(sql "${BATCH/MODEL/tight}")
 check "sixteen greedy replies through a cache too small for them equal those with room" "$roomy" "$tight"
-check "pg_infer_models counts the preemptions of the tight copy" "t 0" \
-    "$(sql "SELECT (SELECT preemptions FROM pg_infer_models WHERE name = 'tight') > 0 || ' ' ||
-               (SELECT preemptions FROM pg_infer_models WHERE name = 'stories260K')")"
+check "pg_infer_models counts the tight copy's preemptions, and none where there was room" \
+    "true $roomy_before" "$(sql "SELECT (preemptions > 0)::text FROM pg_infer_models WHERE name = 'tight'") $roomy_after"
 sql "SELECT unload_model('tight')" >/dev/null
 
 # ------------------------------------------------------------ symlink escape

@@ -193,7 +193,7 @@ else
     not_ok "the catalog updated from 0.2.0 equals a fresh install's" \
         "$(diff <(catalog_of "$FROM_0_2") <(echo "$new_catalog") | head -20 | tr '\n' '|')"
 fi
-check "after the update pg_infer_models has 0.3.0's preemptions column, filled" "bigint t" \
+check "after the update pg_infer_models has 0.3.0's preemptions column, filled" "bigint true" \
     "$(psql_in "$FROM_0_2" "SELECT pg_typeof(preemptions) || ' ' || (preemptions >= 0) FROM pg_infer_models WHERE name = 'stories260K'")"
 
 # ------------------------------------------------------------ 3. the worker on a pending update

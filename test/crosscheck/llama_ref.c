@@ -426,6 +426,10 @@ cmd_greedy(int argc, char **argv)
  * warm-up (touches the weights, starts the threads), then R repetitions of
  * a prefill of one prompt of P tokens (one llama_decode) and G tokens
  * decoded one at a time with greedy picks; one JSON line of the mean rates.
+ * With --batch B (B > 1) each repetition also decodes B sequences together,
+ * as `pg_infer_cli bench --batch B` does: B one-token prompts (one per
+ * sequence id) in one llama_decode, then G - 1 steps each carrying one
+ * token of every sequence; batch_decode_tok_s = B * G / that time.
  */
 static double
 seconds_now(void)
@@ -436,11 +440,54 @@ seconds_now(void)
     return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* B sequences from one-token prompts, G tokens each, every step carrying
+ * all of them (greedy); returns the wall time or -1. */
+static double
+bench_batch(struct llama_context *ctx, int n_seqs, int gen, int n_vocab)
+{
+    struct llama_batch batch = llama_batch_init(n_seqs, 0, 1);
+    double t0;
+
+    llama_memory_clear(llama_get_memory(ctx), true);
+    t0 = seconds_now();
+    for (int step = 0; step < gen; step++)
+    {
+        batch.n_tokens = n_seqs;
+        for (int s = 0; s < n_seqs; s++)
+        {
+            llama_token next = 3 + s;
+
+            if (step > 0)
+            {
+                const float *logits = llama_get_logits_ith(ctx, s);
+
+                next = 0;
+                for (int i = 1; i < n_vocab; i++)
+                    if (logits[i] > logits[next])
+                        next = i;
+            }
+            batch.token[s] = next;
+            batch.pos[s] = step;
+            batch.n_seq_id[s] = 1;
+            batch.seq_id[s][0] = s;
+            batch.logits[s] = 1;
+        }
+        if (llama_decode(ctx, batch) != 0)
+        {
+            llama_batch_free(batch);
+            return -1.0;
+        }
+    }
+    (void) llama_get_logits_ith(ctx, n_seqs - 1);
+    llama_batch_free(batch);
+    return seconds_now() - t0;
+}
+
 static int
 cmd_bench(int argc, char **argv)
 {
-    int prompt = 128, gen = 64, reps = 3, threads = 2, n_vocab;
-    double prefill_total = 0.0, decode_total = 0.0;
+    int prompt = 128, gen = 64, reps = 3, threads = 2, n_batch_seqs = 1, n_vocab;
+    double prefill_total = 0.0, decode_total = 0.0, batch_total = 0.0;
     static llama_token tokens[MAX_TOKENS];
     struct llama_context_params cp;
     struct llama_model *model;
@@ -448,7 +495,7 @@ cmd_bench(int argc, char **argv)
 
     if (argc < 3)
         return fail("usage: llama_ref bench MODEL.gguf [--prompt-tokens P] [--gen-tokens G] "
-                    "[--repetitions R] [--threads N]");
+                    "[--repetitions R] [--threads N] [--batch B]");
     for (int i = 3; i < argc; i++)
     {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -462,6 +509,8 @@ cmd_bench(int argc, char **argv)
             ok = parse_int(v, &reps) && reps > 0;
         else if (ok && strcmp(a, "--threads") == 0)
             ok = parse_int(v, &threads) && threads > 0;
+        else if (ok && strcmp(a, "--batch") == 0)
+            ok = parse_int(v, &n_batch_seqs) && n_batch_seqs > 0 && n_batch_seqs <= 256;
         else
             ok = false;
         if (!ok)
@@ -477,7 +526,10 @@ cmd_bench(int argc, char **argv)
     n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
     cp = llama_context_default_params();
     cp.n_ctx = (uint32_t) (prompt + gen + 16);
-    cp.n_batch = cp.n_ubatch = (uint32_t) prompt;
+    if (n_batch_seqs > 1 && cp.n_ctx < (uint32_t) (n_batch_seqs * (gen + 16)))
+        cp.n_ctx = (uint32_t) (n_batch_seqs * (gen + 16));
+    cp.n_batch = cp.n_ubatch = (uint32_t) (prompt > n_batch_seqs ? prompt : n_batch_seqs);
+    cp.n_seq_max = (uint32_t) n_batch_seqs;
     cp.n_threads = cp.n_threads_batch = threads;
     ctx = llama_init_from_model(model, cp);
     if (ctx == NULL)
@@ -514,11 +566,24 @@ cmd_bench(int argc, char **argv)
             prefill_total += t1 - t0;
             decode_total += t2 - t1;
         }
+        if (n_batch_seqs > 1 && gen > 0)
+        {
+            double t = bench_batch(ctx, n_batch_seqs, gen, n_vocab);
+
+            if (t < 0)
+                return fail("llama_ref bench: batched decode failed");
+            if (r >= 0)
+                batch_total += t;
+        }
     }
     printf("{\"peer\": \"llama.cpp\", \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
-           "\"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d, \"repetitions\": %d}\n",
+           "\"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d, \"repetitions\": %d",
            (double) prompt * reps / prefill_total, gen > 0 ? (double) gen * reps / decode_total : 0.0,
            threads, prompt, gen, reps);
+    if (n_batch_seqs > 1 && gen > 0)
+        printf(", \"batch\": %d, \"batch_decode_tok_s\": %.2f", n_batch_seqs,
+               (double) n_batch_seqs * gen * reps / batch_total);
+    printf("}\n");
     llama_free(ctx);
     llama_model_free(model);
     return 0;
