@@ -8,7 +8,7 @@
 # cpu:1 with half the threads; greedy text equals the one-worker text; a
 # conversation's turns land on one worker and its later turns hit that
 # worker's prefix cache (usage.cached_tokens); concurrent calls spread over
-# both workers (usage.device); a model loaded on one device is served only
+# both workers (usage.device, pg_infer_device_counters); a model loaded on one device is served only
 # there; a device not in the list is refused (22023); killing one worker
 # fails its calls (57P01, or 08006) while the other goes on serving, and it comes
 # back with its models; device_activity names both devices.  Prints TAP;
@@ -179,6 +179,13 @@ for p in "${pids[@]}"; do wait "$p" || spread_failed=1; done
 if [ "$spread_failed" = 0 ]; then ok "six concurrent sessions were served"; else not_ok "six concurrent sessions were served" "$(cat "$WORK"/spread-*.out)"; fi
 check "concurrent calls of one prompt spread over both workers (usage.device)" "cpu:0 cpu:1" \
     "$(q "SELECT string_agg(DISTINCT device, ' ' ORDER BY device) FROM usage WHERE tag = 'spread'")"
+# (cpu: the one-worker run before the restart; the counters are kept)
+check "the live counters name each device (pg_infer_device_counters), and pg_infer_counters sums them" \
+    "cpu cpu:0 cpu:1 true" \
+    "$(q "SELECT string_agg(DISTINCT device, ' ' ORDER BY device) || ' ' ||
+              ((SELECT sum(calls) FROM pg_infer_device_counters) = (SELECT sum(calls) FROM pg_infer_counters)
+               AND (SELECT count(*) FROM pg_infer_counters) = (SELECT count(DISTINCT (model, roleid, dbid)) FROM pg_infer_device_counters))
+         FROM pg_infer_device_counters")"
 check "no sequence stays counted against a worker once its caller is done" "0 0" \
     "$(q "SELECT string_agg(in_flight::text, ' ') FROM pg_infer_workers")"
 
