@@ -43,6 +43,7 @@ cpu_seconds(void)
 }
 
 static bool use_cpu_time;
+static bool prefill_only;
 static size_t decode_cycle_bytes = (size_t) 256 << 20;
 
 static uint64_t rng_state = 0x853c49e6748fea9bull;
@@ -164,12 +165,14 @@ main(int argc, char **argv)
             decode_cycle_bytes = 0;
         else if (strcmp(argv[i], "--cpu-time") == 0)
             use_cpu_time = true;
+        else if (strcmp(argv[i], "--prefill-only") == 0)
+            prefill_only = true;
         else if (strcmp(argv[i], "--prefill-rows") == 0 && i + 1 < argc)
             prefill_rows = atoi(argv[++i]);
         else
         {
             fprintf(stderr, "usage: %s [--types F16,Q8_0,...] [--threads 1,2] [--seconds S] "
-                    "[--prefill-rows N] [--cpu-time] [--hot]\n", argv[0]);
+                    "[--prefill-rows N] [--cpu-time] [--hot] [--prefill-only]\n", argv[0]);
             return 2;
         }
     }
@@ -209,7 +212,7 @@ main(int argc, char **argv)
                     fprintf(stderr, "%s\n", err.message);
                     return 1;
                 }
-                for (size_t s = 0; s < sizeof(decode_shapes) / sizeof(decode_shapes[0]); s++)
+                for (size_t s = 0; !prefill_only && s < sizeof(decode_shapes) / sizeof(decode_shapes[0]); s++)
                 {
                     bench_matrix m;
                     double sec;

@@ -12,7 +12,10 @@
  *                [--gen-tokens G] [--repetitions R] [--batch B] [--device D]
  *
  * bench prints one JSON line; with --batch B it adds the aggregate decode
- * speed of B sequences decoding together (continuous batching).
+ * speed of B sequences decoding together (continuous batching).  bench
+ * runs with the prefix cache off: it repeats one prompt, and a cached
+ * prompt would be served from its kept KV blocks instead of computed
+ * (bench_chat measures the cache).
  *
  * generate prints only the completion, as it is produced.  Errors go to
  * stderr with exit status 1.
@@ -53,6 +56,7 @@ typedef struct cli_args {
     int gen_tokens;
     int repetitions;
     int batch;
+    bool no_prefix_cache;           /* bench: every prompt is computed */
 } cli_args;
 
 /* Prints "pg_infer_cli: <message>" on stderr; returns the exit status 1. */
@@ -268,6 +272,7 @@ open_engine(const cli_args *a, int max_batch_tokens, pgi_engine **engine)
     options.context_length = a->ctx;
     options.max_batch_tokens = max_batch_tokens;
     options.max_sequences = a->batch > 4 ? a->batch : 4;   /* bench --batch */
+    options.disable_prefix_cache = a->no_prefix_cache;
     if (pgi_engine_open(&options, engine, &err) != PGI_OK)
         return fail("%s", err.message);
     return 0;
@@ -575,6 +580,7 @@ cmd_bench(const cli_args *a)
     uint64_t state = 12345;
     cli_args b = *a;
 
+    b.no_prefix_cache = true;
     /* the context must hold the prompt and the generated tokens */
     if (b.ctx == 0)
         b.ctx = P + G > 2048 ? P + G : 0;

@@ -90,6 +90,29 @@ bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
  * for the others, which then use the AVX2 kernels. */
 bool pgi_matmul_kernel_avx512(uint32_t weight_type, pgi_matmul_kernel *kernel);
 
+/* Prefill kernels over weights repacked per product (matmul_avx512_packed.c):
+ * matmul.c packs a task's weight rows, group_rows at a time, with pack()
+ * (nr <= group_rows real rows, the rest zero) into group_bytes(cols) per
+ * group, then calls tile() with w = one packed group (w_stride unused),
+ * nr <= group_rows, nc <= tile_cols.  Used from min_x_rows activation rows
+ * on; below that the kernels above read the weights in place.  A task
+ * packs chunk_rows weight rows (a multiple of group_rows).  false when the
+ * type has none at this CPU. */
+typedef struct pgi_packed_kernel {
+    int group_rows;
+    int chunk_rows;
+    int tile_cols;
+    int min_x_rows;
+    size_t (*group_bytes)(int64_t cols);
+    void (*pack)(int64_t cols, const uint8_t *w, size_t w_stride, int nr, uint8_t *dst);
+    pgi_tile_fn tile;
+    void (*quantize)(const float *x, void *dst, int64_t n);
+    size_t (*x_row_bytes)(int64_t cols);
+    const char *name;
+} pgi_packed_kernel;
+
+bool pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *kernel);
+
 /* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
  * asked by pgi_matmul_kernel_avx2 for the types it has none of. */
 bool pgi_matmul_kernel_avx2_more(uint32_t weight_type, pgi_matmul_kernel *kernel);

@@ -48,6 +48,9 @@ void pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w,
 /* Which kernel pgi_cpu_matmul uses for a weight type at the current level
  * ("AVX-512 VNNI q4_k 1x8", "AVX2", "scalar"), for test and bench output. */
 const char *pgi_cpu_matmul_kernel_name(uint32_t weight_type);
+/* The kernel used from several activation rows on (over weights packed per
+ * product) at the current level, or "none". */
+const char *pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type);
 
 /* Scalar version of the same product, the reference for tests. */
 void pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_rows);

@@ -23,6 +23,11 @@
  * a task a kernel computes tiles of several weight rows by several x rows,
  * so every weight block loaded is used for several x rows and the chunk of
  * weights stays in cache while the x rows stream past it.
+ * From a few x rows on, where the CPU has one (AVX-512 VNNI: Q8_0, Q4_K,
+ * Q6_K), a packed kernel (matmul_avx512_packed.c) is used instead: a task
+ * is a chunk of weight rows, packed into the thread's buffer once and then
+ * multiplied by every x row; decode keeps the kernels that read the mapped
+ * weights in place.
  */
 #include "cpu_internal.h"
 #include "pgi_memory.h"
@@ -401,6 +406,13 @@ typedef struct matmul_job {
     int n_x_blocks;
     int64_t n_tasks;
     atomic_llong next_task;
+    /* prefill over packed weights (matmul_avx512_packed.c): the task's
+     * chunk of weight rows is packed into the thread's buffer first */
+    bool packed;
+    pgi_packed_kernel pk;
+    size_t group_bytes;
+    uint8_t *pack_buf;            /* pack_stride bytes per thread */
+    size_t pack_stride;
 } matmul_job;
 
 static void
@@ -441,12 +453,43 @@ run_task(matmul_job *job, int64_t task)
     }
 }
 
+/* A chunk of weight rows against every activation row: the rows are
+ * packed once, then each tile of activation rows meets every group. */
+static void
+run_packed_task(matmul_job *job, int64_t task, int thread_index)
+{
+    const pgi_packed_kernel *pk = &job->pk;
+    int64_t o_begin = task * job->row_chunk;
+    int64_t o_end = o_begin + job->row_chunk < job->rows ? o_begin + job->row_chunk : job->rows;
+    uint8_t *buf = job->pack_buf + (size_t) thread_index * job->pack_stride;
+    int64_t o;
+    int g;
+
+    for (o = o_begin, g = 0; o < o_end; o += pk->group_rows, g++)
+    {
+        int nr = (int) (o_end - o < pk->group_rows ? o_end - o : pk->group_rows);
+
+        pk->pack(job->cols, job->w + o * job->w_stride, job->w_stride, nr, buf + g * job->group_bytes);
+    }
+    for (int r = 0; r < job->n_rows; r += pk->tile_cols)
+    {
+        int nc = job->n_rows - r < pk->tile_cols ? job->n_rows - r : pk->tile_cols;
+
+        for (o = o_begin, g = 0; o < o_end; o += pk->group_rows, g++)
+        {
+            int nr = (int) (o_end - o < pk->group_rows ? o_end - o : pk->group_rows);
+
+            pk->tile(job->cols, buf + g * job->group_bytes, 0, job->x + (size_t) r * job->x_stride,
+                     job->x_stride, job->out + (size_t) r * job->rows + o, (size_t) job->rows, nr, nc);
+        }
+    }
+}
+
 static void
 matmul_part(void *arg, int thread_index, int n_threads)
 {
     matmul_job *job = arg;
 
-    (void) thread_index;
     (void) n_threads;
     for (;;)
     {
@@ -454,9 +497,13 @@ matmul_part(void *arg, int thread_index, int n_threads)
 
         if (task >= job->n_tasks)
             break;
-        run_task(job, task);
+        if (job->packed)
+            run_packed_task(job, task, thread_index);
+        else
+            run_task(job, task);
     }
 }
+
 
 static bool
 select_kernel(uint32_t type, pgi_matmul_kernel *k)
@@ -484,6 +531,16 @@ pgi_cpu_matmul_kernel_name(uint32_t weight_type)
     return select_kernel(weight_type, &k) ? k.name : "none";
 }
 
+const char *
+pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type)
+{
+    pgi_packed_kernel k;
+
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(weight_type, &k))
+        return k.name;
+    return "none";
+}
+
 void
 pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const float *x, int n_rows)
 {
@@ -500,6 +557,17 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
     {
         fill_nan(out, (size_t) n_rows * (size_t) w->rows);
         return;
+    }
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(w->type, &job.pk) &&
+        n_rows >= job.pk.min_x_rows)
+    {
+        job.packed = true;
+        job.kernel.quantize = job.pk.quantize;
+        job.kernel.x_row_bytes = job.pk.x_row_bytes;
+        job.kernel.tile_rows = job.pk.group_rows;
+        job.kernel.tile_cols = job.pk.tile_cols;
+        job.group_bytes = (job.pk.group_bytes(w->cols) + 63) & ~(size_t) 63;
+        job.pack_stride = job.group_bytes * (size_t) (job.pk.chunk_rows / job.pk.group_rows);
     }
     job.w = w->device != NULL ? w->device : w->host;
     job.rows = w->rows;
@@ -518,15 +586,20 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
     {
         job.x_stride = job.kernel.x_row_bytes != NULL ? job.kernel.x_row_bytes(w->cols)
                      : activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
-        x_bytes = job.x_stride * (size_t) n_rows;
-        job.x = pgi_threadpool_scratch(pool, x_bytes);
-        if (job.x == NULL)
-            job.x = owned = pgi_alloc(x_bytes);
+        x_bytes = (job.x_stride * (size_t) n_rows + 63) & ~(size_t) 63;
+        {
+            size_t total = x_bytes + job.pack_stride * (size_t) n_threads;
+
+            job.x = pgi_threadpool_scratch(pool, total);
+            if (job.x == NULL)
+                job.x = owned = pgi_alloc(total);
+        }
         if (job.x == NULL)
         {
             fill_nan(out, (size_t) n_rows * (size_t) w->rows);
             return;
         }
+        job.pack_buf = job.x + x_bytes;
         if (n_rows >= 4 && n_threads > 1)
             pgi_threadpool_run(pool, quantize_part, &job);
         else
@@ -558,6 +631,12 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
         job.x_block = (job.x_block + job.kernel.tile_cols - 1) / job.kernel.tile_cols * job.kernel.tile_cols;
         job.n_x_blocks = (n_rows + job.x_block - 1) / job.x_block;
         job.n_tasks = job.n_row_chunks * job.n_x_blocks;
+        if (job.packed)
+        {
+            job.row_chunk = job.pk.chunk_rows;
+            job.n_row_chunks = (w->rows + job.row_chunk - 1) / job.row_chunk;
+            job.n_tasks = job.n_row_chunks;
+        }
         atomic_init(&job.next_task, 0);
     }
     if (n_threads > 1 && job.n_tasks > 1)

@@ -7,7 +7,10 @@
  *    pgi_cpu_matmul_reference.  Both quantize x the same way, so they differ
  *    only in the order of float additions: tolerance 4e-5 * sum_i |w_i x_i|
  *    (a bound on float summation error for the row lengths used here)
- *    + 1e-6.
+ *    + 1e-6.  From 8 rows at AVX-512 with VNNI, Q8_0/Q4_K/Q6_K go through
+ *    the kernels over packed weights (matmul_avx512_packed.c): 37 and 67
+ *    rows leave partial 16-row groups and 64-row chunks, 17 a partial tile
+ *    of activation rows, and 1..7 rows check the in-place kernels.
  * 2. The reference against an exact (double) product of the dequantized
  *    weights and the unquantized x: the only difference is activation
  *    quantization, at most 0.5625 * amax_block(x)/127 per element for Q8_0
@@ -198,10 +201,10 @@ test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **poo
                     pgi_cpu_matmul(pools[t], out, &m.w, x, n_rows);
                     worst = fmax(worst, worst_vs_reference(&m, x, out, ref, n_rows));
                 }
-            CHECK(worst <= 1.0, "%s %lldx%lld at %s (kernel: %s), n_rows 1..%d, 1..3 threads: "
+            CHECK(worst <= 1.0, "%s %lldx%lld at %s (kernel: %s; packed: %s), n_rows 1..%d, 1..3 threads: "
                   "matches the reference (worst %.3f of tolerance)", pgi_type_name(type),
                   (long long) m.w.rows, (long long) m.w.cols, pgi_cpu_simd_name((pgi_simd_level) level),
-                  pgi_cpu_matmul_kernel_name(type), max_rows, worst);
+                  pgi_cpu_matmul_kernel_name(type), pgi_cpu_matmul_packed_kernel_name(type), max_rows, worst);
             /* 80 rows crosses the 64-row activation blocks of prefill; 24,
              * 32 and 64 are batched-decode sizes that fill several whole
              * register tiles (8 rows for the K-quants) and task blocks. */
