@@ -746,7 +746,8 @@ intake_start(void)
 	TimestampTz started_at;
 
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	our_generation = pg_infer_shared->worker_starts;
+	our_generation = (int) PGI_GENERATION(pg_infer_shared->worker_starts,
+										  pg_infer_shared->worker_index);
 	started_at = pg_infer_shared->started_at;
 	LWLockRelease(pg_infer_shared->lock);
 

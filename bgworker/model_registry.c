@@ -284,10 +284,18 @@ write_models_table(void *arg)
 		PgInferLoadedModel *shared = &pg_infer_shared->models[w->slot];
 		Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 		Datum		values[7];
+		char		nulls[7] = "       ";
 
 		values[0] = CStringGetTextDatum(m->name);
 		values[1] = CStringGetTextDatum(m->path);
 		values[2] = CStringGetTextDatum(m->device);
+		/* several workers: where the model is placed, NULL for everywhere
+		 * (each worker writes the same row) */
+		if (pg_infer_shared->device_label[0] != '\0')
+		{
+			values[2] = m->placement[0] != '\0' ? CStringGetTextDatum(m->placement) : (Datum) 0;
+			nulls[2] = m->placement[0] != '\0' ? ' ' : 'n';
+		}
 		values[3] = Int32GetDatum(shared->context_length);
 		values[4] = CStringGetTextDatum(shared->tensor_type);
 		values[5] = TimestampTzGetDatum(shared->loaded_at);
@@ -299,7 +307,7 @@ write_models_table(void *arg)
 												"context_length = excluded.context_length, tensor_type = excluded.tensor_type, "
 												"loaded_at = excluded.loaded_at, digest = excluded.digest",
 												schema),
-									   7, types, values, NULL, false, 0);
+									   7, types, values, nulls, false, 0);
 		if (status != SPI_OK_INSERT)
 			elog(ERROR, "INSERT INTO models: SPI status %d", status);
 	}
@@ -339,7 +347,11 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	pgi_error engine_error;
 	pgi_status status;
 	pgi_engine_stats stats;
-	const char *device = args->device[0] != '\0' ? args->device : pg_infer_device;
+	/* one of several workers computes on its own device, whatever the
+	 * call says (the backend chose this worker for it) */
+	bool		own_device = pg_infer_shared->device_label[0] != '\0';
+	const char *device = own_device ? pg_infer_device_engine_name(pg_infer_shared->device_label) :
+		args->device[0] != '\0' ? args->device : pg_infer_device;
 	const pgi_device_report *report;
 	ServingModel *m;
 	uint32		generation = 1;
@@ -388,7 +400,7 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	options.device = device;
 	options.cuda_library_path = strcmp(device, "cpu") == 0 || !pg_infer_shared->cuda_library_loaded
 		? NULL : pg_infer_shared->cuda_library_path;
-	options.n_threads = pg_infer_threads;
+	options.n_threads = pg_infer_worker_threads(pg_infer_shared);
 	options.context_length = args->context_length;
 	options.kv_memory_bytes = (size_t) pg_infer_kv_memory * 1024 * 1024;
 	options.max_batch_tokens = pg_infer_max_batch_tokens;
@@ -461,7 +473,13 @@ registry_load(const char *name, const PgInferLoadArgs *args, bool register_in_ta
 	strlcpy(m->path, args->path, sizeof(m->path));
 	strlcpy(m->digest, digest, sizeof(m->digest));
 	report = pgi_engine_device(engine);
-	if (strcmp(report->kind, "cuda") == 0)
+	if (own_device)
+	{
+		strlcpy(m->device, pg_infer_shared->device_label, sizeof(m->device));
+		if (pg_infer_worker_by_device(args->device) >= 0)
+			strlcpy(m->placement, args->device, sizeof(m->placement));
+	}
+	else if (strcmp(report->kind, "cuda") == 0)
 		strlcpy(m->device, strncmp(device, "cuda:", 5) == 0 ? device : "cuda:0", sizeof(m->device));
 	else
 		strlcpy(m->device, "cpu", sizeof(m->device));
@@ -690,6 +708,17 @@ registry_load_at_start(void)
 
 			if (registry_find(list.models[i].name) >= 0)
 				continue;
+			/* several workers: a model placed on another worker's device
+			 * is that worker's; any other row is everyone's */
+			if (pg_infer_shared->device_label[0] != '\0' && list.models[i].args.device[0] != '\0')
+			{
+				int			owner = pg_infer_worker_by_device(list.models[i].args.device);
+
+				if (owner >= 0 && owner != pg_infer_shared->worker_index)
+					continue;
+				if (owner < 0)
+					list.models[i].args.device[0] = '\0';
+			}
 			{
 				/* rows written before paths were stored resolved may name
 				 * a link; the worker opens without following one */

@@ -43,7 +43,10 @@ typedef struct ServingModel
 	bool		in_use;
 	char		name[NAMEDATALEN];
 	char		path[MAXPGPATH];
-	char		device[64];		/* "cpu", "cuda:0": usage.device */
+	char		device[64];		/* "cpu", "cuda:0", "cpu:1": usage.device */
+	/* with pg_infer.devices: the device load_model() placed it on, "" =
+	 * every device (models.device) */
+	char		placement[PGI_DEVICE_NAME_LENGTH];
 	char		digest[65];
 	pgi_engine *engine;
 	pgi_step_output *outputs;	/* [max_outputs], for pgi_engine_step */

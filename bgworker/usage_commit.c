@@ -205,7 +205,7 @@ finishing_commit(void)
 		if (committed)
 			strlcpy(s->request_id, rows[i].request_id, sizeof(s->request_id));
 		serving_models[s->model_slot].requests_served++;
-		pg_infer_counters_record(rows[i].model, s->call->header.role_id,
+		pg_infer_counters_record(rows[i].model, rows[i].device, s->call->header.role_id,
 								 s->call->header.database_id, rows[i].prompt_tokens,
 								 rows[i].cached_tokens, rows[i].completion_tokens,
 								 s->finish_reason == PGI_FINISH_ERROR ||

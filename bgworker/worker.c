@@ -81,21 +81,62 @@ find_cuda_library(char *path, size_t size)
  * never fails: no library, no driver or no GPU all mean the CPU, and the
  * report says why.
  */
+/* The device this worker computes on: its entry of pg_infer.devices, else
+ * pg_infer.device. */
+static const char *
+device_setting(void)
+{
+	return pg_infer_shared->device_label[0] != '\0' ? pg_infer_shared->device_label : pg_infer_device;
+}
+
+/*
+ * pg_infer.devices = auto planned a worker per GPU node seen; one whose GPU
+ * CUDA does not report exits for good (exit code 0: not restarted), except
+ * the first, which computes on the CPU as pg_infer.device = auto would.
+ */
+static void
+settle_auto_device(const pgi_device_report *report)
+{
+	char		names[PGI_MAX_WORKERS][PGI_DEVICE_NAME_LENGTH];
+	bool		is_auto;
+	int			index = pg_infer_shared->worker_index;
+
+	(void) pg_infer_devices_plan(names, &is_auto);
+	if (!is_auto || (strcmp(report->kind, "cuda") == 0 && index < report->cuda_device_count))
+		return;
+	if (index == 0)
+	{
+		LWLockAcquire(pg_infer_shared->lock, LW_EXCLUSIVE);
+		strlcpy(pg_infer_shared->device_label, "cpu", sizeof(pg_infer_shared->device_label));
+		LWLockRelease(pg_infer_shared->lock);
+		return;
+	}
+	ereport(LOG,
+			(errmsg("pg_infer worker for %s exits: CUDA reports %d devices",
+					pg_infer_shared->device_label, report->cuda_device_count)));
+	LWLockAcquire(pg_infer_shared->lock, LW_EXCLUSIVE);
+	pg_infer_shared->retired = true;
+	LWLockRelease(pg_infer_shared->lock);
+	proc_exit(0);
+}
+
 static void
 probe_devices(void)
 {
 	char		cuda_path[MAXPGPATH];
-	bool		cpu_only = strcmp(pg_infer_device, "cpu") == 0;
+	bool		cpu_only;
 	pgi_device_report report;
 
 	set_state(PGI_WORKER_PROBING);
 
+	cpu_only = strcmp(device_setting(), "cpu") == 0 || pg_infer_device_is_cpu(pg_infer_shared->device_label);
 	find_cuda_library(cuda_path, sizeof(cuda_path));
 	pgi_device_probe(cpu_only ? NULL : cuda_path, &report);
+	settle_auto_device(&report);
 
 	LWLockAcquire(pg_infer_shared->lock, LW_EXCLUSIVE);
 	pg_infer_shared->probed = true;
-	strlcpy(pg_infer_shared->device_setting, pg_infer_device,
+	strlcpy(pg_infer_shared->device_setting, device_setting(),
 			sizeof(pg_infer_shared->device_setting));
 	strlcpy(pg_infer_shared->device_kind, report.kind, sizeof(pg_infer_shared->device_kind));
 	strlcpy(pg_infer_shared->device_name, report.name, sizeof(pg_infer_shared->device_name));
@@ -103,7 +144,10 @@ probe_devices(void)
 	strlcpy(pg_infer_shared->cuda_library_path, cuda_path,
 			sizeof(pg_infer_shared->cuda_library_path));
 	pg_infer_shared->cuda_library_loaded = report.cuda_library_loaded;
-	if (cpu_only)
+	if (cpu_only && pg_infer_shared->device_label[0] != '\0')
+		strlcpy(pg_infer_shared->cuda_library_error, "the worker's device is a CPU",
+				sizeof(pg_infer_shared->cuda_library_error));
+	else if (cpu_only)
 		strlcpy(pg_infer_shared->cuda_library_error, "pg_infer.device is cpu",
 				sizeof(pg_infer_shared->cuda_library_error));
 	else
@@ -119,11 +163,13 @@ probe_devices(void)
 
 	if (strcmp(report.kind, "cuda") == 0)
 		ereport(LOG,
-				(errmsg("pg_infer worker computes on %s", report.name)));
+				(errmsg("pg_infer worker computes on %s (%s)", report.name, device_setting())));
 	else
 		ereport(LOG,
-				(errmsg("pg_infer worker computes on the CPU: %s", report.name),
-				 cpu_only ? errdetail("pg_infer.device is cpu.")
+				(errmsg("pg_infer worker computes on the CPU: %s (%s)", report.name, device_setting()),
+				 cpu_only ? (pg_infer_shared->device_label[0] != '\0' ?
+							 errdetail("Its device of pg_infer.devices is %s.", device_setting()) :
+							 errdetail("pg_infer.device is cpu."))
 				 : report.cuda_library_loaded
 				 ? errdetail("CUDA is not usable: error %d: %s.",
 							 report.cuda_error_code, report.cuda_error_text)
@@ -141,7 +187,8 @@ reload_configuration(void)
 	ConfigReloadPending = false;
 	strlcpy(previous_device, pg_infer_device, sizeof(previous_device));
 	ProcessConfigFile(PGC_SIGHUP);
-	if (strcmp(previous_device, pg_infer_device) != 0)
+	/* a worker of pg_infer.devices keeps its device */
+	if (pg_infer_shared->device_label[0] == '\0' && strcmp(previous_device, pg_infer_device) != 0)
 		probe_devices();
 	serving_reload();
 }
@@ -150,6 +197,13 @@ void
 pg_infer_worker_main(Datum main_arg)
 {
 	long		sleep_ms = 0;
+	int			index = DatumGetInt32(main_arg);
+
+	/* from here on this process's slot and queue are "the" worker's */
+	if (index < 0 || index >= pg_infer_n_workers)
+		elog(FATAL, "pg_infer worker %d of %d", index, pg_infer_n_workers);
+	pg_infer_shared = &pg_infer_workers[index];
+	pg_infer_queue = &pg_infer_queues[index];
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);

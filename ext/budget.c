@@ -218,7 +218,9 @@ pgi_reservations_clear_dead(uint32 worker_generation)
 	{
 		Reservation *r = &reservations->slots[i];
 
-		if (r->id != 0 && r->owner_generation != 0 && r->owner_generation != worker_generation)
+		/* only this worker's predecessors': other workers serve on */
+		if (r->id != 0 && r->owner_generation != 0 && r->owner_generation != worker_generation &&
+			PGI_GENERATION_WORKER(r->owner_generation) == PGI_GENERATION_WORKER(worker_generation))
 		{
 			free_slot(r);
 			cleared++;

@@ -65,32 +65,41 @@ pgi_sampling_defaults(PgInferSamplingArgs *sampling)
 void
 pgi_require_worker(void)
 {
-	pid_t		pid;
-	PgInferWorkerState state;
-
 	pg_infer_require_preload();
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	pid = pg_infer_shared->worker_pid;
-	state = pg_infer_shared->worker_state;
-	LWLockRelease(pg_infer_shared->lock);
-	if (pid == 0 || state == PGI_WORKER_STOPPED || state == PGI_WORKER_STOPPING)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the pg_infer worker is not running"),
-				 errhint("The server starts it, and restarts it a few seconds after a failure; "
-						 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
+	for (int i = 0; i < pg_infer_n_workers; i++)
+		if (pgi_worker_accepts_calls(i))
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the pg_infer worker is not running"),
+			 errhint("The server starts it, and restarts it a few seconds after a failure; "
+					 "SELECT * FROM pg_infer_status shows its state and the server log why it stopped.")));
 }
 
 bool
-pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
+pgi_worker_accepts_calls(int index)
 {
+	PgInferShared *w = &pg_infer_workers[index];
+	pid_t		pid;
+	PgInferWorkerState state;
+
+	LWLockAcquire(w->lock, LW_SHARED);
+	pid = w->worker_pid;
+	state = w->worker_state;
+	LWLockRelease(w->lock);
+	return pid != 0 && state != PGI_WORKER_STOPPED && state != PGI_WORKER_STOPPING;
+}
+
+bool
+pgi_find_loaded_model_on(int worker, const char *name, PgInferLoadedModel *out)
+{
+	PgInferShared *w = &pg_infer_workers[worker];
 	bool		found = false;
 
-	pg_infer_require_preload();
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	LWLockAcquire(w->lock, LW_SHARED);
 	for (int i = 0; i < PGI_MAX_LOADED_MODELS && !found; i++)
 	{
-		PgInferLoadedModel *m = &pg_infer_shared->models[i];
+		PgInferLoadedModel *m = &w->models[i];
 
 		if (m->in_use && strcmp(NameStr(m->name), name) == 0)
 		{
@@ -98,29 +107,53 @@ pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
 			found = true;
 		}
 	}
-	LWLockRelease(pg_infer_shared->lock);
+	LWLockRelease(w->lock);
 	return found;
 }
 
+bool
+pgi_find_loaded_model(const char *name, PgInferLoadedModel *out)
+{
+	pg_infer_require_preload();
+	for (int i = 0; i < pg_infer_n_workers; i++)
+		if (pgi_find_loaded_model_on(i, name, out))
+			return true;
+	return false;
+}
+
+/*
+ * Each worker in turn, by the one rule of model_choice.h over the models it
+ * holds: the first that has the model serves its description (every copy of
+ * a model is the same file); none: the first worker's error.
+ */
 void
 pgi_require_loaded_model(const char *requested, PgInferLoadedModel *out)
 {
 	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
 	const char *names[PGI_MAX_LOADED_MODELS];
 	PgInferErrorMessage error;
+	PgInferErrorMessage first_error;
 	int			slot;
 
 	pg_infer_require_preload();
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	memcpy(models, pg_infer_shared->models, sizeof(models));
-	LWLockRelease(pg_infer_shared->lock);
-	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
-		names[i] = models[i].in_use ? NameStr(models[i].name) : NULL;
-	slot = pgi_choose_model(requested, names, &error);
-	if (slot < 0)
-		pgi_raise_error_message(&error, sizeof(error));
-	if (out != NULL)
-		*out = models[slot];
+	for (int w = 0; w < pg_infer_n_workers; w++)
+	{
+		LWLockAcquire(pg_infer_workers[w].lock, LW_SHARED);
+		memcpy(models, pg_infer_workers[w].models, sizeof(models));
+		LWLockRelease(pg_infer_workers[w].lock);
+		for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+			names[i] = models[i].in_use ? NameStr(models[i].name) : NULL;
+		slot = pgi_choose_model(requested, names, &error);
+		if (slot >= 0)
+		{
+			if (out != NULL)
+				*out = models[slot];
+			return;
+		}
+		if (w == 0)
+			first_error = error;
+	}
+	pgi_raise_error_message(&first_error, sizeof(first_error));
 }
 
 /* ------------------------------------------------------------ errors */
@@ -159,10 +192,14 @@ pgi_raise_error_message(const void *data, Size size)
  * goes away mid-query: the session itself is fine and may retry.
  */
 static void
-raise_worker_gone(void)
+raise_worker_gone(const PgInferCall *call)
 {
+	const char *device = pg_infer_workers[call->worker_index].device_label;
+
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 device[0] != '\0' ?
+			 errmsg("the pg_infer worker for %s stopped while serving this call", device) :
 			 errmsg("the pg_infer worker stopped while serving this call"),
 			 errhint("The server restarts the worker; retry the call in a few seconds.")));
 }
@@ -170,12 +207,13 @@ raise_worker_gone(void)
 static bool
 worker_still_serving(const PgInferCall *call)
 {
+	PgInferShared *w = &pg_infer_workers[call->worker_index];
 	bool		alive;
 
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	alive = pg_infer_shared->worker_pid != 0 &&
-		(uint32) pg_infer_shared->worker_starts == call->worker_generation;
-	LWLockRelease(pg_infer_shared->lock);
+	LWLockAcquire(w->lock, LW_SHARED);
+	alive = w->worker_pid != 0 &&
+		PGI_GENERATION(w->worker_starts, call->worker_index) == call->worker_generation;
+	LWLockRelease(w->lock);
 	return alive;
 }
 
@@ -202,6 +240,16 @@ count_closed_call(dsm_segment *segment, Datum arg)
 {
 	if (open_calls > 0)
 		open_calls--;
+}
+
+/* The call's sequences no longer weigh on its worker (arg: the worker's
+ * index in the high 32 bits, the sequences in the low). */
+static void
+release_in_flight(dsm_segment *segment, Datum arg)
+{
+	uint64		packed = DatumGetUInt64(arg);
+
+	pgi_worker_load_sub((int) (packed >> 32), (uint32) (packed & 0xFFFFFFFF));
 }
 
 static void
@@ -259,6 +307,9 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	uint64		call_id = 0;
 	bool		queue_full = false;
 	Size		queue_size;
+	int			worker;
+	PgInferShared *w;
+	PgInferQueue *queue;
 
 	pg_infer_require_preload();
 	Assert(spec->n_prompts >= 1 && spec->n_prompts <= PGI_MAX_SEQUENCES_PER_CALL);
@@ -299,7 +350,16 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	queue_size = pgi_reply_queue_size(spec->n_prompts);
 	size = add_size(size, mul_size(spec->n_prompts, queue_size));
 
-	pgi_require_worker();
+	/* which worker: the one named, else by model, prefix and load */
+	if (spec->to_worker)
+		worker = spec->worker;
+	else
+		worker = pgi_choose_worker(spec->kind == PGI_CALL_GENERATE || spec->kind == PGI_CALL_EMBED ?
+								   pgi_effective_model_name(spec->model) : spec->model,
+								   spec->prompts[0], spec->prompt_lengths[0]);
+	Assert(worker >= 0 && worker < pg_infer_n_workers);
+	w = &pg_infer_workers[worker];
+	queue = &pg_infer_queues[worker];
 	if (open_calls >= pg_infer_max_open_calls)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -401,33 +461,37 @@ pgi_call_submit(const PgInferCallSpec *spec)
 	pgi_admit_call(spec, header);
 
 	/* the worker this call is for; a later one drops it unanswered */
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	generation = (uint32) pg_infer_shared->worker_starts;
-	worker_latch = pg_infer_shared->worker_pid != 0 ? pg_infer_shared->worker_latch : NULL;
-	LWLockRelease(pg_infer_shared->lock);
+	LWLockAcquire(w->lock, LW_SHARED);
+	generation = PGI_GENERATION(w->worker_starts, worker);
+	worker_latch = w->worker_pid != 0 ? w->worker_latch : NULL;
+	LWLockRelease(w->lock);
 	header->worker_generation = generation;
 	call->worker_generation = generation;
+	call->worker_index = worker;
+	/* its sequences weigh on the worker until the segment is detached */
+	pgi_worker_load_add(worker, (uint32) spec->n_prompts);
+	on_dsm_detach(segment, release_in_flight,
+				  UInt64GetDatum(((uint64) worker << 32) | (uint32) spec->n_prompts));
 
-	SpinLockAcquire(&pg_infer_queue->mutex);
-	if (pg_infer_queue->count >= PGI_QUEUE_CAPACITY)
+	SpinLockAcquire(&queue->mutex);
+	if (queue->count >= PGI_QUEUE_CAPACITY)
 		queue_full = true;
 	else
 	{
 		PgInferQueueEntry *entry;
 
-		call_id = pg_infer_queue->next_call_id++;
+		call_id = queue->next_call_id++;
 		header->call_id = call_id;
-		entry = &pg_infer_queue->entries[(pg_infer_queue->head + pg_infer_queue->count) %
-										 PGI_QUEUE_CAPACITY];
+		entry = &queue->entries[(queue->head + queue->count) % PGI_QUEUE_CAPACITY];
 		entry->call_id = call_id;
 		entry->segment = dsm_segment_handle(segment);
 		entry->backend_pid = MyProcPid;
 		call->enqueued_at = GetCurrentTimestamp();
 		entry->enqueued_at = call->enqueued_at;
 		header->enqueued_at = call->enqueued_at;
-		pg_infer_queue->count++;
+		queue->count++;
 	}
-	SpinLockRelease(&pg_infer_queue->mutex);
+	SpinLockRelease(&queue->mutex);
 
 	if (queue_full)
 	{
@@ -491,7 +555,7 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 			{
 				/* the worker left without a final message */
 				if (!worker_still_serving(call) || result == SHM_MQ_DETACHED)
-					raise_worker_gone();
+					raise_worker_gone(call);
 				continue;
 			}
 			type = ((const char *) data)[0];
@@ -571,7 +635,7 @@ pgi_call_next_event(PgInferCall *call, PgInferEvent *event)
 		}
 
 		if (!worker_still_serving(call))
-			raise_worker_gone();
+			raise_worker_gone(call);
 
 		if (!call->any_admitted && pg_infer_queue_timeout > 0)
 		{

@@ -39,6 +39,10 @@ typedef struct PgInferCallSpec
 	const void *blob;			/* PgInferLoadArgs for PGI_CALL_LOAD_MODEL */
 	Size		blob_size;
 	Oid			caller;			/* the SQL function's oid (its schema has the books) */
+	/* false: ext/worker_choice.c picks the worker; true: worker `worker`
+	 * (a model call fanned out by ext/models.c) */
+	bool		to_worker;
+	int			worker;
 } PgInferCallSpec;
 
 /* What one sequence has heard so far. */
@@ -58,6 +62,7 @@ typedef struct PgInferCall
 	PgInferCallHeader *header;
 	uint64		call_id;
 	uint32		worker_generation;
+	int			worker_index;	/* pg_infer_workers[] it was queued for */
 	TimestampTz enqueued_at;
 	int			n_sequences;
 	int			n_open;
@@ -110,6 +115,20 @@ extern void pgi_raise_error_message(const void *data, Size size);
 
 /* Errors 55000 with a hint unless a worker is running. */
 extern void pgi_require_worker(void);
+/* Whether worker `index` runs (started, not stopping): calls queued for it
+ * will be served. */
+extern bool pgi_worker_accepts_calls(int index);
+/* The model of this name as worker `worker` published it; false when it
+ * does not hold one. */
+extern bool pgi_find_loaded_model_on(int worker, const char *name, PgInferLoadedModel *out);
+
+/* worker_choice.c: the worker a GENERATE or EMBED call goes to (model: the
+ * effective name, "" = any; key: the first prompt, of which the leading
+ * PGI_AFFINITY_PREFIX_BYTES count); raises 55000 when none runs. */
+extern int	pgi_choose_worker(const char *model, const char *prompt, Size prompt_length);
+/* What the router reads as a worker's load: sequences in flight. */
+extern void pgi_worker_load_add(int worker, uint32 sequences);
+extern void pgi_worker_load_sub(int worker, uint32 sequences);
 
 
 /* generate.c: read the arguments model .. truncate_prompt (starting at

@@ -1,5 +1,7 @@
 /*
- * counters.c — live counters per (model, role, database), in shared memory.
+ * counters.c — live counters per (model, role, database, device), in shared
+ * memory: pg_infer_counters sums a model's devices, pg_infer_device_counters
+ * (0.3.0) shows each.
  *
  * In the manner of pg_stat_statements: a fixed-capacity shared hash table
  * (pg_infer.counters_max entries) whose entries each hold running totals
@@ -52,6 +54,7 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pg_infer_counters);
+PG_FUNCTION_INFO_V1(pg_infer_device_counters);
 PG_FUNCTION_INFO_V1(pg_infer_counters_reset);
 PG_FUNCTION_INFO_V1(pg_infer_counters_info);
 
@@ -59,7 +62,7 @@ PG_FUNCTION_INFO_V1(pg_infer_counters_info);
 #define COUNTERS_ANALYST_ROLE	"pginfer_analyst"
 #define COUNTERS_FILE			PGSTAT_STAT_PERMANENT_DIRECTORY "/pg_infer_counters.stat"
 #define COUNTERS_FILE_MAGIC		0x50474943	/* "PGIC" */
-#define COUNTERS_FILE_VERSION	1
+#define COUNTERS_FILE_VERSION	2	/* 2: keyed by device too */
 
 int			pg_infer_counters_max = 1000;
 static bool pg_infer_counters_save = true;
@@ -70,6 +73,7 @@ typedef struct CountersKey
 	Oid			role;
 	Oid			database;
 	char		model[NAMEDATALEN];
+	char		device[PGI_DEVICE_NAME_LENGTH];	/* usage.device */
 } CountersKey;
 
 typedef struct CountersEntry
@@ -178,12 +182,14 @@ pg_infer_counters_shmem_init(void)
 /* ------------------------------------------------------------ recording */
 
 static void
-counters_make_key(CountersKey *key, const char *model, Oid role, Oid database)
+counters_make_key(CountersKey *key, const char *model, const char *device, Oid role,
+				  Oid database)
 {
 	memset(key, 0, sizeof(*key));
 	key->role = role;
 	key->database = database;
 	strlcpy(key->model, model, sizeof(key->model));
+	strlcpy(key->device, device != NULL ? device : "", sizeof(key->device));
 }
 
 static int
@@ -256,7 +262,7 @@ counters_enter(const CountersKey *key)
 }
 
 void
-pg_infer_counters_record(const char *model, Oid role, Oid database,
+pg_infer_counters_record(const char *model, const char *device, Oid role, Oid database,
 						 int prompt_tokens, int cached_tokens, int completion_tokens,
 						 bool error, bool cancelled,
 						 double total_ms, double ttft_ms, double device_ms)
@@ -268,7 +274,7 @@ pg_infer_counters_record(const char *model, Oid role, Oid database,
 	if (counters_shared == NULL || counters_hash == NULL || model == NULL)
 		return;
 
-	counters_make_key(&key, model, role, database);
+	counters_make_key(&key, model, device, role, database);
 	sample.prompt_tokens = prompt_tokens;
 	sample.cached_tokens = cached_tokens;
 	sample.completion_tokens = completion_tokens;
@@ -490,8 +496,28 @@ enum
 	N_COUNTER_COLUMNS
 };
 
-Datum
-pg_infer_counters(PG_FUNCTION_ARGS)
+/* Order of (role, database, model): a model's devices next to each other. */
+static int
+compare_without_device(const void *a, const void *b)
+{
+	const CountersKey *ka = &((const CountersEntry *) a)->key;
+	const CountersKey *kb = &((const CountersEntry *) b)->key;
+
+	if (ka->role != kb->role)
+		return ka->role < kb->role ? -1 : 1;
+	if (ka->database != kb->database)
+		return ka->database < kb->database ? -1 : 1;
+	return strncmp(ka->model, kb->model, NAMEDATALEN);
+}
+
+/*
+ * The rows of pg_infer_counters (by_device false: one per model, role and
+ * database, the model's devices summed, as before there were several) or of
+ * pg_infer_device_counters (one per device too, its name in one more last
+ * column).
+ */
+static Datum
+counters_rows(FunctionCallInfo fcinfo, bool by_device)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bool		all_roles;
@@ -504,6 +530,13 @@ pg_infer_counters(PG_FUNCTION_ARGS)
 
 	require_counters();
 	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != N_COUNTER_COLUMNS + (by_device ? 1 : 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s() is declared with %d columns; this library expects %d",
+						by_device ? "pg_infer_device_counters" : "pg_infer_counters",
+						rsinfo->setDesc->natts, N_COUNTER_COLUMNS + (by_device ? 1 : 0)),
+				 errhint("Run ALTER EXTENSION pg_infer UPDATE.")));
 	all_roles = caller_sees_all_roles();
 
 	/* Copy under the lock; resolve names after it is released. */
@@ -529,12 +562,30 @@ pg_infer_counters(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(counters_shared->lock);
 
+	if (!by_device && n > 1)
+	{
+		long		kept = 0;
+
+		qsort(copies, n, sizeof(CountersEntry), compare_without_device);
+		for (long i = 0; i < n; i++)
+		{
+			if (kept > 0 && compare_without_device(&copies[kept - 1], &copies[i]) == 0)
+			{
+				pgi_counters_merge(&copies[kept - 1].values, &copies[i].values);
+				copies[kept - 1].since = Min(copies[kept - 1].since, copies[i].since);
+			}
+			else
+				copies[kept++] = copies[i];
+		}
+		n = kept;
+	}
+
 	for (long i = 0; i < n; i++)
 	{
 		const CountersEntry *c = &copies[i];
 		const PgiCounterValues *v = &c->values;
-		Datum		values[N_COUNTER_COLUMNS];
-		bool		nulls[N_COUNTER_COLUMNS];
+		Datum		values[N_COUNTER_COLUMNS + 1];
+		bool		nulls[N_COUNTER_COLUMNS + 1];
 		char	   *role_name = GetUserNameFromId(c->key.role, true);
 		char	   *database_name = get_database_name(c->key.database);
 		double		mean_ttft = pgi_counters_mean(v->ttft_ms, v->first_token_calls);
@@ -568,9 +619,25 @@ pg_infer_counters(PG_FUNCTION_ARGS)
 			values[COL_MEAN_TTFT_MS] = Float8GetDatum(mean_ttft);
 		values[COL_DEVICE_MS] = Float8GetDatum(v->device_ms);
 		values[COL_SINCE] = TimestampTzGetDatum(c->since);
+		if (by_device)
+			values[N_COUNTER_COLUMNS] = CStringGetTextDatum(c->key.device);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+Datum
+pg_infer_counters(PG_FUNCTION_ARGS)
+{
+	return counters_rows(fcinfo, false);
+}
+
+/* pg_infer_device_counters() (0.3.0): pg_infer_counters' columns, then
+ * device. */
+Datum
+pg_infer_device_counters(PG_FUNCTION_ARGS)
+{
+	return counters_rows(fcinfo, true);
 }
 
 /*

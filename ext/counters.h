@@ -1,5 +1,5 @@
 /*
- * counters.h — live counters per (model, role, database) in shared memory,
+ * counters.h — live counters per (model, role, database, device) in shared memory,
  * in the manner of pg_stat_statements (ext/counters.c).
  *
  * Set-up, from ext/pg_infer.c:
@@ -33,7 +33,7 @@ extern void pg_infer_counters_shmem_init(void);
  * full, the least-used entries are evicted first (pg_infer_counters_info
  * counts evictions).
  */
-extern void pg_infer_counters_record(const char *model, Oid role, Oid database,
+extern void pg_infer_counters_record(const char *model, const char *device, Oid role, Oid database,
 									 int prompt_tokens, int cached_tokens, int completion_tokens,
 									 bool error, bool cancelled,
 									 double total_ms, double ttft_ms, double device_ms);

@@ -98,6 +98,39 @@ pgi_counters_accumulate(PgiCounterValues *v, const PgiCounterSample *s)
 	v->usage += 1.0;
 }
 
+/* Fold the totals `from` into `into`, as if `from`'s requests had been
+ * accumulated there (the copies of one model on several devices, shown as
+ * one row by pg_infer_counters). */
+static inline void
+pgi_counters_merge(PgiCounterValues *into, const PgiCounterValues *from)
+{
+	if (from->calls == 0)
+		return;
+	if (into->calls == 0)
+	{
+		into->min_total_ms = from->min_total_ms;
+		into->max_total_ms = from->max_total_ms;
+	}
+	else
+	{
+		if (from->min_total_ms < into->min_total_ms)
+			into->min_total_ms = from->min_total_ms;
+		if (from->max_total_ms > into->max_total_ms)
+			into->max_total_ms = from->max_total_ms;
+	}
+	into->calls += from->calls;
+	into->errors += from->errors;
+	into->cancelled += from->cancelled;
+	into->prompt_tokens += from->prompt_tokens;
+	into->cached_tokens += from->cached_tokens;
+	into->completion_tokens += from->completion_tokens;
+	into->first_token_calls += from->first_token_calls;
+	into->total_ms += from->total_ms;
+	into->ttft_ms += from->ttft_ms;
+	into->device_ms += from->device_ms;
+	into->usage += from->usage;
+}
+
 /* sum / count, or NaN when there is nothing to average (SQL NULL). */
 static inline double
 pgi_counters_mean(double sum, int64_t count)

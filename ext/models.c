@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/spin.h"
 #include "utils/acl.h"
@@ -190,6 +191,22 @@ resolve_model_path(const char *path, struct stat *st)
 static void
 check_device_argument(const char *device)
 {
+	/* pg_infer.devices: one of its devices, or auto (all) */
+	if (pg_infer_devices_set())
+	{
+		StringInfoData names;
+
+		if (strcmp(device, "auto") == 0 || pg_infer_worker_by_device(device) >= 0)
+			return;
+		initStringInfo(&names);
+		for (int i = 0; i < pg_infer_n_workers; i++)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", pg_infer_workers[i].device_label);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no pg_infer worker serves device \"%s\"", device),
+				 errdetail("pg_infer.devices has %s.", names.data),
+				 errhint("Name one of them, or NULL or auto for every device.")));
+	}
 	if (strcmp(device, "auto") == 0 || strcmp(device, "cpu") == 0)
 		return;
 	if (strncmp(device, "cuda:", 5) == 0 && device[5] != '\0' &&
@@ -201,16 +218,67 @@ check_device_argument(const char *device)
 			 errhint("Use auto, cpu or cuda:N, or NULL for pg_infer.device.")));
 }
 
-/* Run a LOAD or UNLOAD call to its answer. */
+/*
+ * The workers a model call goes to (targets[], returns how many).  One
+ * worker: that one.  Several: a load to the worker of the device named, or
+ * to every running worker (a worker not running loads it from the models
+ * table when it starts); an unload or a cache clearing to every running
+ * worker that holds the model (all of them for every model), or, when none
+ * does, to the first running worker, whose answer is the error.
+ */
+static int
+model_call_targets(PgInferCallKind kind, const char *name, const char *device, int *targets)
+{
+	int			n = 0;
+	PgInferLoadedModel unused;
+
+	if (!pg_infer_devices_set())
+	{
+		targets[0] = 0;
+		return 1;
+	}
+	if (kind == PGI_CALL_LOAD_MODEL && device[0] != '\0' && strcmp(device, "auto") != 0)
+	{
+		int			w = pg_infer_worker_by_device(device);
+
+		if (!pgi_worker_accepts_calls(w))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the pg_infer worker for %s is not running", device),
+					 errhint("The server restarts it a few seconds after a failure; the server log says why it stopped.")));
+		targets[0] = w;
+		return 1;
+	}
+	for (int i = 0; i < pg_infer_n_workers; i++)
+		if (pgi_worker_accepts_calls(i) &&
+			(kind == PGI_CALL_LOAD_MODEL || name[0] == '\0' ||
+			 pgi_find_loaded_model_on(i, name, &unused)))
+			targets[n++] = i;
+	if (n == 0)
+		for (int i = 0; i < pg_infer_n_workers && n == 0; i++)
+			if (pgi_worker_accepts_calls(i))
+				targets[n++] = i;
+	if (n == 0)
+		pgi_require_worker();	/* raises */
+	return n;
+}
+
+/* Run a LOAD, UNLOAD or CLEAR call to its answer on each of its workers
+ * (all submitted first, so several devices load at once); the first
+ * target's index in *first_target. */
 static void
-run_model_call(PgInferCallKind kind, const char *name, const PgInferLoadArgs *args)
+run_model_call(PgInferCallKind kind, const char *name, const PgInferLoadArgs *args,
+			   int *first_target)
 {
 	PgInferCallSpec spec;
-	PgInferCall *call;
+	PgInferCall *calls[PGI_MAX_WORKERS];
+	int			targets[PGI_MAX_WORKERS];
+	int			n;
 	PgInferEvent event;
 	char	   *empty = "";
 	Size		zero = 0;
 
+	n = model_call_targets(kind, name, args != NULL ? args->device : "", targets);
 	memset(&spec, 0, sizeof(spec));
 	spec.kind = kind;
 	spec.function_name = kind == PGI_CALL_LOAD_MODEL ? "load_model" :
@@ -222,10 +290,20 @@ run_model_call(PgInferCallKind kind, const char *name, const PgInferLoadArgs *ar
 	spec.prompt_lengths = &zero;
 	spec.blob = args;
 	spec.blob_size = args != NULL ? sizeof(PgInferLoadArgs) : 0;
-	call = pgi_call_submit(&spec);
-	while (pgi_call_next_event(call, &event))
-		;
-	pgi_call_end(call);
+	spec.to_worker = true;
+	for (int i = 0; i < n; i++)
+	{
+		spec.worker = targets[i];
+		calls[i] = pgi_call_submit(&spec);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		while (pgi_call_next_event(calls[i], &event))
+			;
+		pgi_call_end(calls[i]);
+	}
+	if (first_target != NULL)
+		*first_target = targets[0];
 }
 
 /*
@@ -240,6 +318,7 @@ pg_infer_load_model(PG_FUNCTION_ARGS)
 	char	   *path;
 	PgInferLoadArgs args;
 	PgInferLoadedModel loaded;
+	int			first_target;
 	struct stat st;
 	TupleDesc	tupdesc;
 	Datum		values[7];
@@ -274,11 +353,11 @@ pg_infer_load_model(PG_FUNCTION_ARGS)
 	args.file_ino = (uint64) st.st_ino;
 	args.under_model_dir = !superuser();
 
-	run_model_call(PGI_CALL_LOAD_MODEL, name, &args);
+	run_model_call(PGI_CALL_LOAD_MODEL, name, &args, &first_target);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "load_model must return a composite type");
-	if (!pgi_find_loaded_model(name, &loaded))
+	if (!pgi_find_loaded_model_on(first_target, name, &loaded))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("model \"%s\" was unloaded again before its load was reported", name)));
@@ -303,7 +382,7 @@ pg_infer_unload_model(PG_FUNCTION_ARGS)
 	require_model_admin("unload models");
 	name = required_text(fcinfo, 0, "model name");
 	check_model_name(name);
-	run_model_call(PGI_CALL_UNLOAD_MODEL, name, NULL);
+	run_model_call(PGI_CALL_UNLOAD_MODEL, name, NULL, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -325,7 +404,7 @@ pg_infer_clear_prefix_cache(PG_FUNCTION_ARGS)
 		name = required_text(fcinfo, 0, "model name");
 		check_model_name(name);
 	}
-	run_model_call(PGI_CALL_CLEAR_PREFIX_CACHE, name, NULL);
+	run_model_call(PGI_CALL_CLEAR_PREFIX_CACHE, name, NULL, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -340,9 +419,10 @@ pg_infer_models(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgInferLoadedModel *models;
-	TimestampTz started_at;
-	pid_t		worker_pid;
-	uint32		queued;
+	int		   *owner;
+	TimestampTz started_at[PGI_MAX_WORKERS];
+	pid_t		worker_pid[PGI_MAX_WORKERS];
+	uint32		queued[PGI_MAX_WORKERS];
 	int			natts;
 	int			n = 0;
 
@@ -355,21 +435,32 @@ pg_infer_models(PG_FUNCTION_ARGS)
 				 errmsg("pg_infer_models() is declared with %d columns; this library knows %d, %d and %d",
 						natts, PGI_MODELS_COLUMNS_0_1, PGI_MODELS_COLUMNS_0_2, PGI_MODELS_COLUMNS),
 				 errhint("Run ALTER EXTENSION pg_infer UPDATE.")));
-	models = palloc(sizeof(PgInferLoadedModel) * PGI_MAX_LOADED_MODELS);
-	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
-		if (pg_infer_shared->models[i].in_use)
-			models[n++] = pg_infer_shared->models[i];
-	started_at = pg_infer_shared->started_at;
-	worker_pid = pg_infer_shared->worker_pid;
-	LWLockRelease(pg_infer_shared->lock);
-	SpinLockAcquire(&pg_infer_queue->mutex);
-	queued = pg_infer_queue->count;
-	SpinLockRelease(&pg_infer_queue->mutex);
+	/* one row per model per worker: each worker's copy, on its device */
+	models = palloc(sizeof(PgInferLoadedModel) * PGI_MAX_LOADED_MODELS * pg_infer_n_workers);
+	owner = palloc(sizeof(int) * PGI_MAX_LOADED_MODELS * pg_infer_n_workers);
+	for (int w = 0; w < pg_infer_n_workers; w++)
+	{
+		PgInferShared *worker = &pg_infer_workers[w];
+
+		LWLockAcquire(worker->lock, LW_SHARED);
+		for (int i = 0; i < PGI_MAX_LOADED_MODELS; i++)
+			if (worker->models[i].in_use)
+			{
+				owner[n] = w;
+				models[n++] = worker->models[i];
+			}
+		started_at[w] = worker->started_at;
+		worker_pid[w] = worker->worker_pid;
+		LWLockRelease(worker->lock);
+		SpinLockAcquire(&pg_infer_queues[w].mutex);
+		queued[w] = pg_infer_queues[w].count;
+		SpinLockRelease(&pg_infer_queues[w].mutex);
+	}
 
 	for (int i = 0; i < n; i++)
 	{
 		PgInferLoadedModel *m = &models[i];
+		int			w = owner[i];
 		Datum		values[PGI_MODELS_COLUMNS];
 		bool		nulls[PGI_MODELS_COLUMNS];
 		int			k = 0;
@@ -386,7 +477,7 @@ pg_infer_models(PG_FUNCTION_ARGS)
 		values[k++] = TimestampTzGetDatum(m->loaded_at);
 		values[k++] = Int32GetDatum(m->running);
 		values[k++] = Int32GetDatum(m->waiting);
-		values[k++] = Int32GetDatum((int32) queued);
+		values[k++] = Int32GetDatum((int32) queued[w]);
 		values[k++] = Int32GetDatum(m->kv_blocks_total);
 		values[k++] = Int32GetDatum(m->kv_blocks_total - m->kv_blocks_free);
 		if (m->kv_blocks_total > 0)
@@ -397,10 +488,10 @@ pg_infer_models(PG_FUNCTION_ARGS)
 		values[k++] = Int64GetDatum(m->requests_served);
 		values[k++] = Int64GetDatum(m->tokens_prompt);
 		values[k++] = Int64GetDatum(m->tokens_generated);
-		if (worker_pid != 0 && started_at != 0)
+		if (worker_pid[w] != 0 && started_at[w] != 0)
 			values[k++] = DirectFunctionCall2(timestamp_mi,
 											  TimestampTzGetDatum(GetCurrentTimestamp()),
-											  TimestampTzGetDatum(started_at));
+											  TimestampTzGetDatum(started_at[w]));
 		else
 			nulls[k++] = true;
 		Assert(k == PGI_MODELS_COLUMNS_0_1);

@@ -25,6 +25,12 @@
 PG_MODULE_MAGIC;
 
 PgInferShared *pg_infer_shared = NULL;
+PgInferShared *pg_infer_workers = NULL;
+PgInferQueue *pg_infer_queues = NULL;
+int			pg_infer_n_workers = 0;
+
+/* The workers planned at postmaster start (pg_infer.devices). */
+static char planned_devices[PGI_MAX_WORKERS][PGI_DEVICE_NAME_LENGTH];
 
 char	   *pg_infer_database = NULL;
 char	   *pg_infer_device = NULL;
@@ -156,9 +162,18 @@ define_settings(void)
 							   0,
 							   check_device, NULL, NULL);
 
+	DefineCustomStringVariable("pg_infer.devices",
+							   "Devices with a serving worker each: empty (one worker on pg_infer.device), auto, or a list such as cuda:0,cuda:1 or cpu,cpu.",
+							   "Each worker holds its own copy of the models placed on it; calls go to the least loaded worker that holds the model, preferring the one that has the prompt's start cached.",
+							   &pg_infer_devices,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   pg_infer_devices_check, NULL, NULL);
+
 	DefineCustomIntVariable("pg_infer.threads",
 							"CPU threads the pg_infer worker computes with (0: one per core).",
-							NULL,
+							"With several CPU workers (pg_infer.devices), shared evenly between them.",
 							&pg_infer_threads,
 							0, 0, 1024,
 							PGC_SIGHUP,
@@ -346,8 +361,9 @@ pg_infer_shmem_request(void)
 	if (previous_shmem_request_hook)
 		previous_shmem_request_hook();
 
-	RequestAddinShmemSpace(add_size(MAXALIGN(sizeof(PgInferShared)),
-								   MAXALIGN(sizeof(PgInferQueue))));
+	RequestAddinShmemSpace(mul_size(pg_infer_n_workers,
+									add_size(MAXALIGN(sizeof(PgInferShared)),
+											 MAXALIGN(sizeof(PgInferQueue)))));
 	RequestNamedLWLockTranche("pg_infer", 1);
 	pg_infer_counters_shmem_request();
 	pg_infer_budget_shmem_request();
@@ -362,28 +378,45 @@ pg_infer_shmem_startup(void)
 		previous_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	pg_infer_shared = ShmemInitStruct("pg_infer", sizeof(PgInferShared), &found);
+	pg_infer_workers = ShmemInitStruct("pg_infer",
+									   mul_size(pg_infer_n_workers, sizeof(PgInferShared)), &found);
 	if (!found)
 	{
-		memset(pg_infer_shared, 0, sizeof(PgInferShared));
-		pg_infer_shared->lock = &(GetNamedLWLockTranche("pg_infer"))->lock;
-		pg_infer_shared->worker_state = PGI_WORKER_STOPPED;
-		pg_infer_shared->cuda_error_code = -1;
+		memset(pg_infer_workers, 0, mul_size(pg_infer_n_workers, sizeof(PgInferShared)));
+		for (int i = 0; i < pg_infer_n_workers; i++)
+		{
+			PgInferShared *w = &pg_infer_workers[i];
+
+			w->lock = &(GetNamedLWLockTranche("pg_infer"))->lock;
+			w->worker_index = i;
+			strlcpy(w->device_label, planned_devices[i], sizeof(w->device_label));
+			pg_atomic_init_u32(&w->in_flight, 0);
+			w->worker_state = PGI_WORKER_STOPPED;
+			w->cuda_error_code = -1;
+		}
 	}
-	pg_infer_queue = ShmemInitStruct("pg_infer queue", sizeof(PgInferQueue), &found);
+	pg_infer_queues = ShmemInitStruct("pg_infer queue",
+									  mul_size(pg_infer_n_workers, sizeof(PgInferQueue)), &found);
 	if (!found)
 	{
-		memset(pg_infer_queue, 0, sizeof(PgInferQueue));
-		SpinLockInit(&pg_infer_queue->mutex);
-		pg_infer_queue->next_call_id = 1;
+		memset(pg_infer_queues, 0, mul_size(pg_infer_n_workers, sizeof(PgInferQueue)));
+		for (int i = 0; i < pg_infer_n_workers; i++)
+		{
+			SpinLockInit(&pg_infer_queues[i].mutex);
+			/* call ids are unique over all workers */
+			pg_infer_queues[i].next_call_id = (uint64) i << 56 | 1;
+		}
 	}
+	/* a backend's defaults: the first worker (a worker moves to its own) */
+	pg_infer_shared = &pg_infer_workers[0];
+	pg_infer_queue = &pg_infer_queues[0];
 	pg_infer_counters_shmem_init();
 	pg_infer_budget_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
-register_worker(void)
+register_worker(int index)
 {
 	BackgroundWorker worker;
 
@@ -394,9 +427,12 @@ register_worker(void)
 	worker.bgw_restart_time = PG_INFER_WORKER_RESTART_SECONDS;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_infer");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_infer_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_infer worker");
+	if (planned_devices[index][0] != '\0')
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_infer worker %s", planned_devices[index]);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_infer worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, PG_INFER_WORKER_TYPE);
-	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_main_arg = Int32GetDatum(index);
 	worker.bgw_notify_pid = 0;
 	RegisterBackgroundWorker(&worker);
 }
@@ -409,11 +445,17 @@ _PG_init(void)
 
 	pg_infer_counters_define_gucs();
 	define_settings();
+	{
+		bool		is_auto;
+
+		pg_infer_n_workers = pg_infer_devices_plan(planned_devices, &is_auto);
+	}
 
 	previous_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = pg_infer_shmem_request;
 	previous_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = pg_infer_shmem_startup;
 
-	register_worker();
+	for (int i = 0; i < pg_infer_n_workers; i++)
+		register_worker(i);
 }

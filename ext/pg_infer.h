@@ -39,9 +39,28 @@ typedef enum PgInferWorkerState
 	PGI_WORKER_STOPPING			/* shutting down */
 } PgInferWorkerState;
 
+/* Serving workers at most (pg_infer.devices, ext/devices.c). */
+#define PGI_MAX_WORKERS 8
+#define PGI_DEVICE_NAME_LENGTH 32
+
+/*
+ * One serving worker's published state.  There are pg_infer_n_workers of
+ * them (pg_infer_workers[]), one per device of pg_infer.devices; all share
+ * one lock.
+ */
 typedef struct PgInferShared
 {
 	LWLock	   *lock;
+
+	/* which worker, and its device: "" = pg_infer.device (pg_infer.devices
+	 * unset), else "cpu:0", "cuda:1", ... (ext/devices.c) */
+	int			worker_index;
+	char		device_label[PGI_DEVICE_NAME_LENGTH];
+	/* auto: a worker whose GPU is not there exited for good */
+	bool		retired;
+	/* sequences routed to this worker whose callers still wait (backends
+	 * add and subtract; ext/worker_choice.c reads it as the worker's load) */
+	pg_atomic_uint32 in_flight;
 
 	/* the worker process */
 	pid_t		worker_pid;
@@ -69,8 +88,35 @@ typedef struct PgInferShared
 	PgInferLoadedModel models[PGI_MAX_LOADED_MODELS];
 } PgInferShared;
 
-/* NULL unless the library was loaded through shared_preload_libraries. */
+/* NULL unless the library was loaded through shared_preload_libraries.
+ * In a worker: its own slot; in a backend: the first worker's. */
 extern PgInferShared *pg_infer_shared;
+/* Every worker's slot and call queue, pg_infer_n_workers of each. */
+extern PgInferShared *pg_infer_workers;
+extern PgInferQueue *pg_infer_queues;
+extern int	pg_infer_n_workers;
+
+/*
+ * A worker process's generation, unique among all workers: its start count
+ * and its index.  Calls and budget reservations carry it, so a restarted
+ * worker drops what its predecessor left, and only that.
+ */
+#define PGI_GENERATION(starts, index) ((((uint32) (starts)) << 4) | ((uint32) (index) & 0xF))
+#define PGI_GENERATION_WORKER(generation) ((int) ((generation) & 0xF))
+
+/* ext/devices.c: pg_infer.devices */
+extern char *pg_infer_devices;
+extern bool pg_infer_devices_check(char **newval, void **extra, GucSource source);
+/* The workers to start: fills names[] (one per worker; "" for the one
+ * worker on pg_infer.device), returns how many. */
+extern int	pg_infer_devices_plan(char names[][PGI_DEVICE_NAME_LENGTH], bool *is_auto);
+extern bool pg_infer_device_is_cpu(const char *name);
+extern const char *pg_infer_device_engine_name(const char *name);
+extern int	pg_infer_worker_threads(const PgInferShared *worker);
+/* Whether pg_infer.devices is set (each worker has its device's name). */
+extern bool pg_infer_devices_set(void);
+/* The worker serving device `name`, or -1. */
+extern int	pg_infer_worker_by_device(const char *name);
 
 /* GUCs (ext/pg_infer.c) */
 extern char *pg_infer_database;
@@ -113,7 +159,8 @@ extern char *pg_infer_node_name;	/* '' = cluster_name, else the host name (ext/n
 extern bool pg_infer_node_name_check(char **newval, void **extra, GucSource source);
 #define PGI_DEFAULT_MAX_OPEN_CALLS 16
 
-/* The queue of calls for the worker ("pg_infer queue" in shared memory). */
+/* The queue of calls for the worker ("pg_infer queue" in shared memory):
+ * in a worker its own; in a backend the first worker's. */
 extern PgInferQueue *pg_infer_queue;
 
 /* Errors out unless shared memory is set up, i.e. unless the library was

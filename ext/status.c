@@ -1,5 +1,6 @@
 /*
- * status.c — pg_infer_status(): what the worker published, seen from SQL.
+ * status.c — pg_infer_status() and pg_infer_workers(): what the workers
+ * published, seen from SQL.
  */
 #include "pg_infer.h"
 
@@ -11,12 +12,17 @@
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "catalog/pg_type.h"
+#include "storage/spin.h"
 
 PG_FUNCTION_INFO_V1(pg_infer_status);
+PG_FUNCTION_INFO_V1(pg_infer_workers_status);
 
 /* Columns of pg_infer_status(), in the order of ext/pg_infer--*.sql. */
 enum
@@ -96,9 +102,19 @@ pg_infer_status(PG_FUNCTION_ARGS)
 				 errhint("Run ALTER EXTENSION pg_infer UPDATE to match the library version %s.",
 						 PG_INFER_LIBRARY_VERSION)));
 
-	/* Copy under the lock, build the tuple outside it. */
+	/* Copy under the lock, build the tuple outside it.  With several
+	 * workers (pg_infer.devices), the first one that is ready (else the
+	 * first): the server serves when one of them does;
+	 * pg_infer_workers() shows each. */
 	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
-	memcpy(&snapshot, pg_infer_shared, sizeof(snapshot));
+	memcpy(&snapshot, &pg_infer_workers[0], sizeof(snapshot));
+	for (int i = 0; i < pg_infer_n_workers; i++)
+		if (pg_infer_workers[i].worker_pid != 0 &&
+			pg_infer_workers[i].worker_state == PGI_WORKER_READY)
+		{
+			memcpy(&snapshot, &pg_infer_workers[i], sizeof(snapshot));
+			break;
+		}
 	LWLockRelease(pg_infer_shared->lock);
 
 	memset(nulls, 0, sizeof(nulls));
@@ -160,4 +176,88 @@ pg_infer_status(PG_FUNCTION_ARGS)
 
 	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* pg_infer_workers()'s columns (ext/sql/0.3.0/20_devices.sql) */
+#define PGI_WORKERS_COLUMNS 11
+
+/*
+ * pg_infer_workers(): one row per serving worker, in the order of
+ * pg_infer.devices: its device, process and state, how many sequences are
+ * routed to it and calls queued for it, the CPU threads it computes with
+ * and the models it holds.
+ */
+Datum
+pg_infer_workers_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgInferShared *snapshots;
+
+	pg_infer_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != PGI_WORKERS_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("pg_infer_workers() is declared with %d columns; this library knows %d",
+						rsinfo->setDesc->natts, PGI_WORKERS_COLUMNS),
+				 errhint("Run ALTER EXTENSION pg_infer UPDATE.")));
+	snapshots = palloc(sizeof(PgInferShared) * pg_infer_n_workers);
+	LWLockAcquire(pg_infer_shared->lock, LW_SHARED);
+	memcpy(snapshots, pg_infer_workers, sizeof(PgInferShared) * pg_infer_n_workers);
+	LWLockRelease(pg_infer_shared->lock);
+
+	for (int i = 0; i < pg_infer_n_workers; i++)
+	{
+		PgInferShared *w = &snapshots[i];
+		Datum		values[PGI_WORKERS_COLUMNS];
+		bool		nulls[PGI_WORKERS_COLUMNS];
+		Datum		names[PGI_MAX_LOADED_MODELS];
+		int			n_models = 0;
+		uint32		queued;
+		int			k = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		SpinLockAcquire(&pg_infer_queues[i].mutex);
+		queued = pg_infer_queues[i].count;
+		SpinLockRelease(&pg_infer_queues[i].mutex);
+		for (int m = 0; m < PGI_MAX_LOADED_MODELS; m++)
+			if (w->models[m].in_use)
+				names[n_models++] = CStringGetTextDatum(NameStr(w->models[m].name));
+
+		values[k++] = Int32GetDatum(i);
+		/* its device: the entry of pg_infer.devices, else where it computes
+		 * as usage.device names it (cpu, cuda:N) */
+		if (w->device_label[0] != '\0')
+			values[k++] = CStringGetTextDatum(w->device_label);
+		else if (w->probed && strcmp(w->device_kind, "cuda") == 0)
+			values[k++] = CStringGetTextDatum(strncmp(w->device_setting, "cuda:", 5) == 0 ?
+											  w->device_setting : "cuda:0");
+		else if (w->probed)
+			values[k++] = CStringGetTextDatum("cpu");
+		else
+			nulls[k++] = true;
+		if (w->worker_pid != 0)
+			values[k++] = Int32GetDatum(w->worker_pid);
+		else
+			nulls[k++] = true;
+		values[k++] = CStringGetTextDatum(w->retired ? "retired" :
+										  pg_infer_worker_state_name(w->worker_state));
+		if (w->worker_pid != 0)
+			values[k++] = TimestampTzGetDatum(w->started_at);
+		else
+			nulls[k++] = true;
+		values[k++] = Int32GetDatum(w->worker_starts);
+		if (w->probed)
+			values[k++] = CStringGetTextDatum(w->device_name);
+		else
+			nulls[k++] = true;
+		values[k++] = Int32GetDatum(pg_infer_worker_threads(w));
+		values[k++] = Int32GetDatum((int32) pg_atomic_read_u32(&pg_infer_workers[i].in_flight));
+		values[k++] = Int32GetDatum((int32) queued);
+		values[k++] = PointerGetDatum(construct_array(names, n_models, TEXTOID, -1, false,
+													  TYPALIGN_INT));
+		Assert(k == PGI_WORKERS_COLUMNS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -31,6 +31,16 @@ ALTER SYSTEM SET pg_infer.threads = -1;
 -- A valid device is accepted (and taken back; no reload happens here).
 ALTER SYSTEM SET pg_infer.device = 'cuda:1';
 ALTER SYSTEM RESET pg_infer.device;
+-- pg_infer.devices: '', auto, or a list of cuda:N, cpu:N, cpu (restart).
+SET pg_infer.devices = 'cpu,cpu';
+ALTER SYSTEM SET pg_infer.devices = 'gpu';
+ALTER SYSTEM SET pg_infer.devices = 'cpu,cpu:0';
+ALTER SYSTEM SET pg_infer.devices = 'auto,cuda:0';
+ALTER SYSTEM SET pg_infer.devices = 'cuda:0,cuda:1,cuda:2,cuda:3,cuda:4,cuda:5,cuda:6,cuda:7,cpu';
+ALTER SYSTEM SET pg_infer.devices = ' cuda:0 , cuda:1 ';
+ALTER SYSTEM SET pg_infer.devices = 'cpu,cpu';
+ALTER SYSTEM SET pg_infer.devices = 'auto';
+ALTER SYSTEM RESET pg_infer.devices;
 
 -- Serving settings: per session, or checked on reload.
 SET pg_infer.queue_timeout = -1;

@@ -13,6 +13,8 @@
 #      path on the CUDA emulator
 #   4. the scale-out suite (test/scale_out_test.sh): a PL/Proxy router, two
 #      inference nodes and a ledger as four more clusters
+#   5. the devices suite (test/devices_test.sh): one more cluster with two
+#      serving workers (pg_infer.devices = 'cpu,cpu')
 #
 # The extension is installed into a staging directory (make install
 # DESTDIR=...) that the test servers read through Debian's
@@ -549,5 +551,17 @@ run_tap_script scale-out.log test/scale_out_test.sh PGI_BINDIR="$BINDIR" \
     PGI_SERVER_USER="$TEST_USER" PGI_SCALE_OUT_LOGS="$LOGDIR/scale-out" \
     PGI_STREAM_CLIENT="$ROOT/$BUILDDIR/test/stream_client"
 record "$tap_ok" "$tap_failed" "scale-out (test/scale_out_test.sh)"
+
+# ------------------------------------------------------------ 5. devices
+# One server with two CPU workers standing in for two GPUs (pg_infer.devices
+# = 'cpu,cpu'), a cluster of its own on port PGI_DEVICES_PORT (default
+# the test port + 10), with the same staged install and test settings
+# (test/devices_test.sh; its own phase).
+note "devices: a worker per device, routing, a worker's death (test/devices_test.sh)"
+run_tap_script devices.log test/devices_test.sh PGI_BINDIR="$BINDIR" \
+    PGI_SERVER_SETTINGS="$WORK/scale-out.conf" PGI_MODEL="$WORK/models/stories260K.gguf" \
+    PGI_SERVER_USER="$TEST_USER" PGI_DEVICES_PORT="${PGI_DEVICES_PORT:-$((TEST_PORT + 10))}" \
+    PGI_DEVICES_LOGS="$LOGDIR"
+record "$tap_ok" "$tap_failed" "devices (test/devices_test.sh)"
 
 summary_and_exit

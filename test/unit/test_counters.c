@@ -88,6 +88,40 @@ main(void)
 
 	CHECK(isnan(pgi_counters_mean(0, 0)), "a mean over nothing is NaN (SQL NULL)");
 
+	/* Merging the copies of one model on two devices gives what one entry
+	 * accumulating all their requests would. */
+	{
+		PgiCounterValues a, b, all;
+		PgiCounterSample s1 = sample(10, 2, 5, false, false, 100, 20, 30);
+		PgiCounterSample s2 = sample(20, 0, 0, true, false, 40, NAN, 5);
+		PgiCounterSample s3 = sample(30, 30, 7, false, true, 300, 50, 60);
+
+		memset(&a, 0, sizeof(a));
+		memset(&b, 0, sizeof(b));
+		memset(&all, 0, sizeof(all));
+		pgi_counters_accumulate(&a, &s1);
+		pgi_counters_accumulate(&b, &s2);
+		pgi_counters_accumulate(&b, &s3);
+		pgi_counters_accumulate(&all, &s1);
+		pgi_counters_accumulate(&all, &s2);
+		pgi_counters_accumulate(&all, &s3);
+		pgi_counters_merge(&a, &b);
+		CHECK(a.calls == all.calls && a.errors == all.errors && a.cancelled == all.cancelled,
+			  "merged calls, errors and cancels equal one entry's");
+		CHECK(a.prompt_tokens == all.prompt_tokens && a.cached_tokens == all.cached_tokens &&
+			  a.completion_tokens == all.completion_tokens, "merged tokens equal one entry's");
+		CHECK(a.min_total_ms == 40 && a.max_total_ms == 300 && a.total_ms == all.total_ms,
+			  "merged min, max and sum of total times (40, 300, 440)");
+		CHECK(a.first_token_calls == all.first_token_calls && a.ttft_ms == all.ttft_ms &&
+			  a.device_ms == all.device_ms, "merged first-token and device times");
+		memset(&b, 0, sizeof(b));
+		pgi_counters_merge(&b, &a);
+		CHECK(b.calls == 3 && b.min_total_ms == 40, "merging into an empty entry copies it");
+		memset(&b, 0, sizeof(b));
+		pgi_counters_merge(&a, &b);
+		CHECK(a.calls == 3 && a.min_total_ms == 40, "merging an empty entry changes nothing");
+	}
+
 	/* Eviction sizes: 5% at a time, at least 10, at most half. */
 	CHECK(pgi_counters_evict_count(1000) == 50, "1000 entries: evict 5%% = 50");
 	CHECK(pgi_counters_evict_count(100) == 10, "100 entries: 5 is below the minimum: evict 10");
