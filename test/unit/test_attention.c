@@ -8,8 +8,10 @@
  *    window is 0), a softmax whose maximum and denominator include the
  *    head's sink logit (when there are sinks) and sum of V.  For head_dim 8,
  *    64 and 128, GQA groups 1, 4 and 8, windows 0, 1, 3, 16 and 1000 (more
- *    than any context), with and without sinks, at the AVX2 level (when the
- *    machine has it; 4-token tiles and single queries) and the scalar one.
+ *    than any context), with and without sinks, at the AVX-512 level (8-token
+ *    tiles, the rows of a GQA group together, online softmax; head_dim 8
+ *    goes to the AVX2 kernels there), the AVX2 level (4-token tiles and
+ *    single queries), each when the machine has it, and the scalar one.
  *    Steps: two prompts (40 and 70 tokens) in one step, a second chunk of
  *    each (3 and 20 tokens) attending to cached keys, three decode steps;
  *    16-slot blocks, so windows and prompts span several blocks, and block
@@ -447,6 +449,10 @@ main(void)
 {
     pgi_simd_level best = pgi_cpu_simd_level();
 
+    if (best >= PGI_SIMD_AVX512)
+        test_attention(PGI_SIMD_AVX512);
+    else
+        printf("# no AVX-512 on this machine: the AVX-512 attention is not tested\n");
     if (best >= PGI_SIMD_AVX2)
         test_attention(PGI_SIMD_AVX2);
     else
