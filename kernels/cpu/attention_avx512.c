@@ -109,75 +109,103 @@ scores16_avx512(const float *q, const float *const key[CHUNK], int d)
     return sum16_avx512(acc);
 }
 
-/* acc[r] = acc[r] * alpha[r] + sum_j p[r][j] v[j], rows r0..r0+3, output
- * floats c0..c0+63 */
+/* the same for two query rows sharing the K loads: 8 keys x 2 rows per
+ * pass, two passes; row 0's scores to *s0, row 1's to *s1 */
 __attribute__((target("avx512f"))) static inline void
-accumulate4x64(float *acc, size_t acc_stride, const float *p, const float *alpha,
-               const float *const v[CHUNK], int m, int c0)
+scores16x2_avx512(const float *q0, const float *q1, const float *const key[CHUNK], int d, __m512 *s0,
+                  __m512 *s1)
+{
+    __m512 half[2];
+
+    for (int pass = 0; pass < 2; pass++)
+    {
+        __m512 acc[CHUNK];
+        const float *const *kp = key + 8 * pass;
+
+        for (int j = 0; j < CHUNK; j++)
+            acc[j] = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += 16)
+        {
+            __m512 qa = _mm512_loadu_ps(q0 + i), qb = _mm512_loadu_ps(q1 + i);
+
+            for (int j = 0; j < 8; j++)
+            {
+                __m512 x = _mm512_loadu_ps(kp[j] + i);
+
+                acc[j] = _mm512_fmadd_ps(qa, x, acc[j]);
+                acc[8 + j] = _mm512_fmadd_ps(qb, x, acc[8 + j]);
+            }
+        }
+        /* lanes 0-7: row 0's keys, 8-15: row 1's */
+        half[pass] = sum16_avx512(acc);
+    }
+    *s0 = _mm512_shuffle_f32x4(half[0], half[1], _MM_SHUFFLE(1, 0, 1, 0));
+    *s1 = _mm512_shuffle_f32x4(half[0], half[1], _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* acc[r] = acc[r] * alpha[r] + sum_j p[r][j] v[j], rows r < nr (1..4, a
+ * constant where inlined), output floats c0..c0+16*nc-1 (nc 1 or 4) */
+__attribute__((target("avx512f"), always_inline)) static inline void
+accumulate(int nr, int nc, float *acc, size_t acc_stride, const float *p, const float *alpha,
+           const float *const v[CHUNK], int m, int c0)
 {
     __m512 o[4][4];
 
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < nr; r++)
     {
         __m512 a = _mm512_set1_ps(alpha[r]);
 
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < nc; c++)
             o[r][c] = _mm512_mul_ps(_mm512_loadu_ps(acc + (size_t) r * acc_stride + c0 + 16 * c), a);
     }
     for (int j = 0; j < m; j++)
     {
-        __m512 x0 = _mm512_loadu_ps(v[j] + c0), x1 = _mm512_loadu_ps(v[j] + c0 + 16);
-        __m512 x2 = _mm512_loadu_ps(v[j] + c0 + 32), x3 = _mm512_loadu_ps(v[j] + c0 + 48);
+        __m512 x[4];
 
-        for (int r = 0; r < 4; r++)
+        for (int c = 0; c < nc; c++)
+            x[c] = _mm512_loadu_ps(v[j] + c0 + 16 * c);
+        for (int r = 0; r < nr; r++)
         {
             __m512 pr = _mm512_set1_ps(p[r * CHUNK + j]);
 
-            o[r][0] = _mm512_fmadd_ps(pr, x0, o[r][0]);
-            o[r][1] = _mm512_fmadd_ps(pr, x1, o[r][1]);
-            o[r][2] = _mm512_fmadd_ps(pr, x2, o[r][2]);
-            o[r][3] = _mm512_fmadd_ps(pr, x3, o[r][3]);
+            for (int c = 0; c < nc; c++)
+                o[r][c] = _mm512_fmadd_ps(pr, x[c], o[r][c]);
         }
     }
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++)
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++)
             _mm512_storeu_ps(acc + (size_t) r * acc_stride + c0 + 16 * c, o[r][c]);
 }
 
-/* the same for 16 output floats (head sizes that are not a multiple of 64) */
-__attribute__((target("avx512f"))) static inline void
-accumulate4x16(float *acc, size_t acc_stride, const float *p, const float *alpha,
-               const float *const v[CHUNK], int m, int c0)
-{
-    __m512 o[4];
-
-    for (int r = 0; r < 4; r++)
-        o[r] = _mm512_mul_ps(_mm512_loadu_ps(acc + (size_t) r * acc_stride + c0), _mm512_set1_ps(alpha[r]));
-    for (int j = 0; j < m; j++)
-    {
-        __m512 x = _mm512_loadu_ps(v[j] + c0);
-
-        for (int r = 0; r < 4; r++)
-            o[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * CHUNK + j]), x, o[r]);
+#define ACCUMULATE_ROWS(NR)                                                                     \
+    __attribute__((target("avx512f"))) static void accumulate_##NR(                             \
+        float *acc, size_t acc_stride, const float *p, const float *alpha,                      \
+        const float *const v[CHUNK], int m, int d)                                              \
+    {                                                                                           \
+        int c0 = 0;                                                                             \
+        for (; c0 + 64 <= d; c0 += 64)                                                          \
+            accumulate(NR, 4, acc, acc_stride, p, alpha, v, m, c0);                             \
+        for (; c0 < d; c0 += 16)                                                                \
+            accumulate(NR, 1, acc, acc_stride, p, alpha, v, m, c0);                             \
     }
-    for (int r = 0; r < 4; r++)
-        _mm512_storeu_ps(acc + (size_t) r * acc_stride + c0, o[r]);
-}
+ACCUMULATE_ROWS(1)
+ACCUMULATE_ROWS(2)
+ACCUMULATE_ROWS(3)
+ACCUMULATE_ROWS(4)
 
 __attribute__((target("avx512f"))) void
 pgi_attend_tile_avx512(const pgi_attn_tile *t)
 {
-    /* rows padded to a multiple of 4 (the padding rows get p = 0) */
-    enum { ROWS = (PGI_ATTN_ROWS + 3) / 4 * 4 };
+    enum { ROWS = PGI_ATTN_ROWS };
     _Alignas(64) float acc[ROWS][PGI_ATTN_MAX_DIM];
     _Alignas(64) float p[ROWS][CHUNK];
     float alpha[ROWS], run_max[ROWS], run_sum[ROWS];
-    int d = t->head_dim, n_rows = t->n_rows, rows4 = (n_rows + 3) / 4 * 4;
+    int d = t->head_dim, n_rows = t->n_rows;
     int bs = t->block_size, begin = INT32_MAX, end = 0;
     __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 
-    memset(acc, 0, sizeof(float) * (size_t) rows4 * PGI_ATTN_MAX_DIM);
-    memset(p, 0, sizeof(p));
+    for (int r = 0; r < n_rows; r++)
+        memset(acc[r], 0, sizeof(float) * (size_t) d);
     for (int r = 0; r < ROWS; r++)
     {
         alpha[r] = 1.0f;
@@ -210,6 +238,7 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
         int m = bs - in_block < CHUNK ? bs - in_block : CHUNK;
         size_t base = (size_t) t->table[k0 / bs] * t->block_floats + (size_t) in_block * t->stride;
         const float *key[CHUNK], *val[CHUNK];
+        __m512 sc[PGI_ATTN_ROWS];
 
         if (m > end - k0)
             m = end - k0;
@@ -220,6 +249,14 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
 
             key[j] = t->k_base + off;
             val[j] = t->v_base + off;
+        }
+        /* scores of all rows, two rows per K load where there are two */
+        for (int r = 0; r < n_rows; r += 2)
+        {
+            if (r + 1 < n_rows)
+                scores16x2_avx512(t->rows[r].q, t->rows[r + 1].q, key, d, &sc[r], &sc[r + 1]);
+            else
+                sc[r] = scores16_avx512(t->rows[r].q, key, d);
         }
         for (int r = 0; r < n_rows; r++)
         {
@@ -241,7 +278,7 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
             }
             valid = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(lo), _MM_CMPINT_NLT) &
                     _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(hi), _MM_CMPINT_LT);
-            s = _mm512_mul_ps(scores16_avx512(row->q, key, d), _mm512_set1_ps(t->scale));
+            s = _mm512_mul_ps(sc[r], _mm512_set1_ps(t->scale));
             chunk_max = _mm512_mask_reduce_max_ps(valid, s);
             new_max = chunk_max > run_max[r] ? chunk_max : run_max[r];
             if (new_max > run_max[r])
@@ -255,15 +292,22 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
             run_sum[r] += _mm512_reduce_add_ps(e);
             _mm512_store_ps(p[r], e);
         }
-        for (int r0 = 0; r0 < rows4; r0 += 4)
-        {
-            int c0 = 0;
-
-            for (; c0 + 64 <= d; c0 += 64)
-                accumulate4x64(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, c0);
-            for (; c0 < d; c0 += 16)
-                accumulate4x16(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, c0);
-        }
+        for (int r0 = 0; r0 < n_rows; r0 += 4)
+            switch (n_rows - r0 < 4 ? n_rows - r0 : 4)
+            {
+                case 1:
+                    accumulate_1(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, d);
+                    break;
+                case 2:
+                    accumulate_2(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, d);
+                    break;
+                case 3:
+                    accumulate_3(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, d);
+                    break;
+                default:
+                    accumulate_4(acc[r0], PGI_ATTN_MAX_DIM, p[r0], alpha + r0, val, m, d);
+                    break;
+            }
         k0 += m;
     }
 
