@@ -199,7 +199,9 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
     enum { ROWS = PGI_ATTN_ROWS };
     _Alignas(64) float acc[ROWS][PGI_ATTN_MAX_DIM];
     _Alignas(64) float p[ROWS][CHUNK];
-    float alpha[ROWS], run_max[ROWS], run_sum[ROWS];
+    float alpha[ROWS], run_max[ROWS];
+    /* the softmax denominators lane by lane, summed across lanes at the end */
+    __m512 run_sum[ROWS];
     int d = t->head_dim, n_rows = t->n_rows;
     int bs = t->block_size, begin = INT32_MAX, end = 0;
     __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -210,7 +212,7 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
     {
         alpha[r] = 1.0f;
         run_max[r] = -INFINITY;
-        run_sum[r] = 0.0f;
+        run_sum[r] = _mm512_setzero_ps();
     }
     for (int r = 0; r < n_rows; r++)
     {
@@ -220,7 +222,7 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
         if (row->sink > -INFINITY)
         {
             run_max[r] = row->sink;
-            run_sum[r] = 1.0f;
+            run_sum[r] = _mm512_set_ps(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f);
         }
         if (row->first_key < row->n_keys)
         {
@@ -285,11 +287,11 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
             {
                 /* e^-inf = 0: nothing accumulated before the first key */
                 alpha[r] = expf(run_max[r] - new_max);
-                run_sum[r] *= alpha[r];
+                run_sum[r] = _mm512_mul_ps(run_sum[r], _mm512_set1_ps(alpha[r]));
                 run_max[r] = new_max;
             }
             e = _mm512_maskz_mov_ps(valid, exp_avx512(_mm512_sub_ps(s, _mm512_set1_ps(new_max))));
-            run_sum[r] += _mm512_reduce_add_ps(e);
+            run_sum[r] = _mm512_add_ps(run_sum[r], e);
             _mm512_store_ps(p[r], e);
         }
         for (int r0 = 0; r0 < n_rows; r0 += 4)
@@ -314,7 +316,8 @@ pgi_attend_tile_avx512(const pgi_attn_tile *t)
     for (int r = 0; r < n_rows; r++)
     {
         float *out = t->rows[r].out;
-        __m512 inv = _mm512_set1_ps(run_sum[r] > 0.0f ? 1.0f / run_sum[r] : 0.0f);
+        float sum = _mm512_reduce_add_ps(run_sum[r]);
+        __m512 inv = _mm512_set1_ps(sum > 0.0f ? 1.0f / sum : 0.0f);
 
         for (int c = 0; c < d; c += 16)
             _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_load_ps(acc[r] + c), inv));
