@@ -10,21 +10,23 @@
  *   (16 x head_dim floats each, 4 KiB at head_dim 64) stay in L1 while every
  *   row of the tile uses them, so each K/V byte is loaded from memory once
  *   per tile instead of once per query row.
- * - Scores: per query row, one register accumulator per key of the chunk
- *   (the query's head_dim floats kept in registers), then one transposing
- *   reduction tree (45 shuffles/adds) turns the 16 accumulators into one
- *   register of 16 scores, key j in lane j.  The softmax then works on whole
- *   registers: masks for the causal end, the sliding window's start and a
- *   short last chunk, a running maximum and sum per row (the online
- *   softmax), and e^x in registers (a degree-6 polynomial after reduction
- *   by ln 2, scaled by 2^n with vscalefps; relative error ~1.2e-7, like the
- *   AVX2 one).  No score array is written, so the tile needs no scratch
- *   that grows with the context.
+ * - Scores: two query rows at a time share each K load (8 keys x 2 rows =
+ *   16 register accumulators over head_dim, two passes per chunk; a single
+ *   last row uses 16 keys x 1).  One transposing reduction tree (45
+ *   shuffles/adds) turns 16 accumulators into one register of 16 dot
+ *   products, so a row's 16 scores end up in one register, key j in lane
+ *   j.  The softmax then works on whole registers: masks for the causal
+ *   end, the sliding window's start and a short last chunk, a running
+ *   maximum per row (the online softmax) and a lane-wise running sum
+ *   (reduced once per row at the end), e^x in registers (a degree-6
+ *   polynomial after reduction by ln 2, scaled by 2^n with vscalefps;
+ *   relative error ~1.2e-7, like the AVX2 one).  No score array is written,
+ *   so the tile needs no scratch that grows with the context.
  * - Weighted sum of V: the rows' output accumulators live in a small buffer
- *   (rows x head_dim floats, L1); per chunk, four rows x 64 output floats
- *   are held in 16 registers, rescaled once by e^(old max - new max) and
- *   updated with 16 FMAs per four V loads (the probabilities come as
- *   broadcast memory operands).
+ *   (rows x head_dim floats, L1); per chunk, up to four rows x 64 output
+ *   floats are held in registers, rescaled once by e^(old max - new max),
+ *   and updated with 16 FMAs per four V loads at four rows (a decode row
+ *   alone: 4 per 4, no padding rows).
  * - A row's keys past its own causal end, or before its window, get
  *   probability exactly 0, so rows of different lengths share a tile.
  *
