@@ -814,6 +814,7 @@ attention_worker_avx512(attention_args *a)
         int count = cb->tile_first[tl + 1] - first;
         int n_rows = group * count;
         int n_keys[PGI_ATTN_ROWS];
+        /* a hole only shortens rows: the kernel reads each row's own keys */
         bool hole = false;
 
         for (int r = 0; r < count; r++)
@@ -839,7 +840,6 @@ attention_worker_avx512(attention_args *a)
             }
             pgi_attend_tile_avx512(&tile);
         }
-        (void) hole;
     }
 }
 
