@@ -7,11 +7,13 @@
  * The KV cache stores K and V as F32.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../../engine/pgi_memory.h"
+#include "cpu_internal.h"
 #include "cpu_kernels.h"
 
 /* Layout of the cache: block-major, so a block (all layers, K then V) is one
@@ -34,8 +36,11 @@ typedef struct cpu_backend {
     float *scores;
     size_t scores_per_thread;
     bool use_avx2;
+    bool use_avx512;
     /* the step's tokens grouped into attention tiles: runs of up to
-     * ATTENTION_TILE consecutive positions of one sequence */
+     * tile_rows consecutive positions of one sequence (ATTENTION_TILE, or
+     * PGI_ATTN_ROWS with AVX-512) */
+    int tile_rows;
     int32_t *tile_first;
     int n_tiles;
     int tiles_capacity;
@@ -202,7 +207,7 @@ cpu_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     {
         int first = cb->n_tiles > 0 ? cb->tile_first[cb->n_tiles - 1] : -1;
 
-        if (first < 0 || t - first >= ATTENTION_TILE || step->seq_index[t] != step->seq_index[first] ||
+        if (first < 0 || t - first >= cb->tile_rows || step->seq_index[t] != step->seq_index[first] ||
             step->positions[t] != step->positions[t - 1] + 1)
             cb->tile_first[cb->n_tiles++] = t;
     }
@@ -343,6 +348,7 @@ typedef struct attention_args {
     pgi_kv_cache *kv;
     int layer;
     const pgi_attention_shape *shape;
+    atomic_int_fast64_t next_item;     /* the next (head, tile) item to claim */
 } attention_args;
 
 /*
@@ -750,6 +756,93 @@ attend_tile_avx2(pgi_kv_cache *kv, int layer, const attend_job *jobs, int count,
 }
 #endif
 
+/* a position's causal (or bidirectional) key count, cut at a hole in the
+ * block table (which would be the engine's bug: never read wild) */
+static int
+attention_keys(const cpu_backend *cb, const pgi_attention_shape *sh, const pgi_kv_cache *kv, int t,
+               bool *hole)
+{
+    const pgi_step *s = &cb->step;
+    const int32_t *table = s->block_tables + (size_t) s->seq_index[t] * (size_t) s->max_blocks;
+    int n_keys = sh->bidirectional ? s->seq_lengths[s->seq_index[t]] : s->positions[t] + 1;
+
+    for (int b = 0; b * kv->g.block_size < n_keys; b++)
+        if (table[b] < 0 || table[b] >= kv->g.n_blocks)
+        {
+            *hole = true;
+            return b * kv->g.block_size;
+        }
+    return n_keys;
+}
+
+/* the next item of the step's attention: claimed, not dealt, so a thread
+ * slowed by other work on the machine takes fewer */
+static inline int64_t
+attention_claim(attention_args *a)
+{
+    return atomic_fetch_add_explicit(&a->next_item, 1, memory_order_relaxed);
+}
+
+/*
+ * AVX-512: an item is (K/V head, tile); its rows are the group's query
+ * heads at the tile's positions, PGI_ATTN_ROWS at a time, so one K/V load
+ * serves up to 8 rows.
+ */
+static void
+attention_worker_avx512(attention_args *a)
+{
+    cpu_backend *cb = a->cb;
+    const pgi_step *s = &cb->step;
+    const pgi_attention_shape *sh = a->shape;
+    pgi_kv_cache *kv = a->kv;
+    int head_dim = sh->head_dim;
+    int group = sh->n_heads / sh->n_kv_heads;
+    int64_t n_items = (int64_t) cb->n_tiles * sh->n_kv_heads;
+    pgi_attn_tile tile;
+
+    tile.block_floats = kv->block_floats;
+    tile.stride = kv->kv_dim;
+    tile.block_size = kv->g.block_size;
+    tile.head_dim = head_dim;
+    tile.scale = sh->scale;
+    for (int64_t item = attention_claim(a); item < n_items; item = attention_claim(a))
+    {
+        int kvh = (int) (item / cb->n_tiles);
+        /* the longest causal windows first: the last items are the short ones */
+        int tl = cb->n_tiles - 1 - (int) (item % cb->n_tiles);
+        int first = cb->tile_first[tl];
+        int count = cb->tile_first[tl + 1] - first;
+        int n_rows = group * count;
+        int n_keys[PGI_ATTN_ROWS];
+        /* a hole only shortens rows: the kernel reads each row's own keys */
+        bool hole = false;
+
+        for (int r = 0; r < count; r++)
+            n_keys[r] = attention_keys(cb, sh, kv, first + r, &hole);
+        tile.table = s->block_tables + (size_t) s->seq_index[first] * (size_t) s->max_blocks;
+        tile.k_base = kv_row(kv, a->layer, 0, 0, 0) + (size_t) kvh * (size_t) head_dim;
+        tile.v_base = kv_row(kv, a->layer, 1, 0, 0) + (size_t) kvh * (size_t) head_dim;
+        for (int r0 = 0; r0 < n_rows; r0 += PGI_ATTN_ROWS)
+        {
+            tile.n_rows = n_rows - r0 < PGI_ATTN_ROWS ? n_rows - r0 : PGI_ATTN_ROWS;
+            for (int r = 0; r < tile.n_rows; r++)
+            {
+                pgi_attn_row *row = &tile.rows[r];
+                int h = kvh * group + (r0 + r) / count;
+                int pos = (r0 + r) % count;
+                size_t at = ((size_t) (first + pos) * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+
+                row->q = a->q + at;
+                row->out = a->out + at;
+                row->n_keys = n_keys[pos];
+                row->first_key = sh->window > 0 && row->n_keys > sh->window ? row->n_keys - sh->window : 0;
+                row->sink = sh->sinks != NULL ? ((const float *) sh->sinks->host)[h] : -INFINITY;
+            }
+            pgi_attend_tile_avx512(&tile);
+        }
+    }
+}
+
 static void
 attention_worker(void *arg, int thread_index, int n_threads)
 {
@@ -760,71 +853,75 @@ attention_worker(void *arg, int thread_index, int n_threads)
     pgi_kv_cache *kv = a->kv;
     int head_dim = sh->head_dim;
     int group = sh->n_heads / sh->n_kv_heads;
-    int block_size = kv->g.block_size;
     int64_t n_items = (int64_t) cb->n_tiles * sh->n_heads;
     bool use_avx2 = cb->use_avx2 && head_dim % 8 == 0;
     float *scores = cb->scores + (size_t) thread_index * cb->scores_per_thread;
     size_t score_stride = cb->scores_per_thread / ATTENTION_TILE;
     attend_job jobs[ATTENTION_TILE];
 
+    (void) n_threads;
+    if (cb->use_avx512 && head_dim % 16 == 0 && head_dim <= PGI_ATTN_MAX_DIM)
+    {
+        attention_worker_avx512(a);
+        return;
+    }
     /* Items (head, tile) run head by head, so one head's K/V slice stays in
-     * cache across tokens, and interleave across threads: later tokens have
-     * longer causal windows, so contiguous ranges would load the last
-     * thread most. */
-    for (int64_t item = thread_index; item < n_items; item += n_threads)
+     * cache across tokens, longest causal windows first, claimed one by one
+     * (later tokens have longer windows: a fixed deal would load one thread
+     * more). */
+    for (int64_t item = attention_claim(a); item < n_items; item = attention_claim(a))
     {
         int h = (int) (item / cb->n_tiles);
-        int tile = (int) (item % cb->n_tiles);
-        int first = cb->tile_first[tile];
-        int count = cb->tile_first[tile + 1] - first;
-        bool hole = false;
+        int tile = cb->n_tiles - 1 - (int) (item % cb->n_tiles);
+        int tile_first = cb->tile_first[tile];
+        int tile_count = cb->tile_first[tile + 1] - tile_first;
 
-        for (int r = 0; r < count; r++)
+        /* tiles of tile_rows positions, in sub-tiles of ATTENTION_TILE */
+        for (int sub = 0; sub < tile_count; sub += ATTENTION_TILE)
         {
-            attend_job *job = &jobs[r];
-            int t = first + r;
+            int first = tile_first + sub;
+            int count = tile_count - sub < ATTENTION_TILE ? tile_count - sub : ATTENTION_TILE;
+            bool hole = false;
 
-            job->table = s->block_tables + (size_t) s->seq_index[t] * (size_t) s->max_blocks;
-            job->n_keys = sh->bidirectional ? s->seq_lengths[s->seq_index[t]] : s->positions[t] + 1;
-            /* a hole in the table would be the engine's bug: never read wild */
-            for (int b = 0; b * block_size < job->n_keys; b++)
-                if (job->table[b] < 0 || job->table[b] >= kv->g.n_blocks)
+            for (int r = 0; r < count; r++)
+            {
+                attend_job *job = &jobs[r];
+                int t = first + r;
+
+                job->table = s->block_tables + (size_t) s->seq_index[t] * (size_t) s->max_blocks;
+                job->n_keys = attention_keys(cb, sh, kv, t, &hole);
+                job->q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+                job->out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
+                job->first_key = sh->window > 0 && job->n_keys > sh->window ? job->n_keys - sh->window : 0;
+                job->sink = sh->sinks != NULL ? ((const float *) sh->sinks->host)[h] : -INFINITY;
+                job->kv_offset = (h / group) * head_dim;
+                job->head_dim = head_dim;
+                job->scale = sh->scale;
+                job->scores = scores + (size_t) r * score_stride;
+            }
+#if defined(__x86_64__)
+            if (use_avx2 && count > 1 && !hole)
+            {
+                attend_tile_avx2(kv, a->layer, jobs, count, score_stride);
+                continue;
+            }
+#endif
+            for (int r = 0; r < count; r++)
+            {
+                if (jobs[r].n_keys == 0)
                 {
-                    job->n_keys = b * block_size;
-                    hole = true;
-                    break;
+                    memset(jobs[r].out, 0, sizeof(float) * (size_t) head_dim);
+                    continue;
                 }
-            job->q = a->q + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
-            job->out = a->out + ((size_t) t * (size_t) sh->n_heads + (size_t) h) * (size_t) head_dim;
-            job->first_key = sh->window > 0 && job->n_keys > sh->window ? job->n_keys - sh->window : 0;
-            job->sink = sh->sinks != NULL ? ((const float *) sh->sinks->host)[h] : -INFINITY;
-            job->kv_offset = (h / group) * head_dim;
-            job->head_dim = head_dim;
-            job->scale = sh->scale;
-            job->scores = scores + (size_t) r * score_stride;
-        }
 #if defined(__x86_64__)
-        if (use_avx2 && count > 1 && !hole)
-        {
-            attend_tile_avx2(kv, a->layer, jobs, count, score_stride);
-            continue;
-        }
+                if (use_avx2)
+                {
+                    attend_avx2(kv, a->layer, &jobs[r]);
+                    continue;
+                }
 #endif
-        for (int r = 0; r < count; r++)
-        {
-            if (jobs[r].n_keys == 0)
-            {
-                memset(jobs[r].out, 0, sizeof(float) * (size_t) head_dim);
-                continue;
+                attend_scalar(kv, a->layer, &jobs[r]);
             }
-#if defined(__x86_64__)
-            if (use_avx2)
-            {
-                attend_avx2(kv, a->layer, &jobs[r]);
-                continue;
-            }
-#endif
-            attend_scalar(kv, a->layer, &jobs[r]);
         }
     }
 }
@@ -859,6 +956,7 @@ cpu_attention(pgi_backend *b, float *out, const float *q, const float *k, const 
     args.kv = kv;
     args.layer = layer;
     args.shape = shape;
+    atomic_init(&args.next_item, 0);
     pgi_threadpool_run(cb->pool, attention_worker, &args);
 }
 
@@ -1177,6 +1275,8 @@ pgi_cpu_backend_create(int n_threads, pgi_error *err)
     }
     cb->n_threads = pgi_threadpool_size(cb->pool);
     cb->use_avx2 = pgi_cpu_simd_level() >= PGI_SIMD_AVX2;
+    cb->use_avx512 = pgi_cpu_simd_level() >= PGI_SIMD_AVX512;
+    cb->tile_rows = cb->use_avx512 ? PGI_ATTN_ROWS : ATTENTION_TILE;
     cb->base.ops = &cpu_ops;
     cb->base.kind = "cpu";
     snprintf(cb->base.device_name, sizeof(cb->base.device_name), "CPU: %d thread%s, %s",

@@ -135,4 +135,39 @@ void pgi_quantize_q8_k_avx2(const float *x, void *dst, int64_t n);
 /* Scalar dot products shared by the reference and the scalar kernels. */
 float pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const void *x_row);
 
+/*
+ * Attention with AVX-512 F (attention_avx512.c): up to PGI_ATTN_ROWS query
+ * rows that share one K/V head, against that head's paged keys with an
+ * online softmax.  Row r attends to keys [first_key, n_keys) of the
+ * sequence; the key at position k is the row
+ *     k_base + table[k / block_size] * block_floats + (k % block_size) * stride
+ * (v_base likewise).  A sink logit (-INFINITY: none) joins the softmax's
+ * maximum and denominator only.  head_dim % 16 == 0, <= PGI_ATTN_MAX_DIM.
+ */
+#define PGI_ATTN_ROWS 8
+#define PGI_ATTN_MAX_DIM 256
+
+typedef struct pgi_attn_row {
+    const float *q;
+    float *out;
+    int n_keys;
+    int first_key;
+    float sink;
+} pgi_attn_row;
+
+typedef struct pgi_attn_tile {
+    const float *k_base;
+    const float *v_base;
+    const int32_t *table;
+    size_t block_floats;
+    size_t stride;
+    int block_size;
+    int head_dim;
+    float scale;
+    int n_rows;
+    pgi_attn_row rows[PGI_ATTN_ROWS];
+} pgi_attn_tile;
+
+void pgi_attend_tile_avx512(const pgi_attn_tile *t);
+
 #endif
