@@ -272,6 +272,19 @@ cpu_matmul(pgi_backend *b, float *out, const pgi_weight *w, const float *x, int 
     pgi_cpu_matmul(as_cpu(b)->pool, out, w, x, n_rows);
 }
 
+/* Q, K and V over one quantization of x and one meeting of the threads
+ * (decode: three small products would otherwise each wait for the
+ * slower thread). */
+static void
+cpu_matmul_qkv(pgi_backend *b, float *q, float *k, float *v, const pgi_weight *wq,
+               const pgi_weight *wk, const pgi_weight *wv, const float *x, int n_rows)
+{
+    float *const out[3] = {q, k, v};
+    const pgi_weight *const w[3] = {wq, wk, wv};
+
+    pgi_cpu_matmul_many(as_cpu(b)->pool, 3, out, w, x, n_rows);
+}
+
 static void
 cpu_add_bias(pgi_backend *b, float *x, const pgi_weight *bias, int n_rows)
 {
@@ -1227,6 +1240,7 @@ static const pgi_backend_ops cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_qkv = cpu_matmul_qkv,
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,
     .attention = cpu_attention,

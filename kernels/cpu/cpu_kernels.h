@@ -45,6 +45,13 @@ void pgi_threadpool_run(pgi_threadpool *pool, pgi_parallel_fn fn, void *arg);
 void pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w,
                     const float *x, int n_rows);
 
+/* out[i] = x . w[i]^T for i < n (at most PGI_CPU_MATMUL_MANY_MAX), the
+ * products of one x run as one parallel job where they share the
+ * activation format (each result as pgi_cpu_matmul's, bit for bit). */
+#define PGI_CPU_MATMUL_MANY_MAX 4
+void pgi_cpu_matmul_many(pgi_threadpool *pool, int n, float *const *out,
+                         const pgi_weight *const *w, const float *x, int n_rows);
+
 /* Which kernel pgi_cpu_matmul uses for a weight type at the current level
  * ("AVX-512 VNNI q4_k 1x8", "AVX2", "scalar"), for test and bench output. */
 const char *pgi_cpu_matmul_kernel_name(uint32_t weight_type);

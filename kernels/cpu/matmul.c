@@ -541,70 +541,44 @@ pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type)
     return "none";
 }
 
-void
-pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const float *x, int n_rows)
+/* Everything of a job but its activations: the kernel, the shape and the
+ * tasks.  False (out filled with NaN) when the type has no kernel. */
+static bool
+plan_job(matmul_job *job, float *out, const pgi_weight *w, const float *x, int n_rows, int n_threads)
 {
-    matmul_job job;
-    int n_threads = pgi_threadpool_size(pool);
-    size_t x_bytes;
-    uint8_t *owned = NULL;
-
-    memset(&job, 0, sizeof(job));
-    if (n_rows <= 0 || w->rows <= 0)
-        return;
-    job.w_stride = pgi_row_bytes(w->type, w->cols);
-    if (job.w_stride == 0 || !select_kernel(w->type, &job.kernel))
+    memset(job, 0, sizeof(*job));
+    job->w_stride = pgi_row_bytes(w->type, w->cols);
+    if (job->w_stride == 0 || !select_kernel(w->type, &job->kernel))
     {
         fill_nan(out, (size_t) n_rows * (size_t) w->rows);
-        return;
+        return false;
     }
-    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(w->type, &job.pk) &&
-        n_rows >= job.pk.min_x_rows)
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(w->type, &job->pk) &&
+        n_rows >= job->pk.min_x_rows)
     {
-        job.packed = true;
-        job.kernel.quantize = job.pk.quantize;
-        job.kernel.x_row_bytes = job.pk.x_row_bytes;
-        job.kernel.tile_rows = job.pk.group_rows;
-        job.kernel.tile_cols = job.pk.tile_cols;
-        job.group_bytes = (job.pk.group_bytes(w->cols) + 63) & ~(size_t) 63;
-        job.pack_stride = job.group_bytes * (size_t) (job.pk.chunk_rows / job.pk.group_rows);
+        job->packed = true;
+        job->kernel.quantize = job->pk.quantize;
+        job->kernel.x_row_bytes = job->pk.x_row_bytes;
+        job->kernel.tile_rows = job->pk.group_rows;
+        job->kernel.tile_cols = job->pk.tile_cols;
+        job->group_bytes = (job->pk.group_bytes(w->cols) + 63) & ~(size_t) 63;
+        job->pack_stride = job->group_bytes * (size_t) (job->pk.chunk_rows / job->pk.group_rows);
     }
-    job.w = w->device != NULL ? w->device : w->host;
-    job.rows = w->rows;
-    job.cols = w->cols;
-    job.n_rows = n_rows;
-    job.out = out;
-    job.x_float = x;
-
+    job->w = w->device != NULL ? w->device : w->host;
+    job->rows = w->rows;
+    job->cols = w->cols;
+    job->n_rows = n_rows;
+    job->out = out;
+    job->x_float = x;
     /* Activations in the kernel's format: float x is used as it is. */
     if (pgi_activation_format_of(w->type) == PGI_ACT_F32)
     {
-        job.x = (uint8_t *) x;
-        job.x_stride = (size_t) w->cols * sizeof(float);
+        job->x = (uint8_t *) x;
+        job->x_stride = (size_t) w->cols * sizeof(float);
     }
     else
-    {
-        job.x_stride = job.kernel.x_row_bytes != NULL ? job.kernel.x_row_bytes(w->cols)
-                     : activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
-        x_bytes = (job.x_stride * (size_t) n_rows + 63) & ~(size_t) 63;
-        {
-            size_t total = x_bytes + job.pack_stride * (size_t) n_threads;
-
-            job.x = pgi_threadpool_scratch(pool, total);
-            if (job.x == NULL)
-                job.x = owned = pgi_alloc(total);
-        }
-        if (job.x == NULL)
-        {
-            fill_nan(out, (size_t) n_rows * (size_t) w->rows);
-            return;
-        }
-        job.pack_buf = job.x + x_bytes;
-        if (n_rows >= 4 && n_threads > 1)
-            pgi_threadpool_run(pool, quantize_part, &job);
-        else
-            quantize_part(&job, 0, 1);
-    }
+        job->x_stride = job->kernel.x_row_bytes != NULL ? job->kernel.x_row_bytes(w->cols)
+                      : activation_row_bytes(pgi_activation_format_of(w->type), w->cols);
 
     /* Decode: many small chunks of rows so both threads stay busy.
      * Batched decode (9..64 activation rows, one block of them): chunks of
@@ -613,7 +587,7 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
      * Prefill: chunks of 64 weight rows (a few tens of KiB, kept in cache)
      * against blocks of 64 activation rows. */
     {
-        int64_t tr = job.kernel.tile_rows;
+        int64_t tr = job->kernel.tile_rows;
         int64_t chunk = w->rows / ((int64_t) n_threads * 8);
 
         if (n_rows > 64)
@@ -625,24 +599,148 @@ pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const floa
         if (chunk < tr)
             chunk = tr;
         chunk = (chunk + tr - 1) / tr * tr;
-        job.row_chunk = chunk;
-        job.n_row_chunks = (w->rows + chunk - 1) / chunk;
-        job.x_block = n_rows <= 64 ? n_rows : 64;
-        job.x_block = (job.x_block + job.kernel.tile_cols - 1) / job.kernel.tile_cols * job.kernel.tile_cols;
-        job.n_x_blocks = (n_rows + job.x_block - 1) / job.x_block;
-        job.n_tasks = job.n_row_chunks * job.n_x_blocks;
-        if (job.packed)
+        job->row_chunk = chunk;
+        job->n_row_chunks = (w->rows + chunk - 1) / chunk;
+        job->x_block = n_rows <= 64 ? n_rows : 64;
+        job->x_block = (job->x_block + job->kernel.tile_cols - 1) / job->kernel.tile_cols * job->kernel.tile_cols;
+        job->n_x_blocks = (n_rows + job->x_block - 1) / job->x_block;
+        job->n_tasks = job->n_row_chunks * job->n_x_blocks;
+        if (job->packed)
         {
-            job.row_chunk = job.pk.chunk_rows;
-            job.n_row_chunks = (w->rows + job.row_chunk - 1) / job.row_chunk;
-            job.n_tasks = job.n_row_chunks;
+            job->row_chunk = job->pk.chunk_rows;
+            job->n_row_chunks = (w->rows + job->row_chunk - 1) / job->row_chunk;
+            job->n_tasks = job->n_row_chunks;
         }
-        atomic_init(&job.next_task, 0);
+        atomic_init(&job->next_task, 0);
     }
-    if (n_threads > 1 && job.n_tasks > 1)
+    return true;
+}
+
+/* x in the job's activation format, in the pool's scratch (or *owned),
+ * with the packed path's per-thread buffers after it.  False (out filled
+ * with NaN) when no memory. */
+static bool
+quantize_activations(pgi_threadpool *pool, matmul_job *job, uint8_t **owned)
+{
+    int n_threads = pgi_threadpool_size(pool);
+    size_t x_bytes, total;
+
+    if (job->x != NULL)
+        return true;            /* float activations, used as they are */
+    x_bytes = (job->x_stride * (size_t) job->n_rows + 63) & ~(size_t) 63;
+    total = x_bytes + job->pack_stride * (size_t) n_threads;
+    job->x = pgi_threadpool_scratch(pool, total);
+    if (job->x == NULL)
+        job->x = *owned = pgi_alloc(total);
+    if (job->x == NULL)
+    {
+        fill_nan(job->out, (size_t) job->n_rows * (size_t) job->rows);
+        return false;
+    }
+    job->pack_buf = job->x + x_bytes;
+    if (job->n_rows >= 4 && n_threads > 1)
+        pgi_threadpool_run(pool, quantize_part, job);
+    else
+        quantize_part(job, 0, 1);
+    return true;
+}
+
+void
+pgi_cpu_matmul(pgi_threadpool *pool, float *out, const pgi_weight *w, const float *x, int n_rows)
+{
+    matmul_job job;
+    uint8_t *owned = NULL;
+
+    if (n_rows <= 0 || w->rows <= 0)
+        return;
+    if (!plan_job(&job, out, w, x, n_rows, pgi_threadpool_size(pool)) ||
+        !quantize_activations(pool, &job, &owned))
+        return;
+    if (pgi_threadpool_size(pool) > 1 && job.n_tasks > 1)
         pgi_threadpool_run(pool, matmul_part, &job);
     else
         matmul_part(&job, 0, 1);
+    pgi_free(owned);
+}
+
+/* Several products of one x as one parallel run: tasks are numbered across
+ * the jobs, so the threads meet once instead of once per product, and x is
+ * quantized once.  Used at decode (Q, K and V of a layer): the jobs must
+ * share the activation format; otherwise, or on the packed (prefill)
+ * path, the products run one after another. */
+typedef struct
+{
+    matmul_job *jobs;
+    int n_jobs;
+    int64_t first_task[PGI_CPU_MATMUL_MANY_MAX + 1];
+    atomic_llong next_task;
+} matmul_many_job;
+
+static void
+matmul_many_part(void *arg, int thread_index, int n_threads)
+{
+    matmul_many_job *m = arg;
+    int j = 0;
+
+    (void) thread_index;
+    (void) n_threads;
+    for (;;)
+    {
+        int64_t task = atomic_fetch_add_explicit(&m->next_task, 1, memory_order_relaxed);
+
+        if (task >= m->first_task[m->n_jobs])
+            break;
+        while (task >= m->first_task[j + 1])
+            j++;
+        run_task(&m->jobs[j], task - m->first_task[j]);
+    }
+}
+
+void
+pgi_cpu_matmul_many(pgi_threadpool *pool, int n, float *const *out, const pgi_weight *const *w,
+                    const float *x, int n_rows)
+{
+    matmul_job jobs[PGI_CPU_MATMUL_MANY_MAX];
+    matmul_many_job m;
+    uint8_t *owned = NULL;
+    bool together = n >= 2 && n <= PGI_CPU_MATMUL_MANY_MAX && n_rows > 0;
+
+    for (int i = 0; together && i < n; i++)
+    {
+        if (w[i]->rows <= 0 || !plan_job(&jobs[i], out[i], w[i], x, n_rows, pgi_threadpool_size(pool)))
+        {
+            together = false;   /* pgi_cpu_matmul says what is wrong */
+            break;
+        }
+        together = !jobs[i].packed && jobs[i].x_stride == jobs[0].x_stride &&
+                   jobs[i].kernel.quantize == jobs[0].kernel.quantize &&
+                   pgi_activation_format_of(w[i]->type) == pgi_activation_format_of(w[0]->type);
+    }
+    if (!together)
+    {
+        for (int i = 0; i < n; i++)
+            pgi_cpu_matmul(pool, out[i], w[i], x, n_rows);
+        return;
+    }
+    if (!quantize_activations(pool, &jobs[0], &owned))
+    {
+        for (int i = 1; i < n; i++)
+            fill_nan(out[i], (size_t) n_rows * (size_t) w[i]->rows);
+        return;
+    }
+    m.jobs = jobs;
+    m.n_jobs = n;
+    m.first_task[0] = 0;
+    for (int i = 0; i < n; i++)
+    {
+        jobs[i].x = jobs[0].x;
+        m.first_task[i + 1] = m.first_task[i] + jobs[i].n_tasks;
+    }
+    atomic_init(&m.next_task, 0);
+    if (pgi_threadpool_size(pool) > 1)
+        pgi_threadpool_run(pool, matmul_many_part, &m);
+    else
+        matmul_many_part(&m, 0, 1);
     pgi_free(owned);
 }
 

@@ -271,6 +271,60 @@ test_threadpool(pgi_threadpool **pools)
     }
 }
 
+/* pgi_cpu_matmul_many gives each product bit for bit as pgi_cpu_matmul
+ * does, whether the products run together (Q4_K and Q6_K share Q8_K
+ * activations, as a Q4_K_M layer's Q, K and V do) or one after another
+ * (F16 next to Q8_0: other activation formats; 9+ rows: the packed path). */
+static void
+test_matmul_many(pgi_threadpool **pools)
+{
+    static const uint32_t mixes[2][3] = {
+        {PGI_TYPE_Q4_K, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K},
+        {PGI_TYPE_F16, PGI_TYPE_Q8_0, PGI_TYPE_Q4_K},
+    };
+    static const int64_t rows[3] = {67, 19, 33};
+    const int64_t cols = 512;
+
+    for (int mix = 0; mix < 2; mix++)
+    {
+        test_matrix m[3];
+        float *x = pgi_alloc(sizeof(float) * (size_t) (cols * 12));
+        float *alone[3], *together[3];
+        const pgi_weight *w[3];
+        int bad = 0;
+
+        for (int i = 0; i < 3; i++)
+        {
+            make_matrix(&m[i], mixes[mix][i], rows[i], cols);
+            w[i] = &m[i].w;
+            alone[i] = pgi_alloc(sizeof(float) * (size_t) (rows[i] * 12));
+            together[i] = pgi_alloc(sizeof(float) * (size_t) (rows[i] * 12));
+        }
+        for (int64_t i = 0; i < cols * 12; i++)
+            x[i] = next_random();
+        for (int t = 0; t < 3; t++)
+            for (int n_rows = 1; n_rows <= 12; n_rows += 1 + (n_rows > 3) * 4)
+            {
+                for (int i = 0; i < 3; i++)
+                    pgi_cpu_matmul(pools[t], alone[i], w[i], x, n_rows);
+                pgi_cpu_matmul_many(pools[t], 3, together, w, x, n_rows);
+                for (int i = 0; i < 3; i++)
+                    if (memcmp(alone[i], together[i], sizeof(float) * (size_t) (rows[i] * n_rows)) != 0)
+                        bad++;
+            }
+        CHECK(bad == 0, "pgi_cpu_matmul_many (%s, %s, %s): every product as pgi_cpu_matmul's, bit for bit, "
+              "1..12 rows, 1..3 threads", pgi_type_name(mixes[mix][0]), pgi_type_name(mixes[mix][1]),
+              pgi_type_name(mixes[mix][2]));
+        for (int i = 0; i < 3; i++)
+        {
+            free_matrix(&m[i]);
+            pgi_free(alone[i]);
+            pgi_free(together[i]);
+        }
+        pgi_free(x);
+    }
+}
+
 int
 main(void)
 {
@@ -291,6 +345,7 @@ main(void)
     }
     printf("# SIMD level: %s\n", pgi_cpu_simd_name(pgi_cpu_simd_level()));
     test_threadpool(pools);
+    test_matmul_many(pools);
     test_type(PGI_TYPE_F32, float_shapes, 3, pools);
     test_type(PGI_TYPE_F16, float_shapes, 3, pools);
     test_type(PGI_TYPE_BF16, float_shapes, 3, pools);
