@@ -1019,6 +1019,20 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
                             backend->device_memory_total / 1048576.0);
     }
     model->uploaded_to = backend;
+    /* The matrices only ever multiplied as a whole: a backend may keep them
+     * in a layout of its own.  Not token_embd (rows are looked up, and a
+     * tied output shares it), nor the experts (multiplied one matrix at a
+     * time). */
+    model->output.matmul_only = !model->config.tied_embeddings;
+    for (int l = 0; l < model->config.n_layers; l++)
+    {
+        pgi_layer_weights *L = &model->layers[l];
+        pgi_weight *dense[] = {&L->attn_q, &L->attn_k, &L->attn_v, &L->attn_output,
+                               &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+
+        for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
+            dense[i]->matmul_only = true;
+    }
     /* The tied output shares token_embd's device copy rather than uploading
      * the table twice. */
     all[n_all++] = &model->token_embd;
@@ -1037,7 +1051,10 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
             (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
             return st;
     if (model->config.tied_embeddings)
+    {
         model->output.device = model->token_embd.device;
+        model->output.device_layout = model->token_embd.device_layout;
+    }
     for (int l = 0; l < model->config.n_layers; l++)
     {
         pgi_weight *layer_weights[LAYER_WEIGHT_COUNT];

@@ -35,7 +35,15 @@ typedef struct pgi_weight {
     int64_t cols;
     size_t n_bytes;
     const void *host;     /* usually inside the mmapped file */
-    void *device;         /* set by upload_weight; == host on the CPU */
+    void *device;         /* set by upload_weight; == host on the CPU unless
+                           * device_layout says otherwise */
+    /* Set by the engine: the weight is only ever a whole matrix operand of
+     * matmul / matmul_qkv (not a table of rows, nor of experts), so a
+     * backend may keep it in a layout of its own. */
+    bool matmul_only;
+    /* Set by upload_weight: 0 when device holds the file's rows, else a
+     * backend's own arrangement of them that only its matmul reads. */
+    uint32_t device_layout;
 } pgi_weight;
 
 /* Geometry of the paged KV cache: n_blocks blocks of block_size token

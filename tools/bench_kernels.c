@@ -12,7 +12,9 @@
  * GFLOP/s (2 * rows * cols * n_rows per product).  Figures are the best of
  * many timed repetitions, each product timed alone.  --cpu-time measures
  * the median of the calling thread's CPU time instead (meaningful with one
- * thread only; for a machine shared with other work).
+ * thread only; for a machine shared with other work).  --interleave: the
+ * weights rearranged as the CPU backend keeps them where it has a layout of
+ * its own (pgi_cpu_weight_interleave; AVX-512 VNNI Q4_K).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@ cpu_seconds(void)
 
 static bool use_cpu_time;
 static bool prefill_only;
+static bool interleave;
 static size_t decode_cycle_bytes = (size_t) 256 << 20;
 
 static uint64_t rng_state = 0x853c49e6748fea9bull;
@@ -86,7 +89,9 @@ make_bench_matrix(bench_matrix *m, uint32_t type, int64_t rows, int64_t cols, si
         if (c > 0)
             memcpy(m->data + bytes * (size_t) c, m->data, bytes);
         m->w[c] = (pgi_weight) {"bench", type, rows, cols, bytes, m->data + bytes * (size_t) c,
-                                m->data + bytes * (size_t) c};
+                                m->data + bytes * (size_t) c, false, 0};
+        if (interleave)
+            pgi_cpu_weight_interleave(&m->w[c]);
     }
     free(row);
     return true;
@@ -165,6 +170,8 @@ main(int argc, char **argv)
             decode_cycle_bytes = 0;
         else if (strcmp(argv[i], "--cpu-time") == 0)
             use_cpu_time = true;
+        else if (strcmp(argv[i], "--interleave") == 0)
+            interleave = true;
         else if (strcmp(argv[i], "--prefill-only") == 0)
             prefill_only = true;
         else if (strcmp(argv[i], "--prefill-rows") == 0 && i + 1 < argc)
@@ -172,7 +179,7 @@ main(int argc, char **argv)
         else
         {
             fprintf(stderr, "usage: %s [--types F16,Q8_0,...] [--threads 1,2] [--seconds S] "
-                    "[--prefill-rows N] [--cpu-time] [--hot] [--prefill-only]\n", argv[0]);
+                    "[--prefill-rows N] [--cpu-time] [--hot] [--prefill-only] [--interleave]\n", argv[0]);
             return 2;
         }
     }

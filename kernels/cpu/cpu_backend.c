@@ -85,14 +85,18 @@ cpu_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
     if (w->host == NULL)
         return pgi_fail(err, PGI_ERR_INTERNAL, "weight %s has no data",
                         w->name != NULL ? w->name : "?");
-    w->device = (void *) w->host;
+    /* matrices the engine only multiplies: rows interleaved for the
+     * kernels where this CPU has such a layout (else, or without memory
+     * for it, the file's rows in place) */
+    if (!w->matmul_only || !pgi_cpu_weight_interleave(w))
+        w->device = (void *) w->host;
     return PGI_OK;
 }
 
 static void
 cpu_release_weight(pgi_backend *b, pgi_weight *w)
 {
-    w->device = NULL;
+    pgi_cpu_weight_release(w);
 }
 
 static float *

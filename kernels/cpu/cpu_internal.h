@@ -105,6 +105,9 @@ typedef struct pgi_packed_kernel {
     int min_x_rows;
     size_t (*group_bytes)(int64_t cols);
     void (*pack)(int64_t cols, const uint8_t *w, size_t w_stride, int nr, uint8_t *dst);
+    /* the same from a weight in the CPU's own layout (w = the group of
+     * rows; NULL: none, such weights use the layout's own kernel) */
+    void (*pack_interleaved)(int64_t cols, const uint8_t *w, size_t w_stride, int nr, uint8_t *dst);
     pgi_tile_fn tile;
     void (*quantize)(const float *x, void *dst, int64_t n);
     size_t (*x_row_bytes)(int64_t cols);
@@ -112,6 +115,49 @@ typedef struct pgi_packed_kernel {
 } pgi_packed_kernel;
 
 bool pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *kernel);
+
+/* Weights kept in a layout of the CPU backend's own
+ * (matmul_avx512_interleaved.c): rows interleaved in groups of group_rows,
+ * written once by interleave() when the backend takes the weight
+ * (pgi_cpu_weight_interleave) and read by kernel for decode and prefill
+ * alike.  The layout takes row_bytes(cols) per row (a group is group_rows
+ * times that; rows past the matrix are zeros), so kernel.tile gets
+ * w = the group of row o at base + o * row_bytes. */
+enum {
+    PGI_CPU_LAYOUT_FILE = 0,        /* the file's rows */
+    PGI_CPU_LAYOUT_Q4_K_X16 = 1
+};
+
+/* The Q4_K layout (described in matmul_avx512_interleaved.c): offsets in
+ * a group's 256-element block; the packed prefill kernel unpacks it too. */
+#define PGI_Q4KI_ROWS 16
+#define PGI_Q4KI_OFF_D 0
+#define PGI_Q4KI_OFF_DMIN 32
+#define PGI_Q4KI_OFF_SC 64
+#define PGI_Q4KI_OFF_MN 192
+#define PGI_Q4KI_OFF_QS 320
+#define PGI_Q4KI_BLOCK (PGI_Q4KI_OFF_QS + 32 * 64)
+
+typedef struct pgi_interleaved_format {
+    uint32_t layout;
+    uint32_t type;
+    int group_rows;
+    size_t (*row_bytes)(int64_t cols);
+    void (*interleave)(int64_t rows, int64_t cols, const uint8_t *src, uint8_t *dst);
+    pgi_matmul_kernel kernel;
+} pgi_interleaved_format;
+
+/* The layout for a weight type at this CPU; false when none. */
+bool pgi_interleaved_format_of(uint32_t weight_type, pgi_interleaved_format *f);
+/* The format of a layout a weight already has; false for the file's. */
+bool pgi_interleaved_format_of_layout(uint32_t layout, pgi_interleaved_format *f);
+
+/* Q8_K activation rows followed by each 32-element sub-block's int16 sum
+ * ([block][8]), for the kernels that take out Q4_K's mins with them; the
+ * blocks are pgi_quantize_q8_k_avx2's, so every Q8_K kernel can read these
+ * rows too. */
+size_t pgi_q8_k_sums_row_bytes(int64_t cols);
+void pgi_quantize_q8_k_sums(const float *x, void *dst, int64_t n);
 
 /* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
  * asked by pgi_matmul_kernel_avx2 for the types it has none of. */

@@ -62,6 +62,15 @@ const char *pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type);
 /* Scalar version of the same product, the reference for tests. */
 void pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_rows);
 
+/* When the CPU has a faster layout for w's type (AVX-512 VNNI: Q4_K),
+ * rearrange w's rows into a new buffer once, for every later product:
+ * w->device points to it and w->device_layout says which layout it is;
+ * w->host keeps the file's rows (row lookups read those).  True when
+ * w was rearranged; false leaves w as it was (no layout, or no memory).
+ * pgi_cpu_weight_release frees the buffer. */
+bool pgi_cpu_weight_interleave(pgi_weight *w);
+void pgi_cpu_weight_release(pgi_weight *w);
+
 /* Dequantize row `row` of w into dst (w->cols floats), fastest path. */
 void pgi_cpu_dequantize_row(const pgi_weight *w, int64_t row, float *dst);
 

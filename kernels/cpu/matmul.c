@@ -279,6 +279,16 @@ pgi_dot_reference(uint32_t weight_type, int64_t cols, const void *w_row, const v
     }
 }
 
+/* The weight's rows as the file has them (device may hold another
+ * layout, see pgi_cpu_weight_interleave). */
+static const uint8_t *
+file_rows(const pgi_weight *w)
+{
+    if (w->device_layout != PGI_CPU_LAYOUT_FILE || w->device == NULL)
+        return w->host;
+    return w->device;
+}
+
 static void
 fill_nan(float *out, size_t n)
 {
@@ -293,7 +303,7 @@ pgi_cpu_matmul_reference(float *out, const pgi_weight *w, const float *x, int n_
     size_t x_bytes = activation_row_bytes(format, w->cols);
     size_t w_bytes = pgi_row_bytes(w->type, w->cols);
     uint8_t *xq = pgi_alloc(x_bytes);
-    const uint8_t *base = w->device != NULL ? w->device : w->host;
+    const uint8_t *base = file_rows(w);
 
     if (xq == NULL || w_bytes == 0)
     {
@@ -546,16 +556,37 @@ pgi_cpu_matmul_packed_kernel_name(uint32_t weight_type)
 static bool
 plan_job(matmul_job *job, float *out, const pgi_weight *w, const float *x, int n_rows, int n_threads)
 {
+    pgi_interleaved_format il;
+
     memset(job, 0, sizeof(*job));
-    job->w_stride = pgi_row_bytes(w->type, w->cols);
-    if (job->w_stride == 0 || !select_kernel(w->type, &job->kernel))
+    if (w->device_layout != PGI_CPU_LAYOUT_FILE && w->device != NULL)
     {
-        fill_nan(out, (size_t) n_rows * (size_t) w->rows);
-        return false;
+        /* rows in the CPU's own layout: its kernel, for any count of x rows */
+        if (!pgi_interleaved_format_of_layout(w->device_layout, &il) || il.type != w->type)
+        {
+            fill_nan(out, (size_t) n_rows * (size_t) w->rows);
+            return false;
+        }
+        job->kernel = il.kernel;
+        job->w_stride = il.row_bytes(w->cols);
     }
-    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(w->type, &job->pk) &&
-        n_rows >= job->pk.min_x_rows)
+    else
     {
+        job->w_stride = pgi_row_bytes(w->type, w->cols);
+        if (job->w_stride == 0 || !select_kernel(w->type, &job->kernel))
+        {
+            fill_nan(out, (size_t) n_rows * (size_t) w->rows);
+            return false;
+        }
+    }
+    /* Prefill: the packed kernels, packing from the file's rows or, for a
+     * weight in the CPU's own layout, from that (decode reads it as it is) */
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(w->type, &job->pk) &&
+        n_rows >= job->pk.min_x_rows &&
+        (w->device_layout == PGI_CPU_LAYOUT_FILE || job->pk.pack_interleaved != NULL))
+    {
+        if (w->device_layout != PGI_CPU_LAYOUT_FILE)
+            job->pk.pack = job->pk.pack_interleaved;
         job->packed = true;
         job->kernel.quantize = job->pk.quantize;
         job->kernel.x_row_bytes = job->pk.x_row_bytes;
@@ -712,10 +743,22 @@ pgi_cpu_matmul_many(pgi_threadpool *pool, int n, float *const *out, const pgi_we
             together = false;   /* pgi_cpu_matmul says what is wrong */
             break;
         }
-        together = !jobs[i].packed && jobs[i].x_stride == jobs[0].x_stride &&
-                   jobs[i].kernel.quantize == jobs[0].kernel.quantize &&
+        together = !jobs[i].packed &&
                    pgi_activation_format_of(w[i]->type) == pgi_activation_format_of(w[0]->type);
     }
+    /* Q8_K rows with sub-block sums (an interleaved Q4_K's) serve every
+     * Q8_K kernel, which reads only the blocks: one quantization for all */
+    for (int i = 0; together && i < n; i++)
+        if (jobs[i].kernel.quantize == pgi_quantize_q8_k_sums)
+            for (int j = 0; j < n; j++)
+                if (jobs[j].kernel.quantize == pgi_quantize_q8_k_avx2)
+                {
+                    jobs[j].kernel.quantize = pgi_quantize_q8_k_sums;
+                    jobs[j].x_stride = jobs[i].x_stride;
+                }
+    for (int i = 0; together && i < n; i++)
+        together = jobs[i].x_stride == jobs[0].x_stride &&
+                   jobs[i].kernel.quantize == jobs[0].kernel.quantize;
     if (!together)
     {
         for (int i = 0; i < n; i++)
@@ -748,7 +791,38 @@ void
 pgi_cpu_dequantize_row(const pgi_weight *w, int64_t row, float *dst)
 {
     size_t row_bytes = pgi_row_bytes(w->type, w->cols);
-    const uint8_t *base = w->device != NULL ? w->device : w->host;
+    const uint8_t *base = file_rows(w);
 
     pgi_dequantize_row(w->type, base + (size_t) row * row_bytes, dst, w->cols);
+}
+
+bool
+pgi_cpu_weight_interleave(pgi_weight *w)
+{
+    pgi_interleaved_format f;
+    int64_t groups;
+    size_t bytes;
+    uint8_t *buf;
+
+    if (w->host == NULL || w->device_layout != PGI_CPU_LAYOUT_FILE || w->rows <= 0 ||
+        !pgi_interleaved_format_of(w->type, &f))
+        return false;
+    groups = (w->rows + f.group_rows - 1) / f.group_rows;
+    bytes = f.row_bytes(w->cols) * (size_t) f.group_rows * (size_t) groups;
+    buf = pgi_alloc(bytes);
+    if (buf == NULL)
+        return false;
+    f.interleave(w->rows, w->cols, w->host, buf);
+    w->device = buf;
+    w->device_layout = f.layout;
+    return true;
+}
+
+void
+pgi_cpu_weight_release(pgi_weight *w)
+{
+    if (w->device_layout != PGI_CPU_LAYOUT_FILE)
+        pgi_free(w->device);
+    w->device = NULL;
+    w->device_layout = PGI_CPU_LAYOUT_FILE;
 }

@@ -46,12 +46,16 @@
  *
  * Activation rows: Q8_K blocks (as pgi_quantize_q8_k_avx2 writes them);
  * for Q4_K followed by int16 sums of each 32-element sub-block,
- * [block][8], so the min term is one vpdpwssd per pair of sub-blocks.
+ * [block][8] (pgi_quantize_q8_k_sums), so the min term is one vpdpwssd per
+ * pair of sub-blocks.
  *
  * The packing is done by matmul.c per task (a chunk of weight rows, packed
  * once and used for every activation row of the product), into a buffer
  * of the calling thread: no second copy of the model is kept, and decode
- * keeps reading the mapped file.  Every integer sum is exact, so the
+ * keeps reading the mapped file.  A Q4_K weight the CPU backend keeps in
+ * its own layout (matmul_avx512_interleaved.c, the one copy decode reads)
+ * is unpacked from that instead (q4k_pack_interleaved: no transposes).
+ * Every integer sum is exact, so the
  * result differs from the reference only in the order of float additions.
  */
 #include "cpu_internal.h"
@@ -229,28 +233,47 @@ q4k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
     }
 }
 
+/* A group of the CPU's own Q4_K layout (matmul_avx512_interleaved.c:
+ * nibbles, the 16 rows' words already side by side, scales and mins
+ * unpacked) into the layout above: widening and unpacking only. */
+PACKED_FN void
+q4k_pack_interleaved(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+
+    (void) ws;
+    (void) nr;                  /* rows past the matrix are zeros there too */
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *src = w + b * PGI_Q4KI_BLOCK;
+        uint8_t *g = dst + b * Q4K_GROUP_BLOCK;
+
+        _mm512_storeu_ps(g + Q4K_OFF_D, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (src + PGI_Q4KI_OFF_D))));
+        _mm512_storeu_ps(g + Q4K_OFF_DMIN,
+                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (src + PGI_Q4KI_OFF_DMIN))));
+        for (int j = 0; j < 8; j++)
+            _mm512_storeu_si512(g + Q4K_OFF_SC + 64 * j,
+                                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (src + PGI_Q4KI_OFF_SC + 16 * j))));
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_si512(g + Q4K_OFF_MN + 64 * i,
+                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *) (src + PGI_Q4KI_OFF_MN + 32 * i))));
+        for (int p = 0; p < 4; p++)
+            for (int i = 0; i < 8; i++)
+            {
+                __m512i v = _mm512_loadu_si512((const void *) (src + PGI_Q4KI_OFF_QS + 64 * (8 * p + i)));
+
+                _mm512_storeu_si512(g + Q4K_OFF_QS + 64 * (16 * p + i), _mm512_and_si512(v, low4));
+                _mm512_storeu_si512(g + Q4K_OFF_QS + 64 * (16 * p + 8 + i),
+                                    _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+            }
+    }
+}
+
 static size_t
 q4k_x_sums_offset(int64_t cols)
 {
     return (size_t) (cols / PGI_QK_K) * sizeof(pgi_block_q8_k);
-}
-
-static size_t
-q4k_x_row_bytes(int64_t cols)
-{
-    return (q4k_x_sums_offset(cols) + (size_t) (cols / PGI_QK_K) * 16 + 63) & ~(size_t) 63;
-}
-
-static void
-q4k_quantize(const float *x, void *dst, int64_t n)
-{
-    const pgi_block_q8_k *blocks = dst;
-    int16_t *sums = (int16_t *) ((uint8_t *) dst + q4k_x_sums_offset(n));
-
-    pgi_quantize_q8_k_avx2(x, dst, n);
-    for (int64_t b = 0; b < n / PGI_QK_K; b++)
-        for (int j = 0; j < 8; j++)
-            sums[8 * b + j] = (int16_t) (blocks[b].bsums[2 * j] + blocks[b].bsums[2 * j + 1]);
 }
 
 /* h[c] += w (16 rows x 4 unsigned bytes) . x_c[o..o+3] for every column */
@@ -613,8 +636,9 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
         case PGI_TYPE_Q4_K:
             *k = (pgi_packed_kernel) {
                 .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 8,
-                .group_bytes = q4k_group_bytes, .pack = q4k_pack, .tile = q4k_tile_entry,
-                .quantize = q4k_quantize, .x_row_bytes = q4k_x_row_bytes,
+                .group_bytes = q4k_group_bytes, .pack = q4k_pack,
+                .pack_interleaved = q4k_pack_interleaved, .tile = q4k_tile_entry,
+                .quantize = pgi_quantize_q8_k_sums, .x_row_bytes = pgi_q8_k_sums_row_bytes,
                 .name = "AVX-512 VNNI q4_k packed 16x8"};
             return true;
         case PGI_TYPE_Q8_0:

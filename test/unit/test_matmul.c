@@ -11,6 +11,10 @@
  *    the kernels over packed weights (matmul_avx512_packed.c): 37 and 67
  *    rows leave partial 16-row groups and 64-row chunks, 17 a partial tile
  *    of activation rows, and 1..7 rows check the in-place kernels.
+ *    Types the CPU keeps in a layout of its own (pgi_cpu_weight_interleave:
+ *    Q4_K and Q6_K rows interleaved 16 at a time) are checked the same way
+ *    in that layout (1, 19, 37 and 67 rows: partial groups), with the row
+ *    lookup still reading the file's rows.
  * 2. The reference against an exact (double) product of the dequantized
  *    weights and the unquantized x: the only difference is activation
  *    quantization, at most 0.5625 * amax_block(x)/127 per element for Q8_0
@@ -225,6 +229,57 @@ test_type(uint32_t type, const shape *shapes, int n_shapes, pgi_threadpool **poo
             }
         }
         pgi_cpu_set_simd_level(top);
+        /* The CPU's own layout (pgi_cpu_weight_interleave, as the backend
+         * keeps Q4_K at AVX-512 VNNI): decode (1 row) and every other row
+         * count, rows not a multiple of the 16-row groups, 1..3 threads. */
+        {
+            pgi_weight il = m.w;
+
+            il.device_layout = 0;
+            if (pgi_cpu_weight_interleave(&il))
+            {
+                static const int larger[] = {24, 32, 64, 80};
+                double worst = 0;
+                float *row = pgi_alloc(sizeof(float) * (size_t) m.w.cols);
+                int bad = 0;
+
+                CHECK(il.device != m.w.host && il.host == m.w.host,
+                      "%s %lldx%lld: interleaved into a buffer of its own, the file's rows kept",
+                      pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols);
+                for (int t = 0; t < 3; t++)
+                    for (int n_rows = 1; n_rows <= max_rows; n_rows++)
+                    {
+                        pgi_cpu_matmul(pools[t], out, &il, x, n_rows);
+                        worst = fmax(worst, worst_vs_reference(&m, x, out, ref, n_rows));
+                    }
+                CHECK(worst <= 1.0, "%s %lldx%lld interleaved (prefill: %s), n_rows 1..%d, 1..3 threads: "
+                      "matches the reference (worst %.3f of tolerance)", pgi_type_name(type),
+                      (long long) m.w.rows, (long long) m.w.cols, pgi_cpu_matmul_packed_kernel_name(type),
+                      max_rows, worst);
+                pgi_cpu_matmul_reference(ref, &il, x, 80);
+                for (int i = 0; i < 4; i++)
+                    for (int t = 0; t < 3; t += 2)
+                    {
+                        pgi_cpu_matmul(pools[t], out, &il, x, larger[i]);
+                        worst = worst_vs_reference(&m, x, out, ref, larger[i]);
+                        CHECK(worst <= 1.0, "%s %lldx%lld interleaved, %d rows, %d threads (worst %.3f)",
+                              pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols,
+                              larger[i], t + 1, worst);
+                    }
+                for (int64_t r = 0; r < m.w.rows && row != NULL; r++)
+                {
+                    pgi_cpu_dequantize_row(&il, r, row);
+                    if (memcmp(row, m.dequantized + r * m.w.cols, sizeof(float) * (size_t) m.w.cols) != 0)
+                        bad++;
+                }
+                CHECK(row != NULL && bad == 0, "%s %lldx%lld interleaved: row lookups still give every row",
+                      pgi_type_name(type), (long long) m.w.rows, (long long) m.w.cols);
+                pgi_free(row);
+                pgi_cpu_weight_release(&il);
+                CHECK(il.device == NULL && il.device_layout == 0, "%s: release frees the interleaved rows",
+                      pgi_type_name(type));
+            }
+        }
         pgi_free(x);
         pgi_free(out);
         pgi_free(ref);
@@ -278,14 +333,15 @@ test_threadpool(pgi_threadpool **pools)
 static void
 test_matmul_many(pgi_threadpool **pools)
 {
-    static const uint32_t mixes[2][3] = {
+    static const uint32_t mixes[3][3] = {
         {PGI_TYPE_Q4_K, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K},
         {PGI_TYPE_F16, PGI_TYPE_Q8_0, PGI_TYPE_Q4_K},
+        {PGI_TYPE_Q4_K, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K},   /* in the CPU's own layouts */
     };
     static const int64_t rows[3] = {67, 19, 33};
     const int64_t cols = 512;
 
-    for (int mix = 0; mix < 2; mix++)
+    for (int mix = 0; mix < 3; mix++)
     {
         test_matrix m[3];
         float *x = pgi_alloc(sizeof(float) * (size_t) (cols * 12));
@@ -296,6 +352,8 @@ test_matmul_many(pgi_threadpool **pools)
         for (int i = 0; i < 3; i++)
         {
             make_matrix(&m[i], mixes[mix][i], rows[i], cols);
+            if (mix == 2)
+                pgi_cpu_weight_interleave(&m[i].w);
             w[i] = &m[i].w;
             alone[i] = pgi_alloc(sizeof(float) * (size_t) (rows[i] * 12));
             together[i] = pgi_alloc(sizeof(float) * (size_t) (rows[i] * 12));
@@ -312,11 +370,13 @@ test_matmul_many(pgi_threadpool **pools)
                     if (memcmp(alone[i], together[i], sizeof(float) * (size_t) (rows[i] * n_rows)) != 0)
                         bad++;
             }
-        CHECK(bad == 0, "pgi_cpu_matmul_many (%s, %s, %s): every product as pgi_cpu_matmul's, bit for bit, "
+        CHECK(bad == 0, "pgi_cpu_matmul_many (%s, %s, %s%s): every product as pgi_cpu_matmul's, bit for bit, "
               "1..12 rows, 1..3 threads", pgi_type_name(mixes[mix][0]), pgi_type_name(mixes[mix][1]),
-              pgi_type_name(mixes[mix][2]));
+              pgi_type_name(mixes[mix][2]), mix == 2 ? ", interleaved where the CPU has a layout" : "");
         for (int i = 0; i < 3; i++)
         {
+            if (m[i].w.device_layout != 0)
+                pgi_cpu_weight_release(&m[i].w);
             free_matrix(&m[i]);
             pgi_free(alone[i]);
             pgi_free(together[i]);
@@ -332,7 +392,7 @@ main(void)
     pgi_error err;
     static const shape float_shapes[] = {{1, 45}, {37, 45}, {67, 256}};
     static const shape q32_shapes[] = {{1, 32}, {37, 96}, {67, 256}};
-    static const shape k_shapes[] = {{1, 256}, {37, 256}, {67, 512}};
+    static const shape k_shapes[] = {{1, 256}, {37, 256}, {67, 512}, {19, 768}};
 
     for (int t = 0; t < 3; t++)
     {
@@ -351,8 +411,8 @@ main(void)
     test_type(PGI_TYPE_BF16, float_shapes, 3, pools);
     test_type(PGI_TYPE_Q8_0, q32_shapes, 3, pools);
     test_type(PGI_TYPE_Q4_0, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_Q4_K, k_shapes, 3, pools);
-    test_type(PGI_TYPE_Q6_K, k_shapes, 3, pools);
+    test_type(PGI_TYPE_Q4_K, k_shapes, 4, pools);
+    test_type(PGI_TYPE_Q6_K, k_shapes, 4, pools);
     test_type(PGI_TYPE_Q4_1, q32_shapes, 3, pools);
     test_type(PGI_TYPE_Q5_0, q32_shapes, 3, pools);
     test_type(PGI_TYPE_Q5_1, q32_shapes, 3, pools);
