@@ -125,11 +125,12 @@ bool pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *kernel);
  * w = the group of row o at base + o * row_bytes. */
 enum {
     PGI_CPU_LAYOUT_FILE = 0,        /* the file's rows */
-    PGI_CPU_LAYOUT_Q4_K_X16 = 1
+    PGI_CPU_LAYOUT_Q4_K_X16 = 1,
+    PGI_CPU_LAYOUT_Q6_K_X16 = 2
 };
 
-/* The Q4_K layout (described in matmul_avx512_interleaved.c): offsets in
- * a group's 256-element block; the packed prefill kernel unpacks it too. */
+/* The layouts (described in matmul_avx512_interleaved.c): offsets in a
+ * group's 256-element block; the packed prefill kernels unpack them too. */
 #define PGI_Q4KI_ROWS 16
 #define PGI_Q4KI_OFF_D 0
 #define PGI_Q4KI_OFF_DMIN 32
@@ -137,6 +138,14 @@ enum {
 #define PGI_Q4KI_OFF_MN 192
 #define PGI_Q4KI_OFF_QS 320
 #define PGI_Q4KI_BLOCK (PGI_Q4KI_OFF_QS + 32 * 64)
+/* Q6_K likewise: half d[16]; int8 (scale 2i, scale 2i+1) pairs [8][16];
+ * ql words n = 0..31 (bytes 4n..4n+3 of each row) [32][16]; qh words
+ * n = 0..15 [16][16]: 16 x 210 bytes, the file's size. */
+#define PGI_Q6KI_OFF_D 0
+#define PGI_Q6KI_OFF_SC 32
+#define PGI_Q6KI_OFF_QL 288
+#define PGI_Q6KI_OFF_QH (PGI_Q6KI_OFF_QL + 32 * 64)
+#define PGI_Q6KI_BLOCK (PGI_Q6KI_OFF_QH + 16 * 64)
 
 typedef struct pgi_interleaved_format {
     uint32_t layout;

@@ -132,6 +132,46 @@ q4ki_interleave(int64_t rows, int64_t cols, const uint8_t *src, uint8_t *dst)
         }
 }
 
+/* ------------------------------------------------------------ Q6_K layout */
+
+#define Q6KI_BLOCK PGI_Q6KI_BLOCK
+_Static_assert(Q6KI_BLOCK == GROUP_ROWS * sizeof(pgi_block_q6_k), "the file's size");
+
+static size_t
+q6ki_row_bytes(int64_t cols)
+{
+    return (size_t) (cols / PGI_QK_K) * (Q6KI_BLOCK / GROUP_ROWS);
+}
+
+static void
+q6ki_interleave(int64_t rows, int64_t cols, const uint8_t *src, uint8_t *dst)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    const size_t ws = pgi_row_bytes(PGI_TYPE_Q6_K, cols);
+    const int64_t groups = (rows + GROUP_ROWS - 1) / GROUP_ROWS;
+
+    memset(dst, 0, (size_t) groups * (size_t) nb * Q6KI_BLOCK);
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t b = 0; b < nb; b++)
+        {
+            uint8_t *gb = dst + ((size_t) g * (size_t) nb + (size_t) b) * Q6KI_BLOCK;
+
+            for (int r = 0; r < GROUP_ROWS && g * GROUP_ROWS + r < rows; r++)
+            {
+                const pgi_block_q6_k *wb =
+                    (const pgi_block_q6_k *) (src + (size_t) (g * GROUP_ROWS + r) * ws) + b;
+
+                memcpy(gb + PGI_Q6KI_OFF_D + 2 * r, &wb->d, 2);
+                for (int j = 0; j < 16; j++)
+                    gb[PGI_Q6KI_OFF_SC + 32 * (j / 2) + 2 * r + j % 2] = (uint8_t) wb->scales[j];
+                for (int n = 0; n < 32; n++)
+                    memcpy(gb + PGI_Q6KI_OFF_QL + 64 * n + 4 * r, wb->ql + 4 * n, 4);
+                for (int n = 0; n < 16; n++)
+                    memcpy(gb + PGI_Q6KI_OFF_QH + 64 * n + 4 * r, wb->qh + 4 * n, 4);
+            }
+        }
+}
+
 #define IL_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 #define IL_FN static __attribute__((target(IL_TARGET)))
 #define IL_INLINE static inline __attribute__((always_inline, target(IL_TARGET)))
@@ -282,6 +322,136 @@ q4ki_tile_entry(int64_t cols, const uint8_t *g, size_t ws, const uint8_t *x, siz
     }
 }
 
+/* Q6_K: the 6-bit codes of 16 rows from ql word a (elements e..e+3),
+ * ql word c (e+32..), qh word t: q = 0..3 for elements e, e+32, e+64, e+96
+ * (the file's order within each 128-element half). */
+IL_INLINE __m512i
+q6_codes(__m512i a, __m512i c, __m512i t, int q)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    __m512i lo = q == 0 ? a : q == 1 ? c : q == 2 ? _mm512_srli_epi16(a, 4) : _mm512_srli_epi16(c, 4);
+    __m512i hi = q == 0 ? _mm512_slli_epi16(t, 4) : q == 1 ? _mm512_slli_epi16(t, 2)
+               : q == 2 ? t : _mm512_srli_epi16(t, 2);
+
+    /* bits 0..3 from lo, 4..5 from hi, 6..7 zero: (lo & 0x0f) | (hi & 0x30) */
+    return _mm512_ternarylogic_epi32(low4, lo, _mm512_and_si512(hi, bits45), 0xCA);
+}
+
+/* Rows of group g against C <= 4 activation rows. */
+IL_INLINE void
+q6ki_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
+          int nr, const int C)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    __m512 f[4];
+    const int8_t *xp[4];
+
+    for (int c = 0; c < C; c++)
+        f[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *gb = g + b * Q6KI_BLOCK;
+        const __m512i *ql = (const __m512i *) (gb + PGI_Q6KI_OFF_QL);
+        const __m512i *qh = (const __m512i *) (gb + PGI_Q6KI_OFF_QH);
+        __m512i S[4], B[4];
+
+        if (C <= 2)
+            for (int l = 0; l < Q6KI_BLOCK / 64 + 1; l++)
+                _mm_prefetch((const char *) gb + PREFETCH_BLOCKS * Q6KI_BLOCK + 64 * l, _MM_HINT_T0);
+        for (int c = 0; c < C; c++)
+        {
+            xp[c] = ((const pgi_block_q8_k *) (x + c * xs))[b].qs;
+            S[c] = _mm512_setzero_si512();
+            B[c] = _mm512_setzero_si512();
+        }
+        /* B = sum_j scale_j * (sum of x in sub-block j): the codes' +32 */
+        for (int i = 0; i < 8; i++)
+        {
+            __m512i scp = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *) (gb + PGI_Q6KI_OFF_SC + 32 * i)));
+
+            for (int c = 0; c < C; c++)
+                B[c] = _mm512_dpwssd_epi32(B[c], scp, bcast((const int8_t *) (((const pgi_block_q8_k *) (x + c * xs))[b].bsums + 2 * i)));
+        }
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+            _Pragma("GCC unroll 2") for (int i0 = 0; i0 < 8; i0 += 4)
+            {
+                /* sub-blocks 8h + 2q + i0/4, q = 0..3: four words each */
+                __m512i hq[4][4];
+
+                for (int q = 0; q < 4; q++)
+                    for (int c = 0; c < C; c++)
+                        hq[q][c] = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int i = i0; i < i0 + 4; i++)
+                {
+                    const __m512i a = _mm512_loadu_si512((const void *) (ql + 16 * h + i));
+                    const __m512i cw = _mm512_loadu_si512((const void *) (ql + 16 * h + 8 + i));
+                    const __m512i t = _mm512_loadu_si512((const void *) (qh + 8 * h + i));
+
+                    _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+                    {
+                        const __m512i wv = q6_codes(a, cw, t, q);
+                        const int o = 128 * h + 32 * q + 4 * i;
+
+                        for (int c = 0; c < C; c++)
+                            hq[q][c] = _mm512_dpbusd_epi32(hq[q][c], wv, bcast(xp[c] + o));
+                    }
+                }
+                /* sub-block j = 8h + 2q + i0/4; its scale is the low (even j)
+                 * or high (odd j) half of pair j/2 = 4h + q */
+                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+                {
+                    __m512i scp = _mm512_cvtepi8_epi16(
+                        _mm256_loadu_si256((const __m256i *) (gb + PGI_Q6KI_OFF_SC + 32 * (4 * h + q))));
+                    __m512i scv = i0 == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(scp, 16), 16)
+                                          : _mm512_srai_epi32(scp, 16);
+
+                    for (int c = 0; c < C; c++)
+                        S[c] = _mm512_add_epi32(S[c], _mm512_mullo_epi32(hq[q][c], scv));
+                }
+            }
+        {
+            const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (gb + PGI_Q6KI_OFF_D)));
+
+            for (int c = 0; c < C; c++)
+                f[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(S[c], _mm512_slli_epi32(B[c], 5))),
+                                       _mm512_mul_ps(dv, _mm512_set1_ps(((const pgi_block_q8_k *) (x + c * xs))[b].d)),
+                                       f[c]);
+        }
+    }
+    if (nr == GROUP_ROWS)
+        for (int c = 0; c < C; c++)
+            _mm512_storeu_ps(out + c * os, f[c]);
+    else
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + c * os, (__mmask16) ((1u << nr) - 1), f[c]);
+}
+
+IL_FN void
+q6ki_tile_entry(int64_t cols, const uint8_t *g, size_t ws, const uint8_t *x, size_t xs, float *out,
+                size_t os, int nr, int nc)
+{
+    (void) ws;
+    switch (nc)
+    {
+        case 4: q6ki_tile(cols, g, x, xs, out, os, nr, 4); break;
+        case 3: q6ki_tile(cols, g, x, xs, out, os, nr, 3); break;
+        case 2: q6ki_tile(cols, g, x, xs, out, os, nr, 2); break;
+        case 1: q6ki_tile(cols, g, x, xs, out, os, nr, 1); break;
+        default: break;
+    }
+}
+
+static bool
+q6ki_format(pgi_interleaved_format *f)
+{
+    *f = (pgi_interleaved_format) {
+        .layout = PGI_CPU_LAYOUT_Q6_K_X16, .type = PGI_TYPE_Q6_K, .group_rows = GROUP_ROWS,
+        .row_bytes = q6ki_row_bytes, .interleave = q6ki_interleave,
+        .kernel = {q6ki_tile_entry, GROUP_ROWS, 4, pgi_quantize_q8_k_avx2, NULL,
+                   "AVX-512 VNNI q6_k interleaved 16x4"}};
+    return true;
+}
+
 static bool
 q4ki_format(pgi_interleaved_format *f)
 {
@@ -300,6 +470,8 @@ pgi_interleaved_format_of(uint32_t weight_type, pgi_interleaved_format *f)
         return false;
     if (weight_type == PGI_TYPE_Q4_K)
         return q4ki_format(f);
+    if (weight_type == PGI_TYPE_Q6_K)
+        return q6ki_format(f);
     return false;
 }
 
@@ -308,6 +480,8 @@ pgi_interleaved_format_of_layout(uint32_t layout, pgi_interleaved_format *f)
 {
     if (layout == PGI_CPU_LAYOUT_Q4_K_X16)
         return q4ki_format(f);
+    if (layout == PGI_CPU_LAYOUT_Q6_K_X16)
+        return q6ki_format(f);
     return false;
 }
 

@@ -54,7 +54,8 @@
  * of the calling thread: no second copy of the model is kept, and decode
  * keeps reading the mapped file.  A Q4_K weight the CPU backend keeps in
  * its own layout (matmul_avx512_interleaved.c, the one copy decode reads)
- * is unpacked from that instead (q4k_pack_interleaved: no transposes).
+ * is unpacked from that instead (q4k_pack_interleaved and
+ * q6k_pack_interleaved: no transposes).  The same goes for Q6_K.
  * Every integer sum is exact, so the
  * result differs from the reference only in the order of float additions.
  */
@@ -454,6 +455,59 @@ q6k_pack(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
     }
 }
 
+/* A group of the CPU's own Q6_K layout (matmul_avx512_interleaved.c: the
+ * 16 rows' words already side by side) into the layout above. */
+PACKED_FN void
+q6k_pack_interleaved(int64_t cols, const uint8_t *w, size_t ws, int nr, uint8_t *dst)
+{
+    const int64_t nb = cols / PGI_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
+    const __m512i word0 = _mm512_set1_epi32(0xffff);
+
+    (void) ws;
+    (void) nr;                  /* rows past the matrix are zeros there too */
+    for (int64_t b = 0; b < nb; b++)
+    {
+        const uint8_t *src = w + b * PGI_Q6KI_BLOCK;
+        const __m512i *tl = (const __m512i *) (src + PGI_Q6KI_OFF_QL);
+        const __m512i *th = (const __m512i *) (src + PGI_Q6KI_OFF_QH);
+        uint8_t *g = dst + b * Q6K_GROUP_BLOCK;
+
+        _mm512_storeu_ps(g + Q6K_OFF_D, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (src + PGI_Q6KI_OFF_D))));
+        for (int i = 0; i < 8; i++)
+        {
+            /* int16 lanes: (scale 2i, scale 2i+1) of row r */
+            __m512i pair = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *) (src + PGI_Q6KI_OFF_SC + 32 * i)));
+            __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), hi = _mm512_srai_epi32(pair, 16);
+
+            _mm512_storeu_si512(g + Q6K_OFF_SC + 64 * (2 * i), lo);
+            _mm512_storeu_si512(g + Q6K_OFF_SC + 64 * (2 * i + 1), hi);
+            lo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(lo, 5));
+            hi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(hi, 5));
+            _mm512_storeu_si512(g + Q6K_OFF_BIAS + 64 * i,
+                                _mm512_or_si512(_mm512_and_si512(lo, word0), _mm512_slli_epi32(hi, 16)));
+        }
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 8; i++)
+            {
+                __m512i a = _mm512_loadu_si512((const void *) (tl + 16 * h + i));
+                __m512i c = _mm512_loadu_si512((const void *) (tl + 16 * h + 8 + i));
+                __m512i t = _mm512_loadu_si512((const void *) (th + 8 * h + i));
+                __m512i e[4];
+
+                e[0] = _mm512_or_si512(_mm512_and_si512(a, low4), _mm512_slli_epi16(_mm512_and_si512(t, two), 4));
+                e[1] = _mm512_or_si512(_mm512_and_si512(c, low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 2), two), 4));
+                e[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 4), two), 4));
+                e[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(t, 6), two), 4));
+                for (int q = 0; q < 4; q++)
+                    _mm512_storeu_si512(g + Q6K_OFF_QS + 64 * (32 * h + 8 * q + i), e[q]);
+            }
+    }
+}
+
 PACKED_INLINE void
 q6k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out, size_t os,
          int nr, const int C)
@@ -651,7 +705,8 @@ pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *k)
         case PGI_TYPE_Q6_K:
             *k = (pgi_packed_kernel) {
                 .group_rows = GROUP_ROWS, .chunk_rows = CHUNK_ROWS, .tile_cols = TILE_COLS, .min_x_rows = 8,
-                .group_bytes = q6k_group_bytes, .pack = q6k_pack, .tile = q6k_tile_entry,
+                .group_bytes = q6k_group_bytes, .pack = q6k_pack,
+                .pack_interleaved = q6k_pack_interleaved, .tile = q6k_tile_entry,
                 .quantize = pgi_quantize_q8_k_avx2, .x_row_bytes = NULL,
                 .name = "AVX-512 VNNI q6_k packed 16x8"};
             return true;
