@@ -1114,6 +1114,24 @@ gguf_release_tensor_data(gguf_file *f)
         (void) madvise((void *) (f->base + begin), end - begin, MADV_DONTNEED);
 }
 
+void
+gguf_release_range(const gguf_file *f, const void *data, size_t n_bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t at, begin, end;
+
+    if (f->owned != OWN_MAP || page <= 0 || data == NULL || (const uint8_t *) data < f->base ||
+        (size_t) ((const uint8_t *) data - f->base) < (size_t) f->data_offset ||
+        (size_t) ((const uint8_t *) data - f->base) > f->held ||
+        n_bytes > f->held - (size_t) ((const uint8_t *) data - f->base))
+        return;
+    at = (size_t) ((const uint8_t *) data - f->base);
+    begin = (at + (size_t) page - 1) / (size_t) page * (size_t) page;
+    end = (at + n_bytes) / (size_t) page * (size_t) page;
+    if (end > begin)
+        (void) madvise((void *) (f->base + begin), end - begin, MADV_DONTNEED);
+}
+
 bool
 gguf_data_loaded(const gguf_file *file)
 {

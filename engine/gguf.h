@@ -105,6 +105,10 @@ bool gguf_data_loaded(const gguf_file *file);
  * gguf_load_data): the data then reads as zeros.  For a backend that keeps
  * its own copy of every weight (a GPU), once the weights are uploaded. */
 void gguf_release_tensor_data(gguf_file *file);
+/* The same for the whole pages inside [data, data + n_bytes), part of the
+ * tensor data: for a weight a backend keeps rearranged in memory of its
+ * own (the CPU's interleaved rows), so that the model is not held twice. */
+void gguf_release_range(const gguf_file *file, const void *data, size_t n_bytes);
 
 /* gguf_open_fd on a path (opened O_NONBLOCK: a FIFO is refused, never
  * waited on): the metadata only, for readers of the tokenizer. */

@@ -982,6 +982,18 @@ list_layer_weights(pgi_layer_weights *L, pgi_weight *out[LAYER_WEIGHT_COUNT])
     memcpy(out, all, sizeof(all));
 }
 
+/* A weight that a backend computing from host memory (the CPU) keeps
+ * rearranged in memory of its own (device_layout != 0) is only read from
+ * there: its bytes in the loaded file are given back at once, so that the
+ * model is never held twice (a device with memory of its own gives back
+ * the whole file after the upload, see engine.c). */
+static void
+give_back_file_bytes(pgi_model *model, pgi_backend *backend, const pgi_weight *w)
+{
+    if (backend->device_memory_total == 0 && w->device_layout != 0 && w->matmul_only)
+        gguf_release_range(model->file, w->host, w->n_bytes);
+}
+
 pgi_status
 pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
 {
@@ -1047,9 +1059,13 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
     /* weights a family lacks (an encoder's output, a decoder's position
      * table) have host == NULL */
     for (int i = 0; i < n_all; i++)
+    {
         if (all[i] != NULL && all[i]->host != NULL &&
             (st = backend->ops->upload_weight(backend, all[i], err)) != PGI_OK)
             return st;
+        if (all[i] != NULL)
+            give_back_file_bytes(model, backend, all[i]);
+    }
     if (model->config.tied_embeddings)
     {
         model->output.device = model->token_embd.device;
@@ -1066,6 +1082,7 @@ pgi_model_upload(pgi_model *model, pgi_backend *backend, pgi_error *err)
                 continue;
             if ((st = backend->ops->upload_weight(backend, layer_weights[i], err)) != PGI_OK)
                 return st;
+            give_back_file_bytes(model, backend, layer_weights[i]);
         }
     }
     return PGI_OK;
