@@ -28,6 +28,10 @@
  * is a chunk of weight rows, packed into the thread's buffer once and then
  * multiplied by every x row; decode keeps the kernels that read the mapped
  * weights in place.
+ * Q4_K and Q6_K matrices that the backend took with upload_weight are kept
+ * instead in the CPU's own layout (matmul_avx512_interleaved.c, rows
+ * interleaved 16 at a time; pgi_cpu_weight_interleave), the one copy both
+ * paths read: decode through that layout's kernel, prefill packing from it.
  */
 #include "cpu_internal.h"
 #include "pgi_memory.h"

@@ -1,8 +1,9 @@
 /*
- * matmul_avx512_interleaved.c — Q4_K weights rearranged once, when the CPU
- * backend takes the model (upload_weight), into groups of 16 rows whose
- * vector lanes are the 16 rows; the one copy of the weights that decode and
- * prefill both read.  AVX-512 VNNI.
+ * matmul_avx512_interleaved.c — Q4_K and Q6_K weights rearranged once, when
+ * the CPU backend takes the model (upload_weight), into groups of 16 rows
+ * whose vector lanes are the 16 rows; the one copy of the weights that
+ * decode and prefill both read (the engine then gives the loaded file's
+ * bytes of those weights back).  AVX-512 VNNI.
  *
  * Why: the in-place kernels of matmul_avx512.c put consecutive elements of
  * one row in the lanes, so every (weight row, activation row) pair pays a
@@ -35,7 +36,24 @@
  * time: at most 16 * 15 * 127 = 30480, a valid int16, so vpdpwssd against
  * (scale, 0) word pairs multiplies it by the scale exactly.
  *
- * Activation rows: Q8_K blocks, then int16 sums of each 32-element
+ * Layout (Q6_K): per group and block, Q6KI_BLOCK = 3360 bytes, exactly the
+ * 16 rows' bytes in the file:
+ *     0    half  d[16]
+ *     32   int8  sc[8][16][2]    (scale 2i, scale 2i+1) of row r
+ *     288  uint32 ql[32][16]     word n lane r = the file's ql bytes 4n..4n+3
+ *     2336 uint32 qh[16][16]     word n lane r = qh bytes 4n..4n+3
+ * The kernel builds 16 rows' codes of four elements from one ql word and
+ * the matching qh word (vpternlogd), a sub-block's sum (16 elements, up to
+ * 16 * 63 * 127, past int16) is multiplied by its scale with vpmulld, and
+ * the codes' +32 is taken out with the Q8_K bsums (vpdpwssd of the scale
+ * pairs).  Tiles of 16 rows by up to 4 activation rows.
+ * Both kernels prefetch the block three ahead: without it one thread read
+ * the weights at ~19 GB/s, with it ~30 (bench_kernels, cold weights).
+ * Prefill (8 activation rows and more) does not use these kernels: the
+ * packed kernels of matmul_avx512_packed.c unpack a chunk of these groups
+ * into their byte-per-weight layout (no transposes needed) per task.
+ *
+ * Activation rows (Q4_K): Q8_K blocks, then int16 sums of each 32-element
  * sub-block, [block][8] (pgi_quantize_q8_k_sums), for the min term.
  * Every integer sum is exact: the result differs from the reference only
  * in the order of float additions.
