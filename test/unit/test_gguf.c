@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,6 +53,66 @@ tensor_shape_is(const gguf_file *f, const char *name, uint32_t n_dims, int64_t d
 
     return t != NULL && t->n_dims == n_dims && t->dims[0] == d0 && (n_dims < 2 || t->dims[1] == d1) &&
            t->type == PGI_TYPE_F32 && t->n_bytes == (uint64_t) (d0 * d1 * 4);
+}
+
+/* gguf_release_range gives back the whole pages inside one tensor's bytes:
+ * those read as zeros, the bytes of the partial pages at its ends and every
+ * other tensor keep their values. */
+static void
+test_release_range(void)
+{
+    gguf_file *f = NULL;
+    pgi_error err = {0};
+    const gguf_tensor *big = NULL;
+    uint8_t *before;
+    size_t total = 0, page = (size_t) sysconf(_SC_PAGESIZE);
+
+    if (gguf_open(model_path("stories260K.gguf"), &f, &err) != PGI_OK)
+    {
+        CHECK(0, "stories260K.gguf opens (%s)", err.message);
+        return;
+    }
+    const uint8_t *first = NULL, *last = NULL;
+
+    for (uint64_t i = 0; i < gguf_tensor_count(f); i++)
+    {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        const uint8_t *d = t->data;
+
+        if (first == NULL || d < first)
+            first = d;
+        if (last == NULL || d + t->n_bytes > last)
+            last = d + t->n_bytes;
+        if (big == NULL || t->n_bytes > big->n_bytes)
+            big = t;
+    }
+    total = (size_t) (last - first);
+    before = malloc(total);
+    CHECK(before != NULL && big != NULL && big->n_bytes > 3 * page, "stories260K: a tensor of several pages");
+    if (before != NULL && big != NULL && big->n_bytes > 3 * page)
+    {
+        const uint8_t *d = big->data;
+        size_t at = (size_t) (d - first), begin, end, zeros_bad = 0, kept_bad = 0;
+        uintptr_t lo = ((uintptr_t) d + page - 1) / page * page, hi = ((uintptr_t) d + big->n_bytes) / page * page;
+
+        memcpy(before, first, total);
+        gguf_release_range(f, d, big->n_bytes);
+        begin = at + (size_t) (lo - (uintptr_t) d);
+        end = at + (size_t) (hi - (uintptr_t) d);
+        for (size_t i = 0; i < total; i++)
+        {
+            if (i >= begin && i < end)
+                zeros_bad += first[i] != 0;
+            else
+                kept_bad += first[i] != before[i];
+        }
+        CHECK(end > begin && zeros_bad == 0, "gguf_release_range: the %zu whole pages inside the tensor read as zeros",
+              (end - begin) / page);
+        CHECK(kept_bad == 0, "gguf_release_range: every byte outside them (its partial pages, the other "
+              "tensors) is unchanged");
+    }
+    free(before);
+    gguf_close(f);
 }
 
 static void
@@ -900,6 +961,7 @@ int
 main(void)
 {
     test_stories260k();
+    test_release_range();
     test_limits();
     test_vocab("ggml-vocab-llama-spm.gguf", "llama", 32000, 29871, "\xe2\x96\x81");
     test_vocab("ggml-vocab-phi-3.gguf", "llama", 32064, 1, "<s>");
