@@ -113,6 +113,15 @@ typedef struct pgi_packed_kernel {
 
 bool pgi_packed_kernel_avx512(uint32_t weight_type, pgi_packed_kernel *kernel);
 
+/* What pgi_cpu_matmul picks for a weight type at the current level, for
+ * callers that schedule the tiles themselves (moe.c): the in-place kernel
+ * (false: no kernel for the type), the packed prefill kernel (false: none),
+ * and the bytes of one activation row in the type's plain format (the
+ * kernels' x_row_bytes, where not NULL, take precedence). */
+bool pgi_cpu_select_kernel(uint32_t weight_type, pgi_matmul_kernel *kernel);
+bool pgi_cpu_select_packed_kernel(uint32_t weight_type, pgi_packed_kernel *kernel);
+size_t pgi_cpu_activation_row_bytes(uint32_t weight_type, int64_t cols);
+
 /* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
  * asked by pgi_matmul_kernel_avx2 for the types it has none of. */
 bool pgi_matmul_kernel_avx2_more(uint32_t weight_type, pgi_matmul_kernel *kernel);

@@ -523,6 +523,24 @@ select_kernel(uint32_t type, pgi_matmul_kernel *k)
     return true;
 }
 
+bool
+pgi_cpu_select_kernel(uint32_t weight_type, pgi_matmul_kernel *kernel)
+{
+    return select_kernel(weight_type, kernel);
+}
+
+bool
+pgi_cpu_select_packed_kernel(uint32_t weight_type, pgi_packed_kernel *kernel)
+{
+    return pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(weight_type, kernel);
+}
+
+size_t
+pgi_cpu_activation_row_bytes(uint32_t weight_type, int64_t cols)
+{
+    return activation_row_bytes(pgi_activation_format_of(weight_type), cols);
+}
+
 const char *
 pgi_cpu_matmul_kernel_name(uint32_t weight_type)
 {

@@ -822,7 +822,7 @@ int
 main(void)
 {
     static const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
-                                     PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K};
+                                     PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, PGI_TYPE_MXFP4};
     pgi_error err;
     const char *bench_env = getenv("PGI_MOE_BENCH");
     const char *threads_env = getenv("PGI_MOE_THREADS");
