@@ -90,6 +90,10 @@ bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
  * for the others, which then use the AVX2 kernels. */
 bool pgi_matmul_kernel_avx512(uint32_t weight_type, pgi_matmul_kernel *kernel);
 
+/* MXFP4 with AVX-512 VNNI (matmul_avx512_mxfp4.c); false for other types
+ * or without VNNI. */
+bool pgi_matmul_kernel_avx512_mxfp4(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
 /* Prefill kernels over weights repacked per product (matmul_avx512_packed.c):
  * matmul.c packs a task's weight rows, group_rows at a time, with pack()
  * (nr <= group_rows real rows, the rest zero) into group_bytes(cols) per

@@ -509,7 +509,8 @@ static bool
 select_kernel(uint32_t type, pgi_matmul_kernel *k)
 {
     memset(k, 0, sizeof(*k));
-    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_matmul_kernel_avx512(type, k))
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 &&
+        (pgi_matmul_kernel_avx512(type, k) || pgi_matmul_kernel_avx512_mxfp4(type, k)))
         return true;
     if (pgi_cpu_simd_level() >= PGI_SIMD_AVX2 && pgi_matmul_kernel_avx2(type, k))
     {
