@@ -90,6 +90,10 @@ bool pgi_matmul_kernel_avx2(uint32_t weight_type, pgi_matmul_kernel *kernel);
  * for the others, which then use the AVX2 kernels. */
 bool pgi_matmul_kernel_avx512(uint32_t weight_type, pgi_matmul_kernel *kernel);
 
+/* MXFP4 with AVX-512 VNNI (matmul_avx512_mxfp4.c); false for other types
+ * or without VNNI. */
+bool pgi_matmul_kernel_avx512_mxfp4(uint32_t weight_type, pgi_matmul_kernel *kernel);
+
 /* Prefill kernels over weights repacked per product (matmul_avx512_packed.c):
  * matmul.c packs a task's weight rows, group_rows at a time, with pack()
  * (nr <= group_rows real rows, the rest zero) into group_bytes(cols) per
@@ -167,6 +171,15 @@ bool pgi_interleaved_format_of_layout(uint32_t layout, pgi_interleaved_format *f
  * rows too. */
 size_t pgi_q8_k_sums_row_bytes(int64_t cols);
 void pgi_quantize_q8_k_sums(const float *x, void *dst, int64_t n);
+
+/* What pgi_cpu_matmul picks for a weight type at the current level, for
+ * callers that schedule the tiles themselves (moe.c): the in-place kernel
+ * (false: no kernel for the type), the packed prefill kernel (false: none),
+ * and the bytes of one activation row in the type's plain format (the
+ * kernels' x_row_bytes, where not NULL, take precedence). */
+bool pgi_cpu_select_kernel(uint32_t weight_type, pgi_matmul_kernel *kernel);
+bool pgi_cpu_select_packed_kernel(uint32_t weight_type, pgi_packed_kernel *kernel);
+size_t pgi_cpu_activation_row_bytes(uint32_t weight_type, int64_t cols);
 
 /* The kernels of the types added after Q4_K/Q6_K (matmul_avx2_more.c),
  * asked by pgi_matmul_kernel_avx2 for the types it has none of. */

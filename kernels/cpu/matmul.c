@@ -523,7 +523,8 @@ static bool
 select_kernel(uint32_t type, pgi_matmul_kernel *k)
 {
     memset(k, 0, sizeof(*k));
-    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_matmul_kernel_avx512(type, k))
+    if (pgi_cpu_simd_level() >= PGI_SIMD_AVX512 &&
+        (pgi_matmul_kernel_avx512(type, k) || pgi_matmul_kernel_avx512_mxfp4(type, k)))
         return true;
     if (pgi_cpu_simd_level() >= PGI_SIMD_AVX2 && pgi_matmul_kernel_avx2(type, k))
     {
@@ -535,6 +536,24 @@ select_kernel(uint32_t type, pgi_matmul_kernel *k)
         return false;
     k->name = "scalar";
     return true;
+}
+
+bool
+pgi_cpu_select_kernel(uint32_t weight_type, pgi_matmul_kernel *kernel)
+{
+    return select_kernel(weight_type, kernel);
+}
+
+bool
+pgi_cpu_select_packed_kernel(uint32_t weight_type, pgi_packed_kernel *kernel)
+{
+    return pgi_cpu_simd_level() >= PGI_SIMD_AVX512 && pgi_packed_kernel_avx512(weight_type, kernel);
+}
+
+size_t
+pgi_cpu_activation_row_bytes(uint32_t weight_type, int64_t cols)
+{
+    return activation_row_bytes(pgi_activation_format_of(weight_type), cols);
 }
 
 const char *

@@ -391,7 +391,7 @@ main(void)
     pgi_threadpool *pools[3];
     pgi_error err;
     static const shape float_shapes[] = {{1, 45}, {37, 45}, {67, 256}};
-    static const shape q32_shapes[] = {{1, 32}, {37, 96}, {67, 256}};
+    static const shape q32_shapes[] = {{1, 32}, {37, 96}, {67, 256}, {13, 544}};
     static const shape k_shapes[] = {{1, 256}, {37, 256}, {67, 512}, {19, 768}};
 
     for (int t = 0; t < 3; t++)
@@ -409,15 +409,15 @@ main(void)
     test_type(PGI_TYPE_F32, float_shapes, 3, pools);
     test_type(PGI_TYPE_F16, float_shapes, 3, pools);
     test_type(PGI_TYPE_BF16, float_shapes, 3, pools);
-    test_type(PGI_TYPE_Q8_0, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_Q4_0, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q8_0, q32_shapes, 4, pools);
+    test_type(PGI_TYPE_Q4_0, q32_shapes, 4, pools);
     test_type(PGI_TYPE_Q4_K, k_shapes, 4, pools);
     test_type(PGI_TYPE_Q6_K, k_shapes, 4, pools);
-    test_type(PGI_TYPE_Q4_1, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_Q5_0, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_Q5_1, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_IQ4_NL, q32_shapes, 3, pools);
-    test_type(PGI_TYPE_MXFP4, q32_shapes, 3, pools);
+    test_type(PGI_TYPE_Q4_1, q32_shapes, 4, pools);
+    test_type(PGI_TYPE_Q5_0, q32_shapes, 4, pools);
+    test_type(PGI_TYPE_Q5_1, q32_shapes, 4, pools);
+    test_type(PGI_TYPE_IQ4_NL, q32_shapes, 4, pools);
+    test_type(PGI_TYPE_MXFP4, q32_shapes, 4, pools);
     test_type(PGI_TYPE_Q2_K, k_shapes, 3, pools);
     test_type(PGI_TYPE_Q3_K, k_shapes, 3, pools);
     test_type(PGI_TYPE_Q5_K, k_shapes, 3, pools);

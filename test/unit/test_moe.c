@@ -317,9 +317,10 @@ typedef struct test_moe {
     pgi_moe_experts ex;
 } test_moe;
 
+/* gate, up and down of types gate_type, up_type, down_type */
 static bool
-make_moe(test_moe *m, uint32_t type, int n_expert, int64_t n_embd, int64_t n_ff, bool biases,
-         pgi_moe_activation act)
+make_moe_types(test_moe *m, uint32_t gate_type, uint32_t up_type, uint32_t down_type, int n_expert,
+               int64_t n_embd, int64_t n_ff, bool biases, pgi_moe_activation act)
 {
     bool ok;
 
@@ -329,9 +330,9 @@ make_moe(test_moe *m, uint32_t type, int n_expert, int64_t n_embd, int64_t n_ff,
     m->n_ff = n_ff;
     /* scales keep the hidden values around 1 (inside gpt-oss's clamp
      * mostly, with some outside: g x n_embd terms of |x| ~ 0.5) */
-    ok = make_tensor(&m->gate, type, n_expert * n_ff, n_embd, 6.0f / sqrtf((float) n_embd)) &&
-         make_tensor(&m->up, type, n_expert * n_ff, n_embd, 6.0f / sqrtf((float) n_embd)) &&
-         make_tensor(&m->down, type, n_expert * n_embd, n_ff, 2.0f / sqrtf((float) n_ff));
+    ok = make_tensor(&m->gate, gate_type, n_expert * n_ff, n_embd, 6.0f / sqrtf((float) n_embd)) &&
+         make_tensor(&m->up, up_type, n_expert * n_ff, n_embd, 6.0f / sqrtf((float) n_embd)) &&
+         make_tensor(&m->down, down_type, n_expert * n_embd, n_ff, 2.0f / sqrtf((float) n_ff));
     if (ok && biases)
         ok = make_tensor(&m->gate_b, PGI_TYPE_F32, n_expert, n_ff, 1.0f) &&
              make_tensor(&m->up_b, PGI_TYPE_F32, n_expert, n_ff, 1.0f) &&
@@ -347,6 +348,13 @@ make_moe(test_moe *m, uint32_t type, int n_expert, int64_t n_embd, int64_t n_ff,
     m->ex.down_bias = biases ? &m->down_b.w : NULL;
     m->ex.activation = act;
     return ok;
+}
+
+static bool
+make_moe(test_moe *m, uint32_t type, int n_expert, int64_t n_embd, int64_t n_ff, bool biases,
+         pgi_moe_activation act)
+{
+    return make_moe_types(m, type, type, type, n_expert, n_embd, n_ff, biases, act);
 }
 
 static void
@@ -515,8 +523,10 @@ random_route(int n_tokens, int k, int n_expert, int32_t *ids, float *weights)
     pgi_free(logits);
 }
 
+/* gate, up and down of (possibly different) types; type (the gate's)
+ * sets the shapes and tolerances, name is what the checks print */
 static void
-test_ffn_type(uint32_t type)
+test_ffn_types(uint32_t type, uint32_t up_type, uint32_t down_type, const char *name)
 {
     static const int token_counts[] = {1, 3, 17, 64};
     static const int ks[] = {1, 2, 4};
@@ -535,9 +545,10 @@ test_ffn_type(uint32_t type)
         {
             test_moe m;
 
-            if (!make_moe(&m, type, n_expert, n_embd, n_ff, bias, (pgi_moe_activation) act))
+            if (!make_moe_types(&m, type, up_type, down_type, n_expert, n_embd, n_ff, bias,
+                                (pgi_moe_activation) act))
             {
-                CHECK(0, "%s: allocate experts", pgi_type_name(type));
+                CHECK(0, "%s: allocate experts", name);
                 free_moe(&m);
                 return;
             }
@@ -590,11 +601,17 @@ test_ffn_type(uint32_t type)
     CHECK(finite && worst_dense <= 1.0,
           "%s moe_ffn, %d experts %lldx%lld, %d cases (tokens 1/3/17/64, k 1/2/4, biases, both "
           "activations) vs dense double reference (worst %.3f of tolerance %.0e)",
-          pgi_type_name(type), n_expert, (long long) n_ff, (long long) n_embd, n_cases, worst_dense,
+          name, n_expert, (long long) n_ff, (long long) n_embd, n_cases, worst_dense,
           tol_dense);
     CHECK(finite && worst_pair <= 1.0,
-          "%s moe_ffn vs per-pair reference matmuls (worst %.3f of tolerance)", pgi_type_name(type),
+          "%s moe_ffn vs per-pair reference matmuls (worst %.3f of tolerance)", name,
           worst_pair);
+}
+
+static void
+test_ffn_type(uint32_t type)
+{
+    test_ffn_types(type, type, type, pgi_type_name(type));
 }
 
 /* Every block scale of every row of the listed experts -> NaN (F32: every
@@ -822,7 +839,7 @@ int
 main(void)
 {
     static const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_BF16, PGI_TYPE_Q8_0,
-                                     PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K};
+                                     PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q6_K, PGI_TYPE_MXFP4};
     pgi_error err;
     const char *bench_env = getenv("PGI_MOE_BENCH");
     const char *threads_env = getenv("PGI_MOE_THREADS");
@@ -840,6 +857,9 @@ main(void)
     test_route_random();
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         test_ffn_type(types[i]);
+    /* gate and up of different activation formats (x quantized for each),
+     * down of a third type, as Q4_K_M files mix them */
+    test_ffn_types(PGI_TYPE_Q4_K, PGI_TYPE_Q8_0, PGI_TYPE_Q6_K, "Q4_K gate, Q8_0 up, Q6_K down");
     test_unpicked_not_read(PGI_TYPE_F32);
     test_unpicked_not_read(PGI_TYPE_Q8_0);
     test_bad_descriptor();
