@@ -1500,6 +1500,11 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
     long rows = max_rows != NULL ? strtol(max_rows, NULL, 10) : PGI_CUDA_INT8_DEFAULT_MAX_ROWS;
     cb->int8_max_rows = (int) (rows < PGI_CUDA_MATVEC_MAX_ROWS ? PGI_CUDA_MATVEC_MAX_ROWS
                                                                : (rows > 64 ? 64 : rows));
+    /* PGI_CUDA_MMA=0: quantized products above int8_max_rows on the
+     * dequantizing cuBLAS path instead of the int8 mma tiles; a device
+     * whose mma disagrees with dp4a on a known tile falls back the same way */
+    const char *mma = getenv("PGI_CUDA_MMA");
+    cb->mma_matmul = !(mma != NULL && strcmp(mma, "0") == 0) && pgi_cuda_mma_self_check(cb);
     return PGI_OK;
 }
 

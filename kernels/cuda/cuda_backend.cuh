@@ -209,6 +209,7 @@ struct pgi_cuda_backend {
     bool xq_may_reuse;
     bool int8_matvec;                 /* integer dot products for quantized weights */
     int int8_max_rows;                /* ... for up to this many rows of x */
+    bool mma_matmul;                  /* int8 mma tiles above that (cuda_matmul_mma.cu) */
     float *attn_partial;              /* split-K partial results */
     size_t attn_partial_floats;
     int32_t *d_argmax;
@@ -334,6 +335,24 @@ pgi_cuda_with_row_count(int n_rows, Launch launch)
 void pgi_cuda_launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
                                  const float *x, int n_rows, int mode, const pgi_wview *up,
                                  const pgi_matvec_more *more);
+/* x [n_rows][cols] quantized into x_int8 (pgi_xq_layout; nothing is
+ * launched when x_int8 already holds it): its quants, scales and sums of
+ * 16.  False (error noted) when the scratch cannot be had. */
+bool pgi_cuda_quantize_x(pgi_cuda_backend *cb, const float *x, int n_rows, int64_t cols,
+                         const int8_t **q, const float **d, const int32_t **sums);
+/* cuda_matmul_mma.cu: out = (accumulate: +=) x w^T on int8 mma tiles, for
+ * the types of pgi_cuda_has_mma and any n_rows. */
+void pgi_cuda_launch_matmul_mma(pgi_cuda_backend *cb, float *out, const pgi_wview *w, int wtype,
+                                const float *x, int n_rows, bool accumulate);
+/* Runs one mma tile on known inputs against dp4a (synchronizes); false
+ * (logged once to stderr) when they differ or it cannot run. */
+bool pgi_cuda_mma_self_check(pgi_cuda_backend *cb);
+static inline bool
+pgi_cuda_has_mma(int wtype)
+{
+    return wtype == PGI_CW_Q8_0 || wtype == PGI_CW_Q4_0 || wtype == PGI_CW_Q4_K ||
+           wtype == PGI_CW_Q5_K || wtype == PGI_CW_Q6_K;
+}
 /* Quantize x [n_rows][cols] into x_int8 (pgi_xq_layout): the kernel rmsnorm
  * fuses this into when its output feeds a quantized matrix-vector product. */
 __device__ __forceinline__ void

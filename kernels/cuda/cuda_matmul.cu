@@ -10,10 +10,12 @@
  * products, so each lane moves 16 bytes of x per 16..32 weights instead of
  * 64..128; float types multiply in float.
  *
- * More rows (prefill, large batches): cuBLAS with float accumulation.  F32
- * weights go through SGEMM; F16 and BF16 weights directly through GemmEx with
- * x converted to the same type; quantized weights are first dequantized to
- * F16 in slabs of rows that fit a fixed scratch buffer.
+ * More rows (prefill, large batches): quantized types with an int8 mma tile
+ * (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) go to cuda_matmul_mma.cu; the rest to
+ * cuBLAS with float accumulation.  F32 weights go through SGEMM; F16 and
+ * BF16 weights directly through GemmEx with x converted to the same type;
+ * other quantized weights are first dequantized to BF16 (x to BF16: no
+ * overflow above 65504) in slabs of rows that fit a fixed scratch buffer.
  */
 #include "cuda_backend.cuh"
 
@@ -148,10 +150,12 @@ launch_matvec(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float 
         cb, out, w, x, n_rows, aligned, grid, block, mode, up, more);
 }
 
-/* Rows [row0, row0 + n_rows) of w, dequantized to F16, row-major. */
+/* Rows [row0, row0 + n_rows) of w, dequantized to BF16, row-major: BF16,
+ * not F16, so that x converted beside it cannot overflow (F16 ends at
+ * 65504; activations of some models go past it). */
 template <int T>
 __global__ void
-dequantize_f16_kernel(__half *dst, pgi_wview w, int64_t row0, int64_t n_rows)
+dequantize_bf16_kernel(__nv_bfloat16 *dst, pgi_wview w, int64_t row0, int64_t n_rows)
 {
     typedef pgi_unit<T> unit;
     int64_t per_row = unit::per_row(w.cols);
@@ -163,14 +167,14 @@ dequantize_f16_kernel(__half *dst, pgi_wview w, int64_t row0, int64_t n_rows)
         int64_t r = i / per_row, u = i % per_row;
         float v[unit::U];
         int64_t c0 = unit::decode(w, row0 + r, u, v);
-        __half *d = dst + (size_t) r * (size_t) w.cols;
+        __nv_bfloat16 *d = dst + (size_t) r * (size_t) w.cols;
 
 #pragma unroll
         for (int j = 0; j < unit::U / 2; j++)
-            d[c0 + j] = __float2half_rn(v[j]);
+            d[c0 + j] = __float2bfloat16_rn(v[j]);
 #pragma unroll
         for (int j = 0; j < unit::U - unit::U / 2; j++)
-            d[c0 + unit::GAP + j] = __float2half_rn(v[unit::U / 2 + j]);
+            d[c0 + unit::GAP + j] = __float2bfloat16_rn(v[unit::U / 2 + j]);
     }
 }
 
@@ -218,7 +222,9 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
     const pgi_wview *w = &view;
     int m = (int) w->rows, k = (int) w->cols;
     int64_t n_x = (int64_t) n_rows * w->cols;
-    cudaDataType_t x_type = type == PGI_TYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    /* x as the weight's type for F16 weights; BF16 for BF16 weights and
+     * for quantized weights dequantized to BF16 (no overflow above 65504) */
+    cudaDataType_t x_type = type == PGI_TYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
     int wt = pgi_cuda_wtype_of(type, w->cols);
 
     if (w->rows > 0x7fffffff || w->cols > 0x7fffffff)
@@ -239,7 +245,7 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
     if (!pgi_cuda_ensure_scratch(cb, &cb->x_half, &cb->x_half_bytes, (size_t) n_x * 2,
                                  "matmul activations"))
         return;
-    if (type == PGI_TYPE_BF16)
+    if (x_type == CUDA_R_16BF)
         to_bf16_kernel<<<grid_for(n_x, 256), 256, 0, cb->stream>>>((__nv_bfloat16 *) cb->x_half,
                                                                    x, n_x);
     else
@@ -270,12 +276,12 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
     for (int64_t row0 = 0; row0 < w->rows; row0 += slab)
     {
         int64_t rows = w->rows - row0 < slab ? w->rows - row0 : slab;
-        __half *scratch = (__half *) cb->dequant_scratch;
+        __nv_bfloat16 *scratch = (__nv_bfloat16 *) cb->dequant_scratch;
         int64_t units = 0;
 
         PGI_WTYPE_SWITCH(wt, T,
                          (units = pgi_unit<T>::per_row(w->cols) * rows,
-                          dequantize_f16_kernel<T><<<grid_for(units, 256), 256, 0, cb->stream>>>(
+                          dequantize_bf16_kernel<T><<<grid_for(units, 256), 256, 0, cb->stream>>>(
                               scratch, view, row0, rows)),
                          pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED, "matmul: type %s",
                                        pgi_type_name(type));
@@ -283,7 +289,7 @@ matmul_cublas(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wview &
         pgi_cuda_check_launch(cb, "matmul dequantization");
         if (!cublas_ok(cb,
                        cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int) rows, n_rows, k,
-                                    &one, scratch, CUDA_R_16F, k, cb->x_half, CUDA_R_16F, k, &zero,
+                                    &one, scratch, CUDA_R_16BF, k, cb->x_half, CUDA_R_16BF, k, &zero,
                                     out + row0, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT),
                        "GemmEx"))
@@ -322,6 +328,11 @@ matmul_view_mode(pgi_cuda_backend *cb, float *out, uint32_t type, const pgi_wvie
     }
     if (n_rows > matvec_max_rows(cb, wt))
     {
+        if (cb->mma_matmul && pgi_cuda_has_mma(wt))
+        {
+            pgi_cuda_launch_matmul_mma(cb, out, w, wt, x, n_rows, mode == PGI_MV_ADD);
+            return;
+        }
         matmul_cublas(cb, out, type, *w, x, n_rows, mode == PGI_MV_ADD);
         return;
     }

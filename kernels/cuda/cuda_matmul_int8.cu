@@ -74,18 +74,17 @@ matvec_int8_kernel(float *out_all, pgi_wview w_all, const int8_t *xq_all, const 
     }
 }
 
-template <int T>
-static void
-launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
-                   int n_rows, int mode, const pgi_wview &up, const pgi_matvec_more &more)
+bool
+pgi_cuda_quantize_x(pgi_cuda_backend *cb, const float *x, int n_rows, int64_t cols,
+                    const int8_t **q_out, const float **d_out, const int32_t **sums_out)
 {
     size_t d_offset, sum_offset;
-    size_t bytes = pgi_xq_layout(n_rows, w.cols, &d_offset, &sum_offset);
-    int64_t n_blocks = (int64_t) n_rows * (w.cols / 32);
+    size_t bytes = pgi_xq_layout(n_rows, cols, &d_offset, &sum_offset);
+    int64_t n_blocks = (int64_t) n_rows * (cols / 32);
 
     /* scratch first: securing it may leave a graph capture */
     if (!pgi_cuda_ensure_scratch(cb, &cb->x_int8, &cb->x_int8_bytes, bytes, "quantized activations"))
-        return;
+        return false;
     int8_t *q = (int8_t *) cb->x_int8;
     float *d = (float *) ((uint8_t *) cb->x_int8 + d_offset);
     int32_t *sums = (int32_t *) ((uint8_t *) cb->x_int8 + sum_offset);
@@ -94,15 +93,31 @@ launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const f
     /* x already quantized (by rmsnorm, or by the product before this one
      * on the same x): nothing to launch */
     if (!(cb->xq_may_reuse && cb->xq_source == x && cb->xq_rows == n_rows &&
-          cb->xq_cols == w.cols))
+          cb->xq_cols == cols))
     {
         quantize_x_kernel<<<blocks, 128, 0, cb->stream>>>(x, n_blocks, q, d, sums);
         pgi_cuda_check_launch(cb, "quantizing matmul activations");
         cb->xq_source = cb->xq_may_reuse ? x : NULL;
         cb->xq_rows = n_rows;
-        cb->xq_cols = w.cols;
+        cb->xq_cols = cols;
     }
+    *q_out = q;
+    *d_out = d;
+    *sums_out = sums;
+    return true;
+}
 
+template <int T>
+static void
+launch_matvec_int8(pgi_cuda_backend *cb, float *out, const pgi_wview &w, const float *x,
+                   int n_rows, int mode, const pgi_wview &up, const pgi_matvec_more &more)
+{
+    const int8_t *q;
+    const float *d;
+    const int32_t *sums;
+
+    if (!pgi_cuda_quantize_x(cb, x, n_rows, w.cols, &q, &d, &sums))
+        return;
     int64_t all_rows = w.rows + more.w1.rows + more.w2.rows;
     dim3 grid((unsigned) ((all_rows + PGI_CUDA_MATVEC_WARPS - 1) / PGI_CUDA_MATVEC_WARPS));
     dim3 block(PGI_CUDA_MATVEC_WARPS * 32);

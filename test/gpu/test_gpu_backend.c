@@ -13,8 +13,11 @@
  *     dequantization: 1e-4 (float accumulation only; for quantized types
  *     the float64 reference uses x rounded to int8 blocks of 32 as the
  *     backend documents, see round_x_like_int8)
- *   matmul through cuBLAS: F32 1e-4; F16 and quantized types 2e-3 (x, and
- *     quantized weights, rounded to F16); BF16 1e-2 (x rounded to BF16)
+ *     and the int8 mma tiles (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K above those rows,
+ *     unless PGI_CUDA_MMA=0): the same 1e-4 vs float64 with x rounded to int8
+ *   matmul through cuBLAS: F32 1e-4; F16 2e-3 (x rounded to F16); BF16 and
+ *     the quantized types without a tile 1e-2 (x, and quantized weights,
+ *     rounded to BF16)
  *   matmul CUDA vs CPU backend: 2e-2 (the CPU rounds x to 8 bits for the
  *     quantized types)
  *   moe_route: ids equal the CPU's, weights 1e-6; moe_ffn vs the CPU
@@ -195,7 +198,7 @@ buffer_free(twin *t, twin_buffer *b)
 
 /* A step of n tokens of one sequence at positions 0..n-1, no cache use. */
 typedef struct simple_step {
-    int32_t tokens[256], positions[256], seq_index[256], slots[256], outputs[256];
+    int32_t tokens[512], positions[512], seq_index[512], slots[512], outputs[512];
     int32_t lengths[1];
     pgi_step step;
 } simple_step;
@@ -271,7 +274,7 @@ load_rows(twin *t, twin_buffer *b, const float *host, int n, int width)
     simple_step s;
     bool ok;
 
-    if (n > 256 || !weight_make(t, &table, "rows", PGI_TYPE_F32, n, width, host))
+    if (n > 512 || !weight_make(t, &table, "rows", PGI_TYPE_F32, n, width, host))
         return false;
     simple_step_init(&s, n);
     ok = step_both(t, &s.step);
@@ -315,14 +318,29 @@ static bool is_quantized(uint32_t type);
  * least 8, at most 64), unless PGI_CUDA_INT8_MATVEC=0.  As the backend
  * documents it (kernels/cuda/README.md), not read from its code. */
 static bool
+has_mma_tile(uint32_t type)
+{
+    return type == PGI_TYPE_Q8_0 || type == PGI_TYPE_Q4_0 || type == PGI_TYPE_Q4_K ||
+           type == PGI_TYPE_Q5_K || type == PGI_TYPE_Q6_K;
+}
+
+/* Above those rows, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K go on with int8 x on
+ * the mma tiles unless PGI_CUDA_MMA=0 (the README's documented split). */
+static bool
 uses_int8(uint32_t type, int n_rows)
 {
     const char *off = getenv("PGI_CUDA_INT8_MATVEC");
     const char *rows = getenv("PGI_CUDA_INT8_MAX_ROWS");
+    const char *mma = getenv("PGI_CUDA_MMA");
+    bool matvec_off = off != NULL && strcmp(off, "0") == 0;
     long max_rows = rows != NULL ? strtol(rows, NULL, 10) : 32;
 
-    max_rows = max_rows < 8 ? 8 : (max_rows > 64 ? 64 : max_rows);
-    return is_quantized(type) && n_rows <= max_rows && !(off != NULL && strcmp(off, "0") == 0);
+    max_rows = matvec_off || max_rows < 8 ? 8 : (max_rows > 64 ? 64 : max_rows);
+    if (!is_quantized(type))
+        return false;
+    if (n_rows <= max_rows)
+        return !matvec_off;
+    return has_mma_tile(type) && !(mma != NULL && strcmp(mma, "0") == 0);
 }
 
 static double
@@ -330,7 +348,9 @@ matmul_tolerance(uint32_t type, int n_rows)
 {
     if (n_rows <= 8 || type == PGI_TYPE_F32 || uses_int8(type, n_rows))
         return 1e-4;
-    return type == PGI_TYPE_BF16 ? 1e-2 : 2e-3;
+    /* cuBLAS: F16 weights with F16 x; BF16 weights and dequantized
+     * quantized weights with BF16 x */
+    return type == PGI_TYPE_F16 ? 2e-3 : 1e-2;
 }
 
 static bool
@@ -371,8 +391,10 @@ round_x_like_int8(float *x, int64_t n)
     }
 }
 
+/* big != 0: column 5 of every row of x is `big` (an activation past F16's
+ * 65504, which must not overflow on any path). */
 static void
-test_matmul_type(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows)
+test_matmul_case(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows, float big)
 {
     size_t row_bytes = pgi_row_bytes(type, cols);
     float *values = pgi_alloc(sizeof(float) * (size_t) (rows * cols));
@@ -387,6 +409,9 @@ test_matmul_type(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows)
 
     fill_random(values, (size_t) (rows * cols), 0.5f);
     fill_random(x, (size_t) (n_rows * cols), 1.0f);
+    if (big != 0.0f)
+        for (int i = 0; i < n_rows; i++)
+            x[(size_t) i * (size_t) cols + 5] = big;
     ok = weight_make(t, &w, "w", type, rows, cols, values);
     CHECK(ok, "%s %lldx%lld uploaded", pgi_type_name(type), (long long) rows, (long long) cols);
     if (!ok)
@@ -428,8 +453,9 @@ test_matmul_type(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows)
             double e_cpu = relative_error(gpu_out, cpu_out, (size_t) (n_rows * rows));
             double tol = matmul_tolerance(type, n_rows);
 
-            CHECK(e_ref <= tol, "matmul %s %lldx%lld n_rows %d: CUDA vs float64 %.2e <= %.0e",
-                  pgi_type_name(type), (long long) rows, (long long) cols, n_rows, e_ref, tol);
+            CHECK(e_ref <= tol, "matmul %s %lldx%lld n_rows %d%s: CUDA vs float64 %.2e <= %.0e",
+                  pgi_type_name(type), (long long) rows, (long long) cols, n_rows,
+                  big != 0.0f ? " (x with 1e5)" : "", e_ref, tol);
             CHECK(e_cpu <= 2e-2, "matmul %s n_rows %d: CUDA vs CPU backend %.2e <= 2e-2",
                   pgi_type_name(type), n_rows, e_cpu);
         }
@@ -444,6 +470,69 @@ done:
     pgi_free(cpu_out);
     pgi_free(gpu_out);
     pgi_free(expected);
+}
+
+static void
+test_matmul_type(twin *t, uint32_t type, int64_t rows, int64_t cols, int n_rows)
+{
+    test_matmul_case(t, type, rows, cols, n_rows, 0.0f);
+}
+
+static void test_fused_case(twin *t, uint32_t gate_type, uint32_t up_type, int64_t rows,
+                            int64_t cols, int n_rows);
+
+/* The int8 mma tiles (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K above the dp4a sizes):
+ * every tiled type against float64 (x rounded to int8 blocks) and the CPU
+ * backend, at prefill sizes with partial tiles of x rows and of output
+ * features (65, 37: odd), rows of 2 and 3 super-blocks; then a second
+ * CUDA backend with PGI_CUDA_INT8_MAX_ROWS=8, where 9..32 rows take the
+ * tiles too, and matmul_add (the accumulating store) on it.  Last, x with
+ * an activation of 1e5: on the tiles, and on the cuBLAS path of a type
+ * without a tile (BF16 x: with F16 x it was inf / NaN). */
+static void
+test_matmul_mma(twin *t)
+{
+    const uint32_t types[] = {PGI_TYPE_Q8_0, PGI_TYPE_Q4_0, PGI_TYPE_Q4_K, PGI_TYPE_Q5_K,
+                              PGI_TYPE_Q6_K};
+    const int big_rows[] = {64, 100, 512};
+    const int small_rows[] = {9, 16, 31, 64};
+    const char *old_rows = getenv("PGI_CUDA_INT8_MAX_ROWS");
+    char *saved = old_rows != NULL ? strdup(old_rows) : NULL;
+    pgi_backend *default_gpu = t->gpu;
+    pgi_error err;
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+    {
+        for (size_t j = 0; j < sizeof(big_rows) / sizeof(big_rows[0]); j++)
+            test_matmul_type(t, types[i], 65, 512, big_rows[j]);
+        test_matmul_type(t, types[i], 37, 768, 100);
+    }
+    if (gpu_is_cpu)
+        goto big;
+    setenv("PGI_CUDA_INT8_MAX_ROWS", "8", 1);
+    t->gpu = create_cuda(0, &err);
+    CHECK(t->gpu != NULL, "a CUDA backend with PGI_CUDA_INT8_MAX_ROWS=8 (%s)",
+          t->gpu != NULL ? "created" : err.message);
+    if (t->gpu != NULL)
+    {
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            for (size_t j = 0; j < sizeof(small_rows) / sizeof(small_rows[0]); j++)
+                test_matmul_type(t, types[i], 65, 512, small_rows[j]);
+        test_fused_case(t, PGI_TYPE_Q4_K, PGI_TYPE_Q4_K, 65, 512, 20);
+        test_fused_case(t, PGI_TYPE_Q8_0, PGI_TYPE_Q6_K, 37, 256, 12);
+        t->gpu->ops->destroy(t->gpu);
+    }
+    t->gpu = default_gpu;
+    if (saved != NULL)
+        setenv("PGI_CUDA_INT8_MAX_ROWS", saved, 1);
+    else
+        unsetenv("PGI_CUDA_INT8_MAX_ROWS");
+    free(saved);
+big:
+    test_matmul_case(t, PGI_TYPE_Q8_0, 65, 512, 64, 1e5f);
+    test_matmul_case(t, PGI_TYPE_Q4_K, 65, 512, 100, 1e5f);
+    test_matmul_case(t, PGI_TYPE_Q4_1, 65, 512, 64, 1e5f);
+    test_matmul_case(t, PGI_TYPE_Q2_K, 37, 768, 100, 1e5f);
 }
 
 static void
@@ -2494,6 +2583,7 @@ main(int argc, char **argv)
         return unit_done();
 
     test_matmul(&t);
+    test_matmul_mma(&t);
     test_fused_products(&t);
     test_upload_refusals(&t);
     test_embed(&t);

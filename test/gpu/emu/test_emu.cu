@@ -383,6 +383,81 @@ static void test_cublas()
     free(c);
 }
 
+/* ---------------------------------------------------------------- int8 mma */
+
+/* mma_int8.cuh's emulation of mma.m16n8k32 s8 against a plain integer
+ * matrix product.  The lanes load their fragments as the PTX ISA's
+ * "Matrix Fragments for mma.m16n8k32" lays them out (see mma_int8.cuh):
+ * A row-major 16 x 32, B given as B^T (8 columns of 32), C and D 16 x 8. */
+#include "mma_int8.cuh"
+
+__global__ void mma_tiles_kernel(const int8_t *a, const int8_t *bt, const int *c, int *d)
+{
+    int tile = blockIdx.x, lane = threadIdx.x, group = lane >> 2, tig = lane & 3;
+    const int *aw = (const int *) (a + tile * 16 * 32);
+    const int *bw = (const int *) (bt + tile * 8 * 32);
+    const int *ct = c + tile * 16 * 8;
+    int *dt = d + tile * 16 * 8;
+    pgi_mma_a fa = {{aw[group * 8 + tig], aw[(group + 8) * 8 + tig], aw[group * 8 + 4 + tig],
+                     aw[(group + 8) * 8 + 4 + tig]}};
+    pgi_mma_b fb = {{bw[group * 8 + tig], bw[group * 8 + 4 + tig]}};
+    pgi_mma_c fc, fd;
+
+    for (int i = 0; i < 4; i++)
+        fc.r[i] = ct[(group + 8 * (i >> 1)) * 8 + tig * 2 + (i & 1)];
+    pgi_mma_s8_16x8x32(fd, fa, fb, fc);
+    for (int i = 0; i < 4; i++)
+        dt[(group + 8 * (i >> 1)) * 8 + tig * 2 + (i & 1)] = fd.r[i];
+}
+
+static void test_mma()
+{
+    const int tiles = 64;
+    int8_t *a, *bt;
+    int *c, *d;
+    int wrong = 0;
+    uint32_t seed = 12345;
+
+    cudaMallocHost((void **) &a, tiles * 16 * 32);
+    cudaMallocHost((void **) &bt, tiles * 8 * 32);
+    cudaMallocHost((void **) &c, tiles * 16 * 8 * sizeof(int));
+    cudaMallocHost((void **) &d, tiles * 16 * 8 * sizeof(int));
+    for (int i = 0; i < tiles * 16 * 32; i++)
+    {
+        seed = seed * 1664525u + 1013904223u;
+        /* tile 0: all -128 (the extreme product sums); others random */
+        a[i] = i < 16 * 32 ? (int8_t) -128 : (int8_t) (seed >> 24);
+    }
+    for (int i = 0; i < tiles * 8 * 32; i++)
+    {
+        seed = seed * 1664525u + 1013904223u;
+        bt[i] = i < 8 * 32 ? (int8_t) -128 : (int8_t) (seed >> 24);
+    }
+    for (int i = 0; i < tiles * 16 * 8; i++)
+    {
+        seed = seed * 1664525u + 1013904223u;
+        c[i] = (int) (seed >> 12) - (1 << 19);
+    }
+    mma_tiles_kernel<<<tiles, 32>>>(a, bt, c, d);
+    CHECK(cudaDeviceSynchronize() == cudaSuccess, "mma tiles ran");
+    for (int t = 0; t < tiles; t++)
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 8; n++)
+            {
+                long long s = c[(t * 16 + m) * 8 + n];
+
+                for (int k = 0; k < 32; k++)
+                    s += (long long) a[(t * 16 + m) * 32 + k] * bt[(t * 8 + n) * 32 + k];
+                wrong += d[(t * 16 + m) * 8 + n] != (int) s;
+            }
+    CHECK(wrong == 0, "int8 mma m16n8k32 on %d tiles equals the integer product (%d wrong)", tiles,
+          wrong);
+    cudaFreeHost(a);
+    cudaFreeHost(bt);
+    cudaFreeHost(c);
+    cudaFreeHost(d);
+}
+
 int main()
 {
     setenv("PGI_EMU_QUIET", "1", 0);   /* the refusals below are expected */
@@ -391,5 +466,6 @@ int main()
     test_queue_and_graphs();
     test_faults();
     test_cublas();
+    test_mma();
     return unit_done();
 }
