@@ -1908,9 +1908,10 @@ test_model_batches(const char *cuda_library, int n_models, char **models)
  * tokens), so decode steps hold 7, 6, .., 1 sequences (buckets 8, 4, 2, 1)
  * at growing positions (new KV blocks: another max_blocks); one more
  * sequence joins at step 30.  Greedy (argmax, inside the graphs).  The
- * tokens must equal those with PGI_CUDA_GRAPHS=0 and the CPU backend's,
- * token for token, and the backend must have instantiated at most one graph
- * per bucket, updating them for every other shape.
+ * tokens must equal those with PGI_CUDA_GRAPHS=0 token for token (F32 and
+ * Q8_0 models) and, for the F32 model, the CPU backend's; the backend must
+ * have instantiated at most one graph per bucket, updating them for every
+ * other shape.
  */
 enum { GB_SEQS = 7, GB_ALL = GB_SEQS + 1, GB_GEN = 64, GB_PROMPT = 6, GB_BUCKETS = 4 };
 
@@ -2031,9 +2032,17 @@ test_graph_buckets(const char *cuda_library, int n_models, char **models)
             CHECK(same_off == GB_ALL,
                   "%s: greedy tokens with graphs equal those without, token for token (%d of %d "
                   "sequences)", name, same_off, GB_ALL);
-            CHECK(same_cpu == GB_ALL,
-                  "%s: greedy tokens with graphs equal the CPU backend's (%d of %d sequences)", name,
-                  same_cpu, GB_ALL);
+            /* F32 weights: the CPU and CUDA products differ by float rounding
+             * only, so the greedy tokens agree; quantized weights: the CPU
+             * rounds x to 8 bits per 256 and CUDA per 32 (see the tolerances
+             * above), which may flip a near tie, so only reported */
+            if (strcmp(name, "tiny-llama-f32.gguf") == 0)
+                CHECK(same_cpu == GB_ALL,
+                      "%s: greedy tokens with graphs equal the CPU backend's (%d of %d sequences)",
+                      name, same_cpu, GB_ALL);
+            else
+                printf("# %s: %d of %d sequences' greedy tokens equal the CPU backend's (x is "
+                       "rounded differently)\n", name, same_cpu, GB_ALL);
             CHECK(on->captures >= 1 && on->captures <= GB_BUCKETS && on->updates >= 1 &&
                       on->launches >= 50,
                   "%s: %lu graphs instantiated (at most one per bucket: %d), %lu updated in place, "
