@@ -210,7 +210,10 @@ typedef struct pgi_backend_ops {
                                 pgi_error *err);
 
     /* Steps.  Operations between begin_step and end_step refer to that
-     * step's tokens, positions and tables. */
+     * step's tokens, positions and tables.  end_step may leave a step's work
+     * queued (the CUDA backend holds a decode step's graph so that the
+     * argmax or top_k read after it joins the graph): its errors are then
+     * reported by the next read_floats, argmax, top_k or begin_step. */
     pgi_status (*begin_step)(pgi_backend *b, const pgi_step *step, pgi_error *err);
     pgi_status (*end_step)(pgi_backend *b, pgi_error *err);
 
@@ -263,8 +266,10 @@ typedef struct pgi_backend_ops {
     /* Copy n floats from device to host, waiting for queued work. */
     pgi_status (*read_floats)(pgi_backend *b, float *host, const float *device, size_t n,
                               pgi_error *err);
-    /* out[r] = argmax of row r of x [n_rows][width] (ties: lowest index);
-     * waits for queued work. */
+    /* out[r] = argmax of row r of x [n_rows][width] (ties: lowest index;
+     * NaN: a row whose value 0 is NaN gives 0, other NaNs never win, as a
+     * scan keeping the first strictly greater value does); waits for queued
+     * work. */
     pgi_status (*argmax)(pgi_backend *b, int32_t *host_out, const float *x, int n_rows,
                          int width, pgi_error *err);
     /* host_out[r * k + i], i < k: the k largest values of row r of x
@@ -330,6 +335,10 @@ struct pgi_backend {
     char device_name[128];        /* "AMD EPYC (2 threads, AVX2)", "NVIDIA H100 ..." */
     size_t device_memory_total;   /* bytes; 0 when not meaningful */
     size_t device_memory_free;
+    /* CUDA graphs of decode steps (0 elsewhere): graphs instantiated from a
+     * capture, instantiated graphs updated in place (cudaGraphExecUpdate),
+     * and graph launches. */
+    unsigned long graph_captures, graph_updates, graph_launches;
 };
 
 /* The CPU backend (kernels/cpu). n_threads <= 0 means one per core. */

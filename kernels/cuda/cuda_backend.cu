@@ -7,19 +7,24 @@
  * by the next end_step, read_floats or argmax as PGI_ERR_DEVICE with CUDA's
  * text (PGI_ERR_DEVICE_LOST when the error is one that ruins the context).
  *
- * CUDA graphs.  A decode step (n_tokens == n_seqs <= 64) is keyed by its
- * shape (n_tokens, n_seqs, max_blocks, n_outputs).  Every launch
- * configuration depends only on that key and the step's small arrays live at
- * fixed device addresses, so the same sequence of ops with the same
- * pointers computes the right thing for any step of that shape.  The second
- * time a key is seen, begin_step starts a stream capture and each op is both
- * captured and recorded (kind and arguments); the capture ends at the first
- * synchronizing call (end_step, read_floats, argmax).  From the third time
- * on, begin_step enters replay: ops are only compared with the record, and
- * the graph is launched at the synchronizing call.  If an op differs from
- * the record (the engine did something else this time), the recorded ops
- * matched so far are launched one by one and the step goes on eagerly: the
- * result is always what eager execution would give.
+ * CUDA graphs.  A decode step (n_tokens == n_seqs <= 64) belongs to a bucket
+ * of sequence counts (1, 2, 4, .., 64: the next power of two), and each
+ * bucket keeps one instantiated graph.  Every launch configuration depends
+ * only on the step's shape (n_tokens, n_seqs, max_blocks, n_outputs) and the
+ * step's small arrays live at device addresses fixed by that shape, so the
+ * same ops with the same arguments compute the right thing for any step of
+ * that shape.  The first step of a bucket runs eagerly (sizing scratch); the
+ * next starts a stream capture in which each op is both captured and
+ * recorded (kind and arguments); the capture ends at the first read
+ * (read_floats, argmax, top_k; end_step leaves it open so that the read
+ * joins it) and is instantiated.  Later steps of the bucket with the graph's
+ * shape enter replay: ops are only compared with the record and the graph
+ * is launched at the read.  A step of another shape in the bucket, or whose
+ * ops differ from the record, or after scratch moved (stale), is captured
+ * again (capturing is cheap; instantiating is not) and the bucket's graph is
+ * updated in place with cudaGraphExecUpdate; only when the update fails
+ * (the topology changed) is it instantiated anew.  Nothing is padded: each
+ * step runs exactly its own launches, so results equal eager execution.
  */
 #include "cuda_backend.cuh"
 
@@ -147,6 +152,7 @@ graph_slot_clear(pgi_graph_slot *slot)
         release_quietly(cudaGraphExecDestroy(slot->exec));
     slot->exec = NULL;
     slot->n_ops = 0;
+    slot->stale = false;
 }
 
 static void
@@ -162,17 +168,15 @@ graphs_destroy_all(pgi_cuda_backend *cb)
     cb->mode = PGI_GRAPH_EAGER;
 }
 
-/* Scratch buffers moved: graphs hold their old addresses.  Drop the graphs
- * (each shape warms up and is captured again) but keep the record arrays,
- * which a caller may be walking. */
+/* Scratch or step buffers moved: graphs hold their old addresses.  Each
+ * is captured again at its next use and updated in place (the record
+ * arrays stay: a caller may be walking one). */
 static void
 graphs_invalidate(pgi_cuda_backend *cb)
 {
     for (int i = 0; i < PGI_CUDA_GRAPH_SLOTS; i++)
-    {
-        graph_slot_clear(&cb->graphs[i]);
-        cb->graphs[i].times_seen = 0;
-    }
+        if (cb->graphs[i].exec != NULL)
+            cb->graphs[i].stale = true;
 }
 
 /* Launch the first n recorded ops of the current slot one by one. */
@@ -186,9 +190,11 @@ run_recorded(pgi_cuda_backend *cb, int n)
 }
 
 /* Leave capture or replay so that what follows runs eagerly, having run
- * (eagerly) whatever the step has queued so far. */
+ * (eagerly) whatever the step has queued so far.  The bucket keeps its
+ * graph; an abandoned capture leaves it stale.  `failure`: count it
+ * against the bucket (three and it is not captured again). */
 static void
-leave_graph_mode(pgi_cuda_backend *cb)
+leave_graph_mode_for(pgi_cuda_backend *cb, bool failure)
 {
     pgi_graph_slot *slot = cb->current;
 
@@ -203,18 +209,71 @@ leave_graph_mode(pgi_cuda_backend *cb)
             release_quietly(cudaGraphDestroy(graph));
         cb->mode = PGI_GRAPH_EAGER;
         run_recorded(cb, slot->n_ops);
-        graph_slot_clear(slot);
-        slot->failures++;
+        slot->n_ops = 0;
+        slot->stale = slot->exec != NULL;
+        if (failure)
+            slot->failures++;
     }
     else if (cb->mode == PGI_GRAPH_REPLAY)
     {
         cb->mode = PGI_GRAPH_EAGER;
         run_recorded(cb, cb->replay_position);
-        graph_slot_clear(slot);
-        slot->failures++;
-        slot->times_seen = 0;
+        if (failure)
+            slot->failures++;
     }
     cb->mode = PGI_GRAPH_EAGER;
+}
+
+static void
+leave_graph_mode(pgi_cuda_backend *cb)
+{
+    leave_graph_mode_for(cb, true);
+}
+
+/* Replay found an op that differs from the record (or fewer ops): capture
+ * the step instead, relaunching the ops matched so far into the capture, so
+ * that the bucket's graph is updated at the read.  Eager when a capture
+ * cannot start. */
+static void
+replay_to_capture(pgi_cuda_backend *cb)
+{
+    pgi_graph_slot *slot = cb->current;
+    int matched = cb->replay_position;
+
+    if (slot->failures >= 3)
+    {
+        leave_graph_mode(cb);
+        return;
+    }
+    if (cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        leave_graph_mode(cb);
+        return;
+    }
+    cb->mode = PGI_GRAPH_CAPTURE;
+    slot->n_ops = 0;
+    for (int i = 0; i < matched; i++)
+    {
+        pgi_op_record op = slot->ops[i];
+
+        /* an op that must leave the capture (scratch) runs the ones before
+         * it eagerly, then itself; the rest follow eagerly */
+        run_op(cb, &op);
+        if (cb->mode == PGI_GRAPH_CAPTURE)
+            slot->n_ops = i + 1;
+    }
+}
+
+static void
+launch_graph(pgi_cuda_backend *cb, cudaGraphExec_t exec)
+{
+    cudaError_t rc = cudaGraphLaunch(exec, cb->stream);
+
+    cb->base.graph_launches++;
+    if (rc != cudaSuccess)
+        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error launching a graph: %s (%d)",
+                      cudaGetErrorString(rc), (int) rc);
 }
 
 /* At a synchronizing call: end the capture and launch the graph, or launch
@@ -238,28 +297,50 @@ flush_graph(pgi_cuda_backend *cb)
             (void) cudaGetLastError();
             if (graph != NULL)
                 release_quietly(cudaGraphDestroy(graph));
-            graph_slot_clear(slot);
+            slot->n_ops = 0;
+            slot->stale = slot->exec != NULL;
             slot->failures++;
             return;
         }
-        if (rc == cudaSuccess && graph != NULL)
+        if (rc == cudaSuccess && graph != NULL && slot->exec != NULL)
+        {
+            /* the bucket's graph takes this capture's parameters in place */
+            cudaGraphExecUpdateResultInfo info;
+
+            if (cudaGraphExecUpdate(slot->exec, graph, &info) == cudaSuccess)
+            {
+                exec = slot->exec;
+                cb->base.graph_updates++;
+            }
+            else
+            {
+                /* another topology: instantiate it instead */
+                (void) cudaGetLastError();
+                release_quietly(cudaGraphExecDestroy(slot->exec));
+                slot->exec = NULL;
+            }
+        }
+        if (rc == cudaSuccess && graph != NULL && exec == NULL)
+        {
             rc = cudaGraphInstantiate(&exec, graph, 0);
+            if (rc == cudaSuccess && exec != NULL)
+                cb->base.graph_captures++;
+        }
         if (graph != NULL)
             release_quietly(cudaGraphDestroy(graph));
         if (rc == cudaSuccess && exec != NULL)
         {
             slot->exec = exec;
-            rc = cudaGraphLaunch(exec, cb->stream);
-            if (rc != cudaSuccess)
-                pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error launching a graph: %s (%d)",
-                              cudaGetErrorString(rc), (int) rc);
+            slot->stale = false;
+            launch_graph(cb, exec);
         }
         else
         {
             /* the capture failed: nothing it held has run yet */
             (void) cudaGetLastError();
             run_recorded(cb, slot->n_ops);
-            graph_slot_clear(slot);
+            slot->n_ops = 0;
+            slot->stale = slot->exec != NULL;
             slot->failures++;
         }
     }
@@ -267,15 +348,19 @@ flush_graph(pgi_cuda_backend *cb)
     {
         if (cb->replay_position == slot->n_ops)
         {
-            cudaError_t rc = cudaGraphLaunch(slot->exec, cb->stream);
-
             cb->mode = PGI_GRAPH_EAGER;
-            if (rc != cudaSuccess)
-                pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error launching a graph: %s (%d)",
-                              cudaGetErrorString(rc), (int) rc);
+            launch_graph(cb, slot->exec);
         }
         else
-            leave_graph_mode(cb);
+        {
+            /* the step held fewer ops than the graph */
+            replay_to_capture(cb);
+            if (cb->mode == PGI_GRAPH_CAPTURE)
+            {
+                flush_graph(cb);
+                return;
+            }
+        }
     }
     cb->mode = PGI_GRAPH_EAGER;
 }
@@ -312,9 +397,12 @@ dispatch(pgi_cuda_backend *cb, const pgi_op_record *op)
             cb->replay_position++;
             return;
         }
-        leave_graph_mode(cb);
-        run_op(cb, op);
-        return;
+        replay_to_capture(cb);
+        if (cb->mode != PGI_GRAPH_CAPTURE)
+        {
+            run_op(cb, op);
+            return;
+        }
     }
     if (cb->mode == PGI_GRAPH_CAPTURE)
     {
@@ -343,8 +431,10 @@ pgi_cuda_ensure_scratch(pgi_cuda_backend *cb, void **buffer, size_t *capacity, s
 
     if (bytes <= *capacity)
         return true;
+    /* growing is no failure of the step's graph: the bucket is captured
+     * again next time, with the larger buffer */
     if (cb->mode != PGI_GRAPH_EAGER)
-        leave_graph_mode(cb);
+        leave_graph_mode_for(cb, false);
     graphs_invalidate(cb);
     grown = bytes + bytes / 4;
     if (*buffer != NULL)
@@ -455,6 +545,18 @@ run_op(pgi_cuda_backend *cb, const pgi_op_record *op)
         case PGI_OP_MOE_ROUTE:
             pgi_cuda_launch_moe_route(cb, op->ids, op->out, op->a, op->n_rows, &op->router);
             break;
+        case PGI_OP_ARGMAX:
+        {
+            cudaError_t rc;
+
+            pgi_cuda_launch_argmax(cb, op->ids, op->a, op->n_rows, (int) op->n);
+            rc = cudaMemcpyAsync(op->out, op->ids, (size_t) op->n_rows * sizeof(int32_t),
+                                 cudaMemcpyDeviceToHost, cb->stream);
+            if (rc != cudaSuccess)
+                pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error reading argmax: %s (%d)",
+                              cudaGetErrorString(rc), (int) rc);
+            break;
+        }
         default:
             pgi_cuda_note(cb, PGI_ERR_INTERNAL, "unknown CUDA op %d", op->kind);
             break;
@@ -792,6 +894,144 @@ upload_bytes(pgi_cuda_backend *cb, void *device, const void *host, size_t bytes)
     return rc;
 }
 
+static void
+upload_stage_free(pgi_cuda_backend *cb)
+{
+    for (int i = 0; i < 2; i++)
+    {
+        if (cb->upload_stage[i] != NULL)
+            release_quietly(cudaFreeHost(cb->upload_stage[i]));
+        if (cb->upload_done[i] != NULL)
+            release_quietly(cudaEventDestroy(cb->upload_done[i]));
+        cb->upload_stage[i] = NULL;
+        cb->upload_done[i] = NULL;
+    }
+}
+
+static cudaError_t
+upload_stage_ensure(pgi_cuda_backend *cb)
+{
+    cudaError_t rc = cudaSuccess;
+
+    for (int i = 0; i < 2 && rc == cudaSuccess; i++)
+    {
+        if (cb->upload_stage[i] == NULL)
+            rc = cudaMallocHost(&cb->upload_stage[i], cb->upload_chunk_bytes);
+        if (rc == cudaSuccess && cb->upload_done[i] == NULL)
+            rc = cudaEventCreateWithFlags(&cb->upload_done[i], cudaEventDisableTiming);
+    }
+    if (rc != cudaSuccess)
+    {
+        (void) cudaGetLastError();
+        upload_stage_free(cb);
+    }
+    return rc;
+}
+
+/*
+ * A weight's device layout copied through the two pinned buffers in turn:
+ * while chunk i is copied from one, chunk i + 1 is read from the (mmapped)
+ * file into the other — repacked there for the types whose device layout
+ * differs (rows at a time: each row's quants go to the first region, its
+ * scales to the second, as pgi_cuda_row_strides describes).  A buffer is
+ * refilled only once the event after its last copy has passed.  Waits for
+ * the last copy.  cudaErrorNotSupported: a row does not fit a buffer (the
+ * caller copies the whole tensor instead).
+ */
+static cudaError_t
+upload_chunked(pgi_cuda_backend *cb, const pgi_weight *w, uint8_t *device, size_t device_bytes,
+               size_t aux_offset)
+{
+    const uint8_t *host = (const uint8_t *) w->host;
+    bool repack = pgi_cuda_needs_repack(w->type);
+    size_t chunk = cb->upload_chunk_bytes, q_row = 0, s_row = 0, file_row = 0, done = 0;
+    int64_t rows_per_chunk = 0, row = 0;
+    cudaError_t rc = cudaSuccess;
+    int turn = 0;
+
+    if (repack)
+    {
+        pgi_cuda_row_strides(w->type, w->cols, &q_row, &s_row);
+        file_row = pgi_cuda_file_bytes(w->type, 1, w->cols);
+        rows_per_chunk = (int64_t) ((chunk - 16) / (q_row + s_row));   /* 16: alignment padding */
+        if (rows_per_chunk < 1)
+            return cudaErrorNotSupported;
+        /* the padding between the regions is zero, as a whole repack leaves it */
+        if (aux_offset > (size_t) w->rows * q_row)
+            rc = cudaMemsetAsync(device + (size_t) w->rows * q_row, 0,
+                                 aux_offset - (size_t) w->rows * q_row, cb->stream);
+    }
+    if (rc == cudaSuccess)
+        rc = upload_stage_ensure(cb);
+    while (rc == cudaSuccess && (repack ? row < w->rows : done < device_bytes))
+    {
+        uint8_t *stage = (uint8_t *) cb->upload_stage[turn];
+
+        /* the copy out of this buffer two chunks ago has finished */
+        if ((rc = cudaEventSynchronize(cb->upload_done[turn])) != cudaSuccess)
+            break;
+        if (repack)
+        {
+            int64_t n = w->rows - row < rows_per_chunk ? w->rows - row : rows_per_chunk;
+            size_t aux_n = 0, bytes_n = pgi_cuda_device_bytes(w->type, n, w->cols, &aux_n);
+
+            memset(stage, 0, bytes_n);
+            pgi_cuda_repack(w->type, n, w->cols, host + (size_t) row * file_row, stage, aux_n);
+            rc = cudaMemcpyAsync(device + (size_t) row * q_row, stage, (size_t) n * q_row,
+                                 cudaMemcpyHostToDevice, cb->stream);
+            if (rc == cudaSuccess && s_row > 0)
+                rc = cudaMemcpyAsync(device + aux_offset + (size_t) row * s_row, stage + aux_n,
+                                     (size_t) n * s_row, cudaMemcpyHostToDevice, cb->stream);
+            row += n;
+        }
+        else
+        {
+            size_t n = device_bytes - done < chunk ? device_bytes - done : chunk;
+
+            memcpy(stage, host + done, n);
+            rc = cudaMemcpyAsync(device + done, stage, n, cudaMemcpyHostToDevice, cb->stream);
+            done += n;
+        }
+        if (rc == cudaSuccess)
+            rc = cudaEventRecord(cb->upload_done[turn], cb->stream);
+        turn ^= 1;
+    }
+    if (rc == cudaSuccess)
+        rc = cudaStreamSynchronize(cb->stream);
+    else
+    {
+        /* copies already queued still read the buffers: let them finish */
+        (void) cudaGetLastError();
+        release_quietly(cudaStreamSynchronize(cb->stream));
+    }
+    return rc;
+}
+
+/* The whole tensor at once from pageable memory (repacked in a host copy
+ * first): when no pinned buffer can be had or a row does not fit one. */
+static cudaError_t
+upload_whole(pgi_cuda_backend *cb, const pgi_weight *w, void *device, size_t device_bytes,
+             size_t aux_offset, bool *host_oom)
+{
+    cudaError_t rc;
+
+    *host_oom = false;
+    if (!pgi_cuda_needs_repack(w->type))
+        return upload_bytes(cb, device, w->host, device_bytes);
+    uint8_t *packed = (uint8_t *) pgi_alloc(device_bytes);
+
+    if (packed == NULL)
+    {
+        *host_oom = true;
+        return cudaErrorMemoryAllocation;
+    }
+    memset(packed, 0, device_bytes);
+    pgi_cuda_repack(w->type, w->rows, w->cols, (const uint8_t *) w->host, packed, aux_offset);
+    rc = upload_bytes(cb, device, packed, device_bytes);
+    pgi_free(packed);
+    return rc;
+}
+
 static pgi_status
 cuda_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
 {
@@ -835,28 +1075,32 @@ cuda_upload_weight(pgi_backend *b, pgi_weight *w, pgi_error *err)
                         cb->base.device_name, cudaGetErrorString(rc), free_bytes / 1048576.0,
                         total_bytes / 1048576.0);
     }
-    if (pgi_cuda_needs_repack(w->type))
+    rc = upload_chunked(cb, w, (uint8_t *) device, device_bytes, aux_offset);
+    if (rc == cudaErrorNotSupported || (rc == cudaErrorMemoryAllocation && cb->upload_stage[0] == NULL))
     {
-        uint8_t *packed = (uint8_t *) pgi_alloc(device_bytes);
+        bool host_oom;
 
-        if (packed == NULL)
+        (void) cudaGetLastError();
+        rc = upload_whole(cb, w, device, device_bytes, aux_offset, &host_oom);
+        if (host_oom)
         {
             release_quietly(cudaFree(device));
             return pgi_fail(err, PGI_ERR_OUT_OF_MEMORY,
                             "tensor %s: out of host memory repacking %zu bytes",
                             w->name ? w->name : "?", device_bytes);
         }
-        memset(packed, 0, device_bytes);
-        pgi_cuda_repack(w->type, w->rows, w->cols, (const uint8_t *) w->host, packed, aux_offset);
-        rc = upload_bytes(cb, device, packed, device_bytes);
-        pgi_free(packed);
     }
-    else
-        rc = upload_bytes(cb, device, w->host, device_bytes);
     if (rc != cudaSuccess)
     {
+        pgi_status st;
+
         release_quietly(cudaFree(device));
-        return device_fail(err, rc, "copying a weight to the device");
+        st = device_fail(err, rc, "copying a weight to the device");
+        if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+            cb->base.device_memory_free = free_bytes;
+        else
+            (void) cudaGetLastError();
+        return st;
     }
     w->device = device;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
@@ -1026,8 +1270,9 @@ grow_stage(pgi_cuda_backend *cb, size_t need, pgi_error *err)
 {
     size_t capacity = need + need / 2;
 
-    /* graphs hold the old device addresses; queued work may still read them */
-    graphs_destroy_all(cb);
+    /* graphs hold the old device addresses (updated at their next use);
+     * queued work may still read them */
+    graphs_invalidate(cb);
     if (cb->stream != NULL)
         CUDA_TRY(cudaStreamSynchronize(cb->stream), "waiting for queued work");
     if (cb->host_stage != NULL)
@@ -1045,8 +1290,19 @@ grow_stage(pgi_cuda_backend *cb, size_t need, pgi_error *err)
     return PGI_OK;
 }
 
+/* Sequence counts up to this power of two share a graph. */
+static int
+graph_bucket(int n_seqs)
+{
+    int bucket = 1;
+
+    while (bucket < n_seqs)
+        bucket *= 2;
+    return bucket;
+}
+
 static pgi_graph_slot *
-graph_slot_for(pgi_cuda_backend *cb, const pgi_graph_key *key)
+graph_slot_for(pgi_cuda_backend *cb, int bucket)
 {
     pgi_graph_slot *free_slot = NULL, *oldest = NULL;
 
@@ -1054,7 +1310,7 @@ graph_slot_for(pgi_cuda_backend *cb, const pgi_graph_key *key)
     {
         pgi_graph_slot *s = &cb->graphs[i];
 
-        if (s->used && memcmp(&s->key, key, sizeof(*key)) == 0)
+        if (s->used && s->bucket == bucket)
             return s;
         if (!s->used && free_slot == NULL)
             free_slot = s;
@@ -1067,7 +1323,8 @@ graph_slot_for(pgi_cuda_backend *cb, const pgi_graph_key *key)
         graph_slot_clear(free_slot);
     }
     free_slot->used = true;
-    free_slot->key = *key;
+    free_slot->bucket = bucket;
+    memset(&free_slot->shape, 0, sizeof(free_slot->shape));
     free_slot->times_seen = 0;
     free_slot->failures = 0;
     return free_slot;
@@ -1081,9 +1338,10 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     int32_t *h;
     pgi_status st;
 
-    if (cb->in_step)
+    if (cb->in_step || cb->mode != PGI_GRAPH_EAGER)
     {
-        /* a step that was never ended: finish its work first */
+        /* a step that was never ended, or whose graph waits for a read:
+         * finish its work first */
         flush_graph(cb);
         if (cudaStreamSynchronize(cb->stream) != cudaSuccess)
             pgi_cuda_check_launch(cb, "an unfinished step");
@@ -1091,6 +1349,8 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
     }
     if ((st = take_pending(cb, err)) != PGI_OK)
         return st;
+    if (cb->upload_stage[0] != NULL || cb->upload_stage[1] != NULL)
+        upload_stage_free(cb);   /* the model is loaded: give the pinned memory back */
     if (device_lost)
         return pgi_fail(err, PGI_ERR_DEVICE_LOST,
                         "the CUDA device is lost after %s; the process must start again",
@@ -1173,20 +1433,22 @@ cuda_begin_step(pgi_backend *b, const pgi_step *step, pgi_error *err)
         key.n_seqs = step->n_seqs;
         key.max_blocks = step->max_blocks;
         key.n_outputs = step->n_outputs;
-        slot = graph_slot_for(cb, &key);
+        slot = graph_slot_for(cb, graph_bucket(step->n_seqs));
         slot->times_seen++;
         slot->last_use = ++cb->use_clock;
         cb->current = slot;
-        if (slot->exec != NULL)
+        if (slot->exec != NULL && !slot->stale && memcmp(&slot->shape, &key, sizeof(key)) == 0)
         {
             cb->mode = PGI_GRAPH_REPLAY;
             cb->replay_position = 0;
         }
-        else if (slot->times_seen >= 2 && slot->failures < 3)
+        else if ((slot->exec != NULL || slot->times_seen >= 2) && slot->failures < 3)
         {
-            /* the first step of a shape ran eagerly and sized every scratch
-             * buffer; capture this one */
+            /* the first step of a bucket ran eagerly and sized the scratch
+             * buffers; capture this one (to instantiate, or to update the
+             * bucket's graph: another shape, or stale addresses) */
             slot->n_ops = 0;
+            slot->shape = key;
             if (cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess)
                 cb->mode = PGI_GRAPH_CAPTURE;
             else
@@ -1216,8 +1478,17 @@ static pgi_status
 cuda_end_step(pgi_backend *b, pgi_error *err)
 {
     pgi_cuda_backend *cb = pgi_as_cuda(b);
-    pgi_status st = synchronize(cb, err);
+    pgi_status st;
 
+    if (cb->mode != PGI_GRAPH_EAGER && cb->pending == PGI_OK)
+    {
+        /* the graph stays open for the read that follows (argmax, top_k,
+         * read_floats), which joins it and launches it; a begin_step or any
+         * other call launches it first */
+        cb->in_step = false;
+        return PGI_OK;
+    }
+    st = synchronize(cb, err);
     cb->in_step = false;
     cb->current = NULL;
     return st;
@@ -1247,18 +1518,18 @@ cuda_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int w
             pgi_error *err)
 {
     pgi_cuda_backend *cb = pgi_as_cuda(b);
+    pgi_op_record op;
     pgi_status st;
-    cudaError_t rc;
 
     if (n_rows <= 0 || width <= 0)
         return n_rows == 0 ? PGI_OK
                            : pgi_fail(err, PGI_ERR_INVALID_ARGUMENT, "argmax of %d x %d", n_rows,
                                       width);
-    flush_graph(cb);
     if ((size_t) n_rows > cb->argmax_capacity)
     {
         if ((st = synchronize(cb, err)) != PGI_OK)
             return st;
+        graphs_invalidate(cb);
         if (cb->d_argmax != NULL)
             release_quietly(cudaFree(cb->d_argmax));
         if (cb->h_argmax != NULL)
@@ -1272,12 +1543,15 @@ cuda_argmax(pgi_backend *b, int32_t *host_out, const float *x, int n_rows, int w
                  "allocating argmax results");
         cb->argmax_capacity = (size_t) n_rows;
     }
-    pgi_cuda_launch_argmax(cb, cb->d_argmax, x, n_rows, width);
-    rc = cudaMemcpyAsync(cb->h_argmax, cb->d_argmax, (size_t) n_rows * sizeof(int32_t),
-                         cudaMemcpyDeviceToHost, cb->stream);
-    if (rc != cudaSuccess)
-        pgi_cuda_note(cb, pgi_cuda_status_of(rc), "CUDA error reading argmax: %s (%d)",
-                      cudaGetErrorString(rc), (int) rc);
+    /* a recorded op: after a decode step it joins the step's graph, so the
+     * step launches once and copies back only the ids */
+    new_record(&op, PGI_OP_ARGMAX);
+    op.ids = cb->d_argmax;
+    op.out = (float *) cb->h_argmax;
+    op.a = x;
+    op.n_rows = n_rows;
+    op.n = width;
+    dispatch(cb, &op);
     if ((st = synchronize(cb, err)) != PGI_OK)
         return st;
     memcpy(host_out, cb->h_argmax, (size_t) n_rows * sizeof(int32_t));
@@ -1306,6 +1580,7 @@ cuda_destroy(pgi_backend *b)
     if (cb->stream != NULL)
         release_quietly(cudaStreamSynchronize(cb->stream));
     graphs_destroy_all(cb);
+    upload_stage_free(cb);
     if (cb->cublas != NULL)
         cublasDestroy(cb->cublas);
     if (cb->cublas_workspace != NULL)
@@ -1324,6 +1599,8 @@ cuda_destroy(pgi_backend *b)
         release_quietly(cudaFree(cb->d_argmax));
     if (cb->h_argmax != NULL)
         release_quietly(cudaFreeHost(cb->h_argmax));
+    if (cb->argmax_partial != NULL)
+        release_quietly(cudaFree(cb->argmax_partial));
     if (cb->moe_scratch != NULL)
         release_quietly(cudaFree(cb->moe_scratch));
     if (cb->moe_host != NULL)
@@ -1493,6 +1770,10 @@ create_resources(pgi_cuda_backend *cb, pgi_error *err)
     /* PGI_CUDA_GRAPHS and PGI_CUDA_INT8_MATVEC (kernels/cuda/README.md):
      * both default on; "0" turns one off (for comparisons) */
     cb->graphs_enabled = !(graphs != NULL && strcmp(graphs, "0") == 0);
+    const char *chunk_kib = getenv("PGI_CUDA_UPLOAD_CHUNK_KIB");
+    long kib = chunk_kib != NULL ? strtol(chunk_kib, NULL, 10) : 0;
+    cb->upload_chunk_bytes = kib <= 0 ? PGI_CUDA_UPLOAD_CHUNK_BYTES
+                                      : (size_t) (kib < 4 ? 4 : kib > 1048576 ? 1048576 : kib) << 10;
     cb->int8_matvec = !(int8 != NULL && strcmp(int8, "0") == 0);
     /* PGI_CUDA_INT8_MAX_ROWS: rows of x up to which quantized weights stay
      * on the integer kernels (8..64); beyond, cuBLAS over F16 slabs */

@@ -23,12 +23,17 @@
  * weight row per warp. */
 #define PGI_CUDA_MATVEC_WARPS 4
 /* Steps of at most this many tokens, one per sequence, are captured as
- * CUDA graphs. */
+ * CUDA graphs: one instantiated graph per bucket of sequence counts
+ * (1, 2, 3-4, 5-8, .., 33-64), updated in place when a step's shape or
+ * arguments differ from what it holds. */
 #define PGI_CUDA_GRAPH_MAX_TOKENS 64
-#define PGI_CUDA_GRAPH_SLOTS 16
+#define PGI_CUDA_GRAPH_SLOTS 8
 /* Scratch for weights dequantized to F16 ahead of a cuBLAS product. */
 #define PGI_CUDA_DEQUANT_SCRATCH_BYTES ((size_t) 64 << 20)
 #define PGI_CUDA_CUBLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
+/* Each of the two pinned buffers weights are uploaded through
+ * (PGI_CUDA_UPLOAD_CHUNK_KIB overrides it, at least 4 KiB). */
+#define PGI_CUDA_UPLOAD_CHUNK_BYTES ((size_t) 64 << 20)
 
 /* Attention tiling. */
 #define PGI_ATTN_KEY_TILE 32          /* keys per tile: one per lane */
@@ -68,7 +73,8 @@ typedef enum pgi_op_kind {
     PGI_OP_MATMUL_ADD,        /* out += x w^T */
     PGI_OP_MATMUL_SILU_GLU,   /* out = silu(x gate^T) * (x up^T); up in w2 */
     PGI_OP_MATMUL_QKV,        /* out, b, c = x w^T, x w2^T, x w3^T */
-    PGI_OP_ROPE_ATTENTION     /* attention's fields, rope's in rope_* and w2 (inv_freq) */
+    PGI_OP_ROPE_ATTENTION,    /* attention's fields, rope's in rope_* and w2 (inv_freq) */
+    PGI_OP_ARGMAX             /* ids (device) = argmax of a [n_rows][n], copied to out (pinned) */
 } pgi_op_kind;
 
 /* Up to two more weights whose rows continue the first's in one
@@ -140,6 +146,8 @@ typedef enum pgi_graph_mode {
     PGI_GRAPH_REPLAY        /* check ops against a captured graph's record */
 } pgi_graph_mode;
 
+/* What a step's launch configurations and device array addresses depend
+ * on: a graph holding another shape must be updated before it runs. */
 struct pgi_graph_key {
     int n_tokens;
     int n_seqs;
@@ -149,7 +157,9 @@ struct pgi_graph_key {
 
 struct pgi_graph_slot {
     bool used;
-    pgi_graph_key key;
+    int bucket;               /* sequence counts up to this power of two */
+    pgi_graph_key shape;      /* the step shape exec holds */
+    bool stale;               /* exec holds addresses that moved: capture and update */
     int times_seen;
     int failures;             /* captures or replays that did not match */
     cudaGraphExec_t exec;     /* NULL until captured */
@@ -215,10 +225,19 @@ struct pgi_cuda_backend {
     int32_t *d_argmax;
     int32_t *h_argmax;                /* pinned */
     size_t argmax_capacity;
+    void *argmax_partial;             /* pass 1's best key of each block (cuda_sampling.cu) */
+    size_t argmax_partial_bytes;
     pgi_logit *d_top_k;               /* [rows][k] results, then pass 1's [rows][chunks][k] */
     pgi_logit *h_top_k;               /* pinned [rows][k] */
     size_t top_k_capacity;            /* pgi_logits in d_top_k */
     size_t top_k_host_capacity;       /* pgi_logits in h_top_k */
+
+    /* weight upload: two pinned staging buffers of upload_chunk_bytes, each
+     * with the event of its last copy (allocated by the first upload, freed
+     * at the first step) */
+    void *upload_stage[2];
+    cudaEvent_t upload_done[2];
+    size_t upload_chunk_bytes;
 
     /* mixture of experts (cuda_moe.cu) */
     void *moe_scratch;                /* device: grouped rows and pair lists */
@@ -423,6 +442,7 @@ void pgi_cuda_launch_silu_mul(pgi_cuda_backend *cb, float *out, const float *gat
                               const float *up, int64_t n);
 void pgi_cuda_launch_add(pgi_cuda_backend *cb, float *x, const float *y, int64_t n);
 void pgi_cuda_launch_gather(pgi_cuda_backend *cb, float *out, const float *x, int width);
+/* cuda_sampling.cu: device_out[r] = argmax of row r (backend.h's rule). */
 void pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const float *x,
                             int n_rows, int width);
 /* cuda_sampling.cu: rows of width split into this many chunks by pass 1 of

@@ -1,6 +1,6 @@
 /*
  * cuda_ops.cu — the small ops: embed, rmsnorm, add_bias, rope, silu_mul, gelu_mul, scale,
- * add, gather_outputs, argmax.  Each reads the step's arrays from device
+ * add, gather_outputs (argmax: cuda_argmax.cu).  Each reads the step's arrays from device
  * memory (never host values) so that a captured graph stays valid for any
  * step of the same shape.
  */
@@ -336,67 +336,4 @@ pgi_cuda_launch_gather(pgi_cuda_backend *cb, float *out, const float *x, int wid
         return;
     gather_kernel<<<cb->n_outputs, 256, 0, cb->stream>>>(out, x, cb->d_output_rows, width);
     pgi_cuda_check_launch(cb, "gather_outputs");
-}
-
-/* ------------------------------------------------------------ argmax */
-
-/* (value, index) a beats b: larger value, or equal value and lower index.
- * NaN never wins. */
-__device__ __forceinline__ bool
-argmax_better(float va, int ia, float vb, int ib)
-{
-    return va > vb || (va == vb && ia < ib);
-}
-
-__global__ void
-argmax_kernel(int32_t *out, const float *x, int width)
-{
-    __shared__ float best_values[32];
-    __shared__ int best_indices[32];
-    const float *row = x + (size_t) blockIdx.x * (size_t) width;
-    float best = -INFINITY;
-    int best_index = 0x7fffffff;
-
-    for (int i = threadIdx.x; i < width; i += blockDim.x)
-        if (argmax_better(row[i], i, best, best_index))
-        {
-            best = row[i];
-            best_index = i;
-        }
-    for (int offset = 16; offset > 0; offset >>= 1)
-    {
-        float v = __shfl_xor_sync(0xffffffffu, best, offset);
-        int j = __shfl_xor_sync(0xffffffffu, best_index, offset);
-
-        if (argmax_better(v, j, best, best_index))
-        {
-            best = v;
-            best_index = j;
-        }
-    }
-    if ((threadIdx.x & 31) == 0)
-    {
-        best_values[threadIdx.x / 32] = best;
-        best_indices[threadIdx.x / 32] = best_index;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0)
-    {
-        for (int w = 1; w < (int) (blockDim.x / 32); w++)
-            if (argmax_better(best_values[w], best_indices[w], best, best_index))
-            {
-                best = best_values[w];
-                best_index = best_indices[w];
-            }
-        /* every value NaN: index 0, like a sequential scan */
-        out[blockIdx.x] = best_index == 0x7fffffff ? 0 : best_index;
-    }
-}
-
-void
-pgi_cuda_launch_argmax(pgi_cuda_backend *cb, int32_t *device_out, const float *x, int n_rows,
-                       int width)
-{
-    argmax_kernel<<<n_rows, 256, 0, cb->stream>>>(device_out, x, width);
-    pgi_cuda_check_launch(cb, "argmax");
 }

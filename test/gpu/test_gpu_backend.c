@@ -1523,6 +1523,200 @@ test_small_ops(twin *t)
     weight_free(t, &bias);
 }
 
+/* ------------------------------------------------------------ chunked upload */
+
+/*
+ * Weights go to the device through two pinned buffers in turn
+ * (PGI_CUDA_UPLOAD_CHUNK_KIB; 64 MiB by default).  With 4 KiB buffers,
+ * tensors of 13 to 48 chunks (float types copied as they are, quantized
+ * types repacked rows at a time) must multiply as the float64 reference
+ * and the CPU backend say (test_matmul_type).  On the emulator, a copy
+ * made to fail half way through a tensor (PGI_EMU_FAIL_COPY_AT) must fail
+ * the upload with PGI_ERR_DEVICE and leave the device memory as before.
+ */
+static void
+test_chunked_upload(twin *t)
+{
+    static const uint32_t types[] = {PGI_TYPE_F32, PGI_TYPE_F16, PGI_TYPE_Q8_0, PGI_TYPE_Q4_K,
+                                     PGI_TYPE_Q6_K, PGI_TYPE_Q3_K, PGI_TYPE_IQ4_XS};
+    bool emulator = strstr(t->gpu->device_name, "emulator") != NULL;
+    twin small;
+    pgi_error err;
+
+    setenv("PGI_CUDA_UPLOAD_CHUNK_KIB", "4", 1);
+    small.cpu = t->cpu;
+    small.gpu = create_cuda(0, &err);
+    unsetenv("PGI_CUDA_UPLOAD_CHUNK_KIB");
+    CHECK(small.gpu != NULL, "a CUDA backend uploading through 4 KiB pinned buffers");
+    if (small.gpu == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        test_matmul_type(&small, types[i], 96, 512, 3);
+    if (emulator)
+    {
+        enum { ROWS = 64, COLS = 512 };
+        float *values = pgi_alloc(sizeof(float) * ROWS * COLS);
+        size_t row_bytes = pgi_row_bytes(PGI_TYPE_Q8_0, COLS);
+        uint8_t *bytes = pgi_alloc(row_bytes * ROWS);
+        twin_weight first;
+        pgi_weight w;
+        size_t free_before;
+        pgi_status st;
+
+        if (values == NULL || bytes == NULL)
+            CHECK(false, "upload failure: host buffers");
+        else
+        {
+            fill_random(values, ROWS * COLS, 1.0f);
+            for (int r = 0; r < ROWS; r++)
+                pgi_quantize_row(PGI_TYPE_Q8_0, values + r * COLS, bytes + (size_t) r * row_bytes, COLS);
+            CHECK(weight_make(&small, &first, "first", PGI_TYPE_Q8_0, ROWS, COLS, values),
+                  "upload failure: a first tensor uploads");
+            free_before = small.gpu->device_memory_free;
+            memset(&w, 0, sizeof(w));
+            w.name = "broken";
+            w.type = PGI_TYPE_Q8_0;
+            w.rows = ROWS;
+            w.cols = COLS;
+            w.n_bytes = row_bytes * ROWS;
+            w.host = bytes;
+            setenv("PGI_EMU_FAIL_COPY_AT", "8192", 1);
+            st = small.gpu->ops->upload_weight(small.gpu, &w, &err);
+            unsetenv("PGI_EMU_FAIL_COPY_AT");
+            CHECK(st == PGI_ERR_DEVICE && w.device == NULL &&
+                      strstr(err.message, "copying a weight") != NULL,
+                  "upload failure: a copy failing at 8 KiB of %zu bytes fails the upload (%d: %s)",
+                  w.n_bytes, (int) st, st != PGI_OK ? err.message : "ok");
+            CHECK(small.gpu->device_memory_free == free_before,
+                  "upload failure: nothing of the tensor stays on the device (%zu == %zu bytes free)",
+                  small.gpu->device_memory_free, free_before);
+            st = small.gpu->ops->upload_weight(small.gpu, &w, &err);
+            CHECK(st == PGI_OK && w.device != NULL, "upload failure: the same tensor uploads after it");
+            small.gpu->ops->release_weight(small.gpu, &w);
+            weight_free(&small, &first);
+        }
+        pgi_free(values);
+        pgi_free(bytes);
+    }
+    small.gpu->ops->destroy(small.gpu);
+}
+
+/* ------------------------------------------------------------ argmax */
+
+/* backend.h's rule, written as the scan it describes: start at index 0,
+ * move to i when x[i] > x[best] (NaN at 0 stays; NaN elsewhere never wins;
+ * ties and -0 == +0 keep the lower index). */
+static int32_t
+expected_argmax(const float *x, int width)
+{
+    int32_t best = 0;
+
+    for (int i = 1; i < width; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/*
+ * argmax over vocabularies of 1, 31, 32000, 151936 and 262144 (one block,
+ * several blocks and the merge pass; 16-byte loads where width % 4 == 0,
+ * scalar loads otherwise and from a misaligned start): rows with a tied
+ * maximum, NaN at index 0, only -inf and NaN, NaN and -inf around a
+ * maximum at the last index, -0 beside +0, all equal values.  Against the
+ * scan above and the CPU backend.
+ */
+static void
+test_argmax_rules(twin *t)
+{
+    enum { ROWS = 6 };
+    static const int widths[] = {1, 31, 32000, 151936, 262144};
+
+    for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
+    {
+        int w = widths[wi];
+        float *a = pgi_alloc(sizeof(float) * (size_t) ROWS * (size_t) w);
+        int32_t expected[ROWS], cpu_idx[ROWS], gpu_idx[ROWS], shifted_expected = 0, shifted = -1;
+        twin_buffer x;
+        pgi_error err;
+        bool ok;
+
+        if (a == NULL || !buffer_make(t, &x, (size_t) ROWS * (size_t) w))
+        {
+            CHECK(false, "argmax %d: buffers", w);
+            pgi_free(a);
+            continue;
+        }
+        for (int r = 0; r < ROWS; r++)
+        {
+            float *row = a + (size_t) r * (size_t) w;
+
+            for (int i = 0; i < w; i++)
+                row[i] = random_uniform();
+            switch (r)
+            {
+                case 0:   /* a tie: the lower index wins */
+                    row[w / 3] = 5.0f;
+                    row[w - 1] = 5.0f;
+                    break;
+                case 1:   /* NaN at index 0 wins */
+                    row[0] = NAN;
+                    row[w / 2] = 9.0f;
+                    break;
+                case 2:   /* only -inf and NaN */
+                    for (int i = 0; i < w; i++)
+                        row[i] = i % 7 == 3 ? NAN : -INFINITY;
+                    break;
+                case 3:   /* NaNs and -infs around a maximum at the end */
+                    for (int i = 0; i < w; i++)
+                        row[i] = i % 5 == 1 ? NAN : i % 5 == 2 ? -INFINITY : row[i] - 3.0f;
+                    row[w - 1] = -0.5f;
+                    break;
+                case 4:   /* -0 before +0 (equal): the lower index */
+                    for (int i = 0; i < w; i++)
+                        row[i] = -1.0f - (float) (i % 13);
+                    row[w - 1] = 0.0f;
+                    row[(w - 1) / 2] = -0.0f;
+                    break;
+                default:  /* all equal, a NaN after index 0 */
+                    for (int i = 0; i < w; i++)
+                        row[i] = 1.0f;
+                    if (w > 1)
+                        row[1] = NAN;
+                    break;
+            }
+            expected[r] = expected_argmax(row, w);
+        }
+        ok = load_rows(t, &x, a, ROWS, w);
+        CHECK(ok, "argmax %d: rows loaded", w);
+        if (ok)
+        {
+            bool ran = t->cpu->ops->argmax(t->cpu, cpu_idx, x.cpu, ROWS, w, &err) == PGI_OK &&
+                       t->gpu->ops->argmax(t->gpu, gpu_idx, x.gpu, ROWS, w, &err) == PGI_OK;
+
+            CHECK(ran, "argmax %d: runs", w);
+            CHECK(memcmp(gpu_idx, expected, sizeof(expected)) == 0 &&
+                      memcmp(cpu_idx, expected, sizeof(expected)) == 0,
+                  "argmax of %d values (tie, NaN first, -inf/NaN only, NaN/-inf, -0/+0, equal): "
+                  "CUDA %d %d %d %d %d %d, CPU %d %d %d %d %d %d, expected %d %d %d %d %d %d", w,
+                  gpu_idx[0], gpu_idx[1], gpu_idx[2], gpu_idx[3], gpu_idx[4], gpu_idx[5],
+                  cpu_idx[0], cpu_idx[1], cpu_idx[2], cpu_idx[3], cpu_idx[4], cpu_idx[5],
+                  expected[0], expected[1], expected[2], expected[3], expected[4], expected[5]);
+            if (w > 1)
+            {
+                /* from a start that is not 16-byte aligned: scalar loads */
+                pgi_status st = t->gpu->ops->argmax(t->gpu, &shifted, x.gpu + 1, 1, w - 1, &err);
+
+                shifted_expected = expected_argmax(a + 1, w - 1);
+                CHECK(st == PGI_OK && shifted == shifted_expected,
+                      "argmax of %d values from a misaligned start: %d, expected %d", w - 1,
+                      shifted, shifted_expected);
+            }
+        }
+        buffer_free(t, &x);
+        pgi_free(a);
+    }
+}
+
 /* ------------------------------------------------------------ whole models */
 
 /* Logits of every output of every step, in order (logits observer). */
@@ -1792,6 +1986,162 @@ test_model_batches(const char *cuda_library, int n_models, char **models)
             pgi_free(cpu);
             pgi_free(gpu);
         }
+    }
+}
+
+/* ------------------------------------------------------------ graph buckets */
+
+/*
+ * Decode steps of changing batch sizes under CUDA graphs: GB_SEQS sequences
+ * start together and stop one after another (sequence s after 64 - 9 s
+ * tokens), so decode steps hold 7, 6, .., 1 sequences (buckets 8, 4, 2, 1)
+ * at growing positions (new KV blocks: another max_blocks); one more
+ * sequence joins at step 30.  Greedy (argmax, inside the graphs).  The
+ * tokens must equal those with PGI_CUDA_GRAPHS=0 token for token (F32 and
+ * Q8_0 models) and, for the F32 model, the CPU backend's; the backend must
+ * have instantiated at most one graph per bucket, updating them for every
+ * other shape.
+ */
+enum { GB_SEQS = 7, GB_ALL = GB_SEQS + 1, GB_GEN = 64, GB_PROMPT = 6, GB_BUCKETS = 4 };
+
+typedef struct graph_run {
+    int32_t tokens[GB_ALL][GB_GEN];
+    int n_tokens[GB_ALL];
+    unsigned long captures, updates, launches;
+} graph_run;
+
+static bool
+run_graph_schedule(const char *model, const char *device, const char *cuda_library, bool graphs,
+                   graph_run *run)
+{
+    pgi_engine_options o;
+    pgi_engine *e = NULL;
+    pgi_sampling_params p;
+    pgi_step_output outs[GB_ALL];
+    int64_t ids[GB_ALL];
+    pgi_error err;
+    int n_out, steps = 0, n_added = 0;
+    bool ok = true;
+
+    memset(run, 0, sizeof(*run));
+    pgi_engine_options_default(&o);
+    o.model_path = model;
+    o.device = device;
+    o.cuda_library_path = cuda_library;
+    o.max_sequences = GB_ALL;
+    if (!graphs)
+        setenv("PGI_CUDA_GRAPHS", "0", 1);
+    ok = pgi_engine_open(&o, &e, &err) == PGI_OK;
+    unsetenv("PGI_CUDA_GRAPHS");
+    if (!ok)
+    {
+        printf("# %s on %s: %s\n", model, device, err.message);
+        return false;
+    }
+    pgi_sampling_params_default(&p);
+    p.ignore_eos = true;
+    for (int s = 0; s < GB_ALL && ok; s++)
+        ids[s] = -1;
+    while (ok)
+    {
+        /* sequences 0..GB_SEQS-1 at once, the last one at step 30 */
+        while (ok && (n_added < GB_SEQS || (n_added == GB_SEQS && steps == 30)))
+        {
+            int32_t prompt[GB_PROMPT];
+            int s = n_added++;
+
+            for (int j = 0; j < GB_PROMPT; j++)
+                prompt[j] = 3 + (int32_t) ((unsigned) (s * 53 + j * 17) % 300u);
+            p.max_tokens = s < GB_SEQS ? GB_GEN - 9 * s : 12;
+            ok = pgi_engine_add_sequence(e, prompt, GB_PROMPT, &p, &ids[s], &err) == PGI_OK;
+        }
+        if (!ok || (!pgi_engine_has_work(e) && n_added == GB_ALL) || steps > 1000)
+            break;
+        if (!pgi_engine_has_work(e))
+        {
+            steps++;
+            continue;
+        }
+        ok = pgi_engine_step(e, outs, GB_ALL, &n_out, &err) == PGI_OK;
+        steps++;
+        for (int i = 0; ok && i < n_out; i++)
+            for (int s = 0; s < GB_ALL; s++)
+                if (outs[i].seq_id == ids[s] && outs[i].token >= 0 && run->n_tokens[s] < GB_GEN)
+                    run->tokens[s][run->n_tokens[s]++] = outs[i].token;
+    }
+    if (!ok)
+        printf("# %s on %s: %s\n", model, device, err.message);
+    else
+    {
+        const pgi_backend *b = pgi_engine_backend(e);
+
+        run->captures = b->graph_captures;
+        run->updates = b->graph_updates;
+        run->launches = b->graph_launches;
+    }
+    pgi_engine_close(e);
+    return ok;
+}
+
+static void
+test_graph_buckets(const char *cuda_library, int n_models, char **models)
+{
+    for (int m = 0; m < n_models; m++)
+    {
+        const char *name = strrchr(models[m], '/') != NULL ? strrchr(models[m], '/') + 1 : models[m];
+        graph_run *cpu, *on, *off;
+        bool ok;
+
+        if (strcmp(name, "tiny-llama-f32.gguf") != 0 && strcmp(name, "tiny-llama-q8_0.gguf") != 0)
+            continue;
+        cpu = pgi_calloc(1, sizeof(graph_run));
+        on = pgi_calloc(1, sizeof(graph_run));
+        off = pgi_calloc(1, sizeof(graph_run));
+        ok = cpu != NULL && on != NULL && off != NULL &&
+             run_graph_schedule(models[m], "cpu", NULL, true, cpu) &&
+             run_graph_schedule(models[m], "cuda:0", cuda_library, true, on) &&
+             run_graph_schedule(models[m], "cuda:0", cuda_library, false, off);
+        CHECK(ok, "%s: the graph schedule runs on the CPU, on CUDA with and without graphs", name);
+        if (ok)
+        {
+            int total = 0, same_off = 0, same_cpu = 0;
+
+            for (int s = 0; s < GB_ALL; s++)
+            {
+                total += cpu->n_tokens[s];
+                same_off += on->n_tokens[s] == off->n_tokens[s] &&
+                            memcmp(on->tokens[s], off->tokens[s],
+                                   sizeof(int32_t) * (size_t) on->n_tokens[s]) == 0;
+                same_cpu += on->n_tokens[s] == cpu->n_tokens[s] &&
+                            memcmp(on->tokens[s], cpu->tokens[s],
+                                   sizeof(int32_t) * (size_t) on->n_tokens[s]) == 0;
+            }
+            CHECK(cpu->n_tokens[0] == GB_GEN && total == GB_GEN * GB_SEQS - 9 * 21 + 12,
+                  "%s: %d greedy tokens in all, %d for sequence 0", name, total, cpu->n_tokens[0]);
+            CHECK(same_off == GB_ALL,
+                  "%s: greedy tokens with graphs equal those without, token for token (%d of %d "
+                  "sequences)", name, same_off, GB_ALL);
+            /* F32 weights: the CPU and CUDA products differ by float rounding
+             * only, so the greedy tokens agree; quantized weights: the CPU
+             * rounds x to 8 bits per 256 and CUDA per 32 (see the tolerances
+             * above), which may flip a near tie, so only reported */
+            if (strcmp(name, "tiny-llama-f32.gguf") == 0)
+                CHECK(same_cpu == GB_ALL,
+                      "%s: greedy tokens with graphs equal the CPU backend's (%d of %d sequences)",
+                      name, same_cpu, GB_ALL);
+            else
+                printf("# %s: %d of %d sequences' greedy tokens equal the CPU backend's (x is "
+                       "rounded differently)\n", name, same_cpu, GB_ALL);
+            CHECK(on->captures >= 1 && on->captures <= GB_BUCKETS && on->updates >= 1 &&
+                      on->launches >= 50,
+                  "%s: %lu graphs instantiated (at most one per bucket: %d), %lu updated in place, "
+                  "%lu graph launches", name, on->captures, GB_BUCKETS, on->updates, on->launches);
+            CHECK(off->captures == 0 && off->launches == 0, "%s: PGI_CUDA_GRAPHS=0 launches no graph",
+                  name);
+        }
+        pgi_free(cpu);
+        pgi_free(on);
+        pgi_free(off);
     }
 }
 
@@ -2589,6 +2939,8 @@ main(int argc, char **argv)
     test_embed(&t);
     test_small_ops(&t);
     test_top_k(&t);
+    test_argmax_rules(&t);
+    test_chunked_upload(&t);
     test_attention(&t);
     test_moe(&t);
     t.gpu->ops->destroy(t.gpu);
@@ -2596,6 +2948,7 @@ main(int argc, char **argv)
     test_engine(path);
     test_model_logits(path, argc - 2, argv + 2);
     test_model_batches(path, argc - 2, argv + 2);
+    test_graph_buckets(path, argc - 2, argv + 2);
     test_device_loss();     /* last: the process's CUDA context is gone after it */
     return unit_done();
 }

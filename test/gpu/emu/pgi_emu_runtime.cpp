@@ -63,15 +63,17 @@ static size_t shared_optin() { return (size_t) env_long("PGI_EMU_SHARED_OPTIN", 
 static const size_t k_shared_default = 48 * 1024;
 
 struct stats {
-    unsigned long launches, blocks, threads, graph_captures, graph_launches, graph_nodes_run;
+    unsigned long launches, blocks, threads, graph_captures, graph_updates, graph_launches;
+    unsigned long graph_nodes_run;
     unsigned long copies, faults;
     ~stats()
     {
         if (env_long("PGI_EMU_STATS", 0))
             fprintf(stderr,
                     "pgi_emu: %lu kernel launches (%lu blocks, %lu threads), %lu copies/sets, "
-                    "%lu graphs captured, %lu graph launches (%lu nodes run), %lu faults\n",
-                    launches, blocks, threads, copies, graph_captures, graph_launches,
+                    "%lu graphs captured, %lu updated, %lu graph launches (%lu nodes run), "
+                    "%lu faults\n",
+                    launches, blocks, threads, copies, graph_captures, graph_updates, graph_launches,
                     graph_nodes_run, faults);
     }
 };
@@ -175,8 +177,21 @@ bool check_kernel_pointer(const char *kernel, int index, const void *p)
 
 typedef std::function<void()> work;
 
+/* What a graph node is, as cudaGraphExecUpdate compares them: kernels
+ * (cuBLAS calls count as kernels), memsets, and copies by direction (a copy
+ * may change its addresses but not the kinds of memory at either end). */
+enum node_type {
+    NODE_KERNEL = 1,
+    NODE_MEMSET,
+    NODE_COPY_H2D,
+    NODE_COPY_D2H,
+    NODE_COPY_D2D,
+    NODE_COPY_H2H
+};
+
 struct graph_nodes {
     std::vector<work> nodes;
+    std::vector<node_type> types;   /* one per node */
 };
 
 }  // namespace pgi_emu
@@ -243,11 +258,12 @@ static void flush()
     g_flushing = false;
 }
 
-static void enqueue(cudaStream_t s, work w)
+static void enqueue(cudaStream_t s, work w, node_type type = NODE_KERNEL)
 {
     if (s != NULL && s->capturing)
     {
         s->graph->nodes.push_back(std::move(w));
+        s->graph->types.push_back(type);
         return;
     }
     g_queue.push_back(std::move(w));
@@ -1191,23 +1207,43 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpy
     bool capturing = stream != NULL && stream->capturing;
     mem_kind d = classify(dst), s = classify(src);
 
+    /* PGI_EMU_FAIL_COPY_AT=N (read at each call): a copy from the host that
+     * lands N bytes or more into its device allocation fails (not sticky),
+     * so tests can break an upload half way */
+    if (d == MEM_DEVICE && s != MEM_DEVICE && getenv("PGI_EMU_FAIL_COPY_AT") != NULL)
+    {
+        uintptr_t base = 0;
+
+        find_alloc(dst, &base);
+        if ((uintptr_t) dst - base >= (uintptr_t) env_long("PGI_EMU_FAIL_COPY_AT", 0))
+        {
+            report("cudaMemcpyAsync of %zu bytes to %zu bytes into an allocation: failure injected "
+                   "(PGI_EMU_FAIL_COPY_AT)", count, (size_t) ((uintptr_t) dst - base));
+            return fail(cudaErrorUnknown);
+        }
+    }
+
+    bool host_dst = d == MEM_HOST || d == MEM_PINNED, host_src = s == MEM_HOST || s == MEM_PINNED;
+    node_type type = host_src ? (host_dst ? NODE_COPY_H2H : NODE_COPY_H2D)
+                              : (host_dst ? NODE_COPY_D2H : NODE_COPY_D2D);
+
     if (!capturing && s == MEM_HOST && d != MEM_HOST)
     {
         /* from pageable memory: staged before the call returns */
         std::shared_ptr<std::vector<unsigned char>> staged =
             std::make_shared<std::vector<unsigned char>>((const unsigned char *) src,
                                                          (const unsigned char *) src + count);
-        enqueue(stream, [dst, staged] { memcpy(dst, staged->data(), staged->size()); });
+        enqueue(stream, [dst, staged] { memcpy(dst, staged->data(), staged->size()); }, type);
         return cudaSuccess;
     }
     if (!capturing && d == MEM_HOST && s != MEM_HOST)
     {
         /* to pageable memory: returns when the copy is done */
-        enqueue(stream, [dst, src, count] { memcpy(dst, src, count); });
+        enqueue(stream, [dst, src, count] { memcpy(dst, src, count); }, type);
         flush();
         return g_sticky;
     }
-    enqueue(stream, [dst, src, count] { memmove(dst, src, count); });
+    enqueue(stream, [dst, src, count] { memmove(dst, src, count); }, type);
     return cudaSuccess;
 }
 
@@ -1242,7 +1278,7 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t str
         return fail(cudaErrorInvalidValue);
     }
     g_stats.copies++;
-    enqueue(stream, [dst, value, count] { memset(dst, value, count); });
+    enqueue(stream, [dst, value, count] { memset(dst, value, count); }, NODE_MEMSET);
     return cudaSuccess;
 }
 
@@ -1420,7 +1456,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     if (exec == NULL || g_graphs.count(graph) == 0)
         return fail(cudaErrorInvalidValue);
     *exec = new CUgraphExec_st();
-    (*exec)->g.nodes = graph->g.nodes;
+    (*exec)->g = graph->g;
     g_execs.insert(*exec);
     return cudaSuccess;
 }
@@ -1441,6 +1477,48 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
             g_stats.graph_nodes_run++;
             w();
         });
+    return cudaSuccess;
+}
+
+/*
+ * As the runtime does: the graph must have the instantiated graph's
+ * topology (here a chain: the same number of nodes) and each node its
+ * type (kernel, memset, copy of the same direction); then every node's
+ * parameters (kernel function, grid, arguments; copy and memset addresses
+ * and sizes) are replaced by the graph's.  On failure the instantiated
+ * graph is left as it was and resultInfo says why.
+ */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
+                                cudaGraphExecUpdateResultInfo *resultInfo)
+{
+    cudaGraphExecUpdateResult result = cudaGraphExecUpdateSuccess;
+
+    if (resultInfo != NULL)
+    {
+        resultInfo->result = cudaGraphExecUpdateError;
+        resultInfo->errorNode = NULL;
+        resultInfo->errorFromNode = NULL;
+    }
+    if (g_execs.count(exec) == 0 || g_graphs.count(graph) == 0)
+        return fail(cudaErrorInvalidValue);
+    if (graph->g.nodes.size() != exec->g.nodes.size())
+        result = cudaGraphExecUpdateErrorTopologyChanged;
+    else
+        for (size_t i = 0; i < graph->g.types.size(); i++)
+            if (graph->g.types[i] != exec->g.types[i])
+            {
+                bool copies = graph->g.types[i] >= NODE_COPY_H2D && exec->g.types[i] >= NODE_COPY_H2D;
+
+                result = copies ? cudaGraphExecUpdateErrorParametersChanged
+                                : cudaGraphExecUpdateErrorNodeTypeChanged;
+                break;
+            }
+    if (resultInfo != NULL)
+        resultInfo->result = result;
+    if (result != cudaGraphExecUpdateSuccess)
+        return fail(cudaErrorGraphExecUpdateFailure);
+    exec->g.nodes = graph->g.nodes;
+    g_stats.graph_updates++;
     return cudaSuccess;
 }
 

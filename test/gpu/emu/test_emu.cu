@@ -229,6 +229,104 @@ static void test_queue_and_graphs()
     cudaStreamDestroy(s);
 }
 
+/* Graph update: same topology and node types -> parameters replaced;
+ * otherwise the instantiated graph is kept and the result says why. */
+__global__ void add_value_kernel(float *x, int n, float value)
+{
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        x[i] += value;
+}
+
+static cudaGraph_t capture_adds(cudaStream_t s, float *d, float *pinned, int n, float value,
+                                int kernels, bool copy_back)
+{
+    cudaGraph_t graph = NULL;
+
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    for (int i = 0; i < kernels; i++)
+        add_value_kernel<<<1 + i, 32 * (1 + i), 0, s>>>(d, n, value);
+    if (copy_back)
+        cudaMemcpyAsync(pinned, d, n * sizeof(float), cudaMemcpyDeviceToHost, s);
+    else
+        cudaMemsetAsync(d, 0, sizeof(float), s);
+    cudaStreamEndCapture(s, &graph);
+    return graph;
+}
+
+static void test_graph_update()
+{
+    enum { N = 300 };
+    cudaStream_t s;
+    float *a = NULL, *b = NULL, *pinned = NULL, *pinned2 = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaGraphExecUpdateResultInfo info;
+    cudaGraph_t g;
+
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaMalloc((void **) &a, N * sizeof(float));
+    cudaMalloc((void **) &b, N * sizeof(float));
+    cudaMallocHost((void **) &pinned, N * sizeof(float));
+    cudaMallocHost((void **) &pinned2, N * sizeof(float));
+    cudaMemsetAsync(a, 0, N * sizeof(float), s);
+    cudaMemsetAsync(b, 0, N * sizeof(float), s);
+
+    g = capture_adds(s, a, pinned, N, 1.0f, 2, true);
+    CHECK(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess, "update: first graph instantiated");
+    cudaGraphDestroy(g);
+    cudaGraphLaunch(exec, s);
+    cudaStreamSynchronize(s);
+    CHECK(pinned[0] == 2.0f && pinned[N - 1] == 2.0f, "update: the first graph adds 2 to a (%g)",
+          pinned[0]);
+
+    /* other pointers, value, grid and copy target: same topology */
+    g = capture_adds(s, b, pinned2, N, 5.0f, 2, true);
+    CHECK(cudaGraphExecUpdate(exec, g, &info) == cudaSuccess && info.result == cudaGraphExecUpdateSuccess,
+          "update: same topology with new parameters succeeds");
+    cudaGraphDestroy(g);
+    cudaGraphLaunch(exec, s);
+    cudaStreamSynchronize(s);
+    CHECK(pinned2[0] == 10.0f && pinned2[N - 1] == 10.0f && pinned[0] == 2.0f,
+          "update: the updated graph adds 10 to b and copies into the new buffer (%g, %g)",
+          pinned2[0], pinned[0]);
+
+    g = capture_adds(s, a, pinned, N, 1.0f, 3, true);
+    CHECK(cudaGraphExecUpdate(exec, g, &info) == cudaErrorGraphExecUpdateFailure &&
+              info.result == cudaGraphExecUpdateErrorTopologyChanged,
+          "update: one node more is a topology change");
+    CHECK(cudaGetLastError() == cudaErrorGraphExecUpdateFailure, "update: the failure is the last error");
+    cudaGraphDestroy(g);
+    g = capture_adds(s, a, pinned, N, 1.0f, 2, false);
+    CHECK(cudaGraphExecUpdate(exec, g, &info) == cudaErrorGraphExecUpdateFailure &&
+              info.result == cudaGraphExecUpdateErrorNodeTypeChanged,
+          "update: a memset where a copy was is a node type change");
+    cudaGraphDestroy(g);
+    g = NULL;
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    add_value_kernel<<<1, 32, 0, s>>>(a, N, 1.0f);
+    add_value_kernel<<<2, 64, 0, s>>>(a, N, 1.0f);
+    cudaMemcpyAsync(a, pinned, N * sizeof(float), cudaMemcpyHostToDevice, s);
+    cudaStreamEndCapture(s, &g);
+    CHECK(cudaGraphExecUpdate(exec, g, &info) == cudaErrorGraphExecUpdateFailure &&
+              info.result == cudaGraphExecUpdateErrorParametersChanged,
+          "update: a copy of another direction is a parameter change");
+    cudaGraphDestroy(g);
+    (void) cudaGetLastError();
+    /* the failed updates left the instantiated graph as it was */
+    cudaGraphLaunch(exec, s);
+    cudaStreamSynchronize(s);
+    CHECK(pinned2[0] == 20.0f && pinned[0] == 2.0f,
+          "update: after failed updates the graph still adds 10 to b (%g)", pinned2[0]);
+    CHECK(cudaGraphExecUpdate(exec, (cudaGraph_t) pinned, &info) == cudaErrorInvalidValue,
+          "update: an unknown graph is an invalid value");
+    (void) cudaGetLastError();
+    cudaGraphExecDestroy(exec);
+    cudaFreeHost(pinned);
+    cudaFreeHost(pinned2);
+    cudaFree(a);
+    cudaFree(b);
+    cudaStreamDestroy(s);
+}
+
 /* ---------------------------------------------------------------- faults (child processes) */
 
 __global__ void misaligned_kernel(const float *x, float *out)
@@ -464,6 +562,7 @@ int main()
     test_conversions();
     test_semantics();
     test_queue_and_graphs();
+    test_graph_update();
     test_faults();
     test_cublas();
     test_mma();
