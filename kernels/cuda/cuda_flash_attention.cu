@@ -65,20 +65,22 @@ flash_ld32(const __half *p)
 #endif
 }
 
-/* 16 bytes from global src to shared dst, or zeros when src is NULL. */
+/* 16 bytes from global src to shared dst, or 16 zero bytes when !valid
+ * (src is then any valid global address and nothing is read from it). */
 __device__ __forceinline__ void
-flash_copy16(__half *dst, const __half *src)
+flash_copy16(__half *dst, const __half *src, bool valid)
 {
 #ifdef PGI_EMU
-    uint4 v = src != NULL ? __ldg((const uint4 *) src) : make_uint4(0, 0, 0, 0);
+    uint4 v = valid ? __ldg((const uint4 *) src) : make_uint4(0, 0, 0, 0);
 
     memcpy(dst, &v, sizeof(v));
 #else
     unsigned d = (unsigned) __cvta_generic_to_shared(dst);
+    size_t from = __cvta_generic_to_global(src);
 
     /* src-size 0 fills the 16 bytes with zeros and reads nothing */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d),
-                 "l"(src != NULL ? src : (const __half *) dst), "r"(src != NULL ? 16 : 0));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from),
+                 "r"(valid ? 16 : 0));
 #endif
 }
 
@@ -110,7 +112,8 @@ flash_load_tile(const pgi_flash_args &a, const int32_t *table, int kv_head, int 
     {
         int j = e / VEC, d = (e % VEC) * 8;
         int p = tile0 + j;
-        const __half *k = NULL, *v = NULL;
+        const __half *k = a.k_cache, *v = a.v_cache;
+        bool valid = false;
 
         if (p < key_end && p / a.block_size < a.max_blocks)
         {
@@ -123,12 +126,13 @@ flash_load_tile(const pgi_flash_args &a, const int32_t *table, int kv_head, int 
 
                 k = a.k_cache + at;
                 v = a.v_cache + at;
+                valid = true;
             }
         }
-        flash_copy16(Ks + j * S + d, k);
-        flash_copy16(Vs + j * S + d, v);
+        flash_copy16(Ks + j * S + d, k, valid);
+        flash_copy16(Vs + j * S + d, v, valid);
         if (d == 0)
-            key_ok[j] = k != NULL;
+            key_ok[j] = valid;
     }
 }
 

@@ -38,7 +38,9 @@
  *     with sliding windows and sinks, through graph replays, and at
  *     contexts above 8192 where the keys before every window are NaN on
  *     CUDA only, and full attention over 8200-8500 keys (group sizes 4
- *     and 8, head_dim 64 and 128; see test_attention_long_case)
+ *     and 8, head_dim 64 and 128; see test_attention_long_case); prompt
+ *     steps of 1..600 tokens after a prefix (the tensor-core flash kernel
+ *     from 16 tokens; test_attention_prompt_case)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
  *   prompts gives each the same tokens as run alone.
  *   tiny-llama-q4_k_m and -q8_0 decoding batches of 9, 24 and 64 sequences
