@@ -16,10 +16,13 @@
  *   - Decode-shaped steps (one token per sequence): a tile is one token, and
  *     the keys are split into chunks (flash-decoding) spread over the grid's
  *     z dimension; a second kernel merges the chunks' partial results.  The
- *     chunk count depends only on max_blocks (and the layer's window), so a
- *     captured graph fits every step of the same shape.
+ *     chunk count (decode_chunks) follows the SM count, the step's tokens
+ *     and KV heads, and max_blocks (and the layer's window), so a captured
+ *     graph fits every step of the same shape.
  *   - Other steps (prompt chunks): tiles of up to 64 query rows of one
- *     sequence built on the host; each tile covers keys from its first
+ *     sequence built on the host; steps of PGI_ATTN_FLASH_MIN_TOKENS tokens
+ *     or more with head_dim 64 or 128 go to the tensor-core kernel of
+ *     cuda_flash_attention.cu over the same tiles, the others here; each tile covers keys from its first
  *     token's first key to its last position with per-row causal masking,
  *     in one pass (no split).
  *
@@ -64,13 +67,6 @@ struct attention_args {
     int window;                   /* > 0: keys position - window + 1 .. position */
     float scale;
 };
-
-/* The first key a query at `position` attends to. */
-__device__ __forceinline__ int
-window_first_key(int position, int window)
-{
-    return window > 0 && position >= window ? position - window + 1 : 0;
-}
 
 static size_t
 attention_shared_bytes(int query_rows, int head_dim)
@@ -150,7 +146,7 @@ attention_kernel(attention_args a)
     const int last_position = a.positions[t0 + nt - 1];
     /* the tile's first token has the earliest window; chunks count from it
      * (chunk_len is INT_MAX for prefill tiles: no overflow below) */
-    const int key_begin = window_first_key(a.positions[t0], a.window) + chunk * a.chunk_len;
+    const int key_begin = pgi_window_first_key(a.positions[t0], a.window) + chunk * a.chunk_len;
     const int key_end = last_position + 1 - key_begin > a.chunk_len ? key_begin + a.chunk_len
                                                                      : last_position + 1;
 
@@ -269,7 +265,7 @@ attention_kernel(attention_args a)
             float s = -INFINITY;
 
             if (key_base[j] >= 0 && p <= query_position &&
-                p >= window_first_key(query_position, a.window))
+                p >= pgi_window_first_key(query_position, a.window))
             {
                 const float *qr = Qs + (size_t) r * hd;
                 const float *kr = Ks + (size_t) j * (hd + 1);
@@ -359,7 +355,7 @@ attention_merge_kernel(float *out, const float *partial, const int32_t *position
     int token = blockIdx.x, head = blockIdx.y;
     int position = positions[token];
     /* the chunks attention_kernel wrote: those starting at or before position */
-    int used = (position - window_first_key(position, window) + chunk_len) / chunk_len;
+    int used = (position - pgi_window_first_key(position, window) + chunk_len) / chunk_len;
     const float *pp = partial + ((size_t) token * n_heads + head) * n_chunks * (head_dim + 2);
     float m = -INFINITY, denominator = 0.0f;
 
@@ -404,7 +400,30 @@ pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err)
                  cudaGetErrorString(rc));
         return false;
     }
-    return true;
+    return pgi_cuda_flash_attention_init(cb, err);
+}
+
+/* Key chunks of a decode-shaped step (split-K): the fewest that give the
+ * grid (n_tokens x n_kv_heads x chunks blocks) PGI_ATTN_BLOCKS_PER_SM
+ * blocks per SM, so one sequence at a long context still fills the GPU
+ * while a large batch, which fills it already, is not split; at most
+ * PGI_ATTN_MAX_SPLITS, and no chunk shorter than PGI_ATTN_MIN_CHUNK keys
+ * (span: the keys one token can see, from max_blocks and the window).  It
+ * depends only on the step's shape and the device, so a captured graph
+ * fits every step of that shape. */
+static int
+decode_chunks(const pgi_cuda_backend *cb, int n_kv_heads, int64_t span)
+{
+    int64_t blocks = (int64_t) cb->n_tokens * n_kv_heads;
+    int64_t target = (int64_t) PGI_ATTN_BLOCKS_PER_SM * (cb->sm_count > 0 ? cb->sm_count : 1);
+    int64_t chunks = (target + blocks - 1) / blocks;
+    int64_t by_span = (span + PGI_ATTN_MIN_CHUNK - 1) / PGI_ATTN_MIN_CHUNK;
+
+    if (chunks > by_span)
+        chunks = by_span;
+    if (chunks > PGI_ATTN_MAX_SPLITS)
+        chunks = PGI_ATTN_MAX_SPLITS;
+    return chunks < 1 ? 1 : (int) chunks;
 }
 
 /* Host-built tiles for prompt steps: runs of consecutive tokens of one
@@ -515,6 +534,7 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
     }
     memset(&a, 0, sizeof(a));
     a.group = shape->n_heads / shape->n_kv_heads;
+    bool flash = !decode_shaped && pgi_cuda_flash_attention_fits(cb, cb->n_tokens, hd, a.group);
 
     int threads;
     if (decode_shaped)
@@ -524,12 +544,8 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
         int64_t max_context = (int64_t) cb->max_blocks * g->block_size;
         int64_t span = shape->window > 0 && shape->window < max_context ? shape->window
                                                                          : max_context;
-        int64_t chunks = (span + PGI_ATTN_DECODE_CHUNK - 1) / PGI_ATTN_DECODE_CHUNK;
+        int64_t chunks = decode_chunks(cb, shape->n_kv_heads, span);
 
-        if (chunks < 1)
-            chunks = 1;
-        if (chunks > PGI_ATTN_MAX_SPLITS)
-            chunks = PGI_ATTN_MAX_SPLITS;
         a.n_chunks = (int) chunks;
         a.chunk_len = (int) ((span + chunks - 1) / chunks);
         a.chunk_len = (a.chunk_len + PGI_ATTN_KEY_TILE - 1) / PGI_ATTN_KEY_TILE * PGI_ATTN_KEY_TILE;
@@ -537,6 +553,12 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
             a.chunk_len = PGI_ATTN_KEY_TILE;
         a.tile_tokens = 1;
         threads = a.group * hd <= PGI_ATTN_MAX_ACC * 128 ? 128 : 256;
+    }
+    else if (flash)
+    {
+        a.tile_tokens = pgi_cuda_flash_tile_tokens(a.group);
+        a.n_chunks = 1;
+        threads = 0;   /* the flash kernel's own */
     }
     else
     {
@@ -550,14 +572,14 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
         a.chunk_len = 0x7fffffff;
         threads = 256;
     }
-    if (a.tile_tokens * a.group * hd > PGI_ATTN_MAX_ACC * threads)
+    if (!flash && a.tile_tokens * a.group * hd > PGI_ATTN_MAX_ACC * threads)
     {
         pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
                       "attention: %d query heads per KV head with head_dim %d is not supported",
                       a.group, hd);
         return;
     }
-    size_t shared_bytes = attention_shared_bytes(a.tile_tokens * a.group, hd);
+    size_t shared_bytes = flash ? 0 : attention_shared_bytes(a.tile_tokens * a.group, hd);
     if (shared_bytes > cb->shared_optin)
     {
         pgi_cuda_note(cb, PGI_ERR_UNSUPPORTED,
@@ -592,6 +614,30 @@ pgi_cuda_launch_attention(pgi_cuda_backend *cb, float *out, const float *q, cons
         shape->n_heads);
     pgi_cuda_check_launch(cb, "storing K/V");
 
+    if (flash)
+    {
+        pgi_flash_args f;
+
+        f.out = out;
+        f.q = q;
+        f.k_cache = k_layer;
+        f.v_cache = v_layer;
+        f.positions = cb->d_positions;
+        f.seq_index = cb->d_seq_index;
+        f.block_tables = cb->d_block_tables;
+        f.tiles = cb->device_tiles;
+        f.sinks = shape->sinks != NULL ? (const float *) sinks->device : NULL;
+        f.max_blocks = cb->max_blocks;
+        f.n_heads = shape->n_heads;
+        f.n_kv_heads = shape->n_kv_heads;
+        f.head_dim = hd;
+        f.block_size = g->block_size;
+        f.group = a.group;
+        f.window = shape->window;
+        f.scale = shape->scale;
+        pgi_cuda_launch_flash_attention(cb, &f, cb->n_tiles);
+        return;
+    }
     a.out = out;
     a.q = q;
     a.k_cache = k_layer;

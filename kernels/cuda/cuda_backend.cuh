@@ -38,8 +38,15 @@
 /* Attention tiling. */
 #define PGI_ATTN_KEY_TILE 32          /* keys per tile: one per lane */
 #define PGI_ATTN_MAX_ACC 32           /* output values held per thread */
-#define PGI_ATTN_DECODE_CHUNK 256     /* keys per split of the decode kernel */
 #define PGI_ATTN_MAX_SPLITS 32
+/* Decode split-K: the fewest key chunks that give the grid at least
+ * PGI_ATTN_BLOCKS_PER_SM blocks per SM, chunks of at least
+ * PGI_ATTN_MIN_CHUNK keys (cuda_attention.cu, decode_chunks). */
+#define PGI_ATTN_BLOCKS_PER_SM 2
+#define PGI_ATTN_MIN_CHUNK 128
+/* Prompt steps of at least this many tokens use the tensor-core flash
+ * kernel (cuda_flash_attention.cu) where it applies. */
+#define PGI_ATTN_FLASH_MIN_TOKENS 16
 
 struct pgi_kv_cache {
     pgi_kv_geometry g;
@@ -461,5 +468,40 @@ void pgi_cuda_moe_ffn(pgi_cuda_backend *cb, float *out, const float *x, const in
 
 /* One-time kernel attributes (shared-memory limits); false on error. */
 bool pgi_cuda_attention_init(pgi_cuda_backend *cb, pgi_error *err);
+
+/* The first key a query at `position` sees with a sliding window (> 0). */
+__host__ __device__ __forceinline__ int
+pgi_window_first_key(int position, int window)
+{
+    return window > 0 && position >= window ? position - window + 1 : 0;
+}
+
+/* cuda_flash_attention.cu: prompt-step attention on tensor cores over the
+ * host-built tiles of cuda_attention.cu (pgi_cuda_flash_tile_tokens tokens
+ * at most each). */
+struct pgi_flash_args {
+    float *out;
+    const float *q;
+    const __half *k_cache;        /* this layer */
+    const __half *v_cache;
+    const int32_t *positions;
+    const int32_t *seq_index;
+    const int32_t *block_tables;
+    const int32_t *tiles;         /* (first token, count) pairs */
+    const float *sinks;           /* [n_heads] or NULL */
+    int max_blocks;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int block_size;
+    int group;
+    int window;
+    float scale;
+};
+bool pgi_cuda_flash_attention_init(pgi_cuda_backend *cb, pgi_error *err);
+bool pgi_cuda_flash_attention_fits(const pgi_cuda_backend *cb, int n_tokens, int head_dim,
+                                   int group);
+int pgi_cuda_flash_tile_tokens(int group);
+void pgi_cuda_launch_flash_attention(pgi_cuda_backend *cb, const pgi_flash_args *a, int n_tiles);
 
 #endif

@@ -41,7 +41,9 @@
  *     with sliding windows and sinks, through graph replays, and at
  *     contexts above 8192 where the keys before every window are NaN on
  *     CUDA only, and full attention over 8200-8500 keys (group sizes 4
- *     and 8, head_dim 64 and 128; see test_attention_long_case)
+ *     and 8, head_dim 64 and 128; see test_attention_long_case); prompt
+ *     steps of 1..600 tokens after a prefix (the tensor-core flash kernel
+ *     from 16 tokens; test_attention_prompt_case)
  *   stories260K greedy tokens equal the golden file's; a batch of 64
  *   prompts gives each the same tokens as run alone.
  *   tiny-llama-q4_k_m and -q8_0 decoding batches of 9, 24 and 64 sequences
@@ -196,9 +198,12 @@ buffer_free(twin *t, twin_buffer *b)
     t->gpu->ops->free(t->gpu, b->gpu);
 }
 
-/* A step of n tokens of one sequence at positions 0..n-1, no cache use. */
+/* A step of n (<= SIMPLE_STEP_MAX) tokens of one sequence at positions
+ * 0..n-1, no cache use. */
+enum { SIMPLE_STEP_MAX = 1024 };
 typedef struct simple_step {
-    int32_t tokens[512], positions[512], seq_index[512], slots[512], outputs[512];
+    int32_t tokens[SIMPLE_STEP_MAX], positions[SIMPLE_STEP_MAX], seq_index[SIMPLE_STEP_MAX];
+    int32_t slots[SIMPLE_STEP_MAX], outputs[SIMPLE_STEP_MAX];
     int32_t lengths[1];
     pgi_step step;
 } simple_step;
@@ -274,7 +279,7 @@ load_rows(twin *t, twin_buffer *b, const float *host, int n, int width)
     simple_step s;
     bool ok;
 
-    if (n > 512 || !weight_make(t, &table, "rows", PGI_TYPE_F32, n, width, host))
+    if (n > SIMPLE_STEP_MAX || !weight_make(t, &table, "rows", PGI_TYPE_F32, n, width, host))
         return false;
     simple_step_init(&s, n);
     ok = step_both(t, &s.step);
@@ -2691,6 +2696,124 @@ test_attention_long_case(twin *t, const attention_case *c, int n_decode)
     pgi_free(prefill_gpu);
 }
 
+/*
+ * Prompt steps of one sequence after a prefix already in the cache: the
+ * prefix in steps of at most 256 tokens, then one step of `prompt` tokens,
+ * every step's attention output checked against the CPU backend.  Steps of
+ * PGI_ATTN_FLASH_MIN_TOKENS (16) tokens and more take CUDA's tensor-core
+ * flash kernel for head_dim 64 and 128 (unless PGI_CUDA_FLASH_ATTENTION=0),
+ * fewer the tiled float kernel, one token the decode kernel.  The block
+ * table runs backwards through the cache (the table matters).
+ */
+static void
+test_attention_prompt_case(twin *t, const attention_case *c, int prefix, int prompt)
+{
+    enum { BLOCK = 16, MAX_BLOCKS = 64, MAX_STEP = 600 };
+    int q_width = c->n_heads * c->head_dim, kv_width = c->n_kv_heads * c->head_dim;
+    pgi_kv_geometry g = {1, c->n_kv_heads, c->head_dim, BLOCK, MAX_BLOCKS};
+    pgi_kv_cache *kv_cpu = NULL, *kv_gpu = NULL;
+    pgi_attention_shape shape_cpu = {c->n_heads, c->n_kv_heads, c->head_dim,
+                                     1.0f / sqrtf((float) c->head_dim), c->window, NULL, 0};
+    pgi_attention_shape shape_gpu = shape_cpu;
+    int32_t tables[MAX_BLOCKS], lengths[1];
+    int32_t *tokens = pgi_alloc(sizeof(int32_t) * MAX_STEP * 4);
+    int32_t *positions = tokens + MAX_STEP, *seq_index = positions + MAX_STEP;
+    int32_t *slots = seq_index + MAX_STEP;
+    float *host = pgi_alloc(sizeof(float) * (size_t) MAX_STEP * (size_t) q_width * 3);
+    float *cpu_out = pgi_alloc(sizeof(float) * (size_t) MAX_STEP * (size_t) q_width);
+    float *gpu_out = pgi_alloc(sizeof(float) * (size_t) MAX_STEP * (size_t) q_width);
+    twin_buffer q, k, v, out;
+    twin_weight sinks;
+    pgi_error err;
+    char label[160];
+
+    snprintf(label, sizeof(label), "%d heads/%d kv, head_dim %d, window %d%s, prompt %d after %d",
+             c->n_heads, c->n_kv_heads, c->head_dim, c->window, c->sinks ? ", sinks" : "", prompt,
+             prefix);
+    memset(&sinks, 0, sizeof(sinks));
+    if (prefix + prompt > MAX_BLOCKS * BLOCK || prompt > MAX_STEP ||
+        !buffer_make(t, &q, (size_t) MAX_STEP * q_width) ||
+        !buffer_make(t, &k, (size_t) MAX_STEP * kv_width) ||
+        !buffer_make(t, &v, (size_t) MAX_STEP * kv_width) ||
+        !buffer_make(t, &out, (size_t) MAX_STEP * q_width) ||
+        (c->sinks && !sinks_make(t, &sinks, c->n_heads)) ||
+        t->cpu->ops->kv_create(t->cpu, &g, &kv_cpu, &err) != PGI_OK ||
+        t->gpu->ops->kv_create(t->gpu, &g, &kv_gpu, &err) != PGI_OK)
+    {
+        CHECK(false, "attention %s set up", label);
+        return;
+    }
+    if (c->sinks)
+    {
+        shape_cpu.sinks = &sinks.cpu;
+        shape_gpu.sinks = &sinks.gpu;
+    }
+    for (int i = 0; i < MAX_BLOCKS; i++)
+        tables[i] = MAX_BLOCKS - 1 - i;
+    for (int p0 = 0, n; p0 < prefix + prompt; p0 += n)
+    {
+        pgi_step step;
+
+        n = p0 < prefix ? (prefix - p0 < 256 ? prefix - p0 : 256) : prompt;
+        for (int i = 0; i < n; i++)
+        {
+            tokens[i] = i;
+            positions[i] = p0 + i;
+            seq_index[i] = 0;
+            slots[i] = tables[(p0 + i) / BLOCK] * BLOCK + (p0 + i) % BLOCK;
+        }
+        lengths[0] = p0 + n;
+        memset(&step, 0, sizeof(step));
+        step.n_tokens = n;
+        step.tokens = tokens;
+        step.positions = positions;
+        step.seq_index = seq_index;
+        step.kv_slots = slots;
+        step.n_seqs = 1;
+        step.max_blocks = MAX_BLOCKS;
+        step.block_tables = tables;
+        step.seq_lengths = lengths;
+        step.output_rows = tokens;
+        fill_random(host, (size_t) n * q_width, 1.0f);
+        fill_random(host + (size_t) n * q_width, (size_t) n * kv_width, 1.0f);
+        fill_random(host + (size_t) n * q_width * 2, (size_t) n * kv_width, 1.0f);
+        if (!load_rows(t, &q, host, n, q_width) ||
+            !load_rows(t, &k, host + (size_t) n * q_width, n, kv_width) ||
+            !load_rows(t, &v, host + (size_t) n * q_width * 2, n, kv_width) ||
+            !step_both(t, &step))
+        {
+            CHECK(false, "attention %s: step at %d set up", label, p0);
+            break;
+        }
+        t->cpu->ops->attention(t->cpu, out.cpu, q.cpu, k.cpu, v.cpu, kv_cpu, 0, &shape_cpu);
+        t->gpu->ops->attention(t->gpu, out.gpu, q.gpu, k.gpu, v.gpu, kv_gpu, 0, &shape_gpu);
+        if (!end_both(t))
+        {
+            CHECK(false, "attention %s: step at %d ran", label, p0);
+            break;
+        }
+        if (read_both(t, &out, cpu_out, gpu_out, (size_t) n * q_width))
+        {
+            double e = relative_error(gpu_out, cpu_out, (size_t) n * q_width);
+
+            CHECK(e <= 3e-3, "attention %s: step of %d tokens at %d, CUDA vs CPU %.2e <= 3e-3",
+                  label, n, p0, e);
+        }
+    }
+    t->cpu->ops->kv_destroy(t->cpu, kv_cpu);
+    t->gpu->ops->kv_destroy(t->gpu, kv_gpu);
+    buffer_free(t, &q);
+    buffer_free(t, &k);
+    buffer_free(t, &v);
+    buffer_free(t, &out);
+    if (c->sinks)
+        weight_free(t, &sinks);
+    pgi_free(tokens);
+    pgi_free(host);
+    pgi_free(cpu_out);
+    pgi_free(gpu_out);
+}
+
 static void
 test_attention(twin *t)
 {
@@ -2723,6 +2846,25 @@ test_attention(twin *t)
         test_attention_case(t, &cases[i], 5, 250, 5);
     for (size_t i = 0; i < sizeof(long_cases) / sizeof(long_cases[0]); i++)
         test_attention_long_case(t, &long_cases[i], 5);
+
+    /* prompt steps around the flash kernel's threshold and its tiles of 64
+     * query rows: head_dim 64 and 128, GQA groups 1, 4, 8, windows, sinks */
+    const attention_case prompt_cases[] = {
+        {2, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 0, false},
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 0, true},
+        {8, 1, 64, 64, PGI_ROPE_NEOX, 1.0f, 0, false},
+        {2, 2, 128, 128, PGI_ROPE_NEOX, 1.0f, 0, true},
+        {8, 2, 128, 128, PGI_ROPE_NEOX, 1.0f, 0, false},
+        {8, 1, 128, 128, PGI_ROPE_NEOX, 1.0f, 0, false},
+        {8, 2, 64, 64, PGI_ROPE_NEOX, 1.0f, 48, true},
+        {8, 1, 128, 128, PGI_ROPE_NEOX, 1.0f, 200, false},
+    };
+    const int prompts[] = {1, 15, 16, 17, 100, 600};
+
+    for (size_t i = 0; i < sizeof(prompt_cases) / sizeof(prompt_cases[0]); i++)
+        for (size_t j = 0; j < sizeof(prompts) / sizeof(prompts[0]); j++)
+            test_attention_prompt_case(t, &prompt_cases[i], prompts[j] == 600 ? 37 : 70,
+                                       prompts[j]);
 }
 
 /* ------------------------------------------------------------ engine */
@@ -2932,6 +3074,12 @@ main(int argc, char **argv)
     if (t.cpu == NULL || t.gpu == NULL)
         return unit_done();
 
+    if (getenv("PGI_GPU_TEST_ONLY_ATTENTION") != NULL)
+    {
+        /* a quick loop while working on the attention kernels */
+        test_attention(&t);
+        return unit_done();
+    }
     test_matmul(&t);
     test_matmul_mma(&t);
     test_fused_products(&t);

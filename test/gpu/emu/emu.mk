@@ -53,7 +53,7 @@ $(EMU_DIR)/test/test_emu.cpp: test/gpu/emu/test_emu.cu test/gpu/emu/cuda_emu_rew
 	@mkdir -p $(dir $@)
 	perl test/gpu/emu/cuda_emu_rewrite.pl $< $@
 
-$(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h $(EMU_DIR)/mma_int8.cuh
+$(EMU_DIR)/test_emu: $(EMU_DIR)/test/test_emu.cpp $(EMU_RUNTIME_OBJS) $(EMU_HDRS) test/unit/unit.h $(EMU_DIR)/mma_int8.cuh $(EMU_DIR)/mma_f16.cuh
 	$(EMU_CXX) $(EMU_KERNEL_CXXFLAGS) -Itest/unit -o $@ $< $(EMU_RUNTIME_OBJS) -lpthread -lm
 
 # hbm_bandwidth (test/gpu/device_check.sh's copy kernel) on the emulator,

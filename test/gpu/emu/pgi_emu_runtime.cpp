@@ -958,7 +958,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     prop->maxGridSize[2] = 65535;
     prop->major = 8;
     prop->minor = 0;
-    prop->multiProcessorCount = 4;
+    /* an H100's 132 SMs unless PGI_EMU_SM_COUNT says otherwise (kernels
+     * size their grids by it; blocks still run one after another) */
+    const char *sms = getenv("PGI_EMU_SM_COUNT");
+    prop->multiProcessorCount = sms != NULL && atoi(sms) > 0 ? atoi(sms) : 132;
     prop->maxThreadsPerMultiProcessor = 2048;
     prop->l2CacheSize = 4 << 20;
     prop->memoryBusWidth = 256;

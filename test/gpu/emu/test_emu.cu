@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "mma_f16.cuh"
 
 /* ---------------------------------------------------------------- conversions */
 
@@ -554,6 +555,109 @@ static void test_mma()
     cudaFreeHost(bt);
     cudaFreeHost(c);
     cudaFreeHost(d);
+
+/* ---------------------------------------------------------------- tensor-core mma */
+
+/* kernels/cuda/mma_f16.cuh: each warp of each block multiplies its own
+ * random F16 tiles A (16 x 16) and B (16 x 8) and adds C.  The fragments are
+ * loaded here by the PTX ISA's layout (section 9.7.14.5.8, "Matrix
+ * Fragments for mma.m16n8k16 with floating point type"), written out
+ * independently of the wrapper; the host compares D with a float64 product. */
+__global__ void mma_f16_kernel(const __half *a, const __half *b, const float *c, float *d)
+{
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
+    int g = lane >> 2, t = lane & 3;
+    const __half *A = a + warp * 256;      /* [16][16] row-major */
+    const __half *B = b + warp * 128;      /* [16 k][8 n], B[k][n] at k * 8 + n */
+    const float *C = c + warp * 128;       /* [16][8] */
+    float *D = d + warp * 128;
+    uint32_t ar[4], br[2];
+    float cr[4], dr[4];
+
+    ar[0] = pgi_pack_half2(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]);
+    ar[1] = pgi_pack_half2(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]);
+    ar[2] = pgi_pack_half2(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]);
+    ar[3] = pgi_pack_half2(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9]);
+    br[0] = pgi_pack_half2(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]);
+    br[1] = pgi_pack_half2(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g]);
+    for (int i = 0; i < 4; i++)
+        cr[i] = C[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)];
+    pgi_mma_f16_16816(dr, ar, br, cr);
+    for (int i = 0; i < 4; i++)
+        D[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)] = dr[i];
+}
+
+static void test_mma_f16()
+{
+    enum { BLOCKS = 3, WARPS_PER_BLOCK = 2, TILES = BLOCKS * WARPS_PER_BLOCK };
+    __half *ha = (__half *) malloc(sizeof(__half) * TILES * 256);
+    __half *hb = (__half *) malloc(sizeof(__half) * TILES * 128);
+    float *hc = (float *) malloc(sizeof(float) * TILES * 128);
+    float *hd = (float *) malloc(sizeof(float) * TILES * 128);
+    __half *da = NULL, *db = NULL;
+    float *dc = NULL, *dd = NULL;
+    unsigned seed = 12345;
+    auto uniform = [&]() { seed = seed * 1664525u + 1013904223u; return (seed >> 8) / 16777216.0f * 2.0f - 1.0f; };
+
+    for (int round = 0; round < 2; round++)
+    {
+        /* round 0: random halves in [-4, 4]; round 1: small integers (every
+         * product and sum exact in float, so D must equal it exactly) */
+        for (int i = 0; i < TILES * 256; i++)
+            ha[i] = __float2half_rn(round == 0 ? 4.0f * uniform() : (float) (int) (8.0f * uniform()));
+        for (int i = 0; i < TILES * 128; i++)
+        {
+            hb[i] = __float2half_rn(round == 0 ? 4.0f * uniform() : (float) (int) (8.0f * uniform()));
+            hc[i] = round == 0 ? 10.0f * uniform() : (float) (int) (100.0f * uniform());
+        }
+        CHECK(cudaMalloc((void **) &da, sizeof(__half) * TILES * 256) == cudaSuccess &&
+              cudaMalloc((void **) &db, sizeof(__half) * TILES * 128) == cudaSuccess &&
+              cudaMalloc((void **) &dc, sizeof(float) * TILES * 128) == cudaSuccess &&
+              cudaMalloc((void **) &dd, sizeof(float) * TILES * 128) == cudaSuccess, "mma buffers");
+        cudaMemcpy(da, ha, sizeof(__half) * TILES * 256, cudaMemcpyHostToDevice);
+        cudaMemcpy(db, hb, sizeof(__half) * TILES * 128, cudaMemcpyHostToDevice);
+        cudaMemcpy(dc, hc, sizeof(float) * TILES * 128, cudaMemcpyHostToDevice);
+        mma_f16_kernel<<<BLOCKS, 32 * WARPS_PER_BLOCK>>>(da, db, dc, dd);
+        CHECK(cudaGetLastError() == cudaSuccess, "mma kernel launched");
+        CHECK(cudaMemcpy(hd, dd, sizeof(float) * TILES * 128, cudaMemcpyDeviceToHost) == cudaSuccess,
+              "mma results copied back");
+        double worst = 0.0;
+        int inexact = 0;
+
+        for (int w = 0; w < TILES; w++)
+            for (int r = 0; r < 16; r++)
+                for (int n = 0; n < 8; n++)
+                {
+                    double s = hc[w * 128 + r * 8 + n], magnitude = fabs(s);
+
+                    for (int k = 0; k < 16; k++)
+                    {
+                        double p = (double) __half2float(ha[w * 256 + r * 16 + k]) *
+                                   (double) __half2float(hb[w * 128 + k * 8 + n]);
+
+                        s += p;
+                        magnitude += fabs(p);
+                    }
+                    double e = fabs(hd[w * 128 + r * 8 + n] - s) / (magnitude > 0.0 ? magnitude : 1.0);
+
+                    worst = e > worst ? e : worst;
+                    inexact += hd[w * 128 + r * 8 + n] != (float) s;
+                }
+        if (round == 0)
+            CHECK(worst < 1e-6, "mma m16n8k16 f16 -> f32 on %d random tiles vs float64: %.1e < 1e-6",
+                  TILES, worst);
+        else
+            CHECK(inexact == 0, "mma m16n8k16 f16 -> f32 on %d integer tiles: exact (%d differ)",
+                  TILES, inexact);
+        cudaFree(da);
+        cudaFree(db);
+        cudaFree(dc);
+        cudaFree(dd);
+    }
+    free(ha);
+    free(hb);
+    free(hc);
+    free(hd);
 }
 
 int main()
@@ -566,5 +670,6 @@ int main()
     test_faults();
     test_cublas();
     test_mma();
+    test_mma_f16();
     return unit_done();
 }
