@@ -574,6 +574,17 @@ q6k_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
 
 /* ------------------------------------------------------------ Q8_0 */
 
+/* Four quants of a Q8_0 block as one int32: the 34-byte blocks leave them
+ * 2-byte aligned, so they are read with memcpy (one plain load on x86). */
+static inline int32_t
+load_i32(const int8_t *p)
+{
+    int32_t v;
+
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 #define Q80_OFF_D 0
 #define Q80_OFF_QS 64
 #define Q80_GROUP_BLOCK (Q80_OFF_QS + 8 * 64)
@@ -661,7 +672,7 @@ q80_tile(int64_t cols, const uint8_t *g, const uint8_t *x, size_t xs, float *out
 
             _Pragma("GCC unroll 8") for (int c = 0; c < C; c++)
                 h[c] = _mm512_dpbusd_epi32(h[c], wv, _mm512_set1_epi32(
-                    *(const int32_t *) (((const pgi_block_q8_0 *) (x + c * xs))[b].qs + 4 * i)));
+                    load_i32(((const pgi_block_q8_0 *) (x + c * xs))[b].qs + 4 * i)));
         }
         for (int c = 0; c < C; c++)
             f[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h[c]),
