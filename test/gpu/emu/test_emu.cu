@@ -555,6 +555,7 @@ static void test_mma()
     cudaFreeHost(bt);
     cudaFreeHost(c);
     cudaFreeHost(d);
+}
 
 /* ---------------------------------------------------------------- tensor-core mma */
 
